@@ -1,0 +1,247 @@
+"""The kernels: numpy in, numpy out, each a forward/backward pair computed by the C++ core.
+
+Shape letters::
+
+    B  batch                 S  source length (time steps of an LSTM sequence)
+    T  decoder steps         I  input size
+    H  hidden size           A  attention size (concat)
+    S_max  rows of the location-attention weight
+
+Conventions shared by every function here:
+
+* Arrays may be any real float dtype and any layout; they are converted (copied only when needed)
+  to C-contiguous float64 when the first array argument (``x`` or ``hs``) is float64, otherwise to
+  float32. Outputs are fresh C-contiguous arrays of that dtype. Integer, bool, complex or object
+  arrays raise ``TypeError``; wrong ranks or sizes raise ``ValueError`` naming the argument, the
+  expected and the actual shape.
+* ``lengths`` is an integer array ``[B]``; positions at or past ``lengths[b]`` are padding.
+* A ``cache`` holds references to the (converted) inputs and the intermediate values the backward
+  needs. Do not modify the input arrays in place between a forward and its backward.
+* Gradients are returned fresh (never accumulated into existing arrays).
+* The GIL is released while a kernel runs; kernels keep no state, so threads may share weights.
+"""
+
+from __future__ import annotations
+
+from . import _core
+
+LSTMCellCache = _core.LSTMCellCache
+LSTMCache = _core.LSTMCache
+AttentionCache = _core.AttentionCache
+
+ATTENTION_KINDS = ("dot", "scaled_dot", "general", "concat", "location")
+
+__all__ = [
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "attention_weight_forward",
+    "attention_weight_backward",
+    "weight_sum_forward",
+    "weight_sum_backward",
+    "LSTMCellCache",
+    "LSTMCache",
+    "AttentionCache",
+    "ATTENTION_KINDS",
+]
+
+
+def lstm_cell_forward(x, h0, c0, w_ih, w_hh, b):
+    """One LSTM step, with ``torch.nn.LSTMCell``'s equations, gate order and weight shapes::
+
+        gates = x @ w_ih.T + h0 @ w_hh.T + b          # [B, 4H]
+        i, f, g, o = sigmoid(gates[:, 0:H]), sigmoid(gates[:, H:2H]),
+                     tanh(gates[:, 2H:3H]), sigmoid(gates[:, 3H:4H])
+        c1 = f * c0 + i * g
+        h1 = o * tanh(c1)
+
+    Parameters
+    ----------
+    x : (B, I) ndarray
+    h0, c0 : (B, H) ndarray or None
+        The state in; ``None`` means zeros.
+    w_ih : (4H, I) ndarray
+    w_hh : (4H, H) ndarray
+    b : (4H,) ndarray
+        One bias: ``torch``'s ``bias_ih + bias_hh``.
+
+    Returns
+    -------
+    h1, c1 : (B, H) ndarray
+    cache : LSTMCellCache
+        ``x, h0, c0, w_ih, w_hh`` as computed with, ``gates`` (B, 4H) activations and ``c1``.
+    """
+    return _core.lstm_cell_forward(x, h0, c0, w_ih, w_hh, b)
+
+
+def lstm_cell_backward(dh1, dc1, cache):
+    """Gradients of one LSTM step (see :func:`lstm_cell_forward`).
+
+    Parameters
+    ----------
+    dh1, dc1 : (B, H) ndarray or None
+        dL/dh1 and dL/dc1; ``None`` means zeros.
+    cache : LSTMCellCache
+        From :func:`lstm_cell_forward`.
+
+    Returns
+    -------
+    dx : (B, I) ndarray
+    dh0, dc0 : (B, H) ndarray
+    dw_ih : (4H, I) ndarray
+    dw_hh : (4H, H) ndarray
+    db : (4H,) ndarray
+    """
+    return _core.lstm_cell_backward(dh1, dc1, cache)
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths=None):
+    """An LSTM over a padded batch of sequences (equations of :func:`lstm_cell_forward`).
+
+    For each step ``t``: ``h_t, c_t = cell(x[:, t], h_{t-1}, c_{t-1})`` while ``t < lengths[b]``;
+    past a sequence's length its state is carried unchanged and its output is zero. Computed as one
+    input GEMM over all ``B*S`` rows, then per step one recurrent GEMM and one fused gate pass.
+
+    Parameters
+    ----------
+    x : (B, S, I) ndarray
+    h0, c0 : (B, H) ndarray or None
+        The initial state; ``None`` means zeros.
+    w_ih : (4H, I) ndarray
+    w_hh : (4H, H) ndarray
+    b : (4H,) ndarray
+    lengths : (B,) integer array-like or None
+        Valid steps per sequence, ``0 <= lengths[b] <= S``; ``None`` means all ``S``.
+
+    Returns
+    -------
+    hs : (B, S, H) ndarray
+        ``h_t`` for each valid step, zero past a length.
+    hT, cT : (B, H) ndarray
+        The state after each sequence's last valid step (``h0, c0`` for length 0), as
+        ``torch.nn.LSTM``'s ``h_n, c_n`` with packed sequences.
+    cache : LSTMCache
+        ``x, w_ih, w_hh, lengths``; ``gates`` (B, S, 4H) activations; ``h_prev, c_prev`` (B, S, H)
+        the state entering each step; ``c`` (B, S, H) the cell after each step.
+    """
+    return _core.lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths)
+
+
+def lstm_backward(dhs, dhT, dcT, cache):
+    """Gradients of :func:`lstm_forward`: a sweep from the last step to the first, then one GEMM
+    for each of ``dx``, ``dw_ih`` and ``dw_hh`` over all steps.
+
+    Parameters
+    ----------
+    dhs : (B, S, H) ndarray or None
+        dL/dhs (ignored at padded positions, whose outputs are constant zeros).
+    dhT, dcT : (B, H) ndarray or None
+        dL/dhT, dL/dcT. ``None`` means zeros for any of the three.
+    cache : LSTMCache
+        From :func:`lstm_forward`.
+
+    Returns
+    -------
+    dx : (B, S, I) ndarray
+        Zero at padded positions.
+    dh0, dc0 : (B, H) ndarray
+    dw_ih : (4H, I) ndarray
+    dw_hh : (4H, H) ndarray
+    db : (4H,) ndarray
+    """
+    return _core.lstm_backward(dhs, dhT, dcT, cache)
+
+
+def attention_weight_forward(hs, q, kind, params=(), lengths=None):
+    """Attention weights: a score per source position, then a softmax masked by ``lengths``.
+
+    ============  ================================  ==========================================
+    kind          score(q_t, hs_s)                  params
+    ============  ================================  ==========================================
+    dot           q_t . hs_s                        ``()``
+    scaled_dot    q_t . hs_s / sqrt(H)              ``()``
+    general       q_t . (W_a hs_s)                  ``(W_a,)``, W_a (H, H)
+    concat        v . tanh(W_q q_t + W_k hs_s)      ``(W_q, W_k, v)``: (A, H), (A, H), (A,)
+    location      (W_a q_t)_s                       ``(W_a,)``, W_a (S_max, H), needs S <= S_max
+    ============  ================================  ==========================================
+
+    ``a[b, t, s] = exp(score_s) / sum_{r < L_b} exp(score_r)`` for ``s < L_b = lengths[b]``, and
+    exactly 0 for ``s >= L_b``.
+
+    Parameters
+    ----------
+    hs : (B, S, H) ndarray
+        Source (encoder) states, ``S >= 1``.
+    q : (B, H) or (B, T, H) ndarray
+        One decoder step's query, or all ``T`` steps' queries at once (teacher-forced training).
+    kind : str
+        One of ``ATTENTION_KINDS``.
+    params : tuple of ndarray
+        As in the table above.
+    lengths : (B,) integer array-like or None
+        Source lengths, ``1 <= lengths[b] <= S``; ``None`` means all ``S``.
+
+    Returns
+    -------
+    a : (B, S) or (B, T, S) ndarray
+        Matching the rank of ``q``.
+    cache : AttentionCache
+        ``kind, hs, q`` (as (B, T, H)), ``params, lengths, a``, and the projections the kind needs:
+        ``query_proj`` (general: q W_a; concat: W_q q) and ``key_proj`` (concat: W_k hs).
+    """
+    return _core.attention_weight_forward(hs, q, kind, params, lengths)
+
+
+def attention_weight_backward(da, cache):
+    """Gradients of :func:`attention_weight_forward`.
+
+    Parameters
+    ----------
+    da : (B, S) or (B, T, S) ndarray
+        dL/da, the rank of the forward's ``a``.
+    cache : AttentionCache
+
+    Returns
+    -------
+    dhs : (B, S, H) ndarray
+        Zero for ``location``, whose scores do not depend on ``hs``.
+    dq : (B, H) or (B, T, H) ndarray
+    dparams : tuple of ndarray
+        Shaped like ``params``. For ``location`` rows ``S:`` of dW_a are zero.
+    """
+    return _core.attention_weight_backward(da, cache)
+
+
+def weight_sum_forward(hs, a):
+    """The context: ``c[b, t] = sum_s a[b, t, s] * hs[b, s]``.
+
+    Parameters
+    ----------
+    hs : (B, S, H) ndarray
+    a : (B, S) or (B, T, S) ndarray
+
+    Returns
+    -------
+    c : (B, H) or (B, T, H) ndarray
+        Matching the rank of ``a``.
+    """
+    return _core.weight_sum_forward(hs, a)
+
+
+def weight_sum_backward(dc, hs, a):
+    """Gradients of :func:`weight_sum_forward`:
+    ``dhs[b, s] = sum_t a[b, t, s] * dc[b, t]`` and ``da[b, t, s] = dc[b, t] . hs[b, s]``.
+
+    Parameters
+    ----------
+    dc : (B, H) or (B, T, H) ndarray
+    hs : (B, S, H) ndarray
+    a : (B, S) or (B, T, S) ndarray
+
+    Returns
+    -------
+    dhs : (B, S, H) ndarray
+    da : (B, S) or (B, T, S) ndarray
+    """
+    return _core.weight_sum_backward(dc, hs, a)

@@ -1,0 +1,653 @@
+// s2sext._core: the one layer between Python and the C++ core. Each function validates its
+// arguments (messages name the argument, the expected and the actual value), converts arrays to
+// C-contiguous float32/float64 (a copy only when needed), allocates the outputs, then releases the
+// GIL around the kernel. No math lives here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attention.h"
+#include "blas.h"
+#include "cpu.h"
+#include "lstm.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape(i));
+  }
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+std::string letter_name(char letter) { return letter == 'M' ? "S_max" : std::string(1, letter); }
+
+// The checks of one call: it knows the function's name for messages and binds shape letters (B, S,
+// H, ...) to sizes as arguments are checked, so later arguments are compared against earlier ones.
+class Checker {
+ public:
+  explicit Checker(const char* fn) : fn_(fn) {}
+
+  [[noreturn]] void value_error(const std::string& msg) const { throw py::value_error(fn_ + ": " + msg); }
+  [[noreturn]] void type_error(const std::string& msg) const { throw py::type_error(fn_ + ": " + msg); }
+
+  // A real floating array (any float dtype), else TypeError. Not yet converted.
+  py::array float_array(py::handle obj, const char* name) const {
+    if (obj.is_none()) type_error(std::string(name) + " must be a float32 or float64 array, got None");
+    py::array arr = py::array::ensure(obj);
+    if (!arr) type_error(std::string(name) + " must be a float32 or float64 array, got " + type_name(obj));
+    const char kind = arr.dtype().kind();
+    if (kind == 'c')
+      type_error(std::string(name) + " has complex dtype " + std::string(py::str(arr.dtype())) +
+                 "; expected a real float dtype (float32 or float64)");
+    if (kind != 'f')
+      type_error(std::string(name) + " must have a float dtype (float32 or float64), got dtype " +
+                 std::string(py::str(arr.dtype())));
+    return arr;
+  }
+
+  // Checked against spec ("B,S,H", "4H,I"), converted to C-contiguous T.
+  template <class T>
+  Array<T> floats(py::handle obj, const char* name, const char* spec) {
+    py::array arr = float_array(obj, name);
+    check_shape(arr, name, spec);
+    return Array<T>::ensure(arr);
+  }
+
+  // lengths: None, or integers [B] with min_length <= lengths[b] <= S.
+  py::object lengths(py::handle obj, int64_t min_length, const char* why_min) const {
+    if (obj.is_none()) return py::none();
+    py::array arr = py::array::ensure(obj);
+    if (!arr) type_error("lengths must be an integer array of shape (B,), got " + type_name(obj));
+    const char kind = arr.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+      type_error("lengths must have an integer dtype, got dtype " + std::string(py::str(arr.dtype())));
+    const int64_t B = dim('B'), S = dim('S');
+    if (arr.ndim() != 1 || arr.shape(0) != B)
+      value_error("lengths must have shape (B,) = (" + std::to_string(B) + ",), got shape " + shape_str(arr));
+    if (kind == 'u') {  // values above int64's range would wrap; compare as unsigned first
+      Array<uint64_t> u = Array<uint64_t>::ensure(arr);
+      for (int64_t n = 0; n < B; ++n)
+        if (u.data()[n] > static_cast<uint64_t>(S))
+          value_error("lengths[" + std::to_string(n) + "] = " + std::to_string(u.data()[n]) +
+                      " exceeds S = " + std::to_string(S));
+    }
+    Array<int64_t> out = Array<int64_t>::ensure(arr);
+    for (int64_t n = 0; n < B; ++n) {
+      const int64_t len = out.data()[n];
+      if (len < min_length || len > S)
+        value_error("lengths[" + std::to_string(n) + "] = " + std::to_string(len) + " is out of range; expected " +
+                    std::to_string(min_length) + " <= length <= S = " + std::to_string(S) + why_min);
+    }
+    return std::move(out);
+  }
+
+  void bind(char letter, int64_t value, const std::string& source) { dims_.push_back({letter, value, source}); }
+
+  bool bound(char letter) const {
+    for (const Dim& d : dims_)
+      if (d.letter == letter) return true;
+    return false;
+  }
+
+  int64_t dim(char letter) const {
+    for (const Dim& d : dims_)
+      if (d.letter == letter) return d.value;
+    return -1;
+  }
+
+ private:
+  struct Dim {
+    char letter;
+    int64_t value;
+    std::string source;
+  };
+  struct Token {
+    int64_t mult;
+    char letter;
+  };
+
+  static std::vector<Token> parse(const char* spec) {
+    std::vector<Token> tokens;
+    for (const char* p = spec; *p;) {
+      int64_t mult = 0;
+      while (*p >= '0' && *p <= '9') mult = mult * 10 + (*p++ - '0');
+      tokens.push_back({mult ? mult : 1, *p++});
+      if (*p == ',') ++p;
+    }
+    return tokens;
+  }
+
+  static std::string spec_str(const std::vector<Token>& tokens) {
+    std::string s = "[";
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (i) s += ", ";
+      if (tokens[i].mult != 1) s += std::to_string(tokens[i].mult);
+      s += letter_name(tokens[i].letter);
+    }
+    return s + "]";
+  }
+
+  std::string sources(const std::vector<Token>& tokens) const {
+    std::string s;
+    std::vector<char> seen;
+    for (const Token& t : tokens) {
+      bool dup = false;
+      for (char c : seen) dup |= c == t.letter;
+      if (dup) continue;
+      seen.push_back(t.letter);
+      for (const Dim& d : dims_)
+        if (d.letter == t.letter) {
+          if (!s.empty()) s += ", ";
+          s += letter_name(t.letter) + "=" + std::to_string(d.value) + " from " + d.source;
+          break;
+        }
+    }
+    return s;
+  }
+
+  void check_shape(const py::array& arr, const char* name, const char* spec) {
+    const std::vector<Token> tokens = parse(spec);
+    const std::string want = spec_str(tokens);
+    if (arr.ndim() != static_cast<py::ssize_t>(tokens.size()))
+      value_error(std::string(name) + " must have " + std::to_string(tokens.size()) + " dimensions " + want +
+                  ", got " + std::to_string(arr.ndim()) + " with shape " + shape_str(arr));
+    // Unbound letters take their size from this argument: plain ones first, then multiples (4H).
+    for (int pass = 0; pass < 2; ++pass)
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        const Token& t = tokens[i];
+        if ((t.mult == 1) != (pass == 0) || bound(t.letter)) continue;
+        const int64_t size = arr.shape(i);
+        if (size % t.mult != 0)
+          value_error(std::string(name) + " has shape " + shape_str(arr) + "; expected " + want + ", and dimension " +
+                      std::to_string(i) + " = " + std::to_string(size) + " is not a multiple of " +
+                      std::to_string(t.mult));
+        bind(t.letter, size / t.mult, name);
+      }
+    std::string expected = "(";
+    bool ok = true;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const int64_t size = tokens[i].mult * dim(tokens[i].letter);
+      ok &= size == arr.shape(i);
+      expected += (i ? ", " : "") + std::to_string(size);
+    }
+    expected += tokens.size() == 1 ? ",)" : ")";
+    if (!ok)
+      value_error(std::string(name) + " has shape " + shape_str(arr) + "; expected " + want + " = " + expected +
+                  " (" + sources(tokens) + ")");
+  }
+
+  std::string fn_;
+  std::vector<Dim> dims_;
+};
+
+bool is_float64(const py::array& arr) { return arr.dtype().kind() == 'f' && arr.itemsize() == 8; }
+
+// Runs f(T{}) with T = double when the primary argument is float64, else float.
+template <class F>
+auto with_dtype(const py::array& primary, F&& f) {
+  if (is_float64(primary)) return f(double{});
+  return f(float{});
+}
+
+template <class T>
+Array<T> empty(std::initializer_list<py::ssize_t> shape) {
+  return Array<T>(std::vector<py::ssize_t>(shape));
+}
+
+template <class T>
+Array<T> zeros(std::initializer_list<py::ssize_t> shape) {
+  Array<T> a = empty<T>(shape);
+  std::fill(a.mutable_data(), a.mutable_data() + a.size(), T(0));
+  return a;
+}
+
+const int64_t* lengths_ptr(const py::object& lengths) {
+  return lengths.is_none() ? nullptr : py::cast<Array<int64_t>>(lengths).data();
+}
+
+// ---- caches -------------------------------------------------------------------------------------
+
+struct LSTMCellCache {
+  py::array x, h0, c0, w_ih, w_hh;  // the inputs, as computed with
+  py::array gates;                   // [B,4H] activations i, f, g, o
+  py::array c1;                      // [B,H] new cell state
+};
+
+struct LSTMCache {
+  py::array x, w_ih, w_hh;
+  py::object lengths;                 // int64 [B] or None
+  py::array gates;                    // [B,S,4H] activations (0 past a length)
+  py::array h_prev, c_prev;           // [B,S,H] state entering each step
+  py::array c;                        // [B,S,H] cell after each step
+};
+
+struct AttentionCache {
+  std::string kind;
+  bool one_step;                      // q was [B,H] (a is [B,S])
+  py::array hs, q;                    // q as [B,T,H]
+  py::tuple params;
+  py::object lengths;                 // int64 [B] or None
+  py::array a;                        // [B,T,S]
+  py::object query_proj, key_proj;    // general: q W_a [B,T,H]; concat: W_q q [B,T,A], W_k hs [B,S,A]
+};
+
+template <class C>
+const C& require_cache(py::handle obj, const char* fn, const char* cls, const char* producer) {
+  if (!py::isinstance<C>(obj))
+    throw py::type_error(std::string(fn) + ": cache must be the " + cls + " returned by " + producer + ", got " +
+                         type_name(obj));
+  return obj.cast<const C&>();
+}
+
+template <class T>
+const T* cptr(const py::array& a) {
+  return static_cast<const T*>(a.data());
+}
+template <class T>
+const T* cptr_or_null(const py::object& a) {
+  return a.is_none() ? nullptr : static_cast<const T*>(py::cast<py::array>(a).data());
+}
+
+// ---- LSTM ---------------------------------------------------------------------------------------
+
+py::tuple lstm_cell_forward(py::handle x_in, py::handle h0_in, py::handle c0_in, py::handle w_ih_in,
+                            py::handle w_hh_in, py::handle b_in) {
+  Checker ck("lstm_cell_forward");
+  const py::array x_raw = ck.float_array(x_in, "x");
+  return with_dtype(x_raw, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto x = ck.floats<T>(x_in, "x", "B,I");
+    auto w_hh = ck.floats<T>(w_hh_in, "w_hh", "4H,H");
+    auto w_ih = ck.floats<T>(w_ih_in, "w_ih", "4H,I");
+    auto b = ck.floats<T>(b_in, "b", "4H");
+    const int64_t B = ck.dim('B'), I = ck.dim('I'), H = ck.dim('H');
+    auto h0 = h0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(h0_in, "h0", "B,H");
+    auto c0 = c0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(c0_in, "c0", "B,H");
+    auto h1 = empty<T>({B, H}), c1 = empty<T>({B, H}), gates = empty<T>({B, 4 * H});
+    {
+      py::gil_scoped_release nogil;
+      s2s::lstm_cell_forward<T>(h1.mutable_data(), c1.mutable_data(), gates.mutable_data(), x.data(),
+                                h0.data(), c0.data(), w_ih.data(), w_hh.data(), b.data(), B, I, H);
+    }
+    return py::make_tuple(h1, c1, LSTMCellCache{x, h0, c0, w_ih, w_hh, gates, c1});
+  });
+}
+
+py::tuple lstm_cell_backward(py::handle dh1_in, py::handle dc1_in, py::handle cache_in) {
+  Checker ck("lstm_cell_backward");
+  const auto& cache = require_cache<LSTMCellCache>(cache_in, "lstm_cell_backward", "LSTMCellCache",
+                                                   "lstm_cell_forward");
+  return with_dtype(cache.gates, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const int64_t B = cache.x.shape(0), I = cache.x.shape(1), H = cache.h0.shape(1);
+    ck.bind('B', B, "cache");
+    ck.bind('H', H, "cache");
+    auto dh1 = dh1_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(dh1_in, "dh1", "B,H");
+    auto dc1 = dc1_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(dc1_in, "dc1", "B,H");
+    auto dx = empty<T>({B, I}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
+    auto dw_ih = empty<T>({4 * H, I}), dw_hh = empty<T>({4 * H, H}), db = empty<T>({4 * H});
+    std::vector<T> dgates(B * 4 * H);
+    {
+      py::gil_scoped_release nogil;
+      s2s::lstm_cell_backward<T>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
+                                 dw_hh.mutable_data(), db.mutable_data(), dgates.data(), dh1.data(), dc1.data(),
+                                 cptr<T>(cache.gates), cptr<T>(cache.c1), cptr<T>(cache.x), cptr<T>(cache.h0),
+                                 cptr<T>(cache.c0), cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), B, I, H);
+    }
+    return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db);
+  });
+}
+
+py::tuple lstm_forward(py::handle x_in, py::handle h0_in, py::handle c0_in, py::handle w_ih_in,
+                       py::handle w_hh_in, py::handle b_in, py::handle lengths_in) {
+  Checker ck("lstm_forward");
+  const py::array x_raw = ck.float_array(x_in, "x");
+  return with_dtype(x_raw, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto x = ck.floats<T>(x_in, "x", "B,S,I");
+    auto w_hh = ck.floats<T>(w_hh_in, "w_hh", "4H,H");
+    auto w_ih = ck.floats<T>(w_ih_in, "w_ih", "4H,I");
+    auto b = ck.floats<T>(b_in, "b", "4H");
+    const int64_t B = ck.dim('B'), S = ck.dim('S'), I = ck.dim('I'), H = ck.dim('H');
+    auto h0 = h0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(h0_in, "h0", "B,H");
+    auto c0 = c0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(c0_in, "c0", "B,H");
+    py::object lengths = ck.lengths(lengths_in, 0, "");
+    auto hs = empty<T>({B, S, H}), hT = empty<T>({B, H}), cT = empty<T>({B, H});
+    auto gates = empty<T>({B, S, 4 * H});
+    auto h_prev = empty<T>({B, S, H}), c_prev = empty<T>({B, S, H}), c = empty<T>({B, S, H});
+    const int64_t* len = lengths_ptr(lengths);
+    {
+      py::gil_scoped_release nogil;
+      s2s::lstm_forward<T>(hs.mutable_data(), hT.mutable_data(), cT.mutable_data(), gates.mutable_data(),
+                           h_prev.mutable_data(), c_prev.mutable_data(), c.mutable_data(), x.data(), h0.data(),
+                           c0.data(), w_ih.data(), w_hh.data(), b.data(), len, B, S, I, H);
+    }
+    return py::make_tuple(hs, hT, cT, LSTMCache{x, w_ih, w_hh, lengths, gates, h_prev, c_prev, c});
+  });
+}
+
+py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in, py::handle cache_in) {
+  Checker ck("lstm_backward");
+  const auto& cache = require_cache<LSTMCache>(cache_in, "lstm_backward", "LSTMCache", "lstm_forward");
+  return with_dtype(cache.gates, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const int64_t B = cache.x.shape(0), S = cache.x.shape(1), I = cache.x.shape(2), H = cache.w_hh.shape(1);
+    ck.bind('B', B, "cache");
+    ck.bind('S', S, "cache");
+    ck.bind('H', H, "cache");
+    // None means a zero gradient; the core takes a null pointer for it.
+    Array<T> dhs, dhT, dcT;
+    const T *dhs_p = nullptr, *dhT_p = nullptr, *dcT_p = nullptr;
+    if (!dhs_in.is_none()) dhs_p = (dhs = ck.floats<T>(dhs_in, "dhs", "B,S,H")).data();
+    if (!dhT_in.is_none()) dhT_p = (dhT = ck.floats<T>(dhT_in, "dhT", "B,H")).data();
+    if (!dcT_in.is_none()) dcT_p = (dcT = ck.floats<T>(dcT_in, "dcT", "B,H")).data();
+    auto dx = empty<T>({B, S, I}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
+    auto dw_ih = empty<T>({4 * H, I}), dw_hh = empty<T>({4 * H, H}), db = empty<T>({4 * H});
+    std::vector<T> dgates(B * S * 4 * H);
+    const int64_t* len = lengths_ptr(cache.lengths);
+    {
+      py::gil_scoped_release nogil;
+      s2s::lstm_backward<T>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
+                            dw_hh.mutable_data(), db.mutable_data(), dgates.data(), dhs_p, dhT_p, dcT_p,
+                            cptr<T>(cache.gates), cptr<T>(cache.h_prev), cptr<T>(cache.c_prev), cptr<T>(cache.c),
+                            cptr<T>(cache.x), cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), len, B, S, I, H);
+    }
+    return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db);
+  });
+}
+
+// ---- attention ----------------------------------------------------------------------------------
+
+struct KindSpec {
+  const char* name;
+  s2s::ScoreKind kind;
+  const char* params_doc;  // for messages
+  std::vector<std::pair<const char*, const char*>> params;  // (name, shape spec)
+};
+
+const std::vector<KindSpec>& kind_specs() {
+  static const std::vector<KindSpec> specs = {
+      {"dot", s2s::ScoreKind::dot, "()", {}},
+      {"scaled_dot", s2s::ScoreKind::scaled_dot, "()", {}},
+      {"general", s2s::ScoreKind::general, "(W_a [H, H],)", {{"W_a", "H,H"}}},
+      {"concat", s2s::ScoreKind::concat, "(W_q [A, H], W_k [A, H], v [A])",
+       {{"W_q", "A,H"}, {"W_k", "A,H"}, {"v", "A"}}},
+      {"location", s2s::ScoreKind::location, "(W_a [S_max, H],)", {{"W_a", "M,H"}}},
+  };
+  return specs;
+}
+
+const KindSpec& parse_kind(const Checker& ck, py::handle kind_in) {
+  std::string known;
+  for (const KindSpec& k : kind_specs()) known += (known.empty() ? "" : ", ") + std::string("'") + k.name + "'";
+  if (!py::isinstance<py::str>(kind_in))
+    ck.type_error("kind must be a str, one of " + known + ", got " + type_name(kind_in));
+  const std::string kind = py::cast<std::string>(kind_in);
+  for (const KindSpec& k : kind_specs())
+    if (kind == k.name) return k;
+  ck.value_error("unknown kind '" + kind + "'; expected one of " + known);
+}
+
+py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle kind_in, py::handle params_in,
+                                   py::handle lengths_in) {
+  Checker ck("attention_weight_forward");
+  const KindSpec& spec = parse_kind(ck, kind_in);
+  if (!params_in.is_none() && !py::isinstance<py::tuple>(params_in) && !py::isinstance<py::list>(params_in))
+    ck.type_error("params must be a tuple, " + std::string(spec.params_doc) + " for kind '" + spec.name + "', got " +
+                  type_name(params_in));
+  const py::tuple params_seq = params_in.is_none() ? py::tuple() : py::tuple(py::reinterpret_borrow<py::object>(params_in));
+  if (params_seq.size() != spec.params.size())
+    ck.value_error("params for kind '" + std::string(spec.name) + "' must be " + spec.params_doc + ": " +
+                   std::to_string(spec.params.size()) + " array(s), got " + std::to_string(params_seq.size()));
+  const py::array hs_raw = ck.float_array(hs_in, "hs");
+  const py::array q_raw = ck.float_array(q_in, "q");
+  if (q_raw.ndim() != 2 && q_raw.ndim() != 3)
+    ck.value_error("q must have shape [B, H] (one step) or [B, T, H] (all steps), got shape " + shape_str(q_raw));
+  const bool one_step = q_raw.ndim() == 2;
+  return with_dtype(hs_raw, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto hs = ck.floats<T>(hs_in, "hs", "B,S,H");
+    auto q = ck.floats<T>(q_in, "q", one_step ? "B,H" : "B,T,H");
+    if (one_step) ck.bind('T', 1, "q");
+    const int64_t B = ck.dim('B'), T_steps = ck.dim('T'), S = ck.dim('S'), H = ck.dim('H');
+    if (S < 1) ck.value_error("hs must have at least one source position, got shape " + shape_str(hs));
+    std::vector<Array<T>> params;
+    py::tuple params_out(spec.params.size());
+    for (size_t i = 0; i < spec.params.size(); ++i) {
+      const std::string name = "params[" + std::to_string(i) + "] (" + spec.params[i].first + ")";
+      params.push_back(ck.floats<T>(params_seq[i], name.c_str(), spec.params[i].second));
+      params_out[i] = params.back();
+    }
+    const int64_t A = ck.bound('A') ? ck.dim('A') : 0;
+    const int64_t S_max = ck.bound('M') ? ck.dim('M') : 0;
+    if (spec.kind == s2s::ScoreKind::location && S > S_max)
+      ck.value_error("kind 'location' scores position s by row s of W_a, but hs has S = " + std::to_string(S) +
+                     " positions and W_a only S_max = " + std::to_string(S_max) + " rows");
+    py::object lengths = ck.lengths(lengths_in, 1, " (attention needs at least one position to attend to)");
+
+    s2s::AttentionParams<T> p;
+    if (spec.kind == s2s::ScoreKind::general || spec.kind == s2s::ScoreKind::location) p.w_a = params[0].data();
+    if (spec.kind == s2s::ScoreKind::concat) {
+      p.w_q = params[0].data();
+      p.w_k = params[1].data();
+      p.v = params[2].data();
+    }
+    const s2s::AttentionShape shape{B, T_steps, S, H, A, S_max};
+    const int64_t qp_size = s2s::attention_query_proj_size(spec.kind, shape);
+    const int64_t kp_size = s2s::attention_key_proj_size(spec.kind, shape);
+    Array<T> query_proj = empty<T>({qp_size}), key_proj = empty<T>({kp_size});
+    T* qp = qp_size ? query_proj.mutable_data() : nullptr;
+    T* kp = kp_size ? key_proj.mutable_data() : nullptr;
+    auto a = empty<T>({B, T_steps, S});
+    const int64_t* len = lengths_ptr(lengths);
+    {
+      py::gil_scoped_release nogil;
+      s2s::attention_weight_forward<T>(a.mutable_data(), qp, kp, hs.data(), q.data(), spec.kind, p, len, shape);
+    }
+    py::array q3 = q.reshape({B, T_steps, H});
+    AttentionCache cache{spec.name, one_step, hs, q3, params_out, lengths, a,
+                         qp_size ? py::object(query_proj) : py::none(), kp_size ? py::object(key_proj) : py::none()};
+    py::array a_out = one_step ? py::array(a.reshape({B, S})) : py::array(a);
+    return py::make_tuple(a_out, std::move(cache));
+  });
+}
+
+py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
+  Checker ck("attention_weight_backward");
+  const auto& cache = require_cache<AttentionCache>(cache_in, "attention_weight_backward", "AttentionCache",
+                                                    "attention_weight_forward");
+  const KindSpec& spec = parse_kind(ck, py::str(cache.kind));
+  return with_dtype(cache.a, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const int64_t B = cache.hs.shape(0), S = cache.hs.shape(1), H = cache.hs.shape(2), T_steps = cache.q.shape(1);
+    ck.bind('B', B, "cache");
+    ck.bind('T', T_steps, "cache");
+    ck.bind('S', S, "cache");
+    auto da = ck.floats<T>(da_in, "da", cache.one_step ? "B,S" : "B,T,S");
+    s2s::AttentionShape shape{B, T_steps, S, H, 0, 0};
+    s2s::AttentionParams<T> p;
+    s2s::AttentionParamGrads<T> dp;
+    std::vector<py::array> w;    // the parameters, as saved
+    std::vector<Array<T>> dw;    // their gradients, same shapes
+    py::tuple dparams(spec.params.size());
+    for (size_t i = 0; i < spec.params.size(); ++i) {
+      w.push_back(cache.params[i].cast<py::array>());
+      dw.push_back(Array<T>(std::vector<py::ssize_t>(w[i].shape(), w[i].shape() + w[i].ndim())));
+      dparams[i] = dw[i];
+    }
+    if (spec.kind == s2s::ScoreKind::general || spec.kind == s2s::ScoreKind::location) {
+      p.w_a = cptr<T>(w[0]);
+      dp.w_a = dw[0].mutable_data();
+      shape.S_max = w[0].shape(0);
+    }
+    if (spec.kind == s2s::ScoreKind::concat) {
+      p.w_q = cptr<T>(w[0]);
+      p.w_k = cptr<T>(w[1]);
+      p.v = cptr<T>(w[2]);
+      dp.w_q = dw[0].mutable_data();
+      dp.w_k = dw[1].mutable_data();
+      dp.v = dw[2].mutable_data();
+      shape.A = w[2].shape(0);
+    }
+    auto dhs = empty<T>({B, S, H}), dq = empty<T>({B, T_steps, H});
+    const int64_t* len = lengths_ptr(cache.lengths);
+    const T* qp = cptr_or_null<T>(cache.query_proj);
+    const T* kp = cptr_or_null<T>(cache.key_proj);
+    {
+      py::gil_scoped_release nogil;
+      s2s::attention_weight_backward<T>(dhs.mutable_data(), dq.mutable_data(), dp, da.data(), cptr<T>(cache.a), qp,
+                                        kp, cptr<T>(cache.hs), cptr<T>(cache.q), spec.kind, p, len, shape);
+    }
+    py::array dq_out = cache.one_step ? py::array(dq.reshape({B, H})) : py::array(dq);
+    return py::make_tuple(dhs, dq_out, dparams);
+  });
+}
+
+py::array weight_sum_forward(py::handle hs_in, py::handle a_in) {
+  Checker ck("weight_sum_forward");
+  const py::array hs_raw = ck.float_array(hs_in, "hs");
+  const py::array a_raw = ck.float_array(a_in, "a");
+  if (a_raw.ndim() != 2 && a_raw.ndim() != 3)
+    ck.value_error("a must have shape [B, S] (one step) or [B, T, S] (all steps), got shape " + shape_str(a_raw));
+  const bool one_step = a_raw.ndim() == 2;
+  return with_dtype(hs_raw, [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    auto hs = ck.floats<T>(hs_in, "hs", "B,S,H");
+    auto a = ck.floats<T>(a_in, "a", one_step ? "B,S" : "B,T,S");
+    const int64_t B = ck.dim('B'), S = ck.dim('S'), H = ck.dim('H'), T_steps = one_step ? 1 : ck.dim('T');
+    auto c = empty<T>({B, T_steps, H});
+    {
+      py::gil_scoped_release nogil;
+      s2s::weight_sum_forward<T>(c.mutable_data(), hs.data(), a.data(), B, T_steps, S, H);
+    }
+    return one_step ? py::array(c.reshape({B, H})) : py::array(c);
+  });
+}
+
+py::tuple weight_sum_backward(py::handle dc_in, py::handle hs_in, py::handle a_in) {
+  Checker ck("weight_sum_backward");
+  const py::array hs_raw = ck.float_array(hs_in, "hs");
+  const py::array a_raw = ck.float_array(a_in, "a");
+  if (a_raw.ndim() != 2 && a_raw.ndim() != 3)
+    ck.value_error("a must have shape [B, S] (one step) or [B, T, S] (all steps), got shape " + shape_str(a_raw));
+  const bool one_step = a_raw.ndim() == 2;
+  return with_dtype(hs_raw, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto hs = ck.floats<T>(hs_in, "hs", "B,S,H");
+    auto a = ck.floats<T>(a_in, "a", one_step ? "B,S" : "B,T,S");
+    auto dc = ck.floats<T>(dc_in, "dc", one_step ? "B,H" : "B,T,H");
+    const int64_t B = ck.dim('B'), S = ck.dim('S'), H = ck.dim('H'), T_steps = one_step ? 1 : ck.dim('T');
+    auto dhs = empty<T>({B, S, H}), da = empty<T>({B, T_steps, S});
+    {
+      py::gil_scoped_release nogil;
+      s2s::weight_sum_backward<T>(dhs.mutable_data(), da.mutable_data(), dc.data(), hs.data(), a.data(), B, T_steps,
+                                  S, H);
+    }
+    py::array da_out = one_step ? py::array(da.reshape({B, S})) : py::array(da);
+    return py::make_tuple(dhs, da_out);
+  });
+}
+
+// ---- the machine --------------------------------------------------------------------------------
+
+py::dict cpu_info() {
+  const s2s::CpuInfo info = s2s::cpu_info();
+  py::dict features;
+  for (const auto& f : info.features) features[py::str(f.first)] = f.second;
+  const s2s::BlasInfo blas = s2s::blas_info();
+  py::dict blas_dict;
+  blas_dict["name"] = blas.name;
+  blas_dict["config"] = blas.config;
+  blas_dict["core"] = blas.core;
+  blas_dict["threads"] = blas.threads;
+  py::dict out;
+  out["arch"] = info.arch;
+  out["features"] = features;
+  out["available_paths"] = py::cast(info.available_paths);
+  out["kernel_path"] = info.kernel_path;
+  out["env_request"] = info.env_request;
+  out["blas"] = blas_dict;
+  return out;
+}
+
+std::string set_kernel_path(py::handle name_in) {
+  std::string available;
+  for (const std::string& p : s2s::cpu_info().available_paths) available += (available.empty() ? "" : ", ") + p;
+  if (!py::isinstance<py::str>(name_in))
+    throw py::type_error("set_kernel_path: name must be a str, one of " + available + ", got " + type_name(name_in));
+  const std::string name = py::cast<std::string>(name_in);
+  s2s::KernelPath path;
+  if (!s2s::parse_path(name, &path))
+    throw py::value_error("set_kernel_path: unknown path '" + name + "'; expected one of portable, avx2, avx512");
+  if (!s2s::path_available(path))
+    throw py::value_error("set_kernel_path: path '" + name + "' is not supported by this CPU or build; available: " +
+                          available);
+  const std::string previous = s2s::path_name(s2s::active_path());
+  s2s::set_active_path(path);
+  return previous;
+}
+
+void set_blas_threads(int threads) {
+  if (threads < 1) throw py::value_error("set_blas_threads: threads must be >= 1, got " + std::to_string(threads));
+  s2s::blas_set_threads(threads);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "s2sext's compiled core. Use s2sext.ops; this module's names are private.";
+
+  py::class_<LSTMCellCache>(m, "LSTMCellCache", "What lstm_cell_backward needs from lstm_cell_forward.")
+      .def_readonly("x", &LSTMCellCache::x, "[B, I] input")
+      .def_readonly("h0", &LSTMCellCache::h0, "[B, H] hidden state in")
+      .def_readonly("c0", &LSTMCellCache::c0, "[B, H] cell state in")
+      .def_readonly("w_ih", &LSTMCellCache::w_ih, "[4H, I]")
+      .def_readonly("w_hh", &LSTMCellCache::w_hh, "[4H, H]")
+      .def_readonly("gates", &LSTMCellCache::gates, "[B, 4H] gate activations i, f, g, o")
+      .def_readonly("c1", &LSTMCellCache::c1, "[B, H] cell state out");
+  py::class_<LSTMCache>(m, "LSTMCache", "What lstm_backward needs from lstm_forward.")
+      .def_readonly("x", &LSTMCache::x, "[B, S, I] input")
+      .def_readonly("w_ih", &LSTMCache::w_ih, "[4H, I]")
+      .def_readonly("w_hh", &LSTMCache::w_hh, "[4H, H]")
+      .def_readonly("lengths", &LSTMCache::lengths, "int64 [B] or None")
+      .def_readonly("gates", &LSTMCache::gates, "[B, S, 4H] gate activations (0 past a length)")
+      .def_readonly("h_prev", &LSTMCache::h_prev, "[B, S, H] hidden state entering each step")
+      .def_readonly("c_prev", &LSTMCache::c_prev, "[B, S, H] cell state entering each step")
+      .def_readonly("c", &LSTMCache::c, "[B, S, H] cell state after each step");
+  py::class_<AttentionCache>(m, "AttentionCache", "What attention_weight_backward needs from attention_weight_forward.")
+      .def_readonly("kind", &AttentionCache::kind)
+      .def_readonly("one_step", &AttentionCache::one_step, "True if q was [B, H]")
+      .def_readonly("hs", &AttentionCache::hs, "[B, S, H] source states")
+      .def_readonly("q", &AttentionCache::q, "[B, T, H] queries (T = 1 for one step)")
+      .def_readonly("params", &AttentionCache::params)
+      .def_readonly("lengths", &AttentionCache::lengths, "int64 [B] or None")
+      .def_readonly("a", &AttentionCache::a, "[B, T, S] weights")
+      .def_readonly("query_proj", &AttentionCache::query_proj, "general: q W_a, flat [B*T*H]; concat: W_q q, flat [B*T*A]; else None")
+      .def_readonly("key_proj", &AttentionCache::key_proj, "concat: W_k hs, flat [B*S*A]; else None");
+
+  m.def("lstm_cell_forward", &lstm_cell_forward);
+  m.def("lstm_cell_backward", &lstm_cell_backward);
+  m.def("lstm_forward", &lstm_forward);
+  m.def("lstm_backward", &lstm_backward);
+  m.def("attention_weight_forward", &attention_weight_forward);
+  m.def("attention_weight_backward", &attention_weight_backward);
+  m.def("weight_sum_forward", &weight_sum_forward);
+  m.def("weight_sum_backward", &weight_sum_backward);
+  m.def("cpu_info", &cpu_info);
+  m.def("set_kernel_path", &set_kernel_path);
+  m.def("set_blas_threads", &set_blas_threads);
+}

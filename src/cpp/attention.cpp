@@ -1,0 +1,191 @@
+// Attention weight and weight sum, forward and backward; equations and shapes in attention.h.
+// Letters: B batch, T decoder steps, S source positions, H hidden size, A attention size.
+// Per-row work (scores of one query, its softmax, its weighted sum) runs in the SIMD kernels;
+// projections shared by all rows (q W_a, W_q q, W_k hs) are single BLAS products.
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "blas.h"
+#include "kernels.h"
+
+namespace s2s {
+namespace {
+
+inline int64_t valid_length(const int64_t* lengths, int64_t n, int64_t S) {
+  return lengths ? lengths[n] : S;
+}
+
+template <class T>
+T score_scale(ScoreKind kind, int64_t H) {
+  return kind == ScoreKind::scaled_dot ? T(1) / std::sqrt(T(H)) : T(1);
+}
+
+}  // namespace
+
+int64_t attention_query_proj_size(ScoreKind kind, const AttentionShape& s) {
+  if (kind == ScoreKind::general) return s.B * s.T * s.H;
+  if (kind == ScoreKind::concat) return s.B * s.T * s.A;
+  return 0;
+}
+
+int64_t attention_key_proj_size(ScoreKind kind, const AttentionShape& s) {
+  return kind == ScoreKind::concat ? s.B * s.S * s.A : 0;
+}
+
+template <class T>
+void attention_weight_forward(T* a, T* query_proj, T* key_proj, const T* hs, const T* q,
+                              ScoreKind kind, const AttentionParams<T>& params, const int64_t* lengths,
+                              const AttentionShape& shape) {
+  const int64_t B = shape.B, T_steps = shape.T, S = shape.S, H = shape.H, A = shape.A;
+  const KernelTable<T>& k = kernels<T>();
+  const T* query = q;  // the vector each key is dotted with (dot, scaled_dot, general)
+  switch (kind) {
+    case ScoreKind::dot:
+    case ScoreKind::scaled_dot:
+      break;
+    case ScoreKind::general:  // query_proj = q @ W_a
+      gemm<T>(Trans::no, Trans::no, B * T_steps, H, H, T(1), q, H, params.w_a, H, T(0), query_proj, H);
+      query = query_proj;
+      break;
+    case ScoreKind::location:  // a = q @ W_a[:S]^T, softmaxed below
+      gemm<T>(Trans::no, Trans::yes, B * T_steps, S, H, T(1), q, H, params.w_a, H, T(0), a, S);
+      break;
+    case ScoreKind::concat:  // query_proj = q @ W_q^T, key_proj = hs @ W_k^T
+      gemm<T>(Trans::no, Trans::yes, B * T_steps, A, H, T(1), q, H, params.w_q, H, T(0), query_proj, A);
+      gemm<T>(Trans::no, Trans::yes, B * S, A, H, T(1), hs, H, params.w_k, H, T(0), key_proj, A);
+      break;
+  }
+  const T scale = score_scale<T>(kind, H);
+  for (int64_t n = 0; n < B; ++n) {
+    const int64_t L = valid_length(lengths, n, S);
+    const T* hs_n = hs + n * S * H;
+    for (int64_t t = 0; t < T_steps; ++t) {
+      const int64_t nt = n * T_steps + t;
+      T* a_nt = a + nt * S;
+      if (kind == ScoreKind::concat)
+        k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a_nt, L, A);
+      else if (kind != ScoreKind::location)
+        k.gemv(hs_n, H, query + nt * H, a_nt, L, H, scale, T(0));
+      k.masked_softmax(a_nt, L, S);
+    }
+  }
+}
+
+template <class T>
+void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dparams, const T* da,
+                               const T* a, const T* query_proj, const T* key_proj, const T* hs,
+                               const T* q, ScoreKind kind, const AttentionParams<T>& params,
+                               const int64_t* lengths, const AttentionShape& shape) {
+  const int64_t B = shape.B, T_steps = shape.T, S = shape.S, H = shape.H, A = shape.A;
+  const KernelTable<T>& k = kernels<T>();
+  // de = dL/dscore through the masked softmax
+  std::vector<T> de(B * T_steps * S);
+  for (int64_t n = 0; n < B; ++n) {
+    const int64_t L = valid_length(lengths, n, S);
+    for (int64_t t = 0; t < T_steps; ++t) {
+      const int64_t row = (n * T_steps + t) * S;
+      k.masked_softmax_backward(a + row, da + row, de.data() + row, L, S);
+    }
+  }
+
+  switch (kind) {
+    case ScoreKind::dot:
+    case ScoreKind::scaled_dot:
+    case ScoreKind::general: {
+      // forward: score[t,s] = scale * query[t] . hs[s] with query = q (dot) or q @ W_a (general)
+      const T scale = score_scale<T>(kind, H);
+      const T* query = kind == ScoreKind::general ? query_proj : q;
+      std::vector<T> dquery_buf(kind == ScoreKind::general ? B * T_steps * H : 0);
+      T* dquery = kind == ScoreKind::general ? dquery_buf.data() : dq;
+      for (int64_t n = 0; n < B; ++n) {
+        const int64_t L = valid_length(lengths, n, S);
+        const T* hs_n = hs + n * S * H;
+        const T* de_n = de.data() + n * T_steps * S;
+        for (int64_t t = 0; t < T_steps; ++t)  // dquery[t] = scale * sum_s de[t,s] hs[s]
+          k.gemv_t(hs_n, H, de_n + t * S, dquery + (n * T_steps + t) * H, L, H, scale, T(0));
+        // dhs[s] = scale * sum_t de[t,s] query[t]  (de is 0 past L, so rows past L come out 0)
+        gemm<T>(Trans::yes, Trans::no, S, H, T_steps, scale, de_n, S, query + n * T_steps * H, H,
+                T(0), dhs + n * S * H, H);
+      }
+      if (kind == ScoreKind::general) {  // forward: query = q @ W_a
+        gemm<T>(Trans::no, Trans::yes, B * T_steps, H, H, T(1), dquery, H, params.w_a, H, T(0), dq, H);
+        gemm<T>(Trans::yes, Trans::no, H, H, B * T_steps, T(1), q, H, dquery, H, T(0), dparams.w_a, H);
+      }
+      break;
+    }
+    case ScoreKind::location: {
+      // forward: score = q @ W_a[:S]^T; the scores do not depend on hs, rows S.. of W_a unused
+      gemm<T>(Trans::no, Trans::no, B * T_steps, H, S, T(1), de.data(), S, params.w_a, H, T(0), dq, H);
+      gemm<T>(Trans::yes, Trans::no, S, H, B * T_steps, T(1), de.data(), S, q, H, T(0), dparams.w_a, H);
+      std::fill(dparams.w_a + S * H, dparams.w_a + shape.S_max * H, T(0));
+      std::fill(dhs, dhs + B * S * H, T(0));
+      break;
+    }
+    case ScoreKind::concat: {
+      std::vector<T> dquery_proj(B * T_steps * A, T(0)), dkey_proj(B * S * A, T(0));
+      std::fill(dparams.v, dparams.v + A, T(0));
+      for (int64_t n = 0; n < B; ++n) {
+        const int64_t L = valid_length(lengths, n, S);
+        for (int64_t t = 0; t < T_steps; ++t) {
+          const int64_t nt = n * T_steps + t;
+          k.additive_scores_backward(de.data() + nt * S, query_proj + nt * A, key_proj + n * S * A,
+                                     params.v, dquery_proj.data() + nt * A,
+                                     dkey_proj.data() + n * S * A, dparams.v, L, A);
+        }
+      }
+      // forward: query_proj = q @ W_q^T, key_proj = hs @ W_k^T
+      gemm<T>(Trans::no, Trans::no, B * T_steps, H, A, T(1), dquery_proj.data(), A, params.w_q, H,
+              T(0), dq, H);
+      gemm<T>(Trans::yes, Trans::no, A, H, B * T_steps, T(1), dquery_proj.data(), A, q, H, T(0),
+              dparams.w_q, H);
+      gemm<T>(Trans::no, Trans::no, B * S, H, A, T(1), dkey_proj.data(), A, params.w_k, H, T(0), dhs, H);
+      gemm<T>(Trans::yes, Trans::no, A, H, B * S, T(1), dkey_proj.data(), A, hs, H, T(0), dparams.w_k, H);
+      break;
+    }
+  }
+}
+
+template <class T>
+void weight_sum_forward(T* c, const T* hs, const T* a, int64_t B, int64_t T_steps, int64_t S, int64_t H) {
+  const KernelTable<T>& k = kernels<T>();
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t t = 0; t < T_steps; ++t) {
+      const int64_t nt = n * T_steps + t;
+      k.gemv_t(hs + n * S * H, H, a + nt * S, c + nt * H, S, H, T(1), T(0));
+    }
+}
+
+template <class T>
+void weight_sum_backward(T* dhs, T* da, const T* dc, const T* hs, const T* a, int64_t B,
+                         int64_t T_steps, int64_t S, int64_t H) {
+  const KernelTable<T>& k = kernels<T>();
+  for (int64_t n = 0; n < B; ++n) {
+    const T* hs_n = hs + n * S * H;
+    for (int64_t t = 0; t < T_steps; ++t) {  // forward: c[t] = sum_s a[t,s] hs[s], so da[t,s] = dc[t] . hs[s]
+      const int64_t nt = n * T_steps + t;
+      k.gemv(hs_n, H, dc + nt * H, da + nt * S, S, H, T(1), T(0));
+    }
+    // dhs[s] = sum_t a[t,s] dc[t]
+    gemm<T>(Trans::yes, Trans::no, S, H, T_steps, T(1), a + n * T_steps * S, S, dc + n * T_steps * H,
+            H, T(0), dhs + n * S * H, H);
+  }
+}
+
+#define S2S_INSTANTIATE_ATTENTION(T)                                                              \
+  template void attention_weight_forward<T>(T*, T*, T*, const T*, const T*, ScoreKind,            \
+                                            const AttentionParams<T>&, const int64_t*,            \
+                                            const AttentionShape&);                               \
+  template void attention_weight_backward<T>(T*, T*, const AttentionParamGrads<T>&, const T*,     \
+                                             const T*, const T*, const T*, const T*, const T*,    \
+                                             ScoreKind, const AttentionParams<T>&, const int64_t*, \
+                                             const AttentionShape&);                              \
+  template void weight_sum_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t); \
+  template void weight_sum_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t,    \
+                                       int64_t, int64_t);
+S2S_INSTANTIATE_ATTENTION(float)
+S2S_INSTANTIATE_ATTENTION(double)
+
+}  // namespace s2s

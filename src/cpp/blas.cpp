@@ -1,0 +1,98 @@
+// The only file that calls BLAS (see blas.h). CBLAS is declared here rather than through a header so
+// that the scipy-openblas32 prefix (scipy_cblas_sgemm) and a system CBLAS (cblas_sgemm) share one
+// code path; the enum values are CBLAS's fixed ABI constants.
+#include "blas.h"
+
+#include <climits>
+#include <stdexcept>
+
+#include "kernels.h"
+
+#if defined(S2S_BLAS_SCIPY_OPENBLAS)
+#define S2S_BLAS(name) scipy_##name
+#else
+#define S2S_BLAS(name) name
+#endif
+
+extern "C" {
+using blas_int = int;  // LP64 CBLAS: the 32 in scipy-openblas32
+enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+void S2S_BLAS(cblas_sgemm)(int order, int ta, int tb, blas_int m, blas_int n, blas_int k, float alpha,
+                           const float* a, blas_int lda, const float* b, blas_int ldb, float beta,
+                           float* c, blas_int ldc);
+void S2S_BLAS(cblas_dgemm)(int order, int ta, int tb, blas_int m, blas_int n, blas_int k, double alpha,
+                           const double* a, blas_int lda, const double* b, blas_int ldb, double beta,
+                           double* c, blas_int ldc);
+#if defined(S2S_BLAS_SCIPY_OPENBLAS)
+char* scipy_openblas_get_config(void);
+char* scipy_openblas_get_corename(void);
+int scipy_openblas_get_num_threads(void);
+void scipy_openblas_set_num_threads(int);
+#endif
+}
+
+namespace s2s {
+namespace {
+
+blas_int to_blas_int(int64_t v) {
+  if (v < 0 || v > INT_MAX) throw std::length_error("matrix dimension exceeds the 32-bit BLAS interface");
+  return static_cast<blas_int>(v);
+}
+
+void call_gemm(int ta, int tb, blas_int m, blas_int n, blas_int k, float alpha, const float* a,
+               blas_int lda, const float* b, blas_int ldb, float beta, float* c, blas_int ldc) {
+  S2S_BLAS(cblas_sgemm)(kRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void call_gemm(int ta, int tb, blas_int m, blas_int n, blas_int k, double alpha, const double* a,
+               blas_int lda, const double* b, blas_int ldb, double beta, double* c, blas_int ldc) {
+  S2S_BLAS(cblas_dgemm)(kRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace
+
+template <class T>
+void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // BLAS rejects a zero leading dimension; the product is empty, so C = beta * C
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
+    return;
+  }
+  if (M == 1 && trans_a == Trans::no && trans_b == Trans::yes) {
+    // c[N] = alpha * B[N,K] a[K] + beta * c: a batch-1 product, memory-bound, our SIMD GEMV.
+    kernels<T>().gemv(B, ldb, A, C, N, K, alpha, beta);
+    return;
+  }
+  call_gemm(trans_a == Trans::yes ? kTrans : kNoTrans, trans_b == Trans::yes ? kTrans : kNoTrans,
+            to_blas_int(M), to_blas_int(N), to_blas_int(K), alpha, A, to_blas_int(lda), B,
+            to_blas_int(ldb), beta, C, to_blas_int(ldc));
+}
+
+template void gemm<float>(Trans, Trans, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(Trans, Trans, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
+
+BlasInfo blas_info() {
+  BlasInfo info;
+#if defined(S2S_BLAS_SCIPY_OPENBLAS)
+  info.name = "scipy-openblas32";
+  info.config = scipy_openblas_get_config();
+  info.core = scipy_openblas_get_corename();
+  info.threads = scipy_openblas_get_num_threads();
+#else
+  info.name = "system";
+#endif
+  return info;
+}
+
+void blas_set_threads(int threads) {
+#if defined(S2S_BLAS_SCIPY_OPENBLAS)
+  scipy_openblas_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+}  // namespace s2s

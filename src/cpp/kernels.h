@@ -1,0 +1,59 @@
+// Fused, memory-bound hot paths (gate math, attention rows, batch-1 GEMV), one table per SIMD path.
+//
+// Letters: H hidden size, G = 4H gate width, S source positions, A attention size, N rows, K columns.
+// The same source (kernels_impl.h) is compiled once per instruction set into its own namespace
+// (kernels_portable.cpp, kernels_avx2.cpp, kernels_avx512.cpp); cpu.cpp picks the table at run time.
+// The portable table is the plain reference the others are tested against.
+#pragma once
+#include <cstdint>
+
+namespace s2s {
+
+template <class T>
+struct KernelTable {
+  // One LSTM row, forward. gates [G] holds pre-activations i,f,g,o in, activations out;
+  // c_prev [H]; c_new [H] = f*c_prev + i*g; h_new [H] = o*tanh(c_new).
+  void (*lstm_gates_forward)(T* gates, const T* c_prev, T* c_new, T* h_new, int64_t H);
+  // One LSTM row, backward. dgates [G] out; dc [H] in: dL/dc_new from later steps, out: dL/dc_prev;
+  // dh [H] = dL/dh_new; gates [G] activations; c_prev, c_new [H] from the forward.
+  void (*lstm_gates_backward)(T* dgates, T* dc, const T* dh, const T* gates, const T* c_prev,
+                              const T* c_new, int64_t H);
+  // y[N] = alpha * W[N,K] x[K] + beta * y (beta == 0 never reads y); W rows are ldw apart.
+  void (*gemv)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
+  // y[K] = alpha * W[N,K]^T x[N] + beta * y (beta == 0 never reads y); W rows are ldw apart.
+  void (*gemv_t)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
+  // Additive (Bahdanau) scores of one query: e[s] = v[A] . tanh(qp[A] + kp[s, :A]), s < S.
+  void (*additive_scores)(const T* qp, const T* kp, const T* v, T* e, int64_t S, int64_t A);
+  // Its backward: with z = tanh(qp + kp[s]), dz = de[s] * v * (1 - z^2):
+  // dqp += sum_s dz, dkp[s] += dz, dv += sum_s de[s] * z.
+  void (*additive_scores_backward)(const T* de, const T* qp, const T* kp, const T* v, T* dqp, T* dkp,
+                                   T* dv, int64_t S, int64_t A);
+  // row[S]: softmax over row[0:L) in place, row[L:S) = 0.
+  void (*masked_softmax)(T* row, int64_t L, int64_t S);
+  // de[S] = a * (da - sum_{s<L} a*da) on [0:L), 0 on [L:S).
+  void (*masked_softmax_backward)(const T* a, const T* da, T* de, int64_t L, int64_t S);
+};
+
+enum class KernelPath { portable = 0, avx2 = 1, avx512 = 2 };
+
+// The table of the active path (atomic read; set once at start-up, changeable by set_kernel_path).
+template <class T>
+const KernelTable<T>& kernels();
+// The table of one given path (the path must be supported by this CPU and build).
+template <class T>
+const KernelTable<T>& kernels_for(KernelPath path);
+
+namespace portable {
+const KernelTable<float>& table_f32();
+const KernelTable<double>& table_f64();
+}  // namespace portable
+namespace avx2 {
+const KernelTable<float>& table_f32();
+const KernelTable<double>& table_f64();
+}  // namespace avx2
+namespace avx512 {
+const KernelTable<float>& table_f32();
+const KernelTable<double>& table_f64();
+}  // namespace avx512
+
+}  // namespace s2s

@@ -1,0 +1,273 @@
+// The fused kernels, written once as plain loops and compiled once per instruction set.
+// No include guard: kernels_<target>.cpp defines S2S_TARGET (portable, avx2, avx512) and includes
+// this file, so each target gets its own namespace and its own copy of every function.
+//
+// Letters: H hidden size, G = 4H gates (i, f, g, o slices, PyTorch's order), S source positions,
+// A attention size, N rows, K columns.
+//
+// Vectorisation: every elementwise loop is `#pragma omp simd` (built with -fopenmp-simd: no OpenMP
+// runtime) and its math (exp, tanh) is branch-free inline code, so the compiler emits SSE2/NEON,
+// AVX2+FMA or AVX-512 code for the same source. Reductions under `omp simd` are reassociated,
+// so paths may differ from each other in the last bits; the tests bound that.
+//
+// Only our own inline code lives here, all in an anonymous namespace: a std:: template instantiated
+// in this file would be a weak symbol compiled for this target, and the linker could hand it to the
+// portable path (an illegal instruction on an older CPU).
+#ifndef S2S_TARGET
+#error "define S2S_TARGET before including kernels_impl.h"
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace s2s {
+namespace S2S_TARGET {
+namespace {
+
+// ---- elementwise math ---------------------------------------------------------------------------
+
+inline float float_from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline uint32_t bits_from_float(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+// exp for float32, relative error about 1 ulp (Cephes' expf scheme): x = n ln2 + r with |r| <= ln2/2,
+// exp(r) by a degree-6 polynomial, 2^n built in the exponent bits. Clamped to [-87, 88] so 2^n stays a
+// normal float; NaN fails both comparisons and comes out NaN. Rounding x*log2(e) to an integer uses
+// the 1.5*2^23 trick, which needs no float->int conversion (and so has no undefined behaviour).
+inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float round_magic = 12582912.0f;  // 1.5 * 2^23
+  const float k = x * 1.44269504088896341f + round_magic;
+  const float n = k - round_magic;
+  const uint32_t n_int = bits_from_float(k) - bits_from_float(round_magic);
+  float r = x - n * 0.693359375f;  // ln2 split in two for an exact first product
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  return p * float_from_bits((n_int + 127u) << 23);
+}
+
+// tanh for float32: an odd polynomial below |x| = 0.625 (Cephes' tanhf), where 1 - 2/(e^2x + 1)
+// would lose relative precision, and that formula above. Both are computed and one selected, so the
+// loop stays branch-free.
+inline float tanh_approx(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float big = 1.0f - 2.0f / (exp_approx(2.0f * ax) + 1.0f);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = x + x * z * p;
+  return ax < 0.625f ? small : (x < 0.0f ? -big : big);
+}
+
+// float64 is the checking precision: libm, correctly rounded or nearly, not vectorised.
+inline float exp_(float x) { return exp_approx(x); }
+inline double exp_(double x) { return __builtin_exp(x); }
+inline float tanh_(float x) { return tanh_approx(x); }
+inline double tanh_(double x) { return __builtin_tanh(x); }
+template <class T>
+inline T sigmoid_(T x) {
+  return T(1) / (T(1) + exp_(-x));
+}
+
+// ---- LSTM gates ---------------------------------------------------------------------------------
+
+template <class T>
+void lstm_gates_forward(T* gates, const T* c_prev, T* c_new, T* h_new, int64_t H) {
+  T* gate_i = gates;
+  T* gate_f = gates + H;
+  T* gate_g = gates + 2 * H;
+  T* gate_o = gates + 3 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = sigmoid_(gate_i[j]), f = sigmoid_(gate_f[j]);
+    const T g = tanh_(gate_g[j]), o = sigmoid_(gate_o[j]);
+    const T c = f * c_prev[j] + i * g;
+    gate_i[j] = i;
+    gate_f[j] = f;
+    gate_g[j] = g;
+    gate_o[j] = o;
+    c_new[j] = c;
+    h_new[j] = o * tanh_(c);
+  }
+}
+
+template <class T>
+void lstm_gates_backward(T* dgates, T* dc, const T* dh, const T* gates, const T* c_prev,
+                         const T* c_new, int64_t H) {
+  const T* gate_i = gates;
+  const T* gate_f = gates + H;
+  const T* gate_g = gates + 2 * H;
+  const T* gate_o = gates + 3 * H;
+  T* dgate_i = dgates;
+  T* dgate_f = dgates + H;
+  T* dgate_g = dgates + 2 * H;
+  T* dgate_o = dgates + 3 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = gate_i[j], f = gate_f[j], g = gate_g[j], o = gate_o[j];
+    const T tanh_c = tanh_(c_new[j]);
+    // forward: h = o * tanh(c), so dL/dc gains dh * o * (1 - tanh(c)^2) on top of what later steps sent
+    const T dc_total = dc[j] + dh[j] * o * (T(1) - tanh_c * tanh_c);
+    // forward: c = f * c_prev + i * g, gates through sigmoid' = s(1-s) and tanh' = 1 - t^2
+    dgate_i[j] = dc_total * g * i * (T(1) - i);
+    dgate_f[j] = dc_total * c_prev[j] * f * (T(1) - f);
+    dgate_g[j] = dc_total * i * (T(1) - g * g);
+    dgate_o[j] = dh[j] * tanh_c * o * (T(1) - o);
+    dc[j] = dc_total * f;
+  }
+}
+
+// ---- batch-1 products ---------------------------------------------------------------------------
+
+template <class T>
+inline void store_scaled(T* y, T acc, T alpha, T beta) {
+  *y = beta == T(0) ? alpha * acc : alpha * acc + beta * *y;
+}
+
+// Four rows at a time: x is read once per four rows and four sums run side by side.
+template <class T>
+void gemv(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta) {
+  int64_t n = 0;
+  for (; n + 4 <= N; n += 4) {
+    const T* w0 = W + n * ldw;
+    const T* w1 = w0 + ldw;
+    const T* w2 = w1 + ldw;
+    const T* w3 = w2 + ldw;
+    T acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
+    for (int64_t k = 0; k < K; ++k) {
+      const T xk = x[k];
+      acc0 += w0[k] * xk;
+      acc1 += w1[k] * xk;
+      acc2 += w2[k] * xk;
+      acc3 += w3[k] * xk;
+    }
+    store_scaled(y + n, acc0, alpha, beta);
+    store_scaled(y + n + 1, acc1, alpha, beta);
+    store_scaled(y + n + 2, acc2, alpha, beta);
+    store_scaled(y + n + 3, acc3, alpha, beta);
+  }
+  for (; n < N; ++n) {
+    const T* w = W + n * ldw;
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t k = 0; k < K; ++k) acc += w[k] * x[k];
+    store_scaled(y + n, acc, alpha, beta);
+  }
+}
+
+template <class T>
+void gemv_t(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta) {
+  if (beta == T(0)) {
+    for (int64_t k = 0; k < K; ++k) y[k] = T(0);
+  } else if (beta != T(1)) {
+    for (int64_t k = 0; k < K; ++k) y[k] *= beta;
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const T coef = alpha * x[n];
+    const T* w = W + n * ldw;
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) y[k] += coef * w[k];
+  }
+}
+
+// ---- attention rows -----------------------------------------------------------------------------
+
+template <class T>
+void additive_scores(const T* qp, const T* kp, const T* v, T* e, int64_t S, int64_t A) {
+  for (int64_t s = 0; s < S; ++s) {
+    const T* kp_s = kp + s * A;
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t a = 0; a < A; ++a) acc += v[a] * tanh_(qp[a] + kp_s[a]);
+    e[s] = acc;
+  }
+}
+
+template <class T>
+void additive_scores_backward(const T* de, const T* qp, const T* kp, const T* v, T* dqp, T* dkp,
+                              T* dv, int64_t S, int64_t A) {
+  for (int64_t s = 0; s < S; ++s) {
+    const T* kp_s = kp + s * A;
+    T* dkp_s = dkp + s * A;
+    const T de_s = de[s];
+#pragma omp simd
+    for (int64_t a = 0; a < A; ++a) {
+      // forward: e_s = sum_a v_a * z_a with z = tanh(qp + kp_s)
+      const T z = tanh_(qp[a] + kp_s[a]);
+      const T dz = de_s * v[a] * (T(1) - z * z);
+      dqp[a] += dz;
+      dkp_s[a] += dz;
+      dv[a] += de_s * z;
+    }
+  }
+}
+
+template <class T>
+void masked_softmax(T* row, int64_t L, int64_t S) {
+  T peak = row[0];
+  for (int64_t s = 1; s < L; ++s) peak = row[s] > peak ? row[s] : peak;
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t s = 0; s < L; ++s) {
+    const T e = exp_(row[s] - peak);
+    row[s] = e;
+    sum += e;
+  }
+  const T inv_sum = T(1) / sum;
+#pragma omp simd
+  for (int64_t s = 0; s < L; ++s) row[s] *= inv_sum;
+  for (int64_t s = L; s < S; ++s) row[s] = T(0);
+}
+
+template <class T>
+void masked_softmax_backward(const T* a, const T* da, T* de, int64_t L, int64_t S) {
+  // forward: a_s = exp(e_s) / sum_r exp(e_r), so de_s = a_s * (da_s - sum_r a_r da_r)
+  T a_dot_da = 0;
+#pragma omp simd reduction(+ : a_dot_da)
+  for (int64_t s = 0; s < L; ++s) a_dot_da += a[s] * da[s];
+#pragma omp simd
+  for (int64_t s = 0; s < L; ++s) de[s] = a[s] * (da[s] - a_dot_da);
+  for (int64_t s = L; s < S; ++s) de[s] = T(0);
+}
+
+template <class T>
+KernelTable<T> make_table() {
+  return KernelTable<T>{&lstm_gates_forward<T>,   &lstm_gates_backward<T>,
+                        &gemv<T>,                 &gemv_t<T>,
+                        &additive_scores<T>,      &additive_scores_backward<T>,
+                        &masked_softmax<T>,       &masked_softmax_backward<T>};
+}
+
+}  // namespace
+
+const KernelTable<float>& table_f32() {
+  static const KernelTable<float> table = make_table<float>();
+  return table;
+}
+const KernelTable<double>& table_f64() {
+  static const KernelTable<double> table = make_table<double>();
+  return table;
+}
+
+}  // namespace S2S_TARGET
+}  // namespace s2s
