@@ -122,8 +122,9 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths=None):
         The state after each sequence's last valid step (``h0, c0`` for length 0), as
         ``torch.nn.LSTM``'s ``h_n, c_n`` with packed sequences.
     cache : LSTMCache
-        ``x, w_ih, w_hh, lengths``; ``gates`` (B, S, 4H) activations; ``h_prev, c_prev`` (B, S, H)
-        the state entering each step; ``c`` (B, S, H) the cell after each step.
+        Time-major buffers: ``x_tm`` (S, B, I) the input; ``gates`` (S, B, 4H) activations;
+        ``h_all, c_all`` (S+1, B, H) the state before step 0 and after each step; and
+        ``w_ih, w_hh, lengths``.
     """
     return _core.lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths)
 

