@@ -47,7 +47,7 @@ class Checker {
   // A real floating array (any float dtype), else TypeError. Not yet converted.
   py::array float_array(py::handle obj, const char* name) const {
     if (obj.is_none()) type_error(std::string(name) + " must be a float32 or float64 array, got None");
-    py::array arr = py::array::ensure(obj);
+    py::array arr = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj) : py::array::ensure(obj);
     if (!arr) type_error(std::string(name) + " must be a float32 or float64 array, got " + type_name(obj));
     const char kind = arr.dtype().kind();
     if (kind == 'c')
@@ -64,6 +64,8 @@ class Checker {
   Array<T> floats(py::handle obj, const char* name, const char* spec) {
     py::array arr = float_array(obj, name);
     check_shape(arr, name, spec);
+    // Already C-contiguous of the right dtype (the common case): no conversion call at all.
+    if (Array<T>::check_(arr)) return py::reinterpret_borrow<Array<T>>(arr);
     return Array<T>::ensure(arr);
   }
 
