@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -279,13 +280,15 @@ py::tuple lstm_cell_forward(py::handle x_in, py::handle h0_in, py::handle c0_in,
     const int64_t B = ck.dim('B'), I = ck.dim('I'), H = ck.dim('H');
     auto h0 = h0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(h0_in, "h0", "B,H");
     auto c0 = c0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(c0_in, "c0", "B,H");
-    auto h1 = empty<T>({B, H}), c1 = empty<T>({B, H}), gates = empty<T>({B, 4 * H});
+    // The cache keeps its own c1: the caller may write into the c1 it gets back.
+    auto h1 = empty<T>({B, H}), c1 = empty<T>({B, H}), c1_saved = empty<T>({B, H}), gates = empty<T>({B, 4 * H});
     {
       py::gil_scoped_release nogil;
       s2s::lstm_cell_forward<T>(h1.mutable_data(), c1.mutable_data(), gates.mutable_data(), x.data(),
                                 h0.data(), c0.data(), w_ih.data(), w_hh.data(), b.data(), B, I, H);
+      std::memcpy(c1_saved.mutable_data(), c1.data(), sizeof(T) * B * H);
     }
-    return py::make_tuple(h1, c1, LSTMCellCache{x, h0, c0, w_ih, w_hh, gates, c1});
+    return py::make_tuple(h1, c1, LSTMCellCache{x, h0, c0, w_ih, w_hh, gates, c1_saved});
   });
 }
 
@@ -461,7 +464,10 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
       s2s::attention_weight_forward<T>(a.mutable_data(), qp, kp, hs.data(), q.data(), spec.kind, p, len, shape);
     }
     py::array q3 = q.reshape({B, T_steps, H});
-    AttentionCache cache{spec.name, one_step, hs, q3, params_out, lengths, a,
+    // The cache keeps its own a: the caller may write into the a it gets back.
+    auto a_saved = empty<T>({B, T_steps, S});
+    std::memcpy(a_saved.mutable_data(), a.data(), sizeof(T) * B * T_steps * S);
+    AttentionCache cache{spec.name, one_step, hs, q3, params_out, lengths, a_saved,
                          qp_size ? py::object(query_proj) : py::none(), kp_size ? py::object(key_proj) : py::none()};
     py::array a_out = one_step ? py::array(a.reshape({B, S})) : py::array(a);
     return py::make_tuple(a_out, std::move(cache));

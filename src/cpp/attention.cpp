@@ -68,7 +68,7 @@ void attention_weight_forward(T* a, T* query_proj, T* key_proj, const T* hs, con
       if (kind == ScoreKind::concat)
         k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a_nt, L, A);
       else if (kind != ScoreKind::location)
-        k.gemv(hs_n, H, query + nt * H, a_nt, L, H, scale, T(0));
+        k.dot_scores(hs_n, H, query + nt * H, a_nt, L, H, scale);
       k.masked_softmax(a_nt, L, S);
     }
   }

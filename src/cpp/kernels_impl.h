@@ -147,36 +147,27 @@ inline void store_scaled(T* y, T acc, T alpha, T beta) {
   *y = beta == T(0) ? alpha * acc : alpha * acc + beta * *y;
 }
 
-// Four rows at a time: x is read once per four rows and four sums run side by side.
+// The plain GEMV: each row's dot product is summed in 16 interleaved partial sums (a fixed order
+// on every target, vectorised as the target allows), then the partials pairwise; each partial
+// sees K/16 terms, which keeps the float32 rounding error near a blocked BLAS's.
+constexpr int64_t kPartials = 16;
+
+template <class T>
+T dot_16_partials(const T* w, const T* x, int64_t K) {
+  T part[kPartials] = {};
+  int64_t k = 0;
+  for (; k + kPartials <= K; k += kPartials)
+#pragma omp simd
+    for (int64_t j = 0; j < kPartials; ++j) part[j] += w[k + j] * x[k + j];
+  for (int64_t j = 0; k + j < K; ++j) part[j] += w[k + j] * x[k + j];
+  for (int64_t width = kPartials / 2; width > 0; width /= 2)
+    for (int64_t j = 0; j < width; ++j) part[j] += part[j + width];
+  return part[0];
+}
+
 template <class T>
 void gemv(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta) {
-  int64_t n = 0;
-  for (; n + 4 <= N; n += 4) {
-    const T* w0 = W + n * ldw;
-    const T* w1 = w0 + ldw;
-    const T* w2 = w1 + ldw;
-    const T* w3 = w2 + ldw;
-    T acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
-    for (int64_t k = 0; k < K; ++k) {
-      const T xk = x[k];
-      acc0 += w0[k] * xk;
-      acc1 += w1[k] * xk;
-      acc2 += w2[k] * xk;
-      acc3 += w3[k] * xk;
-    }
-    store_scaled(y + n, acc0, alpha, beta);
-    store_scaled(y + n + 1, acc1, alpha, beta);
-    store_scaled(y + n + 2, acc2, alpha, beta);
-    store_scaled(y + n + 3, acc3, alpha, beta);
-  }
-  for (; n < N; ++n) {
-    const T* w = W + n * ldw;
-    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t k = 0; k < K; ++k) acc += w[k] * x[k];
-    store_scaled(y + n, acc, alpha, beta);
-  }
+  for (int64_t n = 0; n < N; ++n) store_scaled(y + n, dot_16_partials(W + n * ldw, x, K), alpha, beta);
 }
 
 // float32 GEMV with explicit SIMD where the target has it: eight rows at a time, x loaded once per
@@ -223,27 +214,32 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
       const VecF xk = vload_tail(x, head);
       for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw, head), xk, acc[r]);
     }
+    // Two-level sums for accuracy: acc takes at most 8 terms per lane (64 columns), then is folded
+    // into total, so no lane ever sums K/8 terms in one running float.
+    VecF total[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
     int64_t k = head;
-    for (; k + kLanes <= K; k += kLanes) {
-      const VecF xk = vload(x + k);
-      for (int r = 0; r < 8; ++r) acc[r] = vfma(vload(w + r * ldw + k), xk, acc[r]);
+    while (k + kLanes <= K) {
+      const int64_t block_end = k + 8 * kLanes <= K ? k + 8 * kLanes : K - (K - k) % kLanes;
+      for (; k < block_end; k += kLanes) {
+        const VecF xk = vload(x + k);
+        for (int r = 0; r < 8; ++r) acc[r] = vfma(vload(w + r * ldw + k), xk, acc[r]);
+      }
+      for (int r = 0; r < 8; ++r) {
+        total[r] = _mm256_add_ps(total[r], acc[r]);
+        acc[r] = vzero();
+      }
     }
     if (k < K) {
       const VecF xk = vload_tail(x + k, K - k);
       for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw + k, K - k), xk, acc[r]);
     }
-    const __m256 sums = hsum8_rows(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]);
+    for (int r = 0; r < 8; ++r) total[r] = _mm256_add_ps(total[r], acc[r]);
+    const __m256 sums = hsum8_rows(total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]);
     __m256 out = _mm256_mul_ps(sums, _mm256_set1_ps(alpha));
     if (beta != 0.0f) out = _mm256_fmadd_ps(_mm256_loadu_ps(y + n), _mm256_set1_ps(beta), out);
     _mm256_storeu_ps(y + n, out);
   }
-  for (; n < N; ++n) {  // the last rows, one at a time
-    const float* w = W + n * ldw;
-    float acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t k = 0; k < K; ++k) acc += w[k] * x[k];
-    store_scaled(y + n, acc, alpha, beta);
-  }
+  for (; n < N; ++n) store_scaled(y + n, dot_16_partials(W + n * ldw, x, K), alpha, beta);  // last rows
 }
 #endif
 
@@ -263,6 +259,17 @@ void gemv_t(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T a
 }
 
 // ---- attention rows -----------------------------------------------------------------------------
+
+template <class T>
+void dot_scores(const T* keys, int64_t ldk, const T* q, T* e, int64_t S, int64_t H, T scale) {
+  for (int64_t s = 0; s < S; ++s) {
+    const T* key = keys + s * ldk;
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t h = 0; h < H; ++h) acc += static_cast<double>(key[h]) * static_cast<double>(q[h]);
+    e[s] = static_cast<T>(acc * static_cast<double>(scale));
+  }
+}
 
 template <class T>
 void additive_scores(const T* qp, const T* kp, const T* v, T* e, int64_t S, int64_t A) {
@@ -326,7 +333,7 @@ template <class T>
 KernelTable<T> make_table() {
   return KernelTable<T>{&lstm_gates_forward<T>,   &lstm_gates_backward<T>,
                         &gemv<T>,                 &gemv_t<T>,
-                        &additive_scores<T>,      &additive_scores_backward<T>,
+                        &dot_scores<T>,           &additive_scores<T>,      &additive_scores_backward<T>,
                         &masked_softmax<T>,       &masked_softmax_backward<T>};
 }
 

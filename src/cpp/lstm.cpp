@@ -74,8 +74,14 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
                   int64_t B, int64_t S, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
+  // x_tm is zero at padded steps: padding never reaches a gradient, even when it holds NaN
+  // (dw_ih = dgates^T x_tm would otherwise compute 0 * NaN there).
   for (int64_t n = 0; n < B; ++n)
-    for (int64_t t = 0; t < S; ++t) std::memcpy(x_tm + (t * B + n) * I, x + (n * S + t) * I, sizeof(T) * I);
+    for (int64_t t = 0; t < S; ++t) {
+      T* x_tm_tn = x_tm + (t * B + n) * I;
+      if (lengths && t >= lengths[n]) std::fill(x_tm_tn, x_tm_tn + I, T(0));
+      else std::memcpy(x_tm_tn, x + (n * S + t) * I, sizeof(T) * I);
+    }
   // gates[t,b] = x[b,t] @ w_ih^T + b for every step at once
   fill_rows_with(gates, S * B, b, G);
   gemm<T>(Trans::no, Trans::yes, S * B, G, I, T(1), x_tm, I, w_ih, I, T(1), gates, G);

@@ -1,0 +1,45 @@
+"""Fixtures shared by the suite.
+
+- `rng`: a numpy Generator seeded per test, so every test sees the same inputs on every run.
+- `kernel_path`: parametrizes a test over every SIMD path this machine and build can run
+  (s2sext.cpu_info()['available_paths']), switches the process to it and restores the previous path.
+
+The PyTorch references and the tolerance rule live in reference.py (imported by the test modules).
+"""
+import os
+
+# One thread each for PyTorch (OpenMP) and s2sext's OpenBLAS. With both pools at their defaults on a
+# small machine, the idle threads of one spin while the other works and every call gets 30-100x
+# slower (measured on 2 cores: lstm_forward+backward at B=3, S=13, H=255 took 0.13 s instead of 4 ms).
+# OpenBLAS reads the variable when it loads, so it is set before s2sext is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import s2sext  # noqa: E402
+
+torch.set_num_threads(1)
+
+AVAILABLE_PATHS = list(s2sext.cpu_info()["available_paths"])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+def pytest_generate_tests(metafunc):
+    if "kernel_path" in metafunc.fixturenames:
+        metafunc.parametrize("kernel_path", AVAILABLE_PATHS, indirect=True)
+
+
+@pytest.fixture
+def kernel_path(request):
+    previous = s2sext.set_kernel_path(request.param)
+    try:
+        assert s2sext.cpu_info()["kernel_path"] == request.param
+        yield request.param
+    finally:
+        s2sext.set_kernel_path(previous)

@@ -1,0 +1,173 @@
+"""Attention weights (every kind) and the weighted sum against plain PyTorch autograd.
+
+Shape letters: B batch, S source length, T decoder steps, H hidden size, A attention size (concat),
+S_max the longest source a `location` attention accepts. One step: q [B, H] -> a [B, S];
+all steps: q [B, T, H] -> a [B, T, S]. Tolerances: reference.py (float32 measured rule, float64 tight).
+"""
+import numpy as np
+import pytest
+
+from s2sext import ops
+
+from reference import (assert_close, attention_params, attention_ref, normal, query_shape,
+                       ragged_lengths, refs, weight_sum_ref)
+
+DTYPES = [np.float32, np.float64]
+KINDS = ["dot", "scaled_dot", "general", "concat", "location"]
+QMODES = ["step", "T1", "T4"]
+A = 5                 # concat attention size: odd, so the A loop has a tail
+S_MAX_EXTRA = 3       # location: S_max = S + 3, so rows S.. of W_a are unused
+# (B, H, S): every value of B in (1, 3), H in (1, 7, 255), S in (1, 13), in several combinations.
+SHAPES = [(1, 1, 1), (3, 1, 13), (1, 7, 13), (3, 7, 1), (3, 7, 13), (3, 255, 13), (1, 255, 1)]
+SHAPE_IDS = [f"B{b}-H{h}-S{s}" for b, h, s in SHAPES]
+
+
+def _a_shape(B, S, qmode):
+    return (B, S) if qmode == "step" else (B, int(qmode[1:]), S)
+
+
+def _check_out(arr, dtype, shape, name):
+    assert isinstance(arr, np.ndarray), (name, type(arr))
+    assert arr.dtype == dtype, (name, arr.dtype)
+    assert arr.shape == shape, (name, arr.shape)
+    assert arr.flags.c_contiguous, name
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("qmode", QMODES)
+@pytest.mark.parametrize("B,H,S", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_attention_weight_matches_torch(kernel_path, rng, kind, B, H, S, qmode, with_lengths, dtype):
+    hs = normal(rng, (B, S, H), dtype)
+    q = normal(rng, query_shape(B, H, qmode), dtype)
+    params = attention_params(rng, kind, H, dtype, A=A, S_max=S + S_MAX_EXTRA)
+    lengths = ragged_lengths(B, S) if with_lengths else None
+    a_shape = _a_shape(B, S, qmode)
+    da = normal(rng, a_shape, dtype)     # nonzero at masked positions too: they must not leak
+
+    a, cache = ops.attention_weight_forward(hs, q, kind, params, lengths)
+    assert isinstance(cache, ops.AttentionCache), type(cache)
+    dhs, dq, dparams = ops.attention_weight_backward(da, cache)
+    ref64, ref32 = refs(attention_ref, hs, q, kind, params, lengths, da, dtype=dtype)
+
+    _check_out(a, dtype, a_shape, "a")
+    _check_out(dhs, dtype, hs.shape, "dhs")
+    _check_out(dq, dtype, q.shape, "dq")
+    assert isinstance(dparams, tuple), type(dparams)
+    assert len(dparams) == len(params)
+    for i, (dp, p) in enumerate(zip(dparams, params)):
+        _check_out(dp, dtype, p.shape, f"dparams[{i}]")
+
+    r32 = ref32 or {"a": None, "dhs": None, "dq": None, "dparams": [None] * len(params)}
+    assert_close("a", a, ref64["a"], r32["a"])
+    assert_close("dhs", dhs, ref64["dhs"], r32["dhs"])
+    assert_close("dq", dq, ref64["dq"], r32["dq"])
+    for i, dp in enumerate(dparams):
+        assert_close(f"dparams[{i}]", dp, ref64["dparams"][i], r32["dparams"][i])
+
+    # Each row of a is a distribution over the valid positions.
+    valid = np.full(B, S) if lengths is None else lengths
+    for b in range(B):
+        row = a[b]
+        np.testing.assert_allclose(row[..., :valid[b]].sum(axis=-1), 1.0, rtol=0,
+                                   atol=S * 4 * np.finfo(dtype).eps)
+        assert np.all(row[..., valid[b]:] == 0), f"a[{b}, ..., {valid[b]}:] must be exactly 0 (masked)"
+        assert np.all(dhs[b, valid[b]:] == 0), f"dhs[{b}, {valid[b]}:] must be exactly 0 (masked)"
+    if kind == "location":
+        assert np.all(dparams[0][S:] == 0), "dW_a rows >= S must be exactly 0"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("qmode", ["step", "T4"])
+def test_location_s_equals_s_max(kernel_path, rng, qmode, dtype):
+    B, H, S = 3, 7, 13
+    hs = normal(rng, (B, S, H), dtype)
+    q = normal(rng, query_shape(B, H, qmode), dtype)
+    params = attention_params(rng, "location", H, dtype, S_max=S)
+    lengths = ragged_lengths(B, S)
+    da = normal(rng, _a_shape(B, S, qmode), dtype)
+    a, cache = ops.attention_weight_forward(hs, q, "location", params, lengths)
+    dhs, dq, dparams = ops.attention_weight_backward(da, cache)
+    ref64, ref32 = refs(attention_ref, hs, q, "location", params, lengths, da, dtype=dtype)
+    r32 = ref32 or {"a": None, "dhs": None, "dq": None, "dparams": [None]}
+    assert_close("a", a, ref64["a"], r32["a"])
+    assert_close("dhs", dhs, ref64["dhs"], r32["dhs"])
+    assert_close("dq", dq, ref64["dq"], r32["dq"])
+    assert_close("dW_a", dparams[0], ref64["dparams"][0], r32["dparams"][0])
+    # location scores do not depend on hs
+    assert np.all(dhs == 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_step_equals_all_steps(rng, kind):
+    """q [B, H] is the T = 1 case of q [B, T, H]."""
+    B, H, S = 3, 7, 13
+    hs = normal(rng, (B, S, H), np.float64)
+    q = normal(rng, (B, H), np.float64)
+    params = attention_params(rng, kind, H, np.float64, A=A, S_max=S + S_MAX_EXTRA)
+    lengths = ragged_lengths(B, S)
+    da = normal(rng, (B, S), np.float64)
+    a1, c1 = ops.attention_weight_forward(hs, q, kind, params, lengths)
+    a2, c2 = ops.attention_weight_forward(hs, q[:, None, :], kind, params, lengths)
+    g1 = ops.attention_weight_backward(da, c1)
+    g2 = ops.attention_weight_backward(da[:, None, :], c2)
+    np.testing.assert_allclose(a2[:, 0], a1, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g2[0], g1[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g2[1][:, 0], g1[1], rtol=1e-12, atol=1e-15)
+    for d2, d1 in zip(g2[2], g1[2]):
+        np.testing.assert_allclose(d2, d1, rtol=1e-12, atol=1e-15)
+
+
+def test_attention_default_params_and_lengths(rng):
+    """params defaults to () and lengths to None (all S)."""
+    B, H, S = 3, 7, 13
+    hs = normal(rng, (B, S, H), np.float32)
+    q = normal(rng, (B, H), np.float32)
+    a_default, _ = ops.attention_weight_forward(hs, q, "dot")
+    a_explicit, _ = ops.attention_weight_forward(hs, q, "dot", (), np.full(B, S))
+    np.testing.assert_allclose(a_default, a_explicit, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    a_kw, _ = ops.attention_weight_forward(hs, q, kind="dot", params=(), lengths=None)
+    np.testing.assert_array_equal(a_kw, a_default)
+
+
+# ------------------------------------------------------------------------------------ weight sum
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("qmode", QMODES)
+@pytest.mark.parametrize("B,H,S", SHAPES, ids=SHAPE_IDS)
+def test_weight_sum_matches_torch(kernel_path, rng, B, H, S, qmode, dtype):
+    hs = normal(rng, (B, S, H), dtype)
+    a_shape = _a_shape(B, S, qmode)
+    logits = rng.standard_normal(a_shape)
+    a = (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(dtype)
+    c_shape = (B, H) if qmode == "step" else (B, a_shape[1], H)
+    dc = normal(rng, c_shape, dtype)
+
+    c = ops.weight_sum_forward(hs, a)
+    dhs, da = ops.weight_sum_backward(dc, hs, a)
+    ref64, ref32 = refs(weight_sum_ref, hs, a, dc, dtype=dtype)
+
+    _check_out(c, dtype, c_shape, "c")
+    _check_out(dhs, dtype, hs.shape, "dhs")
+    _check_out(da, dtype, a_shape, "da")
+    r32 = ref32 or {"c": None, "dhs": None, "da": None}
+    for name, ours in (("c", c), ("dhs", dhs), ("da", da)):
+        assert_close(name, ours, ref64[name], r32[name])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_attention_then_weight_sum_masked(kernel_path, rng, dtype):
+    """The decoder's use: a from masked attention, then the context; padded hs never reach c."""
+    B, H, S = 3, 7, 13
+    lengths = ragged_lengths(B, S)
+    hs = normal(rng, (B, S, H), dtype)
+    q = normal(rng, (B, 4, H), dtype)
+    a, _ = ops.attention_weight_forward(hs, q, "general", attention_params(rng, "general", H, dtype),
+                                        lengths)
+    c = ops.weight_sum_forward(hs, a)
+    hs_changed = hs.copy()
+    for b, n in enumerate(lengths):
+        hs_changed[b, n:] = 1e3          # padding changes; a is 0 there, so c must not change
+    c2 = ops.weight_sum_forward(hs_changed, a)
+    np.testing.assert_array_equal(c2, c)

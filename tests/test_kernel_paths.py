@@ -1,0 +1,130 @@
+"""SIMD kernel paths: each available path against the portable one, cpu_info, set_kernel_path and
+the S2SEXT_KERNEL_PATH environment variable.
+
+Paths sum in different orders, so results differ by rounding only. float64: within RTOL64 of the
+portable float64 result. float32: the measured rule of reference.py with the portable path in the
+place of PyTorch (the error of path P in float32 against the portable float64 result must be within
+4x the portable float32 error, plus the floor of reference.py).
+"""
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import s2sext
+
+from reference import assert_close, every_kernel
+
+PATHS = list(s2sext.cpu_info()["available_paths"])
+SIMD_PATHS = [p for p in PATHS if p != "portable"]
+KNOWN_PATHS = {"portable", "avx2", "avx512"}
+# (B, S, I, H): a large hidden size (full SIMD blocks plus a tail of 255 % 16 = 15), odd small sizes
+# (tails only), and the all-ones case.
+SIZES = [(3, 13, 16, 255), (3, 13, 5, 7), (1, 1, 1, 1)]
+
+
+def _with_path(name, fn, *args):
+    previous = s2sext.set_kernel_path(name)
+    try:
+        return fn(*args)
+    finally:
+        s2sext.set_kernel_path(previous)
+
+
+@pytest.mark.parametrize("B,S,I,H", SIZES, ids=[f"B{b}-S{s}-I{i}-H{h}" for b, s, i, h in SIZES])
+@pytest.mark.parametrize("path", SIMD_PATHS)
+def test_path_matches_portable(path, B, S, I, H):
+    ref64 = _with_path("portable", every_kernel, B, S, I, H, np.float64, 7)
+    portable32 = _with_path("portable", every_kernel, B, S, I, H, np.float32, 7)
+    ours64 = _with_path(path, every_kernel, B, S, I, H, np.float64, 7)
+    ours32 = _with_path(path, every_kernel, B, S, I, H, np.float32, 7)
+    assert set(ours64) == set(ref64) == set(ours32)
+    failures = []
+    for name in ref64:
+        for ours, ref32 in ((ours64[name], None), (ours32[name], portable32[name])):
+            try:
+                assert_close(f"{path}:{name}", ours, ref64[name], ref32, baseline="portable float32")
+            except AssertionError as e:
+                failures.append(str(e))
+    assert not failures, "\n".join(failures)
+
+
+def test_cpu_info_content():
+    info = s2sext.cpu_info()
+    assert isinstance(info, dict)
+    assert {"kernel_path", "available_paths", "features", "blas"} <= set(info)
+    assert isinstance(info["kernel_path"], str)
+    assert isinstance(info["available_paths"], list)
+    assert all(isinstance(p, str) for p in info["available_paths"])
+    assert "portable" in info["available_paths"]
+    assert len(set(info["available_paths"])) == len(info["available_paths"])
+    assert info["kernel_path"] in info["available_paths"]
+    assert set(info["available_paths"]) <= KNOWN_PATHS, info["available_paths"]
+    assert isinstance(info["features"], dict)
+    assert isinstance(info["blas"], dict)
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        assert info["available_paths"] == ["portable"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo (Linux)")
+def test_available_paths_agree_with_the_cpu():
+    """A path is offered only when the CPU has the instructions it needs."""
+    with open("/proc/cpuinfo") as f:
+        flags = set()
+        for line in f:
+            if line.startswith("flags"):
+                flags |= set(line.split(":", 1)[1].split())
+    paths = s2sext.cpu_info()["available_paths"]
+    if "avx2" in paths:
+        assert {"avx2", "fma"} <= flags, flags
+    if "avx512" in paths:
+        assert "avx512f" in flags, flags
+
+
+def test_set_kernel_path_switches_and_returns_previous():
+    start = s2sext.cpu_info()["kernel_path"]
+    try:
+        previous = start
+        for name in PATHS + list(reversed(PATHS)):
+            assert s2sext.set_kernel_path(name) == previous
+            assert s2sext.cpu_info()["kernel_path"] == name
+            previous = name
+    finally:
+        s2sext.set_kernel_path(start)
+    assert s2sext.cpu_info()["kernel_path"] == start
+
+
+@pytest.mark.parametrize("name", ["sse9", "", "avx2 ", "neon-but-not-really"])
+def test_set_kernel_path_unknown(name):
+    start = s2sext.cpu_info()["kernel_path"]
+    with pytest.raises(ValueError) as info:
+        s2sext.set_kernel_path(name)
+    assert name in str(info.value), f"message does not state the bad name {name!r}: {info.value}"
+    assert s2sext.cpu_info()["kernel_path"] == start, "a refused switch must leave the path unchanged"
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_PATHS - set(PATHS)) or ["<none>"])
+def test_set_kernel_path_unavailable(name):
+    if name == "<none>":
+        pytest.skip("every known path is available on this machine")
+    start = s2sext.cpu_info()["kernel_path"]
+    with pytest.raises(ValueError, match=name):
+        s2sext.set_kernel_path(name)
+    assert s2sext.cpu_info()["kernel_path"] == start
+
+
+def _kernel_path_in_subprocess(value):
+    env = dict(os.environ)
+    env["S2SEXT_KERNEL_PATH"] = value
+    code = "import s2sext; print(s2sext.cpu_info()['kernel_path'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_env_var_forces_portable():
+    assert _kernel_path_in_subprocess("portable") == "portable"
