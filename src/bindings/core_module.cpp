@@ -15,6 +15,7 @@
 #include "blas.h"
 #include "cpu.h"
 #include "lstm.h"
+#include "parallel.h"
 
 namespace py = pybind11;
 
@@ -305,11 +306,10 @@ py::tuple lstm_cell_backward(py::handle dh1_in, py::handle dc1_in, py::handle ca
     auto dc1 = dc1_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(dc1_in, "dc1", "B,H");
     auto dx = empty<T>({B, I}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
     auto dw_ih = empty<T>({4 * H, I}), dw_hh = empty<T>({4 * H, H}), db = empty<T>({4 * H});
-    std::vector<T> dgates(B * 4 * H);
     {
       py::gil_scoped_release nogil;
       s2s::lstm_cell_backward<T>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
-                                 dw_hh.mutable_data(), db.mutable_data(), dgates.data(), dh1.data(), dc1.data(),
+                                 dw_hh.mutable_data(), db.mutable_data(), dh1.data(), dc1.data(),
                                  cptr<T>(cache.gates), cptr<T>(cache.c1), cptr<T>(cache.x), cptr<T>(cache.h0),
                                  cptr<T>(cache.c0), cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), B, I, H);
     }
@@ -362,12 +362,11 @@ py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in,
     if (!dcT_in.is_none()) dcT_p = (dcT = ck.floats<T>(dcT_in, "dcT", "B,H")).data();
     auto dx = empty<T>({B, S, I}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
     auto dw_ih = empty<T>({4 * H, I}), dw_hh = empty<T>({4 * H, H}), db = empty<T>({4 * H});
-    std::vector<T> dgates(S * B * 4 * H);
     const int64_t* len = lengths_ptr(cache.lengths);
     {
       py::gil_scoped_release nogil;
       s2s::lstm_backward<T>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
-                            dw_hh.mutable_data(), db.mutable_data(), dgates.data(), dhs_p, dhT_p, dcT_p,
+                            dw_hh.mutable_data(), db.mutable_data(), dhs_p, dhT_p, dcT_p,
                             cptr<T>(cache.x_tm), cptr<T>(cache.gates), cptr<T>(cache.h_all), cptr<T>(cache.c_all),
                             cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), len, B, S, I, H);
     }
@@ -581,7 +580,7 @@ py::dict cpu_info() {
   blas_dict["name"] = blas.name;
   blas_dict["config"] = blas.config;
   blas_dict["core"] = blas.core;
-  blas_dict["threads"] = blas.threads;
+  blas_dict["threads"] = blas.threads;  // BLAS's own threads; s2sext splits work itself
   py::dict out;
   out["arch"] = info.arch;
   out["features"] = features;
@@ -589,6 +588,7 @@ py::dict cpu_info() {
   out["kernel_path"] = info.kernel_path;
   out["env_request"] = info.env_request;
   out["blas"] = blas_dict;
+  out["num_threads"] = s2s::num_threads();
   return out;
 }
 
@@ -609,9 +609,15 @@ std::string set_kernel_path(py::handle name_in) {
   return previous;
 }
 
-void set_blas_threads(int threads) {
-  if (threads < 1) throw py::value_error("set_blas_threads: threads must be >= 1, got " + std::to_string(threads));
-  s2s::blas_set_threads(threads);
+int set_num_threads(py::handle threads_in) {
+  if (!py::isinstance<py::int_>(threads_in) || py::isinstance<py::bool_>(threads_in))
+    throw py::type_error("set_num_threads: threads must be an int >= 1, got " + type_name(threads_in));
+  const long long threads = py::cast<long long>(threads_in);
+  if (threads < 1 || threads > 1024)
+    throw py::value_error("set_num_threads: threads must be between 1 and 1024, got " + std::to_string(threads));
+  const int previous = s2s::num_threads();
+  s2s::set_num_threads(static_cast<int>(threads));
+  return previous;
 }
 
 }  // namespace
@@ -656,5 +662,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("weight_sum_backward", &weight_sum_backward);
   m.def("cpu_info", &cpu_info);
   m.def("set_kernel_path", &set_kernel_path);
-  m.def("set_blas_threads", &set_blas_threads);
+  m.def("set_num_threads", &set_num_threads);
+  m.def("get_num_threads", &s2s::num_threads);
 }

@@ -10,6 +10,7 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "workspace.h"
 
 namespace s2s {
 namespace {
@@ -82,12 +83,12 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
   const int64_t B = shape.B, T_steps = shape.T, S = shape.S, H = shape.H, A = shape.A;
   const KernelTable<T>& k = kernels<T>();
   // de = dL/dscore through the masked softmax
-  std::vector<T> de(B * T_steps * S);
+  T* de = scratch<T>(Scratch::attention_de, B * T_steps * S);
   for (int64_t n = 0; n < B; ++n) {
     const int64_t L = valid_length(lengths, n, S);
     for (int64_t t = 0; t < T_steps; ++t) {
       const int64_t row = (n * T_steps + t) * S;
-      k.masked_softmax_backward(a + row, da + row, de.data() + row, L, S);
+      k.masked_softmax_backward(a + row, da + row, de + row, L, S);
     }
   }
 
@@ -98,12 +99,11 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
       // forward: score[t,s] = scale * query[t] . hs[s] with query = q (dot) or q @ W_a (general)
       const T scale = score_scale<T>(kind, H);
       const T* query = kind == ScoreKind::general ? query_proj : q;
-      std::vector<T> dquery_buf(kind == ScoreKind::general ? B * T_steps * H : 0);
-      T* dquery = kind == ScoreKind::general ? dquery_buf.data() : dq;
+      T* dquery = kind == ScoreKind::general ? scratch<T>(Scratch::attention_dquery, B * T_steps * H) : dq;
       for (int64_t n = 0; n < B; ++n) {
         const int64_t L = valid_length(lengths, n, S);
         const T* hs_n = hs + n * S * H;
-        const T* de_n = de.data() + n * T_steps * S;
+        const T* de_n = de + n * T_steps * S;
         for (int64_t t = 0; t < T_steps; ++t)  // dquery[t] = scale * sum_s de[t,s] hs[s]
           k.gemv_t(hs_n, H, de_n + t * S, dquery + (n * T_steps + t) * H, L, H, scale, T(0));
         // dhs[s] = scale * sum_t de[t,s] query[t]  (de is 0 past L, so rows past L come out 0)
@@ -118,31 +118,34 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
     }
     case ScoreKind::location: {
       // forward: score = q @ W_a[:S]^T; the scores do not depend on hs, rows S.. of W_a unused
-      gemm<T>(Trans::no, Trans::no, B * T_steps, H, S, T(1), de.data(), S, params.w_a, H, T(0), dq, H);
-      gemm<T>(Trans::yes, Trans::no, S, H, B * T_steps, T(1), de.data(), S, q, H, T(0), dparams.w_a, H);
+      gemm<T>(Trans::no, Trans::no, B * T_steps, H, S, T(1), de, S, params.w_a, H, T(0), dq, H);
+      gemm<T>(Trans::yes, Trans::no, S, H, B * T_steps, T(1), de, S, q, H, T(0), dparams.w_a, H);
       std::fill(dparams.w_a + S * H, dparams.w_a + shape.S_max * H, T(0));
       std::fill(dhs, dhs + B * S * H, T(0));
       break;
     }
     case ScoreKind::concat: {
-      std::vector<T> dquery_proj(B * T_steps * A, T(0)), dkey_proj(B * S * A, T(0));
+      T* dquery_proj = scratch<T>(Scratch::attention_dquery, B * T_steps * A);
+      T* dkey_proj = scratch<T>(Scratch::attention_dkey, B * S * A);
+      std::fill(dquery_proj, dquery_proj + B * T_steps * A, T(0));
+      std::fill(dkey_proj, dkey_proj + B * S * A, T(0));
       std::fill(dparams.v, dparams.v + A, T(0));
       for (int64_t n = 0; n < B; ++n) {
         const int64_t L = valid_length(lengths, n, S);
         for (int64_t t = 0; t < T_steps; ++t) {
           const int64_t nt = n * T_steps + t;
-          k.additive_scores_backward(de.data() + nt * S, query_proj + nt * A, key_proj + n * S * A,
-                                     params.v, dquery_proj.data() + nt * A,
-                                     dkey_proj.data() + n * S * A, dparams.v, L, A);
+          k.additive_scores_backward(de + nt * S, query_proj + nt * A, key_proj + n * S * A,
+                                     params.v, dquery_proj + nt * A,
+                                     dkey_proj + n * S * A, dparams.v, L, A);
         }
       }
       // forward: query_proj = q @ W_q^T, key_proj = hs @ W_k^T
-      gemm<T>(Trans::no, Trans::no, B * T_steps, H, A, T(1), dquery_proj.data(), A, params.w_q, H,
+      gemm<T>(Trans::no, Trans::no, B * T_steps, H, A, T(1), dquery_proj, A, params.w_q, H,
               T(0), dq, H);
-      gemm<T>(Trans::yes, Trans::no, A, H, B * T_steps, T(1), dquery_proj.data(), A, q, H, T(0),
+      gemm<T>(Trans::yes, Trans::no, A, H, B * T_steps, T(1), dquery_proj, A, q, H, T(0),
               dparams.w_q, H);
-      gemm<T>(Trans::no, Trans::no, B * S, H, A, T(1), dkey_proj.data(), A, params.w_k, H, T(0), dhs, H);
-      gemm<T>(Trans::yes, Trans::no, A, H, B * S, T(1), dkey_proj.data(), A, hs, H, T(0), dparams.w_k, H);
+      gemm<T>(Trans::no, Trans::no, B * S, H, A, T(1), dkey_proj, A, params.w_k, H, T(0), dhs, H);
+      gemm<T>(Trans::yes, Trans::no, A, H, B * S, T(1), dkey_proj, A, hs, H, T(0), dparams.w_k, H);
       break;
     }
   }

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "kernels.h"
+#include "parallel.h"
 
 #if defined(S2S_BLAS_SCIPY_OPENBLAS)
 #define S2S_BLAS(name) scipy_##name
@@ -48,11 +49,33 @@ void call_gemm(int ta, int tb, blas_int m, blas_int n, blas_int k, double alpha,
   S2S_BLAS(cblas_dgemm)(kRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+// The bundled OpenBLAS is ours alone (its symbols carry the scipy_ prefix, loaded privately), so
+// its thread count is ours to set: one, with parallelism decided by the core (parallel.h).
+void make_blas_single_threaded() {
+#if defined(S2S_BLAS_SCIPY_OPENBLAS)
+  static const bool done = (scipy_openblas_set_num_threads(1), true);
+  (void)done;
+#endif
+}
+
+// Below this many flops a product runs on one thread: starting a thread costs tens of microseconds.
+constexpr double kSplitFlops = 16e6;
+constexpr int64_t kMinSplitRows = 32;
+
+template <class T>
+void blas_gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+               int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  call_gemm(trans_a == Trans::yes ? kTrans : kNoTrans, trans_b == Trans::yes ? kTrans : kNoTrans,
+            to_blas_int(M), to_blas_int(N), to_blas_int(K), alpha, A, to_blas_int(lda), B,
+            to_blas_int(ldb), beta, C, to_blas_int(ldc));
+}
+
 }  // namespace
 
 template <class T>
 void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  make_blas_single_threaded();
   if (M == 0 || N == 0) return;
   if (K == 0) {  // BLAS rejects a zero leading dimension; the product is empty, so C = beta * C
     for (int64_t m = 0; m < M; ++m)
@@ -64,9 +87,19 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
     kernels<T>().gemv(B, ldb, A, C, N, K, alpha, beta);
     return;
   }
-  call_gemm(trans_a == Trans::yes ? kTrans : kNoTrans, trans_b == Trans::yes ? kTrans : kNoTrans,
-            to_blas_int(M), to_blas_int(N), to_blas_int(K), alpha, A, to_blas_int(lda), B,
-            to_blas_int(ldb), beta, C, to_blas_int(ldc));
+  if (2.0 * M * N * K < kSplitFlops || num_threads() == 1 || in_parallel_region()) {
+    blas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else if (M >= N) {  // split the rows of C (and of op(A))
+    parallel_ranges(M, kMinSplitRows, [&](int64_t m0, int64_t m1) {
+      const T* A_m = trans_a == Trans::yes ? A + m0 : A + m0 * lda;
+      blas_gemm(trans_a, trans_b, m1 - m0, N, K, alpha, A_m, lda, B, ldb, beta, C + m0 * ldc, ldc);
+    });
+  } else {  // split the columns of C (and of op(B))
+    parallel_ranges(N, kMinSplitRows, [&](int64_t n0, int64_t n1) {
+      const T* B_n = trans_b == Trans::yes ? B + n0 * ldb : B + n0;
+      blas_gemm(trans_a, trans_b, M, n1 - n0, K, alpha, A, lda, B_n, ldb, beta, C + n0, ldc);
+    });
+  }
 }
 
 template void gemm<float>(Trans, Trans, int64_t, int64_t, int64_t, float, const float*, int64_t,
@@ -75,6 +108,7 @@ template void gemm<double>(Trans, Trans, int64_t, int64_t, int64_t, double, cons
                            const double*, int64_t, double, double*, int64_t);
 
 BlasInfo blas_info() {
+  make_blas_single_threaded();
   BlasInfo info;
 #if defined(S2S_BLAS_SCIPY_OPENBLAS)
   info.name = "scipy-openblas32";
@@ -85,14 +119,6 @@ BlasInfo blas_info() {
   info.name = "system";
 #endif
   return info;
-}
-
-void blas_set_threads(int threads) {
-#if defined(S2S_BLAS_SCIPY_OPENBLAS)
-  scipy_openblas_set_num_threads(threads);
-#else
-  (void)threads;
-#endif
 }
 
 }  // namespace s2s

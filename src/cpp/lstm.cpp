@@ -8,23 +8,30 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "parallel.h"
+#include "workspace.h"
 
 namespace s2s {
 namespace {
 
-template <class T>
-void fill_rows_with(T* rows, int64_t n_rows, const T* row, int64_t width) {
-  for (int64_t r = 0; r < n_rows; ++r) std::memcpy(rows + r * width, row, sizeof(T) * width);
-}
-
-// db [G] = sum over rows of dgates [N,G]
+// db [G] = sum over rows of dgates [N,G], threads taking column ranges
 template <class T>
 void sum_rows(T* db, const T* dgates, int64_t N, int64_t G) {
-  std::fill(db, db + G, T(0));
-  for (int64_t n = 0; n < N; ++n) {
-    const T* row = dgates + n * G;
-    for (int64_t j = 0; j < G; ++j) db[j] += row[j];
-  }
+  parallel_ranges(G, N >= 4096 ? 64 : G, [&](int64_t j0, int64_t j1) {
+    std::fill(db + j0, db + j1, T(0));
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = dgates + n * G;
+      for (int64_t j = j0; j < j1; ++j) db[j] += row[j];
+    }
+  });
+}
+
+// Rows of the batch per thread so that each thread's share of an S-step recurrence is worth a
+// thread start (about 2 MFLOP of recurrent products).
+int64_t min_rows_per_thread(int64_t S, int64_t H) {
+  const double flops_per_row = 2.0 * static_cast<double>(S) * 4 * H * H + 1;
+  const double rows = 2e6 / flops_per_row;
+  return rows < 1 ? 1 : static_cast<int64_t>(rows) + 1;
 }
 
 // Weight gradients of gates = x @ w_ih^T + h @ w_hh^T, over N rows at once:
@@ -45,26 +52,32 @@ void lstm_cell_forward(T* h1, T* c1, T* gates, const T* x, const T* h0, const T*
                        const T* w_hh, const T* b, int64_t B, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
-  fill_rows_with(gates, B, b, G);
-  gemm<T>(Trans::no, Trans::yes, B, G, I, T(1), x, I, w_ih, I, T(1), gates, G);
-  gemm<T>(Trans::no, Trans::yes, B, G, H, T(1), h0, H, w_hh, H, T(1), gates, G);
-  for (int64_t n = 0; n < B; ++n)
-    k.lstm_gates_forward(gates + n * G, c0 + n * H, c1 + n * H, h1 + n * H, H);
+  // Threads take rows of the batch, each doing both products and the gate pass for its rows.
+  parallel_ranges(B, min_rows_per_thread(1, H + I), [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    gemm<T>(Trans::no, Trans::yes, rows, G, I, T(1), x + b0 * I, I, w_ih, I, T(0), gates + b0 * G, G);
+    gemm<T>(Trans::no, Trans::yes, rows, G, H, T(1), h0 + b0 * H, H, w_hh, H, T(1), gates + b0 * G, G);
+    for (int64_t n = b0; n < b1; ++n)  // the gate kernel adds b
+      k.lstm_gates_forward(gates + n * G, b, c0 + n * H, c1 + n * H, h1 + n * H, H);
+  });
 }
 
 template <class T>
-void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, const T* dh1,
+void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh1,
                         const T* dc1, const T* gates, const T* c1, const T* x, const T* h0,
                         const T* c0, const T* w_ih, const T* w_hh, int64_t B, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
+  T* dgates = scratch<T>(Scratch::lstm_dgates, B * G);
   std::memcpy(dc0, dc1, sizeof(T) * B * H);  // the gate kernel turns dL/dc1 into dL/dc0 in place
-  for (int64_t n = 0; n < B; ++n)
-    k.lstm_gates_backward(dgates + n * G, dc0 + n * H, dh1 + n * H, gates + n * G, c0 + n * H,
-                          c1 + n * H, H);
-  // forward: gates = x @ w_ih^T + h0 @ w_hh^T + b
-  gemm<T>(Trans::no, Trans::no, B, I, G, T(1), dgates, G, w_ih, I, T(0), dx, I);
-  gemm<T>(Trans::no, Trans::no, B, H, G, T(1), dgates, G, w_hh, H, T(0), dh0, H);
+  parallel_ranges(B, min_rows_per_thread(1, H + I), [&](int64_t b0, int64_t b1) {
+    for (int64_t n = b0; n < b1; ++n)
+      k.lstm_gates_backward(dgates + n * G, dc0 + n * H, dh1 + n * H, gates + n * G, c0 + n * H,
+                            c1 + n * H, H);
+    // forward: gates = x @ w_ih^T + h0 @ w_hh^T + b
+    gemm<T>(Trans::no, Trans::no, b1 - b0, I, G, T(1), dgates + b0 * G, G, w_ih, I, T(0), dx + b0 * I, I);
+    gemm<T>(Trans::no, Trans::no, b1 - b0, H, G, T(1), dgates + b0 * G, G, w_hh, H, T(0), dh0 + b0 * H, H);
+  });
   gate_weight_grads(dw_ih, dw_hh, db, dgates, x, h0, B, I, H);
 }
 
@@ -82,86 +95,94 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
       if (lengths && t >= lengths[n]) std::fill(x_tm_tn, x_tm_tn + I, T(0));
       else std::memcpy(x_tm_tn, x + (n * S + t) * I, sizeof(T) * I);
     }
-  // gates[t,b] = x[b,t] @ w_ih^T + b for every step at once
-  fill_rows_with(gates, S * B, b, G);
-  gemm<T>(Trans::no, Trans::yes, S * B, G, I, T(1), x_tm, I, w_ih, I, T(1), gates, G);
+  // gates[t,b] = x[b,t] @ w_ih^T for every step at once (the gate kernel adds b)
+  gemm<T>(Trans::no, Trans::yes, S * B, G, I, T(1), x_tm, I, w_ih, I, T(0), gates, G);
 
   std::memcpy(h_all, h0, sizeof(T) * B * H);
   std::memcpy(c_all, c0, sizeof(T) * B * H);
-  for (int64_t t = 0; t < S; ++t) {
-    const T* h_t = h_all + t * B * H;  // state entering step t
-    const T* c_t = c_all + t * B * H;
-    T* h_next = h_all + (t + 1) * B * H;
-    T* c_next = c_all + (t + 1) * B * H;
-    T* gates_t = gates + t * B * G;
-    gemm<T>(Trans::no, Trans::yes, B, G, H, T(1), h_t, H, w_hh, H, T(1), gates_t, G);
-    for (int64_t n = 0; n < B; ++n) {
-      T* hs_nt = hs + (n * S + t) * H;
-      if (lengths && t >= lengths[n]) {  // padding: state carried, output zero
-        std::fill(gates_t + n * G, gates_t + (n + 1) * G, T(0));
-        std::memcpy(h_next + n * H, h_t + n * H, sizeof(T) * H);
-        std::memcpy(c_next + n * H, c_t + n * H, sizeof(T) * H);
-        std::fill(hs_nt, hs_nt + H, T(0));
-        continue;
+  // Rows of the batch never interact: each thread runs all S steps for its rows [b0, b1).
+  parallel_ranges(B, min_rows_per_thread(S, H), [&](int64_t b0, int64_t b1) {
+    for (int64_t t = 0; t < S; ++t) {
+      const T* h_t = h_all + t * B * H;  // state entering step t
+      const T* c_t = c_all + t * B * H;
+      T* h_next = h_all + (t + 1) * B * H;
+      T* c_next = c_all + (t + 1) * B * H;
+      T* gates_t = gates + t * B * G;
+      gemm<T>(Trans::no, Trans::yes, b1 - b0, G, H, T(1), h_t + b0 * H, H, w_hh, H, T(1),
+              gates_t + b0 * G, G);
+      for (int64_t n = b0; n < b1; ++n) {
+        T* hs_nt = hs + (n * S + t) * H;
+        if (lengths && t >= lengths[n]) {  // padding: state carried, output zero
+          std::fill(gates_t + n * G, gates_t + (n + 1) * G, T(0));
+          std::memcpy(h_next + n * H, h_t + n * H, sizeof(T) * H);
+          std::memcpy(c_next + n * H, c_t + n * H, sizeof(T) * H);
+          std::fill(hs_nt, hs_nt + H, T(0));
+          continue;
+        }
+        k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, h_next + n * H, H);
+        std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
       }
-      k.lstm_gates_forward(gates_t + n * G, c_t + n * H, c_next + n * H, h_next + n * H, H);
-      std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
     }
-  }
+  });
   std::memcpy(hT, h_all + S * B * H, sizeof(T) * B * H);
   std::memcpy(cT, c_all + S * B * H, sizeof(T) * B * H);
 }
 
 template <class T>
-void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, const T* dhs,
+void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs,
                    const T* dhT, const T* dcT, const T* x_tm, const T* gates, const T* h_all,
                    const T* c_all, const T* w_ih, const T* w_hh, const int64_t* lengths, int64_t B,
                    int64_t S, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
+  T* dgates = scratch<T>(Scratch::lstm_dgates, S * B * G);
   // dh0/dc0 carry dL/dh and dL/dc of the state entering the step being processed; the paths from
   // hs[t] and from step t+1 join there.
   if (dhT) std::memcpy(dh0, dhT, sizeof(T) * B * H); else std::fill(dh0, dh0 + B * H, T(0));
   if (dcT) std::memcpy(dc0, dcT, sizeof(T) * B * H); else std::fill(dc0, dc0 + B * H, T(0));
-  std::vector<T> dh_step(H);
-  for (int64_t t = S - 1; t >= 0; --t) {
-    T* dgates_t = dgates + t * B * G;
-    for (int64_t n = 0; n < B; ++n) {
-      T* dgates_nt = dgates_t + n * G;
-      if (lengths && t >= lengths[n]) {  // padding: no gradient, the carried state passes through
-        std::fill(dgates_nt, dgates_nt + G, T(0));
-        continue;
+  // Each thread sweeps all S steps back for its rows [b0, b1), as in the forward.
+  parallel_ranges(B, min_rows_per_thread(S, H), [&](int64_t b0, int64_t b1) {
+    std::vector<T> dh_step(H);
+    for (int64_t t = S - 1; t >= 0; --t) {
+      T* dgates_t = dgates + t * B * G;
+      for (int64_t n = b0; n < b1; ++n) {
+        T* dgates_nt = dgates_t + n * G;
+        if (lengths && t >= lengths[n]) {  // padding: no gradient, the carried state passes through
+          std::fill(dgates_nt, dgates_nt + G, T(0));
+          continue;
+        }
+        T* dh_n = dh0 + n * H;
+        // forward: hs[t] = h_t, which is also the state fed to step t+1
+        const T* dhs_nt = dhs ? dhs + (n * S + t) * H : nullptr;
+        for (int64_t j = 0; j < H; ++j) dh_step[j] = dh_n[j] + (dhs_nt ? dhs_nt[j] : T(0));
+        const int64_t row = (t * B + n);
+        k.lstm_gates_backward(dgates_nt, dc0 + n * H, dh_step.data(), gates + row * G, c_all + row * H,
+                              c_all + (row + B) * H, H);
+        std::fill(dh_n, dh_n + H, T(0));  // refilled below by the recurrent product
       }
-      T* dh_n = dh0 + n * H;
-      // forward: hs[t] = h_t, which is also the state fed to step t+1
-      const T* dhs_nt = dhs ? dhs + (n * S + t) * H : nullptr;
-      for (int64_t j = 0; j < H; ++j) dh_step[j] = dh_n[j] + (dhs_nt ? dhs_nt[j] : T(0));
-      const int64_t row = (t * B + n);
-      k.lstm_gates_backward(dgates_nt, dc0 + n * H, dh_step.data(), gates + row * G, c_all + row * H,
-                            c_all + (row + B) * H, H);
-      std::fill(dh_n, dh_n + H, T(0));  // refilled below by the recurrent product
+      // forward: gates[t] += h_all[t] @ w_hh^T, so dL/dh_all[t] += dgates[t] @ w_hh
+      gemm<T>(Trans::no, Trans::no, b1 - b0, H, G, T(1), dgates_t + b0 * G, G, w_hh, H, T(1),
+              dh0 + b0 * H, H);
     }
-    // forward: gates[t] += h_all[t] @ w_hh^T, so dL/dh_all[t] += dgates[t] @ w_hh
-    gemm<T>(Trans::no, Trans::no, B, H, G, T(1), dgates_t, G, w_hh, H, T(1), dh0, H);
-  }
+  });
   // forward: gates = x_tm @ w_ih^T + h_all[:S] @ w_hh^T + b over all S*B rows
-  std::vector<T> dx_tm(S * B * I);
-  gemm<T>(Trans::no, Trans::no, S * B, I, G, T(1), dgates, G, w_ih, I, T(0), dx_tm.data(), I);
+  T* dx_tm = scratch<T>(Scratch::lstm_dx_tm, S * B * I);
+  gemm<T>(Trans::no, Trans::no, S * B, I, G, T(1), dgates, G, w_ih, I, T(0), dx_tm, I);
   for (int64_t n = 0; n < B; ++n)
-    for (int64_t t = 0; t < S; ++t) std::memcpy(dx + (n * S + t) * I, dx_tm.data() + (t * B + n) * I, sizeof(T) * I);
+    for (int64_t t = 0; t < S; ++t) std::memcpy(dx + (n * S + t) * I, dx_tm + (t * B + n) * I, sizeof(T) * I);
   gate_weight_grads(dw_ih, dw_hh, db, dgates, x_tm, h_all, S * B, I, H);
 }
 
 #define S2S_INSTANTIATE_LSTM(T)                                                                    \
   template void lstm_cell_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
                                      const T*, int64_t, int64_t, int64_t);                         \
-  template void lstm_cell_backward<T>(T*, T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,    \
+  template void lstm_cell_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,        \
                                       const T*, const T*, const T*, const T*, const T*, const T*,  \
                                       int64_t, int64_t, int64_t);                                  \
   template void lstm_forward<T>(T*, T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,          \
                                 const T*, const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                 int64_t, int64_t);                                                 \
-  template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,         \
+  template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,             \
                                  const T*, const T*, const T*, const T*, const T*, const T*,       \
                                  const int64_t*, int64_t, int64_t, int64_t, int64_t);
 S2S_INSTANTIATE_LSTM(float)

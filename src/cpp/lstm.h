@@ -20,10 +20,10 @@ void lstm_cell_forward(T* h1, T* c1, T* gates, const T* x, const T* h0, const T*
                        const T* w_hh, const T* b, int64_t B, int64_t I, int64_t H);
 
 // out: dx [B,I], dh0 [B,H], dc0 [B,H], dw_ih [G,I], dw_hh [G,H], db [G]
-// scratch: dgates [B,G]
 // in:  dh1 [B,H], dc1 [B,H], and the forward's gates, c1, x, h0, c0, w_ih, w_hh
+// scratch: dgates [B,G] (workspace.h)
 template <class T>
-void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, const T* dh1,
+void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh1,
                         const T* dc1, const T* gates, const T* c1, const T* x, const T* h0,
                         const T* c0, const T* w_ih, const T* w_hh, int64_t B, int64_t I, int64_t H);
 
@@ -46,11 +46,11 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
 // Backward: a sweep from the last step to the first (fused gate backward, one GEMM per step for
 // dL/dh_prev), then one large GEMM for each of dx, dw_ih, dw_hh over all S*B rows.
 // out:     dx [B,S,I], dh0 [B,H], dc0 [B,H], dw_ih [G,I], dw_hh [G,H], db [G]
-// scratch: dgates [S,B,G]
 // in:      dhs [B,S,H], dhT [B,H], dcT [B,H] (each may be nullptr: zero), and the forward's
 //          x_tm, gates, h_all, c_all, w_ih, w_hh, lengths
+// scratch: dgates [S,B,G], dx_tm [S,B,I] (workspace.h)
 template <class T>
-void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, T* dgates, const T* dhs,
+void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs,
                    const T* dhT, const T* dcT, const T* x_tm, const T* gates, const T* h_all,
                    const T* c_all, const T* w_ih, const T* w_hh, const int64_t* lengths, int64_t B,
                    int64_t S, int64_t I, int64_t H);

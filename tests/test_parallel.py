@@ -1,0 +1,111 @@
+"""Shapes large enough that the core splits work across threads: the LSTM's batch rows per thread
+(each thread runs the whole recurrence for its rows) and large products split over the rows or
+columns of their output. Checked against PyTorch in float64, with 1 and with 2 threads.
+
+Shape letters: B batch, S sequence length, T decoder steps, I input size, H hidden size,
+A attention size.
+"""
+import numpy as np
+import pytest
+
+import s2sext
+from s2sext import ops
+
+from reference import (assert_close, attention_params, attention_ref, check_all, lstm_cell_ref,
+                       lstm_ref, lstm_weights, normal, ragged_lengths, refs)
+
+GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db")
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def threads(request):
+    previous = s2sext.set_num_threads(request.param)
+    yield request.param
+    s2sext.set_num_threads(previous)
+
+
+def test_lstm_sequence_split_across_threads(threads, rng):
+    # 2 * S * 4H * H flops per row puts B = 64 well past the rows-per-thread minimum, and
+    # dw_hh (4H x H x S*B) past the product-splitting threshold.
+    B, S, I, H = 64, 13, 24, 96
+    dtype = np.float64
+    x = normal(rng, (B, S, I), dtype)
+    w = lstm_weights(rng, I, H, dtype)
+    h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
+    lengths = ragged_lengths(B, S)
+    dhs, dhT, dcT = normal(rng, (B, S, H), dtype), normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
+    hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w, lengths=lengths)
+    grads = ops.lstm_backward(dhs, dhT, dcT, cache)
+    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
+    ref64, _ = refs(lstm_ref, x, h0, c0, *w, lengths, dhs, dhT, dcT, dtype=dtype)
+    check_all(ours, ref64)
+
+
+def test_lstm_cell_split_across_threads(threads, rng):
+    B, I, H = 256, 24, 96
+    dtype = np.float64
+    x = normal(rng, (B, I), dtype)
+    w = lstm_weights(rng, I, H, dtype)
+    h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
+    dh1, dc1 = normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
+    h1, c1, cache = ops.lstm_cell_forward(x, h0, c0, *w)
+    grads = ops.lstm_cell_backward(dh1, dc1, cache)
+    ours = dict(h1=h1, c1=c1, **dict(zip(GRADS, grads)))
+    ref64, _ = refs(lstm_cell_ref, x, h0, c0, *w, dh1, dc1, dtype=dtype)
+    check_all(ours, ref64)
+
+
+@pytest.mark.parametrize("kind", ["general", "concat"])
+def test_attention_projections_split_across_threads(threads, rng, kind):
+    # q W_a and W_q q are [B*T, H] x [H, H|A] products of 2*1024*128*128 = 34 MFLOP: split.
+    B, T, S, H = 64, 16, 20, 128
+    dtype = np.float64
+    hs, q = normal(rng, (B, S, H), dtype), normal(rng, (B, T, H), dtype)
+    params = attention_params(rng, kind, H, dtype, A=128)
+    lengths = ragged_lengths(B, S)
+    da = normal(rng, (B, T, S), dtype)
+    a, cache = ops.attention_weight_forward(hs, q, kind, params, lengths)
+    dhs, dq, dparams = ops.attention_weight_backward(da, cache)
+    ref64, _ = refs(attention_ref, hs, q, kind, params, lengths, da, dtype=dtype)
+    assert_close("a", a, ref64["a"])
+    assert_close("dhs", dhs, ref64["dhs"])
+    assert_close("dq", dq, ref64["dq"])
+    for i, dp in enumerate(dparams):
+        assert_close(f"dparams[{i}]", dp, ref64["dparams"][i])
+
+
+def test_float32_results_agree_across_thread_counts(rng):
+    """Splitting changes which thread computes a row, not the arithmetic of that row: the LSTM's
+    results with 1 and 2 threads agree to float32 rounding of the last step."""
+    B, S, I, H = 64, 13, 24, 96
+    x = normal(rng, (B, S, I), np.float32)
+    w = lstm_weights(rng, I, H, np.float32)
+    dhs = normal(rng, (B, S, H), np.float32)
+    results = []
+    for n in (1, 2):
+        previous = s2sext.set_num_threads(n)
+        try:
+            hs, _, _, cache = ops.lstm_forward(x, None, None, *w)
+            results.append((hs,) + ops.lstm_backward(dhs, None, None, cache))
+        finally:
+            s2sext.set_num_threads(previous)
+    for name, one, two in zip(("hs",) + GRADS, *results):
+        scale = float(np.abs(one).max()) or 1.0
+        # per-row arithmetic is identical; BLAS may block a split product differently (float32
+        # sums over K = S*B = 832 terms): 64 ulps of the largest value bounds that reordering.
+        np.testing.assert_allclose(two, one, rtol=0, atol=64 * np.finfo(np.float32).eps * scale, err_msg=name)
+
+
+def test_set_num_threads_validates():
+    with pytest.raises(TypeError, match="threads"):
+        s2sext.set_num_threads("2")
+    with pytest.raises(TypeError, match="threads"):
+        s2sext.set_num_threads(True)
+    with pytest.raises(ValueError, match="threads must be between 1 and 1024, got 0"):
+        s2sext.set_num_threads(0)
+    previous = s2sext.set_num_threads(3)
+    try:
+        assert s2sext.get_num_threads() == 3
+        assert s2sext.cpu_info()["num_threads"] == 3
+    finally:
+        s2sext.set_num_threads(previous)
