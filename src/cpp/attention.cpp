@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <vector>
 
 #include "blas.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "workspace.h"
 
 namespace s2s {
@@ -17,6 +19,13 @@ namespace {
 
 inline int64_t valid_length(const int64_t* lengths, int64_t n, int64_t S) {
   return lengths ? lengths[n] : S;
+}
+
+// Batch rows per thread so that a thread's share (multiply-adds per row: row_work) is worth its
+// start, about 0.5 M multiply-adds.
+int64_t min_batch_per_thread(int64_t row_work) {
+  const int64_t rows = 500000 / (row_work > 0 ? row_work : 1);
+  return rows < 1 ? 1 : rows + 1;
 }
 
 template <class T>
@@ -60,19 +69,22 @@ void attention_weight_forward(T* a, T* query_proj, T* key_proj, const T* hs, con
       break;
   }
   const T scale = score_scale<T>(kind, H);
-  for (int64_t n = 0; n < B; ++n) {
-    const int64_t L = valid_length(lengths, n, S);
-    const T* hs_n = hs + n * S * H;
-    for (int64_t t = 0; t < T_steps; ++t) {
-      const int64_t nt = n * T_steps + t;
-      T* a_nt = a + nt * S;
-      if (kind == ScoreKind::concat)
-        k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a_nt, L, A);
-      else if (kind != ScoreKind::location)
-        k.dot_scores(hs_n, H, query + nt * H, a_nt, L, H, scale);
-      k.masked_softmax(a_nt, L, S);
+  parallel_ranges(B, min_batch_per_thread(T_steps * S * (kind == ScoreKind::concat ? A : H)),
+                  [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t L = valid_length(lengths, n, S);
+      const T* hs_n = hs + n * S * H;
+      for (int64_t t = 0; t < T_steps; ++t) {
+        const int64_t nt = n * T_steps + t;
+        T* a_nt = a + nt * S;
+        if (kind == ScoreKind::concat)
+          k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a_nt, L, A);
+        else if (kind != ScoreKind::location)
+          k.dot_scores(hs_n, H, query + nt * H, a_nt, L, H, scale);
+        k.masked_softmax(a_nt, L, S);
+      }
     }
-  }
+  });
 }
 
 template <class T>
@@ -100,16 +112,18 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
       const T scale = score_scale<T>(kind, H);
       const T* query = kind == ScoreKind::general ? query_proj : q;
       T* dquery = kind == ScoreKind::general ? scratch<T>(Scratch::attention_dquery, B * T_steps * H) : dq;
-      for (int64_t n = 0; n < B; ++n) {
-        const int64_t L = valid_length(lengths, n, S);
-        const T* hs_n = hs + n * S * H;
-        const T* de_n = de + n * T_steps * S;
-        for (int64_t t = 0; t < T_steps; ++t)  // dquery[t] = scale * sum_s de[t,s] hs[s]
-          k.gemv_t(hs_n, H, de_n + t * S, dquery + (n * T_steps + t) * H, L, H, scale, T(0));
-        // dhs[s] = scale * sum_t de[t,s] query[t]  (de is 0 past L, so rows past L come out 0)
-        gemm<T>(Trans::yes, Trans::no, S, H, T_steps, scale, de_n, S, query + n * T_steps * H, H,
-                T(0), dhs + n * S * H, H);
-      }
+      parallel_ranges(B, min_batch_per_thread(2 * T_steps * S * H), [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+          const int64_t L = valid_length(lengths, n, S);
+          const T* hs_n = hs + n * S * H;
+          const T* de_n = de + n * T_steps * S;
+          for (int64_t t = 0; t < T_steps; ++t)  // dquery[t] = scale * sum_s de[t,s] hs[s]
+            k.gemv_t(hs_n, H, de_n + t * S, dquery + (n * T_steps + t) * H, L, H, scale, T(0));
+          // dhs[s] = scale * sum_t de[t,s] query[t]  (de is 0 past L, so rows past L come out 0)
+          gemm<T>(Trans::yes, Trans::no, S, H, T_steps, scale, de_n, S, query + n * T_steps * H, H,
+                  T(0), dhs + n * S * H, H);
+        }
+      });
       if (kind == ScoreKind::general) {  // forward: query = q @ W_a
         gemm<T>(Trans::no, Trans::yes, B * T_steps, H, H, T(1), dquery, H, params.w_a, H, T(0), dq, H);
         gemm<T>(Trans::yes, Trans::no, H, H, B * T_steps, T(1), q, H, dquery, H, T(0), dparams.w_a, H);
@@ -129,16 +143,29 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
       T* dkey_proj = scratch<T>(Scratch::attention_dkey, B * S * A);
       std::fill(dquery_proj, dquery_proj + B * T_steps * A, T(0));
       std::fill(dkey_proj, dkey_proj + B * S * A, T(0));
-      std::fill(dparams.v, dparams.v + A, T(0));
-      for (int64_t n = 0; n < B; ++n) {
-        const int64_t L = valid_length(lengths, n, S);
-        for (int64_t t = 0; t < T_steps; ++t) {
-          const int64_t nt = n * T_steps + t;
-          k.additive_scores_backward(de + nt * S, query_proj + nt * A, key_proj + n * S * A,
-                                     params.v, dquery_proj + nt * A,
-                                     dkey_proj + n * S * A, dparams.v, L, A);
+      // Each thread sums dv over its rows; the partial sums are added in row order afterwards, so
+      // the result does not depend on which thread finished first.
+      std::mutex partials_lock;
+      std::vector<std::pair<int64_t, std::vector<T>>> partials;
+      parallel_ranges(B, min_batch_per_thread(T_steps * S * A), [&](int64_t n0, int64_t n1) {
+        std::vector<T> dv(A, T(0));
+        for (int64_t n = n0; n < n1; ++n) {
+          const int64_t L = valid_length(lengths, n, S);
+          for (int64_t t = 0; t < T_steps; ++t) {
+            const int64_t nt = n * T_steps + t;
+            k.additive_scores_backward(de + nt * S, query_proj + nt * A, key_proj + n * S * A,
+                                       params.v, dquery_proj + nt * A, dkey_proj + n * S * A,
+                                       dv.data(), L, A);
+          }
         }
-      }
+        std::lock_guard<std::mutex> hold(partials_lock);
+        partials.emplace_back(n0, std::move(dv));
+      });
+      std::sort(partials.begin(), partials.end(),
+                [](const auto& x, const auto& y) { return x.first < y.first; });
+      std::fill(dparams.v, dparams.v + A, T(0));
+      for (const auto& partial : partials)
+        for (int64_t j = 0; j < A; ++j) dparams.v[j] += partial.second[j];
       // forward: query_proj = q @ W_q^T, key_proj = hs @ W_k^T
       gemm<T>(Trans::no, Trans::no, B * T_steps, H, A, T(1), dquery_proj, A, params.w_q, H,
               T(0), dq, H);
@@ -154,27 +181,31 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
 template <class T>
 void weight_sum_forward(T* c, const T* hs, const T* a, int64_t B, int64_t T_steps, int64_t S, int64_t H) {
   const KernelTable<T>& k = kernels<T>();
-  for (int64_t n = 0; n < B; ++n)
-    for (int64_t t = 0; t < T_steps; ++t) {
-      const int64_t nt = n * T_steps + t;
-      k.gemv_t(hs + n * S * H, H, a + nt * S, c + nt * H, S, H, T(1), T(0));
-    }
+  parallel_ranges(B, min_batch_per_thread(T_steps * S * H), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t t = 0; t < T_steps; ++t) {
+        const int64_t nt = n * T_steps + t;
+        k.gemv_t(hs + n * S * H, H, a + nt * S, c + nt * H, S, H, T(1), T(0));
+      }
+  });
 }
 
 template <class T>
 void weight_sum_backward(T* dhs, T* da, const T* dc, const T* hs, const T* a, int64_t B,
                          int64_t T_steps, int64_t S, int64_t H) {
   const KernelTable<T>& k = kernels<T>();
-  for (int64_t n = 0; n < B; ++n) {
-    const T* hs_n = hs + n * S * H;
-    for (int64_t t = 0; t < T_steps; ++t) {  // forward: c[t] = sum_s a[t,s] hs[s], so da[t,s] = dc[t] . hs[s]
-      const int64_t nt = n * T_steps + t;
-      k.gemv(hs_n, H, dc + nt * H, da + nt * S, S, H, T(1), T(0));
+  parallel_ranges(B, min_batch_per_thread(2 * T_steps * S * H), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* hs_n = hs + n * S * H;
+      for (int64_t t = 0; t < T_steps; ++t) {  // forward: c[t] = sum_s a[t,s] hs[s], so da[t,s] = dc[t] . hs[s]
+        const int64_t nt = n * T_steps + t;
+        k.gemv(hs_n, H, dc + nt * H, da + nt * S, S, H, T(1), T(0));
+      }
+      // dhs[s] = sum_t a[t,s] dc[t]
+      gemm<T>(Trans::yes, Trans::no, S, H, T_steps, T(1), a + n * T_steps * S, S, dc + n * T_steps * H,
+              H, T(0), dhs + n * S * H, H);
     }
-    // dhs[s] = sum_t a[t,s] dc[t]
-    gemm<T>(Trans::yes, Trans::no, S, H, T_steps, T(1), a + n * T_steps * S, S, dc + n * T_steps * H,
-            H, T(0), dhs + n * S * H, H);
-  }
+  });
 }
 
 #define S2S_INSTANTIATE_ATTENTION(T)                                                              \
