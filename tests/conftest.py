@@ -8,10 +8,12 @@ The PyTorch references and the tolerance rule live in reference.py (imported by 
 """
 import os
 
-# One thread each for PyTorch (OpenMP) and s2sext's OpenBLAS. With both pools at their defaults on a
-# small machine, the idle threads of one spin while the other works and every call gets 30-100x
-# slower (measured on 2 cores: lstm_forward+backward at B=3, S=13, H=255 took 0.13 s instead of 4 ms).
-# OpenBLAS reads the variable when it loads, so it is set before s2sext is imported.
+# One thread for PyTorch (OpenMP) and for numpy's OpenBLAS, the references' thread pools. On a
+# small machine the idle threads of a pool spin while another library works and every call gets
+# 30-100x slower (measured on 2 cores: lstm_forward+backward at B=3, S=13, H=255 took 0.13 s instead
+# of 4 ms while PyTorch's and an OpenBLAS pool spun). OpenBLAS reads the variable when it loads.
+# s2sext's own bundled OpenBLAS is single-threaded regardless; its threads are tested in
+# test_parallel.py.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
