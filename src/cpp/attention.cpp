@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <vector>
 
 #include "blas.h"
@@ -143,29 +142,29 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
       T* dkey_proj = scratch<T>(Scratch::attention_dkey, B * S * A);
       std::fill(dquery_proj, dquery_proj + B * T_steps * A, T(0));
       std::fill(dkey_proj, dkey_proj + B * S * A, T(0));
-      // Each thread sums dv over its rows; the partial sums are added in row order afterwards, so
-      // the result does not depend on which thread finished first.
-      std::mutex partials_lock;
-      std::vector<std::pair<int64_t, std::vector<T>>> partials;
-      parallel_ranges(B, min_batch_per_thread(T_steps * S * A), [&](int64_t n0, int64_t n1) {
-        std::vector<T> dv(A, T(0));
-        for (int64_t n = n0; n < n1; ++n) {
-          const int64_t L = valid_length(lengths, n, S);
-          for (int64_t t = 0; t < T_steps; ++t) {
-            const int64_t nt = n * T_steps + t;
-            k.additive_scores_backward(de + nt * S, query_proj + nt * A, key_proj + n * S * A,
-                                       params.v, dquery_proj + nt * A, dkey_proj + n * S * A,
-                                       dv.data(), L, A);
+      // dv is summed over fixed blocks of batch rows, then the blocks in order: the result is
+      // the same whichever threads took which blocks.
+      constexpr int64_t kRowsPerPartial = 8;
+      const int64_t n_blocks = (B + kRowsPerPartial - 1) / kRowsPerPartial;
+      std::vector<T> dv_blocks(n_blocks * A, T(0));
+      parallel_ranges(n_blocks, min_batch_per_thread(kRowsPerPartial * T_steps * S * A),
+                      [&](int64_t blk0, int64_t blk1) {
+        for (int64_t blk = blk0; blk < blk1; ++blk) {
+          const int64_t n_end = (blk + 1) * kRowsPerPartial < B ? (blk + 1) * kRowsPerPartial : B;
+          for (int64_t n = blk * kRowsPerPartial; n < n_end; ++n) {
+            const int64_t L = valid_length(lengths, n, S);
+            for (int64_t t = 0; t < T_steps; ++t) {
+              const int64_t nt = n * T_steps + t;
+              k.additive_scores_backward(de + nt * S, query_proj + nt * A, key_proj + n * S * A,
+                                         params.v, dquery_proj + nt * A, dkey_proj + n * S * A,
+                                         dv_blocks.data() + blk * A, L, A);
+            }
           }
         }
-        std::lock_guard<std::mutex> hold(partials_lock);
-        partials.emplace_back(n0, std::move(dv));
       });
-      std::sort(partials.begin(), partials.end(),
-                [](const auto& x, const auto& y) { return x.first < y.first; });
       std::fill(dparams.v, dparams.v + A, T(0));
-      for (const auto& partial : partials)
-        for (int64_t j = 0; j < A; ++j) dparams.v[j] += partial.second[j];
+      for (int64_t blk = 0; blk < n_blocks; ++blk)
+        for (int64_t j = 0; j < A; ++j) dparams.v[j] += dv_blocks[blk * A + j];
       // forward: query_proj = q @ W_q^T, key_proj = hs @ W_k^T
       gemm<T>(Trans::no, Trans::no, B * T_steps, H, A, T(1), dquery_proj, A, params.w_q, H,
               T(0), dq, H);

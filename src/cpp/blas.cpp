@@ -61,6 +61,8 @@ void make_blas_single_threaded() {
 // Below this many flops a product runs on one thread: starting a thread costs tens of microseconds.
 constexpr double kSplitFlops = 16e6;
 constexpr int64_t kMinSplitRows = 32;
+// A batch-1 GEMV is split when each thread gets at least this many weights (256 KiB of float32).
+constexpr int64_t kMinGemvSplitElements = 65536;
 
 template <class T>
 void blas_gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
@@ -83,8 +85,17 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
     return;
   }
   if (M == 1 && trans_a == Trans::no && trans_b == Trans::yes) {
-    // c[N] = alpha * B[N,K] a[K] + beta * c: a batch-1 product, memory-bound, our SIMD GEMV.
-    kernels<T>().gemv(B, ldb, A, C, N, K, alpha, beta);
+    // c[N] = alpha * B[N,K] a[K] + beta * c: a batch-1 product, memory-bound, our SIMD GEMV. A
+    // large one is split by rows, so each core streams its share of the weights from its own cache.
+    // Ranges are whole blocks of 8 rows, the kernel's blocking, so every row is summed the same
+    // way whatever the split (results do not depend on the thread count).
+    const KernelTable<T>& k = kernels<T>();
+    const int64_t blocks = (N + 7) / 8;
+    const int64_t min_blocks = K > 0 ? (kMinGemvSplitElements / 8 + K - 1) / K : blocks;
+    parallel_ranges(blocks, min_blocks, [&](int64_t blk0, int64_t blk1) {
+      const int64_t n0 = blk0 * 8, n1 = blk1 * 8 < N ? blk1 * 8 : N;
+      k.gemv(B + n0 * ldb, ldb, A, C + n0, n1 - n0, K, alpha, beta);
+    });
     return;
   }
   if (2.0 * M * N * K < kSplitFlops || num_threads() == 1 || in_parallel_region()) {

@@ -26,12 +26,14 @@ void sum_rows(T* db, const T* dgates, int64_t N, int64_t G) {
   });
 }
 
-// Rows of the batch per thread so that each thread's share of an S-step recurrence is worth a
-// thread start (about 2 MFLOP of recurrent products).
+// Rows of the batch per thread so that each thread's share of an S-step recurrence is worth
+// handing out (about 2 MFLOP of recurrent products), and never fewer than 8: a one-row share would
+// take the GEMV path instead of BLAS and round differently, and results must not depend on the
+// thread count.
 int64_t min_rows_per_thread(int64_t S, int64_t H) {
   const double flops_per_row = 2.0 * static_cast<double>(S) * 4 * H * H + 1;
   const double rows = 2e6 / flops_per_row;
-  return rows < 1 ? 1 : static_cast<int64_t>(rows) + 1;
+  return rows < 8 ? 8 : static_cast<int64_t>(rows) + 1;
 }
 
 // Weight gradients of gates = x @ w_ih^T + h @ w_hh^T, over N rows at once:

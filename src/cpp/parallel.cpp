@@ -1,7 +1,20 @@
+// The thread pool behind parallel_ranges (see parallel.h).
 #include "parallel.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define S2S_CPU_RELAX() _mm_pause()
+#else
+#define S2S_CPU_RELAX() ((void)0)
+#endif
 
 namespace s2s {
 namespace {
@@ -22,6 +35,127 @@ std::atomic<int>& thread_setting() {
 
 thread_local bool t_in_region = false;
 
+struct RegionGuard {
+  bool outer;
+  RegionGuard() : outer(!t_in_region) { t_in_region = true; }
+  ~RegionGuard() {
+    if (outer) t_in_region = false;
+  }
+};
+
+// Spin this many pause instructions (about 0.1 ms) before a worker sleeps.
+constexpr int kSpinRounds = 2000;
+
+// One job at a time. Protocol: the caller fills the job's fields, then under mutex_ opens the job
+// and bumps the generation. A worker joins a job only under mutex_, only while it is open, and
+// counts itself in active_. The caller, once every range is done, closes the job under mutex_ and
+// waits for active_ to reach zero before it returns, so no worker ever reads a job's fields while
+// the next job is being set up.
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> hold(mutex_);
+      stopping_ = true;
+      generation_atomic_.store(++generation_, std::memory_order_release);
+    }
+    wake_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+
+  bool run(int64_t ranges, const std::function<void(int64_t)>& body) {
+    std::unique_lock<std::mutex> busy(job_lock_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;  // another caller's job is running
+    if (!ensure_workers(ranges - 1)) return false;
+    body_ = &body;
+    ranges_ = ranges;
+    errors_.assign(ranges, nullptr);
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> hold(mutex_);
+      open_ = true;
+      generation_atomic_.store(++generation_, std::memory_order_release);
+    }
+    wake_.notify_all();
+    {
+      RegionGuard region;
+      work();  // the caller takes ranges too
+    }
+    while (done_.load(std::memory_order_acquire) < ranges) S2S_CPU_RELAX();
+    {
+      std::lock_guard<std::mutex> hold(mutex_);
+      open_ = false;
+    }
+    while (active_.load(std::memory_order_acquire) > 0) S2S_CPU_RELAX();
+    body_ = nullptr;
+    for (const std::exception_ptr& e : errors_)
+      if (e) std::rethrow_exception(e);
+    return true;
+  }
+
+ private:
+  bool ensure_workers(int64_t wanted) {
+    try {
+      while (static_cast<int64_t>(workers_.size()) < wanted) workers_.emplace_back([this] { worker_loop(); });
+    } catch (const std::system_error&) {
+      return !workers_.empty();  // could not start another thread: use what there is
+    }
+    return true;
+  }
+
+  // Takes ranges of the open job until none is left.
+  void work() {
+    for (int64_t r = next_.fetch_add(1, std::memory_order_relaxed); r < ranges_;
+         r = next_.fetch_add(1, std::memory_order_relaxed)) {
+      try {
+        (*body_)(r);
+      } catch (...) {
+        errors_[r] = std::current_exception();
+      }
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void worker_loop() {
+    t_in_region = true;  // work started here is never split again
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin a while for the next job, then sleep until one is posted.
+      for (int spins = 0; spins < kSpinRounds && generation_atomic_.load(std::memory_order_acquire) == seen; ++spins)
+        S2S_CPU_RELAX();
+      {
+        std::unique_lock<std::mutex> hold(mutex_);
+        wake_.wait(hold, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stopping_) return;
+        if (!open_) continue;  // that job has finished already
+        active_.fetch_add(1, std::memory_order_acq_rel);
+      }
+      work();
+      active_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  std::mutex job_lock_;  // held by the caller whose job runs
+  std::vector<std::thread> workers_;
+  const std::function<void(int64_t)>* body_ = nullptr;
+  int64_t ranges_ = 0;
+  std::vector<std::exception_ptr> errors_;
+  std::atomic<int64_t> next_{0}, done_{0}, active_{0};
+  std::mutex mutex_;  // guards generation_, open_ and stopping_
+  std::condition_variable wake_;
+  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_atomic_{0};  // generation_, readable without the lock for spinning
+  bool open_ = false;
+  bool stopping_ = false;
+};
+
+Pool& pool() {
+  static Pool instance;
+  return instance;
+}
+
 }  // namespace
 
 int num_threads() { return thread_setting().load(std::memory_order_relaxed); }
@@ -30,9 +164,8 @@ void set_num_threads(int threads) { thread_setting().store(threads >= 1 ? thread
 
 bool in_parallel_region() { return t_in_region; }
 
-detail::ParallelRegion::ParallelRegion() : outer(!t_in_region) { t_in_region = true; }
-detail::ParallelRegion::~ParallelRegion() {
-  if (outer) t_in_region = false;
+bool detail::run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body) {
+  return pool().run(ranges, body);
 }
 
 }  // namespace s2s
