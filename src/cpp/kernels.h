@@ -11,9 +11,11 @@ namespace s2s {
 
 template <class T>
 struct KernelTable {
-  // One LSTM row, forward. gates [G] holds pre-activations i,f,g,o without the bias in, and
-  // activations out; bias [G]; c_prev [H]; c_new [H] = f*c_prev + i*g; h_new [H] = o*tanh(c_new).
-  void (*lstm_gates_forward)(T* gates, const T* bias, const T* c_prev, T* c_new, T* h_new, int64_t H);
+  // One LSTM row, forward, for n hidden units. The gate slices i, f, g, o of gates (and of bias)
+  // start gate_stride apart (H for a whole row); gates holds pre-activations without the bias in,
+  // activations out; c_prev [n]; c_new [n] = f*c_prev + i*g; h_new [n] = o*tanh(c_new).
+  void (*lstm_gates_forward)(T* gates, const T* bias, const T* c_prev, T* c_new, T* h_new, int64_t n,
+                             int64_t gate_stride);
   // One LSTM row, backward. dgates [G] out; dc [H] in: dL/dc_new from later steps, out: dL/dc_prev;
   // dh [H] = dL/dh_new; gates [G] activations; c_prev, c_new [H] from the forward.
   void (*lstm_gates_backward)(T* dgates, T* dc, const T* dh, const T* gates, const T* c_prev,

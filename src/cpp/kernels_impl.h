@@ -95,17 +95,18 @@ inline T sigmoid_(T x) {
 // ---- LSTM gates ---------------------------------------------------------------------------------
 
 template <class T>
-void lstm_gates_forward(T* gates, const T* bias, const T* c_prev, T* c_new, T* h_new, int64_t H) {
+void lstm_gates_forward(T* gates, const T* bias, const T* c_prev, T* c_new, T* h_new, int64_t n,
+                        int64_t gate_stride) {
   T* gate_i = gates;
-  T* gate_f = gates + H;
-  T* gate_g = gates + 2 * H;
-  T* gate_o = gates + 3 * H;
+  T* gate_f = gates + gate_stride;
+  T* gate_g = gates + 2 * gate_stride;
+  T* gate_o = gates + 3 * gate_stride;
   const T* bias_i = bias;
-  const T* bias_f = bias + H;
-  const T* bias_g = bias + 2 * H;
-  const T* bias_o = bias + 3 * H;
+  const T* bias_f = bias + gate_stride;
+  const T* bias_g = bias + 2 * gate_stride;
+  const T* bias_o = bias + 3 * gate_stride;
 #pragma omp simd
-  for (int64_t j = 0; j < H; ++j) {
+  for (int64_t j = 0; j < n; ++j) {
     const T i = sigmoid_(gate_i[j] + bias_i[j]), f = sigmoid_(gate_f[j] + bias_f[j]);
     const T g = tanh_(gate_g[j] + bias_g[j]), o = sigmoid_(gate_o[j] + bias_o[j]);
     const T c = f * c_prev[j] + i * g;

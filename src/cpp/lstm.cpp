@@ -54,13 +54,31 @@ void lstm_cell_forward(T* h1, T* c1, T* gates, const T* x, const T* h0, const T*
                        const T* w_hh, const T* b, int64_t B, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   const KernelTable<T>& k = kernels<T>();
+  if (B == 1) {
+    // Batch 1 is memory-bound: threads take blocks of 8 hidden units, each streaming those units'
+    // rows of all four gates of both weights (GEMVs) and finishing them with the gate pass: one
+    // pass over the weights, no meeting point. Blocks of 8 match the GEMV's row blocking, so the
+    // result does not depend on the split.
+    const int64_t unit_blocks = (H + 7) / 8;
+    const int64_t min_blocks = 65536 / (32 * (I + H) + 1) + 1;  // ~256 KiB of weights per thread
+    parallel_ranges(unit_blocks, min_blocks, [&](int64_t blk0, int64_t blk1) {
+      const int64_t j0 = blk0 * 8, j1 = blk1 * 8 < H ? blk1 * 8 : H, units = j1 - j0;
+      for (int64_t gate = 0; gate < 4; ++gate) {
+        const int64_t row = gate * H + j0;
+        k.gemv(w_ih + row * I, I, x, gates + row, units, I, T(1), T(0));
+        k.gemv(w_hh + row * H, H, h0, gates + row, units, H, T(1), T(1));
+      }
+      k.lstm_gates_forward(gates + j0, b + j0, c0 + j0, c1 + j0, h1 + j0, units, H);
+    });
+    return;
+  }
   // Threads take rows of the batch, each doing both products and the gate pass for its rows.
   parallel_ranges(B, min_rows_per_thread(1, H + I), [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     gemm<T>(Trans::no, Trans::yes, rows, G, I, T(1), x + b0 * I, I, w_ih, I, T(0), gates + b0 * G, G);
     gemm<T>(Trans::no, Trans::yes, rows, G, H, T(1), h0 + b0 * H, H, w_hh, H, T(1), gates + b0 * G, G);
     for (int64_t n = b0; n < b1; ++n)  // the gate kernel adds b
-      k.lstm_gates_forward(gates + n * G, b, c0 + n * H, c1 + n * H, h1 + n * H, H);
+      k.lstm_gates_forward(gates + n * G, b, c0 + n * H, c1 + n * H, h1 + n * H, H, H);
   });
 }
 
@@ -121,7 +139,7 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
           std::fill(hs_nt, hs_nt + H, T(0));
           continue;
         }
-        k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, h_next + n * H, H);
+        k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, h_next + n * H, H, H);
         std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
       }
     }
