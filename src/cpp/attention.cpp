@@ -68,19 +68,23 @@ void attention_weight_forward(T* a, T* query_proj, T* key_proj, const T* hs, con
       break;
   }
   const T scale = score_scale<T>(kind, H);
+  const bool dot_kind = kind == ScoreKind::dot || kind == ScoreKind::scaled_dot || kind == ScoreKind::general;
   parallel_ranges(B, min_batch_per_thread(T_steps * S * (kind == ScoreKind::concat ? A : H)),
                   [&](int64_t n0, int64_t n1) {
+    std::vector<double> query_f64(dot_kind ? T_steps * H : 0);  // the dot kinds sum in float64
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t L = valid_length(lengths, n, S);
-      const T* hs_n = hs + n * S * H;
+      T* a_n = a + n * T_steps * S;
+      if (dot_kind) {
+        const T* query_n = query + n * T_steps * H;
+        for (int64_t i = 0; i < T_steps * H; ++i) query_f64[i] = static_cast<double>(query_n[i]);
+        k.dot_scores(hs + n * S * H, H, query_f64.data(), H, a_n, S, T_steps, L, H, scale);
+      }
       for (int64_t t = 0; t < T_steps; ++t) {
         const int64_t nt = n * T_steps + t;
-        T* a_nt = a + nt * S;
         if (kind == ScoreKind::concat)
-          k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a_nt, L, A);
-        else if (kind != ScoreKind::location)
-          k.dot_scores(hs_n, H, query + nt * H, a_nt, L, H, scale);
-        k.masked_softmax(a_nt, L, S);
+          k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a + nt * S, L, A);
+        k.masked_softmax(a + nt * S, L, S);
       }
     }
   });
@@ -95,13 +99,15 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
   const KernelTable<T>& k = kernels<T>();
   // de = dL/dscore through the masked softmax
   T* de = scratch<T>(Scratch::attention_de, B * T_steps * S);
-  for (int64_t n = 0; n < B; ++n) {
-    const int64_t L = valid_length(lengths, n, S);
-    for (int64_t t = 0; t < T_steps; ++t) {
-      const int64_t row = (n * T_steps + t) * S;
-      k.masked_softmax_backward(a + row, da + row, de + row, L, S);
+  parallel_ranges(B, min_batch_per_thread(4 * T_steps * S), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t L = valid_length(lengths, n, S);
+      for (int64_t t = 0; t < T_steps; ++t) {
+        const int64_t row = (n * T_steps + t) * S;
+        k.masked_softmax_backward(a + row, da + row, de + row, L, S);
+      }
     }
-  }
+  });
 
   switch (kind) {
     case ScoreKind::dot:

@@ -24,10 +24,13 @@ struct KernelTable {
   void (*gemv)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
   // y[K] = alpha * W[N,K]^T x[N] + beta * y (beta == 0 never reads y); W rows are ldw apart.
   void (*gemv_t)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
-  // Dot-product scores of one query: e[s] = scale * q[H] . keys[s, :H], s < S, keys rows ldk apart.
-  // float32 sums in float64: a score's rounding error is amplified by exp in the softmax, so the
-  // scores are made exact to float32 rounding rather than to a float32 dot product's.
-  void (*dot_scores)(const T* keys, int64_t ldk, const T* q, T* e, int64_t S, int64_t H, T scale);
+  // Dot-product scores of n_q queries: e[t, s] = scale * queries[t, :H] . keys[s, :H] for t < n_q,
+  // s < S; rows of keys, queries and e are ldk, ldq and lde apart. Sums are float64 (queries come
+  // in float64): a score's rounding error is multiplied by exp in the softmax, so scores are made
+  // exact to float32 rounding rather than to a float32 dot product's. Four queries share each key
+  // load.
+  void (*dot_scores)(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e, int64_t lde,
+                     int64_t n_q, int64_t S, int64_t H, double scale);
   // Additive (Bahdanau) scores of one query: e[s] = v[A] . tanh(qp[A] + kp[s, :A]), s < S.
   void (*additive_scores)(const T* qp, const T* kp, const T* v, T* e, int64_t S, int64_t A);
   // Its backward: with z = tanh(qp + kp[s]), dz = de[s] * v * (1 - z^2):

@@ -266,13 +266,40 @@ void gemv_t(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T a
 // ---- attention rows -----------------------------------------------------------------------------
 
 template <class T>
-void dot_scores(const T* keys, int64_t ldk, const T* q, T* e, int64_t S, int64_t H, T scale) {
-  for (int64_t s = 0; s < S; ++s) {
-    const T* key = keys + s * ldk;
-    double acc = 0;
+void dot_scores(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e, int64_t lde,
+                int64_t n_q, int64_t S, int64_t H, double scale) {
+  int64_t t = 0;
+  for (; t + 4 <= n_q; t += 4) {
+    const double* q0 = queries + t * ldq;
+    const double* q1 = q0 + ldq;
+    const double* q2 = q1 + ldq;
+    const double* q3 = q2 + ldq;
+    for (int64_t s = 0; s < S; ++s) {
+      const T* key = keys + s * ldk;
+      double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
+      for (int64_t h = 0; h < H; ++h) {
+        const double key_h = static_cast<double>(key[h]);
+        acc0 += key_h * q0[h];
+        acc1 += key_h * q1[h];
+        acc2 += key_h * q2[h];
+        acc3 += key_h * q3[h];
+      }
+      e[t * lde + s] = static_cast<T>(acc0 * scale);
+      e[(t + 1) * lde + s] = static_cast<T>(acc1 * scale);
+      e[(t + 2) * lde + s] = static_cast<T>(acc2 * scale);
+      e[(t + 3) * lde + s] = static_cast<T>(acc3 * scale);
+    }
+  }
+  for (; t < n_q; ++t) {
+    const double* q_t = queries + t * ldq;
+    for (int64_t s = 0; s < S; ++s) {
+      const T* key = keys + s * ldk;
+      double acc = 0;
 #pragma omp simd reduction(+ : acc)
-    for (int64_t h = 0; h < H; ++h) acc += static_cast<double>(key[h]) * static_cast<double>(q[h]);
-    e[s] = static_cast<T>(acc * static_cast<double>(scale));
+      for (int64_t h = 0; h < H; ++h) acc += static_cast<double>(key[h]) * q_t[h];
+      e[t * lde + s] = static_cast<T>(acc * scale);
+    }
   }
 }
 
