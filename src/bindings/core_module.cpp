@@ -223,6 +223,14 @@ const int64_t* lengths_ptr(const py::object& lengths) {
   return lengths.is_none() ? nullptr : py::cast<Array<int64_t>>(lengths).data();
 }
 
+// An attention argument that is 2-D for one decoder step and 3-D for all steps: which one it is.
+bool is_one_step(const Checker& ck, py::handle obj, const char* name, const char* shapes) {
+  const py::array arr = ck.float_array(obj, name);
+  if (arr.ndim() != 2 && arr.ndim() != 3)
+    ck.value_error(std::string(name) + " must have shape " + shapes + ", got shape " + shape_str(arr));
+  return arr.ndim() == 2;
+}
+
 // ---- caches -------------------------------------------------------------------------------------
 
 struct LSTMCellCache {
@@ -418,10 +426,7 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
     ck.value_error("params for kind '" + std::string(spec.name) + "' must be " + spec.params_doc + ": " +
                    std::to_string(spec.params.size()) + " array(s), got " + std::to_string(params_seq.size()));
   const py::array hs_raw = ck.float_array(hs_in, "hs");
-  const py::array q_raw = ck.float_array(q_in, "q");
-  if (q_raw.ndim() != 2 && q_raw.ndim() != 3)
-    ck.value_error("q must have shape [B, H] (one step) or [B, T, H] (all steps), got shape " + shape_str(q_raw));
-  const bool one_step = q_raw.ndim() == 2;
+  const bool one_step = is_one_step(ck, q_in, "q", "[B, H] (one step) or [B, T, H] (all steps)");
   return with_dtype(hs_raw, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     auto hs = ck.floats<T>(hs_in, "hs", "B,S,H");
@@ -527,10 +532,7 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
 py::array weight_sum_forward(py::handle hs_in, py::handle a_in) {
   Checker ck("weight_sum_forward");
   const py::array hs_raw = ck.float_array(hs_in, "hs");
-  const py::array a_raw = ck.float_array(a_in, "a");
-  if (a_raw.ndim() != 2 && a_raw.ndim() != 3)
-    ck.value_error("a must have shape [B, S] (one step) or [B, T, S] (all steps), got shape " + shape_str(a_raw));
-  const bool one_step = a_raw.ndim() == 2;
+  const bool one_step = is_one_step(ck, a_in, "a", "[B, S] (one step) or [B, T, S] (all steps)");
   return with_dtype(hs_raw, [&](auto tag) -> py::array {
     using T = decltype(tag);
     auto hs = ck.floats<T>(hs_in, "hs", "B,S,H");
@@ -548,10 +550,7 @@ py::array weight_sum_forward(py::handle hs_in, py::handle a_in) {
 py::tuple weight_sum_backward(py::handle dc_in, py::handle hs_in, py::handle a_in) {
   Checker ck("weight_sum_backward");
   const py::array hs_raw = ck.float_array(hs_in, "hs");
-  const py::array a_raw = ck.float_array(a_in, "a");
-  if (a_raw.ndim() != 2 && a_raw.ndim() != 3)
-    ck.value_error("a must have shape [B, S] (one step) or [B, T, S] (all steps), got shape " + shape_str(a_raw));
-  const bool one_step = a_raw.ndim() == 2;
+  const bool one_step = is_one_step(ck, a_in, "a", "[B, S] (one step) or [B, T, S] (all steps)");
   return with_dtype(hs_raw, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     auto hs = ck.floats<T>(hs_in, "hs", "B,S,H");
