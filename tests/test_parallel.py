@@ -5,6 +5,9 @@ columns of their output. Checked against PyTorch in float64, with 1 and with 2 t
 Shape letters: B batch, S sequence length, T decoder steps, I input size, H hidden size,
 A attention size.
 """
+import os
+import warnings
+
 import numpy as np
 import pytest
 
@@ -109,3 +112,25 @@ def test_set_num_threads_validates():
         assert s2sext.cpu_info()["num_threads"] == 3
     finally:
         s2sext.set_num_threads(previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_computes_without_the_parents_pool(rng):
+    """A child made by fork() has none of the parent's pool workers: it must compute (on its own
+    thread) and get the parent's results, not wait for workers that do not exist."""
+    B, S, I, H = 64, 13, 24, 96
+    x = normal(rng, (B, S, I), np.float32)
+    w = lstm_weights(rng, I, H, np.float32)
+    hs = ops.lstm_forward(x, None, None, *w)[0]  # the parent's pool is now running
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that fork() in a multi-threaded process may deadlock: that is what
+        # this test checks does not happen here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        try:
+            same = np.array_equal(ops.lstm_forward(x, None, None, *w)[0], hs)
+        finally:
+            os._exit(0 if same else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

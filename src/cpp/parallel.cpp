@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <pthread.h>
 #include <thread>
 #include <vector>
+#include <system_error>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -51,19 +53,14 @@ constexpr int kSpinRounds = 2000;
 // counts itself in active_. The caller, once every range is done, closes the job under mutex_ and
 // waits for active_ to reach zero before it returns, so no worker ever reads a job's fields while
 // the next job is being set up.
+//
+// The pool lives as long as the process and its workers are detached: nothing is joined at exit
+// (a worker may be asleep in wait()), and a child made by fork(), which has none of the workers,
+// never uses the pool (runs everything on the calling thread).
 class Pool {
  public:
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> hold(mutex_);
-      stopping_ = true;
-      generation_atomic_.store(++generation_, std::memory_order_release);
-    }
-    wake_.notify_all();
-    for (std::thread& w : workers_) w.join();
-  }
-
   bool run(int64_t ranges, const std::function<void(int64_t)>& body) {
+    if (forked_child().load(std::memory_order_relaxed)) return false;
     std::unique_lock<std::mutex> busy(job_lock_, std::try_to_lock);
     if (!busy.owns_lock()) return false;  // another caller's job is running
     if (!ensure_workers(ranges - 1)) return false;
@@ -95,11 +92,21 @@ class Pool {
   }
 
  private:
+  static std::atomic<bool>& forked_child() {
+    static std::atomic<bool> flag{false};
+    return flag;
+  }
+
   bool ensure_workers(int64_t wanted) {
+    static const bool registered = (pthread_atfork(nullptr, nullptr, [] { forked_child().store(true); }), true);
+    (void)registered;
     try {
-      while (static_cast<int64_t>(workers_.size()) < wanted) workers_.emplace_back([this] { worker_loop(); });
+      while (workers_ < wanted) {
+        std::thread([this] { worker_loop(); }).detach();
+        ++workers_;
+      }
     } catch (const std::system_error&) {
-      return !workers_.empty();  // could not start another thread: use what there is
+      return workers_ > 0;  // could not start another thread: use what there is
     }
     return true;
   }
@@ -128,7 +135,6 @@ class Pool {
         std::unique_lock<std::mutex> hold(mutex_);
         wake_.wait(hold, [&] { return generation_ != seen; });
         seen = generation_;
-        if (stopping_) return;
         if (!open_) continue;  // that job has finished already
         active_.fetch_add(1, std::memory_order_acq_rel);
       }
@@ -138,22 +144,21 @@ class Pool {
   }
 
   std::mutex job_lock_;  // held by the caller whose job runs
-  std::vector<std::thread> workers_;
+  int64_t workers_ = 0;
   const std::function<void(int64_t)>* body_ = nullptr;
   int64_t ranges_ = 0;
   std::vector<std::exception_ptr> errors_;
   std::atomic<int64_t> next_{0}, done_{0}, active_{0};
-  std::mutex mutex_;  // guards generation_, open_ and stopping_
+  std::mutex mutex_;  // guards generation_ and open_
   std::condition_variable wake_;
   uint64_t generation_ = 0;
   std::atomic<uint64_t> generation_atomic_{0};  // generation_, readable without the lock for spinning
   bool open_ = false;
-  bool stopping_ = false;
 };
 
 Pool& pool() {
-  static Pool instance;
-  return instance;
+  static Pool* instance = new Pool;  // never destroyed, see Pool
+  return *instance;
 }
 
 }  // namespace
