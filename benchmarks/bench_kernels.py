@@ -51,12 +51,13 @@ class Mode:
     warmup_s: float  # per side, before sizing the samples
 
 
-# Settling: after a call, OpenBLAS's workers spin for 2^28 TSC cycles (~0.12 s at 2.3 GHz) and torch's
-# libgomp workers for tens of ms before they sleep. On a 2-core machine the spinners of the side that
-# just ran take the cores from the side being timed (measured here: torch's B=128 cell forward 2x-25x
-# slower right after ours, ours 1.5x slower right after torch); after ~0.12 s both match runs without
-# the other library. So a sample that follows the other side is preceded by settle_s of its own side,
-# untimed.
+# Settling: after a call, a library's idle worker threads spin before they sleep (torch's libgomp
+# workers for tens of ms; OpenBLAS's pool for ~0.12 s, which is what s2sext used before it ran its
+# own pool, whose workers spin ~0.1 ms). On a 2-core machine the spinners of the side that just ran
+# take the cores from the side being timed (measured here: torch's B=128 cell forward 2x-25x slower
+# right after an OpenBLAS-threaded s2sext, ours 1.5x slower right after torch); after ~0.12 s both
+# match runs without the other library. So a sample that follows the other side is preceded by
+# settle_s of its own side, untimed.
 FULL = Mode(sample_s=0.12, settle_s=0.15, reps=11, min_reps=5, budget_s=5.0, warmup_s=0.15)
 QUICK = Mode(sample_s=0.02, settle_s=0.12, reps=3, min_reps=3, budget_s=0.9, warmup_s=0.04)
 
@@ -527,20 +528,10 @@ def numpy_blas(np) -> str:
                      f"{i.get('num_threads')} threads, {i.get('version')}" for i in libs) or "no OpenBLAS"
 
 
-def set_our_blas_threads(s2sext, n: int) -> str:
-    """OPENBLAS_NUM_THREADS is already set before import; also use a setter if the package has one."""
-    for owner in (s2sext, getattr(s2sext, "_core", None), getattr(s2sext, "ops", None)):
-        for name in ("set_num_threads",):
-            fn = getattr(owner, name, None)
-            if callable(fn):
-                fn(n)
-                return f"{owner.__name__}.{name}({n})"
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=n, user_api="blas")
-        return f"OPENBLAS_NUM_THREADS={n} + threadpoolctl"
-    except ImportError:
-        return f"OPENBLAS_NUM_THREADS={n} (no setter in s2sext, threadpoolctl not installed)"
+def set_our_threads(s2sext, n: int) -> str:
+    """s2sext runs its own threads (its bundled OpenBLAS is single-threaded)."""
+    s2sext.set_num_threads(n)
+    return f"s2sext.set_num_threads({n})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -603,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = QUICK if args.quick else FULL
     out_path = args.out or RESULTS_DIR / ("kernels-quick.md" if args.quick else "kernels.md")
 
-    # OpenBLAS reads its thread count when it loads, so this must precede importing numpy and s2sext.
+    # numpy's OpenBLAS reads its thread count when it loads, so this precedes importing numpy.
     previous_threads = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
     env_set = {k: os.environ[k] for k in ENV_OVERRIDES if k in os.environ}
@@ -623,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     torch.set_num_threads(args.threads)
-    threads_how = set_our_blas_threads(s2sext, args.threads)
+    threads_how = set_our_threads(s2sext, args.threads)
     info = s2sext.cpu_info()
     blas = dict(info.get("blas", {}))
     blas_config = blas.pop("config", None)
@@ -631,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         ("CPU", f"{cpu_model()} ({os.cpu_count()} logical CPUs, {platform.machine()})"),
         ("threads", f"{args.threads} (torch.get_num_threads()={torch.get_num_threads()}; "
-                    f"our OpenBLAS via {threads_how}"
+                    f"ours via {threads_how}"
                     + (f"; OPENBLAS_NUM_THREADS was {previous_threads}" if previous_threads else "")
                     + ")"),
         ("s2sext kernel path", f"{info.get('kernel_path')} (available: "
@@ -646,8 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for k, v in header:
         print(f"{k:>20}: {v}")
-    if blas.get("threads") not in (None, 0, args.threads):
-        print(f"WARNING: s2sext reports {blas.get('threads')} BLAS threads, not {args.threads}")
+    if info.get("num_threads") != args.threads:
+        print(f"WARNING: s2sext reports {info.get('num_threads')} threads, not {args.threads}")
     print()
 
     rows: list[Row] = []

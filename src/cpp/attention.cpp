@@ -122,8 +122,9 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
           const int64_t L = valid_length(lengths, n, S);
           const T* hs_n = hs + n * S * H;
           const T* de_n = de + n * T_steps * S;
-          for (int64_t t = 0; t < T_steps; ++t)  // dquery[t] = scale * sum_s de[t,s] hs[s]
-            k.gemv_t(hs_n, H, de_n + t * S, dquery + (n * T_steps + t) * H, L, H, scale, T(0));
+          // dquery[t] = scale * sum_{s<L} de[t,s] hs[s]
+          gemm<T>(Trans::no, Trans::no, T_steps, H, L, scale, de_n, S, hs_n, H, T(0),
+                  dquery + n * T_steps * H, H);
           // dhs[s] = scale * sum_t de[t,s] query[t]  (de is 0 past L, so rows past L come out 0)
           gemm<T>(Trans::yes, Trans::no, S, H, T_steps, scale, de_n, S, query + n * T_steps * H, H,
                   T(0), dhs + n * S * H, H);
@@ -185,27 +186,23 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
 
 template <class T>
 void weight_sum_forward(T* c, const T* hs, const T* a, int64_t B, int64_t T_steps, int64_t S, int64_t H) {
-  const KernelTable<T>& k = kernels<T>();
+  // Per batch row a [T,S] x [S,H] product; threads take batch rows.
   parallel_ranges(B, min_batch_per_thread(T_steps * S * H), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n)
-      for (int64_t t = 0; t < T_steps; ++t) {
-        const int64_t nt = n * T_steps + t;
-        k.gemv_t(hs + n * S * H, H, a + nt * S, c + nt * H, S, H, T(1), T(0));
-      }
+      gemm<T>(Trans::no, Trans::no, T_steps, H, S, T(1), a + n * T_steps * S, S, hs + n * S * H, H, T(0),
+              c + n * T_steps * H, H);
   });
 }
 
 template <class T>
 void weight_sum_backward(T* dhs, T* da, const T* dc, const T* hs, const T* a, int64_t B,
                          int64_t T_steps, int64_t S, int64_t H) {
-  const KernelTable<T>& k = kernels<T>();
   parallel_ranges(B, min_batch_per_thread(2 * T_steps * S * H), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* hs_n = hs + n * S * H;
-      for (int64_t t = 0; t < T_steps; ++t) {  // forward: c[t] = sum_s a[t,s] hs[s], so da[t,s] = dc[t] . hs[s]
-        const int64_t nt = n * T_steps + t;
-        k.gemv(hs_n, H, dc + nt * H, da + nt * S, S, H, T(1), T(0));
-      }
+      // forward: c[t] = sum_s a[t,s] hs[s], so da[t,s] = dc[t] . hs[s]
+      gemm<T>(Trans::no, Trans::yes, T_steps, S, H, T(1), dc + n * T_steps * H, H, hs_n, H, T(0),
+              da + n * T_steps * S, S);
       // dhs[s] = sum_t a[t,s] dc[t]
       gemm<T>(Trans::yes, Trans::no, S, H, T_steps, T(1), a + n * T_steps * S, S, dc + n * T_steps * H,
               H, T(0), dhs + n * S * H, H);
