@@ -1,7 +1,9 @@
 // Attention weight and weight sum, forward and backward; equations and shapes in attention.h.
 // Letters: B batch, T decoder steps, S source positions, H hidden size, A attention size.
-// Per-row work (scores of one query, its softmax, its weighted sum) runs in the SIMD kernels;
-// projections shared by all rows (q W_a, W_q q, W_k hs) are single BLAS products.
+// Scores (float64 sums for the dot kinds, tanh for concat) and the masked softmax run in the SIMD
+// kernels; the weighted sums and their gradients are one small BLAS product per batch row;
+// projections shared by all rows (q W_a, W_q q, W_k hs) are single BLAS products. Threads take
+// batch rows.
 #include "attention.h"
 
 #include <algorithm>
