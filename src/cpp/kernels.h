@@ -22,8 +22,6 @@ struct KernelTable {
                               const T* c_new, int64_t H);
   // y[N] = alpha * W[N,K] x[K] + beta * y (beta == 0 never reads y); W rows are ldw apart.
   void (*gemv)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
-  // y[K] = alpha * W[N,K]^T x[N] + beta * y (beta == 0 never reads y); W rows are ldw apart.
-  void (*gemv_t)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
   // Dot-product scores of n_q queries: e[t, s] = scale * queries[t, :H] . keys[s, :H] for t < n_q,
   // s < S; rows of keys, queries and e are ldk, ldq and lde apart. Sums are float64 (queries come
   // in float64): a score's rounding error is multiplied by exp in the softmax, so scores are made

@@ -248,21 +248,6 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
 }
 #endif
 
-template <class T>
-void gemv_t(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta) {
-  if (beta == T(0)) {
-    for (int64_t k = 0; k < K; ++k) y[k] = T(0);
-  } else if (beta != T(1)) {
-    for (int64_t k = 0; k < K; ++k) y[k] *= beta;
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    const T coef = alpha * x[n];
-    const T* w = W + n * ldw;
-#pragma omp simd
-    for (int64_t k = 0; k < K; ++k) y[k] += coef * w[k];
-  }
-}
-
 // ---- attention rows -----------------------------------------------------------------------------
 
 template <class T>
@@ -363,10 +348,9 @@ void masked_softmax_backward(const T* a, const T* da, T* de, int64_t L, int64_t 
 
 template <class T>
 KernelTable<T> make_table() {
-  return KernelTable<T>{&lstm_gates_forward<T>,   &lstm_gates_backward<T>,
-                        &gemv<T>,                 &gemv_t<T>,
-                        &dot_scores<T>,           &additive_scores<T>,      &additive_scores_backward<T>,
-                        &masked_softmax<T>,       &masked_softmax_backward<T>};
+  return KernelTable<T>{&lstm_gates_forward<T>, &lstm_gates_backward<T>, &gemv<T>,
+                        &dot_scores<T>,         &additive_scores<T>,    &additive_scores_backward<T>,
+                        &masked_softmax<T>,     &masked_softmax_backward<T>};
 }
 
 }  // namespace
