@@ -120,30 +120,55 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
 
   std::memcpy(h_all, h0, sizeof(T) * B * H);
   std::memcpy(c_all, c0, sizeof(T) * B * H);
-  // Rows of the batch never interact: each thread runs all S steps for its rows [b0, b1).
-  parallel_ranges(B, min_rows_per_thread(S, H), [&](int64_t b0, int64_t b1) {
-    for (int64_t t = 0; t < S; ++t) {
-      const T* h_t = h_all + t * B * H;  // state entering step t
-      const T* c_t = c_all + t * B * H;
-      T* h_next = h_all + (t + 1) * B * H;
-      T* c_next = c_all + (t + 1) * B * H;
-      T* gates_t = gates + t * B * G;
-      gemm<T>(Trans::no, Trans::yes, b1 - b0, G, H, T(1), h_t + b0 * H, H, w_hh, H, T(1),
-              gates_t + b0 * G, G);
-      for (int64_t n = b0; n < b1; ++n) {
-        T* hs_nt = hs + (n * S + t) * H;
-        if (lengths && t >= lengths[n]) {  // padding: state carried, output zero
-          std::fill(gates_t + n * G, gates_t + (n + 1) * G, T(0));
-          std::memcpy(h_next + n * H, h_t + n * H, sizeof(T) * H);
-          std::memcpy(c_next + n * H, c_t + n * H, sizeof(T) * H);
-          std::fill(hs_nt, hs_nt + H, T(0));
-          continue;
-        }
-        k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, h_next + n * H, H, H);
-        std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
+  // One step for rows [b0, b1), after its recurrent product: the fused gate pass.
+  auto gate_pass = [&](int64_t t, int64_t b0, int64_t b1) {
+    const T* h_t = h_all + t * B * H;  // state entering step t
+    const T* c_t = c_all + t * B * H;
+    T* h_next = h_all + (t + 1) * B * H;
+    T* c_next = c_all + (t + 1) * B * H;
+    T* gates_t = gates + t * B * G;
+    for (int64_t n = b0; n < b1; ++n) {
+      T* hs_nt = hs + (n * S + t) * H;
+      if (lengths && t >= lengths[n]) {  // padding: state carried, output zero
+        std::fill(gates_t + n * G, gates_t + (n + 1) * G, T(0));
+        std::memcpy(h_next + n * H, h_t + n * H, sizeof(T) * H);
+        std::memcpy(c_next + n * H, c_t + n * H, sizeof(T) * H);
+        std::fill(hs_nt, hs_nt + H, T(0));
+        continue;
       }
+      k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, h_next + n * H, H, H);
+      std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
     }
-  });
+  };
+  // gates[t, b0:b1] += h_all[t, b0:b1] @ w_hh[g0:g1]^T, columns [g0, g1)
+  auto recurrent_product = [&](int64_t t, int64_t b0, int64_t b1, int64_t g0, int64_t g1) {
+    gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, H, T(1), h_all + (t * B + b0) * H, H, w_hh + g0 * H, H,
+            T(1), gates + (t * B + b0) * G + g0, G);
+  };
+  const int64_t team = num_threads() < B / 8 ? num_threads() : B / 8;
+  if (team >= 2 && 2.0 * B * G * H >= 4e6 &&
+      run_team(team, [&](int64_t rank, TeamBarrier& barrier) {
+        // Each step: the team splits the recurrent product by gate columns (each member packs
+        // only its share of w_hh, which per-row splitting would pack whole on every member), meets,
+        // splits the gate pass by rows, meets. Column bounds are multiples of 16 (BLAS's tiles).
+        const int64_t g0 = G * rank / team / 16 * 16, g1 = rank + 1 == team ? G : G * (rank + 1) / team / 16 * 16;
+        const int64_t b0 = B * rank / team, b1 = B * (rank + 1) / team;
+        for (int64_t t = 0; t < S; ++t) {
+          if (g1 > g0) recurrent_product(t, 0, B, g0, g1);
+          barrier.wait();
+          gate_pass(t, b0, b1);
+          barrier.wait();
+        }
+      })) {
+  } else {
+    // Rows of the batch never interact: each thread runs all S steps for its rows [b0, b1).
+    parallel_ranges(B, min_rows_per_thread(S, H), [&](int64_t b0, int64_t b1) {
+      for (int64_t t = 0; t < S; ++t) {
+        recurrent_product(t, b0, b1, 0, G);
+        gate_pass(t, b0, b1);
+      }
+    });
+  }
   std::memcpy(hT, h_all + S * B * H, sizeof(T) * B * H);
   std::memcpy(cT, c_all + S * B * H, sizeof(T) * B * H);
 }

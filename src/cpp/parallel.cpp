@@ -59,11 +59,13 @@ constexpr int kSpinRounds = 2000;
 // never uses the pool (runs everything on the calling thread).
 class Pool {
  public:
-  bool run(int64_t ranges, const std::function<void(int64_t)>& body) {
+  // need_all_threads: every range must get its own thread (a team that meets at barriers).
+  bool run(int64_t ranges, const std::function<void(int64_t)>& body, bool need_all_threads) {
     if (forked_child().load(std::memory_order_relaxed)) return false;
     std::unique_lock<std::mutex> busy(job_lock_, std::try_to_lock);
     if (!busy.owns_lock()) return false;  // another caller's job is running
     if (!ensure_workers(ranges - 1)) return false;
+    if (need_all_threads && workers_ < ranges - 1) return false;
     body_ = &body;
     ranges_ = ranges;
     errors_.assign(ranges, nullptr);
@@ -169,8 +171,42 @@ void set_num_threads(int threads) { thread_setting().store(threads >= 1 ? thread
 
 bool in_parallel_region() { return t_in_region; }
 
-bool detail::run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body) {
-  return pool().run(ranges, body);
+bool detail::run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body, bool need_all_threads) {
+  return pool().run(ranges, body, need_all_threads);
+}
+
+void TeamBarrier::wait() {
+  const int64_t phase = phase_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == members_) {
+    arrived_.store(0, std::memory_order_relaxed);
+    phase_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+    if (aborted_.load(std::memory_order_relaxed)) throw TeamAborted();
+    if (spins < kSpinRounds) S2S_CPU_RELAX();
+    else std::this_thread::yield();  // a member has lost its core: do not burn the one it needs
+  }
+}
+
+bool run_team(int64_t size, const std::function<void(int64_t, TeamBarrier&)>& body) {
+  if (size < 2 || in_parallel_region()) return false;
+  TeamBarrier barrier(size);
+  // Each member runs exactly one rank: it cannot finish its rank, and so cannot take another,
+  // before every member has reached the first barrier.
+  return detail::run_on_pool(
+      size,
+      [&](int64_t rank) {
+        try {
+          body(rank, barrier);
+        } catch (const TeamAborted&) {
+          // another member failed; its exception is the one reported
+        } catch (...) {
+          barrier.abort();
+          throw;
+        }
+      },
+      /*need_all_threads=*/true);
 }
 
 }  // namespace s2s

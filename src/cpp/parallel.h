@@ -13,6 +13,7 @@
 // pool busy (another Python thread is using it) runs its work on its own thread instead, so
 // concurrent callers never wait on each other and never deadlock.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -29,8 +30,30 @@ bool in_parallel_region();
 namespace detail {
 // Runs body(r) for r in [0, ranges) on the pool and the calling thread; false (nothing run) if the
 // pool is busy or cannot start. Exceptions from body are rethrown (the first one).
-bool run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body);
+bool run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body, bool need_all_threads = false);
 }  // namespace detail
+
+// A barrier for a team (run_team): every member's wait() returns once all have called it. If a
+// member fails, the others' wait() throws TeamAborted instead of waiting for ever.
+struct TeamAborted {};
+class TeamBarrier {
+ public:
+  explicit TeamBarrier(int64_t members) : members_(members) {}
+  void wait();
+  void abort() { aborted_.store(true, std::memory_order_relaxed); }
+
+ private:
+  const int64_t members_;
+  std::atomic<int64_t> arrived_{0};
+  std::atomic<int64_t> phase_{0};
+  std::atomic<bool> aborted_{false};
+};
+
+// Runs body(rank, barrier) for rank in [0, size) on `size` threads at the same time (the caller is
+// one), for work whose threads must meet several times (barrier.wait()). Returns false, having run
+// nothing, when that many threads cannot be had now (pool busy, fewer threads, a forked child), so
+// the caller takes another route. Exceptions are rethrown (the first one).
+bool run_team(int64_t size, const std::function<void(int64_t rank, TeamBarrier& barrier)>& body);
 
 // Splits [0, n) into at most num_threads() contiguous ranges of at least min_per_range elements
 // and runs fn(begin, end) on each. Runs inline when one range suffices, inside a parallel region,
