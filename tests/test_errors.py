@@ -517,3 +517,67 @@ def test_inf_input_does_not_crash(seq_args):
     assert np.isfinite(hs[0]).all()                # other rows untouched
     grads = ops.lstm_backward(np.ones_like(hs), None, None, cache)
     assert grads[0].shape == (B, S, I)
+
+
+# ------------------------------------------------ caches and inputs changed between forward and backward
+
+def _lstm_case(rng, dtype=np.float32, B=3, S=5, I=4, H=6):
+    x = rng.standard_normal((B, S, I)).astype(dtype)
+    w = (rng.standard_normal((4 * H, I)).astype(dtype), rng.standard_normal((4 * H, H)).astype(dtype),
+         rng.standard_normal(4 * H).astype(dtype))
+    return x, w
+
+
+def test_lstm_backward_refuses_a_reshaped_input(rng):
+    x, (w_ih, w_hh, b) = _lstm_case(rng)
+    *_, cache = ops.lstm_forward(x, None, None, w_ih, w_hh, b)
+    w_hh.shape = (6, 24)  # the cache holds the caller's w_hh itself
+    with pytest.raises(ValueError, match=r"cache\.w_hh is not what the forward left"):
+        ops.lstm_backward(None, None, None, cache)
+
+
+def test_lstm_backward_refuses_lengths_changed_in_the_cache(rng):
+    x, w = _lstm_case(rng)
+    lengths = np.array([5, 2, 0])
+    *_, cache = ops.lstm_forward(x, None, None, *w, lengths=lengths)
+    lengths[0] = 10**6  # the caller's array: the cache has its own copy
+    ops.lstm_backward(None, None, None, cache)
+    cache.lengths[0] = 10**6  # the cache's copy, reachable from Python: checked again
+    with pytest.raises(ValueError, match=r"cache\.lengths\[0\] = 1000000 is out of range"):
+        ops.lstm_backward(None, None, None, cache)
+
+
+def test_attention_backward_refuses_changed_cache(rng):
+    hs = rng.standard_normal((3, 5, 6)).astype(np.float32)
+    q = rng.standard_normal((3, 6)).astype(np.float32)
+    lengths = np.array([5, 3, 1])
+    a, cache = ops.attention_weight_forward(hs, q, "dot", (), lengths)
+    lengths[2] = 100000  # the caller's array: no effect
+    ops.attention_weight_backward(a, cache)
+    cache.lengths[2] = 100000
+    with pytest.raises(ValueError, match=r"cache\.lengths\[2\]"):
+        ops.attention_weight_backward(a, cache)
+    cache.lengths[2] = 1
+    cache.a.dtype = np.int32  # a view change of the cache's own array
+    with pytest.raises(ValueError, match=r"cache\.a is not what the forward left"):
+        ops.attention_weight_backward(a, cache)
+
+
+def test_failed_conversion_raises_numpy_error():
+    # copying a broadcast view this large needs 4 TiB: numpy's MemoryError, never a crash
+    huge = np.broadcast_to(np.float32(1), (1, 2**20, 2**20))
+    with pytest.raises(MemoryError):
+        ops.weight_sum_forward(huge, np.zeros((1, 1, 2**20), np.float32))
+
+
+def test_misaligned_input_is_copied(rng):
+    buf = bytearray(4 * 3 * 5 * 7 + 1)
+    x = np.frombuffer(buf, np.float32, offset=1, count=3 * 5 * 7).reshape(3, 5, 7)  # not 4-byte aligned
+    assert x.ctypes.data % 4 != 0
+    aligned = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    x_writable = np.ndarray(x.shape, x.dtype, buffer=buf, offset=1)
+    x_writable[...] = aligned
+    w = (rng.standard_normal((24, 7)).astype(np.float32), rng.standard_normal((24, 6)).astype(np.float32),
+         rng.standard_normal(24).astype(np.float32))
+    ours = ops.lstm_forward(x, None, None, *w)[0]
+    assert np.array_equal(ours, ops.lstm_forward(aligned, None, None, *w)[0])

@@ -78,10 +78,10 @@ def test_attention_projections_split_across_threads(threads, rng, kind):
 
 
 @pytest.mark.parametrize("B,S,I,H", [(64, 13, 24, 96), (40, 7, 5, 33)], ids=["B64-H96", "B40-H33"])
-def test_float32_results_do_not_depend_on_thread_count(rng, B, S, I, H):
-    """The splits (rows per thread, gate columns per team member on 16-column bounds, 8-row GEMV
-    blocks, fixed partial-sum blocks) change which thread computes an element, never the order of
-    its sums: results with 1, 2 and 3 threads are bit-identical."""
+def test_float32_results_agree_across_thread_counts(rng, B, S, I, H):
+    """Splitting changes which thread computes an element; OpenBLAS may also sum a product split
+    into pieces in another blocking than the whole. Results with 1, 2 and 3 threads agree to within
+    float32 reordering of sums over K <= S*B = 832 terms: 64 ulps of the largest value."""
     x = normal(rng, (B, S, I), np.float32)
     w = lstm_weights(rng, I, H, np.float32)
     lengths = rng.integers(0, S + 1, B)
@@ -96,7 +96,29 @@ def test_float32_results_do_not_depend_on_thread_count(rng, B, S, I, H):
             s2sext.set_num_threads(previous)
     for n, other in zip((2, 3), results[1:]):
         for name, one, many in zip(("hs", "hT", "cT") + GRADS, results[0], other):
-            assert np.array_equal(one, many), f"{name} with {n} threads differs from 1 thread"
+            scale = float(np.abs(one).max()) or 1.0
+            np.testing.assert_allclose(many, one, rtol=0, atol=64 * np.finfo(np.float32).eps * scale,
+                                       err_msg=f"{name}, {n} threads")
+
+
+def test_concurrent_callers_get_the_serial_result(rng):
+    """At a fixed thread count a caller that finds the pool busy waits for it, so results computed
+    while other threads call are bit-identical to serial ones, also for shapes that are split."""
+    from concurrent.futures import ThreadPoolExecutor
+    B, S, I, H = 64, 13, 24, 96
+    x = normal(rng, (B, S, I), np.float32)
+    w = lstm_weights(rng, I, H, np.float32)
+    dhs = normal(rng, (B, S, H), np.float32)
+
+    def run(_):
+        hs, _, _, cache = ops.lstm_forward(x, None, None, *w)
+        return (hs,) + ops.lstm_backward(dhs, None, None, cache)
+
+    serial = run(0)
+    with ThreadPoolExecutor(4) as pool:
+        for result in pool.map(run, range(8)):
+            for name, got, want in zip(("hs",) + GRADS, result, serial):
+                assert np.array_equal(got, want), name
 
 
 def test_set_num_threads_validates():
@@ -106,6 +128,10 @@ def test_set_num_threads_validates():
         s2sext.set_num_threads(True)
     with pytest.raises(ValueError, match="threads must be between 1 and 1024, got 0"):
         s2sext.set_num_threads(0)
+    with pytest.raises(ValueError, match="threads must be between 1 and 1024"):
+        s2sext.set_num_threads(2**70)
+    previous = s2sext.set_num_threads(np.int64(2))  # numpy integers are integers
+    s2sext.set_num_threads(previous)
     previous = s2sext.set_num_threads(3)
     try:
         assert s2sext.get_num_threads() == 3

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -66,9 +67,12 @@ class Checker {
   Array<T> floats(py::handle obj, const char* name, const char* spec) {
     py::array arr = float_array(obj, name);
     check_shape(arr, name, spec);
-    // Already C-contiguous of the right dtype (the common case): no conversion call at all.
-    if (Array<T>::check_(arr)) return py::reinterpret_borrow<Array<T>>(arr);
-    return Array<T>::ensure(arr);
+    // Already C-contiguous, aligned, of the right dtype (the common case): no conversion at all.
+    const bool aligned = reinterpret_cast<uintptr_t>(arr.data()) % alignof(T) == 0;
+    if (aligned && Array<T>::check_(arr)) return py::reinterpret_borrow<Array<T>>(arr);
+    // A copy (numpy's own error, e.g. MemoryError, propagates). numpy can view unaligned memory,
+    // and a conversion to the same dtype keeps it, so such arrays are copied first.
+    return Array<T>(aligned ? py::object(arr) : arr.attr("copy")());
   }
 
   // lengths: None, or integers [B] with min_length <= lengths[b] <= S.
@@ -83,13 +87,16 @@ class Checker {
     if (arr.ndim() != 1 || arr.shape(0) != B)
       value_error("lengths must have shape (B,) = (" + std::to_string(B) + ",), got shape " + shape_str(arr));
     if (kind == 'u') {  // values above int64's range would wrap; compare as unsigned first
-      Array<uint64_t> u = Array<uint64_t>::ensure(arr);
+      Array<uint64_t> u(arr);
       for (int64_t n = 0; n < B; ++n)
         if (u.data()[n] > static_cast<uint64_t>(S))
           value_error("lengths[" + std::to_string(n) + "] = " + std::to_string(u.data()[n]) +
                       " exceeds S = " + std::to_string(S));
     }
-    Array<int64_t> out = Array<int64_t>::ensure(arr);
+    // Always a copy: the cache keeps these, and a caller's array could change before backward.
+    Array<int64_t> out(std::vector<py::ssize_t>{B});
+    const Array<int64_t> converted(arr);
+    std::copy(converted.data(), converted.data() + B, out.mutable_data());
     for (int64_t n = 0; n < B; ++n) {
       const int64_t len = out.data()[n];
       if (len < min_length || len > S)
@@ -200,11 +207,15 @@ class Checker {
 
 bool is_float64(const py::array& arr) { return arr.dtype().kind() == 'f' && arr.itemsize() == 8; }
 
-// Runs f(T{}) with T = double when the primary argument is float64, else float.
+// Runs f(T{}) with T = double when the primary argument is float64 (or f64 is set), else float.
+template <class F>
+auto with_dtype(bool f64, F&& f) {
+  if (f64) return f(double{});
+  return f(float{});
+}
 template <class F>
 auto with_dtype(const py::array& primary, F&& f) {
-  if (is_float64(primary)) return f(double{});
-  return f(float{});
+  return with_dtype(is_float64(primary), std::forward<F>(f));
 }
 
 template <class T>
@@ -233,18 +244,25 @@ bool is_one_step(const Checker& ck, py::handle obj, const char* name, const char
 
 // ---- caches -------------------------------------------------------------------------------------
 
+// Caches hold references to the (converted) inputs, so a caller could reshape or re-view one of
+// them between a forward and its backward. Each cache therefore records the sizes and dtype of its
+// forward, and the backward checks every cached array against them before any pointer is used.
 struct LSTMCellCache {
   py::array x, h0, c0, w_ih, w_hh;  // the inputs, as computed with
   py::array gates;                   // [B,4H] activations i, f, g, o
   py::array c1;                      // [B,H] new cell state
+  int64_t B, I, H;
+  bool f64;
 };
 
 struct LSTMCache {
   py::array x_tm;                     // [S,B,I] the input, time-major
   py::array w_ih, w_hh;
-  py::object lengths;                 // int64 [B] or None
+  py::object lengths;                 // int64 [B] (the cache's own copy) or None
   py::array gates;                    // [S,B,4H] activations (0 past a length)
   py::array h_all, c_all;             // [S+1,B,H] state before step 0 and after each step
+  int64_t B, S, I, H;
+  bool f64;
 };
 
 struct AttentionCache {
@@ -252,10 +270,45 @@ struct AttentionCache {
   bool one_step;                      // q was [B,H] (a is [B,S])
   py::array hs, q;                    // q as [B,T,H]
   py::tuple params;
-  py::object lengths;                 // int64 [B] or None
+  py::object lengths;                 // int64 [B] (the cache's own copy) or None
   py::array a;                        // [B,T,S]
   py::object query_proj, key_proj;    // general: q W_a [B,T,H]; concat: W_q q [B,T,A], W_k hs [B,S,A]
+  int64_t B, T, S, H, A, S_max;
+  bool f64;
 };
+
+// A cached array still is what the forward stored: C-contiguous, aligned, dtype T, this shape.
+template <class T>
+void check_cached(const char* fn, const char* name, const py::handle& obj, std::vector<py::ssize_t> shape) {
+  bool ok = py::isinstance<py::array>(obj);
+  std::string got = "a " + type_name(obj);
+  if (ok) {
+    const py::array a = py::reinterpret_borrow<py::array>(obj);
+    got = "dtype " + std::string(py::str(a.dtype())) + ", shape " + shape_str(a);
+    ok = Array<T>::check_(a) && reinterpret_cast<uintptr_t>(a.data()) % alignof(T) == 0 &&
+         a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  }
+  if (!ok) {
+    std::string want = "(";
+    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    throw py::value_error(std::string(fn) + ": cache." + name + " is not what the forward left (expected a " +
+                          "C-contiguous " + (sizeof(T) == 8 ? "float64/int64" : "float32") + " array of shape " +
+                          want + (shape.size() == 1 ? ",)" : ")") + ", got " + got +
+                          "); do not modify the forward's inputs in place before the backward");
+  }
+}
+
+// The cache's lengths: its own copy, but reachable from Python, so checked again.
+void check_cached_lengths(const char* fn, const py::object& lengths, int64_t B, int64_t S, int64_t min_length) {
+  if (lengths.is_none()) return;
+  check_cached<int64_t>(fn, "lengths", lengths, {B});
+  const int64_t* len = py::cast<Array<int64_t>>(lengths).data();
+  for (int64_t n = 0; n < B; ++n)
+    if (len[n] < min_length || len[n] > S)
+      throw py::value_error(std::string(fn) + ": cache.lengths[" + std::to_string(n) + "] = " +
+                            std::to_string(len[n]) + " is out of range (it was changed after the forward)");
+}
 
 template <class C>
 const C& require_cache(py::handle obj, const char* fn, const char* cls, const char* producer) {
@@ -297,7 +350,7 @@ py::tuple lstm_cell_forward(py::handle x_in, py::handle h0_in, py::handle c0_in,
                                 h0.data(), c0.data(), w_ih.data(), w_hh.data(), b.data(), B, I, H);
       std::memcpy(c1_saved.mutable_data(), c1.data(), sizeof(T) * B * H);
     }
-    return py::make_tuple(h1, c1, LSTMCellCache{x, h0, c0, w_ih, w_hh, gates, c1_saved});
+    return py::make_tuple(h1, c1, LSTMCellCache{x, h0, c0, w_ih, w_hh, gates, c1_saved, B, I, H, sizeof(T) == 8});
   });
 }
 
@@ -305,9 +358,17 @@ py::tuple lstm_cell_backward(py::handle dh1_in, py::handle dc1_in, py::handle ca
   Checker ck("lstm_cell_backward");
   const auto& cache = require_cache<LSTMCellCache>(cache_in, "lstm_cell_backward", "LSTMCellCache",
                                                    "lstm_cell_forward");
-  return with_dtype(cache.gates, [&](auto tag) -> py::tuple {
+  return with_dtype(cache.f64, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const int64_t B = cache.x.shape(0), I = cache.x.shape(1), H = cache.h0.shape(1);
+    const int64_t B = cache.B, I = cache.I, H = cache.H;
+    const char* fn = "lstm_cell_backward";
+    check_cached<T>(fn, "x", cache.x, {B, I});
+    check_cached<T>(fn, "h0", cache.h0, {B, H});
+    check_cached<T>(fn, "c0", cache.c0, {B, H});
+    check_cached<T>(fn, "w_ih", cache.w_ih, {4 * H, I});
+    check_cached<T>(fn, "w_hh", cache.w_hh, {4 * H, H});
+    check_cached<T>(fn, "gates", cache.gates, {B, 4 * H});
+    check_cached<T>(fn, "c1", cache.c1, {B, H});
     ck.bind('B', B, "cache");
     ck.bind('H', H, "cache");
     auto dh1 = dh1_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(dh1_in, "dh1", "B,H");
@@ -349,16 +410,25 @@ py::tuple lstm_forward(py::handle x_in, py::handle h0_in, py::handle c0_in, py::
                            gates.mutable_data(), h_all.mutable_data(), c_all.mutable_data(), x.data(), h0.data(),
                            c0.data(), w_ih.data(), w_hh.data(), b.data(), len, B, S, I, H);
     }
-    return py::make_tuple(hs, hT, cT, LSTMCache{x_tm, w_ih, w_hh, lengths, gates, h_all, c_all});
+    return py::make_tuple(hs, hT, cT,
+                          LSTMCache{x_tm, w_ih, w_hh, lengths, gates, h_all, c_all, B, S, I, H, sizeof(T) == 8});
   });
 }
 
 py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in, py::handle cache_in) {
   Checker ck("lstm_backward");
   const auto& cache = require_cache<LSTMCache>(cache_in, "lstm_backward", "LSTMCache", "lstm_forward");
-  return with_dtype(cache.gates, [&](auto tag) -> py::tuple {
+  return with_dtype(cache.f64, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const int64_t S = cache.x_tm.shape(0), B = cache.x_tm.shape(1), I = cache.x_tm.shape(2), H = cache.w_hh.shape(1);
+    const int64_t S = cache.S, B = cache.B, I = cache.I, H = cache.H;
+    const char* fn = "lstm_backward";
+    check_cached<T>(fn, "x_tm", cache.x_tm, {S, B, I});
+    check_cached<T>(fn, "w_ih", cache.w_ih, {4 * H, I});
+    check_cached<T>(fn, "w_hh", cache.w_hh, {4 * H, H});
+    check_cached<T>(fn, "gates", cache.gates, {S, B, 4 * H});
+    check_cached<T>(fn, "h_all", cache.h_all, {S + 1, B, H});
+    check_cached<T>(fn, "c_all", cache.c_all, {S + 1, B, H});
+    check_cached_lengths(fn, cache.lengths, B, S, 0);
     ck.bind('B', B, "cache");
     ck.bind('S', S, "cache");
     ck.bind('H', H, "cache");
@@ -472,7 +542,8 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
     auto a_saved = empty<T>({B, T_steps, S});
     std::memcpy(a_saved.mutable_data(), a.data(), sizeof(T) * B * T_steps * S);
     AttentionCache cache{spec.name, one_step, hs, q3, params_out, lengths, a_saved,
-                         qp_size ? py::object(query_proj) : py::none(), kp_size ? py::object(key_proj) : py::none()};
+                         qp_size ? py::object(query_proj) : py::none(), kp_size ? py::object(key_proj) : py::none(),
+                         B, T_steps, S, H, A, S_max, sizeof(T) == 8};
     py::array a_out = one_step ? py::array(a.reshape({B, S})) : py::array(a);
     return py::make_tuple(a_out, std::move(cache));
   });
@@ -483,14 +554,29 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
   const auto& cache = require_cache<AttentionCache>(cache_in, "attention_weight_backward", "AttentionCache",
                                                     "attention_weight_forward");
   const KindSpec& spec = parse_kind(ck, py::str(cache.kind));
-  return with_dtype(cache.a, [&](auto tag) -> py::tuple {
+  return with_dtype(cache.f64, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const int64_t B = cache.hs.shape(0), S = cache.hs.shape(1), H = cache.hs.shape(2), T_steps = cache.q.shape(1);
+    const int64_t B = cache.B, S = cache.S, H = cache.H, T_steps = cache.T, A = cache.A, S_max = cache.S_max;
+    const char* fn = "attention_weight_backward";
+    check_cached<T>(fn, "hs", cache.hs, {B, S, H});
+    check_cached<T>(fn, "q", cache.q, {B, T_steps, H});
+    check_cached<T>(fn, "a", cache.a, {B, T_steps, S});
+    check_cached_lengths(fn, cache.lengths, B, S, 1);
+    const std::vector<std::vector<py::ssize_t>> param_shapes =
+        spec.kind == s2s::ScoreKind::general    ? std::vector<std::vector<py::ssize_t>>{{H, H}}
+        : spec.kind == s2s::ScoreKind::location ? std::vector<std::vector<py::ssize_t>>{{S_max, H}}
+        : spec.kind == s2s::ScoreKind::concat   ? std::vector<std::vector<py::ssize_t>>{{A, H}, {A, H}, {A}}
+                                                : std::vector<std::vector<py::ssize_t>>{};
+    for (size_t i = 0; i < param_shapes.size(); ++i)
+      check_cached<T>(fn, "params[i]", cache.params[i], param_shapes[i]);
+    const s2s::AttentionShape checked{B, T_steps, S, H, A, S_max};
+    if (const int64_t n = s2s::attention_query_proj_size(spec.kind, checked)) check_cached<T>(fn, "query_proj", cache.query_proj, {n});
+    if (const int64_t n = s2s::attention_key_proj_size(spec.kind, checked)) check_cached<T>(fn, "key_proj", cache.key_proj, {n});
     ck.bind('B', B, "cache");
     ck.bind('T', T_steps, "cache");
     ck.bind('S', S, "cache");
     auto da = ck.floats<T>(da_in, "da", cache.one_step ? "B,S" : "B,T,S");
-    s2s::AttentionShape shape{B, T_steps, S, H, 0, 0};
+    const s2s::AttentionShape shape = checked;
     s2s::AttentionParams<T> p;
     s2s::AttentionParamGrads<T> dp;
     std::vector<py::array> w;    // the parameters, as saved
@@ -504,7 +590,6 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
     if (spec.kind == s2s::ScoreKind::general || spec.kind == s2s::ScoreKind::location) {
       p.w_a = cptr<T>(w[0]);
       dp.w_a = dw[0].mutable_data();
-      shape.S_max = w[0].shape(0);
     }
     if (spec.kind == s2s::ScoreKind::concat) {
       p.w_q = cptr<T>(w[0]);
@@ -513,7 +598,6 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
       dp.w_q = dw[0].mutable_data();
       dp.w_k = dw[1].mutable_data();
       dp.v = dw[2].mutable_data();
-      shape.A = w[2].shape(0);
     }
     auto dhs = empty<T>({B, S, H}), dq = empty<T>({B, T_steps, H});
     const int64_t* len = lengths_ptr(cache.lengths);
@@ -609,11 +693,16 @@ std::string set_kernel_path(py::handle name_in) {
 }
 
 int set_num_threads(py::handle threads_in) {
-  if (!py::isinstance<py::int_>(threads_in) || py::isinstance<py::bool_>(threads_in))
+  // any integer (int, numpy integer: what has __index__), not bool
+  if (!PyIndex_Check(threads_in.ptr()) || py::isinstance<py::bool_>(threads_in))
     throw py::type_error("set_num_threads: threads must be an int >= 1, got " + type_name(threads_in));
-  const long long threads = py::cast<long long>(threads_in);
-  if (threads < 1 || threads > 1024)
-    throw py::value_error("set_num_threads: threads must be between 1 and 1024, got " + std::to_string(threads));
+  const py::int_ as_int = py::reinterpret_steal<py::int_>(PyNumber_Index(threads_in.ptr()));
+  if (!as_int) throw py::error_already_set();
+  int overflow = 0;
+  const long long threads = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+  if (overflow != 0 || threads < 1 || threads > 1024)
+    throw py::value_error("set_num_threads: threads must be between 1 and 1024, got " +
+                          std::string(py::str(as_int)));
   const int previous = s2s::num_threads();
   s2s::set_num_threads(static_cast<int>(threads));
   return previous;

@@ -31,7 +31,7 @@ int64_t min_batch_per_thread(int64_t row_work) {
 
 template <class T>
 T score_scale(ScoreKind kind, int64_t H) {
-  return kind == ScoreKind::scaled_dot ? T(1) / std::sqrt(T(H)) : T(1);
+  return kind == ScoreKind::scaled_dot && H > 0 ? T(1) / std::sqrt(T(H)) : T(1);  // H = 0: scores are 0
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
     // c[N] = alpha * B[N,K] a[K] + beta * c: a batch-1 product, memory-bound, our SIMD GEMV. A
     // large one is split by rows, so each core streams its share of the weights from its own cache.
     // Ranges are whole blocks of 8 rows, the kernel's blocking, so every row is summed the same
-    // way whatever the split (results do not depend on the thread count).
+    // way whatever the split: our GEMV's results do not depend on the thread count.
     const KernelTable<T>& k = kernels<T>();
     const int64_t blocks = (N + 7) / 8;
     const int64_t min_blocks = K > 0 ? (kMinGemvSplitElements / 8 + K - 1) / K : blocks;

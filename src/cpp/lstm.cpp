@@ -27,9 +27,8 @@ void sum_rows(T* db, const T* dgates, int64_t N, int64_t G) {
 }
 
 // Rows of the batch per thread so that each thread's share of an S-step recurrence is worth
-// handing out (about 2 MFLOP of recurrent products), and never fewer than 8: a one-row share would
-// take the GEMV path instead of BLAS and round differently, and results must not depend on the
-// thread count.
+// handing out (about 2 MFLOP of recurrent products), and never fewer than 8 (a one-row share would
+// take the GEMV path instead of BLAS).
 int64_t min_rows_per_thread(int64_t S, int64_t H) {
   const double flops_per_row = 2.0 * static_cast<double>(S) * 4 * H * H + 1;
   const double rows = 2e6 / flops_per_row;
@@ -150,7 +149,7 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
       run_team(team, [&](int64_t rank, TeamBarrier& barrier) {
         // Each step: the team splits the recurrent product by gate columns (each member packs
         // only its share of w_hh, which per-row splitting would pack whole on every member), meets,
-        // splits the gate pass by rows, meets. Column bounds are multiples of 16 (BLAS's tiles).
+        // splits the gate pass by rows, meets. Column bounds are multiples of 16.
         const int64_t g0 = G * rank / team / 16 * 16, g1 = rank + 1 == team ? G : G * (rank + 1) / team / 16 * 16;
         const int64_t b0 = B * rank / team, b1 = B * (rank + 1) / team;
         for (int64_t t = 0; t < S; ++t) {

@@ -62,8 +62,7 @@ class Pool {
   // need_all_threads: every range must get its own thread (a team that meets at barriers).
   bool run(int64_t ranges, const std::function<void(int64_t)>& body, bool need_all_threads) {
     if (forked_child().load(std::memory_order_relaxed)) return false;
-    std::unique_lock<std::mutex> busy(job_lock_, std::try_to_lock);
-    if (!busy.owns_lock()) return false;  // another caller's job is running
+    std::unique_lock<std::mutex> busy(job_lock_);  // another caller's job finishes first
     if (!ensure_workers(ranges - 1)) return false;
     if (need_all_threads && workers_ < ranges - 1) return false;
     body_ = &body;

@@ -10,8 +10,8 @@
 // The threads are a small pool started on first use (num_threads() - 1 workers; the calling thread
 // takes a share). After a job a worker spins briefly before sleeping, so that back-to-back calls
 // (a decoder's steps) do not pay a wake-up each. One job runs at a time: a call that finds the
-// pool busy (another Python thread is using it) runs its work on its own thread instead, so
-// concurrent callers never wait on each other and never deadlock.
+// pool busy (another Python thread is using it) waits for it, so a result is computed the same way
+// whoever else is calling. Workers never start jobs, so waiting cannot deadlock.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -29,7 +29,8 @@ bool in_parallel_region();
 
 namespace detail {
 // Runs body(r) for r in [0, ranges) on the pool and the calling thread; false (nothing run) if the
-// pool is busy or cannot start. Exceptions from body are rethrown (the first one).
+// pool cannot run it (a forked child, no thread could be started). Exceptions from body are
+// rethrown (the first one).
 bool run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body, bool need_all_threads = false);
 }  // namespace detail
 
@@ -51,13 +52,12 @@ class TeamBarrier {
 
 // Runs body(rank, barrier) for rank in [0, size) on `size` threads at the same time (the caller is
 // one), for work whose threads must meet several times (barrier.wait()). Returns false, having run
-// nothing, when that many threads cannot be had now (pool busy, fewer threads, a forked child), so
-// the caller takes another route. Exceptions are rethrown (the first one).
+// nothing, when that many threads cannot be had (fewer threads could be started, a forked child),
+// so the caller takes another route. Exceptions are rethrown (the first one).
 bool run_team(int64_t size, const std::function<void(int64_t rank, TeamBarrier& barrier)>& body);
 
 // Splits [0, n) into at most num_threads() contiguous ranges of at least min_per_range elements
-// and runs fn(begin, end) on each. Runs inline when one range suffices, inside a parallel region,
-// or when the pool is busy.
+// and runs fn(begin, end) on each. Runs inline when one range suffices or inside a parallel region.
 template <class F>
 void parallel_ranges(int64_t n, int64_t min_per_range, F&& fn) {
   int64_t ranges = min_per_range > 0 ? n / min_per_range : n;
