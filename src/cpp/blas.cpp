@@ -3,6 +3,7 @@
 // code path; the enum values are CBLAS's fixed ABI constants.
 #include "blas.h"
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 
@@ -24,6 +25,10 @@ void S2S_BLAS(cblas_sgemm)(int order, int ta, int tb, blas_int m, blas_int n, bl
 void S2S_BLAS(cblas_dgemm)(int order, int ta, int tb, blas_int m, blas_int n, blas_int k, double alpha,
                            const double* a, blas_int lda, const double* b, blas_int ldb, double beta,
                            double* c, blas_int ldc);
+void S2S_BLAS(cblas_sgemv)(int order, int trans, blas_int m, blas_int n, float alpha, const float* a, blas_int lda,
+                           const float* x, blas_int incx, float beta, float* y, blas_int incy);
+void S2S_BLAS(cblas_dgemv)(int order, int trans, blas_int m, blas_int n, double alpha, const double* a,
+                           blas_int lda, const double* x, blas_int incx, double beta, double* y, blas_int incy);
 #if defined(S2S_BLAS_SCIPY_OPENBLAS)
 char* scipy_openblas_get_config(void);
 char* scipy_openblas_get_corename(void);
@@ -47,6 +52,15 @@ void call_gemm(int ta, int tb, blas_int m, blas_int n, blas_int k, float alpha, 
 void call_gemm(int ta, int tb, blas_int m, blas_int n, blas_int k, double alpha, const double* a,
                blas_int lda, const double* b, blas_int ldb, double beta, double* c, blas_int ldc) {
   S2S_BLAS(cblas_dgemm)(kRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void call_gemv(int trans, blas_int m, blas_int n, float alpha, const float* a, blas_int lda, const float* x,
+               float beta, float* y) {
+  S2S_BLAS(cblas_sgemv)(kRowMajor, trans, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+void call_gemv(int trans, blas_int m, blas_int n, double alpha, const double* a, blas_int lda, const double* x,
+               double beta, double* y) {
+  S2S_BLAS(cblas_dgemv)(kRowMajor, trans, m, n, alpha, a, lda, x, 1, beta, y, 1);
 }
 
 // The bundled OpenBLAS is ours alone (its symbols carry the scipy_ prefix, loaded privately), so
@@ -96,6 +110,14 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
       const int64_t n0 = blk0 * 8, n1 = blk1 * 8 < N ? blk1 * 8 : N;
       k.gemv(B + n0 * ldb, ldb, A, C + n0, n1 - n0, K, alpha, beta);
     });
+    return;
+  }
+  if (M == 1 && trans_a == Trans::no) {
+    // c[N] = alpha * a[K] B[K,N] + beta * c with B not transposed: a GEMV over B's columns, which
+    // BLAS does without sgemm's packing (a small per-batch-row product of the attention). C is
+    // zeroed first when beta == 0, so that whatever it held (NaN included) is never read.
+    if (beta == T(0)) std::fill(C, C + N, T(0));
+    call_gemv(kTrans, to_blas_int(K), to_blas_int(N), alpha, B, to_blas_int(ldb), A, beta, C);
     return;
   }
   if (2.0 * M * N * K < kSplitFlops || num_threads() == 1 || in_parallel_region()) {
