@@ -281,15 +281,17 @@ struct AttentionCache {
 template <class T>
 void check_cached(const char* fn, const char* name, const py::handle& obj, std::vector<py::ssize_t> shape) {
   bool ok = py::isinstance<py::array>(obj);
-  std::string got = "a " + type_name(obj);
   if (ok) {
     const py::array a = py::reinterpret_borrow<py::array>(obj);
-    got = "dtype " + std::string(py::str(a.dtype())) + ", shape " + shape_str(a);
     ok = Array<T>::check_(a) && reinterpret_cast<uintptr_t>(a.data()) % alignof(T) == 0 &&
          a.ndim() == static_cast<py::ssize_t>(shape.size());
     for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
   }
-  if (!ok) {
+  if (!ok) {  // the message is built only here: this check runs on every backward
+    const std::string got = py::isinstance<py::array>(obj)
+        ? "dtype " + std::string(py::str(py::reinterpret_borrow<py::array>(obj).dtype())) + ", shape " +
+              shape_str(py::reinterpret_borrow<py::array>(obj))
+        : "a " + type_name(obj);
     std::string want = "(";
     for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
     throw py::value_error(std::string(fn) + ": cache." + name + " is not what the forward left (expected a " +
