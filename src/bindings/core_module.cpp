@@ -750,8 +750,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("attention_weight_backward", &attention_weight_backward);
   m.def("weight_sum_forward", &weight_sum_forward);
   m.def("weight_sum_backward", &weight_sum_backward);
-  m.def("cpu_info", &cpu_info);
-  m.def("set_kernel_path", &set_kernel_path);
-  m.def("set_num_threads", &set_num_threads);
-  m.def("get_num_threads", &s2s::num_threads);
+  m.def("cpu_info", &cpu_info,
+        "The machine as s2sext sees it: a dict with 'arch', 'features' (CPU feature -> bool),\n"
+        "'available_paths' (SIMD kernel paths this CPU and build can run), 'kernel_path' (the active\n"
+        "one), 'env_request' (S2SEXT_KERNEL_PATH as read at start-up), 'blas' (name, config, core,\n"
+        "threads of the BLAS library itself) and 'num_threads' (threads s2sext uses).");
+  m.def("set_kernel_path", &set_kernel_path, py::arg("name"),
+        "Switches the SIMD kernel path ('portable', 'avx2', 'avx512') for the whole process and\n"
+        "returns the previous one. ValueError for an unknown name or one this CPU cannot run.");
+  m.def("set_num_threads", &set_num_threads, py::arg("threads"),
+        "Sets the number of threads s2sext's kernels may use (1 to 1024) and returns the previous\n"
+        "count. The default is S2SEXT_NUM_THREADS, else the number of CPUs.");
+  m.def("get_num_threads", &s2s::num_threads, "The number of threads s2sext's kernels may use.");
 }
