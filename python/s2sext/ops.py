@@ -16,9 +16,12 @@ Conventions shared by every function here:
   expected and the actual shape.
 * ``lengths`` is an integer array ``[B]``; positions at or past ``lengths[b]`` are padding.
 * A ``cache`` holds references to the (converted) inputs and the intermediate values the backward
-  needs. Do not modify the input arrays in place between a forward and its backward.
+  needs. Do not modify the input arrays in place between a forward and its backward: values
+  changed there give wrong gradients, and a changed shape, dtype or length raises ValueError.
 * Gradients are returned fresh (never accumulated into existing arrays).
-* The GIL is released while a kernel runs; kernels keep no state, so threads may share weights.
+* The GIL is released while a kernel runs, so Python threads may share weights and call at once.
+  Large kernels run on s2sext's own threads (``s2sext.set_num_threads``); at a given thread count
+  results are reproducible, between thread counts they may differ in the last bits.
 """
 
 from __future__ import annotations
