@@ -1,0 +1,394 @@
+"""Training for :class:`s2sext.Seq2Seq`: teacher forcing and scheduled sampling, masked
+cross-entropy, Adam/SGD, global gradient-norm clipping, validation, best checkpoint, resume.
+
+Everything is numpy + the C++ kernels; runs are reproducible for a given seed and thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import EOS_ID, PAD_ID, SOS_ID, batches, pad_batch
+
+# ---------------------------------------------------------------------------------------------
+# Teacher-forcing schedules (Bengio et al., 2015, "Scheduled Sampling")
+
+
+@dataclass(frozen=True)
+class TeacherForcingSchedule:
+    """The probability ``eps_i`` of feeding the ground truth at training update ``i`` (from 0).
+
+    ===============  ==========================================  =================
+    kind             eps_i                                       parameters
+    ===============  ==========================================  =================
+    constant         ``k``                                       ``k`` (default 1)
+    linear           ``max(floor, k - c * i)``                   ``k=1, c, floor=0``
+    exponential      ``max(floor, k ** i)``                      ``k < 1, floor=0``
+    inverse_sigmoid  ``max(floor, k / (k + exp(i / k)))``        ``k >= 1, floor=0``
+    ===============  ==========================================  =================
+
+    Parsed from strings such as ``"1.0"``, ``"constant:0.9"``, ``"linear:c=1e-4,floor=0.5"``,
+    ``"exponential:k=0.999"`` or ``"inverse_sigmoid:k=500,floor=0.2"``.
+    """
+
+    kind: str = "constant"
+    k: float = 1.0
+    c: float = 0.0
+    floor: float = 0.0
+
+    KINDS = ("constant", "linear", "exponential", "inverse_sigmoid")
+
+    def __post_init__(self):
+        if self.kind not in self.KINDS:
+            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; got {self.kind!r}")
+        if not 0.0 <= self.floor <= 1.0:
+            raise ValueError(f"schedule floor must lie in [0, 1]; got {self.floor}")
+        if self.kind == "constant" and not 0.0 <= self.k <= 1.0:
+            raise ValueError(f"constant schedule k must lie in [0, 1]; got {self.k}")
+        if self.kind == "linear" and (not 0.0 <= self.k <= 1.0 or self.c < 0):
+            raise ValueError(f"linear schedule needs 0 <= k <= 1 and c >= 0; got k={self.k}, c={self.c}")
+        if self.kind == "exponential" and not 0.0 < self.k < 1.0:
+            raise ValueError(f"exponential schedule needs 0 < k < 1; got k={self.k}")
+        if self.kind == "inverse_sigmoid" and self.k < 1.0:
+            raise ValueError(f"inverse_sigmoid schedule needs k >= 1; got k={self.k}")
+
+    def __call__(self, step: int) -> float:
+        if self.kind == "constant":
+            eps = self.k
+        elif self.kind == "linear":
+            eps = self.k - self.c * step
+        elif self.kind == "exponential":
+            eps = self.k ** step
+        else:
+            x = step / self.k
+            eps = self.k / (self.k + math.exp(x)) if x < 700 else 0.0
+        return float(min(1.0, max(self.floor, eps)))
+
+    @classmethod
+    def parse(cls, text: str) -> "TeacherForcingSchedule":
+        if isinstance(text, TeacherForcingSchedule):
+            return text
+        if not isinstance(text, str):
+            raise TypeError(f"teacher-forcing schedule must be a string; got {type(text).__name__}")
+        text = text.strip()
+        try:
+            return cls("constant", float(text))
+        except ValueError:
+            pass
+        kind, _, rest = text.partition(":")
+        kind = kind.strip().replace("-", "_")
+        if kind not in cls.KINDS:
+            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(cls.KINDS)}; got {text!r}")
+        values = {}
+        defaults = {"constant": {}, "linear": {}, "exponential": {"k": 0.999}, "inverse_sigmoid": {"k": 1000.0}}
+        values.update(defaults[kind])
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq and kind == "constant":
+                key, value = "k", key
+            if key.strip() not in ("k", "c", "floor"):
+                raise ValueError(f"unknown schedule parameter {key!r} in {text!r} (use k, c, floor)")
+            try:
+                values[key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"schedule parameter {key.strip()} must be a number in {text!r}") from None
+        if kind == "linear" and "c" not in values:
+            raise ValueError(f"linear schedule needs c (the decrease per update); got {text!r}")
+        return cls(kind, **values)
+
+    def describe(self) -> str:
+        if self.kind == "constant":
+            return f"constant:{self.k:g}"
+        return f"{self.kind}:k={self.k:g},c={self.c:g},floor={self.floor:g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimisers and clipping
+
+
+def clip_grad_norm(grads: dict, max_norm: float | None) -> float:
+    """Scale every gradient by ``min(1, max_norm / total_norm)`` in place; returns the norm before."""
+    total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
+    if max_norm is not None and max_norm > 0 and total > max_norm:
+        scale = np.float32(max_norm / (total + 1e-6))
+        for g in grads.values():
+            g *= scale
+    return total
+
+
+class Adam:
+    """Adam (Kingma & Ba) with bias correction, updating the parameter arrays in place."""
+
+    name = "adam"
+
+    def __init__(self, params: dict, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0; got {lr}")
+        self.params, self.lr, self.beta1, self.beta2, self.eps = params, float(lr), beta1, beta2, eps
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.steps = 0
+
+    def step(self, grads: dict) -> None:
+        self.steps += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = self.lr * math.sqrt(1 - b2**self.steps) / (1 - b1**self.steps)
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= np.float32(step_size) * m / (np.sqrt(v) + np.float32(self.eps))
+
+    def state_tensors(self) -> dict:
+        tensors = {f"optim.m.{k}": v for k, v in self.m.items()}
+        tensors.update({f"optim.v.{k}": v for k, v in self.v.items()})
+        return tensors
+
+    def load_state(self, tensors: dict, steps: int) -> None:
+        for k in self.params:
+            self.m[k][...] = tensors[f"optim.m.{k}"]
+            self.v[k][...] = tensors[f"optim.v.{k}"]
+        self.steps = int(steps)
+
+
+class SGD:
+    """Plain SGD with optional momentum."""
+
+    name = "sgd"
+
+    def __init__(self, params: dict, lr=0.1, momentum=0.0):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0; got {lr}")
+        self.params, self.lr, self.momentum = params, float(lr), float(momentum)
+        self.velocity = {k: np.zeros_like(v) for k, v in params.items()} if momentum else None
+        self.steps = 0
+
+    def step(self, grads: dict) -> None:
+        self.steps += 1
+        for name, p in self.params.items():
+            g = grads[name]
+            if self.velocity is not None:
+                vel = self.velocity[name]
+                vel *= self.momentum
+                vel += g
+                g = vel
+            p -= np.float32(self.lr) * g
+
+    def state_tensors(self) -> dict:
+        return {f"optim.velocity.{k}": v for k, v in (self.velocity or {}).items()}
+
+    def load_state(self, tensors: dict, steps: int) -> None:
+        if self.velocity is not None:
+            for k in self.params:
+                self.velocity[k][...] = tensors[f"optim.velocity.{k}"]
+        self.steps = int(steps)
+
+
+def make_optimizer(name: str, params: dict, lr: float):
+    if name == "adam":
+        return Adam(params, lr=lr)
+    if name == "sgd":
+        return SGD(params, lr=lr)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches, evaluation
+
+
+def target_arrays(tgt_ids: np.ndarray, tgt_lengths: np.ndarray):
+    """Padded targets int [B, n] with lengths -> decoder inputs ``<sos> y`` [B, n+1], targets
+    ``y <eos>`` [B, n+1] and their lengths ``n + 1``."""
+    B, n = tgt_ids.shape
+    tgt_in = np.full((B, n + 1), PAD_ID, np.int64)
+    tgt_in[:, 0] = SOS_ID
+    tgt_in[:, 1:] = tgt_ids
+    tgt_out = np.full((B, n + 1), PAD_ID, np.int64)
+    tgt_out[:, :n] = tgt_ids
+    tgt_out[np.arange(B), tgt_lengths] = EOS_ID
+    return tgt_in, tgt_out, tgt_lengths + 1
+
+
+def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True):
+    """Exact-match accuracy of greedy (or beam) decoding, and the teacher-forced loss.
+
+    Returns a dict: ``correct``, ``total``, ``accuracy`` and ``loss`` (mean per target token).
+    """
+    correct = total = 0
+    loss_sum = token_count = 0.0
+    for start in range(0, len(src_seqs), batch_size):
+        src_b = src_seqs[start:start + batch_size]
+        tgt_b = tgt_seqs[start:start + batch_size]
+        src_ids, src_len = pad_batch(src_b)
+        max_len = max(len(t) for t in tgt_b) + 5
+        if beam == 1:
+            out = model.greedy(src_ids, src_len, max_length=max_len)
+            predictions = [list(row) for row in out]
+        else:
+            results = model.beam_search(src_ids, src_len, beam_size=beam, max_length=max_len)
+            predictions = [r[0]["tokens"] for r in results]
+        for pred, tgt in zip(predictions, tgt_b):
+            pred = [int(x) for x in pred]
+            want = list(tgt) + [EOS_ID]
+            correct += pred[: len(want)] == want
+        total += len(src_b)
+        if with_loss:
+            tgt_ids, tgt_len = pad_batch(tgt_b, allow_empty=True)
+            tgt_in, tgt_out, lengths = target_arrays(tgt_ids, tgt_len)
+            loss, _, stats = model.loss_and_grads(src_ids, src_len, tgt_in, tgt_out, lengths, train=False,
+                                                  need_grads=False)
+            loss_sum += loss * stats["tokens"]
+            token_count += stats["tokens"]
+    return {
+        "correct": correct,
+        "total": total,
+        "accuracy": correct / total if total else 0.0,
+        "loss": loss_sum / token_count if token_count else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop
+
+
+class _Progress:
+    """tqdm when installed and wanted, else a line per epoch."""
+
+    def __init__(self, total, desc, enabled, stream):
+        self.bar = None
+        self.stream = stream
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit="batch", file=stream, leave=True,
+                                dynamic_ncols=True, mininterval=0.5)
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                self.bar = None
+
+    def update(self, n, **postfix):
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optimizer="adam", lr=1e-3,
+          clip=5.0, teacher_forcing="1.0", seed=0, out=None, checkpoint=None, resume=None,
+          progress=True, stream=None, valid_batch_size=512, log=None):
+    """Train ``model`` in place.
+
+    Parameters
+    ----------
+    train_data, valid_data : (src_seqs, tgt_seqs)
+        Lists of token-id lists (targets without ``<sos>``/``<eos>``), e.g. from
+        :func:`s2sext.data.encode_pairs`.
+    teacher_forcing : str or TeacherForcingSchedule
+        ``eps_i`` per update (see :class:`TeacherForcingSchedule`); ``1.0`` is plain teacher
+        forcing and uses the all-steps-at-once path where the architecture allows it.
+    out : path or None
+        Where the best model (by validation accuracy, then loss; or the last epoch without
+        validation data) is written.
+    checkpoint : path or None
+        Written after every epoch with the optimiser state, for ``resume``.
+    resume : path or None
+        A checkpoint to continue from: weights, optimiser state and epoch count are restored, and
+        the remaining epochs see the same batches they would have seen in one uninterrupted run.
+
+    Returns
+    -------
+    list of dicts, one per epoch: ``epoch``, ``train_loss``, ``train_token_accuracy``,
+    ``seconds``, ``feed_prob`` and, with validation data, ``valid_loss``, ``valid_accuracy``.
+    """
+    stream = stream if stream is not None else sys.stderr
+    log = log if log is not None else (lambda msg: print(msg, file=stream, flush=True))
+    schedule = TeacherForcingSchedule.parse(teacher_forcing)
+    src_seqs, tgt_seqs = train_data
+    if len(src_seqs) != len(tgt_seqs) or not src_seqs:
+        raise ValueError(f"train_data must hold equally many (>0) sources and targets; got {len(src_seqs)} and {len(tgt_seqs)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    opt = make_optimizer(optimizer, model.params, lr)
+    first_epoch = 0
+    best = None
+    history = []
+    if resume is not None:
+        from .model import Seq2Seq
+
+        loaded, extra, extra_tensors = Seq2Seq.load(resume, return_extra=True)
+        if loaded.config != model.config:
+            raise ValueError(f"{resume}: the checkpoint's model configuration differs from this model's")
+        if extra.get("optimizer") != opt.name:
+            raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
+        for name, value in loaded.params.items():
+            model.params[name][...] = value
+        opt.load_state(extra_tensors, extra["updates"])
+        first_epoch = int(extra["epoch"])
+        best = extra.get("best")
+        history = list(extra.get("history", []))
+        log(f"resumed from {resume} after epoch {first_epoch} ({opt.steps} updates)")
+    updates = opt.steps
+    for epoch in range(first_epoch, epochs):
+        rng = np.random.default_rng([seed, epoch])
+        start = time.perf_counter()
+        n_batches = (len(src_seqs) + batch_size - 1) // batch_size
+        bar = _Progress(n_batches, f"epoch {epoch + 1}/{epochs}", progress, stream)
+        loss_sum = tokens = correct = 0.0
+        feed_probs = []
+        for src_ids, src_len, tgt_ids, tgt_len in batches(src_seqs, tgt_seqs, batch_size, shuffle=True,
+                                                          seed=seed * 1000003 + epoch):
+            tgt_in, tgt_out, lengths = target_arrays(tgt_ids, tgt_len)
+            feed_prob = schedule(updates)
+            feed_probs.append(feed_prob)
+            loss, grads, stats = model.loss_and_grads(src_ids, src_len, tgt_in, tgt_out, lengths,
+                                                      feed_prob=feed_prob, rng=rng, train=True)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the training loss became {loss} at update {updates}")
+            clip_grad_norm(grads, clip)
+            opt.step(grads)
+            updates += 1
+            loss_sum += loss * stats["tokens"]
+            tokens += stats["tokens"]
+            correct += stats["correct"]
+            elapsed = time.perf_counter() - start
+            bar.update(1, loss=f"{loss:.4f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
+        bar.close()
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / tokens,
+            "train_token_accuracy": correct / tokens,
+            "seconds": time.perf_counter() - start,
+            "feed_prob": float(np.mean(feed_probs)),
+        }
+        is_best = valid_data is None
+        if valid_data is not None:
+            result = evaluate(model, valid_data[0], valid_data[1], batch_size=valid_batch_size)
+            record["valid_loss"] = result["loss"]
+            record["valid_accuracy"] = result["accuracy"]
+            key = (result["accuracy"], -result["loss"])
+            is_best = best is None or key > tuple(best)
+            if is_best:
+                best = list(key)
+        history.append(record)
+        msg = (f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
+               f"{record['seconds']:.1f} s, teacher forcing {record['feed_prob']:.3f}")
+        if valid_data is not None:
+            msg += f"; valid loss {record['valid_loss']:.4f}, exact match {100 * record['valid_accuracy']:.2f}%"
+        log(msg)
+        if out is not None and is_best:
+            model.save(out)
+        if checkpoint is not None:
+            extra = {"optimizer": opt.name, "updates": opt.steps, "epoch": epoch + 1, "best": best,
+                     "history": history, "seed": seed}
+            model.save(checkpoint, extra_tensors=opt.state_tensors(), extra=extra)
+    return history
