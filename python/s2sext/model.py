@@ -42,16 +42,14 @@ def _embed_backward(grad_table: np.ndarray, ids: np.ndarray, d_rows: np.ndarray)
     np.add.at(grad_table, ids, d_rows)
 
 
-def _linear_backward(d_out, x, weight, grads, weight_name, bias_name=None, need_dx=True):
-    """Backward of ``y = x @ weight.T (+ bias)`` for ``x [..., In]``, ``weight [Out, In]``."""
-    d2 = d_out.reshape(-1, d_out.shape[-1])
-    x2 = x.reshape(-1, x.shape[-1])
-    grads[weight_name] += d2.T @ x2
+def _linear_backward(d_out, x, weight, grads, weight_name, bias_name=None, need_dx=True, y=None,
+                     activation="none"):
+    """Backward of ``y = act(x @ weight.T (+ bias))``; accumulates into ``grads``, returns dL/dx."""
+    dx, dw, db = ops.linear_backward(d_out, x, weight, y, activation, need_dx)
+    grads[weight_name] += dw
     if bias_name is not None:
-        grads[bias_name] += d2.sum(axis=0)
-    if need_dx:
-        return (d2 @ weight).reshape(x.shape)
-    return None
+        grads[bias_name] += db
+    return dx
 
 
 def _dropout_mask(shape, rate, rng):
@@ -264,10 +262,10 @@ class Encoder:
             dropout_masks.append(mask)
         caches = {"layers": layer_caches, "dropout": dropout_masks, "src": src, "top": x}
         if cfg.bidirectional:
-            h0 = [f @ params["bridge.h.weight"].T + params["bridge.h.bias"] for f in finals_h]
-            c0 = [f @ params["bridge.c.weight"].T + params["bridge.c.bias"] for f in finals_c]
+            h0 = [ops.linear_forward(f, params["bridge.h.weight"], params["bridge.h.bias"]) for f in finals_h]
+            c0 = [ops.linear_forward(f, params["bridge.c.weight"], params["bridge.c.bias"]) for f in finals_c]
             caches["finals"] = (finals_h, finals_c)
-            memory = x @ params["bridge.memory.weight"].T if cfg.attention is not None else None
+            memory = ops.linear_forward(x, params["bridge.memory.weight"]) if cfg.attention is not None else None
         else:
             h0, c0 = finals_h, finals_c
             memory = x if cfg.attention is not None else None
@@ -378,17 +376,17 @@ class Decoder:
     # -- the combine and output layers, shared by both paths -------------------------------------
 
     def _output_forward(self, params, h_top, context):
-        """h_top, context [..., H] -> o [..., H] (the attentional state, or h_top), logits [..., V]."""
+        """h_top, context [..., H] -> (o [..., H] the attentional state or h_top, logits [..., V],
+        the combine layer's input [..., 2H] or None)."""
         if self.attention is None:
-            o = h_top
+            o, combined = h_top, None
         else:
-            H = self.config.hidden_size
-            w = params["combine.weight"]
-            o = np.tanh(context @ w[:, :H].T + h_top @ w[:, H:].T + params["combine.bias"])
-        logits = o @ params["out.weight"].T + params["out.bias"]
-        return o, logits
+            combined = np.concatenate([context, h_top], axis=-1)
+            o = ops.linear_forward(combined, params["combine.weight"], params["combine.bias"], "tanh")
+        logits = ops.linear_forward(o, params["out.weight"], params["out.bias"])
+        return o, logits, combined
 
-    def _output_backward(self, params, d_logits, d_o_extra, h_top, context, o, grads):
+    def _output_backward(self, params, d_logits, d_o_extra, combined, o, grads):
         """-> (dL/dh_top, dL/dcontext or None)."""
         d_o = _linear_backward(d_logits, o, params["out.weight"], grads, "out.weight", "out.bias")
         if d_o_extra is not None:
@@ -396,13 +394,9 @@ class Decoder:
         if self.attention is None:
             return d_o, None
         H = self.config.hidden_size
-        d_pre = d_o * (1.0 - o * o)
-        d2 = d_pre.reshape(-1, H)
-        w = params["combine.weight"]
-        grads["combine.weight"][:, :H] += d2.T @ context.reshape(-1, H)
-        grads["combine.weight"][:, H:] += d2.T @ h_top.reshape(-1, H)
-        grads["combine.bias"] += d2.sum(axis=0)
-        return d_pre @ w[:, H:], d_pre @ w[:, :H]
+        d_combined = _linear_backward(d_o, combined, params["combine.weight"], grads, "combine.weight",
+                                      "combine.bias", y=o, activation="tanh")
+        return d_combined[..., H:], d_combined[..., :H]
 
     # -- all steps at once: Luong without input feeding, every input given ----------------------
 
@@ -429,15 +423,15 @@ class Decoder:
         a = context = att_cache = None
         if self.attention is not None:
             a, context, att_cache = self.attention.forward(params, enc.memory, h_top, enc.lengths)
-        o, logits = self._output_forward(params, h_top, context)
-        cache = (tgt_in, lstm_caches, masks, h_top, context, att_cache, o)
+        o, logits, combined = self._output_forward(params, h_top, context)
+        cache = (tgt_in, lstm_caches, masks, combined, att_cache, o)
         return logits, a, cache
 
     def backward_all_steps(self, params, enc: EncoderState, d_logits, cache, grads):
         """-> (dL/dmemory or None, dL/dh0 per layer, dL/dc0 per layer)."""
         cfg = self.config
-        tgt_in, lstm_caches, masks, h_top, context, att_cache, o = cache
-        d_h, d_context = self._output_backward(params, d_logits, None, h_top, context, o, grads)
+        tgt_in, lstm_caches, masks, combined, att_cache, o = cache
+        d_h, d_context = self._output_backward(params, d_logits, None, combined, o, grads)
         d_memory = None
         if self.attention is not None:
             d_memory, d_query = self.attention.backward(params, d_context, att_cache, grads)
@@ -494,18 +488,18 @@ class Decoder:
         h_top = x
         if self.attention is not None and not bahdanau:
             a, context, att_cache = self.attention.forward(params, enc.memory, h_top, enc.lengths)
-        o, logits = self._output_forward(params, h_top, context)
+        o, logits, combined = self._output_forward(params, h_top, context)
         new_feed = o if cfg.input_feeding else None
-        cache = (tokens, cell_caches, masks, h_top, context, att_cache, o, bahdanau)
+        cache = (tokens, cell_caches, masks, combined, att_cache, o, bahdanau)
         return logits, a, (new_h, new_c, new_feed), cache
 
     def step_backward(self, params, d_logits, d_state, cache, grads):
         """Backward of one step. ``d_state`` = (dh per layer, dc per layer, d_feed) w.r.t. the step's
         output state (entries may be None); returns (dL/dmemory or None, d_state w.r.t. its input)."""
         cfg = self.config
-        tokens, cell_caches, masks, h_top, context, att_cache, o, bahdanau = cache
+        tokens, cell_caches, masks, combined, att_cache, o, bahdanau = cache
         d_h_next, d_c_next, d_feed = d_state
-        d_h_top, d_context = self._output_backward(params, d_logits, d_feed, h_top, context, o, grads)
+        d_h_top, d_context = self._output_backward(params, d_logits, d_feed, combined, o, grads)
         d_memory = None
         d_query_prev = None
         if self.attention is not None and not bahdanau:

@@ -26,6 +26,8 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 
 LSTMCellCache = _core.LSTMCellCache
@@ -43,6 +45,8 @@ __all__ = [
     "attention_weight_backward",
     "weight_sum_forward",
     "weight_sum_backward",
+    "linear_forward",
+    "linear_backward",
     "LSTMCellCache",
     "LSTMCache",
     "AttentionCache",
@@ -249,3 +253,65 @@ def weight_sum_backward(dc, hs, a):
     da : (B, S) or (B, T, S) ndarray
     """
     return _core.weight_sum_backward(dc, hs, a)
+
+
+def _rows(name, arr):
+    """View ``arr [..., K]`` as ``[N, K]`` (no copy for contiguous arrays)."""
+    arr = np.asarray(arr)
+    if arr.ndim < 1:
+        raise ValueError(f"{name} must have at least 1 dimension [..., K], got a 0-d array")
+    return arr.reshape(-1, arr.shape[-1]) if arr.ndim != 2 else arr
+
+
+def linear_forward(x, w, b=None, activation="none"):
+    """A dense layer: ``y = act(x @ w.T + b)``, ``act`` the identity (``"none"``) or ``"tanh"``.
+
+    Parameters
+    ----------
+    x : (..., I) ndarray
+        Any leading dimensions (e.g. ``[B, T, I]``); they are kept in ``y``.
+    w : (O, I) ndarray
+    b : (O,) ndarray or None
+    activation : "none" or "tanh"
+
+    Returns
+    -------
+    y : (..., O) ndarray
+        No cache: the backward takes ``x``, ``w`` and ``y`` again.
+    """
+    x = np.asarray(x)
+    y = _core.linear_forward(_rows("x", x), w, b, activation)
+    return y.reshape(x.shape[:-1] + (y.shape[-1],)) if x.ndim != 2 else y
+
+
+def linear_backward(dy, x, w, y=None, activation="none", need_dx=True):
+    """Gradients of :func:`linear_forward`: with ``d_pre = dy`` (none) or ``dy * (1 - y**2)``
+    (tanh), ``dx = d_pre @ w``, ``dw = d_pre^T x`` and ``db = d_pre`` summed over rows.
+
+    Parameters
+    ----------
+    dy : (..., O) ndarray
+    x : (..., I) ndarray
+        The forward's input (same leading dimensions as ``dy``).
+    w : (O, I) ndarray
+    y : (..., O) ndarray or None
+        The forward's output; needed for ``"tanh"``.
+    activation : "none" or "tanh"
+    need_dx : bool
+        ``False`` skips ``dx`` (returned as None), e.g. when ``x`` is an input.
+
+    Returns
+    -------
+    dx : (..., I) ndarray or None
+    dw : (O, I) ndarray
+    db : (O,) ndarray
+    """
+    x = np.asarray(x)
+    dy = np.asarray(dy)
+    if dy.shape[:-1] != x.shape[:-1]:
+        raise ValueError(f"linear_backward: dy has shape {dy.shape} and x {x.shape}; their leading dimensions must match")
+    y2 = None if y is None else _rows("y", y)
+    dx, dw, db = _core.linear_backward(_rows("dy", dy), _rows("x", x), w, y2, activation, bool(need_dx))
+    if dx is not None and x.ndim != 2:
+        dx = dx.reshape(x.shape)
+    return dx, dw, db

@@ -15,6 +15,7 @@
 #include "attention.h"
 #include "blas.h"
 #include "cpu.h"
+#include "dense.h"
 #include "lstm.h"
 #include "parallel.h"
 
@@ -654,6 +655,63 @@ py::tuple weight_sum_backward(py::handle dc_in, py::handle hs_in, py::handle a_i
   });
 }
 
+// ---- dense layer -------------------------------------------------------------------------------
+
+s2s::Activation parse_activation(const Checker& ck, py::handle act_in) {
+  if (!py::isinstance<py::str>(act_in))
+    ck.type_error("activation must be a str ('none' or 'tanh'), got " + type_name(act_in));
+  const std::string act = py::str(act_in);
+  if (act == "none") return s2s::Activation::none;
+  if (act == "tanh") return s2s::Activation::tanh;
+  ck.value_error("activation must be 'none' or 'tanh', got '" + act + "'");
+}
+
+py::array linear_forward(py::handle x_in, py::handle w_in, py::handle b_in, py::handle act_in) {
+  Checker ck("linear_forward");
+  const py::array x_raw = ck.float_array(x_in, "x");
+  const s2s::Activation act = parse_activation(ck, act_in);
+  return with_dtype(x_raw, [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    auto x = ck.floats<T>(x_in, "x", "N,I");
+    auto w = ck.floats<T>(w_in, "w", "O,I");
+    const bool has_bias = !b_in.is_none();
+    Array<T> b = has_bias ? ck.floats<T>(b_in, "b", "O") : Array<T>();
+    const int64_t N = ck.dim('N'), I = ck.dim('I'), O = ck.dim('O');
+    auto y = empty<T>({N, O});
+    {
+      py::gil_scoped_release nogil;
+      s2s::linear_forward<T>(y.mutable_data(), x.data(), w.data(), has_bias ? b.data() : nullptr, N, I, O, act);
+    }
+    return y;
+  });
+}
+
+py::tuple linear_backward(py::handle dy_in, py::handle x_in, py::handle w_in, py::handle y_in, py::handle act_in,
+                          bool need_dx) {
+  Checker ck("linear_backward");
+  const py::array x_raw = ck.float_array(x_in, "x");
+  const s2s::Activation act = parse_activation(ck, act_in);
+  return with_dtype(x_raw, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto x = ck.floats<T>(x_in, "x", "N,I");
+    auto w = ck.floats<T>(w_in, "w", "O,I");
+    auto dy = ck.floats<T>(dy_in, "dy", "N,O");
+    const bool tanh = act == s2s::Activation::tanh;
+    if (tanh && y_in.is_none()) ck.value_error("y (the forward's output) is needed for activation 'tanh'");
+    Array<T> y = tanh ? ck.floats<T>(y_in, "y", "N,O") : Array<T>();
+    const int64_t N = ck.dim('N'), I = ck.dim('I'), O = ck.dim('O');
+    Array<T> dx = need_dx ? empty<T>({N, I}) : Array<T>();
+    auto dw = empty<T>({O, I});
+    auto db = empty<T>({O});
+    {
+      py::gil_scoped_release nogil;
+      s2s::linear_backward<T>(need_dx ? dx.mutable_data() : nullptr, dw.mutable_data(), db.mutable_data(),
+                              dy.data(), x.data(), w.data(), tanh ? y.data() : nullptr, N, I, O, act);
+    }
+    return py::make_tuple(need_dx ? py::object(dx) : py::object(py::none()), dw, db);
+  });
+}
+
 // ---- the machine --------------------------------------------------------------------------------
 
 py::dict cpu_info() {
@@ -750,6 +808,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("attention_weight_backward", &attention_weight_backward);
   m.def("weight_sum_forward", &weight_sum_forward);
   m.def("weight_sum_backward", &weight_sum_backward);
+  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("activation"));
+  m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
+        py::arg("activation"), py::arg("need_dx"));
   m.def("cpu_info", &cpu_info,
         "The machine as s2sext sees it: a dict with 'arch', 'features' (CPU feature -> bool),\n"
         "'available_paths' (SIMD kernel paths this CPU and build can run), 'kernel_path' (the active\n"

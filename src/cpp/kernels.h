@@ -39,6 +39,10 @@ struct KernelTable {
   void (*masked_softmax)(T* row, int64_t L, int64_t S);
   // de[S] = a * (da - sum_{s<L} a*da) on [0:L), 0 on [L:S).
   void (*masked_softmax_backward)(const T* a, const T* da, T* de, int64_t L, int64_t S);
+  // row[n] = tanh(row + bias) (apply_tanh) or row + bias: a dense layer's epilogue.
+  void (*bias_activation)(T* row, const T* bias, int64_t n, bool apply_tanh);
+  // d_pre[n] = dy * (1 - y^2): the backward of y = tanh(pre).
+  void (*tanh_backward)(const T* dy, const T* y, T* d_pre, int64_t n);
 };
 
 enum class KernelPath { portable = 0, avx2 = 1, avx512 = 2 };

@@ -347,10 +347,29 @@ void masked_softmax_backward(const T* a, const T* da, T* de, int64_t L, int64_t 
 }
 
 template <class T>
+void bias_activation(T* row, const T* bias, int64_t n, bool apply_tanh) {
+  if (apply_tanh) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) row[k] = tanh_(row[k] + bias[k]);
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) row[k] += bias[k];
+  }
+}
+
+template <class T>
+void tanh_backward(const T* dy, const T* y, T* d_pre, int64_t n) {
+  // forward: y = tanh(pre), so d_pre = dy * (1 - y^2)
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) d_pre[k] = dy[k] * (T(1) - y[k] * y[k]);
+}
+
+template <class T>
 KernelTable<T> make_table() {
   return KernelTable<T>{&lstm_gates_forward<T>, &lstm_gates_backward<T>, &gemv<T>,
                         &dot_scores<T>,         &additive_scores<T>,    &additive_scores_backward<T>,
-                        &masked_softmax<T>,     &masked_softmax_backward<T>};
+                        &masked_softmax<T>,     &masked_softmax_backward<T>, &bias_activation<T>,
+                        &tanh_backward<T>};
 }
 
 }  // namespace

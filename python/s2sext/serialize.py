@@ -1,0 +1,461 @@
+"""The s2sext model file: one file holding a JSON header and named numpy tensors.
+
+The format is specified byte by byte in ``docs/model-format.md``; this module is its only Python
+reader and writer. In short::
+
+    [0, 24)            preamble: magic b"S2SXMDL\\0", u32 version (1), u32 reserved (0),
+                       u64 json_length                                (integers little-endian)
+    [24, 24+J)         UTF-8 JSON: {"tensors": [{name, dtype, shape, offset, nbytes}, ...],
+                                    "meta": <the caller's header>}
+    [D, E)             data section, D = 24+J rounded up to 64; tensor data at D + offset,
+                       every offset a multiple of 64, zero padding in between
+    [E, E+16)          trailer: u64 E, u32 CRC-32 of bytes [0, E), end magic b"S2SX"
+
+Loading never runs code (no pickle): the header is JSON and the tensors are raw little-endian
+numbers. Writing is atomic: a reader sees either the previous file or the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+import zlib
+from typing import Any, Dict, Mapping, Tuple
+
+import numpy as np
+
+__all__ = ["ModelFileError", "write_model_file", "read_model_file", "FORMAT_VERSION"]
+
+MAGIC = b"S2SXMDL\x00"
+END_MAGIC = b"S2SX"
+FORMAT_VERSION = 1
+ALIGNMENT = 64
+MAX_NDIM = 32
+
+# magic, version, reserved, json_length
+_PREAMBLE = struct.Struct("<8sIIQ")
+# body length, CRC-32 of the body, end magic
+_TRAILER = struct.Struct("<QI4s")
+_MIN_SIZE = _PREAMBLE.size + _TRAILER.size
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+# The one table of stored dtypes: code in the file <-> little-endian numpy dtype.
+_DTYPE_CODES = {
+    "f32": np.dtype("<f4"),
+    "f64": np.dtype("<f8"),
+    "i32": np.dtype("<i4"),
+    "i64": np.dtype("<i8"),
+    "u16": np.dtype("<u2"),
+}
+_CODE_OF = {(dt.kind, dt.itemsize): code for code, dt in _DTYPE_CODES.items()}
+_TENSOR_KEYS = frozenset(("name", "dtype", "shape", "offset", "nbytes"))
+
+
+class ModelFileError(ValueError):
+    """A file is not a readable s2sext model file: foreign, truncated, corrupted or of an
+    unsupported format version. The message names the file and what is wrong."""
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def _check_header_value(value: Any, where: str) -> None:
+    """Raise TypeError naming `where` unless `value` reads back from JSON as an equal object.
+
+    json.dumps alone accepts more than that (tuples become lists, int keys become strings, so two
+    keys may collide), and its own error does not say where the bad value is.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        if isinstance(value, str):
+            _check_utf8(value, where)
+        return
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise TypeError(f"{where}: integer {value} is outside the int64 range of a model file")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where}: {value!r} cannot be stored (JSON has no NaN/Inf)")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_header_value(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                kind = type(key).__name__
+                raise TypeError(f"{where}: key {key!r} is a {kind}; header keys must be str")
+            _check_utf8(key, f"{where} key {key!r}")
+            _check_header_value(item, f"{where}[{key!r}]")
+        return
+    hint = ""
+    if isinstance(value, tuple):
+        hint = " (use a list)"
+    elif isinstance(value, np.generic):
+        hint = " (convert numpy scalars with .item())"
+    raise TypeError(
+        f"{where}: a {type(value).__name__} cannot be stored in a model file header{hint}; "
+        "allowed are dict (str keys), list, str, int, finite float, bool and None"
+    )
+
+
+def _check_utf8(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TypeError(f"{where}: string is not valid UTF-8 ({exc.reason})") from None
+
+
+def _le_tensor(name: Any, value: Any) -> np.ndarray:
+    """Validate one tensor argument; return it as a C-contiguous little-endian array."""
+    if not isinstance(name, str):
+        raise TypeError(f"tensor names must be str, got {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("tensor names must be non-empty")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"tensor name {name!r} is not valid UTF-8 ({exc.reason})") from None
+    if isinstance(value, np.generic):
+        value = np.asarray(value)  # a numpy scalar is stored as a 0-d array
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"tensor {name!r}: expected a numpy.ndarray, got {type(value).__name__}")
+    code = _CODE_OF.get((value.dtype.kind, value.dtype.itemsize))
+    if code is None or value.dtype.fields is not None:
+        raise TypeError(
+            f"tensor {name!r}: dtype {value.dtype} cannot be stored; "
+            "allowed are float32, float64, int32, int64 and uint16"
+        )
+    if value.ndim > MAX_NDIM:
+        raise ValueError(f"tensor {name!r}: {value.ndim} dimensions, at most {MAX_NDIM} allowed")
+    # astype keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+    return value.astype(_DTYPE_CODES[code], order="C", copy=False)
+
+
+def write_model_file(
+    path: str | os.PathLike, header: Mapping[str, Any], tensors: Mapping[str, np.ndarray]
+) -> None:
+    """Write a model file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination. The file is written to a temporary file in the same directory, flushed to
+        disk and renamed over `path`, so `path` is either left untouched (on any error) or holds
+        the complete new file. An existing file's permission bits are kept.
+    header : dict
+        Anything JSON can hold exactly: dicts with str keys, lists, str, int (int64 range), finite
+        float, bool, None. ``read_model_file`` returns an equal dict.
+    tensors : dict of str to ndarray
+        Non-empty names; arrays of dtype float32, float64, int32, int64 or uint16 (bfloat16 bits),
+        any shape including 0-d and empty (numpy scalars are stored as 0-d arrays), any layout and
+        byte order. They are stored as C-contiguous little-endian data, in the dict's order.
+
+    Raises
+    ------
+    TypeError
+        The header holds something JSON cannot hold exactly (the message gives its key path), or a
+        tensor is not an ndarray or has another dtype (the message names the tensor and the dtype).
+    ValueError
+        An empty or non-UTF-8 tensor name, or more than 32 dimensions.
+    OSError
+        The file cannot be written; `path` is left as it was.
+    """
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(header, Mapping):
+        raise TypeError(f"header: expected a dict, got {type(header).__name__}")
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors: expected a dict of ndarrays, got {type(tensors).__name__}")
+    header = dict(header)
+    _check_header_value(header, "header")
+
+    # Everything is validated and laid out before the temporary file exists.
+    arrays = []
+    entries = []
+    end = 0  # relative to the start of the data section
+    for name, value in tensors.items():
+        arr = _le_tensor(name, value)
+        offset = _align(end)
+        entries.append(
+            {
+                "name": name,
+                "dtype": _CODE_OF[(arr.dtype.kind, arr.dtype.itemsize)],
+                "shape": list(arr.shape),
+                "offset": offset,
+                "nbytes": arr.nbytes,
+            }
+        )
+        arrays.append((offset, arr))
+        end = offset + arr.nbytes
+    doc = {"tensors": entries, "meta": header}
+    head = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    data_start = _align(_PREAMBLE.size + len(head))
+
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            crc = 0
+            pos = 0  # absolute position, tracked so padding and the trailer need no f.tell()
+
+            def put(chunk: bytes) -> None:
+                nonlocal crc, pos
+                f.write(chunk)
+                crc = zlib.crc32(chunk, crc)
+                pos += len(chunk)
+
+            put(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(head)))
+            put(head)
+            for offset, arr in arrays:
+                put(bytes(data_start + offset - pos))
+                put(arr.tobytes())
+            put(bytes(data_start + end - pos))  # the header's padding when there is no tensor
+            f.write(_TRAILER.pack(pos, crc, END_MAGIC))
+            f.flush()
+            os.fsync(f.fileno())
+        _set_mode(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _set_mode(tmp: str, path: str) -> None:
+    """Give the new file the mode an ordinary open() would: the old file's, else 0o666 & ~umask.
+
+    mkstemp creates files 0o600. The umask is read from /proc because os.umask() can only read it
+    by changing it, which races with other threads creating files.
+    """
+    if os.name != "posix":
+        return
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = 0o022
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+                for line in status:
+                    if line.startswith("Umask:"):
+                        umask = int(line.split()[1], 8)
+                        break
+        except OSError:
+            pass
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable (POSIX; Windows cannot open a directory)."""
+    if os.name != "posix":
+        return
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_model_file(path: str | os.PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """Read a model file written by :func:`write_model_file`.
+
+    Returns
+    -------
+    header : dict
+        Equal to the header that was written.
+    tensors : dict of str to ndarray
+        Fresh, writable, C-contiguous arrays in native byte order, in the order written.
+
+    Raises
+    ------
+    ModelFileError
+        (a ValueError) The file is not an s2sext model file, is truncated, is corrupted (checksum
+        mismatch or an inconsistent header) or has an unsupported format version. The message
+        names the file.
+    OSError
+        The file cannot be opened or read (FileNotFoundError etc.).
+    """
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    # Model files are a few MB: read once, then every size in the file is checked against the
+    # number of bytes actually present before it is used.
+    with open(path, "rb") as f:
+        data = f.read()
+    header, entries, data_start = _parse(path, data)
+    tensors = {}
+    for e in entries:
+        dtype = _DTYPE_CODES[e["dtype"]]
+        count = e["nbytes"] // dtype.itemsize
+        flat = np.frombuffer(data, dtype=dtype, count=count, offset=data_start + e["offset"])
+        tensors[e["name"]] = flat.reshape(e["shape"]).astype(dtype.newbyteorder("="))
+    return header, tensors
+
+
+def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
+    """Check the whole file; return (meta, tensor entries, data_start)."""
+
+    def fail(message: str) -> ModelFileError:
+        return ModelFileError(f"model file {path!r}: {message}")
+
+    size = len(data)
+    if data[: len(MAGIC)] != MAGIC:
+        if size < len(MAGIC) and MAGIC.startswith(data):
+            raise fail(f"truncated: {size} bytes, a model file has at least {_MIN_SIZE}")
+        raise fail(f"not an s2sext model file (it does not start with {MAGIC!r})")
+    if size < _PREAMBLE.size:
+        raise fail(f"truncated: {size} bytes, a model file has at least {_MIN_SIZE}")
+    _, version, reserved, json_length = _PREAMBLE.unpack_from(data, 0)
+    if version != FORMAT_VERSION:
+        raise fail(
+            f"unsupported format version {version}; this reader supports version {FORMAT_VERSION} "
+            "(a newer s2sext wrote it, or the file is corrupted)"
+        )
+
+    if size < _MIN_SIZE:
+        raise fail(f"truncated: {size} bytes, a model file has at least {_MIN_SIZE}")
+    body_length, stored_crc, end_magic = _TRAILER.unpack_from(data, size - _TRAILER.size)
+    if end_magic != END_MAGIC or body_length != size - _TRAILER.size:
+        expected = _expected_size(data, json_length)
+        if expected is None:
+            raise fail(f"truncated or corrupted: no valid trailer at the end of the {size} bytes")
+        expected_size, exact = expected
+        if expected_size > size:
+            at_least = "" if exact else "at least "
+            raise fail(f"truncated: expected {at_least}{expected_size} bytes, found {size}")
+        if expected_size < size:
+            extra = size - expected_size
+            raise fail(f"corrupted: {extra} unexpected bytes after the expected {expected_size}")
+        raise fail("corrupted: the trailer (end marker or recorded length) is damaged")
+    crc = zlib.crc32(memoryview(data)[:body_length])
+    if crc != stored_crc:
+        raise fail(
+            f"corrupted (checksum mismatch: stored {stored_crc:#010x}, computed {crc:#010x})"
+        )
+
+    # The checksum matches, so what follows only fails for a file that a faulty writer produced.
+    if reserved != 0:
+        raise fail(f"corrupted: the reserved preamble field is {reserved}, must be 0")
+    if json_length > body_length - _PREAMBLE.size:
+        raise fail(f"corrupted: header length {json_length} runs past the end of the data")
+    try:
+        doc = _loads(data[_PREAMBLE.size : _PREAMBLE.size + json_length])
+    except ValueError as exc:
+        raise fail(f"corrupted: the header is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or set(doc) != {"tensors", "meta"}:
+        keys = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise fail(f"corrupted: the header must be an object with keys meta and tensors: {keys}")
+    meta, entries = doc["meta"], doc["tensors"]
+    if not isinstance(meta, dict):
+        raise fail(f"corrupted: header 'meta' must be an object, got {type(meta).__name__}")
+    if not isinstance(entries, list):
+        raise fail(f"corrupted: header 'tensors' must be a list, got {type(entries).__name__}")
+
+    data_start = _align(_PREAMBLE.size + json_length)
+    data_length = body_length - data_start
+    names = set()
+    end = 0
+    for i, e in enumerate(entries):
+        problem = _entry_problem(e, data_length)
+        if problem:
+            raise fail(f"corrupted: tensor entry {i} {problem}")
+        if e["name"] in names:
+            raise fail(f"corrupted: tensor name {e['name']!r} appears twice")
+        names.add(e["name"])
+        end = max(end, e["offset"] + e["nbytes"])
+    if data_start + end != body_length:
+        raise fail(
+            f"corrupted: the data section is {data_length} bytes, the tensors account for {end}"
+        )
+    previous_end, previous_name = 0, None
+    for e in sorted(entries, key=lambda e: (e["offset"], e["nbytes"])):
+        if e["offset"] < previous_end:
+            raise fail(f"corrupted: tensors {previous_name!r} and {e['name']!r} overlap")
+        previous_end, previous_name = e["offset"] + e["nbytes"], e["name"]
+    return meta, entries, data_start
+
+
+def _entry_problem(e: Any, data_length: int) -> str | None:
+    """What is wrong with one tensor entry, or None. Sizes are Python ints: no overflow."""
+    if not isinstance(e, dict) or set(e) != _TENSOR_KEYS:
+        return f"must be an object with keys {sorted(_TENSOR_KEYS)}, got {e!r:.200}"
+    name, code, shape, offset, nbytes = e["name"], e["dtype"], e["shape"], e["offset"], e["nbytes"]
+    if not isinstance(name, str) or not name:
+        return f"has name {name!r}; names are non-empty strings"
+    if code not in _DTYPE_CODES:
+        return f"({name!r}) has unknown dtype {code!r}; known are {sorted(_DTYPE_CODES)}"
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
+        return f"({name!r}) has shape {shape!r:.200}; expected at most {MAX_NDIM} non-negative ints"
+    if not _is_count(offset) or offset % ALIGNMENT:
+        return f"({name!r}) has offset {offset!r}; expected a non-negative multiple of {ALIGNMENT}"
+    itemsize = _DTYPE_CODES[code].itemsize
+    if math.prod(d for d in shape if d) * itemsize > _INT64_MAX:
+        return f"({name!r}) has shape {shape} too large to address"
+    if not _is_count(nbytes) or nbytes != math.prod(shape) * itemsize:
+        needed = math.prod(shape) * itemsize
+        return f"({name!r}) has nbytes {nbytes!r}; shape {shape} of {code} needs {needed}"
+    if offset + nbytes > data_length:
+        return f"({name!r}) ends at {offset + nbytes}, past the {data_length}-byte data section"
+    return None
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _INT64_MAX
+
+
+def _loads(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no repeated keys (readers in other languages differ on
+    which duplicate wins)."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    def unique(pairs: list) -> dict:
+        obj = {}
+        for key, value in pairs:
+            if key in obj:
+                raise ValueError(f"key {key!r} repeated")
+            obj[key] = value
+        return obj
+
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=no_constants, object_pairs_hook=unique)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _expected_size(data: bytes, json_length: int) -> Tuple[int, bool] | None:
+    """(the file size the header implies, whether exact), to tell a truncated file from a damaged
+    one; None when the header cannot be read."""
+    json_end = _PREAMBLE.size + json_length
+    if json_end + _TRAILER.size > len(data):
+        return json_end + _TRAILER.size, False  # the header itself is cut off
+    try:
+        entries = _loads(data[_PREAMBLE.size : json_end])["tensors"]
+        end = max([e["offset"] + e["nbytes"] for e in entries], default=0)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(end, int):
+        return None
+    return _align(json_end) + end + _TRAILER.size, True

@@ -1,0 +1,635 @@
+"""Tests for s2sext.data: vocabularies, tokenizers, padding, TSV files, built-in tasks, splits, batches.
+
+The date checks parse every generated source with a parser written here (its own month and weekday
+names and two-digit-year rule), so they do not trust the generator's formatting code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from s2sext import data
+from s2sext.data import (
+    EOS_ID,
+    PAD_ID,
+    SOS_ID,
+    SPECIALS,
+    UNK_ID,
+    CharTokenizer,
+    DataError,
+    Vocab,
+    WordTokenizer,
+)
+
+# ----------------------------------------------------------------------------------------------------
+# An independent reader for the date formats
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _alternatives(names):
+    return "|".join(names)
+
+
+FIELD_PATTERNS = {
+    "yyyy": r"(?P<yyyy>\d{4})",
+    "yy": r"(?P<yy>\d{2})",
+    "mm": r"(?P<mm>0[1-9]|1[0-2])",
+    "m": r"(?P<m>[1-9]|1[0-2])",
+    "dd": r"(?P<dd>0[1-9]|[12]\d|3[01])",
+    "d": r"(?P<d>[1-9]|[12]\d|3[01])",
+    "dth": r"(?P<dth>[1-9]|[12]\d|3[01])(?P<suffix>st|nd|rd|th)",
+    "Month": f"(?P<Month>{_alternatives(MONTHS)})",
+    "month": f"(?P<month>{_alternatives(m.lower() for m in MONTHS)})",
+    "MONTH": f"(?P<MONTH>{_alternatives(m.upper() for m in MONTHS)})",
+    "Mon": f"(?P<Mon>{_alternatives(m[:3] for m in MONTHS)})",
+    "Weekday": f"(?P<Weekday>{_alternatives(WEEKDAYS)})",
+    "weekday": f"(?P<weekday>{_alternatives(w.lower() for w in WEEKDAYS)})",
+    "WEEKDAY": f"(?P<WEEKDAY>{_alternatives(w.upper() for w in WEEKDAYS)})",
+    "Wkd": f"(?P<Wkd>{_alternatives(w[:3] for w in WEEKDAYS)})",
+}
+
+
+def _template_regex(template):
+    parts = re.split(r"\{(\w+)\}", template)
+    pattern = "".join(re.escape(part) if i % 2 == 0 else FIELD_PATTERNS[part] for i, part in enumerate(parts))
+    return re.compile(pattern)
+
+
+def _two_digit_year(yy):
+    return 1900 + yy if yy >= 50 else 2000 + yy
+
+
+def _read_date(fields):
+    """The date a regex match names, checking that a weekday and an ordinal suffix agree with it."""
+    if "yyyy" in fields:
+        year = int(fields["yyyy"])
+    else:
+        year = _two_digit_year(int(fields["yy"]))
+    for key in ("mm", "m"):
+        if key in fields:
+            month = int(fields[key])
+    for key in ("Month", "month", "MONTH"):
+        if key in fields:
+            month = [m.lower() for m in MONTHS].index(fields[key].lower()) + 1
+    if "Mon" in fields:
+        month = [m[:3] for m in MONTHS].index(fields["Mon"]) + 1
+    day_text = fields.get("dd") or fields.get("d") or fields.get("dth")
+    day = datetime.date(year, month, int(day_text))
+    if "dth" in fields:
+        number = int(fields["dth"])
+        expected_suffix = "th" if 11 <= number <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+        assert fields["suffix"] == expected_suffix, fields
+    for key in ("Weekday", "weekday", "WEEKDAY", "Wkd"):
+        if key in fields:
+            names = [w[:3].lower() if key == "Wkd" else w.lower() for w in WEEKDAYS]
+            named = names.index(fields[key].lower())
+            assert named == day.weekday(), f"weekday {fields[key]!r} is wrong for {day}"
+    return day
+
+
+DATE_REGEXES = {template: _template_regex(template) for template in data.DATE_FORMATS}
+
+
+def _templates_and_dates(source):
+    """{template: date} for every default format that reads ``source``."""
+    found = {}
+    for template, regex in DATE_REGEXES.items():
+        match = regex.fullmatch(source)
+        if match:
+            found[template] = _read_date({k: v for k, v in match.groupdict().items() if v is not None})
+    return found
+
+
+@pytest.fixture(scope="module")
+def dates_5000():
+    return data.make_dates(5000, seed=11)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dates
+
+
+def test_dates_every_source_has_one_reading_and_it_is_the_target(dates_5000):
+    for source, target in dates_5000:
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", target), target
+        expected = datetime.date.fromisoformat(target)
+        assert data.FIRST_DATE <= expected <= data.LAST_DATE
+        readings = _templates_and_dates(source)
+        assert readings, f"{source!r} matches no known format"
+        assert set(readings.values()) == {expected}, (source, target, readings)
+
+
+def test_dates_use_every_format_and_sources_fit_29_characters(dates_5000):
+    counts = Counter()
+    for source, _ in dates_5000:
+        counts.update(_templates_and_dates(source).keys())
+        assert len(source) <= 29, source
+    # 5000 draws over 20 formats: about 250 each; 150 is more than 6 standard deviations below.
+    assert len(data.DATE_FORMATS) >= 15
+    assert {t: counts[t] for t in data.DATE_FORMATS if counts[t] < 150} == {}
+
+
+def test_dates_longest_possible_source_is_29_characters():
+    # The longest renderings (Wednesday, September, a two-digit day) occur in every year.
+    days = [datetime.date(year, 1, 1) + datetime.timedelta(i) for year in (1950, 2049) for i in range(365)]
+    longest = max(len(data.format_date(day, template)) for template in data.DATE_FORMATS for day in days)
+    assert longest == 29
+    assert data.format_date(datetime.date(1950, 9, 13), "{Weekday}, {Month} {d}, {yyyy}") == (
+        "Wednesday, September 13, 1950"
+    )
+
+
+def test_dates_cover_the_range_in_both_centuries(dates_5000):
+    years = [int(target[:4]) for _, target in dates_5000]
+    assert min(years) <= 1952 and max(years) >= 2047
+    assert 0.4 < np.mean([year < 2000 for year in years]) < 0.6
+
+
+def test_dates_two_digit_year_rule():
+    pairs = data.make_dates(2000, seed=5, formats=("{m}/{d}/{yy}",))
+    for source, target in pairs:
+        month, day, yy = (int(part) for part in source.split("/"))
+        year = int(target[:4])
+        assert year == (1900 + yy if yy >= 50 else 2000 + yy), (source, target)
+        assert target == f"{year:04d}-{month:02d}-{day:02d}"
+    assert {int(t[:4]) >= 2000 for _, t in pairs} == {True, False}
+
+
+def test_dates_weekday_formats_name_the_true_weekday():
+    pairs = data.make_dates(500, seed=2, formats=("{Weekday}, {Month} {d}, {yyyy}", "{Wkd} {d} {Mon} {yyyy}"))
+    for source, target in pairs:
+        weekday = WEEKDAYS[datetime.date.fromisoformat(target).weekday()]
+        assert source.startswith(weekday) or source.startswith(weekday[:3] + " "), (source, target)
+
+
+def test_format_date_renders_each_default_format():
+    day = datetime.date(1984, 9, 25)  # a Tuesday
+    expected = {
+        "{month} {d}, {yyyy}": "september 25, 1984",
+        "{Month} {d}, {yyyy}": "September 25, 1984",
+        "{MONTH} {d}, {yyyy}": "SEPTEMBER 25, 1984",
+        "{Mon} {d}, {yyyy}": "Sep 25, 1984",
+        "{Mon} {d} {yyyy}": "Sep 25 1984",
+        "{Month} {dth}, {yyyy}": "September 25th, 1984",
+        "{d} {Month} {yyyy}": "25 September 1984",
+        "{d} {Mon} {yyyy}": "25 Sep 1984",
+        "{dd} {Mon} {yy}": "25 Sep 84",
+        "{dth} of {Month} {yyyy}": "25th of September 1984",
+        "{Weekday}, {Month} {d}, {yyyy}": "Tuesday, September 25, 1984",
+        "{weekday}, {month} {d}, {yyyy}": "tuesday, september 25, 1984",
+        "{WEEKDAY}, {MONTH} {d}, {yyyy}": "TUESDAY, SEPTEMBER 25, 1984",
+        "{Wkd}, {Mon} {d}, {yyyy}": "Tue, Sep 25, 1984",
+        "{Wkd} {d} {Mon} {yyyy}": "Tue 25 Sep 1984",
+        "{m}/{d}/{yy}": "9/25/84",
+        "{mm}/{dd}/{yyyy}": "09/25/1984",
+        "{dd}.{mm}.{yy}": "25.09.84",
+        "{dd}.{mm}.{yyyy}": "25.09.1984",
+        "{yyyy}-{mm}-{dd}": "1984-09-25",
+    }
+    assert set(expected) == set(data.DATE_FORMATS)
+    for template, text in expected.items():
+        assert data.format_date(day, template) == text
+    early = datetime.date(2003, 2, 1)
+    assert data.format_date(early, "{m}/{d}/{yy}") == "2/1/03"
+    assert data.format_date(early, "{dd}.{mm}.{yy}") == "01.02.03"
+
+
+@pytest.mark.parametrize(
+    "day, ordinal", [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"),
+                     (13, "13th"), (21, "21st"), (22, "22nd"), (23, "23rd"), (30, "30th"), (31, "31st")]
+)
+def test_format_date_ordinals(day, ordinal):
+    assert data.format_date(datetime.date(2001, 1, day), "{dth}") == ordinal
+
+
+def test_format_date_and_make_dates_errors():
+    with pytest.raises(ValueError, match=r"template '\{year\}'.*fields"):
+        data.format_date(datetime.date(2000, 1, 1), "{year}")
+    with pytest.raises(TypeError, match="day must be a datetime.date"):
+        data.format_date("2000-01-01", "{yyyy}")
+    with pytest.raises(ValueError, match="template"):
+        data.make_dates(3, formats=("{d}", "{bogus}"))
+    with pytest.raises(TypeError, match="formats"):
+        data.make_dates(3, formats="{d}")
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        data.make_dates(0)
+    with pytest.raises(TypeError, match="n must be an int, got float"):
+        data.make_dates(2.0)
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        data.make_dates(2, seed=-1)
+
+
+def test_dates_are_deterministic_by_seed():
+    assert data.make_dates(200, seed=3) == data.make_dates(200, seed=3)
+    assert data.make_dates(200, seed=3) != data.make_dates(200, seed=4)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Addition and reverse
+
+
+def test_addition_sums_are_right():
+    pairs = data.make_addition(3000, seed=1)
+    firsts = []
+    for source, target in pairs:
+        match = re.fullmatch(r"(0|[1-9]\d{0,2})\+(0|[1-9]\d{0,2})", source)
+        assert match, source
+        a, b = int(match.group(1)), int(match.group(2))
+        assert target == str(a + b)
+        firsts.append(a)
+    assert min(firsts) < 20 and max(firsts) > 980
+    one_digit = {f"{a}+{b}" for a in range(10) for b in range(10)}
+    assert {source for source, _ in data.make_addition(2000, seed=1, max_digits=1)} == one_digit
+    assert data.make_addition(100, seed=9) == data.make_addition(100, seed=9)
+    assert data.make_addition(100, seed=9) != data.make_addition(100, seed=8)
+    with pytest.raises(ValueError, match="max_digits must be >= 1, got 0"):
+        data.make_addition(5, max_digits=0)
+    with pytest.raises(ValueError, match="max_digits must be <= 18, got 19"):
+        data.make_addition(5, max_digits=19)
+
+
+def test_reverse_pairs():
+    pairs = data.make_reverse(2000, seed=4, min_length=2, max_length=6, alphabet="xyz")
+    lengths = Counter(len(source) for source, _ in pairs)
+    assert set(lengths) == {2, 3, 4, 5, 6}
+    for source, target in pairs:
+        assert target == source[::-1]
+        assert set(source) <= set("xyz")
+    assert set("".join(s for s, _ in pairs)) == set("xyz")
+    default = data.make_reverse(500)
+    assert all(1 <= len(s) <= 12 and s.isalpha() and s.islower() for s, _ in default)
+    assert data.make_reverse(100, seed=7) == data.make_reverse(100, seed=7) != data.make_reverse(100, seed=6)
+    with pytest.raises(ValueError, match="max_length must be >= 5, got 4"):
+        data.make_reverse(3, min_length=5, max_length=4)
+    with pytest.raises(ValueError, match="min_length must be >= 1, got 0"):
+        data.make_reverse(3, min_length=0)
+    with pytest.raises(ValueError, match="alphabet"):
+        data.make_reverse(3, alphabet="a\tb")
+    with pytest.raises(ValueError, match="alphabet"):
+        data.make_reverse(3, alphabet="")
+
+
+def test_make_task_and_duplicates_are_kept():
+    assert set(data.TASKS) == {"dates", "addition", "reverse"}
+    assert data.make_task("addition", 50, seed=2) == data.make_addition(50, seed=2)
+    assert data.make_task("dates", 20) == data.make_dates(20, seed=0)
+    assert data.make_task("reverse", 20, seed=1, max_length=3) == data.make_reverse(20, seed=1, max_length=3)
+    choices = r"\['addition', 'dates', 'reverse'\]"
+    with pytest.raises(ValueError, match=rf"task must be one of {choices}, got 'sort'"):
+        data.make_task("sort", 10)
+    # 1000 draws from 100 possible pairs: duplicates are certain and must survive.
+    pairs = data.make_addition(1000, seed=0, max_digits=1)
+    assert len(pairs) == 1000 and len(set(pairs)) <= 100
+
+
+# ----------------------------------------------------------------------------------------------------
+# Vocab and tokenizers
+
+
+def test_special_ids():
+    assert SPECIALS == ("<pad>", "<sos>", "<eos>", "<unk>")
+    assert (data.PAD, data.SOS, data.EOS, data.UNK) == SPECIALS
+    assert (PAD_ID, SOS_ID, EOS_ID, UNK_ID) == (0, 1, 2, 3)
+
+
+def test_vocab_build_orders_by_frequency_then_token():
+    sequences = [["b", "a", "c"], ["c", "b", "d"], ["c", "<unk>"], ["e"]]
+    vocab = Vocab.build(sequences)
+    assert vocab.tokens == SPECIALS + ("c", "b", "a", "d", "e")
+    assert Vocab.build(reversed(sequences)) == vocab
+    assert Vocab.build(sequences, min_freq=2).tokens == SPECIALS + ("c", "b")
+    assert Vocab.build(sequences, max_size=6).tokens == SPECIALS + ("c", "b")
+    assert Vocab.build([]).tokens == SPECIALS
+    with pytest.raises(ValueError, match="max_size must be >= 4, got 3"):
+        Vocab.build(sequences, max_size=3)
+    with pytest.raises(ValueError, match="min_freq must be >= 1, got 0"):
+        Vocab.build(sequences, min_freq=0)
+    with pytest.raises(TypeError, match=r"token_sequences\[1\] must be a sequence of str tokens"):
+        Vocab.build([["a"], "text"])
+
+
+def test_vocab_encode_decode_round_trip():
+    vocab = Vocab.build([list("hello world")])
+    tokens = list("low rod")
+    ids = vocab.encode(tokens)
+    assert len(vocab) == 4 + len(set("hello world"))
+    assert vocab.decode(ids) == tokens
+    assert vocab.encode(tokens, add_eos=True) == ids + [EOS_ID]
+    assert vocab.encode(["z", "h"]) == [UNK_ID, vocab.index("h")]
+    assert vocab.index("z") == UNK_ID and vocab.index("<eos>") == EOS_ID
+    assert vocab.tokens[vocab.index("w")] == "w"
+    # strip: stop at the first <eos>, drop <pad> and <sos>
+    h, e = vocab.index("h"), vocab.index("e")
+    assert vocab.decode([SOS_ID, h, PAD_ID, e, EOS_ID, h, PAD_ID]) == ["h", "e"]
+    assert vocab.decode(np.array([SOS_ID, h, EOS_ID, e])) == ["h"]
+    assert vocab.decode([SOS_ID, h, EOS_ID, PAD_ID], strip=False) == ["<sos>", "h", "<eos>", "<pad>"]
+    assert vocab.decode([]) == []
+    with pytest.raises(ValueError, match=r"ids\[1\] = 99 is outside the vocabulary \[0, 12\)"):
+        vocab.decode([h, 99])
+    with pytest.raises(ValueError, match=r"ids\[0\] = -1"):
+        vocab.decode([-1])
+    with pytest.raises(TypeError, match="ids must hold int ids, got dtype float64"):
+        vocab.decode([1.0, 2.0])
+    with pytest.raises(TypeError, match="tokens must be a sequence of str tokens, got the str 'hello'"):
+        vocab.encode("hello")
+    with pytest.raises(TypeError, match=r"tokens\[1\] must be a str token, got int"):
+        vocab.encode(["h", 3])
+    with pytest.raises(TypeError, match="token must be a str"):
+        vocab.index(3)
+
+
+def test_vocab_constructor_checks():
+    assert Vocab(list(SPECIALS) + ["a"]).tokens == SPECIALS + ("a",)
+    with pytest.raises(ValueError, match=r"must start with the specials .*got \['<sos>', '<pad>'"):
+        Vocab(["<sos>", "<pad>", "<eos>", "<unk>", "a"])
+    with pytest.raises(ValueError, match="must start with the specials"):
+        Vocab(["a", "b"])
+    with pytest.raises(ValueError, match=r"tokens\[6\] = 'a' repeats tokens\[4\]"):
+        Vocab(list(SPECIALS) + ["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"tokens\[5\] is the empty string"):
+        Vocab(list(SPECIALS) + ["a", ""])
+    with pytest.raises(TypeError, match=r"tokens\[4\] must be a str token, got int"):
+        Vocab(list(SPECIALS) + [5])
+
+
+def test_vocab_equality_of_size_and_coerce():
+    vocab = Vocab(list(SPECIALS) + ["x", "y"])
+    assert vocab == Vocab(tuple(SPECIALS) + ("x", "y"))
+    assert vocab != Vocab(list(SPECIALS) + ["y", "x"])
+    assert hash(vocab) == hash(Vocab(list(SPECIALS) + ["x", "y"]))
+    assert vocab != SPECIALS + ("x", "y")
+    assert "x" in vocab and "q" not in vocab
+
+    sized = Vocab.of_size(7)
+    assert sized.tokens == SPECIALS + ("t4", "t5", "t6")
+    assert len(Vocab.of_size(4)) == 4
+    with pytest.raises(ValueError, match="size must be >= 4, got 3"):
+        Vocab.of_size(3)
+
+    assert Vocab.coerce(vocab) is vocab
+    assert Vocab.coerce(7) == sized
+    assert Vocab.coerce(np.int64(7)) == sized
+    assert Vocab.coerce(list(SPECIALS) + ["x", "y"]) == vocab
+    assert Vocab.coerce(["x", "y"]) == vocab
+    assert Vocab.coerce(("x", "<eos>", "y", "<pad>")) == vocab
+    with pytest.raises(ValueError, match="repeats"):
+        Vocab.coerce(["x", "x"])
+    with pytest.raises(TypeError, match="vocab must be a Vocab, an int size or a list/tuple"):
+        Vocab.coerce("xy")
+    with pytest.raises(TypeError, match="vocab must be"):
+        Vocab.coerce(True)
+
+
+def test_tokenizers():
+    char, word = data.get_tokenizer("char"), data.get_tokenizer("word")
+    assert isinstance(char, CharTokenizer) and char.name == "char"
+    assert isinstance(word, WordTokenizer) and word.name == "word"
+    assert char.tokenize("ab c") == ["a", "b", " ", "c"]
+    assert char.detokenize(char.tokenize("Sep 27, 1994")) == "Sep 27, 1994"
+    assert word.tokenize("  the cat\tsat\n") == ["the", "cat", "sat"]
+    assert word.detokenize(["the", "cat"]) == "the cat"
+    assert char.tokenize("") == [] and word.tokenize("   ") == []
+    assert data.get_tokenizer(word) is word
+    assert CharTokenizer() == char != word
+    with pytest.raises(ValueError, match=r"tokenizer must be one of \['char', 'word'\], got 'bpe'"):
+        data.get_tokenizer("bpe")
+    with pytest.raises(TypeError, match="text must be a str, got list"):
+        char.tokenize(["a"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# pad_batch
+
+
+def test_pad_batch_shapes_and_values():
+    ids, lengths = data.pad_batch([[5, 6, 7], [8], np.array([9, 10], dtype=np.int32)])
+    assert ids.dtype == np.int64 and lengths.dtype == np.int64
+    assert ids.flags.c_contiguous
+    np.testing.assert_array_equal(ids, [[5, 6, 7], [8, 0, 0], [9, 10, 0]])
+    np.testing.assert_array_equal(lengths, [3, 1, 2])
+
+    ids, lengths = data.pad_batch([[4]], pad_id=-1)
+    assert ids.shape == (1, 1) and lengths.tolist() == [1]
+    ids, _ = data.pad_batch([[4, 4], [3]], pad_id=-1)
+    assert ids.tolist() == [[4, 4], [3, -1]]
+
+    ids, lengths = data.pad_batch([[], [1, 2]], allow_empty=True)
+    assert ids.tolist() == [[0, 0], [1, 2]] and lengths.tolist() == [0, 2]
+    ids, lengths = data.pad_batch([[]], allow_empty=True)
+    assert ids.shape == (1, 0) and lengths.tolist() == [0]
+
+
+def test_pad_batch_errors():
+    with pytest.raises(ValueError, match="sequences is empty"):
+        data.pad_batch([])
+    with pytest.raises(ValueError, match=r"sequences\[1\] is empty"):
+        data.pad_batch([[1], []])
+    with pytest.raises(TypeError, match=r"sequences\[0\] must hold int ids, got dtype float64"):
+        data.pad_batch([[1.5]])
+    with pytest.raises(TypeError, match=r"sequences\[0\] must hold int ids, got dtype bool"):
+        data.pad_batch([[True]])
+    with pytest.raises(ValueError, match=r"sequences\[0\] must be 1-D"):
+        data.pad_batch([[[1, 2]]])
+    with pytest.raises(TypeError, match="pad_id must be an int"):
+        data.pad_batch([[1]], pad_id=0.0)
+    with pytest.raises(TypeError, match="sequences must be a sequence of id sequences"):
+        data.pad_batch(x for x in [[1]])
+
+
+# ----------------------------------------------------------------------------------------------------
+# TSV files
+
+
+def test_read_tsv_reads_pairs(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes("\ufeffa b\tx\r\n\nsept 3\t1994-09-03\n\r\nä\tß\ndup\tdup\ndup\tdup".encode("utf-8"))
+    assert data.read_tsv(path) == [
+        ("a b", "x"), ("sept 3", "1994-09-03"), ("ä", "ß"), ("dup", "dup"), ("dup", "dup")
+    ]
+    assert data.read_tsv(str(path)) == data.read_tsv(path)
+
+
+@pytest.mark.parametrize(
+    "text, lineno, problem",
+    [
+        (b"a\tb\n\nno tab here\n", 3, "expected exactly one TAB between source and target, found 0"),
+        (b"a\tb\nc\td\te\n", 2, "found 2"),
+        (b"a\tb\r\n\tb\r\n", 2, "empty source"),
+        (b"a\tb\nc\t\n", 2, "empty target"),
+        (b"a\tb\n\n\nc\td\n\xff\xfe\tx\n", 5, "invalid UTF-8 at byte 0"),
+        (b"a\tb\nok\t\xc3\n", 2, "invalid UTF-8 at byte 3"),
+        (b" \n", 1, "found 0"),
+    ],
+)
+def test_read_tsv_errors_name_the_line(tmp_path, text, lineno, problem):
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(text)
+    with pytest.raises(DataError) as caught:
+        data.read_tsv(path)
+    assert str(caught.value).startswith(f"{path}:{lineno}: ")
+    assert problem in str(caught.value)
+    assert caught.value.lineno == lineno and caught.value.path == str(path)
+    assert isinstance(caught.value, ValueError)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is DataError and str(copy) == str(caught.value)
+
+
+@pytest.mark.parametrize("text", [b"", b"\n\n\r\n"])
+def test_read_tsv_refuses_a_file_without_pairs(tmp_path, text):
+    path = tmp_path / "empty.tsv"
+    path.write_bytes(text)
+    with pytest.raises(DataError, match="no pairs") as caught:
+        data.read_tsv(path)
+    assert str(caught.value).startswith(f"{path}: ") and caught.value.lineno is None
+
+
+def test_write_tsv_round_trip_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "out.tsv"
+    pairs = data.make_dates(300, seed=1) + [("ü x", "y z")]
+    data.write_tsv(path, pairs)
+    assert os.listdir(tmp_path) == ["out.tsv"]
+    assert data.read_tsv(path) == pairs
+    assert path.read_bytes().startswith(f"{pairs[0][0]}\t{pairs[0][1]}\n".encode())
+
+    data.write_tsv(str(path), [("a", "b")])  # replaces the existing file
+    assert path.read_text(encoding="utf-8") == "a\tb\n"
+    assert os.listdir(tmp_path) == ["out.tsv"]
+
+
+def test_write_tsv_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "out.tsv"
+    data.write_tsv(path, [("old", "file")])
+
+    def failing_replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        data.write_tsv(path, [("new", "file")])
+    monkeypatch.undo()
+    assert path.read_text(encoding="utf-8") == "old\tfile\n"
+    assert os.listdir(tmp_path) == ["out.tsv"]
+
+
+@pytest.mark.parametrize(
+    "pairs, error, message",
+    [
+        ([("a\tb", "c")], ValueError, r"pairs\[0\] source 'a\\tb' contains '\\t'"),
+        ([("a", "b"), ("c", "d\ne")], ValueError, r"pairs\[1\] target 'd\\ne' contains '\\n'"),
+        ([("a", "b\r")], ValueError, r"pairs\[0\] target .* contains '\\r'"),
+        ([("", "b")], ValueError, r"pairs\[0\] has an empty source"),
+        ([], ValueError, "pairs is empty"),
+        ([("a", "b", "c")], TypeError, r"pairs\[0\] must be a \(source, target\) pair of str"),
+        ([("a", 1)], TypeError, r"pairs\[0\] must be a \(source, target\) pair of str"),
+    ],
+)
+def test_write_tsv_refuses_what_read_tsv_cannot_read(tmp_path, pairs, error, message):
+    path = tmp_path / "out.tsv"
+    with pytest.raises(error, match=message):
+        data.write_tsv(path, pairs)
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# Splitting, encoding, batching
+
+
+def test_split_pairs_sizes_and_determinism():
+    pairs = data.make_addition(1000, seed=3)
+    train, valid = data.split_pairs(pairs, valid=0.1, seed=5)
+    assert (len(train), len(valid)) == (900, 100)
+    assert Counter(train + valid) == Counter(pairs)
+    assert data.split_pairs(pairs, valid=0.1, seed=5) == (train, valid)
+    assert data.split_pairs(pairs, valid=0.1, seed=6) != (train, valid)
+    assert valid != pairs[:100]  # shuffled
+
+    train, valid = data.split_pairs(pairs, valid=37)
+    assert (len(train), len(valid)) == (963, 37)
+    assert [len(part) for part in data.split_pairs(pairs[:10], valid=0.25)] == [7, 3]  # 2.5 rounds up
+    assert [len(part) for part in data.split_pairs(pairs[:2], valid=1)] == [1, 1]
+
+    with pytest.raises(ValueError, match=r"valid=0.01 gives 0 of 10 pairs .*both parts must be non-empty"):
+        data.split_pairs(pairs[:10], valid=0.01)
+    with pytest.raises(ValueError, match="valid=10 gives 10 of 10"):
+        data.split_pairs(pairs[:10], valid=10)
+    with pytest.raises(ValueError, match=r"valid must be a fraction in \(0, 1\) or an int count, got 1.0"):
+        data.split_pairs(pairs, valid=1.0)
+    with pytest.raises(TypeError, match="valid must be a float fraction or an int count, got str"):
+        data.split_pairs(pairs, valid="0.1")
+
+
+def test_build_vocabs_and_encode_pairs():
+    pairs = [("the cat", "le chat"), ("the dog", "le chien")]
+    src_vocab, tgt_vocab = data.build_vocabs(pairs, "word", "char")
+    assert src_vocab.tokens == SPECIALS + ("the", "cat", "dog")
+    assert tgt_vocab.tokens[4:6] == ("e", " ")  # "e" x3; " ", "c", "h", "l" x2, sorted by token
+
+    src_seqs, tgt_seqs = data.encode_pairs(pairs, src_vocab, tgt_vocab, WordTokenizer(), "char")
+    assert src_seqs == [[4, 5], [4, 6]]
+    assert [tgt_vocab.decode(ids) for ids in tgt_seqs] == [list("le chat"), list("le chien")]
+    assert all(SOS_ID not in ids and EOS_ID not in ids for ids in tgt_seqs)
+
+    reversed_src, same_tgt = data.encode_pairs(
+        pairs, src_vocab, tgt_vocab, "word", "char", reverse_source=True
+    )
+    assert reversed_src == [[5, 4], [6, 4]] and same_tgt == tgt_seqs
+
+    unknown, _ = data.encode_pairs([("the bird", "x")], src_vocab, tgt_vocab, "word", "char")
+    assert unknown == [[4, UNK_ID]]
+    with pytest.raises(ValueError, match=r"pairs\[1\] source '   ' has no tokens"):
+        data.encode_pairs([("the", "l"), ("   ", "l")], src_vocab, tgt_vocab, "word", "char")
+    with pytest.raises(TypeError, match="src_vocab must be a Vocab, got int"):
+        data.encode_pairs(pairs, 10, tgt_vocab, "word", "char")
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a \(source, target\) pair"):
+        data.encode_pairs(["ab"], src_vocab, tgt_vocab, "word", "char")
+
+
+def test_batches_cover_every_pair_once():
+    pairs = data.make_reverse(103, seed=2)
+    src_vocab, tgt_vocab = data.build_vocabs(pairs, "char", "char")
+    src_seqs, tgt_seqs = data.encode_pairs(pairs, src_vocab, tgt_vocab, "char", "char")
+
+    seen = []
+    sizes = []
+    for src_ids, src_lengths, tgt_ids, tgt_lengths in data.batches(src_seqs, tgt_seqs, 10, seed=1):
+        assert src_ids.dtype == tgt_ids.dtype == src_lengths.dtype == tgt_lengths.dtype == np.int64
+        assert src_ids.shape == (len(src_lengths), src_lengths.max())
+        assert tgt_ids.shape == (len(tgt_lengths), tgt_lengths.max())
+        for row in range(len(src_lengths)):
+            assert (src_ids[row, src_lengths[row]:] == PAD_ID).all()
+            source = "".join(src_vocab.decode(src_ids[row, : src_lengths[row]]))
+            target = "".join(tgt_vocab.decode(tgt_ids[row, : tgt_lengths[row]]))
+            seen.append((source, target))
+        sizes.append(len(src_lengths))
+    assert sizes == [10] * 10 + [3]
+    assert Counter(seen) == Counter(pairs)
+    assert seen != pairs  # shuffled
+
+    first = [b[0].tolist() for b in data.batches(src_seqs, tgt_seqs, 10, seed=1)]
+    assert first == [b[0].tolist() for b in data.batches(src_seqs, tgt_seqs, 10, seed=1)]
+    assert first != [b[0].tolist() for b in data.batches(src_seqs, tgt_seqs, 10, seed=2)]
+
+    in_order = list(data.batches(src_seqs, tgt_seqs, 50, shuffle=False))
+    assert [len(b[1]) for b in in_order] == [50, 50, 3]
+    assert in_order[0][0][1, : in_order[0][1][1]].tolist() == src_seqs[1]
+
+
+def test_batches_check_arguments_when_called():
+    with pytest.raises(ValueError, match="same length, got 2 and 1"):
+        data.batches([[1], [2]], [[1]], 4)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        data.batches([[1]], [[1]], 0)
+    with pytest.raises(ValueError, match=r"tgt_seqs\[1\] is empty"):
+        data.batches([[1], [2]], [[1], []], 4)
+    with pytest.raises(ValueError, match="src_seqs is empty"):
+        data.batches([], [], 4)
