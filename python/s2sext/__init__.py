@@ -1,11 +1,34 @@
 """s2sext: sequence-to-sequence models with attention, on C++ LSTM and attention kernels.
 
-The kernels live in :mod:`s2sext.ops` (numpy in, numpy out, forward and backward).
+* :mod:`s2sext.ops` -- the kernels (numpy in, numpy out, forward and backward).
+* :class:`Seq2Seq` -- the model: encoder, decoder, attention (Luong or Bahdanau), training
+  (:mod:`s2sext.train`), greedy and beam decoding (:mod:`s2sext.decoding`), one-file save/load.
+* :mod:`s2sext.data` -- tokenizers, vocabularies, TSV files and the built-in tasks.
+
+``import s2sext`` needs numpy only (never torch).
 """
 
-from . import ops
+from . import data, ops
 from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads
+from .data import Vocab
+from .model import Attention, Config, Decoder, Encoder, Seq2Seq
+from .serialize import ModelFileError
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "cpu_info", "set_kernel_path", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = [
+    "ops",
+    "data",
+    "Seq2Seq",
+    "Encoder",
+    "Decoder",
+    "Attention",
+    "Config",
+    "Vocab",
+    "ModelFileError",
+    "cpu_info",
+    "set_kernel_path",
+    "set_num_threads",
+    "get_num_threads",
+    "__version__",
+]

@@ -1,5 +1,5 @@
-"""`python -m s2sext`: a short tour of the kernels on a built-in default problem."""
+"""`python -m s2sext`: the `s2sext` command (see `s2sext --help`)."""
 
-from .demo import main
+from .cli import main
 
 raise SystemExit(main())

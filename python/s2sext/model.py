@@ -455,7 +455,7 @@ class Decoder:
         """The state before step 0: (h per layer, c per layer, previous attentional state or None)."""
         cfg = self.config
         B = enc.h0[0].shape[0]
-        feed = np.zeros((B, cfg.hidden_size), DTYPE) if cfg.input_feeding else None
+        feed = np.zeros((B, cfg.hidden_size), enc.h0[0].dtype) if cfg.input_feeding else None
         return list(enc.h0), list(enc.c0), feed
 
     def step_forward(self, params, enc: EncoderState, tokens, state, rng=None):
@@ -553,9 +553,9 @@ def masked_cross_entropy(logits, targets, lengths):
     loss = float(nll.sum(dtype=np.float64) / count)
     d_logits = exp / total
     np.put_along_axis(d_logits, targets[..., None], np.take_along_axis(d_logits, targets[..., None], -1) - 1, -1)
-    d_logits *= (valid / count)[..., None].astype(DTYPE)
+    d_logits *= (valid / count)[..., None].astype(logits.dtype)
     correct = int(((logits.argmax(axis=-1) == targets) & valid).sum())
-    return loss, d_logits.astype(DTYPE, copy=False), count, correct
+    return loss, d_logits, count, correct
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,7 +657,7 @@ class Seq2Seq:
         return {name: np.zeros_like(p) for name, p in self.params.items()}
 
     def loss_and_grads(self, src, src_lengths, tgt_in, tgt_out, tgt_lengths, feed_prob=1.0, rng=None,
-                       train=True, need_grads=True):
+                       train=True, need_grads=True, force_step_path=False):
         """Loss and gradients on one batch.
 
         Parameters
@@ -679,8 +679,8 @@ class Seq2Seq:
         Returns
         -------
         loss : float; grads : dict name -> array (None when not ``need_grads``);
-        stats : dict with ``tokens``, ``correct`` and ``fed_truth`` (fraction of inputs that were
-        ground truth).
+        stats : dict with ``tokens``, ``correct``, ``fed_truth`` (fraction of inputs after the first
+        step that were ground truth) and ``decoder_inputs`` (int [B, T], the tokens fed).
         """
         src, src_lengths = self._check_source(src, src_lengths)
         tgt_in = _as_ids("tgt_in", tgt_in, 2)
@@ -702,7 +702,8 @@ class Seq2Seq:
         enc = self.encoder.forward(params, src, src_lengths, drop_rng)
         grads = self.zero_grads() if need_grads else None
         fed_truth = 1.0
-        if feed_prob >= 1.0 and self.decoder.can_run_all_steps():
+        decoder_inputs = tgt_in
+        if feed_prob >= 1.0 and self.decoder.can_run_all_steps() and not force_step_path:
             logits, _, cache = self.decoder.forward_all_steps(params, enc, tgt_in, tgt_lengths, drop_rng)
             loss, d_logits, count, correct = masked_cross_entropy(logits, tgt_out, tgt_lengths)
             if need_grads:
@@ -714,12 +715,14 @@ class Seq2Seq:
             state = self.decoder.initial_step_state(enc)
             step_logits, step_caches = [], []
             tokens = tgt_in[:, 0]
+            decoder_inputs = tgt_in.copy()
             fed = 0
             for t in range(T):
                 if t > 0 and feed_prob < 1.0:
                     truth = rng.random(B) < feed_prob
                     fed += int(truth.sum())
                     tokens = np.where(truth, tgt_in[:, t], step_logits[-1].argmax(axis=-1))
+                    decoder_inputs[:, t] = tokens
                 elif t > 0:
                     tokens = tgt_in[:, t]
                     fed += B
@@ -739,7 +742,7 @@ class Seq2Seq:
                     if d_mem_t is not None:
                         d_memory = d_mem_t if d_memory is None else d_memory + d_mem_t
                 self.encoder.backward(params, enc, d_memory, d_state[0], d_state[1], grads)
-        stats = {"tokens": count, "correct": correct, "fed_truth": fed_truth}
+        stats = {"tokens": count, "correct": correct, "fed_truth": fed_truth, "decoder_inputs": decoder_inputs}
         return loss, grads, stats
 
     # -- inference -------------------------------------------------------------------------------

@@ -1,0 +1,405 @@
+"""The ``s2sext`` command (also ``python -m s2sext``): train, translate, eval, plot, demo, kernels.
+
+Bad arguments and bad data end in one ``s2sext: error: ...`` line on stderr (exit status 2),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+DEMO_EXAMPLES = [
+    "september 27, 1994",
+    "August 19, 2003",
+    "2/10/93",
+    "10/31/90",
+    "TUESDAY, SEPTEMBER 25, 1984",
+    "JUN 17, 2013",
+    "april 3, 1996",
+    "sat, 8 jul 2023",
+]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _fraction_or_count(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}") from None
+    if value >= 1:
+        if value != int(value):
+            raise argparse.ArgumentTypeError(f"a count must be a whole number, got {text!r}")
+        return int(value)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
+    return value
+
+
+def _schedule(text):
+    from .train import TeacherForcingSchedule
+
+    try:
+        return TeacherForcingSchedule.parse(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def _set_threads(args):
+    if getattr(args, "threads", None):
+        from . import set_num_threads
+
+        set_num_threads(args.threads)
+
+
+def _load_pairs(args):
+    """(train pairs, valid pairs) from --data/--task and --valid/--valid-split."""
+    from .data import make_task, read_tsv, split_pairs
+
+    if args.data and args.task:
+        raise CliError("give either --data FILE.tsv or --task NAME, not both")
+    if args.data:
+        pairs = read_tsv(args.data)
+        source = args.data
+    elif args.task:
+        pairs = make_task(args.task, args.task_size, seed=args.seed)
+        source = f"task {args.task} ({args.task_size} generated pairs, seed {args.seed})"
+    else:
+        raise CliError("give the training data: --data FILE.tsv or --task dates|addition|reverse")
+    if args.valid:
+        valid = read_tsv(args.valid)
+        train = pairs
+    else:
+        train, valid = split_pairs(pairs, args.valid_split, seed=args.seed)
+        if args.task:  # held out means unseen: drop validation sources that also occur in training
+            seen = {s for s, _ in train}
+            valid = [p for p in valid if p[0] not in seen] or valid
+    return train, valid, source
+
+
+def _model_from_args(args, train_pairs):
+    from .data import build_vocabs
+    from .model import Seq2Seq
+
+    src_vocab, tgt_vocab = build_vocabs(train_pairs, args.tokenizer, args.tokenizer)
+    attention = None if args.attention == "none" else args.attention
+    longest = max(len(s) for s, _ in train_pairs)
+    return Seq2Seq(
+        src_vocab, tgt_vocab, embed_size=args.embed, hidden_size=args.hidden, num_layers=args.layers,
+        bidirectional=args.bidirectional, dropout=args.dropout, attention=attention,
+        attention_style=args.style, input_feeding=args.input_feeding, seed=args.seed,
+        max_source_length=max(args.max_source_length, 1) if args.max_source_length else max(128, 2 * longest),
+        src_tokenizer=args.tokenizer, tgt_tokenizer=args.tokenizer, reverse_source=args.reverse_source,
+    )
+
+
+def _encode(model, pairs):
+    from .data import encode_pairs
+
+    return encode_pairs(pairs, model.src_vocab, model.tgt_vocab, model.config.src_tokenizer,
+                        model.config.tgt_tokenizer, reverse_source=model.config.reverse_source)
+
+
+def cmd_train(args):
+    from .train import train
+
+    _set_threads(args)
+    train_pairs, valid_pairs, source = _load_pairs(args)
+    if args.resume:
+        from .model import Seq2Seq
+
+        model = Seq2Seq.load(args.resume)
+    else:
+        model = _model_from_args(args, train_pairs)
+    print(f"data: {source}: {len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs", flush=True)
+    cfg = model.config
+    print(f"model: {model.num_parameters:,} parameters; attention {cfg.attention or 'none'} "
+          f"({cfg.attention_style}), embed {cfg.embed_size}, hidden {cfg.hidden_size}, layers {cfg.num_layers}"
+          f"{', bidirectional' if cfg.bidirectional else ''}; vocab {cfg.src_vocab_size}/{cfg.tgt_vocab_size}",
+          flush=True)
+    history = train(
+        model, _encode(model, train_pairs), _encode(model, valid_pairs), epochs=args.epochs,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
+        teacher_forcing=args.teacher_forcing, seed=args.seed, out=args.out, checkpoint=args.checkpoint,
+        resume=args.resume, progress=not args.no_progress, stream=sys.stderr,
+    )
+    if history:
+        best = max(history, key=lambda r: (r.get("valid_accuracy", 0.0), -r.get("valid_loss", 0.0)))
+        print(f"best epoch {best['epoch']}: exact match {100 * best.get('valid_accuracy', 0):.2f}% "
+              f"on {len(valid_pairs)} validation pairs; model written to {args.out}")
+    return 0
+
+
+def _read_lines(path):
+    if path in (None, "-"):
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\r\n") for line in f]
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def cmd_translate(args):
+    from .model import Seq2Seq
+
+    _set_threads(args)
+    model = Seq2Seq.load(args.model)
+    lines = _read_lines(args.input)
+    if args.n_best > args.beam:
+        raise CliError(f"--n-best ({args.n_best}) must not exceed --beam ({args.beam})")
+    for start in range(0, len(lines), args.batch_size):
+        chunk = lines[start:start + args.batch_size]
+        keep = [i for i, text in enumerate(chunk) if text.strip()]
+        results = [""] * len(chunk)
+        if keep:
+            out = model.translate([chunk[i] for i in keep], beam=args.beam, n_best=args.n_best,
+                                  max_length=args.max_length, length_penalty=args.length_penalty)
+            for i, r in zip(keep, out):
+                results[i] = r
+        for r in results:
+            if args.n_best > 1 and isinstance(r, list):
+                print(" ||| ".join(f"{text} ({score:.4f})" for text, score in r))
+            else:
+                print(r)
+    return 0
+
+
+def cmd_eval(args):
+    from .data import get_tokenizer, read_tsv
+    from .model import Seq2Seq
+
+    _set_threads(args)
+    model = Seq2Seq.load(args.model)
+    pairs = read_tsv(args.data)
+    tokenizer = get_tokenizer(model.config.tgt_tokenizer)
+    correct = 0
+    for start in range(0, len(pairs), args.batch_size):
+        chunk = pairs[start:start + args.batch_size]
+        out = model.translate([s for s, _ in chunk], beam=args.beam, max_length=args.max_length)
+        correct += sum(tokenizer.tokenize(p) == tokenizer.tokenize(t) for p, (_, t) in zip(out, chunk))
+    print(f"exact match: {100 * correct / len(pairs):.2f}% ({correct}/{len(pairs)})")
+    return 0
+
+
+def cmd_plot(args):
+    from .model import Seq2Seq
+    from .plot import plot_attention
+
+    model = Seq2Seq.load(args.model)
+    translation = plot_attention(model, args.text, args.out)
+    print(f"{args.text} -> {translation}; heatmap written to {args.out}")
+    return 0
+
+
+def cmd_demo(args):
+    """Train the dates task with dot attention, print translations and held-out accuracy, plot."""
+    from . import cpu_info, get_num_threads
+    from .data import make_dates, split_pairs
+    from .train import evaluate, train
+
+    _set_threads(args)
+    os.makedirs(args.out_dir, exist_ok=True)
+    started = time.perf_counter()
+    pairs = make_dates(args.size, seed=args.seed)
+    train_pairs, valid_pairs = split_pairs(pairs, args.valid, seed=args.seed)
+    seen = {s for s, _ in train_pairs}
+    valid_pairs = [p for p in valid_pairs if p[0] not in seen]
+    info = cpu_info()
+    print(f"s2sext demo: human-readable dates -> ISO dates, on {get_num_threads()} threads "
+          f"(SIMD {info['kernel_path']}, BLAS core {info['blas']['core'] or '?'})")
+    print(f"data: {len(train_pairs)} training pairs, {len(valid_pairs)} held-out pairs "
+          f"(none of their sources seen in training), e.g. {train_pairs[0][0]!r} -> {train_pairs[0][1]!r}")
+    ns = argparse.Namespace(tokenizer="char", attention="dot", style="luong", input_feeding=False,
+                            embed=16, hidden=256, layers=1, bidirectional=False, dropout=0.0, seed=args.seed,
+                            max_source_length=None, reverse_source=True)
+    model = _model_from_args(ns, train_pairs)
+    print(f"model: {model.num_parameters:,} parameters; char tokens, reversed source, embed 16, "
+          f"hidden 256, Luong dot attention; Adam lr 0.001, batch 128, clip 5", flush=True)
+    model_path = os.path.join(args.out_dir, "dates.s2s")
+    train(model, _encode(model, train_pairs), _encode(model, valid_pairs), epochs=args.epochs,
+          batch_size=128, optimizer="adam", lr=1e-3, clip=5.0, seed=args.seed, out=model_path,
+          progress=not args.no_progress, stream=sys.stderr, log=lambda m: print(m, flush=True))
+    from .model import Seq2Seq
+
+    model = Seq2Seq.load(model_path)
+    print("\nexample translations (greedy):")
+    for text, out in zip(DEMO_EXAMPLES, model.translate(DEMO_EXAMPLES)):
+        print(f"  {text:<30} -> {out}")
+    result = evaluate(model, *_encode(model, valid_pairs), with_loss=False)
+    print(f"\nheld-out exact match: {100 * result['accuracy']:.2f}% ({result['correct']}/{result['total']})")
+    heatmap = os.path.join(args.out_dir, "attention.png")
+    try:
+        from .plot import plot_attention
+
+        plot_attention(model, DEMO_EXAMPLES[4], heatmap)
+        print(f"attention heatmap of {DEMO_EXAMPLES[4]!r}: {heatmap}")
+    except Exception as exc:  # plotting is optional; say why it was skipped
+        print(f"attention heatmap skipped: {exc}")
+    print(f"model: {model_path}; total time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_kernels(args):
+    from .demo import main
+
+    return main()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser():
+    from .model import ATTENTION_STYLES
+    from .ops import ATTENTION_KINDS
+
+    parser = argparse.ArgumentParser(
+        prog="s2sext", description="Sequence-to-sequence models with attention on s2sext's C++ kernels.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on a TSV file or a built-in task",
+                       description="Train a Seq2Seq model; writes the best model (by validation exact match).")
+    data = p.add_argument_group("data")
+    data.add_argument("--data", metavar="FILE.tsv", help="training pairs, 'source<TAB>target' per line (UTF-8)")
+    data.add_argument("--task", choices=["dates", "addition", "reverse"], help="a built-in generated task")
+    data.add_argument("--task-size", type=_positive_int, default=50000, help="pairs to generate for --task (50000)")
+    data.add_argument("--valid", metavar="FILE.tsv", help="validation pairs (default: split off the data)")
+    data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
+                      help="fraction or count held out when --valid is not given (0.1)")
+    data.add_argument("--tokenizer", choices=["char", "word"], default="char")
+    data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
+    m = p.add_argument_group("model")
+    m.add_argument("--attention", choices=["none", *ATTENTION_KINDS], default="dot")
+    m.add_argument("--style", choices=list(ATTENTION_STYLES), default="luong")
+    m.add_argument("--input-feeding", action="store_true", help="Luong input feeding")
+    m.add_argument("--embed", type=_positive_int, default=16)
+    m.add_argument("--hidden", type=_positive_int, default=256)
+    m.add_argument("--layers", type=_positive_int, default=1)
+    m.add_argument("--bidirectional", action="store_true")
+    m.add_argument("--dropout", type=_non_negative_float, default=0.0)
+    m.add_argument("--max-source-length", type=_positive_int, default=None,
+                   help="longest source for location attention (default: max(128, 2 x longest))")
+    t = p.add_argument_group("training")
+    t.add_argument("--batch-size", type=_positive_int, default=128)
+    t.add_argument("--epochs", type=_positive_int, default=3)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    t.add_argument("--clip", type=_non_negative_float, default=5.0, help="global gradient-norm clip (0: off)")
+    t.add_argument("--teacher-forcing", type=_schedule, default="1.0", metavar="SCHEDULE",
+                   help="probability of feeding the ground truth: '1.0', 'constant:0.8', 'linear:c=1e-4,floor=0.5', "
+                        "'exponential:k=0.999', 'inverse_sigmoid:k=500'")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="model.s2s", metavar="MODEL", help="where the best model goes (model.s2s)")
+    t.add_argument("--checkpoint", metavar="FILE", help="write a resumable checkpoint after every epoch")
+    t.add_argument("--resume", metavar="FILE", help="continue from a checkpoint")
+    t.add_argument("--threads", type=_positive_int, help="kernel threads (default: all CPUs)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="translate lines from a file or stdin",
+                       description="Translate one line at a time; prints one output line per input line.")
+    p.add_argument("--model", required=True, metavar="MODEL")
+    p.add_argument("input", nargs="?", default="-", help="a UTF-8 text file (default: stdin)")
+    p.add_argument("--beam", type=_positive_int, default=1)
+    p.add_argument("--n-best", type=_positive_int, default=1, help="print the K best, ' ||| '-separated")
+    p.add_argument("--max-length", type=_positive_int, default=50)
+    p.add_argument("--length-penalty", type=_non_negative_float, default=0.0, help="GNMT alpha (0: none)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--threads", type=_positive_int)
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("eval", help="exact-match accuracy on a TSV file",
+                       description="Translate every source of a TSV file and count exact matches.")
+    p.add_argument("--model", required=True, metavar="MODEL")
+    p.add_argument("--data", required=True, metavar="FILE.tsv")
+    p.add_argument("--beam", type=_positive_int, default=1)
+    p.add_argument("--max-length", type=_positive_int, default=50)
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--threads", type=_positive_int)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="attention heatmap of one translation",
+                       description="Write the attention heatmap of translating TEXT (needs matplotlib).")
+    p.add_argument("--model", required=True, metavar="MODEL")
+    p.add_argument("text")
+    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("demo", help="train the dates task and show what attention learned",
+                       description="Train dot attention on generated dates (about 2-4 minutes on 2 cores), "
+                                   "print translations and held-out accuracy, write the heatmap.")
+    p.add_argument("--out-dir", default="s2sext-demo", help="where the model and heatmap go (s2sext-demo)")
+    p.add_argument("--size", type=_positive_int, default=50000, help="generated pairs (50000)")
+    p.add_argument("--valid", type=_fraction_or_count, default=5000, help="held-out pairs (5000)")
+    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("kernels", help="a short tour of the kernels with a gradient check",
+                       description="Run the LSTM and attention kernels forward and backward on a small "
+                                   "problem and check a gradient against a finite difference.")
+    p.set_defaults(func=cmd_kernels)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .data import DataError
+    from .serialize import ModelFileError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, DataError, ModelFileError, ValueError, TypeError) as exc:
+        print(f"s2sext: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"s2sext: error: {name}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("s2sext: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
