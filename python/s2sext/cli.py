@@ -19,7 +19,9 @@ DEMO_EXAMPLES = [
     "TUESDAY, SEPTEMBER 25, 1984",
     "JUN 17, 2013",
     "april 3, 1996",
-    "sat, 8 jul 2023",
+    "Sat 8 Jul 2023",
+    "23rd of March 2001",
+    "25.12.99",
 ]
 
 

@@ -381,7 +381,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
                 best = list(key)
         history.append(record)
         msg = (f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
-               f"{record['seconds']:.1f} s, teacher forcing {record['feed_prob']:.3f}")
+               f"{record['seconds']:.2f} s, teacher forcing {record['feed_prob']:.3f}")
         if valid_data is not None:
             msg += f"; valid loss {record['valid_loss']:.4f}, exact match {100 * record['valid_accuracy']:.2f}%"
         log(msg)

@@ -1,0 +1,159 @@
+"""Training pieces: teacher-forcing schedules, scheduled-sampling statistics, Adam/SGD and clipping
+against torch.optim, save/load round trips and refused files, and a short training run that learns."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from s2sext import ModelFileError, Seq2Seq
+from s2sext.data import encode_pairs, build_vocabs, make_task, split_pairs
+from s2sext.train import SGD, Adam, TeacherForcingSchedule, clip_grad_norm, evaluate, train
+
+
+def test_schedule_formulas():
+    lin = TeacherForcingSchedule.parse("linear:c=0.01,floor=0.3")
+    assert [lin(i) for i in (0, 10, 50, 1000)] == pytest.approx([1.0, 0.9, 0.5, 0.3])
+    exp = TeacherForcingSchedule.parse("exponential:k=0.99,floor=0.1")
+    assert exp(0) == 1.0 and exp(10) == pytest.approx(0.99**10) and exp(10**6) == 0.1
+    sig = TeacherForcingSchedule.parse("inverse_sigmoid:k=100")
+    assert sig(0) == pytest.approx(100 / 101) and sig(500) == pytest.approx(100 / (100 + math.exp(5)))
+    assert sig(10**9) == 0.0
+    assert TeacherForcingSchedule.parse("0.75")(123) == 0.75
+    assert TeacherForcingSchedule.parse("constant:0.5")(0) == 0.5
+    # monotone non-increasing
+    for s in (lin, exp, sig):
+        values = [s(i) for i in range(0, 2000, 7)]
+        assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("cosine:k=1", "must be one of"),
+    ("linear:floor=0.1", "linear schedule needs c"),
+    ("exponential:k=1.5", "needs 0 < k < 1"),
+    ("inverse_sigmoid:k=0.5", "needs k >= 1"),
+    ("constant:2", "must lie in"),
+    ("linear:c=abc", "must be a number"),
+    ("linear:q=1", "unknown schedule parameter"),
+])
+def test_schedule_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        TeacherForcingSchedule.parse(text)
+
+
+def tiny_model(**kw):
+    return Seq2Seq(10, 10, embed_size=4, hidden_size=6, seed=0, **kw)
+
+
+def test_scheduled_sampling_feeds_truth_at_the_scheduled_rate():
+    """Each (row, step > 0) input is the truth with probability eps: over n = B*(T-1)*batches draws the
+    observed rate is within 5 binomial standard deviations of eps (a false failure has probability
+    below 1e-6)."""
+    model = tiny_model(attention="dot")
+    rng = np.random.default_rng(0)
+    B, T = 32, 8
+    src = rng.integers(4, 10, (B, 5))
+    tgt = rng.integers(4, 10, (B, T))
+    lengths = np.full(B, T)
+    for eps in (0.0, 0.3, 0.8):
+        fed = [model.loss_and_grads(src, np.full(B, 5), tgt, tgt, lengths, feed_prob=eps, rng=rng,
+                                    need_grads=False)[2]["fed_truth"] for _ in range(20)]
+        n = B * (T - 1) * 20
+        sd = math.sqrt(eps * (1 - eps) / n)
+        assert abs(np.mean(fed) - eps) <= 5 * sd + 1e-12
+    # eps = 0 feeds the model's own argmax: replaying those inputs with teacher forcing gives the same loss
+    loss, _, stats = model.loss_and_grads(src, np.full(B, 5), tgt, tgt, lengths, feed_prob=0.0, rng=rng)
+    replay, _, _ = model.loss_and_grads(src, np.full(B, 5), stats["decoder_inputs"], tgt, lengths,
+                                        force_step_path=True)
+    assert loss == pytest.approx(replay, rel=1e-6)
+    assert np.all(stats["decoder_inputs"][:, 1:] == model.greedy(src, max_length=T)[:, : T - 1])
+
+
+def test_adam_sgd_and_clipping_match_torch():
+    rng = np.random.default_rng(1)
+    params = {"a": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(5).astype(np.float32)}
+    tparams = [torch.tensor(params["a"], requires_grad=True), torch.tensor(params["b"], requires_grad=True)]
+    topt = torch.optim.Adam(tparams, lr=0.01)
+    opt = Adam(params, lr=0.01)
+    for step in range(5):
+        grads = {"a": rng.standard_normal((3, 4)).astype(np.float32) * 10,
+                 "b": rng.standard_normal(5).astype(np.float32) * 10}
+        for t, g in zip(tparams, grads.values()):
+            t.grad = torch.tensor(g)
+        tnorm = torch.nn.utils.clip_grad_norm_(tparams, 3.0)
+        norm = clip_grad_norm(grads, 3.0)
+        assert norm == pytest.approx(float(tnorm), rel=1e-5)
+        for t, g in zip(tparams, grads.values()):
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+        topt.step()
+        opt.step(grads)
+        for t, p in zip(tparams, params.values()):
+            # float32 updates: a few ulps of |p| per step
+            np.testing.assert_allclose(p, t.detach().numpy(), rtol=2e-6, atol=1e-6)
+    p = {"w": np.ones(3, np.float32)}
+    sgd = SGD(p, lr=0.5, momentum=0.9)
+    sgd.step({"w": np.ones(3, np.float32)})
+    sgd.step({"w": np.ones(3, np.float32)})
+    np.testing.assert_allclose(p["w"], 1 - 0.5 * 1 - 0.5 * 1.9)
+
+
+def test_save_load_round_trip_and_refused_files(tmp_path):
+    model = Seq2Seq(list("abcde"), list("xyz"), embed_size=4, hidden_size=6, num_layers=2, bidirectional=True,
+                    attention="concat", attention_style="bahdanau", seed=3, reverse_source=True,
+                    tgt_tokenizer="word")
+    path = tmp_path / "m.s2s"
+    model.save(path)
+    loaded = Seq2Seq.load(path)
+    assert loaded.config == model.config
+    assert loaded.src_vocab == model.src_vocab and loaded.tgt_vocab == model.tgt_vocab
+    assert list(loaded.params) == list(model.params)
+    for name in model.params:
+        assert loaded.params[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded.params[name], model.params[name])
+    assert loaded.translate(["abc", "eda"]) == model.translate(["abc", "eda"])
+    data = path.read_bytes()
+    # truncated
+    (tmp_path / "cut.s2s").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated"):
+        Seq2Seq.load(tmp_path / "cut.s2s")
+    # one flipped byte in the weights
+    bad = bytearray(data)
+    bad[len(data) - 100] ^= 0x40
+    (tmp_path / "flip.s2s").write_bytes(bytes(bad))
+    with pytest.raises(ModelFileError, match="corrupted"):
+        Seq2Seq.load(tmp_path / "flip.s2s")
+    # foreign
+    (tmp_path / "x.s2s").write_text("source\ttarget\n")
+    with pytest.raises(ModelFileError, match="not an s2sext model file"):
+        Seq2Seq.load(tmp_path / "x.s2s")
+    # a valid container that is not a Seq2Seq, or misses a parameter
+    from s2sext.serialize import write_model_file
+
+    write_model_file(tmp_path / "other.s2s", {"kind": "something-else"}, {})
+    with pytest.raises(ModelFileError, match="something-else"):
+        Seq2Seq.load(tmp_path / "other.s2s")
+    header = model.file_header()
+    tensors = dict(model.params)
+    del tensors["combine.bias"]
+    write_model_file(tmp_path / "missing.s2s", header, tensors)
+    with pytest.raises(ModelFileError, match="combine.bias"):
+        Seq2Seq.load(tmp_path / "missing.s2s")
+
+
+def test_short_training_run_learns_to_reverse(tmp_path):
+    pairs = make_task("reverse", 1500, seed=0, max_length=5)
+    train_pairs, valid_pairs = split_pairs(pairs, 200, seed=0)
+    src_vocab, tgt_vocab = build_vocabs(train_pairs, "char", "char")
+    model = Seq2Seq(src_vocab, tgt_vocab, embed_size=16, hidden_size=48, attention="dot", seed=0)
+    tr = encode_pairs(train_pairs, src_vocab, tgt_vocab, "char", "char")
+    va = encode_pairs(valid_pairs, src_vocab, tgt_vocab, "char", "char")
+    before = evaluate(model, *va)
+    history = train(model, tr, va, epochs=6, batch_size=32, lr=0.01, progress=False, out=tmp_path / "best.s2s",
+                    log=lambda m: None)
+    after = evaluate(model, *va)
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert after["loss"] < 0.5 * before["loss"]
+    assert after["accuracy"] >= 0.9, after  # from 0% untrained; 99.5% measured after these 6 epochs
+    best = Seq2Seq.load(tmp_path / "best.s2s")
+    assert evaluate(best, *va)["accuracy"] == max(h["valid_accuracy"] for h in history)
