@@ -7,9 +7,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
+
+import numpy as np
 
 DEMO_EXAMPLES = [
     "september 27, 1994",
@@ -56,6 +59,8 @@ def _non_negative_float(text):
 def _fraction_or_count(text):
     try:
         value = float(text)
+        if not np.isfinite(value):
+            raise ValueError(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}") from None
     if value >= 1:
@@ -64,6 +69,16 @@ def _fraction_or_count(text):
         return int(value)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
+    return value
+
+
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
@@ -94,7 +109,7 @@ def _load_pairs(args):
     if args.data and args.task:
         raise CliError("give either --data FILE.tsv or --task NAME, not both")
     if args.data:
-        pairs = read_tsv(args.data)
+        pairs = read_tsv(args.data, args.tokenizer)
         source = args.data
     elif args.task:
         pairs = make_task(args.task, args.task_size, seed=args.seed)
@@ -102,7 +117,7 @@ def _load_pairs(args):
     else:
         raise CliError("give the training data: --data FILE.tsv or --task dates|addition|reverse")
     if args.valid:
-        valid = read_tsv(args.valid)
+        valid = read_tsv(args.valid, args.tokenizer)
         train = pairs
     else:
         train, valid = split_pairs(pairs, args.valid_split, seed=args.seed)
@@ -135,17 +150,37 @@ def _encode(model, pairs):
                         model.config.tgt_tokenizer, reverse_source=model.config.reverse_source)
 
 
+def _check_writable_dir(option, path):
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise CliError(f"{option} {path}: the directory {folder} does not exist")
+
+
 def cmd_train(args):
     from .train import train
 
     _set_threads(args)
-    train_pairs, valid_pairs, source = _load_pairs(args)
+    _check_writable_dir("--out", args.out)
+    _check_writable_dir("--checkpoint", args.checkpoint)
     if args.resume:
         from .model import Seq2Seq
 
-        model = Seq2Seq.load(args.resume)
-    else:
+        model, extra, _ = Seq2Seq.load(args.resume, return_extra=True)
+        if "epoch" not in extra:
+            raise CliError(f"{args.resume} is a model, not a training checkpoint (write one with --checkpoint)")
+        if extra.get("seed") != args.seed:
+            raise CliError(f"{args.resume} was trained with --seed {extra.get('seed')}; resume with the same seed "
+                           f"(got --seed {args.seed}) so the data and batches continue as they were")
+        if extra["epoch"] >= args.epochs:
+            raise CliError(f"{args.resume} has already trained {extra['epoch']} epochs; ask for more with --epochs")
+        args.tokenizer = model.config.src_tokenizer
+        print(f"resuming {args.resume}: the model's settings come from the checkpoint", flush=True)
+    train_pairs, valid_pairs, source = _load_pairs(args)
+    if not args.resume:
         model = _model_from_args(args, train_pairs)
+    out_mtime = os.path.getmtime(args.out) if args.out and os.path.exists(args.out) else None
     print(f"data: {source}: {len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs", flush=True)
     cfg = model.config
     print(f"model: {model.num_parameters:,} parameters; attention {cfg.attention or 'none'} "
@@ -158,10 +193,12 @@ def cmd_train(args):
         teacher_forcing=args.teacher_forcing, seed=args.seed, out=args.out, checkpoint=args.checkpoint,
         resume=args.resume, progress=not args.no_progress, stream=sys.stderr,
     )
-    if history:
-        best = max(history, key=lambda r: (r.get("valid_accuracy", 0.0), -r.get("valid_loss", 0.0)))
-        print(f"best epoch {best['epoch']}: exact match {100 * best.get('valid_accuracy', 0):.2f}% "
-              f"on {len(valid_pairs)} validation pairs; model written to {args.out}")
+    best = max(history, key=lambda r: (r.get("valid_accuracy", 0.0), -r.get("valid_loss", 0.0)))
+    written = os.path.exists(args.out) and os.path.getmtime(args.out) != out_mtime
+    where = f"model written to {args.out}" if written else (
+        f"that epoch was before --resume, so {args.out} was not rewritten (the checkpoint's run wrote it)")
+    print(f"best epoch {best['epoch']}: exact match {100 * best.get('valid_accuracy', 0):.2f}% "
+          f"on {len(valid_pairs)} validation pairs; {where}")
     return 0
 
 
@@ -178,11 +215,11 @@ def _read_lines(path):
 def cmd_translate(args):
     from .model import Seq2Seq
 
+    if args.n_best > args.beam:
+        raise CliError(f"--n-best ({args.n_best}) must not exceed --beam ({args.beam})")
     _set_threads(args)
     model = Seq2Seq.load(args.model)
     lines = _read_lines(args.input)
-    if args.n_best > args.beam:
-        raise CliError(f"--n-best ({args.n_best}) must not exceed --beam ({args.beam})")
     for start in range(0, len(lines), args.batch_size):
         chunk = lines[start:start + args.batch_size]
         keep = [i for i, text in enumerate(chunk) if text.strip()]
@@ -201,19 +238,17 @@ def cmd_translate(args):
 
 
 def cmd_eval(args):
-    from .data import get_tokenizer, read_tsv
+    from .data import read_tsv
     from .model import Seq2Seq
+    from .train import evaluate
 
     _set_threads(args)
     model = Seq2Seq.load(args.model)
-    pairs = read_tsv(args.data)
-    tokenizer = get_tokenizer(model.config.tgt_tokenizer)
-    correct = 0
-    for start in range(0, len(pairs), args.batch_size):
-        chunk = pairs[start:start + args.batch_size]
-        out = model.translate([s for s, _ in chunk], beam=args.beam, max_length=args.max_length)
-        correct += sum(tokenizer.tokenize(p) == tokenizer.tokenize(t) for p, (_, t) in zip(out, chunk))
-    print(f"exact match: {100 * correct / len(pairs):.2f}% ({correct}/{len(pairs)})")
+    pairs = read_tsv(args.data, model.config.src_tokenizer)
+    # the same criterion as training's validation: every target token, then <eos>
+    result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
+                      with_loss=False, max_length=args.max_length)
+    print(f"exact match: {100 * result['accuracy']:.2f}% ({result['correct']}/{result['total']})")
     return 0
 
 
@@ -318,7 +353,7 @@ def build_parser():
     t = p.add_argument_group("training")
     t.add_argument("--batch-size", type=_positive_int, default=128)
     t.add_argument("--epochs", type=_positive_int, default=3)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=_learning_rate, default=1e-3)
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     t.add_argument("--clip", type=_non_negative_float, default=5.0, help="global gradient-norm clip (0: off)")
     t.add_argument("--teacher-forcing", type=_schedule, default="1.0", metavar="SCHEDULE",
@@ -349,7 +384,8 @@ def build_parser():
     p.add_argument("--model", required=True, metavar="MODEL")
     p.add_argument("--data", required=True, metavar="FILE.tsv")
     p.add_argument("--beam", type=_positive_int, default=1)
-    p.add_argument("--max-length", type=_positive_int, default=50)
+    p.add_argument("--max-length", type=_positive_int, default=None,
+                   help="longest output (default: the longest target of each batch + 5)")
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--threads", type=_positive_int)
     p.set_defaults(func=cmd_eval)
@@ -384,14 +420,16 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
     from .data import DataError
+    from .plot import PlotUnavailableError
     from .serialize import ModelFileError
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, DataError, ModelFileError, ValueError, TypeError) as exc:
+    except (CliError, DataError, ModelFileError, ValueError, TypeError, FloatingPointError,
+            PlotUnavailableError) as exc:
         print(f"s2sext: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

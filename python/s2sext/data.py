@@ -472,7 +472,7 @@ class DataError(ValueError):
         return (type(self), (self.path, self.lineno, self.problem))
 
 
-def read_tsv(path) -> list[tuple[str, str]]:
+def read_tsv(path, tokenizer=None) -> list[tuple[str, str]]:
     """The ``(source, target)`` pairs of a UTF-8 file holding one ``source<TAB>target`` per line.
 
     A line ends at ``"\\n"``; one ``"\\r"`` before it (``"\\r\\n"`` endings) is dropped, as is a UTF-8
@@ -482,6 +482,9 @@ def read_tsv(path) -> list[tuple[str, str]]:
     Parameters
     ----------
     path : str or os.PathLike
+    tokenizer : None, a name or a tokenizer
+        If given, each side must also give at least one token with it (a word tokenizer finds
+        none in a side of spaces only).
 
     Returns
     -------
@@ -490,12 +493,14 @@ def read_tsv(path) -> list[tuple[str, str]]:
     Raises
     ------
     DataError (a ValueError)
-        A non-empty line without exactly one TAB, with an empty source or target, or with invalid
-        UTF-8 (message ``"{path}:{lineno}: ..."``, 1-based), or a file with no pairs.
+        A non-empty line without exactly one TAB, with an empty source or target (or one without
+        tokens), or with invalid UTF-8 (message ``"{path}:{lineno}: ..."``, 1-based), or a file
+        with no pairs.
     OSError
         The file cannot be opened.
     """
     path = os.fspath(path)
+    tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
     with open(path, "rb") as file:
         data = file.read()
     if data.startswith(b"\xef\xbb\xbf"):
@@ -520,6 +525,10 @@ def read_tsv(path) -> list[tuple[str, str]]:
             raise DataError(path, lineno, "empty source (the line starts with the TAB)")
         if not target:
             raise DataError(path, lineno, "empty target (the line ends with the TAB)")
+        if tokenizer is not None:
+            for side, text in (("source", source), ("target", target)):
+                if not tokenizer.tokenize(text):
+                    raise DataError(path, lineno, f"the {side} {text!r} has no {tokenizer.name} tokens")
         pairs.append((source, target))
     if not pairs:
         raise DataError(path, None, "no pairs (the file is empty or has only empty lines)")

@@ -216,8 +216,11 @@ def target_arrays(tgt_ids: np.ndarray, tgt_lengths: np.ndarray):
     return tgt_in, tgt_out, tgt_lengths + 1
 
 
-def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True):
+def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, max_length=None):
     """Exact-match accuracy of greedy (or beam) decoding, and the teacher-forced loss.
+
+    An output is correct when it is the target followed by ``<eos>``. Decoding runs at most
+    ``max_length`` steps (default: the batch's longest target + 5).
 
     Returns a dict: ``correct``, ``total``, ``accuracy`` and ``loss`` (mean per target token).
     """
@@ -227,7 +230,7 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True):
         src_b = src_seqs[start:start + batch_size]
         tgt_b = tgt_seqs[start:start + batch_size]
         src_ids, src_len = pad_batch(src_b)
-        max_len = max(len(t) for t in tgt_b) + 5
+        max_len = max_length or max(len(t) for t in tgt_b) + 5
         if beam == 1:
             out = model.greedy(src_ids, src_len, max_length=max_len)
             predictions = [list(row) for row in out]

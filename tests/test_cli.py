@@ -1,0 +1,810 @@
+"""The ``s2sext`` command (s2sext.cli): help, train/resume, translate, eval, plot, kernels, demo,
+and the error contract -- bad arguments and bad data end in one ``s2sext: error: ...`` line on
+stderr with exit status 2, never a traceback.
+
+Commands run in-process through ``main(argv)`` (output read with capsys); one test runs
+``python -m s2sext --help`` in a subprocess. Models are tiny (reverse task, 300 pairs, hidden 16,
+embed 8, one or two epochs), so the whole file takes a few seconds.
+
+Each bug found in the CLI has a test here that reproduces it.
+"""
+import io
+import math
+import re
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import s2sext
+from s2sext import Seq2Seq
+from s2sext.cli import main
+from s2sext.data import make_task
+from s2sext.plot import PlotUnavailableError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# The tiny model every training run here uses (epochs are given per call).
+TINY = ["--task", "reverse", "--task-size", "300", "--hidden", "16", "--embed", "8",
+        "--batch-size", "32", "--no-progress"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers and fixtures
+
+
+def run(capsys, *argv):
+    """main(argv) in-process -> (exit status, stdout, stderr)."""
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def run_argparse_error(capsys, *argv):
+    """A call that argparse rejects: SystemExit(2); returns stderr."""
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, (out, err)
+    assert "Traceback" not in err
+    return err
+
+
+def assert_one_error_line(rc, err, *fragments):
+    """Exit status 2 and exactly one ``s2sext: error: ...`` line holding every fragment."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one error line, got {lines!r}"
+    line = lines[0]
+    assert line.startswith("s2sext: error: "), line
+    for fragment in fragments:
+        assert str(fragment) in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+def write_tsv_pairs(path, pairs):
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """--threads changes the process-wide kernel thread count; put it back after every test."""
+    before = s2sext.get_num_threads()
+    yield
+    s2sext.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A tiny dot-attention model trained for two epochs by the CLI (shared, read-only)."""
+    path = tmp_path_factory.mktemp("model") / "tiny.s2s"
+    assert main(["train", *TINY, "--epochs", "2", "--seed", "1", "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return Seq2Seq.load(model_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# --help
+
+COMMAND_OPTIONS = {
+    "train": ["--data", "--task", "--task-size", "--valid", "--valid-split", "--tokenizer",
+              "--reverse-source", "--attention", "--style", "--input-feeding", "--embed", "--hidden",
+              "--layers", "--bidirectional", "--dropout", "--max-source-length", "--batch-size",
+              "--epochs", "--lr", "--optimizer", "--clip", "--teacher-forcing", "--seed", "--out",
+              "--checkpoint", "--resume", "--threads", "--no-progress"],
+    "translate": ["--model", "input", "--beam", "--n-best", "--max-length", "--length-penalty",
+                  "--batch-size", "--threads"],
+    "eval": ["--model", "--data", "--beam", "--max-length", "--batch-size", "--threads"],
+    "plot": ["--model", "text", "--out"],
+    "demo": ["--out-dir", "--size", "--valid", "--epochs", "--seed", "--threads", "--no-progress"],
+    "kernels": [],
+}
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 0
+    assert out.startswith("usage: s2sext")
+    for command in COMMAND_OPTIONS:
+        assert re.search(rf"^\s+{command}\s+\S", out, re.M), f"{command} not listed with a help line:\n{out}"
+    assert err == ""
+
+
+@pytest.mark.parametrize("command", list(COMMAND_OPTIONS))
+def test_command_help_lists_its_options(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 0
+    assert out.startswith(f"usage: s2sext {command}")
+    assert "-h, --help" in out
+    for option in COMMAND_OPTIONS[command]:
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", out), f"{option} missing from {command} --help"
+    assert err == ""
+
+
+def test_train_help_documents_choices_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for text in ("dates,addition,reverse", "char,word", "luong,bahdanau", "adam,sgd",
+                 "none,dot,scaled_dot,general,concat,location", "linear:c=1e-4,floor=0.5"):
+        assert text in out, text
+
+
+def test_no_command_prints_help_and_returns_2(capsys):
+    rc, out, err = run(capsys)
+    assert rc == 2
+    assert "usage: s2sext" in out + err
+    assert "train" in out + err
+
+
+def test_python_dash_m_help_in_a_subprocess():
+    result = subprocess.run([sys.executable, "-m", "s2sext", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: s2sext")
+    for command in COMMAND_OPTIONS:
+        assert command in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_dunder_main_passes_the_exit_status_on(capsys, monkeypatch, tmp_path):
+    """``python -m s2sext`` exits with main()'s return value (here 2, for a missing model file)."""
+    missing = tmp_path / "missing.s2s"
+    monkeypatch.setattr(sys, "argv", ["s2sext", "translate", "--model", str(missing), str(tmp_path / "in.txt")])
+    monkeypatch.delitem(sys.modules, "s2sext.__main__", raising=False)
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("s2sext", run_name="__main__")
+    assert info.value.code == 2
+    assert_one_error_line(2, capsys.readouterr().err, missing)
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+def test_train_builtin_task_writes_a_loadable_model(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "2", "--out", out_path)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    loaded = Seq2Seq.load(out_path)
+    cfg = loaded.config
+    assert (cfg.embed_size, cfg.hidden_size, cfg.num_layers, cfg.attention, cfg.attention_style) == \
+        (8, 16, 1, "dot", "luong")
+    assert (cfg.src_tokenizer, cfg.tgt_tokenizer, cfg.bidirectional, cfg.reverse_source) == \
+        ("char", "char", False, False)
+
+    lines = out.splitlines()
+    m = re.fullmatch(r"data: task reverse \(300 generated pairs, seed 0\): (\d+) training pairs, "
+                     r"(\d+) validation pairs", lines[0])
+    assert m, lines[0]
+    n_train, n_valid = int(m.group(1)), int(m.group(2))
+    assert n_train == 270 and 1 <= n_valid <= 30  # 10% held out, minus sources also seen in training
+    assert lines[1].startswith(f"model: {loaded.num_parameters:,} parameters; attention dot (luong), "
+                               f"embed 8, hidden 16, layers 1; vocab ")
+    assert lines[1].endswith(f"vocab {cfg.src_vocab_size}/{cfg.tgt_vocab_size}")
+    m = re.fullmatch(rf"best epoch ([12]): exact match (\d+\.\d\d)% on {n_valid} validation pairs; "
+                     rf"model written to {re.escape(str(out_path))}", lines[-1])
+    assert m, lines[-1]
+    # one log line per epoch (on stderr, with the progress bar)
+    epochs = re.findall(r"^epoch (\d+): train loss (\d+\.\d+), .*; valid loss \d+\.\d+, exact match "
+                        r"\d+\.\d\d%$", err, re.M)
+    assert [e for e, _ in epochs] == ["1", "2"], err
+    assert all(math.isfinite(float(loss)) for _, loss in epochs)
+
+
+def test_train_architecture_options_reach_the_model_file(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path, "--attention", "concat",
+                       "--style", "bahdanau", "--layers", "2", "--bidirectional", "--dropout", "0.2",
+                       "--reverse-source", "--tokenizer", "word", "--optimizer", "sgd", "--lr", "0.1",
+                       "--clip", "1", "--seed", "7")
+    assert rc == 0, err
+    cfg = Seq2Seq.load(out_path).config
+    assert (cfg.attention, cfg.attention_style, cfg.num_layers, cfg.bidirectional, cfg.dropout,
+            cfg.reverse_source, cfg.src_tokenizer, cfg.tgt_tokenizer) == \
+        ("concat", "bahdanau", 2, True, 0.2, True, "word", "word")
+    assert "attention concat (bahdanau)" in out and "layers 2, bidirectional" in out
+
+
+def test_train_location_attention_and_max_source_length(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path, "--attention", "location",
+                     "--max-source-length", "20", "--input-feeding")
+    assert rc == 0, err
+    cfg = Seq2Seq.load(out_path).config
+    assert (cfg.attention, cfg.max_source_length, cfg.input_feeding) == ("location", 20, True)
+
+
+def test_train_and_valid_from_tsv_files(capsys, tmp_path):
+    pairs = make_task("reverse", 50, seed=3)
+    train_tsv = write_tsv_pairs(tmp_path / "train.tsv", pairs[:40])
+    valid_tsv = write_tsv_pairs(tmp_path / "valid.tsv", pairs[40:])
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", "--data", train_tsv, "--valid", valid_tsv, "--hidden", "16",
+                       "--embed", "8", "--epochs", "1", "--batch-size", "16", "--no-progress", "--out", out_path)
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"data: {train_tsv}: 40 training pairs, 10 validation pairs"
+    assert out.splitlines()[-1].endswith(f"on 10 validation pairs; model written to {out_path}")
+    loaded = Seq2Seq.load(out_path)
+    # the vocabularies come from the training file only
+    assert set(loaded.src_vocab.tokens[4:]) == {c for s, _ in pairs[:40] for c in s}
+
+
+def test_train_tsv_with_valid_split_count(capsys, tmp_path):
+    pairs = make_task("reverse", 50, seed=4)
+    data = write_tsv_pairs(tmp_path / "all.tsv", pairs)
+    rc, out, err = run(capsys, "train", "--data", data, "--valid-split", "12", "--hidden", "8", "--embed", "4",
+                       "--epochs", "1", "--no-progress", "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"data: {data}: 38 training pairs, 12 validation pairs"
+
+
+def test_train_word_tokenizer_from_tsv_and_translate(capsys, tmp_path):
+    pairs = [("the cat sleeps", "le chat dort"), ("a dog runs", "un chien court"),
+             ("the dog sleeps", "le chien dort"), ("a cat runs", "un chat court")] * 3
+    data = write_tsv_pairs(tmp_path / "w.tsv", pairs)
+    out_path = tmp_path / "w.s2s"
+    rc, out, err = run(capsys, "train", "--data", data, "--valid", data, "--tokenizer", "word", "--hidden", "8",
+                       "--embed", "4", "--epochs", "2", "--no-progress", "--out", out_path)
+    assert rc == 0, err
+    loaded = Seq2Seq.load(out_path)
+    assert loaded.config.src_tokenizer == loaded.config.tgt_tokenizer == "word"
+    words = {"le", "chat", "dort", "un", "chien", "court"}
+    assert set(loaded.tgt_vocab.tokens[4:]) == words
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("the cat runs\n\na dog sleeps\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", out_path, "--max-length", "6", inputs)
+    assert rc == 0, err
+    lines = out.split("\n")
+    assert lines[-1] == "" and len(lines) == 4  # three lines, each ended by a newline
+    assert lines[1] == ""
+    for line in (lines[0], lines[2]):
+        assert set(line.split()) <= words | {"<unk>"}
+        assert "  " not in line  # words joined by single spaces
+    assert [lines[0], lines[2]] == loaded.translate(["the cat runs", "a dog sleeps"], max_length=6)
+
+
+def test_train_teacher_forcing_schedule(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path,
+                       "--teacher-forcing", "linear:c=0.01,floor=0.5")
+    assert rc == 0, err
+    assert out_path.exists()
+    # 270 training pairs in batches of 32: 9 updates with eps_i = max(0.5, 1 - 0.01 i)
+    expected = np.mean([max(0.5, 1 - 0.01 * i) for i in range(9)])
+    assert re.search(rf"^epoch 1: .*teacher forcing {expected:.3f}; ", err, re.M), err
+
+
+def test_train_threads_option(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--threads", "1", "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert s2sext.get_num_threads() == 1  # (the autouse fixture restores it)
+
+
+def _weights_and_state(path):
+    model, extra, extra_tensors = Seq2Seq.load(path, return_extra=True)
+    return model.params, extra, extra_tensors
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(capsys, tmp_path):
+    """Train 1 epoch with --checkpoint, then --resume to 2 epochs: the weights, optimiser state and
+    best model equal those of one uninterrupted 2-epoch run exactly (same seed, same threads)."""
+    common = [*TINY, "--seed", "3", "--threads", "1"]
+    full_ck, full_out = tmp_path / "full.ckpt", tmp_path / "full.s2s"
+    rc, full_stdout, err = run(capsys, "train", *common, "--epochs", "2", "--checkpoint", full_ck, "--out", full_out)
+    assert rc == 0, err
+
+    part_ck, part_out = tmp_path / "part.ckpt", tmp_path / "part.s2s"
+    rc, _, err = run(capsys, "train", *common, "--epochs", "1", "--checkpoint", part_ck, "--out", part_out)
+    assert rc == 0, err
+    _, extra, _ = _weights_and_state(part_ck)
+    assert extra["epoch"] == 1 and extra["updates"] == 9 and extra["optimizer"] == "adam"
+
+    resumed_ck = tmp_path / "resumed.ckpt"
+    rc, resumed_stdout, err = run(capsys, "train", *common, "--epochs", "2", "--resume", part_ck,
+                                  "--checkpoint", resumed_ck, "--out", part_out)
+    assert rc == 0, err
+    assert f"resumed from {part_ck} after epoch 1 (9 updates)" in err
+    assert re.findall(r"^epoch (\d+):", err, re.M) == ["2"]  # only the remaining epoch is trained
+
+    full_params, full_extra, full_tensors = _weights_and_state(full_ck)
+    resumed_params, resumed_extra, resumed_tensors = _weights_and_state(resumed_ck)
+    assert full_params.keys() == resumed_params.keys()
+    for name in full_params:
+        assert np.array_equal(full_params[name], resumed_params[name]), name
+    assert full_tensors.keys() == resumed_tensors.keys() and full_tensors
+    for name in full_tensors:  # Adam's moments
+        assert np.array_equal(full_tensors[name], resumed_tensors[name]), name
+    assert resumed_extra["epoch"] == full_extra["epoch"] == 2
+    assert resumed_extra["updates"] == full_extra["updates"] == 18
+    assert resumed_extra["best"] == full_extra["best"]
+    assert [r["epoch"] for r in resumed_extra["history"]] == [1, 2]
+    for a, b in zip(full_extra["history"], resumed_extra["history"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+    # the best model (--out) and the summary line agree too
+    best_full, best_resumed = Seq2Seq.load(full_out).params, Seq2Seq.load(part_out).params
+    for name in best_full:
+        assert np.array_equal(best_full[name], best_resumed[name]), name
+    summary = re.compile(r"^best epoch (\d+): exact match (\S+)% on (\d+) validation pairs", re.M)
+    assert summary.search(full_stdout).groups() == summary.search(resumed_stdout).groups()
+
+
+def test_resume_with_another_optimizer_is_one_error_line(capsys, tmp_path):
+    ck = tmp_path / "ck.s2s"
+    assert run(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", ck, "--out", tmp_path / "m.s2s")[0] == 0
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "2", "--resume", ck, "--optimizer", "sgd",
+                     "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, ck, "sgd")
+
+
+def test_resume_that_trains_nothing_does_not_claim_a_written_model(capsys, tmp_path):
+    ck = tmp_path / "ck.s2s"
+    assert run(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", ck, "--out", tmp_path / "a.s2s")[0] == 0
+    new_out = tmp_path / "new.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--resume", ck, "--out", new_out)
+    if rc == 0 and f"model written to {new_out}" in out:
+        assert new_out.exists()
+    else:
+        assert_one_error_line(rc, err)
+
+
+# ---------------------------------------------------------------------------------------------
+# translate
+
+
+def test_translate_file_one_line_per_input_line(capsys, tmp_path, model_path, model):
+    sources = [s for s, _ in make_task("reverse", 5, seed=11)]
+    lines = [sources[0], "", sources[1], "   ", sources[2], sources[3], "", sources[4]]
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, inputs)
+    assert rc == 0, err
+    assert err == ""
+    got = out.split("\n")
+    assert got[-1] == ""
+    got = got[:-1]
+    assert len(got) == len(lines)
+    expected = iter(model.translate(sources))
+    for line, result in zip(lines, got):
+        if line.strip():
+            assert result == next(expected)
+        else:
+            assert result == ""  # empty (or blank) input lines give empty output lines
+
+
+def test_translate_stdin_and_crlf(capsys, monkeypatch, model_path, model):
+    sources = [s for s, _ in make_task("reverse", 3, seed=12)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{sources[0]}\r\n\r\n{sources[1]}\n{sources[2]}"))
+    rc, out, err = run(capsys, "translate", "--model", model_path)
+    assert rc == 0, err
+    want = model.translate(sources)
+    assert out == f"{want[0]}\n\n{want[1]}\n{want[2]}\n"
+    # "-" reads stdin too
+    monkeypatch.setattr(sys, "stdin", io.StringIO(sources[0] + "\n"))
+    rc, out2, err = run(capsys, "translate", "--model", model_path, "-")
+    assert rc == 0 and out2 == f"{want[0]}\n"
+
+
+def test_translate_empty_input_prints_nothing(capsys, monkeypatch, model_path):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert run(capsys, "translate", "--model", model_path) == (0, "", "")
+
+
+def test_translate_batch_size_does_not_change_the_output(capsys, tmp_path, model_path):
+    sources = [s for s, _ in make_task("reverse", 9, seed=13)]
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(sources) + "\n", encoding="utf-8")
+    outputs = [run(capsys, "translate", "--model", model_path, "--batch-size", bs, inputs)[1] for bs in (1, 4, 64)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert len(outputs[0].splitlines()) == 9
+
+
+def test_translate_max_length_bounds_the_output(capsys, tmp_path, model_path, model):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abcdef\n", encoding="utf-8")
+    rc, out, _ = run(capsys, "translate", "--model", model_path, "--max-length", "3", inputs)
+    assert rc == 0
+    assert out == model.translate(["abcdef"], max_length=3)[0] + "\n"
+    assert len(out.rstrip("\n")) <= 3  # char tokens: at most 3 characters
+
+
+def test_translate_beam_n_best(capsys, tmp_path, model_path, model):
+    sources = [s for s, _ in make_task("reverse", 3, seed=14)]
+    inputs = tmp_path / "in.txt"
+    inputs.write_text(f"{sources[0]}\n\n{sources[1]}\n{sources[2]}\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, "--beam", "3", "--n-best", "2", inputs)
+    assert rc == 0, err
+    lines = out.split("\n")[:-1]
+    assert len(lines) == 4 and lines[1] == ""
+    best1 = model.translate(sources, beam=3)
+    for line, source, best in zip([lines[0], lines[2], lines[3]], sources, best1):
+        candidates = line.split(" ||| ")
+        assert len(candidates) == 2, line
+        parsed = [re.fullmatch(r"(.*) \((-?\d+\.\d{4})\)", c) for c in candidates]
+        assert all(parsed), line
+        texts = [p.group(1) for p in parsed]
+        scores = [float(p.group(2)) for p in parsed]
+        assert scores[0] >= scores[1]
+        assert texts[0] == best  # the first candidate is what --beam 3 alone prints
+        assert texts[0] != texts[1]
+        want = model.translate([source], beam=3, n_best=2)[0]
+        assert texts == [t for t, _ in want]
+
+
+def test_translate_beam_alone_prints_plain_lines(capsys, tmp_path, model_path, model):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abc\nhello\n", encoding="utf-8")
+    rc, out, _ = run(capsys, "translate", "--model", model_path, "--beam", "4", "--length-penalty", "0.6", inputs)
+    assert rc == 0
+    want = model.translate(["abc", "hello"], beam=4, length_penalty=0.6)
+    assert out == "".join(w + "\n" for w in want)
+    assert " ||| " not in out
+
+
+def test_translate_n_best_above_beam_is_one_error_line(capsys, tmp_path, model_path):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abc\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, "--beam", "2", "--n-best", "3", inputs)
+    assert out == ""
+    assert_one_error_line(rc, err, "--n-best", "3", "--beam", "2")
+
+
+class _UnreadableStdin(io.StringIO):
+    def __iter__(self):
+        raise AssertionError("stdin was read")
+
+    def read(self, *args):
+        raise AssertionError("stdin was read")
+
+
+def test_translate_n_best_above_beam_fails_before_reading_stdin(capsys, monkeypatch, model_path):
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+    rc, _, err = run(capsys, "translate", "--model", model_path, "--n-best", "2")
+    assert_one_error_line(rc, err, "--n-best")
+
+
+def test_translate_input_not_utf8_is_one_error_line(capsys, tmp_path, model_path):
+    inputs = tmp_path / "latin1.txt"
+    inputs.write_bytes("abc\ncaf\xe9\n".encode("latin-1"))
+    rc, out, err = run(capsys, "translate", "--model", model_path, inputs)
+    assert out == ""
+    assert_one_error_line(rc, err, inputs, "UTF-8")
+
+
+def test_translate_missing_input_file_is_one_error_line(capsys, tmp_path, model_path):
+    missing = tmp_path / "no-such-input.txt"
+    rc, out, err = run(capsys, "translate", "--model", model_path, missing)
+    assert out == ""
+    assert_one_error_line(rc, err, missing)
+
+
+def test_translate_without_model_option_is_an_argparse_error(capsys):
+    err = run_argparse_error(capsys, "translate", "x.txt")
+    assert "--model" in err.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# eval
+
+
+def test_eval_exact_match_agrees_with_the_python_api(capsys, tmp_path):
+    from s2sext.data import build_vocabs, encode_pairs
+    from s2sext.train import train
+
+    # a model that has learned enough to end its outputs with <eos> (about 1 s)
+    pairs = make_task("reverse", 1500, seed=0, max_length=5)
+    src_vocab, tgt_vocab = build_vocabs(pairs, "char", "char")
+    trained = Seq2Seq(src_vocab, tgt_vocab, embed_size=16, hidden_size=48, seed=0)
+    train(trained, encode_pairs(pairs, src_vocab, tgt_vocab, "char", "char"), epochs=3, batch_size=32, lr=0.01,
+          progress=False, log=lambda m: None)
+    path = tmp_path / "trained.s2s"
+    trained.save(path)
+    sources = [s for s, _ in make_task("reverse", 30, seed=21, max_length=5)]
+    src_ids, lengths = trained.encode_texts(sources)
+    ids = trained.greedy(src_ids, lengths, max_length=60)
+    finished = [2 in row.tolist() and row.tolist().index(2) > 0 for row in ids]
+    assert sum(finished[0::2]) >= 4
+    predictions = [trained.decode_ids(row) for row in ids]
+    # targets: the model's own finished output on the even lines, something else elsewhere
+    eval_pairs, expected = [], 0
+    for i, (source, prediction) in enumerate(zip(sources, predictions)):
+        if i % 2 == 0 and finished[i]:
+            eval_pairs.append((source, prediction))
+            expected += 1
+        else:
+            eval_pairs.append((source, prediction + "q" if prediction else "q"))
+    data = write_tsv_pairs(tmp_path / "test.tsv", eval_pairs)
+    for batch_size in ("256", "7"):
+        rc, out, err = run(capsys, "eval", "--model", path, "--data", data, "--batch-size", batch_size)
+        assert rc == 0, err
+        m = re.fullmatch(r"exact match: (\d+\.\d\d)% \((\d+)/(\d+)\)\n", out)
+        assert m, out
+        assert int(m.group(3)) == len(eval_pairs)
+        assert int(m.group(2)) == expected
+        assert m.group(1) == f"{100 * expected / len(eval_pairs):.2f}"
+
+
+def test_eval_on_task_pairs_counts_what_translate_gets_right(capsys, tmp_path, model_path, model):
+    pairs = make_task("reverse", 25, seed=22)
+    data = write_tsv_pairs(tmp_path / "test.tsv", pairs)
+    rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--beam", "2")
+    assert rc == 0, err
+    correct = sum(p == t for p, (_, t) in zip(model.translate([s for s, _ in pairs], beam=2), pairs))
+    assert out == f"exact match: {100 * correct / 25:.2f}% ({correct}/25)\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# plot
+
+
+def test_plot_writes_a_png(capsys, tmp_path, model_path, model):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "heat.png"
+    rc, out, err = run(capsys, "plot", "--model", model_path, "abc de", "--out", png)
+    assert rc == 0, err
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert out == f"abc de -> {model.translate(['abc de'])[0]}; heatmap written to {png}\n"
+    assert not [p for p in tmp_path.iterdir() if p != png]  # no temporary file left behind
+
+
+def test_plot_of_a_model_without_attention_is_one_error_line(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    no_attention = tmp_path / "none.s2s"
+    assert run(capsys, "train", *TINY, "--epochs", "1", "--attention", "none", "--out", no_attention)[0] == 0
+    png = tmp_path / "heat.png"
+    rc, _, err = run(capsys, "plot", "--model", no_attention, "abc", "--out", png)
+    assert_one_error_line(rc, err, "attention")
+    assert not png.exists()
+
+
+def test_plot_without_matplotlib_is_one_error_line(capsys, monkeypatch, tmp_path, model_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    rc, _, err = run(capsys, "plot", "--model", model_path, "abc", "--out", tmp_path / "heat.png")
+    assert_one_error_line(rc, err, "matplotlib")
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels, demo
+
+
+def test_kernels_gradient_check(capsys):
+    rc, out, err = run(capsys, "kernels")
+    assert rc == 0, out + err
+    assert "gradient check: ok" in out.splitlines()
+    assert re.search(r"dL/dw_hh\[0,0\]: backward -?\d+\.\d+, finite difference -?\d+\.\d+", out)
+
+
+def test_demo_small(capsys, tmp_path):
+    out_dir = tmp_path / "demo"
+    rc, out, err = run(capsys, "demo", "--size", "600", "--valid", "100", "--epochs", "1", "--out-dir", out_dir,
+                       "--no-progress")
+    assert rc == 0, err
+    m = re.search(r"^held-out exact match: (\d+\.\d\d)% \((\d+)/(\d+)\)$", out, re.M)
+    assert m, out
+    assert int(m.group(2)) <= int(m.group(3)) <= 100
+    assert re.search(r"^data: (\d+) training pairs, (\d+) held-out pairs", out, re.M)
+    assert re.search(r"^epoch 1: train loss \d+\.\d+", out, re.M)
+    model_file = out_dir / "dates.s2s"
+    cfg = Seq2Seq.load(model_file).config
+    assert (cfg.attention, cfg.hidden_size, cfg.reverse_source) == ("dot", 256, True)
+    assert f"model: {model_file}; total time" in out
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "attention heatmap skipped:" in out
+    else:
+        assert (out_dir / "attention.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: one line, exit status 2, no traceback
+
+BAD_TSV = [
+    (b"ab\tba\ncd\tdc\nno tab here\n", 3, "TAB"),
+    (b"ab\tba\n\n\ncd\t\n", 4, "empty target"),
+    (b"ab\tba\n\tdc\n", 2, "empty source"),
+    (b"ab\tba\ncd\tdc\tx\n", 2, "TAB"),
+    (b"ab\tba\n\xff\xfe\tdc\n", 2, "UTF-8"),
+]
+
+
+@pytest.mark.parametrize("content, lineno, problem", BAD_TSV)
+@pytest.mark.parametrize("role", ["train --data", "train --valid", "eval --data"])
+def test_bad_tsv_line_names_file_and_line(capsys, tmp_path, model_path, content, lineno, problem, role):
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(content)
+    good = write_tsv_pairs(tmp_path / "good.tsv", make_task("reverse", 20, seed=5))
+    if role == "train --data":
+        argv = ["train", "--data", bad, "--valid", good, "--out", tmp_path / "m.s2s", "--no-progress"]
+    elif role == "train --valid":
+        argv = ["train", "--data", good, "--valid", bad, "--out", tmp_path / "m.s2s", "--no-progress"]
+    else:
+        argv = ["eval", "--model", model_path, "--data", bad]
+    rc, out, err = run(capsys, *argv)
+    assert out == ""
+    assert_one_error_line(rc, err, f"{bad}:{lineno}: ", problem)
+    assert not (tmp_path / "m.s2s").exists()
+
+
+def test_empty_tsv_is_one_error_line(capsys, tmp_path):
+    empty = tmp_path / "empty.tsv"
+    empty.write_bytes(b"\n\n")
+    rc, _, err = run(capsys, "train", "--data", empty, "--out", tmp_path / "m.s2s", "--no-progress")
+    assert_one_error_line(rc, err, empty, "no pairs")
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_word_tsv_with_blank_source_names_file_and_line(capsys, tmp_path, command):
+    good = write_tsv_pairs(tmp_path / "good.tsv", [("the cat", "le chat"), ("a dog", "un chien")])
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("the cat\tle chat\n \tun chien\n", encoding="utf-8")
+    word_model = tmp_path / "w.s2s"
+    if command == "train":
+        argv = ["train", "--data", bad, "--valid", good, "--tokenizer", "word", "--hidden", "8", "--embed", "4",
+                "--epochs", "1", "--no-progress", "--out", word_model]
+    else:
+        assert run(capsys, "train", "--data", good, "--valid", good, "--tokenizer", "word", "--hidden", "8",
+                   "--embed", "4", "--epochs", "1", "--no-progress", "--out", word_model)[0] == 0
+        argv = ["eval", "--model", word_model, "--data", bad]
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    assert f"{bad}:2:" in err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", ["translate", "eval", "plot", "train --resume"])
+def test_missing_model_file_is_one_error_line(capsys, tmp_path, command):
+    missing = tmp_path / "no-such-model.s2s"
+    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
+    argv = {
+        "translate": ["translate", "--model", missing, data],
+        "eval": ["eval", "--model", missing, "--data", data],
+        "plot": ["plot", "--model", missing, "abc", "--out", tmp_path / "p.png"],
+        "train --resume": ["train", *TINY, "--resume", missing, "--out", tmp_path / "m.s2s"],
+    }[command]
+    rc, out, err = run(capsys, *argv)
+    assert "model written" not in out
+    assert_one_error_line(rc, err, missing, "No such file")
+
+
+def _corrupt(path, how):
+    data = bytearray(path.read_bytes())
+    if how == "flipped":
+        for i in range(len(data) // 2, len(data) // 2 + 4):
+            data[i] ^= 0xFF
+    elif how == "header-flipped":
+        data[40] ^= 0x01
+    elif how == "truncated":
+        data = data[: len(data) - 100]
+    elif how == "not-a-model":
+        data = bytearray(b"source\ttarget\n" * 10)
+    elif how == "empty":
+        data = bytearray()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flipped", "header-flipped", "truncated", "not-a-model", "empty"])
+@pytest.mark.parametrize("command", ["translate", "eval", "plot", "train --resume"])
+def test_corrupted_model_file_is_one_error_line_naming_it(capsys, tmp_path, model_path, command, how):
+    bad = tmp_path / "bad.s2s"
+    bad.write_bytes(model_path.read_bytes())
+    _corrupt(bad, how)
+    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
+    argv = {
+        "translate": ["translate", "--model", bad, data],
+        "eval": ["eval", "--model", bad, "--data", data],
+        "plot": ["plot", "--model", bad, "abc", "--out", tmp_path / "p.png"],
+        "train --resume": ["train", *TINY, "--resume", bad, "--out", tmp_path / "m.s2s"],
+    }[command]
+    rc, out, err = run(capsys, *argv)
+    assert "model written" not in out and "exact match" not in out
+    assert_one_error_line(rc, err, bad)
+    assert not (tmp_path / "p.png").exists() and not (tmp_path / "m.s2s").exists()
+
+
+def test_data_and_task_together_is_one_error_line(capsys, tmp_path):
+    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
+    rc, out, err = run(capsys, "train", "--data", data, *TINY, "--out", tmp_path / "m.s2s")
+    assert out == ""
+    assert_one_error_line(rc, err, "--data", "--task")
+    assert not (tmp_path / "m.s2s").exists()
+
+
+def test_neither_data_nor_task_is_one_error_line(capsys, tmp_path):
+    rc, out, err = run(capsys, "train", "--epochs", "1", "--out", tmp_path / "m.s2s")
+    assert out == ""
+    assert_one_error_line(rc, err, "--data", "--task")
+
+
+def test_missing_data_file_is_one_error_line(capsys, tmp_path):
+    missing = tmp_path / "nope.tsv"
+    rc, _, err = run(capsys, "train", "--data", missing, "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, missing, "No such file")
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--attention", "bogus", "invalid choice"),
+    ("--style", "vaswani", "invalid choice"),
+    ("--tokenizer", "bpe", "invalid choice"),
+    ("--optimizer", "rmsprop", "invalid choice"),
+    ("--task", "sorting", "invalid choice"),
+    ("--teacher-forcing", "bogus", "bogus"),
+    ("--teacher-forcing", "linear:floor=0.5", "needs c"),
+    ("--teacher-forcing", "constant:1.5", "1.5"),
+    ("--teacher-forcing", "exponential:k=2", "k=2"),
+    ("--teacher-forcing", "linear:c=0.1,q=3", "q"),
+    ("--hidden", "0", "positive integer"),
+    ("--epochs", "two", "positive integer"),
+    ("--dropout", "-0.5", ">= 0"),
+    ("--clip", "nan", ">= 0"),
+    ("--valid-split", "0", "fraction"),
+    ("--valid-split", "2.5", "whole number"),
+    ("--threads", "0", "positive integer"),
+])
+def test_bad_train_argument_is_an_argparse_error(capsys, option, value, fragment):
+    err = run_argparse_error(capsys, "train", "--task", "reverse", option, value)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"s2sext train: error: argument {option}"), last
+    assert fragment in last
+
+
+@pytest.mark.parametrize("argv", [
+    ["translate", "--model", "m.s2s", "--beam", "0"],
+    ["translate", "--model", "m.s2s", "--length-penalty", "-1"],
+    ["eval", "--model", "m.s2s"],
+    ["plot", "--model", "m.s2s", "abc"],
+    ["demo", "--size", "0"],
+    ["frobnicate"],
+])
+def test_other_argparse_errors_exit_2(capsys, argv):
+    run_argparse_error(capsys, *argv)
+
+
+@pytest.mark.parametrize("argv", [["train", "--task", "reverse", "--valid-split", "inf"],
+                                  ["demo", "--valid", "inf"]])
+def test_infinite_valid_split_is_an_argparse_error(capsys, argv):
+    err = run_argparse_error(capsys, *argv)
+    assert "inf" in err.strip().splitlines()[-1]
+
+
+def test_bad_model_values_are_one_error_line(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--dropout", "1.0", "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, "dropout")
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--attention", "none", "--style", "bahdanau",
+                     "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, "bahdanau")
+    rc, _, err = run(capsys, "train", *TINY, "--valid-split", "400", "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, "400")
+    assert not (tmp_path / "m.s2s").exists()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_diverging_training_is_one_error_line(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "2", "--optimizer", "sgd", "--lr", "1e38", "--clip", "0",
+                     "--out", tmp_path / "m.s2s")
+    assert rc == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("s2sext: error: ") and "loss" in last
+
+
+def test_out_in_missing_directory_names_the_out_path(capsys, tmp_path):
+    out_path = tmp_path / "no-such-dir" / "m.s2s"
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path)
+    assert rc == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("s2sext: error: ")
+    assert str(out_path) in last and ".tmp" not in last
