@@ -14,6 +14,7 @@
 
 #include "attention.h"
 #include "blas.h"
+#include "block_cache.h"
 #include "cpu.h"
 #include "dense.h"
 #include "lstm.h"
@@ -221,7 +222,20 @@ auto with_dtype(const py::array& primary, F&& f) {
 
 template <class T>
 Array<T> empty(std::initializer_list<py::ssize_t> shape) {
-  return Array<T>(std::vector<py::ssize_t>(shape));
+  const std::vector<py::ssize_t> dims(shape);
+  py::ssize_t count = 1;
+  for (py::ssize_t d : dims) count *= d;
+  const size_t bytes = static_cast<size_t>(count) * sizeof(T);
+  if (bytes < s2s::kBlockCacheMinBytes) return Array<T>(dims);
+  // Large outputs live in blocks of s2s's block cache (block_cache.h): the array owns its block
+  // through a capsule that hands it back to the cache when numpy frees the array.
+  s2s::Block* block = new s2s::Block(s2s::acquire_block(bytes));
+  py::capsule owner(block, [](void* p) {
+    s2s::Block* b = static_cast<s2s::Block*>(p);
+    s2s::release_block(*b);
+    delete b;
+  });
+  return Array<T>(dims, static_cast<T*>(block->data), owner);
 }
 
 template <class T>
@@ -752,6 +766,13 @@ std::string set_kernel_path(py::handle name_in) {
   return previous;
 }
 
+py::dict memory_cache_info() {
+  py::dict d;
+  d["cached_bytes"] = s2s::block_cache_bytes();
+  d["min_block_bytes"] = s2s::kBlockCacheMinBytes;
+  return d;
+}
+
 int set_num_threads(py::handle threads_in) {
   // any integer (int, numpy integer: what has __index__), not bool
   if (!PyIndex_Check(threads_in.ptr()) || py::isinstance<py::bool_>(threads_in))
@@ -811,6 +832,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("activation"));
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
         py::arg("activation"), py::arg("need_dx"));
+  m.def("memory_cache_info", &memory_cache_info,
+        "Bytes of freed output buffers s2sext keeps for reuse (large arrays only).");
+  m.def("set_memory_cache_limit", [](size_t limit) { s2s::set_block_cache_limit(limit); }, py::arg("limit_bytes"),
+        "Most bytes of freed output buffers kept for reuse (default 256 MiB); 0 frees them and turns the cache off.");
   m.def("cpu_info", &cpu_info,
         "The machine as s2sext sees it: a dict with 'arch', 'features' (CPU feature -> bool),\n"
         "'available_paths' (SIMD kernel paths this CPU and build can run), 'kernel_path' (the active\n"
