@@ -20,6 +20,16 @@ def _check_lengths(max_length, min_length):
         raise ValueError(f"min_length ({min_length}) must not exceed max_length ({max_length})")
 
 
+def _by_length(model, src_ids, lengths):
+    """Checked source rows sorted longest first (the LSTM kernels skip finished rows), and the
+    permutation that puts results back in input order."""
+    src, lengths = model._check_source(src_ids, lengths)
+    order = np.argsort(-lengths, kind="stable")
+    restore = np.empty_like(order)
+    restore[order] = np.arange(order.size)
+    return src[order], lengths[order], restore
+
+
 def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, return_attention=False):
     """Greedy decoding: int [B, S] -> int [B, T] (and attention float [B, T, S] if asked).
 
@@ -28,7 +38,8 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     ``min_length`` the ``<eos>`` logit is excluded.
     """
     _check_lengths(max_length, min_length)
-    enc = model.encode(src_ids, lengths)
+    src, lengths, restore = _by_length(model, src_ids, lengths)
+    enc = model.encode(src, lengths)
     decoder, params = model.decoder, model.params
     B, S = enc.lengths.shape[0], int(np.asarray(src_ids).shape[1])
     state = decoder.initial_step_state(enc)
@@ -52,8 +63,8 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
         if done.all():
             break
     if return_attention:
-        return out[:, :steps], attention[:, :steps]
-    return out[:, :steps]
+        return out[restore, :steps], attention[restore, :steps]
+    return out[restore, :steps]
 
 
 def _log_softmax(logits):
@@ -102,7 +113,8 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
         raise ValueError(f"length_penalty must be a number >= 0; got {length_penalty!r}")
     alpha = float(length_penalty)
-    enc0 = model.encode(src_ids, lengths)
+    src, lengths, restore = _by_length(model, src_ids, lengths)
+    enc0 = model.encode(src, lengths)
     decoder, params = model.decoder, model.params
     B, K = enc0.lengths.shape[0], int(beam_size)
     S = int(np.asarray(src_ids).shape[1])
@@ -168,4 +180,4 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
                  None if feed is None else feed[flat_parents])
         tokens = chosen.reshape(-1).astype(np.int64)
         scores = new_scores
-    return [f[:n_best] for f in finished]
+    return [finished[b][:n_best] for b in restore]

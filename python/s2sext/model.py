@@ -699,6 +699,12 @@ class Seq2Seq:
                 raise ValueError(f"{name} must lie in [0, {self.config.tgt_vocab_size}) (the target vocabulary)")
         drop_rng = rng if (train and self.config.dropout > 0) else None
         params = self.params
+        # Rows sorted by source length, longest first: the LSTM kernels then skip finished rows at
+        # each step (as packed sequences do). The loss is a mean over tokens, so order is free.
+        order = np.argsort(-src_lengths, kind="stable")
+        if np.any(order != np.arange(B)):
+            src, src_lengths = src[order], src_lengths[order]
+            tgt_in, tgt_out, tgt_lengths = tgt_in[order], tgt_out[order], tgt_lengths[order]
         enc = self.encoder.forward(params, src, src_lengths, drop_rng)
         grads = self.zero_grads() if need_grads else None
         fed_truth = 1.0
@@ -742,7 +748,9 @@ class Seq2Seq:
                     if d_mem_t is not None:
                         d_memory = d_mem_t if d_memory is None else d_memory + d_mem_t
                 self.encoder.backward(params, enc, d_memory, d_state[0], d_state[1], grads)
-        stats = {"tokens": count, "correct": correct, "fed_truth": fed_truth, "decoder_inputs": decoder_inputs}
+        restored = np.empty_like(decoder_inputs)
+        restored[order] = decoder_inputs
+        stats = {"tokens": count, "correct": correct, "fed_truth": fed_truth, "decoder_inputs": restored}
         return loss, grads, stats
 
     # -- inference -------------------------------------------------------------------------------

@@ -46,6 +46,38 @@ void gate_weight_grads(T* dw_ih, T* dw_hh, T* db, const T* dgates, const T* x, c
   sum_rows(db, dgates, N, G);
 }
 
+// active[t] = 1 + the last row still running at step t (lengths[n] > t), 0 if none: rows at or past
+// it are all padding at step t, so the step's products can stop there. With lengths sorted in
+// decreasing order (as Seq2Seq sorts its batches), the rows below active[t] are exactly the running
+// ones, as in PyTorch's packed sequences.
+std::vector<int64_t> active_rows(const int64_t* lengths, int64_t B, int64_t S) {
+  std::vector<int64_t> active(static_cast<size_t>(S), B);
+  if (!lengths) return active;
+  for (int64_t t = 0; t < S; ++t) {
+    int64_t last = 0;
+    for (int64_t n = 0; n < B; ++n)
+      if (lengths[n] > t) last = n + 1;
+    active[t] = last;
+  }
+  return active;
+}
+
+// Splits rows [0, B) into `parts` contiguous ranges of about equal work (valid steps), so that a
+// batch sorted by length does not give one thread all the long rows.
+std::vector<int64_t> balanced_row_bounds(const int64_t* lengths, int64_t B, int64_t S, int64_t parts) {
+  std::vector<int64_t> bounds(static_cast<size_t>(parts) + 1, B);
+  bounds[0] = 0;
+  double total = 0;
+  for (int64_t n = 0; n < B; ++n) total += lengths ? std::min(lengths[n], S) : S;
+  double acc = 0;
+  int64_t part = 1;
+  for (int64_t n = 0; n < B && part < parts; ++n) {
+    acc += lengths ? std::min(lengths[n], S) : S;
+    while (part < parts && acc >= total * part / parts) bounds[part++] = n + 1;
+  }
+  return bounds;
+}
+
 }  // namespace
 
 template <class T>
@@ -139,8 +171,12 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
       std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
     }
   };
-  // gates[t, b0:b1] += h_all[t, b0:b1] @ w_hh[g0:g1]^T, columns [g0, g1)
+  // gates[t, b0:b1] += h_all[t, b0:b1] @ w_hh[g0:g1]^T, columns [g0, g1); rows past the last
+  // running one are skipped (their gates are zeroed by the gate pass)
+  const std::vector<int64_t> active = active_rows(lengths, B, S);
   auto recurrent_product = [&](int64_t t, int64_t b0, int64_t b1, int64_t g0, int64_t g1) {
+    b1 = std::min(b1, active[t]);
+    if (b1 <= b0) return;
     gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, H, T(1), h_all + (t * B + b0) * H, H, w_hh + g0 * H, H,
             T(1), gates + (t * B + b0) * G + g0, G);
   };
@@ -184,8 +220,10 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
   // hs[t] and from step t+1 join there.
   if (dhT) std::memcpy(dh0, dhT, sizeof(T) * B * H); else std::fill(dh0, dh0 + B * H, T(0));
   if (dcT) std::memcpy(dc0, dcT, sizeof(T) * B * H); else std::fill(dc0, dc0 + B * H, T(0));
-  // Each thread sweeps all S steps back for its rows [b0, b1), as in the forward.
-  parallel_ranges(B, min_rows_per_thread(S, H), [&](int64_t b0, int64_t b1) {
+  // Each thread sweeps all S steps back for its rows [b0, b1), as in the forward; the ranges hold
+  // about equal numbers of valid steps. Rows past the last running one skip the product.
+  const std::vector<int64_t> active = active_rows(lengths, B, S);
+  auto sweep = [&](int64_t b0, int64_t b1) {
     std::vector<T> dh_step(H);
     for (int64_t t = S - 1; t >= 0; --t) {
       T* dgates_t = dgates + t * B * G;
@@ -205,16 +243,39 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
         std::fill(dh_n, dh_n + H, T(0));  // refilled below by the recurrent product
       }
       // forward: gates[t] += h_all[t] @ w_hh^T, so dL/dh_all[t] += dgates[t] @ w_hh
-      gemm<T>(Trans::no, Trans::no, b1 - b0, H, G, T(1), dgates_t + b0 * G, G, w_hh, H, T(1),
-              dh0 + b0 * H, H);
+      const int64_t r1 = std::min(b1, active[t]);
+      if (r1 > b0)
+        gemm<T>(Trans::no, Trans::no, r1 - b0, H, G, T(1), dgates_t + b0 * G, G, w_hh, H, T(1), dh0 + b0 * H, H);
     }
-  });
+  };
+  int64_t parts = std::min<int64_t>(num_threads(), B / min_rows_per_thread(S, H));
+  const std::vector<int64_t> bounds = balanced_row_bounds(lengths, B, S, parts < 1 ? 1 : parts);
+  if (!(parts > 1 && !in_parallel_region() &&
+        detail::run_on_pool(parts, [&](int64_t r) { sweep(bounds[r], bounds[r + 1]); })))
+    sweep(0, B);
   // forward: gates = x_tm @ w_ih^T + h_all[:S] @ w_hh^T + b over all S*B rows
   T* dx_tm = scratch<T>(Scratch::lstm_dx_tm, S * B * I);
   gemm<T>(Trans::no, Trans::no, S * B, I, G, T(1), dgates, G, w_ih, I, T(0), dx_tm, I);
   for (int64_t n = 0; n < B; ++n)
     for (int64_t t = 0; t < S; ++t) std::memcpy(dx + (n * S + t) * I, dx_tm + (t * B + n) * I, sizeof(T) * I);
-  gate_weight_grads(dw_ih, dw_hh, db, dgates, x_tm, h_all, S * B, I, H);
+  int64_t running = 0;
+  for (int64_t t = 0; t < S; ++t) running += active[t];
+  if (running * 4 < S * B * 3) {
+    // A quarter or more of the rows are padding at their step (sorted lengths): products over each
+    // step's running rows only, accumulated, instead of one product over all S*B rows.
+    std::fill(dw_ih, dw_ih + G * I, T(0));
+    std::fill(dw_hh, dw_hh + G * H, T(0));
+    for (int64_t t = 0; t < S; ++t) {
+      if (active[t] == 0) continue;
+      gemm<T>(Trans::yes, Trans::no, G, I, active[t], T(1), dgates + t * B * G, G, x_tm + t * B * I, I, T(1),
+              dw_ih, I);
+      gemm<T>(Trans::yes, Trans::no, G, H, active[t], T(1), dgates + t * B * G, G, h_all + t * B * H, H, T(1),
+              dw_hh, H);
+    }
+    sum_rows(db, dgates, S * B, G);
+  } else {
+    gate_weight_grads(dw_ih, dw_hh, db, dgates, x_tm, h_all, S * B, I, H);
+  }
 }
 
 #define S2S_INSTANTIATE_LSTM(T)                                                                    \
