@@ -251,3 +251,32 @@ def test_lstm_sequence_equals_cell_steps(rng, dtype):
         np.testing.assert_allclose(hs[:, t], h, rtol=0, atol=16 * np.finfo(dtype).eps * scale)
     np.testing.assert_allclose(hT, h, rtol=0, atol=16 * np.finfo(dtype).eps * np.max(np.abs(h)))
     np.testing.assert_allclose(cT, c, rtol=0, atol=16 * np.finfo(dtype).eps * np.max(np.abs(c)))
+
+
+def test_results_do_not_depend_on_array_addresses():
+    """The same numbers at other addresses give the same bits (the batch-1 GEMV once grouped
+    columns by the weight's alignment, so a reloaded model could decode differently)."""
+    rng = np.random.default_rng(0)
+    H, I = 40, 24  # row lengths that are multiples of 8 floats, where the old grouping differed
+    x = rng.standard_normal((1, I)).astype(np.float32)
+    h0 = rng.standard_normal((1, H)).astype(np.float32)
+    c0 = rng.standard_normal((1, H)).astype(np.float32)
+    w_ih = rng.standard_normal((4 * H, I)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
+    b = rng.standard_normal(4 * H).astype(np.float32)
+
+    def at_offset(a, offset_floats):
+        raw = np.empty(a.size + 64, np.float32)
+        start = (-raw.ctypes.data // 4) % 16 + offset_floats
+        out = raw[start:start + a.size].reshape(a.shape)
+        out[...] = a
+        return out
+
+    results = []
+    for offset in range(8):
+        args = [at_offset(a, offset) for a in (x, h0, c0, w_ih, w_hh, b)]
+        h1, c1, _ = ops.lstm_cell_forward(*args)
+        results.append((h1, c1))
+    for h1, c1 in results[1:]:
+        np.testing.assert_array_equal(h1, results[0][0])
+        np.testing.assert_array_equal(c1, results[0][1])

@@ -52,6 +52,17 @@ def _linear_backward(d_out, x, weight, grads, weight_name, bias_name=None, need_
     return dx
 
 
+def aligned_array(values, dtype=DTYPE, alignment=64):
+    """A C-contiguous copy of ``values`` whose data starts on an ``alignment``-byte boundary (the
+    kernels' row loads are then aligned)."""
+    values = np.asarray(values, dtype=dtype)
+    raw = np.empty(values.nbytes + alignment, np.uint8)
+    offset = (-raw.ctypes.data) % alignment
+    out = raw[offset:offset + values.nbytes].view(dtype).reshape(values.shape)
+    out[...] = values
+    return out
+
+
 def _dropout_mask(shape, rate, rng):
     """Inverted dropout: 0 with probability ``rate``, else ``1/(1-rate)``; None when off."""
     if rate <= 0.0 or rng is None:
@@ -202,7 +213,7 @@ def init_parameters(config: Config, rng: np.random.Generator) -> dict[str, np.nd
             value = rng.uniform(-bound, bound, shape)
             if name.endswith(".b"):  # one LSTM bias stands for PyTorch's two
                 value = value + rng.uniform(-bound, bound, shape)
-        params[name] = np.ascontiguousarray(value, dtype=DTYPE)
+        params[name] = aligned_array(value)
     return params
 
 
@@ -874,7 +885,7 @@ class Seq2Seq:
             value = tensors[name]
             if value.shape != shape or value.dtype != DTYPE:
                 raise ValueError(f"parameter {name!r} has shape {value.shape} dtype {value.dtype}; expected {shape} float32")
-            params[name] = np.ascontiguousarray(value)
+            params[name] = aligned_array(value)
         cfg = config.as_dict()
         del cfg["src_vocab_size"], cfg["tgt_vocab_size"]
         return cls(src_vocab, tgt_vocab, _params=params, **cfg)

@@ -204,25 +204,19 @@ inline VecF vfma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a, b, c); }
 template <>
 void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t N, int64_t K, float alpha,
                  float beta) {
-  // numpy's large arrays usually start 16 bytes past a 32-byte boundary, and a load that splits a
-  // cache line costs about a quarter more bandwidth here. When every row has the same alignment
-  // (ldw a multiple of 8), the first `head` columns are done as a partial vector so the row loads
-  // of the main loop are aligned; x, which stays in L1, takes the split loads instead.
-  int64_t head = 0;
-  if (ldw % kLanes == 0) head = static_cast<int64_t>((32 - reinterpret_cast<uintptr_t>(W) % 32) % 32) / 4;
-  head = head < K ? head : K;
+  // The columns are grouped into lanes from column 0 whatever the addresses, so a result never
+  // depends on where the arrays happen to lie (a run that reloads its weights computes the same
+  // bits). Row loads are aligned when W is 32-byte aligned and ldw a multiple of 8, which is how
+  // Seq2Seq allocates its parameters; a load that splits a cache line costs about a quarter more
+  // bandwidth here.
   int64_t n = 0;
   for (; n + 8 <= N; n += 8) {
     const float* w = W + n * ldw;
     VecF acc[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
-    if (head) {
-      const VecF xk = vload_tail(x, head);
-      for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw, head), xk, acc[r]);
-    }
     // Two-level sums for accuracy: acc takes at most 8 terms per lane (64 columns), then is folded
     // into total, so no lane ever sums K/8 terms in one running float.
     VecF total[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
-    int64_t k = head;
+    int64_t k = 0;
     while (k + kLanes <= K) {
       const int64_t block_end = k + 8 * kLanes <= K ? k + 8 * kLanes : K - (K - k) % kLanes;
       for (; k < block_end; k += kLanes) {
