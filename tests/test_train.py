@@ -9,7 +9,8 @@ import torch
 
 from s2sext import ModelFileError, Seq2Seq
 from s2sext.data import encode_pairs, build_vocabs, make_task, split_pairs
-from s2sext.train import SGD, Adam, TeacherForcingSchedule, clip_grad_norm, evaluate, train
+from s2sext import _core
+from s2sext.train import SGD, Adam, TeacherForcingSchedule, clip_grad_norm, clip_scale, evaluate, grad_norm, train
 
 
 def test_schedule_formulas():
@@ -76,11 +77,14 @@ def test_adam_sgd_and_clipping_match_torch():
     tparams = [torch.tensor(params["a"], requires_grad=True), torch.tensor(params["b"], requires_grad=True)]
     topt = torch.optim.Adam(tparams, lr=0.01)
     opt = Adam(params, lr=0.01)
+    fused_params = {k: v.copy() for k, v in params.items()}
+    fused = Adam(fused_params, lr=0.01)  # clipping passed as a scale into the update
     for step in range(5):
         grads = {"a": rng.standard_normal((3, 4)).astype(np.float32) * 10,
                  "b": rng.standard_normal(5).astype(np.float32) * 10}
         for t, g in zip(tparams, grads.values()):
             t.grad = torch.tensor(g)
+        fused.step(grads, scale=clip_scale(grad_norm(grads), 3.0))
         tnorm = torch.nn.utils.clip_grad_norm_(tparams, 3.0)
         norm = clip_grad_norm(grads, 3.0)
         assert norm == pytest.approx(float(tnorm), rel=1e-5)
@@ -88,9 +92,10 @@ def test_adam_sgd_and_clipping_match_torch():
             np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-7)
         topt.step()
         opt.step(grads)
-        for t, p in zip(tparams, params.values()):
+        for t, p, pf in zip(tparams, params.values(), fused_params.values()):
             # float32 updates: a few ulps of |p| per step
             np.testing.assert_allclose(p, t.detach().numpy(), rtol=2e-6, atol=1e-6)
+            np.testing.assert_allclose(pf, t.detach().numpy(), rtol=2e-6, atol=1e-6)
     p = {"w": np.ones(3, np.float32)}
     sgd = SGD(p, lr=0.5, momentum=0.9)
     sgd.step({"w": np.ones(3, np.float32)})
@@ -157,3 +162,19 @@ def test_short_training_run_learns_to_reverse(tmp_path):
     assert after["accuracy"] >= 0.9, after  # from 0% untrained; 99.5% measured after these 6 epochs
     best = Seq2Seq.load(tmp_path / "best.s2s")
     assert evaluate(best, *va)["accuracy"] == max(h["valid_accuracy"] for h in history)
+
+
+def test_optimizer_kernels_refuse_bad_lists():
+    p = [np.zeros(3, np.float32)]
+    with pytest.raises(ValueError, match="must have the same length"):
+        _core.adam_update(p, p + p, p, p, 1.0, 0.9, 0.999, 1e-8, 0.1, 1.0)
+    with pytest.raises(TypeError, match=r"grads\[0\] has dtype float64"):
+        _core.adam_update(p, [np.zeros(3)], [np.zeros(3, np.float32)], [np.zeros(3, np.float32)], 1.0, 0.9,
+                          0.999, 1e-8, 0.1, 1.0)
+    with pytest.raises(ValueError, match=r"m\[0\] has 4 elements"):
+        _core.adam_update(p, p, [np.zeros(4, np.float32)], p, 1.0, 0.9, 0.999, 1e-8, 0.1, 1.0)
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        _core.grad_sum_squares([np.zeros((4, 4), np.float32)[:, ::2]])
+    with pytest.raises(TypeError, match="must be float32 or float64"):
+        _core.grad_sum_squares([np.zeros(3, np.int32)])
+    assert _core.grad_sum_squares([np.full(100000, 0.5, np.float32), np.ones(3)]) == 25003.0

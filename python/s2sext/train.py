@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _core
 from .data import EOS_ID, PAD_ID, SOS_ID, batches, pad_batch
 
 # ---------------------------------------------------------------------------------------------
@@ -111,18 +112,31 @@ class TeacherForcingSchedule:
 # Optimisers and clipping
 
 
+def grad_norm(grads: dict) -> float:
+    """The global L2 norm of every gradient (float64 sums, the same at any thread count)."""
+    return math.sqrt(_core.grad_sum_squares(list(grads.values())))
+
+
+def clip_scale(norm: float, max_norm: float | None) -> float:
+    """The factor ``min(1, max_norm / norm)`` of global-norm clipping (PyTorch's, with its 1e-6)."""
+    if max_norm is None or max_norm <= 0 or not norm > max_norm:
+        return 1.0
+    return max_norm / (norm + 1e-6)
+
+
 def clip_grad_norm(grads: dict, max_norm: float | None) -> float:
-    """Scale every gradient by ``min(1, max_norm / total_norm)`` in place; returns the norm before."""
-    total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
-    if max_norm is not None and max_norm > 0 and total > max_norm:
-        scale = np.float32(max_norm / (total + 1e-6))
+    """Scale every gradient by :func:`clip_scale` in place; returns the norm before clipping."""
+    total = grad_norm(grads)
+    scale = clip_scale(total, max_norm)
+    if scale != 1.0:
         for g in grads.values():
-            g *= scale
+            g *= np.float32(scale) if g.dtype == np.float32 else scale
     return total
 
 
 class Adam:
-    """Adam (Kingma & Ba) with bias correction, updating the parameter arrays in place."""
+    """Adam (Kingma & Ba) as PyTorch computes it, updating the parameter arrays in place; one fused
+    C++ pass per array (``scale`` applies global-norm clipping on the way)."""
 
     name = "adam"
 
@@ -134,17 +148,14 @@ class Adam:
         self.v = {k: np.zeros_like(v) for k, v in params.items()}
         self.steps = 0
 
-    def step(self, grads: dict) -> None:
+    def step(self, grads: dict, scale: float = 1.0) -> None:
         self.steps += 1
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr * math.sqrt(1 - b2**self.steps) / (1 - b1**self.steps)
-        for name, p in self.params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            p -= np.float32(step_size) * m / (np.sqrt(v) + np.float32(self.eps))
+        names = list(self.params)
+        _core.adam_update(
+            [self.params[k] for k in names], [grads[k] for k in names], [self.m[k] for k in names],
+            [self.v[k] for k in names], float(scale), self.beta1, self.beta2, self.eps,
+            self.lr / (1 - self.beta1**self.steps), 1.0 / math.sqrt(1 - self.beta2**self.steps),
+        )
 
     def state_tensors(self) -> dict:
         tensors = {f"optim.m.{k}": v for k, v in self.m.items()}
@@ -170,16 +181,16 @@ class SGD:
         self.velocity = {k: np.zeros_like(v) for k, v in params.items()} if momentum else None
         self.steps = 0
 
-    def step(self, grads: dict) -> None:
+    def step(self, grads: dict, scale: float = 1.0) -> None:
         self.steps += 1
         for name, p in self.params.items():
-            g = grads[name]
+            g = grads[name] * p.dtype.type(scale) if scale != 1.0 else grads[name]
             if self.velocity is not None:
                 vel = self.velocity[name]
                 vel *= self.momentum
                 vel += g
                 g = vel
-            p -= np.float32(self.lr) * g
+            p -= p.dtype.type(self.lr) * g
 
     def state_tensors(self) -> dict:
         return {f"optim.velocity.{k}": v for k, v in (self.velocity or {}).items()}
@@ -357,8 +368,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
                                                       feed_prob=feed_prob, rng=rng, train=True)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss} at update {updates}")
-            clip_grad_norm(grads, clip)
-            opt.step(grads)
+            opt.step(grads, scale=clip_scale(grad_norm(grads), clip))
             updates += 1
             loss_sum += loss * stats["tokens"]
             tokens += stats["tokens"]

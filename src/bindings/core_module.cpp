@@ -18,6 +18,7 @@
 #include "cpu.h"
 #include "dense.h"
 #include "lstm.h"
+#include "optim.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -726,6 +727,83 @@ py::tuple linear_backward(py::handle dy_in, py::handle x_in, py::handle w_in, py
   });
 }
 
+// ---- optimiser ---------------------------------------------------------------------------------
+
+// A list of numpy arrays, each C-contiguous (and writeable where it is updated).
+std::vector<py::array> array_list(const Checker& ck, py::handle seq, const char* name, bool writeable) {
+  std::vector<py::array> out;
+  for (py::handle item : seq) {
+    if (!py::isinstance<py::array>(item))
+      ck.type_error(std::string(name) + " must hold numpy arrays, got " + type_name(item));
+    py::array a = py::reinterpret_borrow<py::array>(item);
+    if (!(a.flags() & py::array::c_style))
+      ck.value_error(std::string(name) + "[" + std::to_string(out.size()) + "] must be C-contiguous");
+    if (writeable && !a.writeable())
+      ck.value_error(std::string(name) + "[" + std::to_string(out.size()) + "] must be writeable");
+    out.push_back(a);
+  }
+  return out;
+}
+
+double grad_sum_squares(py::handle grads_in) {
+  Checker ck("grad_sum_squares");
+  const std::vector<py::array> grads = array_list(ck, grads_in, "grads", false);
+  std::vector<std::pair<const void*, int64_t>> spans;
+  std::vector<bool> f64;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const char kind = grads[i].dtype().kind();
+    if (kind != 'f' || (grads[i].itemsize() != 4 && grads[i].itemsize() != 8))
+      ck.type_error("grads[" + std::to_string(i) + "] must be float32 or float64, got dtype " +
+                    std::string(py::str(grads[i].dtype())));
+    spans.emplace_back(grads[i].data(), grads[i].size());
+    f64.push_back(grads[i].itemsize() == 8);
+  }
+  py::gil_scoped_release nogil;
+  double total = 0;
+  for (size_t i = 0; i < spans.size(); ++i)
+    total += f64[i] ? s2s::sum_squares(static_cast<const double*>(spans[i].first), spans[i].second)
+                    : s2s::sum_squares(static_cast<const float*>(spans[i].first), spans[i].second);
+  return total;
+}
+
+void adam_update(py::handle params_in, py::handle grads_in, py::handle m_in, py::handle v_in, double scale,
+                 double beta1, double beta2, double eps, double step_size, double inv_sqrt_bias2) {
+  Checker ck("adam_update");
+  const auto params = array_list(ck, params_in, "params", true), grads = array_list(ck, grads_in, "grads", false);
+  const auto ms = array_list(ck, m_in, "m", true), vs = array_list(ck, v_in, "v", true);
+  if (grads.size() != params.size() || ms.size() != params.size() || vs.size() != params.size())
+    ck.value_error("params, grads, m and v must have the same length; got " + std::to_string(params.size()) + ", " +
+                   std::to_string(grads.size()) + ", " + std::to_string(ms.size()) + ", " + std::to_string(vs.size()));
+  for (size_t i = 0; i < params.size(); ++i) {
+    const py::array* group[4] = {&params[i], &grads[i], &ms[i], &vs[i]};
+    const char* names[4] = {"params", "grads", "m", "v"};
+    for (int j = 0; j < 4; ++j) {
+      if (!group[j]->dtype().is(params[i].dtype()) || params[i].dtype().kind() != 'f' ||
+          (params[i].itemsize() != 4 && params[i].itemsize() != 8))
+        ck.type_error(std::string(names[j]) + "[" + std::to_string(i) + "] has dtype " +
+                      std::string(py::str(group[j]->dtype())) + "; all four must be params[" + std::to_string(i) +
+                      "]'s float32 or float64");
+      if (group[j]->size() != params[i].size())
+        ck.value_error(std::string(names[j]) + "[" + std::to_string(i) + "] has " + std::to_string(group[j]->size()) +
+                       " elements; params[" + std::to_string(i) + "] has " + std::to_string(params[i].size()));
+    }
+  }
+  const s2s::AdamStep step{scale, beta1, beta2, eps, step_size, inv_sqrt_bias2};
+  py::gil_scoped_release nogil;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].itemsize() == 8)
+      s2s::adam_update(static_cast<double*>(const_cast<void*>(params[i].data())),
+                       static_cast<double*>(const_cast<void*>(ms[i].data())),
+                       static_cast<double*>(const_cast<void*>(vs[i].data())),
+                       static_cast<const double*>(grads[i].data()), params[i].size(), step);
+    else
+      s2s::adam_update(static_cast<float*>(const_cast<void*>(params[i].data())),
+                       static_cast<float*>(const_cast<void*>(ms[i].data())),
+                       static_cast<float*>(const_cast<void*>(vs[i].data())),
+                       static_cast<const float*>(grads[i].data()), params[i].size(), step);
+  }
+}
+
 // ---- the machine --------------------------------------------------------------------------------
 
 py::dict cpu_info() {
@@ -832,6 +910,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("activation"));
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
         py::arg("activation"), py::arg("need_dx"));
+  m.def("grad_sum_squares", &grad_sum_squares, py::arg("grads"),
+        "Sum of squares of every element of a list of float arrays (float64 accumulation).");
+  m.def("adam_update", &adam_update, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
+        py::arg("scale"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("step_size"),
+        py::arg("inv_sqrt_bias2"), "Adam's in-place update of lists of arrays (see optim.h).");
   m.def("memory_cache_info", &memory_cache_info,
         "Bytes of freed output buffers s2sext keeps for reuse (large arrays only).");
   m.def("set_memory_cache_limit", [](size_t limit) { s2s::set_block_cache_limit(limit); }, py::arg("limit_bytes"),
