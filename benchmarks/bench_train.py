@@ -74,7 +74,7 @@ OURS_STEP = ("`batches` pads the batch (numpy), `target_arrays` builds `<sos> y`
              "`Seq2Seq.loss_and_grads` (C++ kernels: encoder LSTM over the padded reversed source with "
              "lengths, decoder LSTM over all T steps at once, dot attention over all steps, tanh combine "
              "layer, output layer, masked softmax cross-entropy; then the backward pass of all of it), "
-             "`s2sext.train.clip_grad_norm(grads, 5.0)`, `s2sext.train.Adam.step` (numpy).")
+             "the global gradient norm and `s2sext.train.Adam.step` with the clipping scale (C++, one fused pass per array), as `s2sext.train.train` does.")
 TORCH_STEP = ("the same `batches` and `target_arrays`, `torch.from_numpy` of the five arrays, "
               "`optimizer.zero_grad()`, `TorchSeq2Seq.loss` (nn.Embedding; encoder nn.LSTM over "
               "`pack_padded_sequence(enforce_sorted=False)`; decoder nn.LSTM over all T steps; "
@@ -152,7 +152,7 @@ def epoch_batches(s2sext, train_ids, seed: int, epoch: int, limit: int | None):
 
 
 def ours_epoch(np, s2sext, model, opt, train_ids, seed, epoch, limit):
-    from s2sext.train import clip_grad_norm, target_arrays
+    from s2sext.train import clip_scale, grad_norm, target_arrays
 
     loss_sum = tokens = 0.0
     n = 0
@@ -161,8 +161,7 @@ def ours_epoch(np, s2sext, model, opt, train_ids, seed, epoch, limit):
         loss, grads, stats = model.loss_and_grads(src, src_len, tgt_in, tgt_out, lengths)
         if not math.isfinite(loss):
             raise FloatingPointError(f"s2sext: the training loss became {loss} in epoch {epoch + 1}")
-        clip_grad_norm(grads, CLIP)
-        opt.step(grads)
+        opt.step(grads, scale=clip_scale(grad_norm(grads), CLIP))
         loss_sum += loss * stats["tokens"]
         tokens += stats["tokens"]
         n += 1
