@@ -3,6 +3,8 @@
 * :mod:`s2sext.ops` -- the kernels (numpy in, numpy out, forward and backward).
 * :class:`Seq2Seq` -- the model: encoder, decoder, attention (Luong or Bahdanau), training
   (:mod:`s2sext.train`), greedy and beam decoding (:mod:`s2sext.decoding`), one-file save/load.
+* :class:`Decoder` -- a trained model compiled for inference: encoder and greedy/beam decoding in
+  C++ (``model.compile()``, ``Decoder.load(path)``).
 * :mod:`s2sext.data` -- tokenizers, vocabularies, TSV files and the built-in tasks.
 
 ``import s2sext`` needs numpy only (never torch).
@@ -11,7 +13,8 @@
 from . import data, ops
 from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads
 from .data import Vocab
-from .model import Attention, Config, Decoder, Encoder, Seq2Seq
+from .engine import Decoder
+from .model import Attention, Config, Encoder, RecurrentDecoder, Seq2Seq
 from .serialize import ModelFileError
 
 __version__ = "0.1.0"
@@ -22,6 +25,7 @@ __all__ = [
     "Seq2Seq",
     "Encoder",
     "Decoder",
+    "RecurrentDecoder",
     "Attention",
     "Config",
     "Vocab",

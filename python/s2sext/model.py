@@ -9,7 +9,7 @@ Parts, importable on their own:
 
 * :class:`Encoder` -- embedding, stacked (optionally bidirectional) LSTM, the bridge.
 * :class:`Attention` -- the score kinds of :mod:`s2sext.ops` with their parameters.
-* :class:`Decoder` -- embedding, stacked LSTM, attention in Luong or Bahdanau style, the
+* :class:`RecurrentDecoder` -- embedding, stacked LSTM, attention in Luong or Bahdanau style, the
   ``tanh(W_c [c; h])`` combine layer and the output layer; run all steps at once or step by step.
 * :class:`Seq2Seq` -- the three together, with the loss, decoding, translation and files.
 
@@ -377,7 +377,7 @@ class Attention:
 # Decoder
 
 
-class Decoder:
+class RecurrentDecoder:
     """Target embedding, stacked LSTM, attention (Luong or Bahdanau), combine and output layers."""
 
     def __init__(self, config: Config):
@@ -629,7 +629,7 @@ class Seq2Seq:
         self.config.validate()
         self.params = _params if _params is not None else init_parameters(self.config, np.random.default_rng(seed))
         self.encoder = Encoder(self.config)
-        self.decoder = Decoder(self.config)
+        self.decoder = RecurrentDecoder(self.config)
 
     # -- sizes and checks ------------------------------------------------------------------------
 
@@ -824,6 +824,13 @@ class Seq2Seq:
         if n_best == 1:
             return [self.decode_ids(hyps[0]["tokens"]) for hyps in results]
         return [[(self.decode_ids(h["tokens"]), h["score"]) for h in hyps] for hyps in results]
+
+    def compile(self, dtype="float32"):
+        """The compiled decoder (:class:`s2sext.Decoder`): encoder and decoding in C++, weights
+        prepared once (``dtype="bfloat16"`` stores the decoder's matrices in bfloat16)."""
+        from .engine import Decoder
+
+        return Decoder.from_model(self, dtype)
 
     # -- files -----------------------------------------------------------------------------------
 

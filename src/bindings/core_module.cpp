@@ -17,6 +17,7 @@
 #include "block_cache.h"
 #include "cpu.h"
 #include "dense.h"
+#include "engine.h"
 #include "lstm.h"
 #include "optim.h"
 #include "parallel.h"
@@ -804,6 +805,141 @@ void adam_update(py::handle params_in, py::handle grads_in, py::handle m_in, py:
   }
 }
 
+// ---- the inference engine ----------------------------------------------------------------------
+
+s2s::EngineConfig engine_config(const py::dict& d) {
+  auto get = [&](const char* key) -> py::object {
+    if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
+    return d[key];
+  };
+  s2s::EngineConfig c;
+  c.src_vocab = get("src_vocab_size").cast<int64_t>();
+  c.tgt_vocab = get("tgt_vocab_size").cast<int64_t>();
+  c.embed = get("embed_size").cast<int64_t>();
+  c.hidden = get("hidden_size").cast<int64_t>();
+  c.layers = get("num_layers").cast<int64_t>();
+  c.bidirectional = get("bidirectional").cast<bool>();
+  c.max_source_length = get("max_source_length").cast<int64_t>();
+  const py::object att = get("attention");
+  const std::string kind = att.is_none() ? "none" : att.cast<std::string>();
+  const std::pair<const char*, s2s::EngineAttention> kinds[] = {
+      {"none", s2s::EngineAttention::none},       {"dot", s2s::EngineAttention::dot},
+      {"scaled_dot", s2s::EngineAttention::scaled_dot}, {"general", s2s::EngineAttention::general},
+      {"concat", s2s::EngineAttention::concat},   {"location", s2s::EngineAttention::location}};
+  bool found = false;
+  for (const auto& k : kinds)
+    if (kind == k.first) {
+      c.attention = k.second;
+      found = true;
+    }
+  if (!found) throw py::value_error("config attention '" + kind + "' is not a known kind");
+  const std::string style = get("attention_style").cast<std::string>();
+  if (style != "luong" && style != "bahdanau") throw py::value_error("config attention_style '" + style + "' is unknown");
+  c.bahdanau = style == "bahdanau";
+  c.input_feeding = get("input_feeding").cast<bool>();
+  return c;
+}
+
+struct SourceBatch {
+  Array<int64_t> src;
+  std::vector<int64_t> lengths;
+  int64_t B, S;
+};
+
+SourceBatch source_batch(const Checker& ck, py::handle src_in, py::handle lengths_in) {
+  py::array raw = py::array::ensure(src_in);
+  if (!raw || (raw.dtype().kind() != 'i' && raw.dtype().kind() != 'u'))
+    ck.type_error("src_ids must be an integer array [B, S], got " +
+                  (raw ? "dtype " + std::string(py::str(raw.dtype())) : type_name(src_in)));
+  if (raw.ndim() != 2) ck.value_error("src_ids must have shape [B, S], got shape " + shape_str(raw));
+  SourceBatch sb{Array<int64_t>(raw), {}, raw.shape(0), raw.shape(1)};
+  if (sb.B < 1 || sb.S < 1) ck.value_error("src_ids must have B, S >= 1, got shape " + shape_str(raw));
+  if (lengths_in.is_none()) {
+    sb.lengths.assign(static_cast<size_t>(sb.B), sb.S);
+  } else {
+    py::array l = py::array::ensure(lengths_in);
+    if (!l || (l.dtype().kind() != 'i' && l.dtype().kind() != 'u'))
+      ck.type_error("lengths must be an integer array [B]");
+    if (l.ndim() != 1 || l.shape(0) != sb.B)
+      ck.value_error("lengths must have shape (" + std::to_string(sb.B) + ",), got shape " + shape_str(l));
+    Array<int64_t> li(l);
+    sb.lengths.assign(li.data(), li.data() + sb.B);
+  }
+  return sb;
+}
+
+class PyEngine {
+ public:
+  PyEngine(const py::dict& config, const py::dict& params, const std::string& weights) {
+    if (weights != "float32" && weights != "bfloat16")
+      throw py::value_error("dtype must be 'float32' or 'bfloat16', got '" + weights + "'");
+    const s2s::EngineConfig cfg = engine_config(config);
+    std::map<std::string, s2s::Tensor> tensors;
+    for (auto item : params) {
+      const std::string name = py::str(item.first);
+      Array<float> a(py::reinterpret_borrow<py::object>(item.second));
+      s2s::Tensor t;
+      for (py::ssize_t i = 0; i < a.ndim(); ++i) t.shape.push_back(a.shape(i));
+      t.values.assign(a.data(), a.data() + a.size());
+      tensors.emplace(name, std::move(t));
+    }
+    try {
+      py::gil_scoped_release nogil;
+      engine_.reset(new s2s::Engine(cfg, tensors, weights == "bfloat16" ? s2s::WeightType::bfloat16
+                                                                        : s2s::WeightType::float32));
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(std::string("Decoder: ") + e.what());
+    }
+  }
+
+  py::array greedy(py::handle src_in, py::handle lengths_in, int64_t max_length, int64_t min_length, bool serial) {
+    Checker ck("Decoder.greedy");
+    SourceBatch sb = source_batch(ck, src_in, lengths_in);
+    if (max_length < 1) ck.value_error("max_length must be >= 1, got " + std::to_string(max_length));
+    Array<int64_t> out(std::vector<py::ssize_t>{sb.B, max_length});
+    int64_t steps = 0;
+    try {
+      py::gil_scoped_release nogil;
+      steps = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, max_length, min_length,
+                              out.mutable_data(), serial);
+    } catch (const std::invalid_argument& e) {
+      ck.value_error(e.what());
+    }
+    py::object sliced = out[py::make_tuple(py::slice(py::none(), py::none(), py::none()), py::slice(0, steps, 1))];
+    return py::array(sliced.attr("copy")());
+  }
+
+  py::list beam(py::handle src_in, py::handle lengths_in, int64_t beam_size, int64_t max_length, int64_t min_length,
+                int64_t n_best, double length_penalty, bool serial) {
+    Checker ck("Decoder.beam");
+    SourceBatch sb = source_batch(ck, src_in, lengths_in);
+    std::vector<std::vector<s2s::Hypothesis>> result;
+    try {
+      py::gil_scoped_release nogil;
+      result = engine_->beam(sb.src.data(), sb.lengths.data(), sb.B, sb.S, beam_size, max_length, min_length, n_best,
+                             length_penalty, serial);
+    } catch (const std::invalid_argument& e) {
+      ck.value_error(e.what());
+    }
+    py::list out;
+    for (const auto& hyps : result) {
+      py::list items;
+      for (const auto& h : hyps) {
+        Array<int64_t> tokens(std::vector<py::ssize_t>{static_cast<py::ssize_t>(h.tokens.size())});
+        std::copy(h.tokens.begin(), h.tokens.end(), tokens.mutable_data());
+        items.append(py::make_tuple(tokens, h.score, h.log_prob));
+      }
+      out.append(items);
+    }
+    return out;
+  }
+
+  std::string weights() const { return engine_->weight_type() == s2s::WeightType::bfloat16 ? "bfloat16" : "float32"; }
+
+ private:
+  std::unique_ptr<s2s::Engine> engine_;
+};
+
 // ---- the machine --------------------------------------------------------------------------------
 
 py::dict cpu_info() {
@@ -910,6 +1046,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("activation"));
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
         py::arg("activation"), py::arg("need_dx"));
+  py::class_<PyEngine>(m, "Engine", "The compiled decoder (engine.h); use s2sext.Decoder.")
+      .def(py::init<const py::dict&, const py::dict&, const std::string&>(), py::arg("config"), py::arg("params"),
+           py::arg("dtype"))
+      .def("greedy", &PyEngine::greedy, py::arg("src_ids"), py::arg("lengths"), py::arg("max_length"),
+           py::arg("min_length"), py::arg("serial"))
+      .def("beam", &PyEngine::beam, py::arg("src_ids"), py::arg("lengths"), py::arg("beam_size"), py::arg("max_length"),
+           py::arg("min_length"), py::arg("n_best"), py::arg("length_penalty"), py::arg("serial"))
+      .def_property_readonly("dtype", &PyEngine::weights);
   m.def("grad_sum_squares", &grad_sum_squares, py::arg("grads"),
         "Sum of squares of every element of a list of float arrays (float64 accumulation).");
   m.def("adam_update", &adam_update, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),

@@ -358,12 +358,45 @@ void tanh_backward(const T* dy, const T* y, T* d_pre, int64_t n) {
   for (int64_t k = 0; k < n; ++k) d_pre[k] = dy[k] * (T(1) - y[k] * y[k]);
 }
 
+inline float bf16_to_float(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
+void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+               int64_t K, int64_t M, float beta) {
+  constexpr int64_t kChunk = 512;
+  alignas(64) float row[kChunk];
+  for (int64_t n = 0; n < N; ++n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const uint16_t* w = W + n * ldw;
+    for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+      const int64_t kk = K - k0 < kChunk ? K - k0 : kChunk;
+#pragma omp simd
+      for (int64_t k = 0; k < kk; ++k) row[k] = bf16_to_float(w[k0 + k]);
+      for (int64_t m = 0; m < M; ++m) {
+        const float* x = X + m * ldx + k0;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < kk; ++k) s += row[k] * x[k];
+        acc[m] += s;
+      }
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      float* y = Y + m * ldy + n;
+      *y = beta != 0.0f ? acc[m] + beta * *y : acc[m];
+    }
+  }
+}
+
 template <class T>
 KernelTable<T> make_table() {
   return KernelTable<T>{&lstm_gates_forward<T>, &lstm_gates_backward<T>, &gemv<T>,
                         &dot_scores<T>,         &additive_scores<T>,    &additive_scores_backward<T>,
                         &masked_softmax<T>,     &masked_softmax_backward<T>, &bias_activation<T>,
-                        &tanh_backward<T>};
+                        &tanh_backward<T>,      &gemm_bf16};
 }
 
 }  // namespace

@@ -170,6 +170,11 @@ void set_num_threads(int threads) { thread_setting().store(threads >= 1 ? thread
 
 bool in_parallel_region() { return t_in_region; }
 
+SerialScope::SerialScope() : outer_(!t_in_region) { t_in_region = true; }
+SerialScope::~SerialScope() {
+  if (outer_) t_in_region = false;
+}
+
 bool detail::run_on_pool(int64_t ranges, const std::function<void(int64_t)>& body, bool need_all_threads) {
   return pool().run(ranges, body, need_all_threads);
 }

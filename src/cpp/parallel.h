@@ -27,6 +27,20 @@ void set_num_threads(int threads);
 // again.
 bool in_parallel_region();
 
+// While one lives, work on this thread is not split (it runs as if inside a parallel region): a
+// caller that runs many independent calls on its own threads (a server's decodes) uses one per
+// call, so that its threads do not queue for the shared pool.
+class SerialScope {
+ public:
+  SerialScope();
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  bool outer_;
+};
+
 namespace detail {
 // Runs body(r) for r in [0, ranges) on the pool and the calling thread; false (nothing run) if the
 // pool cannot run it (a forked child, no thread could be started). Exceptions from body are

@@ -1,0 +1,679 @@
+// The inference engine (engine.h): encoder and greedy/beam decoding of a Seq2Seq in C++.
+// The model's equations are those of docs/model.md; this file follows them for inference only.
+#include "engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <utility>
+
+#include "blas.h"
+#include "dense.h"
+#include "kernels.h"
+#include "lstm.h"
+#include "parallel.h"
+
+namespace s2s {
+
+namespace {
+
+constexpr int64_t kPad = 0, kSos = 1, kEos = 2;
+constexpr size_t kProjectedTableMaxBytes = size_t(16) << 20;
+
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64 + 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+template <class T>
+using Buffer = std::vector<T, AlignedAllocator<T>>;
+
+// A weight matrix [rows, cols] in the engine's storage type.
+struct Matrix {
+  int64_t rows = 0, cols = 0;
+  Buffer<float> f32;
+  Buffer<uint16_t> bf16;  // bfloat16 bits (round to nearest even), when the engine stores bf16
+};
+
+uint16_t to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7f800000u) == 0x7f800000u) return static_cast<uint16_t>(bits >> 16 | ((bits & 0xffff) ? 0x40 : 0));
+  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+}  // namespace
+
+struct EngineWeights {
+  EngineConfig cfg;
+  WeightType type = WeightType::float32;
+  int64_t G = 0;
+  Buffer<float> src_embed, tgt_embed;
+  struct Lstm {
+    Matrix w_ih, w_hh;
+    Buffer<float> b;
+  };
+  std::vector<Lstm> enc_fwd, enc_bwd;  // encoder layers (fp32: they run once per input)
+  std::vector<Lstm> dec;               // decoder layers; dec[0].w_ih holds only the non-embedding columns
+  Matrix dec0_embed_cols;              // decoder layer 0, the embedding columns [G, E]
+  Buffer<float> projected_embed;       // [V, G] = tgt_embed @ dec0_embed_cols^T + b, or empty
+  Buffer<float> bridge_h_w, bridge_h_b, bridge_c_w, bridge_c_b, bridge_m_w;
+  Buffer<float> att_w_a, att_w_q, att_w_k, att_v;  // attention parameters (fp32)
+  Matrix combine;                                  // [H, 2H]
+  Buffer<float> combine_b;
+  Matrix out;  // [V, H]
+  Buffer<float> out_b;
+};
+
+namespace {
+
+const Tensor& need(const std::map<std::string, Tensor>& params, const std::string& name,
+                   std::vector<int64_t> shape) {
+  auto it = params.find(name);
+  if (it == params.end()) throw std::invalid_argument("parameter '" + name + "' is missing");
+  if (it->second.shape != shape) {
+    std::string want, got;
+    for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+    for (int64_t d : it->second.shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
+    throw std::invalid_argument("parameter '" + name + "' has shape (" + got + "); expected (" + want + ")");
+  }
+  size_t count = 1;
+  for (int64_t d : shape) count *= static_cast<size_t>(d);
+  if (it->second.values.size() != count)
+    throw std::invalid_argument("parameter '" + name + "' holds " + std::to_string(it->second.values.size()) +
+                                " values for its shape's " + std::to_string(count));
+  return it->second;
+}
+
+Buffer<float> copy_of(const Tensor& t) { return Buffer<float>(t.values.begin(), t.values.end()); }
+
+// Columns [c0, c1) of a row-major [rows, cols] tensor as a matrix.
+Matrix matrix_of(const float* data, int64_t rows, int64_t cols, int64_t c0, int64_t c1, WeightType type) {
+  Matrix m;
+  m.rows = rows;
+  m.cols = c1 - c0;
+  m.f32.resize(static_cast<size_t>(rows * m.cols));
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(m.f32.data() + r * m.cols, data + r * cols + c0, sizeof(float) * m.cols);
+  if (type == WeightType::bfloat16) {
+    m.bf16.resize(m.f32.size());
+    for (size_t i = 0; i < m.f32.size(); ++i) m.bf16[i] = to_bf16(m.f32[i]);
+    Buffer<float>().swap(m.f32);  // bf16 only: half the memory, half the bytes per step
+  }
+  return m;
+}
+
+// y [M, W.rows] = x [M, W.cols] @ W^T (+ y when accumulate).
+void matmul(const Matrix& W, const float* x, int64_t M, float* y, bool accumulate) {
+  if (W.cols == 0) {
+    if (!accumulate) std::fill(y, y + M * W.rows, 0.0f);
+    return;
+  }
+  if (!W.bf16.empty()) {
+    // threads take blocks of 8 weight rows; inputs go 8 at a time, each weight row widened once
+    const KernelTable<float>& k = kernels<float>();
+    parallel_ranges((W.rows + 7) / 8, 8192 / (W.cols + 1) + 1, [&](int64_t blk0, int64_t blk1) {
+      const int64_t r0 = blk0 * 8, r1 = std::min(W.rows, blk1 * 8);
+      for (int64_t m0 = 0; m0 < M; m0 += 8)
+        k.gemm_bf16(W.bf16.data() + r0 * W.cols, W.cols, x + m0 * W.cols, W.cols, y + m0 * W.rows + r0, W.rows,
+                    r1 - r0, W.cols, std::min<int64_t>(8, M - m0), accumulate ? 1.0f : 0.0f);
+    });
+    return;
+  }
+  gemm<float>(Trans::no, Trans::yes, M, W.rows, W.cols, 1.0f, x, W.cols, W.f32.data(), W.cols,
+              accumulate ? 1.0f : 0.0f, y, W.rows);
+}
+
+// What one call keeps per input row while decoding.
+struct Encoded {
+  int64_t B = 0, S = 0;
+  Buffer<float> memory;     // [B, S, H]
+  Buffer<float> keys;       // general: [B, S, H] = memory @ W_a^T; concat: [B, S, H] = memory @ W_k^T
+  std::vector<int64_t> lengths;
+  std::vector<Buffer<float>> h, c;  // per layer [B, H]: the decoder's initial state
+};
+
+// The decoder's state between steps, per row.
+struct State {
+  std::vector<Buffer<float>> h, c;  // per layer [B, H]
+  Buffer<float> feed;               // Luong input feeding: previous attentional state [B, H]
+};
+
+class Runner {
+ public:
+  explicit Runner(const EngineWeights& w) : w_(w), k_(kernels<float>()), H_(w.cfg.hidden) {}
+
+  Encoded encode(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) const;
+  // Rows of `e` repeated `times` each (beam search).
+  static Encoded repeat(const Encoded& e, int64_t times, int64_t H, int64_t layers);
+  State initial_state(const Encoded& e) const;
+  // One decoder step for tokens [B]: logits [B, V]; the state is advanced in place.
+  void step(const Encoded& e, const int64_t* tokens, State& state, float* logits) const;
+
+ private:
+  void attend(const Encoded& e, const float* query, float* context) const;
+
+  const EngineWeights& w_;
+  const KernelTable<float>& k_;
+  const int64_t H_;
+};
+
+Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) const {
+  const EngineConfig& cfg = w_.cfg;
+  const int64_t H = H_, E = cfg.embed, G = 4 * H, D = cfg.bidirectional ? 2 : 1;
+  Encoded enc;
+  enc.B = B;
+  enc.S = S;
+  enc.lengths.assign(lengths, lengths + B);
+  Buffer<float> x(static_cast<size_t>(B * S * E));
+  for (int64_t i = 0; i < B * S; ++i) std::memcpy(x.data() + i * E, w_.src_embed.data() + src[i] * E, sizeof(float) * E);
+  int64_t in_size = E;
+  Buffer<float> zeros(static_cast<size_t>(B * H), 0.0f);
+  Buffer<float> hs(static_cast<size_t>(B * S * H)), hs_rev(static_cast<size_t>(B * S * H)), x_rev;
+  Buffer<float> x_tm, gates(static_cast<size_t>(S * B * G)), h_all(static_cast<size_t>((S + 1) * B * H)),
+      c_all(static_cast<size_t>((S + 1) * B * H));
+  std::vector<Buffer<float>> final_h, final_c;  // per layer [B, D*H]
+  for (int64_t l = 0; l < cfg.layers; ++l) {
+    x_tm.resize(static_cast<size_t>(S * B * in_size));
+    Buffer<float> hT(static_cast<size_t>(B * H)), cT(static_cast<size_t>(B * H));
+    const auto& fw = w_.enc_fwd[l];
+    lstm_forward<float>(hs.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(), c_all.data(),
+                        x.data(), zeros.data(), zeros.data(), fw.w_ih.f32.data(), fw.w_hh.f32.data(), fw.b.data(),
+                        lengths, B, S, in_size, H);
+    Buffer<float> next(static_cast<size_t>(B * S * D * H));
+    Buffer<float> fh(static_cast<size_t>(B * D * H)), fc(static_cast<size_t>(B * D * H));
+    for (int64_t b = 0; b < B; ++b) {
+      std::memcpy(fh.data() + b * D * H, hT.data() + b * H, sizeof(float) * H);
+      std::memcpy(fc.data() + b * D * H, cT.data() + b * H, sizeof(float) * H);
+      for (int64_t t = 0; t < S; ++t)
+        std::memcpy(next.data() + (b * S + t) * D * H, hs.data() + (b * S + t) * H, sizeof(float) * H);
+    }
+    if (cfg.bidirectional) {
+      // each sequence reversed within its length (padding stays in place), run, reversed back
+      x_rev.resize(x.size());
+      auto rev = [&](int64_t b, int64_t t) { return t < lengths[b] ? lengths[b] - 1 - t : t; };
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < S; ++t)
+          std::memcpy(x_rev.data() + (b * S + t) * in_size, x.data() + (b * S + rev(b, t)) * in_size,
+                      sizeof(float) * in_size);
+      const auto& bw = w_.enc_bwd[l];
+      lstm_forward<float>(hs_rev.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(),
+                          c_all.data(), x_rev.data(), zeros.data(), zeros.data(), bw.w_ih.f32.data(),
+                          bw.w_hh.f32.data(), bw.b.data(), lengths, B, S, in_size, H);
+      for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(fh.data() + b * D * H + H, hT.data() + b * H, sizeof(float) * H);
+        std::memcpy(fc.data() + b * D * H + H, cT.data() + b * H, sizeof(float) * H);
+        for (int64_t t = 0; t < S; ++t)
+          std::memcpy(next.data() + (b * S + t) * D * H + H, hs_rev.data() + (b * S + rev(b, t)) * H,
+                      sizeof(float) * H);
+      }
+    }
+    final_h.push_back(std::move(fh));
+    final_c.push_back(std::move(fc));
+    x = std::move(next);
+    in_size = D * H;
+  }
+  for (int64_t l = 0; l < cfg.layers; ++l) {
+    if (cfg.bidirectional) {
+      Buffer<float> h0(static_cast<size_t>(B * H)), c0(static_cast<size_t>(B * H));
+      linear_forward<float>(h0.data(), final_h[l].data(), w_.bridge_h_w.data(), w_.bridge_h_b.data(), B, 2 * H, H,
+                            Activation::none);
+      linear_forward<float>(c0.data(), final_c[l].data(), w_.bridge_c_w.data(), w_.bridge_c_b.data(), B, 2 * H, H,
+                            Activation::none);
+      enc.h.push_back(std::move(h0));
+      enc.c.push_back(std::move(c0));
+    } else {
+      enc.h.push_back(std::move(final_h[l]));
+      enc.c.push_back(std::move(final_c[l]));
+    }
+  }
+  if (cfg.attention != EngineAttention::none) {
+    if (cfg.bidirectional) {
+      enc.memory.resize(static_cast<size_t>(B * S * H));
+      linear_forward<float>(enc.memory.data(), x.data(), w_.bridge_m_w.data(), nullptr, B * S, 2 * H, H,
+                            Activation::none);
+    } else {
+      enc.memory = std::move(x);
+    }
+    if (cfg.attention == EngineAttention::general || cfg.attention == EngineAttention::concat) {
+      enc.keys.resize(static_cast<size_t>(B * S * H));
+      const float* w = cfg.attention == EngineAttention::general ? w_.att_w_a.data() : w_.att_w_k.data();
+      linear_forward<float>(enc.keys.data(), enc.memory.data(), w, nullptr, B * S, H, H, Activation::none);
+    }
+  }
+  return enc;
+}
+
+Encoded Runner::repeat(const Encoded& e, int64_t times, int64_t H, int64_t layers) {
+  Encoded r;
+  r.B = e.B * times;
+  r.S = e.S;
+  auto rep = [&](const Buffer<float>& src, int64_t row) {
+    Buffer<float> out(src.size() * times);
+    for (int64_t b = 0; b < e.B; ++b)
+      for (int64_t j = 0; j < times; ++j)
+        std::memcpy(out.data() + (b * times + j) * row, src.data() + b * row, sizeof(float) * row);
+    return out;
+  };
+  if (!e.memory.empty()) r.memory = rep(e.memory, e.S * H);
+  if (!e.keys.empty()) r.keys = rep(e.keys, e.S * H);
+  for (int64_t b = 0; b < e.B; ++b)
+    for (int64_t j = 0; j < times; ++j) r.lengths.push_back(e.lengths[b]);
+  for (int64_t l = 0; l < layers; ++l) {
+    r.h.push_back(rep(e.h[l], H));
+    r.c.push_back(rep(e.c[l], H));
+  }
+  return r;
+}
+
+State Runner::initial_state(const Encoded& e) const {
+  State s;
+  s.h = e.h;
+  s.c = e.c;
+  if (w_.cfg.input_feeding) s.feed.assign(static_cast<size_t>(e.B * H_), 0.0f);
+  return s;
+}
+
+// context [B, H] = sum_s a_s memory_s with a = masked softmax of the scores of `query` [B, H].
+void Runner::attend(const Encoded& e, const float* query, float* context) const {
+  const int64_t H = H_, S = e.S;
+  Buffer<float> scores(static_cast<size_t>(S)), qp;
+  const EngineAttention kind = w_.cfg.attention;
+  if (kind == EngineAttention::concat) qp.resize(static_cast<size_t>(H));
+  for (int64_t b = 0; b < e.B; ++b) {
+    const float* q = query + b * H;
+    const float* mem = e.memory.data() + b * S * H;
+    switch (kind) {
+      case EngineAttention::dot:
+        k_.gemv(mem, H, q, scores.data(), S, H, 1.0f, 0.0f);
+        break;
+      case EngineAttention::scaled_dot:
+        k_.gemv(mem, H, q, scores.data(), S, H, static_cast<float>(1.0 / std::sqrt(double(H))), 0.0f);
+        break;
+      case EngineAttention::general:  // (q W_a) . k = q . (W_a k): keys hold W_a k
+        k_.gemv(e.keys.data() + b * S * H, H, q, scores.data(), S, H, 1.0f, 0.0f);
+        break;
+      case EngineAttention::location:
+        k_.gemv(w_.att_w_a.data(), H, q, scores.data(), S, H, 1.0f, 0.0f);
+        break;
+      case EngineAttention::concat:
+        k_.gemv(w_.att_w_q.data(), H, q, qp.data(), H, H, 1.0f, 0.0f);
+        k_.additive_scores(qp.data(), e.keys.data() + b * S * H, w_.att_v.data(), scores.data(), S, H);
+        break;
+      case EngineAttention::none:
+        return;
+    }
+    k_.masked_softmax(scores.data(), e.lengths[b], S);
+    gemm<float>(Trans::no, Trans::no, 1, H, S, 1.0f, scores.data(), S, mem, H, 0.0f, context + b * H, H);
+  }
+}
+
+void Runner::step(const Encoded& e, const int64_t* tokens, State& st, float* logits) const {
+  const EngineConfig& cfg = w_.cfg;
+  const int64_t B = e.B, H = H_, G = 4 * H, E = cfg.embed, V = cfg.tgt_vocab;
+  const bool attention = cfg.attention != EngineAttention::none;
+  Buffer<float> context(attention ? static_cast<size_t>(B * H) : 0);
+  // Bahdanau: attend from the previous top-layer state; the context joins the LSTM input.
+  if (attention && cfg.bahdanau) attend(e, st.h.back().data(), context.data());
+  const float* extra = cfg.bahdanau ? context.data() : (cfg.input_feeding ? st.feed.data() : nullptr);
+  Buffer<float> gates(static_cast<size_t>(B * G)), x_emb(static_cast<size_t>(B * E));
+  Buffer<float> h_new(static_cast<size_t>(B * H)), c_new(static_cast<size_t>(B * H));
+  for (int64_t l = 0; l < cfg.layers; ++l) {
+    const auto& lw = w_.dec[l];
+    const float* bias_rows = nullptr;  // [B, G] per-row bias, or null for lw.b
+    if (l == 0) {
+      // gates = tgt_embed[token] @ W_e^T + extra @ W_x^T + h @ W_hh^T + b
+      if (!w_.projected_embed.empty()) {
+        for (int64_t b = 0; b < B; ++b)
+          std::memcpy(gates.data() + b * G, w_.projected_embed.data() + tokens[b] * G, sizeof(float) * G);
+        bias_rows = gates.data();  // already in gates: the gate pass adds zero
+      } else {
+        for (int64_t b = 0; b < B; ++b)
+          std::memcpy(x_emb.data() + b * E, w_.tgt_embed.data() + tokens[b] * E, sizeof(float) * E);
+        matmul(w_.dec0_embed_cols, x_emb.data(), B, gates.data(), false);
+      }
+      if (extra) matmul(lw.w_ih, extra, B, gates.data(), true);
+    } else {
+      matmul(lw.w_ih, st.h[l - 1].data(), B, gates.data(), false);
+    }
+    matmul(lw.w_hh, st.h[l].data(), B, gates.data(), true);
+    static thread_local Buffer<float> zero_bias;
+    if (zero_bias.size() < static_cast<size_t>(G)) zero_bias.assign(static_cast<size_t>(G), 0.0f);
+    const float* bias = bias_rows ? zero_bias.data() : lw.b.data();
+    for (int64_t b = 0; b < B; ++b)
+      k_.lstm_gates_forward(gates.data() + b * G, bias, st.c[l].data() + b * H, c_new.data() + b * H,
+                            h_new.data() + b * H, H, H);
+    std::swap(st.h[l], h_new);
+    std::swap(st.c[l], c_new);
+  }
+  const float* h_top = st.h.back().data();
+  const float* o = h_top;
+  Buffer<float> combined, attentional;
+  if (attention) {
+    if (!cfg.bahdanau) attend(e, h_top, context.data());
+    // o = tanh([c; h] @ W_c^T + b_c)
+    combined.resize(static_cast<size_t>(B * 2 * H));
+    for (int64_t b = 0; b < B; ++b) {
+      std::memcpy(combined.data() + b * 2 * H, context.data() + b * H, sizeof(float) * H);
+      std::memcpy(combined.data() + b * 2 * H + H, h_top + b * H, sizeof(float) * H);
+    }
+    attentional.resize(static_cast<size_t>(B * H));
+    matmul(w_.combine, combined.data(), B, attentional.data(), false);
+    for (int64_t b = 0; b < B; ++b) k_.bias_activation(attentional.data() + b * H, w_.combine_b.data(), H, true);
+    o = attentional.data();
+    if (cfg.input_feeding) std::memcpy(st.feed.data(), o, sizeof(float) * B * H);
+  }
+  matmul(w_.out, o, B, logits, false);
+  for (int64_t b = 0; b < B; ++b) k_.bias_activation(logits + b * V, w_.out_b.data(), V, false);
+}
+
+void check_source(const EngineConfig& cfg, const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) {
+  if (B < 1 || S < 1) throw std::invalid_argument("src must have shape [B, S] with B, S >= 1");
+  for (int64_t i = 0; i < B * S; ++i)
+    if (src[i] < 0 || src[i] >= cfg.src_vocab)
+      throw std::invalid_argument("src ids must lie in [0, " + std::to_string(cfg.src_vocab) + "); got " +
+                                  std::to_string(src[i]));
+  for (int64_t b = 0; b < B; ++b)
+    if (lengths[b] < 1 || lengths[b] > S)
+      throw std::invalid_argument("lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
+                                  " is out of range; expected 1 <= length <= S = " + std::to_string(S));
+  if (cfg.attention == EngineAttention::location && S > cfg.max_source_length)
+    throw std::invalid_argument("src has " + std::to_string(S) + " steps; location attention accepts at most " +
+                                std::to_string(cfg.max_source_length));
+}
+
+// Source rows sorted longest first (the LSTM skips finished rows), as the Python layer does.
+std::vector<int64_t> by_length(const int64_t* lengths, int64_t B) {
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) order[b] = b;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  return order;
+}
+
+struct Sorted {
+  std::vector<int64_t> src, lengths, order;
+};
+
+Sorted sort_batch(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) {
+  Sorted s;
+  std::vector<int64_t> full;
+  if (!lengths) {
+    full.assign(static_cast<size_t>(B), S);
+    lengths = full.data();
+  }
+  s.order = by_length(lengths, B);
+  s.src.resize(static_cast<size_t>(B * S));
+  s.lengths.resize(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    std::memcpy(s.src.data() + i * S, src + s.order[i] * S, sizeof(int64_t) * S);
+    s.lengths[i] = lengths[s.order[i]];
+  }
+  return s;
+}
+
+void check_lengths(int64_t max_length, int64_t min_length) {
+  if (max_length < 1) throw std::invalid_argument("max_length must be >= 1; got " + std::to_string(max_length));
+  if (min_length < 0 || min_length > max_length)
+    throw std::invalid_argument("min_length must lie in [0, max_length]; got " + std::to_string(min_length));
+}
+
+}  // namespace
+
+Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& params, WeightType type)
+    : w_(new EngineWeights()) {
+  EngineWeights& w = *w_;
+  w.cfg = cfg;
+  w.type = type;
+  const int64_t H = cfg.hidden, E = cfg.embed, G = 4 * H, L = cfg.layers, D = cfg.bidirectional ? 2 : 1;
+  const int64_t V = cfg.tgt_vocab;
+  if (H < 1 || E < 1 || L < 1 || cfg.src_vocab < 5 || V < 5)
+    throw std::invalid_argument("the configuration needs hidden, embed, layers >= 1 and vocabularies >= 5");
+  const bool attention = cfg.attention != EngineAttention::none;
+  if (!attention && (cfg.bahdanau || cfg.input_feeding))
+    throw std::invalid_argument("Bahdanau style and input feeding need an attention kind");
+  if (cfg.input_feeding && cfg.bahdanau) throw std::invalid_argument("input feeding is Luong-only");
+  if (cfg.attention == EngineAttention::location && cfg.max_source_length < 1)
+    throw std::invalid_argument("location attention needs max_source_length >= 1");
+  w.G = G;
+  w.src_embed = copy_of(need(params, "src_embed", {cfg.src_vocab, E}));
+  w.tgt_embed = copy_of(need(params, "tgt_embed", {V, E}));
+  auto lstm = [&](const std::string& p, int64_t in, WeightType t, int64_t c0 = 0) {
+    EngineWeights::Lstm l;
+    const Tensor& w_ih = need(params, p + ".w_ih", {G, in});
+    l.w_ih = matrix_of(w_ih.values.data(), G, in, c0, in, t);
+    const Tensor& w_hh = need(params, p + ".w_hh", {G, H});
+    l.w_hh = matrix_of(w_hh.values.data(), G, H, 0, H, t);
+    l.b = copy_of(need(params, p + ".b", {G}));
+    return l;
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t in = l == 0 ? E : D * H;
+    w.enc_fwd.push_back(lstm("encoder.l" + std::to_string(l), in, WeightType::float32));
+    if (cfg.bidirectional) w.enc_bwd.push_back(lstm("encoder.l" + std::to_string(l) + "_reverse", in, WeightType::float32));
+  }
+  if (cfg.bidirectional) {
+    w.bridge_h_w = copy_of(need(params, "bridge.h.weight", {H, 2 * H}));
+    w.bridge_h_b = copy_of(need(params, "bridge.h.bias", {H}));
+    w.bridge_c_w = copy_of(need(params, "bridge.c.weight", {H, 2 * H}));
+    w.bridge_c_b = copy_of(need(params, "bridge.c.bias", {H}));
+    if (attention) w.bridge_m_w = copy_of(need(params, "bridge.memory.weight", {H, 2 * H}));
+  }
+  const int64_t extra = attention && (cfg.input_feeding || cfg.bahdanau) ? H : 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "decoder.l" + std::to_string(l);
+    if (l == 0) {
+      w.dec.push_back(lstm(p, E + extra, type, E));  // the non-embedding columns
+      const Tensor& w_ih = need(params, p + ".w_ih", {G, E + extra});
+      w.dec0_embed_cols = matrix_of(w_ih.values.data(), G, E + extra, 0, E, WeightType::float32);
+    } else {
+      w.dec.push_back(lstm(p, H, type));
+    }
+  }
+  if (static_cast<size_t>(V) * G * sizeof(float) <= kProjectedTableMaxBytes) {
+    // E_proj [V, G] = tgt_embed @ W_e^T + b: a step's embedding product becomes a row lookup
+    w.projected_embed.resize(static_cast<size_t>(V * G));
+    linear_forward<float>(w.projected_embed.data(), w.tgt_embed.data(), w.dec0_embed_cols.f32.data(),
+                          w.dec[0].b.data(), V, E, G, Activation::none);
+  }
+  switch (cfg.attention) {
+    case EngineAttention::general:
+      w.att_w_a = copy_of(need(params, "attention.w_a", {H, H}));
+      break;
+    case EngineAttention::location:
+      w.att_w_a = copy_of(need(params, "attention.w_a", {cfg.max_source_length, H}));
+      break;
+    case EngineAttention::concat:
+      w.att_w_q = copy_of(need(params, "attention.w_q", {H, H}));
+      w.att_w_k = copy_of(need(params, "attention.w_k", {H, H}));
+      w.att_v = copy_of(need(params, "attention.v", {H}));
+      break;
+    default:
+      break;
+  }
+  if (attention) {
+    const Tensor& c = need(params, "combine.weight", {H, 2 * H});
+    w.combine = matrix_of(c.values.data(), H, 2 * H, 0, 2 * H, type);
+    w.combine_b = copy_of(need(params, "combine.bias", {H}));
+  }
+  const Tensor& o = need(params, "out.weight", {V, H});
+  w.out = matrix_of(o.values.data(), V, H, 0, H, type);
+  w.out_b = copy_of(need(params, "out.bias", {V}));
+}
+
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+const EngineConfig& Engine::config() const { return w_->cfg; }
+WeightType Engine::weight_type() const { return w_->type; }
+
+int64_t Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B, int64_t S, int64_t max_length,
+                       int64_t min_length, int64_t* out, bool serial) const {
+  check_lengths(max_length, min_length);
+  std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
+  const Sorted sorted = sort_batch(src, lengths_in, B, S);
+  check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
+  const Runner runner(*w_);
+  const Encoded enc = runner.encode(sorted.src.data(), sorted.lengths.data(), B, S);
+  State state = runner.initial_state(enc);
+  const int64_t V = w_->cfg.tgt_vocab;
+  Buffer<float> logits(static_cast<size_t>(B * V));
+  std::vector<int64_t> tokens(static_cast<size_t>(B), kSos), chosen_sorted(static_cast<size_t>(B * max_length), kPad);
+  std::vector<char> done(static_cast<size_t>(B), 0);
+  int64_t steps = 0;
+  for (int64_t t = 0; t < max_length; ++t) {
+    runner.step(enc, tokens.data(), state, logits.data());
+    int64_t finished = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const float* row = logits.data() + b * V;
+      int64_t best = -1;
+      for (int64_t v = 0; v < V; ++v) {
+        if (v == kEos && t < min_length) continue;
+        if (best < 0 || row[v] > row[best]) best = v;
+      }
+      const int64_t token = done[b] ? kPad : best;
+      chosen_sorted[b * max_length + t] = token;
+      if (token == kEos) done[b] = 1;
+      tokens[b] = token;
+      finished += done[b];
+    }
+    steps = t + 1;
+    if (finished == B) break;
+  }
+  for (int64_t i = 0; i < B; ++i)
+    std::memcpy(out + sorted.order[i] * max_length, chosen_sorted.data() + i * max_length, sizeof(int64_t) * max_length);
+  return steps;
+}
+
+std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int64_t* lengths_in, int64_t B,
+                                                  int64_t S, int64_t beam_size, int64_t max_length,
+                                                  int64_t min_length, int64_t n_best, double alpha,
+                                                  bool serial) const {
+  check_lengths(max_length, min_length);
+  if (beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
+  if (n_best < 1 || n_best > beam_size) throw std::invalid_argument("n_best must lie in [1, beam_size]");
+  if (!(alpha >= 0)) throw std::invalid_argument("length_penalty must be >= 0");
+  std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
+  const Sorted sorted = sort_batch(src, lengths_in, B, S);
+  check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
+  const int64_t K = beam_size, V = w_->cfg.tgt_vocab, H = w_->cfg.hidden, L = w_->cfg.layers;
+  const Runner runner(*w_);
+  const Encoded enc = Runner::repeat(runner.encode(sorted.src.data(), sorted.lengths.data(), B, S), K, H, L);
+  State state = runner.initial_state(enc);
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  auto penalty = [&](double len) { return std::pow((5.0 + len) / 6.0, alpha); };
+  std::vector<double> scores(static_cast<size_t>(B * K), neg_inf), logp(static_cast<size_t>(B * K * V));
+  for (int64_t b = 0; b < B; ++b) scores[b * K] = 0.0;
+  std::vector<int64_t> tokens(static_cast<size_t>(B * K), kSos);
+  std::vector<std::vector<int64_t>> hist_tokens, hist_parents;
+  std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(B));
+  std::vector<char> done(static_cast<size_t>(B), 0);
+  Buffer<float> logits(static_cast<size_t>(B * K * V));
+  const double bound_factor = penalty(double(max_length));
+  std::vector<int64_t> cand(static_cast<size_t>(K * V));
+  for (int64_t t = 0; t < max_length; ++t) {
+    runner.step(enc, tokens.data(), state, logits.data());
+    for (int64_t r = 0; r < B * K; ++r) {  // log-softmax in float64
+      const float* z = logits.data() + r * V;
+      double m = z[0];
+      for (int64_t v = 1; v < V; ++v) m = std::max(m, double(z[v]));
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(double(z[v]) - m);
+      const double log_sum = std::log(sum);
+      for (int64_t v = 0; v < V; ++v) logp[r * V + v] = (double(z[v]) - m) - log_sum;
+      if (t < min_length) logp[r * V + kEos] = neg_inf;
+    }
+    std::vector<int64_t> step_tokens(static_cast<size_t>(B * K)), step_parents(static_cast<size_t>(B * K));
+    std::vector<double> new_scores(static_cast<size_t>(B * K));
+    for (int64_t b = 0; b < B; ++b) {
+      // the K best of K*V candidates, ties to the lower index (numpy's stable argsort)
+      auto value = [&](int64_t i) { return scores[b * K + i / V] + logp[(b * K + i / V) * V + i % V]; };
+      for (int64_t i = 0; i < K * V; ++i) cand[i] = i;
+      std::partial_sort(cand.begin(), cand.begin() + K, cand.end(), [&](int64_t a, int64_t c) {
+        const double va = value(a), vc = value(c);
+        return va > vc || (va == vc && a < c);
+      });
+      for (int64_t j = 0; j < K; ++j) {
+        step_tokens[b * K + j] = cand[j] % V;
+        step_parents[b * K + j] = b * K + cand[j] / V;
+        new_scores[b * K + j] = value(cand[j]);
+      }
+    }
+    hist_tokens.push_back(step_tokens);
+    hist_parents.push_back(step_parents);
+    const bool last = t == max_length - 1;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      for (int64_t j = 0; j < K; ++j) {
+        const double score = new_scores[b * K + j];
+        if (score == neg_inf) continue;
+        if (step_tokens[b * K + j] == kEos || last) {
+          Hypothesis h;
+          int64_t slot = b * K + j;
+          for (int64_t s = t; s >= 0; --s) {
+            h.tokens.push_back(hist_tokens[s][slot]);
+            slot = hist_parents[s][slot];
+          }
+          std::reverse(h.tokens.begin(), h.tokens.end());
+          h.log_prob = score;
+          h.score = score / penalty(double(h.tokens.size()));
+          finished[b].push_back(std::move(h));
+          new_scores[b * K + j] = neg_inf;
+        }
+      }
+      std::stable_sort(finished[b].begin(), finished[b].end(),
+                       [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
+      double alive_best = neg_inf;
+      for (int64_t j = 0; j < K; ++j) alive_best = std::max(alive_best, new_scores[b * K + j]);
+      if (alive_best == neg_inf ||
+          (int64_t(finished[b].size()) >= n_best && alive_best / bound_factor <= finished[b][n_best - 1].score))
+        done[b] = 1;
+      if (done[b])
+        for (int64_t j = 0; j < K; ++j) new_scores[b * K + j] = neg_inf;
+    }
+    if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; })) break;
+    // reorder the state by parent
+    for (int64_t l = 0; l < L; ++l) {
+      Buffer<float> h(state.h[l].size()), c(state.c[l].size());
+      for (int64_t r = 0; r < B * K; ++r) {
+        std::memcpy(h.data() + r * H, state.h[l].data() + step_parents[r] * H, sizeof(float) * H);
+        std::memcpy(c.data() + r * H, state.c[l].data() + step_parents[r] * H, sizeof(float) * H);
+      }
+      state.h[l] = std::move(h);
+      state.c[l] = std::move(c);
+    }
+    if (!state.feed.empty()) {
+      Buffer<float> f(state.feed.size());
+      for (int64_t r = 0; r < B * K; ++r)
+        std::memcpy(f.data() + r * H, state.feed.data() + step_parents[r] * H, sizeof(float) * H);
+      state.feed = std::move(f);
+    }
+    tokens = step_tokens;
+    scores = new_scores;
+  }
+  std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    auto& f = finished[i];
+    if (int64_t(f.size()) > n_best) f.resize(static_cast<size_t>(n_best));
+    result[sorted.order[i]] = std::move(f);
+  }
+  return result;
+}
+
+}  // namespace s2s
