@@ -1,0 +1,148 @@
+"""The compiled decoder (s2sext.Decoder, src/cpp/engine.cpp) against the model layer: the same greedy
+tokens and the same beam hypotheses and scores for every architecture, bf16 weights close to fp32,
+concurrent calls equal to serial ones, and clear errors."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import s2sext
+from s2sext import Decoder, ModelFileError, Seq2Seq
+
+VARIANTS = [
+    (None, "luong", False),
+    ("dot", "luong", False),
+    ("scaled_dot", "luong", True),
+    ("general", "luong", True),
+    ("concat", "bahdanau", False),
+    ("location", "bahdanau", False),
+    ("general", "bahdanau", False),
+    ("concat", "luong", False),
+    ("location", "luong", True),
+]
+
+
+def peaked_model(attention, style, feeding, layers, bidirectional, seed=1, tgt_vocab=9):
+    model = Seq2Seq(12, tgt_vocab, embed_size=6, hidden_size=8, num_layers=layers, bidirectional=bidirectional,
+                    attention=attention, attention_style=style, input_feeding=feeding, seed=seed,
+                    max_source_length=10)
+    model.params["out.weight"] *= np.float32(3.0)  # varied, peaked distributions
+    return model
+
+
+def batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(4, 12, (5, 7)), np.array([7, 1, 4, 6, 2])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("attention,style,feeding", VARIANTS, ids=[f"{a}-{s}{'-if' if f else ''}" for a, s, f in VARIANTS])
+def test_greedy_and_beam_equal_the_model_layer(attention, style, feeding, layers, bidirectional):
+    model = peaked_model(attention, style, feeding, layers, bidirectional)
+    src, lengths = batch()
+    dec = model.compile()
+    np.testing.assert_array_equal(dec.greedy(src, lengths, max_length=8, min_length=1),
+                                  model.greedy(src, lengths, max_length=8, min_length=1))
+    ours = dec.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2, length_penalty=0.6)
+    ref = model.beam_search(src, lengths, beam_size=3, max_length=8, n_best=2, length_penalty=0.6)
+    for hyps_engine, hyps_model in zip(ours, ref):
+        assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
+        for (_, score, log_prob), h in zip(hyps_engine, hyps_model):
+            # both sum float32 logits' log-softmax in float64; the logits differ in the last bits
+            # (the engine folds the embedding product into a table): 1e-5 relative covers that
+            assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
+            assert abs(log_prob - h["log_prob"]) <= 1e-5 * max(1.0, abs(h["log_prob"]))
+
+
+def test_beam_arrays_and_batch_one():
+    model = peaked_model("dot", "luong", False, 1, False)
+    src, lengths = batch(1)
+    dec = model.compile()
+    ids, scores = dec.beam(src, lengths, beam_size=4, max_length=6, n_best=3)
+    assert ids.shape[:2] == (5, 3) and scores.shape == (5, 3)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    ids1, scores1 = dec.beam(src, lengths, beam_size=4, max_length=6)
+    np.testing.assert_array_equal(ids1[:, : ids.shape[2]], ids[:, 0, : ids1.shape[1]])
+    np.testing.assert_array_equal(scores1, scores[:, 0])
+    for b in range(5):  # one input at a time gives the same as the batch
+        single = dec.greedy(src[b:b + 1, : lengths[b]], max_length=8)
+        full = dec.greedy(src, lengths, max_length=8)[b]
+        np.testing.assert_array_equal(single[0], full[: single.shape[1]])
+
+
+def test_bfloat16_weights_stay_close():
+    model = peaked_model("general", "luong", True, 2, True)
+    src, lengths = batch(2)
+    f32 = model.compile("float32")
+    bf16 = model.compile("bfloat16")
+    assert bf16.dtype == "bfloat16"
+    a = f32.hypotheses(src, lengths, beam_size=2, max_length=6)
+    b = bf16.hypotheses(src, lengths, beam_size=2, max_length=6)
+    # bf16 keeps 8 bits of mantissa (relative rounding <= 2**-9 per weight): log-probabilities of
+    # these small models move by well under 5% of their size
+    for x, y in zip(a, b):
+        assert abs(x[0][2] - y[0][2]) <= 0.05 * abs(x[0][2]) + 0.05
+
+
+def test_concurrent_calls_equal_serial_calls():
+    model = peaked_model("concat", "bahdanau", False, 2, True)
+    dec = model.compile()
+    rng = np.random.default_rng(3)
+    inputs = [(rng.integers(4, 12, (3, 6)), rng.integers(1, 7, 3)) for _ in range(8)]
+    expected = [dec.greedy(s, l, max_length=7) for s, l in inputs]
+    results = [None] * len(inputs)
+
+    def work(i, serial):
+        for _ in range(5):
+            results[i] = dec.greedy(*inputs[i], max_length=7, serial=serial)
+
+    threads = [threading.Thread(target=work, args=(i, i % 2 == 0)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_load_and_translate(tmp_path):
+    model = Seq2Seq(list("abcde"), list("vwxyz"), embed_size=4, hidden_size=8, attention="dot", seed=0,
+                    reverse_source=True)
+    model.params["out.weight"] *= np.float32(3.0)
+    path = tmp_path / "m.s2s"
+    model.save(path)
+    dec = Decoder.load(path)
+    assert dec.translate(["abc", "edcba"], max_length=6) == model.translate(["abc", "edcba"], max_length=6)
+    assert dec.translate(["abc"], beam=3, max_length=6) == model.translate(["abc"], beam=3, max_length=6)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ModelFileError):
+        Decoder.load(path)
+
+
+def test_errors_are_clear():
+    model = peaked_model("location", "luong", False, 1, False)
+    dec = model.compile()
+    with pytest.raises(TypeError, match="src_ids must be an integer array"):
+        dec.greedy(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"src_ids must have shape \[B, S\]"):
+        dec.greedy(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"src ids must lie in \[0, 12\)"):
+        dec.greedy(np.full((1, 3), 12))
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 0 is out of range"):
+        dec.greedy(np.full((1, 3), 5), np.array([0]))
+    with pytest.raises(ValueError, match="location attention accepts at most 10"):
+        dec.greedy(np.full((1, 11), 5))
+    with pytest.raises(ValueError, match="n_best must lie in"):
+        dec.beam(np.full((1, 3), 5), beam_size=2, n_best=3)
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'bfloat16'"):
+        model.compile("float16")
+    params = dict(model.params)
+    del params["out.bias"]
+    with pytest.raises(ValueError, match="parameter 'out.bias' is missing"):
+        Decoder(model.config.as_dict(), params, model.src_vocab, model.tgt_vocab)
+    params = dict(model.params)
+    params["combine.weight"] = params["combine.weight"][:, :3]
+    with pytest.raises(ValueError, match=r"parameter 'combine.weight' has shape \(8, 3\); expected \(8, 16\)"):
+        Decoder(model.config.as_dict(), params, model.src_vocab, model.tgt_vocab)
