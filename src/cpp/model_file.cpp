@@ -1,0 +1,429 @@
+#include "model_file.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+#include <fstream>
+#include <iterator>
+#include <limits>
+
+namespace s2s {
+
+// ---- JSON ----------------------------------------------------------------------------------------
+
+const Json* Json::find(const std::string& key) const {
+  for (const auto& kv : object)
+    if (kv.first == key) return &kv.second;
+  return nullptr;
+}
+
+namespace {
+
+class JsonParser {
+ public:
+  explicit JsonParser(const std::string& text) : s_(text) {}
+
+  Json parse() {
+    Json v = value(0);
+    skip_space();
+    if (i_ != s_.size()) fail("trailing characters");
+    return v;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::invalid_argument("JSON: " + what + " at byte " + std::to_string(i_));
+  }
+  void skip_space() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+  bool take(const char* word) {
+    const size_t n = std::strlen(word);
+    if (s_.compare(i_, n, word) == 0) {
+      i_ += n;
+      return true;
+    }
+    return false;
+  }
+  Json value(int depth) {
+    if (depth > 64) fail("nested too deeply");
+    skip_space();
+    if (i_ >= s_.size()) fail("unexpected end");
+    Json v;
+    const char c = s_[i_];
+    if (c == '{') {
+      v.kind = Json::Kind::object;
+      ++i_;
+      skip_space();
+      if (i_ < s_.size() && s_[i_] == '}') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        skip_space();
+        if (i_ >= s_.size() || s_[i_] != '"') fail("expected a key");
+        std::string key = string();
+        if (v.find(key)) fail("repeated key '" + key + "'");
+        skip_space();
+        if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':'");
+        ++i_;
+        v.object.emplace_back(std::move(key), value(depth + 1));
+        skip_space();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == '}') {
+          ++i_;
+          return v;
+        }
+        fail("expected ',' or '}'");
+      }
+    }
+    if (c == '[') {
+      v.kind = Json::Kind::array;
+      ++i_;
+      skip_space();
+      if (i_ < s_.size() && s_[i_] == ']') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        v.array.push_back(value(depth + 1));
+        skip_space();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == ']') {
+          ++i_;
+          return v;
+        }
+        fail("expected ',' or ']'");
+      }
+    }
+    if (c == '"') {
+      v.kind = Json::Kind::string;
+      v.string = string();
+      return v;
+    }
+    if (take("true")) {
+      v.kind = Json::Kind::boolean;
+      v.boolean = true;
+      return v;
+    }
+    if (take("false")) {
+      v.kind = Json::Kind::boolean;
+      return v;
+    }
+    if (take("null")) return v;
+    return number();
+  }
+  Json number() {
+    const size_t start = i_;
+    if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    if (i_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[i_]))) fail("bad value");
+    if (s_[i_] == '0') ++i_;
+    else while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
+    bool integral = true;
+    if (i_ < s_.size() && s_[i_] == '.') {
+      integral = false;
+      ++i_;
+      if (i_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[i_]))) fail("bad number");
+      while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
+    }
+    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      integral = false;
+      ++i_;
+      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+      if (i_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[i_]))) fail("bad number");
+      while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
+    }
+    Json v;
+    v.kind = Json::Kind::number;
+    const std::string text = s_.substr(start, i_ - start);
+    v.number = std::strtod(text.c_str(), nullptr);
+    if (integral) {
+      errno = 0;
+      const long long x = std::strtoll(text.c_str(), nullptr, 10);
+      if (errno == ERANGE) fail("integer out of range");
+      v.integral = true;
+      v.integer = x;
+    }
+    return v;
+  }
+  static void put_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  uint32_t hex4() {
+    if (i_ + 4 > s_.size()) fail("bad \\u escape");
+    uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = s_[i_++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= c - '0';
+      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+      else fail("bad \\u escape");
+    }
+    return v;
+  }
+  std::string string() {
+    ++i_;  // opening quote
+    std::string out;
+    while (i_ < s_.size()) {
+      const unsigned char c = static_cast<unsigned char>(s_[i_]);
+      if (c == '"') {
+        ++i_;
+        return out;
+      }
+      if (c < 0x20) fail("control character in a string");
+      if (c == '\\') {
+        ++i_;
+        if (i_ >= s_.size()) break;
+        const char e = s_[i_++];
+        switch (e) {
+          case '"': out += '"'; break;
+          case '\\': out += '\\'; break;
+          case '/': out += '/'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
+          case 'n': out += '\n'; break;
+          case 'r': out += '\r'; break;
+          case 't': out += '\t'; break;
+          case 'u': {
+            uint32_t cp = hex4();
+            if (cp >= 0xD800 && cp < 0xDC00) {
+              if (!take("\\u")) fail("lone surrogate");
+              const uint32_t lo = hex4();
+              if (lo < 0xDC00 || lo >= 0xE000) fail("bad surrogate pair");
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp < 0xE000) {
+              fail("lone surrogate");
+            }
+            put_utf8(out, cp);
+            break;
+          }
+          default:
+            fail("bad escape");
+        }
+        continue;
+      }
+      // raw UTF-8: check the sequence
+      const int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+      if (extra < 0 || i_ + static_cast<size_t>(extra) >= s_.size()) fail("invalid UTF-8");
+      for (int k = 1; k <= extra; ++k)
+        if ((static_cast<unsigned char>(s_[i_ + k]) >> 6) != 2) fail("invalid UTF-8");
+      out.append(s_, i_, static_cast<size_t>(extra) + 1);
+      i_ += static_cast<size_t>(extra) + 1;
+    }
+    fail("unterminated string");
+  }
+
+  const std::string& s_;
+  size_t i_ = 0;
+};
+
+uint64_t read_u64(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int k = 7; k >= 0; --k) v = (v << 8) | p[k];
+  return v;
+}
+uint32_t read_u32(const unsigned char* p) {
+  uint32_t v = 0;
+  for (int k = 3; k >= 0; --k) v = (v << 8) | p[k];
+  return v;
+}
+
+}  // namespace
+
+Json parse_json(const std::string& text) { return JsonParser(text).parse(); }
+
+uint32_t crc32(const unsigned char* data, size_t size) {
+  static uint32_t table[256];
+  static bool ready = [] {
+    for (uint32_t n = 0; n < 256; ++n) {
+      uint32_t c = n;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[n] = c;
+    }
+    return true;
+  }();
+  (void)ready;
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < size; ++i) c = table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+// ---- the container and the Seq2Seq header ---------------------------------------------------------
+
+Seq2SeqFile read_seq2seq_file(const std::string& path) {
+  auto fail = [&](const std::string& what) -> ModelFileError {
+    return ModelFileError("model file '" + path + "': " + what);
+  };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw fail("cannot be opened");
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  static const unsigned char magic[8] = {'S', '2', 'S', 'X', 'M', 'D', 'L', 0};
+  const uint64_t size = bytes.size();
+  if (size < 8 || std::memcmp(bytes.data(), magic, 8) != 0) {
+    if (size < 8 && std::memcmp(bytes.data(), magic, size) == 0) throw fail("truncated");
+    throw fail("not an s2sext model file");
+  }
+  if (size < 24) throw fail("truncated");
+  const uint32_t version = read_u32(&bytes[8]);
+  if (version != 1)
+    throw fail("unsupported format version " + std::to_string(version) + "; this reader supports version 1");
+  if (size < 40 || std::memcmp(&bytes[size - 4], "S2SX", 4) != 0 || read_u64(&bytes[size - 16]) != size - 16)
+    throw fail("truncated or corrupted (its trailer does not match its size, " + std::to_string(size) + " bytes)");
+  const uint64_t E = size - 16;
+  if (crc32(bytes.data(), E) != read_u32(&bytes[size - 8])) throw fail("corrupted (checksum mismatch)");
+  if (read_u32(&bytes[12]) != 0) throw fail("corrupted (reserved field is not 0)");
+  const uint64_t J = read_u64(&bytes[16]);
+  if (J > E - 24) throw fail("corrupted (header length exceeds the file)");
+  const uint64_t D = (24 + J + 63) / 64 * 64;
+  if (D > E) throw fail("corrupted (data section starts past its end)");
+  Json top;
+  try {
+    top = parse_json(std::string(reinterpret_cast<const char*>(&bytes[24]), J));
+  } catch (const std::invalid_argument& e) {
+    throw fail(std::string("corrupted header: ") + e.what());
+  }
+  const Json* tensors = top.find("tensors");
+  const Json* meta = top.find("meta");
+  if (top.kind != Json::Kind::object || top.object.size() != 2 || !tensors || !meta ||
+      tensors->kind != Json::Kind::array || meta->kind != Json::Kind::object)
+    throw fail("corrupted header (expected an object with 'tensors' and 'meta')");
+
+  // the Seq2Seq header (docs/model.md)
+  auto meta_get = [&](const Json& obj, const char* key, Json::Kind kind) -> const Json& {
+    const Json* v = obj.find(key);
+    if (!v || v->kind != kind) throw fail(std::string("not a Seq2Seq model: '") + key + "' is missing or of the wrong type");
+    return *v;
+  };
+  const Json& kind = meta_get(*meta, "kind", Json::Kind::string);
+  if (kind.string != "s2sext-seq2seq") throw fail("not a Seq2Seq model (kind '" + kind.string + "')");
+  const Json& ver = meta_get(*meta, "version", Json::Kind::number);
+  if (!ver.integral || ver.integer != 1)
+    throw fail("Seq2Seq header version " + std::to_string(ver.number) + " is not supported (expected 1)");
+  const Json& cfg = meta_get(*meta, "config", Json::Kind::object);
+  auto integer = [&](const char* key) {
+    const Json& v = meta_get(cfg, key, Json::Kind::number);
+    if (!v.integral || v.integer < 0) throw fail(std::string("config '") + key + "' must be a non-negative integer");
+    return v.integer;
+  };
+  auto boolean = [&](const char* key) { return meta_get(cfg, key, Json::Kind::boolean).boolean; };
+  Seq2SeqFile out;
+  EngineConfig& c = out.config;
+  c.src_vocab = integer("src_vocab_size");
+  c.tgt_vocab = integer("tgt_vocab_size");
+  c.embed = integer("embed_size");
+  c.hidden = integer("hidden_size");
+  c.layers = integer("num_layers");
+  c.max_source_length = integer("max_source_length");
+  c.bidirectional = boolean("bidirectional");
+  c.input_feeding = boolean("input_feeding");
+  out.reverse_source = boolean("reverse_source");
+  const Json* att = cfg.find("attention");
+  if (!att || (att->kind != Json::Kind::null && att->kind != Json::Kind::string))
+    throw fail("config 'attention' must be null or a string");
+  const std::string a = att->kind == Json::Kind::null ? "none" : att->string;
+  if (a == "none") c.attention = EngineAttention::none;
+  else if (a == "dot") c.attention = EngineAttention::dot;
+  else if (a == "scaled_dot") c.attention = EngineAttention::scaled_dot;
+  else if (a == "general") c.attention = EngineAttention::general;
+  else if (a == "concat") c.attention = EngineAttention::concat;
+  else if (a == "location") c.attention = EngineAttention::location;
+  else throw fail("config 'attention' is '" + a + "', not a known kind");
+  const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
+  if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is '" + style + "'");
+  c.bahdanau = style == "bahdanau";
+  out.src_tokenizer = meta_get(cfg, "src_tokenizer", Json::Kind::string).string;
+  out.tgt_tokenizer = meta_get(cfg, "tgt_tokenizer", Json::Kind::string).string;
+  for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
+    if (*t != "char" && *t != "word") throw fail("tokenizer '" + *t + "' is not 'char' or 'word'");
+  for (auto [key, dest, size] : {std::make_tuple("src_vocab", &out.src_vocab, c.src_vocab),
+                                 std::make_tuple("tgt_vocab", &out.tgt_vocab, c.tgt_vocab)}) {
+    const Json& list = meta_get(*meta, key, Json::Kind::array);
+    for (const Json& t : list.array) {
+      if (t.kind != Json::Kind::string) throw fail(std::string(key) + " holds a non-string");
+      dest->push_back(t.string);
+    }
+    if (int64_t(dest->size()) != size)
+      throw fail(std::string(key) + " has " + std::to_string(dest->size()) + " tokens; the configuration says " +
+                 std::to_string(size));
+    static const char* specials[4] = {"<pad>", "<sos>", "<eos>", "<unk>"};
+    for (int k = 0; k < 4; ++k)
+      if (dest->size() <= size_t(k) || (*dest)[k] != specials[k])
+        throw fail(std::string(key) + " does not start with <pad> <sos> <eos> <unk>");
+  }
+
+  // the tensor table: float32 parameters (others, e.g. an optimiser's state, are skipped)
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (const Json& t : tensors->array) {
+    const Json* name = t.find("name");
+    const Json* dtype = t.find("dtype");
+    const Json* shape = t.find("shape");
+    const Json* offset = t.find("offset");
+    const Json* nbytes = t.find("nbytes");
+    if (t.kind != Json::Kind::object || t.object.size() != 5 || !name || name->kind != Json::Kind::string ||
+        !dtype || dtype->kind != Json::Kind::string || !shape || shape->kind != Json::Kind::array || !offset ||
+        !offset->integral || !nbytes || !nbytes->integral)
+      throw fail("corrupted tensor table");
+    uint64_t itemsize = dtype->string == "f32" || dtype->string == "i32" ? 4
+                        : dtype->string == "f64" || dtype->string == "i64" ? 8
+                        : dtype->string == "u16" ? 2 : 0;
+    if (!itemsize) throw fail("tensor '" + name->string + "' has unknown dtype '" + dtype->string + "'");
+    if (shape->array.size() > 32) throw fail("tensor '" + name->string + "' has more than 32 dimensions");
+    Tensor tensor;
+    uint64_t count = 1;
+    for (const Json& d : shape->array) {
+      if (!d.integral || d.integer < 0) throw fail("tensor '" + name->string + "' has a bad shape");
+      tensor.shape.push_back(d.integer);
+      if (d.integer && count > (uint64_t(1) << 62) / uint64_t(d.integer))
+        throw fail("tensor '" + name->string + "' is too large");
+      count *= uint64_t(d.integer);
+    }
+    if (offset->integer < 0 || offset->integer % 64 || nbytes->integer < 0 ||
+        uint64_t(nbytes->integer) != count * itemsize || uint64_t(offset->integer) > E - D ||
+        uint64_t(nbytes->integer) > E - D - uint64_t(offset->integer))
+      throw fail("tensor '" + name->string + "' lies outside the data section or has a wrong size");
+    spans.emplace_back(uint64_t(offset->integer), uint64_t(nbytes->integer));
+    if (dtype->string != "f32") continue;
+    if (out.params.count(name->string)) throw fail("tensor '" + name->string + "' appears twice");
+    tensor.values.resize(count);
+    const unsigned char* src = &bytes[D + uint64_t(offset->integer)];
+    for (uint64_t i = 0; i < count; ++i) {  // little-endian float32, whatever this machine's order
+      const uint32_t bits = read_u32(src + 4 * i);
+      std::memcpy(&tensor.values[i], &bits, 4);
+    }
+    out.params.emplace(name->string, std::move(tensor));
+  }
+  std::sort(spans.begin(), spans.end());
+  uint64_t end = 0;
+  for (const auto& s : spans) {
+    if (s.first < end) throw fail("corrupted (tensors overlap)");
+    end = s.first + s.second;
+  }
+  if (D + end != E) throw fail("corrupted (the data section does not end at the last tensor)");
+  return out;
+}
+
+}  // namespace s2s

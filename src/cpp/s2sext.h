@@ -1,0 +1,64 @@
+// s2sext's public C++ API: load a model file written by s2sext.Seq2Seq.save (or `s2sext train`)
+// and translate token ids or strings with greedy or beam search, without Python.
+//
+//   #include <s2sext.h>
+//   s2sext::Translator t = s2sext::Translator::load("dates.s2s");      // or load(path, "bfloat16")
+//   std::string iso = t.translate("september 27, 1994");                // greedy
+//   std::string best = t.translate("september 27, 1994", /*beam=*/5);
+//   std::vector<std::vector<int64_t>> ids = t.greedy({t.encode("2/10/93")});
+//
+// A Translator is immutable after load: any number of threads may translate with one at once.
+// Errors (a missing, truncated, corrupted or foreign file; bad ids) throw std::runtime_error or
+// std::invalid_argument with a message naming the problem. Documented in docs/cpp-api.md.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace s2s {
+class Engine;
+}
+
+namespace s2sext {
+
+struct Hypothesis {
+  std::vector<int64_t> tokens;  // target ids, ending with <eos> (2) when finished
+  double score;                 // log P / ((5 + |tokens|) / 6)^length_penalty
+  double log_prob;
+};
+
+class Translator {
+ public:
+  // dtype: "float32" or "bfloat16" (the decoder's matrices stored as bfloat16).
+  static Translator load(const std::string& path, const std::string& dtype = "float32");
+  ~Translator();
+  Translator(Translator&&) noexcept;
+  Translator& operator=(Translator&&) noexcept;
+
+  // Source text -> source ids, with the model's tokenizer and vocabulary (reversed when the model
+  // was trained on reversed sources; unknown tokens -> <unk>). Throws on an empty result.
+  std::vector<int64_t> encode(const std::string& text) const;
+  // Target ids -> text: stops at <eos>, drops <pad>/<sos>, joins with the model's tokenizer.
+  std::string decode(const std::vector<int64_t>& ids) const;
+
+  // Greedy decoding of a batch of sources of any lengths: per source the ids up to and including
+  // <eos> (or max_length ids).
+  std::vector<std::vector<int64_t>> greedy(const std::vector<std::vector<int64_t>>& sources,
+                                           int64_t max_length = 50, int64_t min_length = 0) const;
+  // Beam search: per source up to n_best hypotheses, best first.
+  std::vector<std::vector<Hypothesis>> beam(const std::vector<std::vector<int64_t>>& sources,
+                                            int64_t beam_size = 5, int64_t max_length = 50,
+                                            int64_t min_length = 0, int64_t n_best = 1,
+                                            double length_penalty = 0.0) const;
+
+  // encode -> greedy (beam == 1) or beam search -> decode.
+  std::string translate(const std::string& text, int64_t beam = 1, int64_t max_length = 50) const;
+
+ private:
+  Translator();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace s2sext

@@ -1,0 +1,178 @@
+// s2sext::Translator (s2sext.h): the model file, the tokenizers and vocabularies, and the engine.
+#include <algorithm>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "engine.h"
+#include "model_file.h"
+#include "s2sext.h"
+
+namespace s2sext {
+
+namespace {
+
+constexpr int64_t kPad = 0, kSos = 1, kEos = 2, kUnk = 3;
+
+// UTF-8 text -> code points as strings (Python's str iterates code points).
+std::vector<std::string> utf8_chars(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > text.size()) throw std::invalid_argument("text is not valid UTF-8");
+    out.push_back(text.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// Python's str.split() separators: ASCII whitespace, \x1c-\x1f, and the Unicode spaces.
+bool is_space(const std::string& ch) {
+  if (ch.size() == 1) {
+    const unsigned char c = static_cast<unsigned char>(ch[0]);
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+  }
+  static const char* const spaces[] = {"\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81",
+                                       "\xe2\x80\x82", "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85",
+                                       "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88", "\xe2\x80\x89",
+                                       "\xe2\x80\x8a", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf",
+                                       "\xe2\x81\x9f", "\xe3\x80\x80"};
+  for (const char* s : spaces)
+    if (ch == s) return true;
+  return false;
+}
+
+std::vector<std::string> tokenize(const std::string& tokenizer, const std::string& text) {
+  const std::vector<std::string> chars = utf8_chars(text);
+  if (tokenizer == "char") return chars;
+  std::vector<std::string> words;
+  std::string word;
+  for (const std::string& ch : chars) {
+    if (is_space(ch)) {
+      if (!word.empty()) words.push_back(word);
+      word.clear();
+    } else {
+      word += ch;
+    }
+  }
+  if (!word.empty()) words.push_back(word);
+  return words;
+}
+
+}  // namespace
+
+struct Translator::Impl {
+  std::unique_ptr<s2s::Engine> engine;
+  s2s::Seq2SeqFile file;
+  std::unordered_map<std::string, int64_t> src_index;
+};
+
+Translator::Translator() : impl_(new Impl()) {}
+Translator::~Translator() = default;
+Translator::Translator(Translator&&) noexcept = default;
+Translator& Translator::operator=(Translator&&) noexcept = default;
+
+Translator Translator::load(const std::string& path, const std::string& dtype) {
+  if (dtype != "float32" && dtype != "bfloat16")
+    throw std::invalid_argument("dtype must be \"float32\" or \"bfloat16\", got \"" + dtype + "\"");
+  Translator t;
+  t.impl_->file = s2s::read_seq2seq_file(path);
+  const s2s::Seq2SeqFile& f = t.impl_->file;
+  try {
+    t.impl_->engine.reset(new s2s::Engine(f.config, f.params,
+                                          dtype == "bfloat16" ? s2s::WeightType::bfloat16 : s2s::WeightType::float32));
+  } catch (const std::invalid_argument& e) {
+    throw s2s::ModelFileError("model file '" + path + "': " + e.what());
+  }
+  t.impl_->file.params.clear();  // the engine holds its own prepared copy
+  for (size_t i = 0; i < f.src_vocab.size(); ++i) t.impl_->src_index.emplace(f.src_vocab[i], int64_t(i));
+  return t;
+}
+
+std::vector<int64_t> Translator::encode(const std::string& text) const {
+  std::vector<std::string> tokens = tokenize(impl_->file.src_tokenizer, text);
+  if (tokens.empty()) throw std::invalid_argument("the text has no tokens");
+  if (impl_->file.reverse_source) std::reverse(tokens.begin(), tokens.end());
+  std::vector<int64_t> ids;
+  for (const std::string& t : tokens) {
+    auto it = impl_->src_index.find(t);
+    ids.push_back(it == impl_->src_index.end() ? kUnk : it->second);
+  }
+  return ids;
+}
+
+std::string Translator::decode(const std::vector<int64_t>& ids) const {
+  const auto& vocab = impl_->file.tgt_vocab;
+  const std::string sep = impl_->file.tgt_tokenizer == "word" ? " " : "";
+  std::string out;
+  bool first = true;
+  for (int64_t id : ids) {
+    if (id == kEos) break;
+    if (id == kPad || id == kSos) continue;
+    if (id < 0 || id >= int64_t(vocab.size())) throw std::invalid_argument("id " + std::to_string(id) + " is not in the vocabulary");
+    if (!first) out += sep;
+    out += vocab[static_cast<size_t>(id)];
+    first = false;
+  }
+  return out;
+}
+
+namespace {
+void pad(const std::vector<std::vector<int64_t>>& sources, std::vector<int64_t>& src, std::vector<int64_t>& lengths,
+         int64_t& S) {
+  if (sources.empty()) throw std::invalid_argument("no sources");
+  S = 0;
+  for (const auto& s : sources) {
+    if (s.empty()) throw std::invalid_argument("a source is empty");
+    S = std::max<int64_t>(S, int64_t(s.size()));
+  }
+  src.assign(sources.size() * size_t(S), kPad);
+  for (size_t b = 0; b < sources.size(); ++b) {
+    std::copy(sources[b].begin(), sources[b].end(), src.begin() + int64_t(b) * S);
+    lengths.push_back(int64_t(sources[b].size()));
+  }
+}
+}  // namespace
+
+std::vector<std::vector<int64_t>> Translator::greedy(const std::vector<std::vector<int64_t>>& sources,
+                                                     int64_t max_length, int64_t min_length) const {
+  std::vector<int64_t> src, lengths;
+  int64_t S = 0;
+  pad(sources, src, lengths, S);
+  const int64_t B = int64_t(sources.size());
+  std::vector<int64_t> out(size_t(B * std::max<int64_t>(max_length, 1)));
+  const int64_t T = impl_->engine->greedy(src.data(), lengths.data(), B, S, max_length, min_length, out.data());
+  std::vector<std::vector<int64_t>> result(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t id = out[size_t(b * max_length + t)];
+      if (id == kPad) break;
+      result[size_t(b)].push_back(id);
+    }
+  return result;
+}
+
+std::vector<std::vector<Hypothesis>> Translator::beam(const std::vector<std::vector<int64_t>>& sources,
+                                                      int64_t beam_size, int64_t max_length, int64_t min_length,
+                                                      int64_t n_best, double length_penalty) const {
+  std::vector<int64_t> src, lengths;
+  int64_t S = 0;
+  pad(sources, src, lengths, S);
+  const auto found = impl_->engine->beam(src.data(), lengths.data(), int64_t(sources.size()), S, beam_size, max_length,
+                                         min_length, n_best, length_penalty);
+  std::vector<std::vector<Hypothesis>> result;
+  for (const auto& hyps : found) {
+    std::vector<Hypothesis> r;
+    for (const auto& h : hyps) r.push_back(Hypothesis{h.tokens, h.score, h.log_prob});
+    result.push_back(std::move(r));
+  }
+  return result;
+}
+
+std::string Translator::translate(const std::string& text, int64_t beam_size, int64_t max_length) const {
+  const std::vector<std::vector<int64_t>> sources{encode(text)};
+  if (beam_size <= 1) return decode(greedy(sources, max_length)[0]);
+  return decode(beam(sources, beam_size, max_length)[0][0].tokens);
+}
+
+}  // namespace s2sext
