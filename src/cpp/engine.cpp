@@ -481,7 +481,9 @@ Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& par
     if (l == 0) {
       w.dec.push_back(lstm(p, E + extra, type, E));  // the non-embedding columns
       const Tensor& w_ih = need(params, p + ".w_ih", {G, E + extra});
-      w.dec0_embed_cols = matrix_of(w_ih.values.data(), G, E + extra, 0, E, WeightType::float32);
+      // fp32 when folded into the table below (once, at load); else in the engine's storage type
+      const bool table = static_cast<size_t>(V) * G * sizeof(float) <= kProjectedTableMaxBytes;
+      w.dec0_embed_cols = matrix_of(w_ih.values.data(), G, E + extra, 0, E, table ? WeightType::float32 : type);
     } else {
       w.dec.push_back(lstm(p, H, type));
     }

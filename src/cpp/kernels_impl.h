@@ -365,8 +365,8 @@ inline float bf16_to_float(uint16_t v) {
   return f;
 }
 
-void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
-               int64_t K, int64_t M, float beta) {
+void gemm_bf16_generic(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,
+                       int64_t N, int64_t K, int64_t M, float beta) {
   constexpr int64_t kChunk = 512;
   alignas(64) float row[kChunk];
   for (int64_t n = 0; n < N; ++n) {
@@ -390,6 +390,48 @@ void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, floa
     }
   }
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// One input (batch 1): eight weight rows at a time, each 8 bf16 widened to 8 floats by a zero
+// extension and a 16-bit shift, x loaded once per column block for all eight rows.
+void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+               int64_t K, int64_t M, float beta) {
+  if (M != 1) return gemm_bf16_generic(W, ldw, X, ldx, Y, ldy, N, K, M, beta);
+  int64_t n = 0;
+  const int64_t K8 = K - K % 8;
+  for (; n + 8 <= N; n += 8) {
+    __m256 acc[8] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const uint16_t* w = W + n * ldw;
+    for (int64_t k = 0; k < K8; k += 8) {
+      const __m256 xk = _mm256_loadu_ps(X + k);
+      for (int r = 0; r < 8; ++r) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + k));
+        const __m256 wk = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+        acc[r] = _mm256_fmadd_ps(wk, xk, acc[r]);
+      }
+    }
+    __m256 sums = hsum8_rows(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]);
+    if (K8 < K) {
+      alignas(32) float tail[8];
+      for (int r = 0; r < 8; ++r) {
+        float t = 0;
+        for (int64_t k = K8; k < K; ++k) t += bf16_to_float(w[r * ldw + k]) * X[k];
+        tail[r] = t;
+      }
+      sums = _mm256_add_ps(sums, _mm256_load_ps(tail));
+    }
+    if (beta != 0.0f) sums = _mm256_fmadd_ps(_mm256_loadu_ps(Y + n), _mm256_set1_ps(beta), sums);
+    _mm256_storeu_ps(Y + n, sums);
+  }
+  if (n < N) gemm_bf16_generic(W + n * ldw, ldw, X, ldx, Y + n, ldy, N - n, K, 1, beta);
+}
+#else
+void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+               int64_t K, int64_t M, float beta) {
+  gemm_bf16_generic(W, ldw, X, ldx, Y, ldy, N, K, M, beta);
+}
+#endif
 
 template <class T>
 KernelTable<T> make_table() {
