@@ -61,7 +61,7 @@ def test_cpp_translations_equal_python(example_program, tmp_path, tokenizer):
     assert result.returncode == 0, result.stderr
     outputs = result.stdout.split("\n")[:-1]
     assert outputs == model.translate(texts, max_length=50)
-    assert len(set(outputs)) > 5, outputs  # a model that says something different for different inputs
+    assert len(set(outputs)) >= 3, outputs  # not a degenerate model that says the same for every input
     result = run(example_program, path, "--beam", "4", *texts[:5])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:-1] == model.translate(texts[:5], beam=4, max_length=50)
