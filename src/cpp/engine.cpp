@@ -11,6 +11,10 @@
 #include <stdexcept>
 #include <utility>
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include "blas.h"
 #include "dense.h"
 #include "kernels.h"
@@ -156,6 +160,28 @@ struct State {
   Buffer<float> feed;               // Luong input feeding: previous attentional state [B, H]
 };
 
+// Scratch of one call's steps, allocated once per call (no allocation inside the step loop).
+struct StepBuffers {
+  StepBuffers(int64_t B, int64_t S, int64_t H, int64_t E)
+      : context(size_t(B * H)), gates(size_t(B * 4 * H)), x_emb(size_t(B * E)), h_new(size_t(B * H)),
+        c_new(size_t(B * H)), combined(size_t(B * 2 * H)), attentional(size_t(B * H)), scores(size_t(S)),
+        query_proj(size_t(H)), zero_bias(size_t(4 * H), 0.0f) {}
+  Buffer<float> context, gates, x_emb, h_new, c_new, combined, attentional, scores, query_proj, zero_bias;
+};
+
+// Denormal results and inputs flushed to zero while a decode runs (a decoder's states decay
+// towards zero; denormal arithmetic is up to 100x slower on x86). The caller's mode is restored.
+class FlushDenormals {
+ public:
+#if defined(__SSE__) || defined(__x86_64__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned int saved_;
+#endif
+};
+
 class Runner {
  public:
   explicit Runner(const EngineWeights& w) : w_(w), k_(kernels<float>()), H_(w.cfg.hidden) {}
@@ -165,10 +191,10 @@ class Runner {
   static Encoded repeat(const Encoded& e, int64_t times, int64_t H, int64_t layers);
   State initial_state(const Encoded& e) const;
   // One decoder step for tokens [B]: logits [B, V]; the state is advanced in place.
-  void step(const Encoded& e, const int64_t* tokens, State& state, float* logits) const;
+  void step(const Encoded& e, const int64_t* tokens, State& state, float* logits, StepBuffers& buf) const;
 
  private:
-  void attend(const Encoded& e, const float* query, float* context) const;
+  void attend(const Encoded& e, const float* query, float* context, StepBuffers& buf) const;
 
   const EngineWeights& w_;
   const KernelTable<float>& k_;
@@ -292,11 +318,11 @@ State Runner::initial_state(const Encoded& e) const {
 }
 
 // context [B, H] = sum_s a_s memory_s with a = masked softmax of the scores of `query` [B, H].
-void Runner::attend(const Encoded& e, const float* query, float* context) const {
+void Runner::attend(const Encoded& e, const float* query, float* context, StepBuffers& buf) const {
   const int64_t H = H_, S = e.S;
-  Buffer<float> scores(static_cast<size_t>(S)), qp;
+  Buffer<float>& scores = buf.scores;
+  Buffer<float>& qp = buf.query_proj;
   const EngineAttention kind = w_.cfg.attention;
-  if (kind == EngineAttention::concat) qp.resize(static_cast<size_t>(H));
   for (int64_t b = 0; b < e.B; ++b) {
     const float* q = query + b * H;
     const float* mem = e.memory.data() + b * S * H;
@@ -325,16 +351,18 @@ void Runner::attend(const Encoded& e, const float* query, float* context) const 
   }
 }
 
-void Runner::step(const Encoded& e, const int64_t* tokens, State& st, float* logits) const {
+void Runner::step(const Encoded& e, const int64_t* tokens, State& st, float* logits, StepBuffers& buf) const {
   const EngineConfig& cfg = w_.cfg;
   const int64_t B = e.B, H = H_, G = 4 * H, E = cfg.embed, V = cfg.tgt_vocab;
   const bool attention = cfg.attention != EngineAttention::none;
-  Buffer<float> context(attention ? static_cast<size_t>(B * H) : 0);
+  Buffer<float>& context = buf.context;
   // Bahdanau: attend from the previous top-layer state; the context joins the LSTM input.
-  if (attention && cfg.bahdanau) attend(e, st.h.back().data(), context.data());
+  if (attention && cfg.bahdanau) attend(e, st.h.back().data(), context.data(), buf);
   const float* extra = cfg.bahdanau ? context.data() : (cfg.input_feeding ? st.feed.data() : nullptr);
-  Buffer<float> gates(static_cast<size_t>(B * G)), x_emb(static_cast<size_t>(B * E));
-  Buffer<float> h_new(static_cast<size_t>(B * H)), c_new(static_cast<size_t>(B * H));
+  Buffer<float>& gates = buf.gates;
+  Buffer<float>& x_emb = buf.x_emb;
+  Buffer<float>& h_new = buf.h_new;
+  Buffer<float>& c_new = buf.c_new;
   for (int64_t l = 0; l < cfg.layers; ++l) {
     const auto& lw = w_.dec[l];
     const float* bias_rows = nullptr;  // [B, G] per-row bias, or null for lw.b
@@ -354,9 +382,7 @@ void Runner::step(const Encoded& e, const int64_t* tokens, State& st, float* log
       matmul(lw.w_ih, st.h[l - 1].data(), B, gates.data(), false);
     }
     matmul(lw.w_hh, st.h[l].data(), B, gates.data(), true);
-    static thread_local Buffer<float> zero_bias;
-    if (zero_bias.size() < static_cast<size_t>(G)) zero_bias.assign(static_cast<size_t>(G), 0.0f);
-    const float* bias = bias_rows ? zero_bias.data() : lw.b.data();
+    const float* bias = bias_rows ? buf.zero_bias.data() : lw.b.data();
     for (int64_t b = 0; b < B; ++b)
       k_.lstm_gates_forward(gates.data() + b * G, bias, st.c[l].data() + b * H, c_new.data() + b * H,
                             h_new.data() + b * H, H, H);
@@ -365,16 +391,15 @@ void Runner::step(const Encoded& e, const int64_t* tokens, State& st, float* log
   }
   const float* h_top = st.h.back().data();
   const float* o = h_top;
-  Buffer<float> combined, attentional;
+  Buffer<float>& combined = buf.combined;
+  Buffer<float>& attentional = buf.attentional;
   if (attention) {
-    if (!cfg.bahdanau) attend(e, h_top, context.data());
+    if (!cfg.bahdanau) attend(e, h_top, context.data(), buf);
     // o = tanh([c; h] @ W_c^T + b_c)
-    combined.resize(static_cast<size_t>(B * 2 * H));
     for (int64_t b = 0; b < B; ++b) {
       std::memcpy(combined.data() + b * 2 * H, context.data() + b * H, sizeof(float) * H);
       std::memcpy(combined.data() + b * 2 * H + H, h_top + b * H, sizeof(float) * H);
     }
-    attentional.resize(static_cast<size_t>(B * H));
     matmul(w_.combine, combined.data(), B, attentional.data(), false);
     for (int64_t b = 0; b < B; ++b) k_.bias_activation(attentional.data() + b * H, w_.combine_b.data(), H, true);
     o = attentional.data();
@@ -529,18 +554,20 @@ int64_t Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B,
                        int64_t min_length, int64_t* out, bool serial) const {
   check_lengths(max_length, min_length);
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
+  const FlushDenormals flush;
   const Sorted sorted = sort_batch(src, lengths_in, B, S);
   check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
   const Runner runner(*w_);
   const Encoded enc = runner.encode(sorted.src.data(), sorted.lengths.data(), B, S);
   State state = runner.initial_state(enc);
+  StepBuffers buf(B, S, w_->cfg.hidden, w_->cfg.embed);
   const int64_t V = w_->cfg.tgt_vocab;
   Buffer<float> logits(static_cast<size_t>(B * V));
   std::vector<int64_t> tokens(static_cast<size_t>(B), kSos), chosen_sorted(static_cast<size_t>(B * max_length), kPad);
   std::vector<char> done(static_cast<size_t>(B), 0);
   int64_t steps = 0;
   for (int64_t t = 0; t < max_length; ++t) {
-    runner.step(enc, tokens.data(), state, logits.data());
+    runner.step(enc, tokens.data(), state, logits.data(), buf);
     int64_t finished = 0;
     for (int64_t b = 0; b < B; ++b) {
       const float* row = logits.data() + b * V;
@@ -572,12 +599,14 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
   if (n_best < 1 || n_best > beam_size) throw std::invalid_argument("n_best must lie in [1, beam_size]");
   if (!(alpha >= 0)) throw std::invalid_argument("length_penalty must be >= 0");
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
+  const FlushDenormals flush;
   const Sorted sorted = sort_batch(src, lengths_in, B, S);
   check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
   const int64_t K = beam_size, V = w_->cfg.tgt_vocab, H = w_->cfg.hidden, L = w_->cfg.layers;
   const Runner runner(*w_);
   const Encoded enc = Runner::repeat(runner.encode(sorted.src.data(), sorted.lengths.data(), B, S), K, H, L);
   State state = runner.initial_state(enc);
+  StepBuffers buf(B * K, S, H, w_->cfg.embed);
   const double neg_inf = -std::numeric_limits<double>::infinity();
   auto penalty = [&](double len) { return std::pow((5.0 + len) / 6.0, alpha); };
   std::vector<double> scores(static_cast<size_t>(B * K), neg_inf), logp(static_cast<size_t>(B * K * V));
@@ -590,7 +619,7 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
   const double bound_factor = penalty(double(max_length));
   std::vector<int64_t> cand(static_cast<size_t>(K * V));
   for (int64_t t = 0; t < max_length; ++t) {
-    runner.step(enc, tokens.data(), state, logits.data());
+    runner.step(enc, tokens.data(), state, logits.data(), buf);
     for (int64_t r = 0; r < B * K; ++r) {  // log-softmax in float64
       const float* z = logits.data() + r * V;
       double m = z[0];
@@ -650,22 +679,17 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
         for (int64_t j = 0; j < K; ++j) new_scores[b * K + j] = neg_inf;
     }
     if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; })) break;
-    // reorder the state by parent
-    for (int64_t l = 0; l < L; ++l) {
-      Buffer<float> h(state.h[l].size()), c(state.c[l].size());
-      for (int64_t r = 0; r < B * K; ++r) {
-        std::memcpy(h.data() + r * H, state.h[l].data() + step_parents[r] * H, sizeof(float) * H);
-        std::memcpy(c.data() + r * H, state.c[l].data() + step_parents[r] * H, sizeof(float) * H);
-      }
-      state.h[l] = std::move(h);
-      state.c[l] = std::move(c);
-    }
-    if (!state.feed.empty()) {
-      Buffer<float> f(state.feed.size());
+    // reorder the state by parent (into the spare buffers, then swap: no allocation per step)
+    auto gather = [&](Buffer<float>& rows, Buffer<float>& spare) {
       for (int64_t r = 0; r < B * K; ++r)
-        std::memcpy(f.data() + r * H, state.feed.data() + step_parents[r] * H, sizeof(float) * H);
-      state.feed = std::move(f);
+        std::memcpy(spare.data() + r * H, rows.data() + step_parents[r] * H, sizeof(float) * H);
+      std::swap(rows, spare);
+    };
+    for (int64_t l = 0; l < L; ++l) {
+      gather(state.h[l], buf.h_new);
+      gather(state.c[l], buf.c_new);
     }
+    if (!state.feed.empty()) gather(state.feed, buf.attentional);
     tokens = step_tokens;
     scores = new_scores;
   }
