@@ -146,3 +146,32 @@ def test_errors_are_clear():
     params["combine.weight"] = params["combine.weight"][:, :3]
     with pytest.raises(ValueError, match=r"parameter 'combine.weight' has shape \(8, 3\); expected \(8, 16\)"):
         Decoder(model.config.as_dict(), params, model.src_vocab, model.tgt_vocab)
+
+
+def bf16_representable(params):
+    """Each float32 rounded to bfloat16 (nearest even) and back: bf16 storage of these is exact."""
+    out = {}
+    for name, value in params.items():
+        bits = value.astype(np.float32).view(np.uint32).astype(np.uint64)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+        out[name] = rounded.astype(np.uint32).view(np.float32).reshape(value.shape)
+    return out
+
+
+@pytest.mark.parametrize("attention,style,feeding", [("dot", "luong", False), ("concat", "bahdanau", False),
+                                                     ("general", "luong", True)])
+def test_bfloat16_path_is_exact_on_bf16_representable_weights(attention, style, feeding):
+    """With weights that bf16 stores exactly, the bf16 engine (its own GEMV and encoder recurrence)
+    must give the model layer's tokens: only float32 summation order differs."""
+    model = peaked_model(attention, style, feeding, 2, True, seed=5)
+    for name, value in bf16_representable(model.params).items():
+        model.params[name][...] = value
+    src, lengths = batch(4)
+    bf16 = model.compile("bfloat16")
+    np.testing.assert_array_equal(bf16.greedy(src, lengths, max_length=8), model.greedy(src, lengths, max_length=8))
+    ours = bf16.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2)
+    ref = model.beam_search(src, lengths, beam_size=3, max_length=8, n_best=2)
+    for hyps_engine, hyps_model in zip(ours, ref):
+        assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
+        for (_, score, _), h in zip(hyps_engine, hyps_model):
+            assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))

@@ -74,7 +74,7 @@ struct EngineWeights {
     Matrix w_ih, w_hh;
     Buffer<float> b;
   };
-  std::vector<Lstm> enc_fwd, enc_bwd;  // encoder layers (fp32: they run once per input)
+  std::vector<Lstm> enc_fwd, enc_bwd;  // encoder layers
   std::vector<Lstm> dec;               // decoder layers; dec[0].w_ih holds only the non-embedding columns
   Matrix dec0_embed_cols;              // decoder layer 0, the embedding columns [G, E]
   Buffer<float> projected_embed;       // [V, G] = tgt_embed @ dec0_embed_cols^T + b, or empty
@@ -201,6 +201,37 @@ class Runner {
   const int64_t H_;
 };
 
+// One encoder LSTM over a padded batch with rows sorted by length (longest first), for weights in
+// the engine's storage type (bf16 included): hs [B,S,H] (0 past a length), hT, cT [B,H] the state
+// after each row's last step. The same equations as lstm_forward, whose fp32 version is used otherwise.
+void lstm_layer(const EngineWeights::Lstm& w, const float* x, const int64_t* lengths, int64_t B, int64_t S,
+                int64_t I, int64_t H, float* hs, float* hT, float* cT) {
+  const KernelTable<float>& k = kernels<float>();
+  const int64_t G = 4 * H;
+  Buffer<float> x_proj(static_cast<size_t>(B * S * G)), gates(static_cast<size_t>(B * G));
+  Buffer<float> h(static_cast<size_t>(B * H), 0.0f), c(static_cast<size_t>(B * H), 0.0f);
+  Buffer<float> h_new(static_cast<size_t>(B * H)), c_new(static_cast<size_t>(B * H));
+  matmul(w.w_ih, x, B * S, x_proj.data(), false);  // [B*S, G]: every step's input product at once
+  std::fill(hs, hs + B * S * H, 0.0f);
+  for (int64_t t = 0; t < S; ++t) {
+    int64_t active = 0;  // rows still running: a prefix, the rows being sorted by length
+    while (active < B && lengths[active] > t) ++active;
+    if (active == 0) break;
+    for (int64_t b = 0; b < active; ++b)
+      std::memcpy(gates.data() + b * G, x_proj.data() + (b * S + t) * G, sizeof(float) * G);
+    matmul(w.w_hh, h.data(), active, gates.data(), true);
+    for (int64_t b = 0; b < active; ++b) {
+      k.lstm_gates_forward(gates.data() + b * G, w.b.data(), c.data() + b * H, c_new.data() + b * H,
+                           h_new.data() + b * H, H, H);
+      std::memcpy(hs + (b * S + t) * H, h_new.data() + b * H, sizeof(float) * H);
+    }
+    std::memcpy(h.data(), h_new.data(), sizeof(float) * active * H);  // finished rows keep their state
+    std::memcpy(c.data(), c_new.data(), sizeof(float) * active * H);
+  }
+  std::memcpy(hT, h.data(), sizeof(float) * B * H);
+  std::memcpy(cT, c.data(), sizeof(float) * B * H);
+}
+
 Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) const {
   const EngineConfig& cfg = w_.cfg;
   const int64_t H = H_, E = cfg.embed, G = 4 * H, D = cfg.bidirectional ? 2 : 1;
@@ -220,9 +251,12 @@ Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, in
     x_tm.resize(static_cast<size_t>(S * B * in_size));
     Buffer<float> hT(static_cast<size_t>(B * H)), cT(static_cast<size_t>(B * H));
     const auto& fw = w_.enc_fwd[l];
-    lstm_forward<float>(hs.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(), c_all.data(),
-                        x.data(), zeros.data(), zeros.data(), fw.w_ih.f32.data(), fw.w_hh.f32.data(), fw.b.data(),
-                        lengths, B, S, in_size, H);
+    if (w_.type == WeightType::bfloat16)
+      lstm_layer(fw, x.data(), lengths, B, S, in_size, H, hs.data(), hT.data(), cT.data());
+    else
+      lstm_forward<float>(hs.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(), c_all.data(),
+                          x.data(), zeros.data(), zeros.data(), fw.w_ih.f32.data(), fw.w_hh.f32.data(),
+                          fw.b.data(), lengths, B, S, in_size, H);
     Buffer<float> next(static_cast<size_t>(B * S * D * H));
     Buffer<float> fh(static_cast<size_t>(B * D * H)), fc(static_cast<size_t>(B * D * H));
     for (int64_t b = 0; b < B; ++b) {
@@ -240,9 +274,12 @@ Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, in
           std::memcpy(x_rev.data() + (b * S + t) * in_size, x.data() + (b * S + rev(b, t)) * in_size,
                       sizeof(float) * in_size);
       const auto& bw = w_.enc_bwd[l];
-      lstm_forward<float>(hs_rev.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(),
-                          c_all.data(), x_rev.data(), zeros.data(), zeros.data(), bw.w_ih.f32.data(),
-                          bw.w_hh.f32.data(), bw.b.data(), lengths, B, S, in_size, H);
+      if (w_.type == WeightType::bfloat16)
+        lstm_layer(bw, x_rev.data(), lengths, B, S, in_size, H, hs_rev.data(), hT.data(), cT.data());
+      else
+        lstm_forward<float>(hs_rev.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(),
+                            c_all.data(), x_rev.data(), zeros.data(), zeros.data(), bw.w_ih.f32.data(),
+                            bw.w_hh.f32.data(), bw.b.data(), lengths, B, S, in_size, H);
       for (int64_t b = 0; b < B; ++b) {
         std::memcpy(fh.data() + b * D * H + H, hT.data() + b * H, sizeof(float) * H);
         std::memcpy(fc.data() + b * D * H + H, cT.data() + b * H, sizeof(float) * H);
@@ -490,8 +527,8 @@ Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& par
   };
   for (int64_t l = 0; l < L; ++l) {
     const int64_t in = l == 0 ? E : D * H;
-    w.enc_fwd.push_back(lstm("encoder.l" + std::to_string(l), in, WeightType::float32));
-    if (cfg.bidirectional) w.enc_bwd.push_back(lstm("encoder.l" + std::to_string(l) + "_reverse", in, WeightType::float32));
+    w.enc_fwd.push_back(lstm("encoder.l" + std::to_string(l), in, type));
+    if (cfg.bidirectional) w.enc_bwd.push_back(lstm("encoder.l" + std::to_string(l) + "_reverse", in, type));
   }
   if (cfg.bidirectional) {
     w.bridge_h_w = copy_of(need(params, "bridge.h.weight", {H, 2 * H}));
