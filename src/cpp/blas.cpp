@@ -77,6 +77,8 @@ constexpr double kSplitFlops = 16e6;
 constexpr int64_t kMinSplitRows = 32;
 // A batch-1 GEMV is split when each thread gets at least this many weights (256 KiB of float32).
 constexpr int64_t kMinGemvSplitElements = 65536;
+// Products with at most this many rows (of C) and row-major weights go to our GEMV, not BLAS.
+constexpr int64_t kMaxGemvRows = 8;
 
 template <class T>
 void blas_gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
@@ -98,17 +100,22 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
     return;
   }
-  if (M == 1 && trans_a == Trans::no && trans_b == Trans::yes) {
-    // c[N] = alpha * B[N,K] a[K] + beta * c: a batch-1 product, memory-bound, our SIMD GEMV. A
-    // large one is split by rows, so each core streams its share of the weights from its own cache.
-    // Ranges are whole blocks of 8 rows, the kernel's blocking, so every row is summed the same
-    // way whatever the split: our GEMV's results do not depend on the thread count.
+  if (M <= kMaxGemvRows && trans_a == Trans::no && trans_b == Trans::yes) {
+    // c[m] = alpha * B[N,K] a[m] + beta * c[m] for a few rows m (batch 1, a beam, a decoder batch):
+    // memory-bound, our SIMD GEMV, which needs no packing of B (BLAS packs all of B per call). For
+    // each block of 8 rows of B every row of a runs while the block is in L1, so B is read once.
+    // Large ones are split by rows, so each core streams its share of the weights from its own
+    // cache. Ranges are whole blocks of 8 rows, the kernel's blocking, so every row is summed the
+    // same way whatever the split and M: our GEMV's results depend on neither the thread count nor
+    // the other rows.
     const KernelTable<T>& k = kernels<T>();
     const int64_t blocks = (N + 7) / 8;
     const int64_t min_blocks = K > 0 ? (kMinGemvSplitElements / 8 + K - 1) / K : blocks;
     parallel_ranges(blocks, min_blocks, [&](int64_t blk0, int64_t blk1) {
-      const int64_t n0 = blk0 * 8, n1 = blk1 * 8 < N ? blk1 * 8 : N;
-      k.gemv(B + n0 * ldb, ldb, A, C + n0, n1 - n0, K, alpha, beta);
+      for (int64_t blk = blk0; blk < blk1; ++blk) {
+        const int64_t n0 = blk * 8, n1 = n0 + 8 < N ? n0 + 8 : N;
+        for (int64_t m = 0; m < M; ++m) k.gemv(B + n0 * ldb, ldb, A + m * lda, C + m * ldc + n0, n1 - n0, K, alpha, beta);
+      }
     });
     return;
   }
