@@ -1,9 +1,11 @@
 """The C++ API (src/cpp/s2sext.h) and its example program: built on their own with CMake (no
 Python), they load a model the tests train and translate exactly as Python does.
 
-Needs cmake and a C++ compiler; skipped without them unless S2SEXT_REQUIRE_CPP=1 (set by CI).
+Needs cmake, a C++ compiler and the build's BLAS package (scipy-openblas32); skipped without them
+unless S2SEXT_REQUIRE_CPP=1 (set by CI, which installs them).
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,10 +24,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def example_program(tmp_path_factory):
-    if shutil.which("cmake") is None:
+    missing = [what for what, ok in (("cmake", shutil.which("cmake")), ("a C++ compiler", shutil.which("c++")),
+                                      ("scipy-openblas32", importlib.util.find_spec("scipy_openblas32")))
+               if not ok]
+    if missing:
         if os.environ.get("S2SEXT_REQUIRE_CPP") == "1":
-            pytest.fail("cmake is not installed, and S2SEXT_REQUIRE_CPP=1")
-        pytest.skip("cmake is not installed")
+            pytest.fail(f"missing {', '.join(missing)}, and S2SEXT_REQUIRE_CPP=1")
+        pytest.skip(f"the standalone C++ build needs {', '.join(missing)}")
     build = tmp_path_factory.mktemp("cpp-build")
     subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DS2SEXT_EXAMPLES=ON"], check=True,
                    capture_output=True)
