@@ -1,0 +1,235 @@
+"""s2sext.torch: gradcheck of every Function, the LSTM module against torch.nn.LSTM (outputs,
+gradients, PackedSequence, state dicts, a training trajectory), attention modules, weight layout
+converters, importing a PyTorch seq2seq and exporting it back, and clear errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import s2sext.torch as st
+from s2sext import Seq2Seq
+from s2sext.torch_reference import TorchSeq2Seq
+
+
+def rand(*shape, requires_grad=True, seed=None):
+    g = torch.Generator().manual_seed(seed if seed is not None else sum(shape) * 7 + len(shape))
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5).requires_grad_(requires_grad)
+
+
+# gradcheck compares our float64 backward with central finite differences of our float64 forward
+# (eps 1e-6): truncation and rounding errors are ~1e-10 relative, so its default tolerances
+# (atol 1e-5, rtol 1e-3) leave a wide margin without hiding a wrong term.
+def test_gradcheck_lstm_sequence_with_lengths():
+    B, S, I, H = 3, 5, 4, 3
+    args = (rand(B, S, I), rand(B, H), rand(B, H), rand(4 * H, I), rand(4 * H, H), rand(4 * H))
+    assert torch.autograd.gradcheck(lambda *a: st.LSTMFunction.apply(*a, np.array([5, 2, 1])), args)
+    assert torch.autograd.gradcheck(lambda *a: st.LSTMFunction.apply(*a, None), args)
+
+
+def test_gradcheck_lstm_cell():
+    B, I, H = 2, 3, 4
+    args = (rand(B, I), rand(B, H), rand(B, H), rand(4 * H, I), rand(4 * H, H), rand(4 * H))
+    assert torch.autograd.gradcheck(st.LSTMCellFunction.apply, args)
+
+
+@pytest.mark.parametrize("kind", ["dot", "scaled_dot", "general", "concat", "location"])
+@pytest.mark.parametrize("steps", [None, 2])
+def test_gradcheck_attention(kind, steps):
+    B, S, H, A = 2, 4, 3, 5
+    hs = rand(B, S, H)
+    q = rand(B, H) if steps is None else rand(B, steps, H)
+    params = {"dot": (), "scaled_dot": (), "general": (rand(H, H),), "location": (rand(6, H),),
+              "concat": (rand(A, H), rand(A, H), rand(A))}[kind]
+    lengths = np.array([4, 2])
+    assert torch.autograd.gradcheck(
+        lambda hs, q, *p: st.AttentionWeightFunction.apply(hs, q, kind, lengths, *p), (hs, q, *params))
+    a = torch.softmax(rand(B, S, requires_grad=False), -1).requires_grad_(True)
+    assert torch.autograd.gradcheck(st.WeightSumFunction.apply, (hs, a))
+
+
+def make_pair(num_layers, bidirectional, batch_first, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    ref = torch.nn.LSTM(5, 7, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, dtype=dtype)
+    ours = st.LSTM(5, 7, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, dtype=dtype)
+    ours.load_state_dict(ref.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    return ref, ours
+
+
+def grads(module):
+    return {n: p.grad.clone() for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lstm_module_matches_torch(num_layers, bidirectional, batch_first):
+    ref, ours = make_pair(num_layers, bidirectional, batch_first)
+    B, S = 3, 6
+    x = rand(S, B, 5, seed=1) if not batch_first else rand(B, S, 5, seed=1)
+    D = 2 if bidirectional else 1
+    hx = (rand(num_layers * D, B, 7, seed=2), rand(num_layers * D, B, 7, seed=3))
+    out_ref, (h_ref, c_ref) = ref(x, hx)
+    x2 = x.detach().clone().requires_grad_(True)
+    hx2 = tuple(t.detach().clone().requires_grad_(True) for t in hx)
+    out, (h, c) = ours(x2, hx2)
+    # float64 on both sides: the kernels sum in another order than PyTorch, ~1e-15 relative
+    for a, b in ((out, out_ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    g = rand(*out.shape, requires_grad=False, seed=4)
+    (out_ref * g).sum().add((h_ref * 0.3).sum()).add((c_ref * 0.7).sum()).backward()
+    (out * g).sum().add((h * 0.3).sum()).add((c * 0.7).sum()).backward()
+    torch.testing.assert_close(x2.grad, x.grad, rtol=1e-10, atol=1e-12)
+    for a, b in zip(hx2, hx):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    gr, go = grads(ref), grads(ours)
+    for name in gr:
+        torch.testing.assert_close(go[name], gr[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_module_packed_sequence(bidirectional):
+    ref, ours = make_pair(2, bidirectional, True, seed=5)
+    B, S = 4, 6
+    x = rand(B, S, 5, seed=6)
+    lengths = torch.tensor([3, 6, 1, 4])
+    out_ref, (h_ref, c_ref) = ref(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    out, (h, c) = ours(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    assert torch.equal(out.batch_sizes, out_ref.batch_sizes)
+    assert torch.equal(out.sorted_indices, out_ref.sorted_indices)
+    torch.testing.assert_close(out.data, out_ref.data, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(c, c_ref, rtol=1e-10, atol=1e-12)
+    padded_ref, _ = pad_packed_sequence(out_ref, batch_first=True)
+    padded, _ = pad_packed_sequence(out, batch_first=True)
+    (padded_ref.sum() + h_ref.sum()).backward()
+    (padded.sum() + h.sum()).backward()
+    gr, go = grads(ref), grads(ours)
+    for name in gr:
+        torch.testing.assert_close(go[name], gr[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_training_trajectory_matches_torch_nn():
+    """A small PyTorch model trains to the same losses step by step with s2sext.torch.LSTM as with
+    torch.nn.LSTM (float64, SGD): both compute the same function and gradients."""
+    def build(lstm_cls):
+        torch.manual_seed(0)
+        emb = torch.nn.Embedding(10, 6, dtype=torch.float64)
+        lstm = lstm_cls(6, 8, num_layers=2, batch_first=True, bidirectional=True, dtype=torch.float64)
+        head = torch.nn.Linear(16, 10, dtype=torch.float64)
+        return torch.nn.ModuleList([emb, lstm, head])
+
+    ref, ours = build(torch.nn.LSTM), build(st.LSTM)
+    ours.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randint(0, 10, (4, 7), generator=g), torch.randint(0, 10, (4, 7), generator=g))
+    data = [batch] * 6  # the same batch: its loss must go down
+    losses = []
+    for model in (ref, ours):
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        trace = []
+        for x, y in data:
+            opt.zero_grad()
+            out, _ = model[1](model[0](x))
+            loss = torch.nn.functional.cross_entropy(model[2](out).reshape(-1, 10), y.reshape(-1))
+            loss.backward()
+            opt.step()
+            trace.append(loss.item())
+        losses.append(trace)
+    assert losses[0][-1] < losses[0][0]  # it trains
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-9)
+
+
+def test_attention_module_matches_reference():
+    torch.manual_seed(0)
+    att = st.Attention("concat", 6, attention_size=5, dtype=torch.float64)
+    hs, q = rand(2, 4, 6, seed=7), rand(2, 6, seed=8)
+    context, a = att(hs, q, lengths=torch.tensor([4, 2]))
+    score = torch.tanh(q[:, None, :] @ att.w_q.T + hs @ att.w_k.T) @ att.v
+    score = score.masked_fill(torch.arange(4)[None, :] >= torch.tensor([4, 2])[:, None], float("-inf"))
+    a_ref = torch.softmax(score, -1)
+    torch.testing.assert_close(a, a_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(context, (a_ref[:, :, None] * hs).sum(1), rtol=1e-10, atol=1e-12)
+
+
+def test_gate_order_converters():
+    rng = np.random.default_rng(0)
+    I, H = 3, 2
+    i, f, g, o = (rng.standard_normal((I, H)) for _ in range(4))
+    want = np.concatenate([i, f, g, o], axis=1).T  # PyTorch: [4H, I] with i, f, g, o
+    np.testing.assert_array_equal(st.convert_gate_order(np.concatenate([i, f, g, o], 1), "keras"), want)
+    np.testing.assert_array_equal(st.convert_gate_order(np.concatenate([f, g, i, o], 1), "dlfs2"), want)
+    b = np.arange(8.0)  # dlfs2 bias blocks f, g, i, o -> i, f, g, o
+    np.testing.assert_array_equal(st.convert_gate_order(b, "dlfs2"), [4, 5, 0, 1, 2, 3, 6, 7])
+    with pytest.raises(ValueError, match="layout must be"):
+        st.convert_gate_order(b, "caffe")
+
+
+TWIN_NAMES = {  # how s2sext.torch_reference.TorchSeq2Seq names its parameters
+    "src_embed": "src_embed.weight", "tgt_embed": "tgt_embed.weight", "encoder": "encoder",
+    "bridge.h.weight": "bridge.h.weight", "bridge.h.bias": "bridge.h.bias",
+    "bridge.c.weight": "bridge.c.weight", "bridge.c.bias": "bridge.c.bias",
+    "bridge.memory.weight": "bridge.memory.weight",
+    "combine.weight": "combine.weight", "combine.bias": "combine.bias",
+    "out.weight": "out.weight", "out.bias": "out.bias",
+}
+
+
+@pytest.mark.parametrize("attention,style", [("dot", "luong"), ("concat", "bahdanau")])
+def test_import_a_pytorch_trained_model_and_round_trip(attention, style):
+    """A PyTorch seq2seq (the twin: nn.LSTM encoder, one nn.LSTMCell per decoder layer) imported
+    through a name mapping decodes as it does in PyTorch, and exports back exactly."""
+    config = dict(src_vocab_size=12, tgt_vocab_size=9, embed_size=6, hidden_size=8, num_layers=2, bidirectional=True,
+                  attention=attention, attention_style=style, input_feeding=False, max_source_length=10)
+    torch.manual_seed(3)
+    twin = TorchSeq2Seq(config, dtype=torch.float32)
+    state = twin.state_dict()
+    att_names = {k: f"attention.{k.split('.')[1]}" for k in ("attention.w_a", "attention.w_q", "attention.w_k",
+                                                              "attention.v")}
+    att_names = {k: v for k, v in att_names.items() if v in state}
+    names = {**TWIN_NAMES, **att_names}
+    cells = "decoder.{k}"
+    model = st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells,
+                                       **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
+    rng = np.random.default_rng(0)
+    src = rng.integers(4, 12, (6, 7))
+    lengths = np.array([7, 3, 5, 1, 7, 2])
+    with torch.no_grad():
+        want = twin.greedy(src, lengths, 8)
+    got = model.compile().greedy(src, lengths, max_length=8)
+    for g, w in zip(got, want):
+        n = len([t for t in g if t != 0])
+        np.testing.assert_array_equal(g[:n], w[:n])
+    back = st.seq2seq_to_state_dict(model, names=names, decoder_cells=cells)
+    again = st.seq2seq_from_state_dict(back, 12, 9, names=names, decoder_cells=cells,
+                                       **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
+    for name in model.params:
+        np.testing.assert_array_equal(again.params[name], model.params[name])
+    del state["out.bias"]
+    with pytest.raises(KeyError, match="'out.bias' .*'out.bias'"):
+        st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells,
+                                   **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
+
+
+def test_errors_are_clear():
+    lstm = st.LSTM(3, 4)
+    with pytest.raises(TypeError, match="dtype torch.float16"):
+        lstm(torch.zeros(2, 1, 3, dtype=torch.float16))
+    with pytest.raises(ValueError, match="input has 5 features"):
+        lstm(torch.zeros(2, 1, 5))
+    with pytest.raises(ValueError, match="proj_size"):
+        st.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        st.LSTM(3, 4, device="meta")
+    with pytest.raises(ValueError, match=r"h_0 has shape \(2, 1, 4\)"):
+        lstm(torch.zeros(2, 1, 3), (torch.zeros(2, 1, 4), torch.zeros(2, 1, 4)))
+
+
+def test_import_s2sext_does_not_import_torch():
+    code = "import sys, s2sext; s2sext.Seq2Seq(10, 10, hidden_size=4).compile(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
