@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import s2sext.torch as st
 from s2sext import Seq2Seq
-from s2sext.torch_reference import TorchSeq2Seq
+from s2sext.torch_reference import DECODER_CELLS, STATE_DICT_NAMES, TorchSeq2Seq
 
 
 def rand(*shape, requires_grad=True, seed=None):
@@ -169,16 +169,6 @@ def test_gate_order_converters():
         st.convert_gate_order(b, "caffe")
 
 
-TWIN_NAMES = {  # how s2sext.torch_reference.TorchSeq2Seq names its parameters
-    "src_embed": "src_embed.weight", "tgt_embed": "tgt_embed.weight", "encoder": "encoder",
-    "bridge.h.weight": "bridge.h.weight", "bridge.h.bias": "bridge.h.bias",
-    "bridge.c.weight": "bridge.c.weight", "bridge.c.bias": "bridge.c.bias",
-    "bridge.memory.weight": "bridge.memory.weight",
-    "combine.weight": "combine.weight", "combine.bias": "combine.bias",
-    "out.weight": "out.weight", "out.bias": "out.bias",
-}
-
-
 @pytest.mark.parametrize("attention,style", [("dot", "luong"), ("concat", "bahdanau")])
 def test_import_a_pytorch_trained_model_and_round_trip(attention, style):
     """A PyTorch seq2seq (the twin: nn.LSTM encoder, one nn.LSTMCell per decoder layer) imported
@@ -188,11 +178,7 @@ def test_import_a_pytorch_trained_model_and_round_trip(attention, style):
     torch.manual_seed(3)
     twin = TorchSeq2Seq(config, dtype=torch.float32)
     state = twin.state_dict()
-    att_names = {k: f"attention.{k.split('.')[1]}" for k in ("attention.w_a", "attention.w_q", "attention.w_k",
-                                                              "attention.v")}
-    att_names = {k: v for k, v in att_names.items() if v in state}
-    names = {**TWIN_NAMES, **att_names}
-    cells = "decoder.{k}"
+    names, cells = STATE_DICT_NAMES, DECODER_CELLS
     model = st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells,
                                        **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
     rng = np.random.default_rng(0)
@@ -233,3 +219,25 @@ def test_import_s2sext_does_not_import_torch():
     code = "import sys, s2sext; s2sext.Seq2Seq(10, 10, hidden_size=4).compile(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["dot", "concat"])
+def test_example_reduced(variant, capsys):
+    """examples/torch_import.py, reduced: train in PyTorch, import, same greedy outputs."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "torch_import.py")
+    spec = importlib.util.spec_from_file_location("torch_import_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--variant", variant, "--pairs", "1500", "--steps", "20", "--check", "200"]) == 0
+    assert "same greedy output as PyTorch on 200 of 200" in capsys.readouterr().out
+
+
+def test_s2sext_torch_says_what_to_install_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import s2sext.torch\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "s2sext.torch needs PyTorch: pip install torch" in out.stdout

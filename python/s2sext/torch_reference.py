@@ -610,3 +610,20 @@ class TorchSeq2Seq(nn.Module):
             return result.numpy()
         finally:
             self.train(was_training)
+
+
+# How TorchSeq2Seq's state dict names map onto s2sext's parameters, for
+# s2sext.torch.seq2seq_from_state_dict(state, ..., names=STATE_DICT_NAMES, decoder_cells=DECODER_CELLS):
+# a plain PyTorch model (nn.Embedding, an nn.LSTM encoder, one nn.LSTMCell per decoder layer,
+# nn.Linear layers) laid out like this one imports with these two values.
+STATE_DICT_NAMES = {
+    "src_embed": "src_embed.weight", "tgt_embed": "tgt_embed.weight", "encoder": "encoder",
+    "bridge.h.weight": "bridge.h.weight", "bridge.h.bias": "bridge.h.bias",
+    "bridge.c.weight": "bridge.c.weight", "bridge.c.bias": "bridge.c.bias",
+    "bridge.memory.weight": "bridge.memory.weight",
+    "attention.w_a": "attention.w_a", "attention.w_q": "attention.w_q", "attention.w_k": "attention.w_k",
+    "attention.v": "attention.v",
+    "combine.weight": "combine.weight", "combine.bias": "combine.bias",
+    "out.weight": "out.weight", "out.bias": "out.bias",
+}
+DECODER_CELLS = "decoder.{k}"
