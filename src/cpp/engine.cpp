@@ -114,8 +114,9 @@ Matrix matrix_of(const float* data, int64_t rows, int64_t cols, int64_t c0, int6
   m.rows = rows;
   m.cols = c1 - c0;
   m.f32.resize(static_cast<size_t>(rows * m.cols));
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(m.f32.data() + r * m.cols, data + r * cols + c0, sizeof(float) * m.cols);
+  if (m.cols > 0)  // (an empty matrix: the first decoder layer without extra inputs)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(m.f32.data() + r * m.cols, data + r * cols + c0, sizeof(float) * m.cols);
   if (type == WeightType::bfloat16) {
     m.bf16.resize(m.f32.size());
     for (size_t i = 0; i < m.f32.size(); ++i) m.bf16[i] = to_bf16(m.f32[i]);
