@@ -49,6 +49,8 @@ def run_argparse_error(capsys, *argv):
     out, err = capsys.readouterr()
     assert info.value.code == 2, (out, err)
     assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("s2sext: error: "), err  # one line, as the README says
     return err
 
 
@@ -758,7 +760,7 @@ def test_missing_data_file_is_one_error_line(capsys, tmp_path):
 def test_bad_train_argument_is_an_argparse_error(capsys, option, value, fragment):
     err = run_argparse_error(capsys, "train", "--task", "reverse", option, value)
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"s2sext train: error: argument {option}"), last
+    assert last.startswith(f"s2sext: error: s2sext train: argument {option}"), last
     assert fragment in last
 
 

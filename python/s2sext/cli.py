@@ -32,6 +32,15 @@ class CliError(Exception):
     """A user-facing error: printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument ends in one line (``s2sext: error: ...``, status 2) and a hint to
+    ``--help`` instead of the whole usage block."""
+
+    def error(self, message):
+        sys.stderr.write(f"s2sext: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
 # ---------------------------------------------------------------------------------------------
 # Argument types
 
@@ -225,8 +234,12 @@ def cmd_translate(args):
         keep = [i for i, text in enumerate(chunk) if text.strip()]
         results = [""] * len(chunk)
         if keep:
-            out = model.translate([chunk[i] for i in keep], beam=args.beam, n_best=args.n_best,
-                                  max_length=args.max_length, length_penalty=args.length_penalty)
+            try:
+                out = model.translate([chunk[i] for i in keep], beam=args.beam, n_best=args.n_best,
+                                      max_length=args.max_length, length_penalty=args.length_penalty)
+            except ValueError as exc:
+                where = args.input if args.input not in (None, "-") else "stdin"
+                raise CliError(f"{where}: lines {start + 1}-{start + len(chunk)}: {exc}") from None
             for i, r in zip(keep, out):
                 results[i] = r
         for r in results:
@@ -324,9 +337,9 @@ def build_parser():
     from .model import ATTENTION_STYLES
     from .ops import ATTENTION_KINDS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="s2sext", description="Sequence-to-sequence models with attention on s2sext's C++ kernels.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model on a TSV file or a built-in task",
                        description="Train a Seq2Seq model; writes the best model (by validation exact match).")
