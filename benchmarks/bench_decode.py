@@ -76,18 +76,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kernels import (  # noqa: E402 - the timing and machine report are shared with the kernel benchmark
     BUSY_FRACTION,
     ENV_OVERRIDES,
+    fmt_ratio,
+    fmt_time,
+    limit_numpy_threads,
+    machine_header,
     Mode,
     OtherLoad,
     _quartiles,
     _run_for,
     _sample,
     _typical,
-    cpu_model,
-    fmt_ratio,
-    fmt_time,
-    numpy_blas,
-    set_our_threads,
-    torch_brief,
     write_atomic,
 )
 
@@ -947,13 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     out_path = args.out or RESULTS_DIR / ("decode-quick.md" if args.quick else "decode.md")
     png_path = out_path.with_suffix(".png")
 
-    # numpy's OpenBLAS reads its thread count when it loads, so this precedes importing numpy.
-    previous_threads = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    env_set = {k: os.environ[k] for k in ENV_OVERRIDES if k in os.environ}
-    for k, v in env_set.items():
-        print(f"WARNING: {k}={v} is set, so OpenBLAS may not pick its best kernel; run with "
-              "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py`")
+    previous_threads, env_set = limit_numpy_threads(args.threads, "benchmarks/bench_decode.py")
 
     import numpy as np
     import onnxruntime as ort
@@ -966,34 +958,9 @@ def main(argv: list[str] | None = None) -> int:
               "(pip install --no-build-isolation -e .)", file=sys.stderr)
         return 2
 
-    torch.set_num_threads(args.threads)
-    threads_how = set_our_threads(s2sext, args.threads)
-    info = s2sext.cpu_info()
-    blas = dict(info.get("blas", {}))
-    blas_config = blas.pop("config", None)
-    torch_build, torch_runtime = torch_brief(torch)
-    header = [
-        ("CPU", f"{cpu_model()} ({os.cpu_count()} logical CPUs, {platform.machine()})"),
-        ("threads", f"{args.threads} (torch.get_num_threads()={torch.get_num_threads()}; "
-                    f"ours via {threads_how}; ONNX Runtime intra_op_num_threads={args.threads}, "
-                    f"inter_op_num_threads=1; numpy OPENBLAS_NUM_THREADS={args.threads}"
-                    + (f", was {previous_threads}" if previous_threads else "") + ")"),
-        ("s2sext kernel path", f"{info.get('kernel_path')} (available: "
-                               f"{', '.join(info.get('available_paths', []))})"),
-        ("s2sext BLAS", ", ".join(f"{k}={v}" for k, v in blas.items())
-         + (f"; config: {blas_config}" if blas_config else "")),
-        ("torch", f"{torch.__version__}; {torch_build}"),
-        ("torch threads", torch_runtime),
-        ("ONNX Runtime", f"{ort.__version__} ({', '.join(ort.get_available_providers())})"),
-        ("numpy", f"{np.__version__}; OpenBLAS: {numpy_blas(np)}"),
-        ("environment", ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ENV_OVERRIDES)),
-        ("python", f"{platform.python_version()} on {platform.platform()}"),
-    ]
-    for k, v in header:
-        print(f"{k:>20}: {v}")
-    if info.get("num_threads") != args.threads:
-        print(f"WARNING: s2sext reports {info.get('num_threads')} threads, not {args.threads}")
-    print()
+    header = machine_header(np, torch, s2sext, args.threads, previous_threads,
+                            threads_note=f"; ONNX Runtime intra_op_num_threads={args.threads}, inter_op_num_threads=1",
+                            extra_rows=[("ONNX Runtime", f"{ort.__version__} ({', '.join(ort.get_available_providers())})")])
 
     t_run = time.perf_counter()
     results: dict[str, ConfigResult] = {}

@@ -580,6 +580,52 @@ def write_atomic(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+
+def limit_numpy_threads(threads, script):
+    """Sets numpy's OpenBLAS thread count, which it reads when it loads (so call this before
+    importing numpy), and warns when OpenBLAS's kernel overrides are set. Returns the previous
+    OPENBLAS_NUM_THREADS and the overrides that are set."""
+    previous = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    env_set = {k: os.environ[k] for k in ENV_OVERRIDES if k in os.environ}
+    for k, v in env_set.items():
+        print(f"WARNING: {k}={v} is set, so OpenBLAS may not pick its best kernel; run with "
+              f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python {script}`")
+    return previous, env_set
+
+
+def machine_header(np, torch, s2sext, threads, previous_threads, threads_note="", extra_rows=()):
+    """Sets torch and s2sext to `threads`, prints the machine's details and returns them as
+    (name, value) rows; `extra_rows` go after the torch rows."""
+    torch.set_num_threads(threads)
+    threads_how = set_our_threads(s2sext, threads)
+    info = s2sext.cpu_info()
+    blas = dict(info.get("blas", {}))
+    blas_config = blas.pop("config", None)
+    torch_build, torch_runtime = torch_brief(torch)
+    header = [
+        ("CPU", f"{cpu_model()} ({os.cpu_count()} logical CPUs, {platform.machine()})"),
+        ("threads", f"{threads} (torch.get_num_threads()={torch.get_num_threads()}; ours via {threads_how}"
+                    + threads_note
+                    + (f"; OPENBLAS_NUM_THREADS was {previous_threads}" if previous_threads else "") + ")"),
+        ("s2sext kernel path", f"{info.get('kernel_path')} (available: "
+                               f"{', '.join(info.get('available_paths', []))})"),
+        ("s2sext BLAS", ", ".join(f"{k}={v}" for k, v in blas.items())
+         + (f"; config: {blas_config}" if blas_config else "")),
+        ("torch", f"{torch.__version__}; {torch_build}"),
+        ("torch threads", torch_runtime),
+        *extra_rows,
+        ("numpy", f"{np.__version__}; OpenBLAS: {numpy_blas(np)}"),
+        ("environment", ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ENV_OVERRIDES)),
+        ("python", f"{platform.python_version()} on {platform.platform()}"),
+    ]
+    for key, value in header:
+        print(f"{key:>20}: {value}")
+    if info.get("num_threads") != threads:
+        print(f"WARNING: s2sext reports {info.get('num_threads')} threads, not {threads}")
+    print()
+    return header
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="~30 s smoke run (short budgets)")
@@ -594,13 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = QUICK if args.quick else FULL
     out_path = args.out or RESULTS_DIR / ("kernels-quick.md" if args.quick else "kernels.md")
 
-    # numpy's OpenBLAS reads its thread count when it loads, so this precedes importing numpy.
-    previous_threads = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    env_set = {k: os.environ[k] for k in ENV_OVERRIDES if k in os.environ}
-    for k, v in env_set.items():
-        print(f"WARNING: {k}={v} is set, so OpenBLAS may not pick its best kernel; run with "
-              "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_kernels.py`")
+    previous_threads, env_set = limit_numpy_threads(args.threads, "benchmarks/bench_kernels.py")
 
     import numpy as np
     import torch
@@ -613,33 +653,7 @@ def main(argv: list[str] | None = None) -> int:
               "(pip install --no-build-isolation -e .)", file=sys.stderr)
         return 2
 
-    torch.set_num_threads(args.threads)
-    threads_how = set_our_threads(s2sext, args.threads)
-    info = s2sext.cpu_info()
-    blas = dict(info.get("blas", {}))
-    blas_config = blas.pop("config", None)
-    torch_build, torch_runtime = torch_brief(torch)
-    header = [
-        ("CPU", f"{cpu_model()} ({os.cpu_count()} logical CPUs, {platform.machine()})"),
-        ("threads", f"{args.threads} (torch.get_num_threads()={torch.get_num_threads()}; "
-                    f"ours via {threads_how}"
-                    + (f"; OPENBLAS_NUM_THREADS was {previous_threads}" if previous_threads else "")
-                    + ")"),
-        ("s2sext kernel path", f"{info.get('kernel_path')} (available: "
-                               f"{', '.join(info.get('available_paths', []))})"),
-        ("s2sext BLAS", ", ".join(f"{k}={v}" for k, v in blas.items())
-         + (f"; config: {blas_config}" if blas_config else "")),
-        ("torch", f"{torch.__version__}; {torch_build}"),
-        ("torch threads", torch_runtime),
-        ("numpy", f"{np.__version__}; OpenBLAS: {numpy_blas(np)}"),
-        ("environment", ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ENV_OVERRIDES)),
-        ("python", f"{platform.python_version()} on {platform.platform()}"),
-    ]
-    for k, v in header:
-        print(f"{k:>20}: {v}")
-    if info.get("num_threads") != args.threads:
-        print(f"WARNING: s2sext reports {info.get('num_threads')} threads, not {args.threads}")
-    print()
+    header = machine_header(np, torch, s2sext, args.threads, previous_threads)
 
     rows: list[Row] = []
     busy_rows = 0

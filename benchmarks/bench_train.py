@@ -50,11 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kernels import (  # noqa: E402 - the machine report is shared with the kernel benchmark
     BUSY_FRACTION,
     ENV_OVERRIDES,
+    limit_numpy_threads,
+    machine_header,
     OtherLoad,
-    cpu_model,
-    numpy_blas,
-    set_our_threads,
-    torch_brief,
     write_atomic,
 )
 
@@ -392,13 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = QUICK_BATCHES if args.quick else None
     out_path = args.out or RESULTS_DIR / ("train-quick.md" if args.quick else "train.md")
 
-    # numpy's OpenBLAS reads its thread count when it loads, so this precedes importing numpy.
-    previous_threads = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    env_set = {k: os.environ[k] for k in ENV_OVERRIDES if k in os.environ}
-    for k, v in env_set.items():
-        print(f"WARNING: {k}={v} is set, so OpenBLAS may not pick its best kernel; run with "
-              "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py`")
+    previous_threads, env_set = limit_numpy_threads(args.threads, "benchmarks/bench_train.py")
 
     import numpy as np
     import torch
@@ -412,36 +404,9 @@ def main(argv: list[str] | None = None) -> int:
               "(pip install --no-build-isolation -e .)", file=sys.stderr)
         return 2
 
-    torch.set_num_threads(args.threads)
-    threads_how = set_our_threads(s2sext, args.threads)
-    info = s2sext.cpu_info()
-    blas = dict(info.get("blas", {}))
-    blas_config = blas.pop("config", None)
-    torch_build, torch_runtime = torch_brief(torch)
-    parallel_first = "; ".join(line.strip() for line in
-                               torch.__config__.parallel_info().splitlines()[:4] if line.strip())
-    header = [
-        ("CPU", f"{cpu_model()} ({os.cpu_count()} logical CPUs, {platform.machine()})"),
-        ("threads", f"{args.threads} (torch.get_num_threads()={torch.get_num_threads()}; "
-                    f"ours via {threads_how}"
-                    + (f"; OPENBLAS_NUM_THREADS was {previous_threads}" if previous_threads else "")
-                    + ")"),
-        ("s2sext kernel path", f"{info.get('kernel_path')} (available: "
-                               f"{', '.join(info.get('available_paths', []))})"),
-        ("s2sext BLAS", ", ".join(f"{k}={v}" for k, v in blas.items())
-         + (f"; config: {blas_config}" if blas_config else "")),
-        ("torch", f"{torch.__version__}; {torch_build}"),
-        ("torch threads", torch_runtime),
-        ("torch parallel_info", parallel_first),
-        ("numpy", f"{np.__version__}; OpenBLAS: {numpy_blas(np)}"),
-        ("environment", ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ENV_OVERRIDES)),
-        ("python", f"{platform.python_version()} on {platform.platform()}"),
-    ]
-    for k, v in header:
-        print(f"{k:>20}: {v}")
-    if info.get("num_threads") != args.threads:
-        print(f"WARNING: s2sext reports {info.get('num_threads')} threads, not {args.threads}")
-    print()
+    header = machine_header(np, torch, s2sext, args.threads, previous_threads,
+                            extra_rows=[("torch parallel_info", "; ".join(
+                                line.strip() for line in torch.__config__.parallel_info().splitlines()[:4] if line.strip()))])
 
     t_run = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_train.") as tsv_dir:
