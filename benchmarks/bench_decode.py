@@ -449,6 +449,37 @@ def probe(model_path: str | None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def thread_scaling(s2sext, model_path: str, seconds: float) -> str:
+    """Decodes per second of batch-1 greedy decoding with 1..cpu_count Python threads sharing one
+    compiled decoder (serial=True: each call stays on its own thread)."""
+    import threading
+
+    import numpy as np
+
+    dec = s2sext.Decoder.load(model_path)
+    src = np.random.default_rng(0).integers(4, len(dec.src_vocab), (1, 29))
+    rates = []
+    for n in range(1, (os.cpu_count() or 1) + 1):
+        counts = [0] * n
+        stop = time.perf_counter() + seconds
+
+        def work(i):
+            while time.perf_counter() < stop:
+                dec.greedy(src, max_length=10, min_length=10, serial=True)
+                counts[i] += 1
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rates.append(sum(counts) / (time.perf_counter() - start))
+    return ("Thread scaling (dates, batch-1 greedy, T=10, one Decoder shared by N Python threads, "
+            "serial=True): " + ", ".join(f"{n} thread(s) {r:,.0f} decodes/s ({r / rates[0]:.2f}x)"
+                                         for n, r in enumerate(rates, 1)) + ".")
+
+
 def import_and_memory(model_path: str) -> dict:
     imports = [probe(None) for _ in range(3)]
     best = min(imports, key=lambda r: r["import_total_s"])
@@ -979,6 +1010,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{mem['peak_rss_mib']:.1f} MiB, torch imported: {mem['torch_imported']}")
                 except Exception as e:  # noqa: BLE001
                     notes.append(f"Import/memory probe failed: {type(e).__name__}: {e}")
+                scaling = thread_scaling(s2sext, res.model_path, 0.5 if args.quick else 3.0)
+                print(scaling)
+                notes.append(scaling)
 
     failed = any(r.failed for r in results.values()) or any(
         t.error for r in results.values() for c in r.cases.values() for t in c.sides.values())
