@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -225,19 +226,23 @@ auto with_dtype(const py::array& primary, F&& f) {
 template <class T>
 Array<T> empty(std::initializer_list<py::ssize_t> shape) {
   const std::vector<py::ssize_t> dims(shape);
-  py::ssize_t count = 1;
-  for (py::ssize_t d : dims) count *= d;
-  const size_t bytes = static_cast<size_t>(count) * sizeof(T);
+  size_t count = 1;
+  for (py::ssize_t d : dims)
+    if (d < 0 || __builtin_mul_overflow(count, static_cast<size_t>(d), &count)) throw std::bad_alloc();
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(count, sizeof(T), &bytes) || bytes > (size_t(1) << 62)) throw std::bad_alloc();
   if (bytes < s2s::kBlockCacheMinBytes) return Array<T>(dims);
   // Large outputs live in blocks of s2s's block cache (block_cache.h): the array owns its block
   // through a capsule that hands it back to the cache when numpy frees the array.
-  s2s::Block* block = new s2s::Block(s2s::acquire_block(bytes));
-  py::capsule owner(block, [](void* p) {
+  std::unique_ptr<s2s::Block> block(new s2s::Block(s2s::acquire_block(bytes)));
+  T* data = static_cast<T*>(block->data);
+  py::capsule owner(block.get(), [](void* p) {
     s2s::Block* b = static_cast<s2s::Block*>(p);
     s2s::release_block(*b);
     delete b;
   });
-  return Array<T>(dims, static_cast<T*>(block->data), owner);
+  block.release();  // the capsule owns it now
+  return Array<T>(dims, data, owner);
 }
 
 template <class T>
@@ -737,6 +742,9 @@ std::vector<py::array> array_list(const Checker& ck, py::handle seq, const char*
     if (!py::isinstance<py::array>(item))
       ck.type_error(std::string(name) + " must hold numpy arrays, got " + type_name(item));
     py::array a = py::reinterpret_borrow<py::array>(item);
+    if (!a.dtype().attr("isnative").cast<bool>())
+      ck.type_error(std::string(name) + "[" + std::to_string(out.size()) + "] has non-native byte order " +
+                    std::string(py::str(a.dtype())));
     if (!(a.flags() & py::array::c_style))
       ck.value_error(std::string(name) + "[" + std::to_string(out.size()) + "] must be C-contiguous");
     if (writeable && !a.writeable())
@@ -807,11 +815,21 @@ void adam_update(py::handle params_in, py::handle grads_in, py::handle m_in, py:
 
 // ---- the inference engine ----------------------------------------------------------------------
 
+s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get);
+
 s2s::EngineConfig engine_config(const py::dict& d) {
   auto get = [&](const char* key) -> py::object {
     if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
     return d[key];
   };
+  try {
+    return engine_config_values(get);
+  } catch (const py::cast_error&) {
+    throw py::type_error("config holds a value of the wrong type (integers, bools and strings expected)");
+  }
+}
+
+s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get) {
   s2s::EngineConfig c;
   c.src_vocab = get("src_vocab_size").cast<int64_t>();
   c.tgt_vocab = get("tgt_vocab_size").cast<int64_t>();

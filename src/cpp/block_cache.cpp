@@ -1,6 +1,7 @@
 #include "block_cache.h"
 
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <new>
@@ -23,6 +24,7 @@ Cache& cache() {
 
 // The size class of a request: rounded up to a multiple of 1/8 of its power of two (and of 64).
 std::size_t size_class(std::size_t bytes) {
+  if (bytes > (std::numeric_limits<std::size_t>::max() >> 2)) throw std::bad_alloc();
   std::size_t power = 64;
   while (power < bytes) power <<= 1;
   const std::size_t step = power >= 512 ? power / 8 : 64;

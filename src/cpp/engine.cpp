@@ -35,6 +35,7 @@ struct AlignedAllocator {
   template <class U>
   AlignedAllocator(const AlignedAllocator<U>&) {}
   T* allocate(size_t n) {
+    if (n > (std::numeric_limits<size_t>::max() >> 2) / sizeof(T)) throw std::bad_alloc();
     void* p = std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64 + 64);
     if (!p) throw std::bad_alloc();
     return static_cast<T*>(p);
@@ -491,6 +492,25 @@ Sorted sort_batch(const int64_t* src, const int64_t* lengths, int64_t B, int64_t
   return s;
 }
 
+// rows * cols elements must be a size this process could hold (2^40), else invalid_argument.
+void check_elements(const char* what, int64_t rows, int64_t cols) {
+  int64_t n = 0;
+  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &n) || n > (int64_t(1) << 40))
+    throw std::invalid_argument(std::string(what) + " would need " + std::to_string(rows) + " x " +
+                                std::to_string(cols) + " elements, more than this decoder allows");
+}
+
+// The argmax of row[0..V) skipping `skip` (-1: none); like numpy, the first NaN wins.
+int64_t argmax(const float* row, int64_t V, int64_t skip) {
+  int64_t best = -1;
+  for (int64_t v = 0; v < V; ++v) {
+    if (v == skip) continue;
+    if (std::isnan(row[v])) return v;
+    if (best < 0 || row[v] > row[best]) best = v;
+  }
+  return best;
+}
+
 void check_lengths(int64_t max_length, int64_t min_length) {
   if (max_length < 1) throw std::invalid_argument("max_length must be >= 1; got " + std::to_string(max_length));
   if (min_length < 0 || min_length > max_length)
@@ -591,6 +611,7 @@ WeightType Engine::weight_type() const { return w_->type; }
 int64_t Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B, int64_t S, int64_t max_length,
                        int64_t min_length, int64_t* out, bool serial) const {
   check_lengths(max_length, min_length);
+  check_elements("the batch", B, std::max(S, std::max(max_length, w_->cfg.tgt_vocab)) * 4 * w_->cfg.hidden);
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
   const FlushDenormals flush;
   const Sorted sorted = sort_batch(src, lengths_in, B, S);
@@ -608,12 +629,7 @@ int64_t Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B,
     runner.step(enc, tokens.data(), state, logits.data(), buf);
     int64_t finished = 0;
     for (int64_t b = 0; b < B; ++b) {
-      const float* row = logits.data() + b * V;
-      int64_t best = -1;
-      for (int64_t v = 0; v < V; ++v) {
-        if (v == kEos && t < min_length) continue;
-        if (best < 0 || row[v] > row[best]) best = v;
-      }
+      const int64_t best = argmax(logits.data() + b * V, V, t < min_length ? kEos : -1);
       const int64_t token = done[b] ? kPad : best;
       chosen_sorted[b * max_length + t] = token;
       if (token == kEos) done[b] = 1;
@@ -633,7 +649,10 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
                                                   int64_t min_length, int64_t n_best, double alpha,
                                                   bool serial) const {
   check_lengths(max_length, min_length);
-  if (beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
+  if (beam_size < 1 || beam_size > 65536) throw std::invalid_argument("beam_size must lie in [1, 65536]");
+  int64_t rows = 0;
+  if (__builtin_mul_overflow(B, beam_size, &rows)) throw std::invalid_argument("B * beam_size is too large");
+  check_elements("the beams", rows, std::max(S, std::max(max_length, w_->cfg.tgt_vocab)) * 4 * w_->cfg.hidden);
   if (n_best < 1 || n_best > beam_size) throw std::invalid_argument("n_best must lie in [1, beam_size]");
   if (!(alpha >= 0)) throw std::invalid_argument("length_penalty must be >= 0");
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
@@ -674,9 +693,13 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
       // the K best of K*V candidates, ties to the lower index (numpy's stable argsort)
       auto value = [&](int64_t i) { return scores[b * K + i / V] + logp[(b * K + i / V) * V + i % V]; };
       for (int64_t i = 0; i < K * V; ++i) cand[i] = i;
+      // numpy's stable argsort of -candidates: larger first, NaN after everything, ties by index
       std::partial_sort(cand.begin(), cand.begin() + K, cand.end(), [&](int64_t a, int64_t c) {
         const double va = value(a), vc = value(c);
-        return va > vc || (va == vc && a < c);
+        const bool na = std::isnan(va), nc = std::isnan(vc);
+        if (na != nc) return nc;
+        if (!na && va != vc) return va > vc;
+        return a < c;
       });
       for (int64_t j = 0; j < K; ++j) {
         step_tokens[b * K + j] = cand[j] % V;
@@ -708,8 +731,12 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
       }
       std::stable_sort(finished[b].begin(), finished[b].end(),
                        [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
-      double alive_best = neg_inf;
-      for (int64_t j = 0; j < K; ++j) alive_best = std::max(alive_best, new_scores[b * K + j]);
+      double alive_best = neg_inf;  // NaN propagates, as numpy's max does
+      for (int64_t j = 0; j < K; ++j) {
+        const double v = new_scores[b * K + j];
+        if (std::isnan(v) || std::isnan(alive_best)) alive_best = std::nan("");
+        else alive_best = std::max(alive_best, v);
+      }
       if (alive_best == neg_inf ||
           (int64_t(finished[b].size()) >= n_best && alive_best / bound_factor <= finished[b][n_best - 1].score))
         done[b] = 1;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <set>
 
 namespace s2s {
 
@@ -227,8 +228,13 @@ class JsonParser {
         continue;
       }
       // raw UTF-8: check the sequence
-      const int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+      // raw UTF-8: well-formed sequences only (no overlong forms, surrogates or values past U+10FFFF)
+      const int extra = c < 0x80 ? 0 : (c >= 0xC2 && c <= 0xDF) ? 1 : (c >= 0xE0 && c <= 0xEF) ? 2
+                        : (c >= 0xF0 && c <= 0xF4) ? 3 : -1;
       if (extra < 0 || i_ + static_cast<size_t>(extra) >= s_.size()) fail("invalid UTF-8");
+      const unsigned char c1 = static_cast<unsigned char>(s_[i_ + (extra ? 1 : 0)]);
+      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F) || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F))
+        fail("invalid UTF-8");
       for (int k = 1; k <= extra; ++k)
         if ((static_cast<unsigned char>(s_[i_ + k]) >> 6) != 2) fail("invalid UTF-8");
       out.append(s_, i_, static_cast<size_t>(extra) + 1);
@@ -284,7 +290,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   static const unsigned char magic[8] = {'S', '2', 'S', 'X', 'M', 'D', 'L', 0};
   const uint64_t size = bytes.size();
   if (size < 8 || std::memcmp(bytes.data(), magic, 8) != 0) {
-    if (size < 8 && std::memcmp(bytes.data(), magic, size) == 0) throw fail("truncated");
+    if (size < 8 && (size == 0 || std::memcmp(bytes.data(), magic, size) == 0)) throw fail("truncated");
     throw fail("not an s2sext model file");
   }
   if (size < 24) throw fail("truncated");
@@ -377,6 +383,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
 
   // the tensor table: float32 parameters (others, e.g. an optimiser's state, are skipped)
   std::vector<std::pair<uint64_t, uint64_t>> spans;
+  std::set<std::string> names;
   for (const Json& t : tensors->array) {
     const Json* name = t.find("name");
     const Json* dtype = t.find("dtype");
@@ -392,13 +399,19 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
                         : dtype->string == "u16" ? 2 : 0;
     if (!itemsize) throw fail("tensor '" + name->string + "' has unknown dtype '" + dtype->string + "'");
     if (shape->array.size() > 32) throw fail("tensor '" + name->string + "' has more than 32 dimensions");
+    if (!names.insert(name->string).second) throw fail("tensor '" + name->string + "' appears twice");
     Tensor tensor;
-    uint64_t count = 1;
+    uint64_t count = 1, nonzero = 1;  // the product of the non-zero dimensions must stay a valid size
     for (const Json& d : shape->array) {
       if (!d.integral || d.integer < 0) throw fail("tensor '" + name->string + "' has a bad shape");
       tensor.shape.push_back(d.integer);
-      if (d.integer && count > (uint64_t(1) << 62) / uint64_t(d.integer))
+      if (d.integer == 0) {
+        count = 0;
+        continue;
+      }
+      if (nonzero > (uint64_t(1) << 62) / itemsize / uint64_t(d.integer))
         throw fail("tensor '" + name->string + "' is too large");
+      nonzero *= uint64_t(d.integer);
       count *= uint64_t(d.integer);
     }
     if (offset->integer < 0 || offset->integer % 64 || nbytes->integer < 0 ||
@@ -407,7 +420,6 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
       throw fail("tensor '" + name->string + "' lies outside the data section or has a wrong size");
     spans.emplace_back(uint64_t(offset->integer), uint64_t(nbytes->integer));
     if (dtype->string != "f32") continue;
-    if (out.params.count(name->string)) throw fail("tensor '" + name->string + "' appears twice");
     tensor.values.resize(count);
     const unsigned char* src = &bytes[D + uint64_t(offset->integer)];
     for (uint64_t i = 0; i < count; ++i) {  // little-endian float32, whatever this machine's order

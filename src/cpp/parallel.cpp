@@ -1,6 +1,10 @@
 // The thread pool behind parallel_ranges (see parallel.h).
 #include "parallel.h"
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -67,6 +71,7 @@ class Pool {
     if (need_all_threads && workers_ < ranges - 1) return false;
     body_ = &body;
     ranges_ = ranges;
+    csr_ = read_csr();  // workers run the job in the caller's floating-point mode
     errors_.assign(ranges, nullptr);
     next_.store(0, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
@@ -139,12 +144,32 @@ class Pool {
         if (!open_) continue;  // that job has finished already
         active_.fetch_add(1, std::memory_order_acq_rel);
       }
+      const unsigned int own = read_csr();
+      write_csr(csr_);
       work();
+      write_csr(own);
       active_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
+  // The SSE control register (flush-to-zero, denormals-are-zero, rounding) of x86; elsewhere a no-op.
+  static unsigned int read_csr() {
+#if defined(__SSE__) || defined(__x86_64__)
+    return _mm_getcsr();
+#else
+    return 0;
+#endif
+  }
+  static void write_csr(unsigned int csr) {
+#if defined(__SSE__) || defined(__x86_64__)
+    _mm_setcsr(csr);
+#else
+    (void)csr;
+#endif
+  }
+
   std::mutex job_lock_;  // held by the caller whose job runs
+  unsigned int csr_ = 0;
   int64_t workers_ = 0;
   const std::function<void(int64_t)>* body_ = nullptr;
   int64_t ranges_ = 0;

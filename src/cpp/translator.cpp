@@ -144,10 +144,10 @@ std::vector<std::vector<int64_t>> Translator::greedy(const std::vector<std::vect
   const int64_t T = impl_->engine->greedy(src.data(), lengths.data(), B, S, max_length, min_length, out.data());
   std::vector<std::vector<int64_t>> result(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = 0; t < T; ++t) {  // up to and including <eos> (a model may emit <pad> as a token)
       const int64_t id = out[size_t(b * max_length + t)];
-      if (id == kPad) break;
       result[size_t(b)].push_back(id);
+      if (id == kEos) break;
     }
   return result;
 }
@@ -172,7 +172,8 @@ std::vector<std::vector<Hypothesis>> Translator::beam(const std::vector<std::vec
 std::string Translator::translate(const std::string& text, int64_t beam_size, int64_t max_length) const {
   const std::vector<std::vector<int64_t>> sources{encode(text)};
   if (beam_size <= 1) return decode(greedy(sources, max_length)[0]);
-  return decode(beam(sources, beam_size, max_length)[0][0].tokens);
+  const auto hyps = beam(sources, beam_size, max_length)[0];
+  return hyps.empty() ? std::string() : decode(hyps[0].tokens);  // no hypothesis: nothing to say
 }
 
 }  // namespace s2sext
