@@ -21,7 +21,7 @@ import torch
 
 import s2sext.torch as st
 from s2sext.data import build_vocabs, encode_pairs, make_dates, pad_batch, split_pairs
-from s2sext.torch_reference import DECODER_CELLS, STATE_DICT_NAMES, TorchSeq2Seq
+from s2sext.torch_reference import DECODER_CELLS, IGNORE_PREFIXES, STATE_DICT_NAMES, TorchSeq2Seq
 from s2sext.train import target_arrays
 
 
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
 
     # 2. import into s2sext and compile
     model = st.seq2seq_from_state_dict(torch_model.state_dict(), src_vocab, tgt_vocab, names=STATE_DICT_NAMES,
-                                       decoder_cells=DECODER_CELLS, reverse_source=True, **config)
+                                       decoder_cells=DECODER_CELLS, ignore_prefixes=IGNORE_PREFIXES,
+                                       reverse_source=True, **config)
     decoder = model.compile()
 
     # 3. the same greedy outputs on held-out inputs

@@ -120,7 +120,7 @@ def test_decoding_argument_errors():
         model.beam_search(src, beam_size=2, n_best=3)
     with pytest.raises(ValueError, match="min_length .* must not exceed max_length"):
         model.greedy(src, max_length=3, min_length=4)
-    with pytest.raises(ValueError, match="length_penalty must be a number >= 0"):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number >= 0"):
         model.beam_search(src, length_penalty=-1)
     with pytest.raises(ValueError, match="beam_size must be an integer >= 1"):
         model.beam_search(src, beam_size=0)
@@ -136,3 +136,17 @@ def test_translate_strings_round_trip_through_vocab():
         model.translate("abc")
     with pytest.raises(ValueError, match="empty after tokenisation"):
         model.translate([""])
+
+
+def test_more_argument_errors():
+    model = small_model()
+    src = np.full((1, 4), 5)
+    for bad in (float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match="length_penalty must be a finite number"):
+            model.beam_search(src, length_penalty=bad)
+    dec = model.compile()
+    with pytest.raises(ValueError, match="max_length must be an integer >= 1"):
+        dec.greedy(src, max_length=2.9)
+    with pytest.raises(ValueError, match="beam_size must be an integer >= 1"):
+        dec.beam(src, beam_size="5")
+    assert model.beam_search(src, beam_size=2, length_penalty=np.float32(0.5), max_length=3)

@@ -134,8 +134,12 @@ def test_errors_are_clear():
         dec.greedy(np.full((1, 3), 5), np.array([0]))
     with pytest.raises(ValueError, match="location attention accepts at most 10"):
         dec.greedy(np.full((1, 11), 5))
-    with pytest.raises(ValueError, match="n_best must lie in"):
+    with pytest.raises(ValueError, match=r"n_best \(3\) must not exceed beam_size \(2\)"):
         dec.beam(np.full((1, 3), 5), beam_size=2, n_best=3)
+    with pytest.raises(ValueError, match="n_best must lie in"):  # the C++ engine checks on its own too
+        dec._engine.beam(np.full((1, 3), 5), None, 2, 5, 0, 3, 0.0, False)
+    with pytest.raises(ValueError, match=r"beam_size must lie in \[1, 65536\]"):
+        dec._engine.beam(np.full((1, 3), 5), None, 2**62, 5, 0, 1, 0.0, False)
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'bfloat16'"):
         model.compile("float16")
     params = dict(model.params)

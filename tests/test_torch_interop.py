@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import s2sext.torch as st
 from s2sext import Seq2Seq
-from s2sext.torch_reference import DECODER_CELLS, STATE_DICT_NAMES, TorchSeq2Seq
+from s2sext.torch_reference import DECODER_CELLS, IGNORE_PREFIXES, STATE_DICT_NAMES, TorchSeq2Seq
 
 
 def rand(*shape, requires_grad=True, seed=None):
@@ -179,7 +179,7 @@ def test_import_a_pytorch_trained_model_and_round_trip(attention, style):
     twin = TorchSeq2Seq(config, dtype=torch.float32)
     state = twin.state_dict()
     names, cells = STATE_DICT_NAMES, DECODER_CELLS
-    model = st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells,
+    model = st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells, ignore_prefixes=IGNORE_PREFIXES,
                                        **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
     rng = np.random.default_rng(0)
     src = rng.integers(4, 12, (6, 7))
@@ -191,13 +191,13 @@ def test_import_a_pytorch_trained_model_and_round_trip(attention, style):
         n = len([t for t in g if t != 0])
         np.testing.assert_array_equal(g[:n], w[:n])
     back = st.seq2seq_to_state_dict(model, names=names, decoder_cells=cells)
-    again = st.seq2seq_from_state_dict(back, 12, 9, names=names, decoder_cells=cells,
+    again = st.seq2seq_from_state_dict(back, 12, 9, names=names, decoder_cells=cells, ignore_prefixes=IGNORE_PREFIXES,
                                        **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
     for name in model.params:
         np.testing.assert_array_equal(again.params[name], model.params[name])
     del state["out.bias"]
     with pytest.raises(KeyError, match="'out.bias' .*'out.bias'"):
-        st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells,
+        st.seq2seq_from_state_dict(state, 12, 9, names=names, decoder_cells=cells, ignore_prefixes=IGNORE_PREFIXES,
                                    **{k: v for k, v in config.items() if not k.endswith("vocab_size")})
 
 
@@ -241,3 +241,31 @@ def test_s2sext_torch_says_what_to_install_without_torch():
             "try:\n    import s2sext.torch\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "s2sext.torch needs PyTorch: pip install torch" in out.stdout
+
+
+def test_more_module_behaviour_and_errors():
+    ref, ours = make_pair(1, True, False, seed=9)
+    x = rand(6, 5, seed=10)  # unbatched [S, I], as torch.nn.LSTM accepts
+    out_ref, (h_ref, c_ref) = ref(x)
+    out, (h, c) = ours(x)
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
+    ours.flatten_parameters()  # a no-op, for code written for torch.nn.LSTM
+    att = st.Attention("dot", 6, dtype=torch.float64)
+    hs, q = rand(2, 4, 6, seed=11), rand(2, 6, seed=12)
+    with pytest.raises(TypeError, match="lengths must hold integers"):
+        att(hs, q, [2.5, 1.7])
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
+        att(hs, q, [2])
+
+
+def test_strict_import_refuses_unused_weights():
+    config = dict(embed_size=4, hidden_size=6, attention="dot", max_source_length=8)
+    model = Seq2Seq(10, 10, seed=0, **config)
+    state = st.seq2seq_to_state_dict(model)
+    with pytest.raises(ValueError, match="no s2sext parameter takes: .*decoder.combine.weight"):
+        st.seq2seq_from_state_dict(state, 10, 10, **{**config, "attention": None})
+    dropped = st.seq2seq_from_state_dict(state, 10, 10, strict=False, **{**config, "attention": None})
+    assert "combine.weight" not in dropped.params
+    with pytest.raises(ValueError, match="names has keys that are not s2sext parts"):
+        st.seq2seq_from_state_dict(state, 10, 10, names={"encodr": "x"}, **config)

@@ -178,3 +178,25 @@ def test_optimizer_kernels_refuse_bad_lists():
     with pytest.raises(TypeError, match="must be float32 or float64"):
         _core.grad_sum_squares([np.zeros(3, np.int32)])
     assert _core.grad_sum_squares([np.full(100000, 0.5, np.float32), np.ones(3)]) == 25003.0
+
+
+def test_training_argument_errors(tmp_path):
+    model = tiny_model(attention="dot")
+    data = ([[4, 5], [6]], [[4], [5, 6]])
+    with pytest.raises(ValueError, match="valid_data is empty"):
+        train(model, data, ([], []), epochs=1, progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        train(model, data, epochs="2", progress=False)
+    with pytest.raises(ValueError, match="clip must be a number >= 0"):
+        train(model, data, epochs=1, clip=-1, progress=False)
+    with pytest.raises(ValueError, match=r"teacher-forcing probability must be a number in \[0, 1\]"):
+        TeacherForcingSchedule.parse("nan")
+    with pytest.raises(ValueError, match="constant schedule k must lie in"):
+        TeacherForcingSchedule.parse("1.5")
+    ckpt = tmp_path / "ck.s2s"
+    train(model, data, epochs=1, batch_size=np.int64(2), checkpoint=ckpt, progress=False, log=lambda m: None)
+    other = Seq2Seq(list("ABCDEF"), 10, embed_size=4, hidden_size=6, seed=0, attention="dot")
+    with pytest.raises(ValueError, match="src_vocab differs"):
+        train(other, data, epochs=2, resume=ckpt, progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="trained with seed 0, not 3"):
+        train(tiny_model(attention="dot"), data, epochs=2, resume=ckpt, seed=3, progress=False, log=lambda m: None)

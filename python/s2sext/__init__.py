@@ -10,7 +10,7 @@
 ``import s2sext`` needs numpy only (never torch).
 """
 
-from . import data, ops
+from . import data, decoding, ops, train
 from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads
 from .data import Vocab
 from .engine import Decoder
@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ops",
     "data",
+    "train",
+    "decoding",
     "Seq2Seq",
     "Encoder",
     "Decoder",

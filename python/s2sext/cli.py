@@ -132,7 +132,10 @@ def _load_pairs(args):
         train, valid = split_pairs(pairs, args.valid_split, seed=args.seed)
         if args.task:  # held out means unseen: drop validation sources that also occur in training
             seen = {s for s, _ in train}
-            valid = [p for p in valid if p[0] not in seen] or valid
+            valid = [p for p in valid if p[0] not in seen]
+            if not valid:
+                raise CliError("every validation source also occurs in the training pairs; "
+                               "generate more pairs (--task-size) or give --valid")
     return train, valid, source
 
 
@@ -269,6 +272,7 @@ def cmd_plot(args):
     from .model import Seq2Seq
     from .plot import plot_attention
 
+    _check_writable_dir("--out", args.out)
     model = Seq2Seq.load(args.model)
     translation = plot_attention(model, args.text, args.out)
     print(f"{args.text} -> {translation}; heatmap written to {args.out}")

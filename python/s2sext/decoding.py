@@ -6,13 +6,29 @@ Both feed each chosen token back as the next input, starting from ``<sos>``, and
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from .data import EOS_ID, PAD_ID, SOS_ID
 from .model import EncoderState
 
 
-def _check_lengths(max_length, min_length):
+def check_beam_args(beam_size, n_best, length_penalty):
+    """ValueError naming the argument unless beam_size >= n_best >= 1 are integers and
+    length_penalty is a finite number >= 0."""
+    for name, value in (("beam_size", beam_size), ("n_best", n_best)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    if n_best > beam_size:
+        raise ValueError(f"n_best ({n_best}) must not exceed beam_size ({beam_size})")
+    if (isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real)
+            or not math.isfinite(length_penalty) or length_penalty < 0):
+        raise ValueError(f"length_penalty must be a finite number >= 0; got {length_penalty!r}")
+
+
+def check_lengths(max_length, min_length):
     for name, value, lo in (("max_length", max_length, 1), ("min_length", min_length, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
             raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
@@ -37,7 +53,7 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     stops when every row has emitted ``<eos>`` or after ``max_length`` steps. Before step
     ``min_length`` the ``<eos>`` logit is excluded.
     """
-    _check_lengths(max_length, min_length)
+    check_lengths(max_length, min_length)
     src, lengths, restore = _by_length(model, src_ids, lengths)
     enc = model.encode(src, lengths)
     decoder, params = model.decoder, model.params
@@ -104,14 +120,8 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     ``<eos>`` when finished), ``score`` (``log_prob / length_penalty_factor(len(tokens), alpha)``),
     ``log_prob`` (float) and ``attention`` (float [len(tokens), S], zeros without attention).
     """
-    _check_lengths(max_length, min_length)
-    for name, value in (("beam_size", beam_size), ("n_best", n_best)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    if n_best > beam_size:
-        raise ValueError(f"n_best ({n_best}) must not exceed beam_size ({beam_size})")
-    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
-        raise ValueError(f"length_penalty must be a number >= 0; got {length_penalty!r}")
+    check_lengths(max_length, min_length)
+    check_beam_args(beam_size, n_best, length_penalty)
     alpha = float(length_penalty)
     src, lengths, restore = _by_length(model, src_ids, lengths)
     enc0 = model.encode(src, lengths)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from .data import Vocab, get_tokenizer, pad_batch
+from .data import PAD_ID, Vocab, get_tokenizer, pad_batch
+from .decoding import check_beam_args, check_lengths
 
 DTYPES = ("float32", "bfloat16")
 
@@ -20,7 +21,7 @@ class Decoder:
     """A compiled Seq2Seq for inference.
 
     Build one with ``model.compile(dtype)`` or ``Decoder.load(path, dtype)``. ``dtype="bfloat16"``
-    stores the decoder's matrices (LSTM, combine and output layers) as bfloat16 and computes in
+    stores the LSTM (encoder and decoder), combine and output matrices as bfloat16 and computes in
     float32: half the bytes per step.
     """
 
@@ -47,6 +48,7 @@ class Decoder:
     def greedy(self, src_ids, lengths=None, max_length=50, min_length=0, serial=False):
         """Greedy decoding: int [B, S] -> int [B, T], as :meth:`s2sext.Seq2Seq.greedy` (each row up
         to and including ``<eos>``, then ``<pad>``; ``T <= max_length``)."""
+        check_lengths(max_length, min_length)
         return self._engine.greedy(src_ids, lengths, int(max_length), int(min_length), bool(serial))
 
     def beam(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
@@ -64,7 +66,7 @@ class Decoder:
                                   serial)
         B = len(results)
         T = max((len(h[0]) for hyps in results for h in hyps), default=1)
-        ids = np.zeros((B, n_best, T), np.int64)
+        ids = np.full((B, n_best, T), PAD_ID, np.int64)
         scores = np.full((B, n_best), -np.inf)
         for b, hyps in enumerate(results):
             for j, (tokens, score, _) in enumerate(hyps):
@@ -78,6 +80,8 @@ class Decoder:
                    length_penalty=0.0, serial=False):
         """Beam search as lists: per input up to ``n_best`` tuples ``(tokens int [n], score,
         log_prob)``, best first."""
+        check_lengths(max_length, min_length)
+        check_beam_args(beam_size, n_best, length_penalty)
         return self._engine.beam(src_ids, lengths, int(beam_size), int(max_length), int(min_length), int(n_best),
                                  float(length_penalty), bool(serial))
 

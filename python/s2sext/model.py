@@ -619,6 +619,10 @@ class Seq2Seq:
         self.tgt_vocab = Vocab.coerce(tgt_vocab)
         if attention == "none":
             attention = None
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)):
+            raise TypeError(f"dropout must be a number in [0, 1); got {dropout!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer; got {seed!r}")
         self.config = Config(
             src_vocab_size=len(self.src_vocab), tgt_vocab_size=len(self.tgt_vocab), embed_size=embed_size,
             hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,

@@ -71,13 +71,17 @@ def _grad(t):
 
 
 def _lengths(lengths, B):
+    """None, or the integers [B] of a tensor, array or list (TypeError/ValueError naming lengths)."""
     if lengths is None:
         return None
     if isinstance(lengths, torch.Tensor):
-        if lengths.dtype.is_floating_point:
-            raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
         lengths = lengths.detach().cpu().numpy()
-    return np.asarray(lengths, dtype=np.int64).reshape(B)
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},) (one per batch row), got shape {arr.shape}")
+    return arr.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +225,9 @@ class LSTM(torch.nn.Module):
         for p in self.parameters():
             torch.nn.init.uniform_(p, -bound, bound)
 
+    def flatten_parameters(self):
+        """A no-op, for code written for torch.nn.LSTM (whose cuDNN path wants one weight buffer)."""
+
     def extra_repr(self):
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
@@ -240,9 +247,13 @@ class LSTM(torch.nn.Module):
             x, lengths = pad_packed_sequence(input, batch_first=True)  # rows in the original order
             lengths = lengths.to(torch.long)
         else:
-            if not isinstance(input, torch.Tensor) or input.dim() != 3:
-                raise ValueError("input must be a 3-D tensor (or a PackedSequence); got "
+            if not isinstance(input, torch.Tensor) or input.dim() not in (2, 3):
+                raise ValueError("input must be a 3-D tensor, a 2-D unbatched one, or a PackedSequence; got "
                                  f"{getattr(input, 'shape', type(input).__name__)}")
+            if input.dim() == 2:  # unbatched, as torch.nn.LSTM accepts: [S, I] -> one batch row
+                hx1 = None if hx is None else tuple(t.unsqueeze(1) for t in hx)
+                out, (h_n, c_n) = self.forward(input.unsqueeze(0 if self.batch_first else 1), hx1)
+                return out.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
             x = input if self.batch_first else input.transpose(0, 1)
             lengths = None
         _check("input", x)
@@ -384,9 +395,12 @@ def _lstm_names(prefix, layer, reverse, cells):
 
 
 def _mapping(config, names, decoder_cells):
-    """s2sext parameter -> (PyTorch names, how): how is 'copy' or 'lstm_w_ih'/'lstm_w_hh'/'lstm_b'."""
+    """s2sext parameter -> (PyTorch names, how): how is 'copy' or 'sum' (an LSTM's two biases)."""
     from .model import parameter_shapes
 
+    unknown = set(names or {}) - set(DEFAULT_NAMES)
+    if unknown:
+        raise ValueError(f"names has keys that are not s2sext parts: {sorted(unknown)} (see DEFAULT_NAMES)")
     names = {**DEFAULT_NAMES, **(names or {})}
     out = {}
     for param in parameter_shapes(config):
@@ -405,7 +419,8 @@ def _mapping(config, names, decoder_cells):
     return out
 
 
-def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decoder_cells=None, **config):
+def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decoder_cells=None, strict=True,
+                            ignore_prefixes=(), **config):
     """An :class:`s2sext.Seq2Seq` holding a PyTorch model's weights.
 
     ``config`` takes :class:`s2sext.Seq2Seq`'s keyword arguments (``embed_size``, ``hidden_size``,
@@ -413,19 +428,32 @@ def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decode
     ``max_source_length``, tokenizers, ``reverse_source``); ``names`` overrides entries of
     ``DEFAULT_NAMES``; ``decoder_cells`` (e.g. ``"decoder.cells.{k}"``) reads a decoder made of one
     ``nn.LSTMCell`` per layer. LSTM biases are summed (``b = bias_ih + bias_hh``). A missing name or a
-    wrong shape raises ``KeyError``/``ValueError`` naming both parameters.
+    wrong shape raises ``KeyError``/``ValueError`` naming both parameters. With ``strict`` (as
+    ``load_state_dict``), state-dict entries the mapping does not use raise ``ValueError`` too, except
+    names starting with one of ``ignore_prefixes`` (e.g. tied copies of weights).
     """
     from .model import Seq2Seq, parameter_shapes
 
     model = Seq2Seq(src_vocab, tgt_vocab, **config)
     shapes = parameter_shapes(model.config)
-    for param, (sources, how) in _mapping(model.config, names, decoder_cells).items():
+    mapping = _mapping(model.config, names, decoder_cells)
+    if strict:
+        used = {name for sources, _ in mapping.values() for name in sources}
+        unused = [k for k in state_dict if k not in used and not k.startswith(tuple(ignore_prefixes))]
+        if unused:
+            raise ValueError(f"state dict entries that no s2sext parameter takes: {unused} "
+                             "(a different architecture? pass strict=False to drop them)")
+    for param, (sources, how) in mapping.items():
         values = []
         for name in sources:
             if name not in state_dict:
                 raise KeyError(f"state dict has no {name!r} (for s2sext parameter {param!r})")
-            values.append(state_dict[name].detach().cpu().numpy() if isinstance(state_dict[name], torch.Tensor)
-                          else np.asarray(state_dict[name]))
+            value = state_dict[name]
+            if isinstance(value, torch.Tensor):
+                if value.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+                    raise TypeError(f"{name!r} has dtype {value.dtype}; expected a float tensor")
+                value = value.detach().cpu().to(torch.float32).numpy()
+            values.append(np.asarray(value))
         value = values[0] if how == "copy" else values[0] + values[1]
         if value.shape != shapes[param]:
             raise ValueError(f"{sources[0]!r} has shape {value.shape}; s2sext parameter {param!r} needs {shapes[param]}")

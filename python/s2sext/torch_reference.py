@@ -627,3 +627,5 @@ STATE_DICT_NAMES = {
     "out.weight": "out.weight", "out.bias": "out.bias",
 }
 DECODER_CELLS = "decoder.{k}"
+# The all-steps decoder's nn.LSTM shares the cells' weights: its entries are copies, not more weights.
+IGNORE_PREFIXES = ("decoder_all_steps.",)

@@ -78,9 +78,13 @@ class TeacherForcingSchedule:
             raise TypeError(f"teacher-forcing schedule must be a string; got {type(text).__name__}")
         text = text.strip()
         try:
-            return cls("constant", float(text))
+            value = float(text)
         except ValueError:
-            pass
+            value = None
+        if value is not None:
+            if not math.isfinite(value):
+                raise ValueError(f"teacher-forcing probability must be a number in [0, 1]; got {text!r}")
+            return cls("constant", value)
         kind, _, rest = text.partition(":")
         kind = kind.strip().replace("-", "_")
         if kind not in cls.KINDS:
@@ -327,11 +331,16 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     stream = stream if stream is not None else sys.stderr
     log = log if log is not None else (lambda msg: print(msg, file=stream, flush=True))
     schedule = TeacherForcingSchedule.parse(teacher_forcing)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip >= 0):
+        raise ValueError(f"clip must be a number >= 0 (0 or None: no clipping); got {clip!r}")
+    if valid_data is not None and len(valid_data[0]) == 0:
+        raise ValueError("valid_data is empty; pass None to train without validation")
     src_seqs, tgt_seqs = train_data
     if len(src_seqs) != len(tgt_seqs) or not src_seqs:
         raise ValueError(f"train_data must hold equally many (>0) sources and targets; got {len(src_seqs)} and {len(tgt_seqs)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     opt = make_optimizer(optimizer, model.params, lr)
     first_epoch = 0
     best = None
@@ -342,6 +351,12 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         loaded, extra, extra_tensors = Seq2Seq.load(resume, return_extra=True)
         if loaded.config != model.config:
             raise ValueError(f"{resume}: the checkpoint's model configuration differs from this model's")
+        for name in ("src_vocab", "tgt_vocab"):
+            if getattr(loaded, name) != getattr(model, name):
+                raise ValueError(f"{resume}: the checkpoint's {name} differs from this model's")
+        if extra.get("seed") != seed:
+            raise ValueError(f"{resume}: the checkpoint was trained with seed {extra.get('seed')!r}, not {seed!r}; "
+                             "resume with the same seed so the batches continue as they were")
         if extra.get("optimizer") != opt.name:
             raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
         for name, value in loaded.params.items():
