@@ -831,7 +831,7 @@ class Seq2Seq:
 
     def compile(self, dtype="float32"):
         """The compiled decoder (:class:`s2sext.Decoder`): encoder and decoding in C++, weights
-        prepared once (``dtype="bfloat16"`` stores the decoder's matrices in bfloat16)."""
+        prepared once (``dtype="bfloat16"`` stores the LSTM, combine and output matrices in bfloat16)."""
         from .engine import Decoder
 
         return Decoder.from_model(self, dtype)

@@ -7,7 +7,9 @@
 // Prepared at construction (per model): the decoder's first-layer input weights split into the
 // embedding part and the rest, and when it is small enough (at most 16 MiB) the table
 // E_proj [V, G] = tgt_embed @ W_ih[:, :E]^T + b, so that at batch 1 a step's input product is a row
-// lookup. Prepared per call (per input): the attention keys (general: W_a hs_s; concat: W_k hs_s).
+// lookup; with WeightType::bfloat16 the LSTM (encoder and decoder), combine and output matrices
+// stored as bfloat16 (float32 arithmetic). Prepared per call (per input): the attention keys
+// (general: W_a hs_s; concat: W_k hs_s). A decode flushes denormals to zero (its pool jobs too).
 // An Engine is immutable after construction: any number of threads may decode with one at once,
 // each call using its own buffers.
 #pragma once

@@ -30,7 +30,7 @@ struct Hypothesis {
 
 class Translator {
  public:
-  // dtype: "float32" or "bfloat16" (the decoder's matrices stored as bfloat16).
+  // dtype: "float32" or "bfloat16" (LSTM, combine and output matrices stored as bfloat16).
   static Translator load(const std::string& path, const std::string& dtype = "float32");
   ~Translator();
   Translator(Translator&&) noexcept;
