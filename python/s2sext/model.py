@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
-from .data import EOS_ID, PAD_ID, SOS_ID, Vocab, get_tokenizer
+from .data import Vocab, get_tokenizer
 
 DTYPE = np.float32
 
@@ -241,9 +241,8 @@ class Encoder:
     def forward(self, params, src, lengths, rng=None) -> EncoderState:
         """src int [B, S], lengths int [B] (1..S) -> EncoderState. ``rng`` enables dropout."""
         cfg = self.config
-        H = cfg.hidden_size
         x = params["src_embed"][src]  # [B, S, E]
-        B, S = src.shape
+        S = src.shape[1]
         rev = _reverse_index(lengths, S) if cfg.bidirectional else None
         layer_caches, dropout_masks = [], []
         finals_h, finals_c = [], []
@@ -512,7 +511,6 @@ class RecurrentDecoder:
         d_h_next, d_c_next, d_feed = d_state
         d_h_top, d_context = self._output_backward(params, d_logits, d_feed, combined, o, grads)
         d_memory = None
-        d_query_prev = None
         if self.attention is not None and not bahdanau:
             d_memory, d_query = self.attention.backward(params, d_context, att_cache, grads)
             d_h_top = d_h_top + d_query
