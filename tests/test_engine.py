@@ -116,6 +116,12 @@ def test_load_and_translate(tmp_path):
     dec = Decoder.load(path)
     assert dec.translate(["abc", "edcba"], max_length=6) == model.translate(["abc", "edcba"], max_length=6)
     assert dec.translate(["abc"], beam=3, max_length=6) == model.translate(["abc"], beam=3, max_length=6)
+    ours = dec.translate(["abc", "ed"], beam=3, n_best=2, max_length=6)
+    ref = model.translate(["abc", "ed"], beam=3, n_best=2, max_length=6)
+    assert [[t for t, _ in row] for row in ours] == [[t for t, _ in row] for row in ref]
+    for row_ours, row_ref in zip(ours, ref):
+        for (_, a), (_, b) in zip(row_ours, row_ref):
+            assert abs(a - b) <= 1e-5 * max(1.0, abs(b))
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ModelFileError):
         Decoder.load(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from .data import PAD_ID, Vocab, get_tokenizer, pad_batch
+from .data import PAD_ID, Vocab
 from .decoding import check_beam_args, check_lengths
 
 DTYPES = ("float32", "bfloat16")
@@ -85,23 +85,17 @@ class Decoder:
         return self._engine.beam(src_ids, lengths, int(beam_size), int(max_length), int(min_length), int(n_best),
                                  float(length_penalty), bool(serial))
 
-    def translate(self, texts, beam=1, max_length=50):
-        """Strings in, strings out, with the model's tokenizers and vocabularies."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not a single string")
-        tokenizer = get_tokenizer(self.config["src_tokenizer"])
-        seqs = []
-        for i, text in enumerate(texts):
-            tokens = tokenizer.tokenize(text)
-            if not tokens:
-                raise ValueError(f"texts[{i}] is empty after tokenisation")
-            if self.config["reverse_source"]:
-                tokens = tokens[::-1]
-            seqs.append(self.src_vocab.encode(tokens))
-        src, lengths = pad_batch(seqs)
-        if beam == 1:
-            ids = self.greedy(src, lengths, max_length)
-        else:
-            ids, _ = self.beam(src, lengths, beam_size=beam, max_length=max_length)
-        detok = get_tokenizer(self.config["tgt_tokenizer"])
-        return [detok.detokenize(self.tgt_vocab.decode([int(i) for i in row])) for row in ids]
+    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
+        """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
+        ``n_best > 1`` a list of lists of ``(text, score)``."""
+        from .model import decode_ids, encode_texts
+
+        src, lengths = encode_texts(texts, self.src_vocab, self.config["src_tokenizer"], self.config["reverse_source"])
+        tgt_tokenizer = self.config["tgt_tokenizer"]
+        if beam == 1 and n_best == 1:
+            ids = self.greedy(src, lengths, max_length, min_length)
+            return [decode_ids(row, self.tgt_vocab, tgt_tokenizer) for row in ids]
+        results = self.hypotheses(src, lengths, beam, max_length, min_length, n_best, length_penalty)
+        if n_best == 1:
+            return [decode_ids(hyps[0][0], self.tgt_vocab, tgt_tokenizer) if hyps else "" for hyps in results]
+        return [[(decode_ids(t, self.tgt_vocab, tgt_tokenizer), score) for t, score, _ in hyps] for hyps in results]

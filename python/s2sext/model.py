@@ -571,6 +571,33 @@ def masked_cross_entropy(logits, targets, lengths):
 # The model
 
 
+def encode_texts(texts, src_vocab, src_tokenizer, reverse_source):
+    """Strings -> (src_ids int [B, S], lengths int [B]): tokenized, reversed if asked, looked up."""
+    from .data import pad_batch
+
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a single string")
+    tokenizer = get_tokenizer(src_tokenizer)
+    seqs = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str; got {type(text).__name__}")
+        tokens = tokenizer.tokenize(text)
+        if not tokens:
+            raise ValueError(f"texts[{i}] is empty after tokenisation")
+        if reverse_source:
+            tokens = tokens[::-1]
+        seqs.append(src_vocab.encode(tokens))
+    if not seqs:
+        raise ValueError("texts is empty")
+    return pad_batch(seqs)
+
+
+def decode_ids(ids, tgt_vocab, tgt_tokenizer) -> str:
+    """Target ids -> text (stops at ``<eos>``, drops ``<pad>``/``<sos>``)."""
+    return get_tokenizer(tgt_tokenizer).detokenize(tgt_vocab.decode([int(i) for i in ids]))
+
+
 def _as_ids(name, value, ndim):
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
@@ -794,26 +821,11 @@ class Seq2Seq:
 
     def encode_texts(self, texts):
         """Strings -> (src_ids int [B, S], lengths int [B]) with this model's tokenizer and vocab."""
-        from .data import pad_batch
-
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not a single string")
-        tokenizer = get_tokenizer(self.config.src_tokenizer)
-        seqs = []
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] must be a str; got {type(text).__name__}")
-            tokens = tokenizer.tokenize(text)
-            if not tokens:
-                raise ValueError(f"texts[{i}] is empty after tokenisation")
-            if self.config.reverse_source:
-                tokens = tokens[::-1]
-            seqs.append(self.src_vocab.encode(tokens))
-        return pad_batch(seqs)
+        return encode_texts(texts, self.src_vocab, self.config.src_tokenizer, self.config.reverse_source)
 
     def decode_ids(self, ids) -> str:
-        tokenizer = get_tokenizer(self.config.tgt_tokenizer)
-        return tokenizer.detokenize(self.tgt_vocab.decode([int(i) for i in ids]))
+        """Target ids -> text: stops at ``<eos>``, joined by the model's tokenizer."""
+        return decode_ids(ids, self.tgt_vocab, self.config.tgt_tokenizer)
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out: a list of ``len(texts)`` strings, or with ``n_best > 1`` a list
@@ -824,7 +836,7 @@ class Seq2Seq:
             return [self.decode_ids(row) for row in ids]
         results = self.beam_search(src, lengths, beam, max_length, min_length, n_best, length_penalty)
         if n_best == 1:
-            return [self.decode_ids(hyps[0]["tokens"]) for hyps in results]
+            return [self.decode_ids(hyps[0]["tokens"]) if hyps else "" for hyps in results]
         return [[(self.decode_ids(h["tokens"]), h["score"]) for h in hyps] for hyps in results]
 
     def compile(self, dtype="float32"):

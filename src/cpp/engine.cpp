@@ -25,7 +25,7 @@ namespace s2s {
 
 namespace {
 
-constexpr int64_t kPad = 0, kSos = 1, kEos = 2;
+constexpr int64_t kPad = kPadId, kSos = kSosId, kEos = kEosId;
 constexpr size_t kProjectedTableMaxBytes = size_t(16) << 20;
 
 template <class T>

@@ -21,6 +21,9 @@
 
 namespace s2s {
 
+// The special tokens every vocabulary starts with (docs/model.md).
+constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
+
 enum class EngineAttention { none, dot, scaled_dot, general, concat, location };
 
 struct EngineConfig {

@@ -11,7 +11,11 @@ namespace s2sext {
 
 namespace {
 
-constexpr int64_t kPad = 0, kSos = 1, kEos = 2, kUnk = 3;
+using s2s::kEosId;
+using s2s::kPadId;
+using s2s::kSosId;
+using s2s::kUnkId;
+constexpr int64_t kPad = kPadId, kSos = kSosId, kEos = kEosId, kUnk = kUnkId;
 
 // UTF-8 text -> code points as strings (Python's str iterates code points).
 std::vector<std::string> utf8_chars(const std::string& text) {
