@@ -55,9 +55,9 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     """
     check_lengths(max_length, min_length)
     src, lengths, restore = _by_length(model, src_ids, lengths)
-    enc = model.encode(src, lengths)
+    enc = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
-    B, S = enc.lengths.shape[0], int(np.asarray(src_ids).shape[1])
+    B, S = src.shape
     state = decoder.initial_step_state(enc)
     tokens = np.full(B, SOS_ID, np.int64)
     out = np.full((B, max_length), PAD_ID, np.int64)
@@ -124,10 +124,10 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     check_beam_args(beam_size, n_best, length_penalty)
     alpha = float(length_penalty)
     src, lengths, restore = _by_length(model, src_ids, lengths)
-    enc0 = model.encode(src, lengths)
+    enc0 = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B, K = enc0.lengths.shape[0], int(beam_size)
-    S = int(np.asarray(src_ids).shape[1])
+    S = src.shape[1]
     enc = _expand(enc0, np.repeat(np.arange(B), K))
     state = decoder.initial_step_state(enc)
     scores = np.full((B, K), -np.inf)
