@@ -44,6 +44,29 @@ def test_lstm_sequence_split_across_threads(threads, rng):
     check_all(ours, ref64)
 
 
+def test_weight_gradients_split_along_rows(threads, rng):
+    # S*B = 1280 rows reach the inner-dimension split of the weight-gradient products (dw = dgates^T
+    # @ h over K >= 1024 rows, each thread summing its share of the rows into its own copy, then
+    # added); full lengths keep the one product over all rows. The dense layer's dw = dy^T @ x over
+    # 2048 rows takes the same route.
+    B, S, I, H = 64, 20, 24, 96
+    dtype = np.float64
+    x = normal(rng, (B, S, I), dtype)
+    w = lstm_weights(rng, I, H, dtype)
+    h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
+    dhs, dhT, dcT = normal(rng, (B, S, H), dtype), normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
+    hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w)
+    grads = ops.lstm_backward(dhs, dhT, dcT, cache)
+    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
+    ref64, _ = refs(lstm_ref, x, h0, c0, *w, None, dhs, dhT, dcT, dtype=dtype)
+    check_all(ours, ref64)
+
+    xs, dy = normal(rng, (2048, 96), dtype), normal(rng, (2048, 80), dtype)
+    weight = normal(rng, (80, 96), dtype)
+    _, dw, _ = ops.linear_backward(dy, xs, weight)
+    assert_close("dw", dw, dy.T @ xs)
+
+
 def test_lstm_cell_split_across_threads(threads, rng):
     B, I, H = 256, 24, 96
     dtype = np.float64

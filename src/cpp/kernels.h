@@ -17,9 +17,10 @@ struct KernelTable {
   void (*lstm_gates_forward)(T* gates, const T* bias, const T* c_prev, T* c_new, T* h_new, int64_t n,
                              int64_t gate_stride);
   // One LSTM row, backward. dgates [G] out; dc [H] in: dL/dc_new from later steps, out: dL/dc_prev;
-  // dh [H] = dL/dh_new; gates [G] activations; c_prev, c_new [H] from the forward.
+  // dh [H] = dL/dh_new; gates [G] activations; c_prev, c_new [H] from the forward. db_sum [G], when
+  // not null, gains dgates (the bias gradient summed while the row is in registers).
   void (*lstm_gates_backward)(T* dgates, T* dc, const T* dh, const T* gates, const T* c_prev,
-                              const T* c_new, int64_t H);
+                              const T* c_new, T* db_sum, int64_t H);
   // y[N] = alpha * W[N,K] x[K] + beta * y (beta == 0 never reads y); W rows are ldw apart.
   void (*gemv)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
   // Dot-product scores of n_q queries: e[t, s] = scale * queries[t, :H] . keys[s, :H] for t < n_q,

@@ -121,7 +121,7 @@ void lstm_gates_forward(T* gates, const T* bias, const T* c_prev, T* c_new, T* h
 
 template <class T>
 void lstm_gates_backward(T* dgates, T* dc, const T* dh, const T* gates, const T* c_prev,
-                         const T* c_new, int64_t H) {
+                         const T* c_new, T* db_sum, int64_t H) {
   const T* gate_i = gates;
   const T* gate_f = gates + H;
   const T* gate_g = gates + 2 * H;
@@ -142,6 +142,10 @@ void lstm_gates_backward(T* dgates, T* dc, const T* dh, const T* gates, const T*
     dgate_g[j] = dc_total * i * (T(1) - g * g);
     dgate_o[j] = dh[j] * tanh_c * o * (T(1) - o);
     dc[j] = dc_total * f;
+  }
+  if (db_sum) {
+#pragma omp simd
+    for (int64_t j = 0; j < 4 * H; ++j) db_sum[j] += dgates[j];
   }
 }
 
@@ -240,6 +244,7 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
   }
   for (; n < N; ++n) store_scaled(y + n, dot_16_partials(W + n * ldw, x, K), alpha, beta);  // last rows
 }
+
 #endif
 
 // ---- attention rows -----------------------------------------------------------------------------

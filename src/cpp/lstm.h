@@ -44,7 +44,8 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
                   int64_t B, int64_t S, int64_t I, int64_t H);
 
 // Backward: a sweep from the last step to the first (fused gate backward, one GEMM per step for
-// dL/dh_prev), then one large GEMM for each of dx, dw_ih, dw_hh over all S*B rows.
+// dL/dh_prev; db summed there too), then one large GEMM for each of dx, dw_ih, dw_hh over all S*B
+// rows.
 // out:     dx [B,S,I], dh0 [B,H], dc0 [B,H], dw_ih [G,I], dw_hh [G,H], db [G]
 // in:      dhs [B,S,H], dhT [B,H], dcT [B,H] (each may be nullptr: zero), and the forward's
 //          x_tm, gates, h_all, c_all, w_ih, w_hh, lengths

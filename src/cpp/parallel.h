@@ -4,8 +4,8 @@
 // lets independent work proceed without meeting at every step: the batch rows of an LSTM are
 // independent through all S steps, so each thread runs the whole recurrence for its chunk of rows
 // (its per-step GEMMs included) and the threads meet once, not 2*S times. Large single products
-// are split by gemm() (blas.cpp) over the rows or columns of their output, and batch-1 GEMVs over
-// their rows.
+// are split by gemm() (blas.cpp) over the rows or columns of their output (weight gradients over
+// their inner dimension), and batch-1 GEMVs over their rows.
 //
 // The threads are a small pool started on first use (num_threads() - 1 workers; the calling thread
 // takes a share). After a job a worker spins briefly before sleeping, so that back-to-back calls

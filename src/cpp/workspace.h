@@ -13,7 +13,15 @@
 namespace s2s {
 
 // Named slots, so buffers used at the same time never alias.
-enum class Scratch { lstm_dgates, lstm_dx_tm, attention_de, attention_dquery, attention_dkey, count };
+enum class Scratch {
+  lstm_dgates,
+  lstm_dx_tm,
+  attention_de,
+  attention_dquery,
+  attention_dkey,
+  gemm_partials,
+  count
+};
 
 // A buffer of at least n elements of T, 64-byte aligned, valid until this thread asks for the same
 // slot again.
