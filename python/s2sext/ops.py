@@ -107,8 +107,9 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths=None):
     """An LSTM over a padded batch of sequences (equations of :func:`lstm_cell_forward`).
 
     For each step ``t``: ``h_t, c_t = cell(x[:, t], h_{t-1}, c_{t-1})`` while ``t < lengths[b]``;
-    past a sequence's length its state is carried unchanged and its output is zero. Computed as one
-    input GEMM over all ``B*S`` rows, then per step one recurrent GEMM and one fused gate pass.
+    past a sequence's length its state is carried unchanged and its output is zero. Computed per
+    step as one GEMM and one fused gate pass; the input product is one GEMM over all ``B*S`` rows
+    up front, or, when ``I <= H/4``, part of each step's GEMM (``[h | x] @ [w_hh | w_ih]^T``).
 
     Parameters
     ----------
@@ -129,16 +130,18 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths=None):
         The state after each sequence's last valid step (``h0, c0`` for length 0), as
         ``torch.nn.LSTM``'s ``h_n, c_n`` with packed sequences.
     cache : LSTMCache
-        Time-major buffers: ``x_tm`` (S, B, I) the input; ``gates`` (S, B, 4H) activations;
-        ``h_all, c_all`` (S+1, B, H) the state before step 0 and after each step; and
-        ``w_ih, w_hh, lengths``.
+        Time-major buffers: ``hx_all`` (S+1, B, H+I), row ``(t, b)`` = [hidden state entering step
+        ``t`` | ``x[b, t]``] (``x`` zero past a length and in block ``S``, whose ``h`` is the final
+        state); ``gates`` (S, B, 4H) activations; ``c_all`` (S+1, B, H) the cell state before step
+        0 and after each step; and ``w_ih, w_hh, lengths``.
     """
     return _core.lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths)
 
 
 def lstm_backward(dhs, dhT, dcT, cache):
-    """Gradients of :func:`lstm_forward`: a sweep from the last step to the first, then one GEMM
-    for each of ``dx``, ``dw_ih`` and ``dw_hh`` over all steps.
+    """Gradients of :func:`lstm_forward`: a sweep from the last step to the first (one GEMM per
+    step, which also gives ``dx`` when the input product was folded into the steps), then one GEMM
+    over all steps for ``[dw_hh | dw_ih]`` (and one for ``dx`` otherwise).
 
     Parameters
     ----------

@@ -278,11 +278,11 @@ struct LSTMCellCache {
 };
 
 struct LSTMCache {
-  py::array x_tm;                     // [S,B,I] the input, time-major
+  py::array hx_all;                   // [S+1,B,H+I] [h entering step t | x at step t], time-major
   py::array w_ih, w_hh;
   py::object lengths;                 // int64 [B] (the cache's own copy) or None
   py::array gates;                    // [S,B,4H] activations (0 past a length)
-  py::array h_all, c_all;             // [S+1,B,H] state before step 0 and after each step
+  py::array c_all;                    // [S+1,B,H] cell state before step 0 and after each step
   int64_t B, S, I, H;
   bool f64;
 };
@@ -425,17 +425,17 @@ py::tuple lstm_forward(py::handle x_in, py::handle h0_in, py::handle c0_in, py::
     auto c0 = c0_in.is_none() ? zeros<T>({B, H}) : ck.floats<T>(c0_in, "c0", "B,H");
     py::object lengths = ck.lengths(lengths_in, 0, "");
     auto hs = empty<T>({B, S, H}), hT = empty<T>({B, H}), cT = empty<T>({B, H});
-    auto x_tm = empty<T>({S, B, I}), gates = empty<T>({S, B, 4 * H});
-    auto h_all = empty<T>({S + 1, B, H}), c_all = empty<T>({S + 1, B, H});
+    auto hx_all = empty<T>({S + 1, B, H + I}), gates = empty<T>({S, B, 4 * H});
+    auto c_all = empty<T>({S + 1, B, H});
     const int64_t* len = lengths_ptr(lengths);
     {
       py::gil_scoped_release nogil;
-      s2s::lstm_forward<T>(hs.mutable_data(), hT.mutable_data(), cT.mutable_data(), x_tm.mutable_data(),
-                           gates.mutable_data(), h_all.mutable_data(), c_all.mutable_data(), x.data(), h0.data(),
-                           c0.data(), w_ih.data(), w_hh.data(), b.data(), len, B, S, I, H);
+      s2s::lstm_forward<T>(hs.mutable_data(), hT.mutable_data(), cT.mutable_data(), hx_all.mutable_data(),
+                           gates.mutable_data(), c_all.mutable_data(), x.data(), h0.data(), c0.data(), w_ih.data(),
+                           w_hh.data(), b.data(), len, B, S, I, H);
     }
     return py::make_tuple(hs, hT, cT,
-                          LSTMCache{x_tm, w_ih, w_hh, lengths, gates, h_all, c_all, B, S, I, H, sizeof(T) == 8});
+                          LSTMCache{hx_all, w_ih, w_hh, lengths, gates, c_all, B, S, I, H, sizeof(T) == 8});
   });
 }
 
@@ -446,11 +446,10 @@ py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in,
     using T = decltype(tag);
     const int64_t S = cache.S, B = cache.B, I = cache.I, H = cache.H;
     const char* fn = "lstm_backward";
-    check_cached<T>(fn, "x_tm", cache.x_tm, {S, B, I});
+    check_cached<T>(fn, "hx_all", cache.hx_all, {S + 1, B, H + I});
     check_cached<T>(fn, "w_ih", cache.w_ih, {4 * H, I});
     check_cached<T>(fn, "w_hh", cache.w_hh, {4 * H, H});
     check_cached<T>(fn, "gates", cache.gates, {S, B, 4 * H});
-    check_cached<T>(fn, "h_all", cache.h_all, {S + 1, B, H});
     check_cached<T>(fn, "c_all", cache.c_all, {S + 1, B, H});
     check_cached_lengths(fn, cache.lengths, B, S, 0);
     ck.bind('B', B, "cache");
@@ -469,7 +468,7 @@ py::tuple lstm_backward(py::handle dhs_in, py::handle dhT_in, py::handle dcT_in,
       py::gil_scoped_release nogil;
       s2s::lstm_backward<T>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
                             dw_hh.mutable_data(), db.mutable_data(), dhs_p, dhT_p, dcT_p,
-                            cptr<T>(cache.x_tm), cptr<T>(cache.gates), cptr<T>(cache.h_all), cptr<T>(cache.c_all),
+                            cptr<T>(cache.hx_all), cptr<T>(cache.gates), cptr<T>(cache.c_all),
                             cptr<T>(cache.w_ih), cptr<T>(cache.w_hh), len, B, S, I, H);
     }
     return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db);
@@ -1035,12 +1034,13 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("gates", &LSTMCellCache::gates, "[B, 4H] gate activations i, f, g, o")
       .def_readonly("c1", &LSTMCellCache::c1, "[B, H] cell state out");
   py::class_<LSTMCache>(m, "LSTMCache", "What lstm_backward needs from lstm_forward.")
-      .def_readonly("x_tm", &LSTMCache::x_tm, "[S, B, I] input, time-major")
+      .def_readonly("hx_all", &LSTMCache::hx_all,
+                    "[S+1, B, H+I] row (t, b): [hidden state entering step t | x[b, t]], time-major "
+                    "(x zero past a length and in block S, whose h is the final state)")
       .def_readonly("w_ih", &LSTMCache::w_ih, "[4H, I]")
       .def_readonly("w_hh", &LSTMCache::w_hh, "[4H, H]")
       .def_readonly("lengths", &LSTMCache::lengths, "int64 [B] or None")
       .def_readonly("gates", &LSTMCache::gates, "[S, B, 4H] gate activations, time-major (0 past a length)")
-      .def_readonly("h_all", &LSTMCache::h_all, "[S+1, B, H] hidden state before step 0 and after each step")
       .def_readonly("c_all", &LSTMCache::c_all, "[S+1, B, H] cell state before step 0 and after each step");
   py::class_<AttentionCache>(m, "AttentionCache", "What attention_weight_backward needs from attention_weight_forward.")
       .def_readonly("kind", &AttentionCache::kind)

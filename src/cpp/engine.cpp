@@ -246,19 +246,18 @@ Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, in
   int64_t in_size = E;
   Buffer<float> zeros(static_cast<size_t>(B * H), 0.0f);
   Buffer<float> hs(static_cast<size_t>(B * S * H)), hs_rev(static_cast<size_t>(B * S * H)), x_rev;
-  Buffer<float> x_tm, gates(static_cast<size_t>(S * B * G)), h_all(static_cast<size_t>((S + 1) * B * H)),
-      c_all(static_cast<size_t>((S + 1) * B * H));
+  Buffer<float> hx_all, gates(static_cast<size_t>(S * B * G)), c_all(static_cast<size_t>((S + 1) * B * H));
   std::vector<Buffer<float>> final_h, final_c;  // per layer [B, D*H]
   for (int64_t l = 0; l < cfg.layers; ++l) {
-    x_tm.resize(static_cast<size_t>(S * B * in_size));
+    hx_all.resize(static_cast<size_t>((S + 1) * B * (H + in_size)));
     Buffer<float> hT(static_cast<size_t>(B * H)), cT(static_cast<size_t>(B * H));
     const auto& fw = w_.enc_fwd[l];
     if (w_.type == WeightType::bfloat16)
       lstm_layer(fw, x.data(), lengths, B, S, in_size, H, hs.data(), hT.data(), cT.data());
     else
-      lstm_forward<float>(hs.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(), c_all.data(),
-                          x.data(), zeros.data(), zeros.data(), fw.w_ih.f32.data(), fw.w_hh.f32.data(),
-                          fw.b.data(), lengths, B, S, in_size, H);
+      lstm_forward<float>(hs.data(), hT.data(), cT.data(), hx_all.data(), gates.data(), c_all.data(), x.data(),
+                          zeros.data(), zeros.data(), fw.w_ih.f32.data(), fw.w_hh.f32.data(), fw.b.data(), lengths,
+                          B, S, in_size, H);
     Buffer<float> next(static_cast<size_t>(B * S * D * H));
     Buffer<float> fh(static_cast<size_t>(B * D * H)), fc(static_cast<size_t>(B * D * H));
     for (int64_t b = 0; b < B; ++b) {
@@ -279,9 +278,9 @@ Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, in
       if (w_.type == WeightType::bfloat16)
         lstm_layer(bw, x_rev.data(), lengths, B, S, in_size, H, hs_rev.data(), hT.data(), cT.data());
       else
-        lstm_forward<float>(hs_rev.data(), hT.data(), cT.data(), x_tm.data(), gates.data(), h_all.data(),
-                            c_all.data(), x_rev.data(), zeros.data(), zeros.data(), bw.w_ih.f32.data(),
-                            bw.w_hh.f32.data(), bw.b.data(), lengths, B, S, in_size, H);
+        lstm_forward<float>(hs_rev.data(), hT.data(), cT.data(), hx_all.data(), gates.data(), c_all.data(),
+                            x_rev.data(), zeros.data(), zeros.data(), bw.w_ih.f32.data(), bw.w_hh.f32.data(),
+                            bw.b.data(), lengths, B, S, in_size, H);
       for (int64_t b = 0; b < B; ++b) {
         std::memcpy(fh.data() + b * D * H + H, hT.data() + b * H, sizeof(float) * H);
         std::memcpy(fc.data() + b * D * H + H, cT.data() + b * H, sizeof(float) * H);

@@ -78,6 +78,27 @@ std::vector<int64_t> balanced_row_bounds(const int64_t* lengths, int64_t B, int6
   return bounds;
 }
 
+// The input product folded into each step's recurrent product ([h | x] @ [w_hh | w_ih]^T, K = H + I)
+// or done as one GEMM over all S*B rows up front (and dx as one GEMM after the sweep). Folding
+// saves writing the [S*B, 4H] gates before the steps and rereading dgates for dx, passes with
+// little arithmetic per byte when I is small: at B=128, S=29, I=16, H=256 on 2 threads those two
+// GEMMs took 1.5 and 1.05 ms, and folding made each step's product about 12% dearer: 2% faster
+// overall. At I=256, H=512 (B=64, S=30) folding was 11% slower: a large input keeps the GEMMs,
+// where BLAS runs near its peak.
+bool fold_input(int64_t I, int64_t H) { return 4 * I <= H; }
+
+// [w_hh | w_ih] as one [G, H+I] matrix, in this thread's scratch.
+template <class T>
+const T* concat_weights(const T* w_hh, const T* w_ih, int64_t H, int64_t I) {
+  const int64_t G = 4 * H, HX = H + I;
+  T* w_cat = scratch<T>(Scratch::lstm_w_cat, G * HX);
+  for (int64_t g = 0; g < G; ++g) {
+    std::memcpy(w_cat + g * HX, w_hh + g * H, sizeof(T) * H);
+    std::memcpy(w_cat + g * HX + H, w_ih + g * I, sizeof(T) * I);
+  }
+  return w_cat;
+}
+
 }  // namespace
 
 template <class T>
@@ -133,59 +154,67 @@ void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const 
 }
 
 template <class T>
-void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, const T* x, const T* h0,
-                  const T* c0, const T* w_ih, const T* w_hh, const T* b, const int64_t* lengths,
-                  int64_t B, int64_t S, int64_t I, int64_t H) {
-  const int64_t G = 4 * H;
+void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x, const T* h0, const T* c0,
+                  const T* w_ih, const T* w_hh, const T* b, const int64_t* lengths, int64_t B, int64_t S,
+                  int64_t I, int64_t H) {
+  const int64_t G = 4 * H, HX = H + I;
   const KernelTable<T>& k = kernels<T>();
-  // x_tm is zero at padded steps: padding never reaches a gradient, even when it holds NaN
-  // (dw_ih = dgates^T x_tm would otherwise compute 0 * NaN there).
-  for (int64_t n = 0; n < B; ++n)
-    for (int64_t t = 0; t < S; ++t) {
-      T* x_tm_tn = x_tm + (t * B + n) * I;
-      if (lengths && t >= lengths[n]) std::fill(x_tm_tn, x_tm_tn + I, T(0));
-      else std::memcpy(x_tm_tn, x + (n * S + t) * I, sizeof(T) * I);
+  // hx_all[t, n] = [h entering step t | x[n, t]]. The x part is zero at padded steps (and in block
+  // S): padding never reaches a gradient, even when it holds NaN (dw_ih = dgates^T x would
+  // otherwise compute 0 * NaN there).
+  for (int64_t t = 0; t <= S; ++t)
+    for (int64_t n = 0; n < B; ++n) {
+      T* x_tn = hx_all + (t * B + n) * HX + H;
+      if (t == S || (lengths && t >= lengths[n])) std::fill(x_tn, x_tn + I, T(0));
+      else std::memcpy(x_tn, x + (n * S + t) * I, sizeof(T) * I);
     }
-  // gates[t,b] = x[b,t] @ w_ih^T for every step at once (the gate kernel adds b)
-  gemm<T>(Trans::no, Trans::yes, S * B, G, I, T(1), x_tm, I, w_ih, I, T(0), gates, G);
-
-  std::memcpy(h_all, h0, sizeof(T) * B * H);
+  for (int64_t n = 0; n < B; ++n) std::memcpy(hx_all + n * HX, h0 + n * H, sizeof(T) * H);
   std::memcpy(c_all, c0, sizeof(T) * B * H);
+  const bool fold = fold_input(I, H);
+  const T* w_cat = fold ? concat_weights(w_hh, w_ih, H, I) : nullptr;
+  // gates[t,b] = x[b,t] @ w_ih^T for every step at once, unless folded into the steps' products
+  // (the gate kernel adds b)
+  if (!fold) gemm<T>(Trans::no, Trans::yes, S * B, G, I, T(1), hx_all + H, HX, w_ih, I, T(0), gates, G);
+
   // One step for rows [b0, b1), after its recurrent product: the fused gate pass.
   auto gate_pass = [&](int64_t t, int64_t b0, int64_t b1) {
-    const T* h_t = h_all + t * B * H;  // state entering step t
+    const T* hx_t = hx_all + t * B * HX;  // state entering step t
     const T* c_t = c_all + t * B * H;
-    T* h_next = h_all + (t + 1) * B * H;
+    T* hx_next = hx_all + (t + 1) * B * HX;
     T* c_next = c_all + (t + 1) * B * H;
     T* gates_t = gates + t * B * G;
     for (int64_t n = b0; n < b1; ++n) {
       T* hs_nt = hs + (n * S + t) * H;
       if (lengths && t >= lengths[n]) {  // padding: state carried, output zero
         std::fill(gates_t + n * G, gates_t + (n + 1) * G, T(0));
-        std::memcpy(h_next + n * H, h_t + n * H, sizeof(T) * H);
+        std::memcpy(hx_next + n * HX, hx_t + n * HX, sizeof(T) * H);
         std::memcpy(c_next + n * H, c_t + n * H, sizeof(T) * H);
         std::fill(hs_nt, hs_nt + H, T(0));
         continue;
       }
-      k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, h_next + n * H, H, H);
-      std::memcpy(hs_nt, h_next + n * H, sizeof(T) * H);
+      k.lstm_gates_forward(gates_t + n * G, b, c_t + n * H, c_next + n * H, hx_next + n * HX, H, H);
+      std::memcpy(hs_nt, hx_next + n * HX, sizeof(T) * H);
     }
   };
-  // gates[t, b0:b1] += h_all[t, b0:b1] @ w_hh[g0:g1]^T, columns [g0, g1); rows past the last
-  // running one are skipped (their gates are zeroed by the gate pass)
+  // gates[t, b0:b1] = [h | x] @ [w_hh | w_ih][g0:g1]^T (folded) or += h @ w_hh[g0:g1]^T, columns
+  // [g0, g1); rows past the last running one are skipped (their gates are zeroed by the gate pass)
   const std::vector<int64_t> active = active_rows(lengths, B, S);
   auto recurrent_product = [&](int64_t t, int64_t b0, int64_t b1, int64_t g0, int64_t g1) {
     b1 = std::min(b1, active[t]);
     if (b1 <= b0) return;
-    gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, H, T(1), h_all + (t * B + b0) * H, H, w_hh + g0 * H, H,
-            T(1), gates + (t * B + b0) * G + g0, G);
+    const T* hx_rows = hx_all + (t * B + b0) * HX;
+    T* gates_rows = gates + (t * B + b0) * G + g0;
+    if (fold)
+      gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, HX, T(1), hx_rows, HX, w_cat + g0 * HX, HX, T(0), gates_rows, G);
+    else
+      gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, H, T(1), hx_rows, HX, w_hh + g0 * H, H, T(1), gates_rows, G);
   };
   const int64_t team = num_threads() < B / 8 ? num_threads() : B / 8;
   if (team >= 2 && 2.0 * B * G * H >= 4e6 &&
       run_team(team, [&](int64_t rank, TeamBarrier& barrier) {
         // Each step: the team splits the recurrent product by gate columns (each member packs
-        // only its share of w_hh, which per-row splitting would pack whole on every member), meets,
-        // splits the gate pass by rows, meets. Column bounds are multiples of 16.
+        // only its share of the weights, which per-row splitting would pack whole on every
+        // member), meets, splits the gate pass by rows, meets. Column bounds are multiples of 16.
         const int64_t g0 = G * rank / team / 16 * 16, g1 = rank + 1 == team ? G : G * (rank + 1) / team / 16 * 16;
         const int64_t b0 = B * rank / team, b1 = B * (rank + 1) / team;
         for (int64_t t = 0; t < S; ++t) {
@@ -204,87 +233,154 @@ void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, co
       }
     });
   }
-  std::memcpy(hT, h_all + S * B * H, sizeof(T) * B * H);
+  for (int64_t n = 0; n < B; ++n) std::memcpy(hT + n * H, hx_all + (S * B + n) * HX, sizeof(T) * H);
   std::memcpy(cT, c_all + S * B * H, sizeof(T) * B * H);
 }
 
 template <class T>
-void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs,
-                   const T* dhT, const T* dcT, const T* x_tm, const T* gates, const T* h_all,
-                   const T* c_all, const T* w_ih, const T* w_hh, const int64_t* lengths, int64_t B,
-                   int64_t S, int64_t I, int64_t H) {
-  const int64_t G = 4 * H;
+void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs, const T* dhT, const T* dcT,
+                   const T* hx_all, const T* gates, const T* c_all, const T* w_ih, const T* w_hh,
+                   const int64_t* lengths, int64_t B, int64_t S, int64_t I, int64_t H) {
+  const int64_t G = 4 * H, HX = H + I;
   const KernelTable<T>& k = kernels<T>();
+  const bool fold = fold_input(I, H);
+  const T* w_cat = fold ? concat_weights(w_hh, w_ih, H, I) : nullptr;
   T* dgates = scratch<T>(Scratch::lstm_dgates, S * B * G);
-  // dh0/dc0 carry dL/dh and dL/dc of the state entering the step being processed; the paths from
-  // hs[t] and from step t+1 join there.
-  if (dhT) std::memcpy(dh0, dhT, sizeof(T) * B * H); else std::fill(dh0, dh0 + B * H, T(0));
-  if (dcT) std::memcpy(dc0, dcT, sizeof(T) * B * H); else std::fill(dc0, dc0 + B * H, T(0));
-  // Each thread sweeps all S steps back for its rows [b0, b1), as in the forward; the ranges hold
-  // about equal numbers of valid steps. Rows past the last running one skip the product. Range r
-  // sums its rows' dgates into db_parts[r] as the gate kernel produces them (the rows are in cache
-  // then; a pass over all S*B rows afterwards took 0.8 ms at B=128, S=29, H=256).
-  const std::vector<int64_t> active = active_rows(lengths, B, S);
-  int64_t parts = std::min<int64_t>(num_threads(), B / min_rows_per_thread(S, H));
-  if (parts < 1) parts = 1;
-  const std::vector<int64_t> bounds = balanced_row_bounds(lengths, B, S, parts);
-  std::vector<T> db_parts(static_cast<size_t>(parts * G), T(0));
-  auto sweep = [&](int64_t b0, int64_t b1, T* db_sum) {
-    std::vector<T> dh_step(H);
-    for (int64_t t = S - 1; t >= 0; --t) {
-      T* dgates_t = dgates + t * B * G;
-      for (int64_t n = b0; n < b1; ++n) {
-        T* dgates_nt = dgates_t + n * G;
-        if (lengths && t >= lengths[n]) {  // padding: no gradient, the carried state passes through
-          std::fill(dgates_nt, dgates_nt + G, T(0));
-          continue;
-        }
-        T* dh_n = dh0 + n * H;
-        // forward: hs[t] = h_t, which is also the state fed to step t+1
-        const T* dhs_nt = dhs ? dhs + (n * S + t) * H : nullptr;
-        for (int64_t j = 0; j < H; ++j) dh_step[j] = dh_n[j] + (dhs_nt ? dhs_nt[j] : T(0));
-        const int64_t row = (t * B + n);
-        k.lstm_gates_backward(dgates_nt, dc0 + n * H, dh_step.data(), gates + row * G, c_all + row * H,
-                              c_all + (row + B) * H, db_sum, H);
-        std::fill(dh_n, dh_n + H, T(0));  // refilled below by the recurrent product
-      }
-      // forward: gates[t] += h_all[t] @ w_hh^T, so dL/dh_all[t] += dgates[t] @ w_hh
-      const int64_t r1 = std::min(b1, active[t]);
-      if (r1 > b0)
-        gemm<T>(Trans::no, Trans::no, r1 - b0, H, G, T(1), dgates_t + b0 * G, G, w_hh, H, T(1), dh0 + b0 * H, H);
-    }
-  };
-  if (!(parts > 1 && !in_parallel_region() &&
-        detail::run_on_pool(parts, [&](int64_t r) { sweep(bounds[r], bounds[r + 1], db_parts.data() + r * G); }))) {
-    std::fill(db_parts.begin(), db_parts.end(), T(0));
-    parts = 1;
-    sweep(0, B, db_parts.data());
+  // dhx[n] = [dL/dh of the state entering the step being processed | dL/dx of that step (folded)];
+  // the paths from hs[t] and from step t+1 join in the h part. dc0 carries dL/dc the same way.
+  T* dhx = scratch<T>(Scratch::lstm_dhx, B * HX);
+  for (int64_t n = 0; n < B; ++n) {
+    T* dh_n = dhx + n * HX;
+    if (dhT) std::memcpy(dh_n, dhT + n * H, sizeof(T) * H); else std::fill(dh_n, dh_n + H, T(0));
   }
+  if (dcT) std::memcpy(dc0, dcT, sizeof(T) * B * H); else std::fill(dc0, dc0 + B * H, T(0));
+  const std::vector<int64_t> active = active_rows(lengths, B, S);
+  // Row n at step t: dgates from dh (the state's gradient plus dhs[n, t]) and dc; false for padding,
+  // whose dgates are zero and whose carried state's gradients pass through unchanged. db_sum gains
+  // the row's dgates while they are in cache (a pass over all S*B rows afterwards took 0.8 ms at
+  // B=128, S=29, H=256).
+  auto row_backward = [&](int64_t t, int64_t n, T* dh_step, T* db_sum) {
+    T* dgates_nt = dgates + (t * B + n) * G;
+    if (lengths && t >= lengths[n]) {
+      std::fill(dgates_nt, dgates_nt + G, T(0));
+      return false;
+    }
+    const T* dh_n = dhx + n * HX;
+    // forward: hs[t] = h_t, which is also the state fed to step t+1
+    const T* dhs_nt = dhs ? dhs + (n * S + t) * H : nullptr;
+    for (int64_t j = 0; j < H; ++j) dh_step[j] = dh_n[j] + (dhs_nt ? dhs_nt[j] : T(0));
+    const int64_t row = t * B + n;
+    k.lstm_gates_backward(dgates_nt, dc0 + n * H, dh_step, gates + row * G, c_all + row * H, c_all + (row + B) * H,
+                          db_sum, H);
+    return true;
+  };
+  // forward: gates[t] += [h | x][t] @ [w_hh | w_ih]^T (or h[t] @ w_hh^T), so the product of
+  // dgates[t] with those weights is dL/d[h | x][t]: P = H + I columns folded, else H.
+  const int64_t P = fold ? HX : H;
+  const T* w_back = fold ? w_cat : w_hh;
+  std::vector<T> db_parts;
+  const int64_t team = num_threads() < B / 8 ? num_threads() : B / 8;
+  bool swept = false;
+  if (team >= 2 && 2.0 * B * G * H >= 4e6 && !in_parallel_region()) {
+    // The team splits each step's product along K, the gate columns: member r multiplies
+    // dgates[t][:, g0:g1] by rows g0:g1 of the weights into its own partial [B, P], so it packs only
+    // its share of the weights (split by rows of the batch, every thread packed all of them on
+    // every step: twice the forward's packing). Members meet, then each adds up the partials for
+    // its rows, which gives the next step's dh, and runs their gate pass; they meet again.
+    db_parts.assign(static_cast<size_t>(team * G), T(0));
+    T* partials = scratch<T>(Scratch::lstm_dh_partials, team * B * P);
+    const std::vector<int64_t> row_bounds = balanced_row_bounds(lengths, B, S, team);
+    auto col_bound = [&](int64_t r) { return r == team ? G : G * r / team / 16 * 16; };
+    swept = run_team(team, [&](int64_t rank, TeamBarrier& barrier) {
+      const int64_t g0 = col_bound(rank), g1 = col_bound(rank + 1);
+      const int64_t b0 = row_bounds[rank], b1 = row_bounds[rank + 1];
+      T* db_sum = db_parts.data() + rank * G;
+      std::vector<T> dh_step(H);
+      for (int64_t t = S - 1; t >= 0; --t) {
+        for (int64_t n = b0; n < b1; ++n) row_backward(t, n, dh_step.data(), db_sum);
+        barrier.wait();
+        if (active[t] > 0 && g1 > g0)
+          gemm<T>(Trans::no, Trans::no, active[t], P, g1 - g0, T(1), dgates + t * B * G + g0, G, w_back + g0 * P, P,
+                  T(0), partials + rank * B * P, P);
+        barrier.wait();
+        for (int64_t n = b0; n < b1; ++n) {
+          T* dx_nt = dx + (n * S + t) * I;
+          if (lengths && t >= lengths[n]) {  // the state's gradient passes through
+            if (fold) std::fill(dx_nt, dx_nt + I, T(0));
+            continue;
+          }
+          T* dhx_n = dhx + n * HX;
+          std::fill(dhx_n, dhx_n + P, T(0));
+          for (int64_t r = 0; r < team; ++r) {
+            if (col_bound(r + 1) == col_bound(r)) continue;  // no columns: no partial
+            const T* part = partials + (r * B + n) * P;
+            for (int64_t j = 0; j < P; ++j) dhx_n[j] += part[j];
+          }
+          if (fold) std::memcpy(dx_nt, dhx_n + H, sizeof(T) * I);
+        }
+      }
+    });
+  }
+  if (!swept) {
+    // Each thread sweeps all S steps back for its rows [b0, b1), as in the forward's fallback; the
+    // ranges hold about equal numbers of valid steps. Rows past the last running one skip the
+    // product.
+    int64_t parts = std::min<int64_t>(num_threads(), B / min_rows_per_thread(S, H));
+    if (parts < 1) parts = 1;
+    const std::vector<int64_t> bounds = balanced_row_bounds(lengths, B, S, parts);
+    auto sweep = [&](int64_t b0, int64_t b1, T* db_sum) {
+      std::vector<T> dh_step(H);
+      for (int64_t t = S - 1; t >= 0; --t) {
+        for (int64_t n = b0; n < b1; ++n) {
+          T* dhx_n = dhx + n * HX;
+          if (fold) std::fill(dhx_n + H, dhx_n + HX, T(0));  // dx of this step, summed by the product below
+          if (row_backward(t, n, dh_step.data(), db_sum))
+            std::fill(dhx_n, dhx_n + H, T(0));  // refilled below by the product
+        }
+        const int64_t r1 = std::min(b1, active[t]);
+        if (r1 > b0)
+          gemm<T>(Trans::no, Trans::no, r1 - b0, P, G, T(1), dgates + (t * B + b0) * G, G, w_back, P, T(1),
+                  dhx + b0 * HX, HX);
+        if (fold)
+          for (int64_t n = b0; n < b1; ++n) std::memcpy(dx + (n * S + t) * I, dhx + n * HX + H, sizeof(T) * I);
+      }
+    };
+    db_parts.assign(static_cast<size_t>(parts * G), T(0));
+    if (!(parts > 1 && !in_parallel_region() &&
+          detail::run_on_pool(parts, [&](int64_t r) { sweep(bounds[r], bounds[r + 1], db_parts.data() + r * G); }))) {
+      db_parts.assign(static_cast<size_t>(G), T(0));
+      sweep(0, B, db_parts.data());
+    }
+  }
+  for (int64_t n = 0; n < B; ++n) std::memcpy(dh0 + n * H, dhx + n * HX, sizeof(T) * H);
   std::copy(db_parts.begin(), db_parts.begin() + G, db);
-  for (int64_t r = 1; r < parts; ++r)
+  for (size_t r = 1; r < db_parts.size() / static_cast<size_t>(G); ++r)
     for (int64_t j = 0; j < G; ++j) db[j] += db_parts[r * G + j];
-  // forward: gates = x_tm @ w_ih^T + h_all[:S] @ w_hh^T + b over all S*B rows
-  T* dx_tm = scratch<T>(Scratch::lstm_dx_tm, S * B * I);
-  gemm<T>(Trans::no, Trans::no, S * B, I, G, T(1), dgates, G, w_ih, I, T(0), dx_tm, I);
-  for (int64_t n = 0; n < B; ++n)
-    for (int64_t t = 0; t < S; ++t) std::memcpy(dx + (n * S + t) * I, dx_tm + (t * B + n) * I, sizeof(T) * I);
+  if (!fold) {
+    // forward: gates = x @ w_ih^T + ... over all S*B rows
+    T* dx_tm = scratch<T>(Scratch::lstm_dx_tm, S * B * I);
+    gemm<T>(Trans::no, Trans::no, S * B, I, G, T(1), dgates, G, w_ih, I, T(0), dx_tm, I);
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t t = 0; t < S; ++t) std::memcpy(dx + (n * S + t) * I, dx_tm + (t * B + n) * I, sizeof(T) * I);
+  }
+  // [dw_hh | dw_ih] = dgates^T @ [h | x] over the S*B rows of steps 0..S-1: one product
+  T* dw_cat = scratch<T>(Scratch::lstm_dw_cat, G * HX);
   int64_t running = 0;
   for (int64_t t = 0; t < S; ++t) running += active[t];
   if (running * 4 < S * B * 3) {
     // A quarter or more of the rows are padding at their step (sorted lengths): products over each
     // step's running rows only, accumulated, instead of one product over all S*B rows.
-    std::fill(dw_ih, dw_ih + G * I, T(0));
-    std::fill(dw_hh, dw_hh + G * H, T(0));
-    for (int64_t t = 0; t < S; ++t) {
-      if (active[t] == 0) continue;
-      gemm<T>(Trans::yes, Trans::no, G, I, active[t], T(1), dgates + t * B * G, G, x_tm + t * B * I, I, T(1),
-              dw_ih, I);
-      gemm<T>(Trans::yes, Trans::no, G, H, active[t], T(1), dgates + t * B * G, G, h_all + t * B * H, H, T(1),
-              dw_hh, H);
-    }
+    std::fill(dw_cat, dw_cat + G * HX, T(0));
+    for (int64_t t = 0; t < S; ++t)
+      if (active[t] > 0)
+        gemm<T>(Trans::yes, Trans::no, G, HX, active[t], T(1), dgates + t * B * G, G, hx_all + t * B * HX, HX, T(1),
+                dw_cat, HX);
   } else {
-    gemm<T>(Trans::yes, Trans::no, G, I, S * B, T(1), dgates, G, x_tm, I, T(0), dw_ih, I);
-    gemm<T>(Trans::yes, Trans::no, G, H, S * B, T(1), dgates, G, h_all, H, T(0), dw_hh, H);
+    gemm<T>(Trans::yes, Trans::no, G, HX, S * B, T(1), dgates, G, hx_all, HX, T(0), dw_cat, HX);
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    std::memcpy(dw_hh + g * H, dw_cat + g * HX, sizeof(T) * H);
+    std::memcpy(dw_ih + g * I, dw_cat + g * HX + H, sizeof(T) * I);
   }
 }
 
@@ -294,12 +390,12 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
   template void lstm_cell_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,        \
                                       const T*, const T*, const T*, const T*, const T*, const T*,  \
                                       int64_t, int64_t, int64_t);                                  \
-  template void lstm_forward<T>(T*, T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,          \
-                                const T*, const T*, const T*, const int64_t*, int64_t, int64_t,    \
-                                int64_t, int64_t);                                                 \
-  template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,             \
-                                 const T*, const T*, const T*, const T*, const T*, const T*,       \
-                                 const int64_t*, int64_t, int64_t, int64_t, int64_t);
+  template void lstm_forward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                const T*, const T*, const int64_t*, int64_t, int64_t, int64_t,     \
+                                int64_t);                                                          \
+  template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*,   \
+                                 const T*, const T*, const T*, const T*, const int64_t*, int64_t,  \
+                                 int64_t, int64_t, int64_t);
 S2S_INSTANTIATE_LSTM(float)
 S2S_INSTANTIATE_LSTM(double)
 

@@ -27,33 +27,37 @@ void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const 
                         const T* dc1, const T* gates, const T* c1, const T* x, const T* h0,
                         const T* c0, const T* w_ih, const T* w_hh, int64_t B, int64_t I, int64_t H);
 
-// A padded sequence, the fast way: one input GEMM over all B*S rows, then per step one recurrent
-// GEMM accumulated straight into that step's gate rows and one fused pass over them.
+// A padded sequence, the fast way: per step one GEMM writing (or accumulating into) that step's
+// gate rows and one fused pass over them. The input product is either one GEMM over all B*S rows
+// up front, or, for a small input (I <= H/4), folded into each step's product as [h | x] @
+// [w_hh | w_ih]^T (see fold_input in lstm.cpp).
 // Step t of sequence b runs only while t < lengths[b] (lengths == nullptr: all S); after that its
 // state is carried unchanged and hs[b,t] = 0.
-// The saved buffers are time-major, so each step's rows are contiguous: the recurrent GEMMs read
+// The saved buffers are time-major, so each step's rows are contiguous: the per-step GEMMs read
 // and write whole blocks, the states need no copying (state t+1 is written where step t+1 reads
-// it), and the weight-gradient GEMMs of the backward see row-aligned [S*B, .] matrices.
+// it), and the weight-gradient GEMM of the backward sees a row-aligned [S*B, H+I] matrix.
 // out:   hs [B,S,H], hT [B,H], cT [B,H]
-// saved: x_tm [S,B,I] (x, time-major), gates [S,B,G] (activations; 0 past a length),
-//        h_all [S+1,B,H], c_all [S+1,B,H] (state before step 0, and after each step)
+// saved: hx_all [S+1,B,H+I]: row (t, b) = [h entering step t | x[b,t]] (x zero past a length and
+//        in block S; block S's h is the final state); gates [S,B,G] (activations; 0 past a
+//        length); c_all [S+1,B,H] (cell state before step 0, and after each step)
 // in:    x [B,S,I], h0 [B,H], c0 [B,H], w_ih [G,I], w_hh [G,H], b [G], lengths [B] or nullptr
+// scratch: [w_hh | w_ih] [G,H+I] when folded (workspace.h)
 template <class T>
-void lstm_forward(T* hs, T* hT, T* cT, T* x_tm, T* gates, T* h_all, T* c_all, const T* x, const T* h0,
-                  const T* c0, const T* w_ih, const T* w_hh, const T* b, const int64_t* lengths,
-                  int64_t B, int64_t S, int64_t I, int64_t H);
+void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x, const T* h0, const T* c0,
+                  const T* w_ih, const T* w_hh, const T* b, const int64_t* lengths, int64_t B, int64_t S,
+                  int64_t I, int64_t H);
 
-// Backward: a sweep from the last step to the first (fused gate backward, one GEMM per step for
-// dL/dh_prev; db summed there too), then one large GEMM for each of dx, dw_ih, dw_hh over all S*B
-// rows.
+// Backward: a sweep from the last step to the first (fused gate backward, which also sums db; one
+// GEMM per step for dL/dh_prev, and for dL/dx too when the input is folded), then one GEMM over all
+// S*B rows for [dw_hh | dw_ih] (and one for dx when the input is not folded).
 // out:     dx [B,S,I], dh0 [B,H], dc0 [B,H], dw_ih [G,I], dw_hh [G,H], db [G]
 // in:      dhs [B,S,H], dhT [B,H], dcT [B,H] (each may be nullptr: zero), and the forward's
-//          x_tm, gates, h_all, c_all, w_ih, w_hh, lengths
-// scratch: dgates [S,B,G], dx_tm [S,B,I] (workspace.h)
+//          hx_all, gates, c_all, w_ih, w_hh, lengths
+// scratch: dgates [S,B,G], dhx [B,H+I], [dw_hh | dw_ih] [G,H+I], and [w_hh | w_ih] or dx_tm [S,B,I]
+//          (workspace.h)
 template <class T>
-void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs,
-                   const T* dhT, const T* dcT, const T* x_tm, const T* gates, const T* h_all,
-                   const T* c_all, const T* w_ih, const T* w_hh, const int64_t* lengths, int64_t B,
-                   int64_t S, int64_t I, int64_t H);
+void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs, const T* dhT, const T* dcT,
+                   const T* hx_all, const T* gates, const T* c_all, const T* w_ih, const T* w_hh,
+                   const int64_t* lengths, int64_t B, int64_t S, int64_t I, int64_t H);
 
 }  // namespace s2s

@@ -1,9 +1,9 @@
 // s2sext's own threading.
 //
-// The bundled OpenBLAS runs single-threaded; the core splits work across threads itself. That
-// lets independent work proceed without meeting at every step: the batch rows of an LSTM are
-// independent through all S steps, so each thread runs the whole recurrence for its chunk of rows
-// (its per-step GEMMs included) and the threads meet once, not 2*S times. Large single products
+// The bundled OpenBLAS runs single-threaded; the core splits work across threads itself. A large
+// LSTM runs as a team (run_team) that meets twice per step, each member packing only its share of
+// the step's weights; in a small one the batch rows are independent through all S steps, so each
+// thread runs the whole recurrence for its chunk of rows and the threads meet once. Large single products
 // are split by gemm() (blas.cpp) over the rows or columns of their output (weight gradients over
 // their inner dimension), and batch-1 GEMVs over their rows.
 //

@@ -16,6 +16,10 @@ namespace s2s {
 enum class Scratch {
   lstm_dgates,
   lstm_dx_tm,
+  lstm_dhx,
+  lstm_w_cat,
+  lstm_dw_cat,
+  lstm_dh_partials,
   attention_de,
   attention_dquery,
   attention_dkey,
