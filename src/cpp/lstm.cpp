@@ -310,11 +310,14 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
             continue;
           }
           T* dhx_n = dhx + n * HX;
-          std::fill(dhx_n, dhx_n + P, T(0));
+          bool summed = false;
           for (int64_t r = 0; r < team; ++r) {
             if (col_bound(r + 1) == col_bound(r)) continue;  // no columns: no partial
             const T* part = partials + (r * B + n) * P;
-            for (int64_t j = 0; j < P; ++j) dhx_n[j] += part[j];
+            if (!summed) std::memcpy(dhx_n, part, sizeof(T) * P);
+            else
+              for (int64_t j = 0; j < P; ++j) dhx_n[j] += part[j];
+            summed = true;
           }
           if (fold) std::memcpy(dx_nt, dhx_n + H, sizeof(T) * I);
         }
