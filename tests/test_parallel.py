@@ -67,6 +67,40 @@ def test_weight_gradients_split_along_rows(threads, rng):
     assert_close("dw", dw, dy.T @ xs)
 
 
+@pytest.mark.parametrize("I", [24, 40], ids=["input-folded", "input-gemm"])
+def test_lstm_team_with_empty_rows_and_nan_padding(threads, rng, I):
+    # B = 64, H = 96 is past the team threshold on 2 threads (the forward and the backward meet
+    # twice per step); I = 24 <= H/4 folds the input product into each step's GEMM, I = 40 does
+    # not. Unsorted lengths with zeros: rows of length 0 keep their initial state and pass their
+    # gradients through; the others match PyTorch (which refuses length 0) run on those rows alone.
+    # NaN in x past a length must not reach any result.
+    B, S, H = 64, 9, 96
+    dtype = np.float64
+    lengths = np.array([(0, S, 3, 1, 0, 7)[i % 6] for i in range(B)], dtype=np.int64)
+    x = normal(rng, (B, S, I), dtype)
+    for n in range(B):
+        x[n, lengths[n]:] = np.nan
+    w = lstm_weights(rng, I, H, dtype)
+    h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
+    dhs, dhT, dcT = normal(rng, (B, S, H), dtype), normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
+    hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w, lengths=lengths)
+    grads = ops.lstm_backward(dhs, dhT, dcT, cache)
+    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
+    for name, value in ours.items():
+        assert np.all(np.isfinite(value)), name
+    run = lengths > 0
+    ref64, _ = refs(lstm_ref, np.nan_to_num(x[run], nan=0.0), h0[run], c0[run], *w, lengths[run], dhs[run],
+                    dhT[run], dcT[run], dtype=dtype)
+    check_all({k: (v if k in ("dw_ih", "dw_hh", "db") else v[run]) for k, v in ours.items()}, ref64)
+    empty = ~run
+    np.testing.assert_array_equal(hs[empty], 0)
+    np.testing.assert_array_equal(hT[empty], h0[empty])
+    np.testing.assert_array_equal(cT[empty], c0[empty])
+    np.testing.assert_array_equal(ours["dh0"][empty], dhT[empty])
+    np.testing.assert_array_equal(ours["dc0"][empty], dcT[empty])
+    np.testing.assert_array_equal(ours["dx"][empty], 0)
+
+
 def test_lstm_cell_split_across_threads(threads, rng):
     B, I, H = 256, 24, 96
     dtype = np.float64
