@@ -47,10 +47,12 @@ std::string letter_name(char letter) { return letter == 'M' ? "S_max" : std::str
 // H, ...) to sizes as arguments are checked, so later arguments are compared against earlier ones.
 class Checker {
  public:
+  // fn, and every name given to the checks below, must outlive the Checker (string literals): the
+  // success path builds no strings, only a failing check does.
   explicit Checker(const char* fn) : fn_(fn) {}
 
-  [[noreturn]] void value_error(const std::string& msg) const { throw py::value_error(fn_ + ": " + msg); }
-  [[noreturn]] void type_error(const std::string& msg) const { throw py::type_error(fn_ + ": " + msg); }
+  [[noreturn]] void value_error(const std::string& msg) const { throw py::value_error(std::string(fn_) + ": " + msg); }
+  [[noreturn]] void type_error(const std::string& msg) const { throw py::type_error(std::string(fn_) + ": " + msg); }
 
   // A real floating array (any float dtype), else TypeError. Not yet converted.
   py::array float_array(py::handle obj, const char* name) const {
@@ -111,7 +113,7 @@ class Checker {
     return std::move(out);
   }
 
-  void bind(char letter, int64_t value, const std::string& source) { dims_.push_back({letter, value, source}); }
+  void bind(char letter, int64_t value, const char* source) { dims_.push_back({letter, value, source}); }
 
   bool bound(char letter) const {
     for (const Dim& d : dims_)
@@ -129,7 +131,7 @@ class Checker {
   struct Dim {
     char letter;
     int64_t value;
-    std::string source;
+    const char* source;
   };
   struct Token {
     int64_t mult;
@@ -168,7 +170,7 @@ class Checker {
       for (const Dim& d : dims_)
         if (d.letter == t.letter) {
           if (!s.empty()) s += ", ";
-          s += letter_name(t.letter) + "=" + std::to_string(d.value) + " from " + d.source;
+          s += letter_name(t.letter) + "=" + std::to_string(d.value) + " from " + std::string(d.source);
           break;
         }
     }
@@ -177,10 +179,9 @@ class Checker {
 
   void check_shape(const py::array& arr, const char* name, const char* spec) {
     const std::vector<Token> tokens = parse(spec);
-    const std::string want = spec_str(tokens);
     if (arr.ndim() != static_cast<py::ssize_t>(tokens.size()))
-      value_error(std::string(name) + " must have " + std::to_string(tokens.size()) + " dimensions " + want +
-                  ", got " + std::to_string(arr.ndim()) + " with shape " + shape_str(arr));
+      value_error(std::string(name) + " must have " + std::to_string(tokens.size()) + " dimensions " +
+                  spec_str(tokens) + ", got " + std::to_string(arr.ndim()) + " with shape " + shape_str(arr));
     // Unbound letters take their size from this argument: plain ones first, then multiples (4H).
     for (int pass = 0; pass < 2; ++pass)
       for (size_t i = 0; i < tokens.size(); ++i) {
@@ -188,25 +189,23 @@ class Checker {
         if ((t.mult == 1) != (pass == 0) || bound(t.letter)) continue;
         const int64_t size = arr.shape(i);
         if (size % t.mult != 0)
-          value_error(std::string(name) + " has shape " + shape_str(arr) + "; expected " + want + ", and dimension " +
-                      std::to_string(i) + " = " + std::to_string(size) + " is not a multiple of " +
-                      std::to_string(t.mult));
+          value_error(std::string(name) + " has shape " + shape_str(arr) + "; expected " + spec_str(tokens) +
+                      ", and dimension " + std::to_string(i) + " = " + std::to_string(size) +
+                      " is not a multiple of " + std::to_string(t.mult));
         bind(t.letter, size / t.mult, name);
       }
-    std::string expected = "(";
     bool ok = true;
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      const int64_t size = tokens[i].mult * dim(tokens[i].letter);
-      ok &= size == arr.shape(i);
-      expected += (i ? ", " : "") + std::to_string(size);
-    }
+    for (size_t i = 0; i < tokens.size(); ++i) ok &= tokens[i].mult * dim(tokens[i].letter) == arr.shape(i);
+    if (ok) return;
+    std::string expected = "(";
+    for (size_t i = 0; i < tokens.size(); ++i)
+      expected += (i ? ", " : "") + std::to_string(tokens[i].mult * dim(tokens[i].letter));
     expected += tokens.size() == 1 ? ",)" : ")";
-    if (!ok)
-      value_error(std::string(name) + " has shape " + shape_str(arr) + "; expected " + want + " = " + expected +
-                  " (" + sources(tokens) + ")");
+    value_error(std::string(name) + " has shape " + shape_str(arr) + "; expected " + spec_str(tokens) + " = " +
+                expected + " (" + sources(tokens) + ")");
   }
 
-  std::string fn_;
+  const char* fn_;
   std::vector<Dim> dims_;
 };
 
@@ -529,9 +528,11 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
     if (S < 1) ck.value_error("hs must have at least one source position, got shape " + shape_str(hs));
     std::vector<Array<T>> params;
     py::tuple params_out(spec.params.size());
+    std::vector<std::string> names;  // the checker keeps pointers to them: reserved, never moved
+    names.reserve(spec.params.size());
     for (size_t i = 0; i < spec.params.size(); ++i) {
-      const std::string name = "params[" + std::to_string(i) + "] (" + spec.params[i].first + ")";
-      params.push_back(ck.floats<T>(params_seq[i], name.c_str(), spec.params[i].second));
+      names.push_back("params[" + std::to_string(i) + "] (" + spec.params[i].first + ")");
+      params.push_back(ck.floats<T>(params_seq[i], names.back().c_str(), spec.params[i].second));
       params_out[i] = params.back();
     }
     const int64_t A = ck.bound('A') ? ck.dim('A') : 0;
