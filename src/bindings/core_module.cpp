@@ -840,17 +840,8 @@ s2s::EngineConfig engine_config_values(const std::function<py::object(const char
   c.max_source_length = get("max_source_length").cast<int64_t>();
   const py::object att = get("attention");
   const std::string kind = att.is_none() ? "none" : att.cast<std::string>();
-  const std::pair<const char*, s2s::EngineAttention> kinds[] = {
-      {"none", s2s::EngineAttention::none},       {"dot", s2s::EngineAttention::dot},
-      {"scaled_dot", s2s::EngineAttention::scaled_dot}, {"general", s2s::EngineAttention::general},
-      {"concat", s2s::EngineAttention::concat},   {"location", s2s::EngineAttention::location}};
-  bool found = false;
-  for (const auto& k : kinds)
-    if (kind == k.first) {
-      c.attention = k.second;
-      found = true;
-    }
-  if (!found) throw py::value_error("config attention '" + kind + "' is not a known kind");
+  if (!s2s::engine_attention_from_name(kind, &c.attention))
+    throw py::value_error("config attention '" + kind + "' is not a known kind");
   const std::string style = get("attention_style").cast<std::string>();
   if (style != "luong" && style != "bahdanau") throw py::value_error("config attention_style '" + style + "' is unknown");
   c.bahdanau = style == "bahdanau";

@@ -23,6 +23,19 @@
 
 namespace s2s {
 
+bool engine_attention_from_name(const std::string& name, EngineAttention* kind) {
+  static const std::pair<const char*, EngineAttention> kinds[] = {
+      {"none", EngineAttention::none},       {"dot", EngineAttention::dot},
+      {"scaled_dot", EngineAttention::scaled_dot}, {"general", EngineAttention::general},
+      {"concat", EngineAttention::concat},   {"location", EngineAttention::location}};
+  for (const auto& k : kinds)
+    if (name == k.first) {
+      *kind = k.second;
+      return true;
+    }
+  return false;
+}
+
 namespace {
 
 constexpr int64_t kPad = kPadId, kSos = kSosId, kEos = kEosId;

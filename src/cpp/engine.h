@@ -26,6 +26,9 @@ constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
 
 enum class EngineAttention { none, dot, scaled_dot, general, concat, location };
 
+// The kind named as in a model's config ("none" for no attention); false if the name is unknown.
+bool engine_attention_from_name(const std::string& name, EngineAttention* kind);
+
 struct EngineConfig {
   int64_t src_vocab = 0, tgt_vocab = 0, embed = 0, hidden = 0, layers = 1;
   bool bidirectional = false;

@@ -351,13 +351,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   if (!att || (att->kind != Json::Kind::null && att->kind != Json::Kind::string))
     throw fail("config 'attention' must be null or a string");
   const std::string a = att->kind == Json::Kind::null ? "none" : att->string;
-  if (a == "none") c.attention = EngineAttention::none;
-  else if (a == "dot") c.attention = EngineAttention::dot;
-  else if (a == "scaled_dot") c.attention = EngineAttention::scaled_dot;
-  else if (a == "general") c.attention = EngineAttention::general;
-  else if (a == "concat") c.attention = EngineAttention::concat;
-  else if (a == "location") c.attention = EngineAttention::location;
-  else throw fail("config 'attention' is '" + a + "', not a known kind");
+  if (!engine_attention_from_name(a, &c.attention)) throw fail("config 'attention' is '" + a + "', not a known kind");
   const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
   if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is '" + style + "'");
   c.bahdanau = style == "bahdanau";
