@@ -253,6 +253,29 @@ def test_lstm_sequence_equals_cell_steps(rng, dtype):
     np.testing.assert_allclose(cT, c, rtol=0, atol=16 * np.finfo(dtype).eps * np.max(np.abs(c)))
 
 
+def test_empty_input_at_any_address():
+    """I = 0 at batch 1: the GEMV over w_ih [4H, 0] adds nothing, wherever the empty array points
+    (the aligned-load route once read memory around it when K = 0)."""
+    rng = np.random.default_rng(1)
+    H = 16
+    h0, c0 = rng.standard_normal((1, H)).astype(np.float32), rng.standard_normal((1, H)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
+    b = rng.standard_normal(4 * H).astype(np.float32)
+    gates = (h0 @ w_hh.T + b).astype(np.float64)[0]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    i, f, g, o = sig(gates[:H]), sig(gates[H:2 * H]), np.tanh(gates[2 * H:3 * H]), sig(gates[3 * H:])
+    c1_ref = f * c0[0] + i * g
+    h1_ref = o * np.tanh(c1_ref)
+    raw = np.full(64, np.nan, np.float32)  # NaN around the empty arrays: any read shows
+    start = (-raw.ctypes.data // 4) % 16
+    for offset in range(8):
+        empty = raw[start + offset:start + offset]
+        h1, c1, _ = ops.lstm_cell_forward(empty.reshape(1, 0), h0, c0, empty.reshape(4 * H, 0), w_hh, b)
+        # float32 gates of 16 terms against float64: a few ulps of |values| <= ~10
+        np.testing.assert_allclose(h1[0], h1_ref, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(c1[0], c1_ref, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("H", [40, 136])
 def test_results_do_not_depend_on_array_addresses(H):
     """The same numbers at other addresses give the same bits (the batch-1 GEMV once grouped

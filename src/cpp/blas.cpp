@@ -87,6 +87,18 @@ constexpr int64_t kMaxGemvRows = 8;
 // K = 3712 (an LSTM's dW_hh, B=128, S=29, H=256) the K split took 7.3 ms against 8.2-10.4 ms on 2
 // threads. Below this K the extra pass over C would cost more than the split saves.
 constexpr int64_t kMinSplitInner = 1024;
+// The split keeps (ranges - 1) extra copies of C in the caller's scratch, which stays allocated:
+// at most this many elements in all (16 MiB of float32), so a large output (an output layer's
+// weight gradient, [V, H]) takes fewer ranges or the split over C's rows instead.
+constexpr int64_t kMaxInnerSplitCopies = int64_t(1) << 22;
+
+// Ranges for gemm_split_inner, or 1 where it does not apply.
+int64_t inner_split_ranges(int64_t M, int64_t N, int64_t K) {
+  int64_t ranges = K / (kMinSplitInner / 2);
+  if (ranges > num_threads()) ranges = num_threads();
+  const int64_t by_memory = 1 + kMaxInnerSplitCopies / (M * N);
+  return ranges < by_memory ? ranges : by_memory;
+}
 
 template <class T>
 void blas_gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
@@ -96,14 +108,13 @@ void blas_gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T 
             to_blas_int(ldb), beta, C, to_blas_int(ldc));
 }
 
-// C = alpha * A^T @ op(B) + beta * C with the K rows of A (and of op(B)) split across threads:
-// range 0 writes C itself (with beta), range r > 0 writes partials[r-1] (beta 0); then the partials
-// are added to C in range order, threads taking rows of C. Same thread count, same sums.
+// C = alpha * A^T @ op(B) + beta * C with the K rows of A (and of op(B)) split into `ranges` across
+// threads: range 0 writes C itself (with beta), range r > 0 writes partials[r-1] (beta 0); then the
+// partials are added to C in range order, threads taking rows of C. The same number of ranges gives
+// the same sums (where the pool cannot run, one product: other bits).
 template <class T>
-void gemm_split_inner(Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                      const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  int64_t ranges = K / (kMinSplitInner / 2);
-  if (ranges > num_threads()) ranges = num_threads();
+void gemm_split_inner(int64_t ranges, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                      int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   T* partials = scratch<T>(Scratch::gemm_partials, (ranges - 1) * M * N);
   auto range_product = [&](int64_t r) {
     const int64_t k0 = K * r / ranges, k1 = K * (r + 1) / ranges;
@@ -166,8 +177,8 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
   }
   if (2.0 * M * N * K < kSplitFlops || num_threads() == 1 || in_parallel_region()) {
     blas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  } else if (trans_a == Trans::yes && K >= kMinSplitInner) {
-    gemm_split_inner(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else if (trans_a == Trans::yes && K >= kMinSplitInner && inner_split_ranges(M, N, K) >= 2) {
+    gemm_split_inner(inner_split_ranges(M, N, K), trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   } else if (M >= N) {  // split the rows of C (and of op(A))
     parallel_ranges(M, kMinSplitRows, [&](int64_t m0, int64_t m1) {
       const T* A_m = trans_a == Trans::yes ? A + m0 : A + m0 * lda;

@@ -206,7 +206,7 @@ inline VecF vload_tail(const float* p, int64_t n) {
 inline VecF vfma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a, b, c); }
 
 // Eight rows of gemv<float> below whose starts lie m floats (0 < m < 8) past a 32-byte boundary,
-// with K a multiple of 8: every row load is aligned, and the sums come out bit for bit as from the
+// with K a multiple of 8 and at least 8 (vector 0 and the last one must differ): every row load is aligned, and the sums come out bit for bit as from the
 // unaligned loads. Vector j holds columns 8j - m + l in lane l, so each lane still sums one residue
 // class of columns (mod 8) in increasing order; the 64-column blocks of the two-level sum are
 // folded lane by lane (a lane's block starts at another vector than its neighbours'), masked
@@ -283,7 +283,7 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
   // Seq2Seq allocates its parameters; a load that splits a cache line costs about a quarter more
   // bandwidth here, so rows that start elsewhere take gemv_rows8_shifted when K allows.
   const int64_t shift = static_cast<int64_t>(reinterpret_cast<uintptr_t>(W) % 32) / 4;
-  const bool shifted = shift != 0 && reinterpret_cast<uintptr_t>(W) % 4 == 0 && ldw % 8 == 0 && K % 8 == 0;
+  const bool shifted = shift != 0 && reinterpret_cast<uintptr_t>(W) % 4 == 0 && ldw % 8 == 0 && K % 8 == 0 && K >= 8;
   int64_t n = 0;
   for (; shifted && n + 8 <= N; n += 8) {
     __m256 out = _mm256_mul_ps(gemv_rows8_shifted(W + n * ldw, ldw, x, K, shift), _mm256_set1_ps(alpha));
