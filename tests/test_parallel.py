@@ -27,21 +27,35 @@ def threads(request):
     s2sext.set_num_threads(previous)
 
 
-def test_lstm_sequence_split_across_threads(threads, rng):
-    # 2 * S * 4H * H flops per row puts B = 64 well past the rows-per-thread minimum, and
-    # dw_hh (4H x H x S*B) past the product-splitting threshold.
-    B, S, I, H = 64, 13, 24, 96
+def _lstm_inputs(rng, B, S, I, H):
+    """float64 x, weights, initial state and upstream gradients of an LSTM sequence."""
     dtype = np.float64
     x = normal(rng, (B, S, I), dtype)
     w = lstm_weights(rng, I, H, dtype)
     h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
-    lengths = ragged_lengths(B, S)
     dhs, dhT, dcT = normal(rng, (B, S, H), dtype), normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
+    return x, w, h0, c0, dhs, dhT, dcT
+
+
+def _lstm_run(x, w, h0, c0, lengths, dhs, dhT, dcT):
+    """Our forward and backward: outputs and gradients by name."""
     hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w, lengths=lengths)
     grads = ops.lstm_backward(dhs, dhT, dcT, cache)
-    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
-    ref64, _ = refs(lstm_ref, x, h0, c0, *w, lengths, dhs, dhT, dcT, dtype=dtype)
+    return dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
+
+
+def _check_lstm_sequence(rng, B, S, I, H, lengths):
+    """lstm_forward + lstm_backward in float64 against torch.nn.LSTM."""
+    x, w, h0, c0, dhs, dhT, dcT = _lstm_inputs(rng, B, S, I, H)
+    ours = _lstm_run(x, w, h0, c0, lengths, dhs, dhT, dcT)
+    ref64, _ = refs(lstm_ref, x, h0, c0, *w, lengths, dhs, dhT, dcT, dtype=np.float64)
     check_all(ours, ref64)
+
+
+def test_lstm_sequence_split_across_threads(threads, rng):
+    # 2 * S * 4H * H flops per row puts B = 64 well past the rows-per-thread minimum, and
+    # dw_hh (4H x H x S*B) past the product-splitting threshold.
+    _check_lstm_sequence(rng, 64, 13, 24, 96, ragged_lengths(64, 13))
 
 
 def test_weight_gradients_split_along_rows(threads, rng):
@@ -49,18 +63,8 @@ def test_weight_gradients_split_along_rows(threads, rng):
     # @ h over K >= 1024 rows, each thread summing its share of the rows into its own copy, then
     # added); full lengths keep the one product over all rows. The dense layer's dw = dy^T @ x over
     # 2048 rows takes the same route.
-    B, S, I, H = 64, 20, 24, 96
+    _check_lstm_sequence(rng, 64, 20, 24, 96, None)
     dtype = np.float64
-    x = normal(rng, (B, S, I), dtype)
-    w = lstm_weights(rng, I, H, dtype)
-    h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
-    dhs, dhT, dcT = normal(rng, (B, S, H), dtype), normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
-    hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w)
-    grads = ops.lstm_backward(dhs, dhT, dcT, cache)
-    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
-    ref64, _ = refs(lstm_ref, x, h0, c0, *w, None, dhs, dhT, dcT, dtype=dtype)
-    check_all(ours, ref64)
-
     xs, dy = normal(rng, (2048, 96), dtype), normal(rng, (2048, 80), dtype)
     weight = normal(rng, (80, 96), dtype)
     _, dw, _ = ops.linear_backward(dy, xs, weight)
@@ -75,27 +79,21 @@ def test_lstm_team_with_empty_rows_and_nan_padding(threads, rng, I):
     # gradients through; the others match PyTorch (which refuses length 0) run on those rows alone.
     # NaN in x past a length must not reach any result.
     B, S, H = 64, 9, 96
-    dtype = np.float64
     lengths = np.array([(0, S, 3, 1, 0, 7)[i % 6] for i in range(B)], dtype=np.int64)
-    x = normal(rng, (B, S, I), dtype)
+    x, w, h0, c0, dhs, dhT, dcT = _lstm_inputs(rng, B, S, I, H)
     for n in range(B):
         x[n, lengths[n]:] = np.nan
-    w = lstm_weights(rng, I, H, dtype)
-    h0, c0 = normal(rng, (B, H), dtype, 0.5), normal(rng, (B, H), dtype)
-    dhs, dhT, dcT = normal(rng, (B, S, H), dtype), normal(rng, (B, H), dtype), normal(rng, (B, H), dtype)
-    hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w, lengths=lengths)
-    grads = ops.lstm_backward(dhs, dhT, dcT, cache)
-    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(GRADS, grads)))
+    ours = _lstm_run(x, w, h0, c0, lengths, dhs, dhT, dcT)
     for name, value in ours.items():
         assert np.all(np.isfinite(value)), name
     run = lengths > 0
     ref64, _ = refs(lstm_ref, np.nan_to_num(x[run], nan=0.0), h0[run], c0[run], *w, lengths[run], dhs[run],
-                    dhT[run], dcT[run], dtype=dtype)
+                    dhT[run], dcT[run], dtype=np.float64)
     check_all({k: (v if k in ("dw_ih", "dw_hh", "db") else v[run]) for k, v in ours.items()}, ref64)
     empty = ~run
-    np.testing.assert_array_equal(hs[empty], 0)
-    np.testing.assert_array_equal(hT[empty], h0[empty])
-    np.testing.assert_array_equal(cT[empty], c0[empty])
+    np.testing.assert_array_equal(ours["hs"][empty], 0)
+    np.testing.assert_array_equal(ours["hT"][empty], h0[empty])
+    np.testing.assert_array_equal(ours["cT"][empty], c0[empty])
     np.testing.assert_array_equal(ours["dh0"][empty], dhT[empty])
     np.testing.assert_array_equal(ours["dc0"][empty], dcT[empty])
     np.testing.assert_array_equal(ours["dx"][empty], 0)
