@@ -99,6 +99,23 @@ def test_lstm_team_with_empty_rows_and_nan_padding(threads, rng, I):
     np.testing.assert_array_equal(ours["dx"][empty], 0)
 
 
+def test_lstm_padding_passes_through_with_non_finite_weights(threads, rng):
+    # Rows of length 0 carry their state and gradients unchanged whatever the weights; here w_hh
+    # holds inf, and unsorted lengths put the empty rows among running ones, inside each step's
+    # product on the row-sweep route (1 thread) as on the team route (2 threads).
+    B, S, I, H = 64, 5, 24, 96
+    lengths = np.array([(3, 0, 5, 0)[i % 4] for i in range(B)], dtype=np.int64)
+    x, w, h0, c0, dhs, dhT, dcT = _lstm_inputs(rng, B, S, I, H)
+    w[1][0, 0] = np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        ours = _lstm_run(x, w, h0, c0, lengths, dhs, dhT, dcT)
+    empty = lengths == 0
+    np.testing.assert_array_equal(ours["hT"][empty], h0[empty])
+    np.testing.assert_array_equal(ours["dh0"][empty], dhT[empty])
+    np.testing.assert_array_equal(ours["dc0"][empty], dcT[empty])
+    np.testing.assert_array_equal(ours["dx"][empty], 0)
+
+
 def test_lstm_cell_split_across_threads(threads, rng):
     B, I, H = 256, 24, 96
     dtype = np.float64

@@ -333,17 +333,35 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
     const std::vector<int64_t> bounds = balanced_row_bounds(lengths, B, S, parts);
     auto sweep = [&](int64_t b0, int64_t b1, T* db_sum) {
       std::vector<T> dh_step(H);
+      // Padded rows below the last running one (unsorted lengths) sit inside the product, which
+      // adds 0 * weights to them: their carried dh is set aside and put back, so that it passes
+      // through exactly (also with non-finite weights), as on the team route.
+      std::vector<int64_t> padded;
+      std::vector<T> padded_dh;
       for (int64_t t = S - 1; t >= 0; --t) {
+        const int64_t r1 = std::min(b1, active[t]);
+        padded.clear();
+        padded_dh.clear();
         for (int64_t n = b0; n < b1; ++n) {
           T* dhx_n = dhx + n * HX;
-          if (fold) std::fill(dhx_n + H, dhx_n + HX, T(0));  // dx of this step, summed by the product below
-          if (row_backward(t, n, dh_step.data(), db_sum))
-            std::fill(dhx_n, dhx_n + H, T(0));  // refilled below by the product
+          if (row_backward(t, n, dh_step.data(), db_sum)) {
+            std::fill(dhx_n, dhx_n + P, T(0));  // refilled below by the product (dx too, folded)
+          } else {
+            if (fold) std::fill(dhx_n + H, dhx_n + HX, T(0));  // no dx at a padded step
+            if (n < r1) {
+              padded.push_back(n);
+              padded_dh.insert(padded_dh.end(), dhx_n, dhx_n + H);
+            }
+          }
         }
-        const int64_t r1 = std::min(b1, active[t]);
         if (r1 > b0)
           gemm<T>(Trans::no, Trans::no, r1 - b0, P, G, T(1), dgates + (t * B + b0) * G, G, w_back, P, T(1),
                   dhx + b0 * HX, HX);
+        for (size_t i = 0; i < padded.size(); ++i) {
+          T* dhx_n = dhx + padded[i] * HX;
+          std::copy(padded_dh.begin() + i * H, padded_dh.begin() + (i + 1) * H, dhx_n);
+          if (fold) std::fill(dhx_n + H, dhx_n + HX, T(0));
+        }
         if (fold)
           for (int64_t n = b0; n < b1; ++n) std::memcpy(dx + (n * S + t) * I, dhx + n * HX + H, sizeof(T) * I);
       }
