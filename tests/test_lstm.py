@@ -19,8 +19,9 @@ GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db")
 
 # B in (1, 3), H in (1, 7, 255), I in (1, 5, 16): 1 and odd sizes run the SIMD tails.
 CELL_SHAPES = list(itertools.product((1, 3), (1, 7, 255), (1, 5, 16)))
-# (B, S, I, H); S in (1, 13).
-SEQ_SHAPES = list(itertools.product((1, 3), (1, 13), (1, 5, 16), (1, 7, 255)))
+# (B, S, I, H); S in (1, 13). B = 16 takes BLAS for each step's product (more than 8 rows), with the
+# input product folded into it for I <= H/4 (5, 255) and as one GEMM up front otherwise (16, 7).
+SEQ_SHAPES = list(itertools.product((1, 3), (1, 13), (1, 5, 16), (1, 7, 255))) + [(16, 13, 5, 255), (16, 13, 16, 7)]
 
 
 def _id(shape, letters):

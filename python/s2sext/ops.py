@@ -109,7 +109,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b, lengths=None):
     For each step ``t``: ``h_t, c_t = cell(x[:, t], h_{t-1}, c_{t-1})`` while ``t < lengths[b]``;
     past a sequence's length its state is carried unchanged and its output is zero. Computed per
     step as one GEMM and one fused gate pass; the input product is one GEMM over all ``B*S`` rows
-    up front, or, when ``I <= H/4``, part of each step's GEMM (``[h | x] @ [w_hh | w_ih]^T``).
+    up front, or, when ``I <= H/4`` and ``B > 8``, part of each step's GEMM
+    (``[h | x] @ [w_hh | w_ih]^T``).
 
     Parameters
     ----------

@@ -84,8 +84,10 @@ std::vector<int64_t> balanced_row_bounds(const int64_t* lengths, int64_t B, int6
 // little arithmetic per byte when I is small: at B=128, S=29, I=16, H=256 on 2 threads those two
 // GEMMs took 1.5 and 1.05 ms, and folding made each step's product about 12% dearer: 2% faster
 // overall. At I=256, H=512 (B=64, S=30) folding was 11% slower: a large input keeps the GEMMs,
-// where BLAS runs near its peak.
-bool fold_input(int64_t I, int64_t H) { return 4 * I <= H; }
+// where BLAS runs near its peak. Up to 8 rows the steps' products are GEMVs (blas.cpp), which
+// gain nothing from it, and copying the weights side by side cost a batch-1 decode of the dates
+// model (I=16, H=256, S=29) about 70 us of 800.
+bool fold_input(int64_t B, int64_t I, int64_t H) { return B > 8 && 4 * I <= H; }
 
 // [w_hh | w_ih] as one [G, H+I] matrix, in this thread's scratch.
 template <class T>
@@ -170,7 +172,7 @@ void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x
     }
   for (int64_t n = 0; n < B; ++n) std::memcpy(hx_all + n * HX, h0 + n * H, sizeof(T) * H);
   std::memcpy(c_all, c0, sizeof(T) * B * H);
-  const bool fold = fold_input(I, H);
+  const bool fold = fold_input(B, I, H);
   const T* w_cat = fold ? concat_weights(w_hh, w_ih, H, I) : nullptr;
   // gates[t,b] = x[b,t] @ w_ih^T for every step at once, unless folded into the steps' products
   // (the gate kernel adds b)
@@ -243,7 +245,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
                    const int64_t* lengths, int64_t B, int64_t S, int64_t I, int64_t H) {
   const int64_t G = 4 * H, HX = H + I;
   const KernelTable<T>& k = kernels<T>();
-  const bool fold = fold_input(I, H);
+  const bool fold = fold_input(B, I, H);
   const T* w_cat = fold ? concat_weights(w_hh, w_ih, H, I) : nullptr;
   T* dgates = scratch<T>(Scratch::lstm_dgates, S * B * G);
   // dhx[n] = [dL/dh of the state entering the step being processed | dL/dx of that step (folded)];

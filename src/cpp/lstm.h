@@ -29,8 +29,8 @@ void lstm_cell_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const 
 
 // A padded sequence, the fast way: per step one GEMM writing (or accumulating into) that step's
 // gate rows and one fused pass over them. The input product is either one GEMM over all B*S rows
-// up front, or, for a small input (I <= H/4), folded into each step's product as [h | x] @
-// [w_hh | w_ih]^T (see fold_input in lstm.cpp).
+// up front, or, for a small input (I <= H/4) and more than 8 rows, folded into each step's product
+// as [h | x] @ [w_hh | w_ih]^T (see fold_input in lstm.cpp).
 // Step t of sequence b runs only while t < lengths[b] (lengths == nullptr: all S); after that its
 // state is carried unchanged and hs[b,t] = 0.
 // The saved buffers are time-major, so each step's rows are contiguous: the per-step GEMMs read
