@@ -62,6 +62,16 @@ std::vector<int64_t> active_rows(const int64_t* lengths, int64_t B, int64_t S) {
   return active;
 }
 
+// Members of the team that runs an LSTM sequence over B rows, meeting twice per step (forward and
+// backward), or 0 where the rows are too few or a step's products too small to share.
+int64_t team_size(int64_t B, int64_t H) {
+  const int64_t team = std::min<int64_t>(num_threads(), B / 8);
+  return team >= 2 && 2.0 * B * 4 * H * H >= 4e6 ? team : 0;
+}
+
+// First of the gate columns [0, G) of team member r (multiples of 16); r == team gives the end, G.
+int64_t team_column(int64_t G, int64_t team, int64_t r) { return r == team ? G : G * r / team / 16 * 16; }
+
 // Splits rows [0, B) into `parts` contiguous ranges of about equal work (valid steps), so that a
 // batch sorted by length does not give one thread all the long rows.
 std::vector<int64_t> balanced_row_bounds(const int64_t* lengths, int64_t B, int64_t S, int64_t parts) {
@@ -211,13 +221,13 @@ void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x
     else
       gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, H, T(1), hx_rows, HX, w_hh + g0 * H, H, T(1), gates_rows, G);
   };
-  const int64_t team = num_threads() < B / 8 ? num_threads() : B / 8;
-  if (team >= 2 && 2.0 * B * G * H >= 4e6 &&
+  const int64_t team = team_size(B, H);
+  if (team >= 2 &&
       run_team(team, [&](int64_t rank, TeamBarrier& barrier) {
         // Each step: the team splits the recurrent product by gate columns (each member packs
         // only its share of the weights, which per-row splitting would pack whole on every
         // member), meets, splits the gate pass by rows, meets. Column bounds are multiples of 16.
-        const int64_t g0 = G * rank / team / 16 * 16, g1 = rank + 1 == team ? G : G * (rank + 1) / team / 16 * 16;
+        const int64_t g0 = team_column(G, team, rank), g1 = team_column(G, team, rank + 1);
         const int64_t b0 = B * rank / team, b1 = B * (rank + 1) / team;
         for (int64_t t = 0; t < S; ++t) {
           if (g1 > g0) recurrent_product(t, 0, B, g0, g1);
@@ -281,9 +291,9 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
   const int64_t P = fold ? HX : H;
   const T* w_back = fold ? w_cat : w_hh;
   std::vector<T> db_parts;
-  const int64_t team = num_threads() < B / 8 ? num_threads() : B / 8;
+  const int64_t team = team_size(B, H);
   bool swept = false;
-  if (team >= 2 && 2.0 * B * G * H >= 4e6 && !in_parallel_region()) {
+  if (team >= 2) {
     // The team splits each step's product along K, the gate columns: member r multiplies
     // dgates[t][:, g0:g1] by rows g0:g1 of the weights into its own partial [B, P], so it packs only
     // its share of the weights (split by rows of the batch, every thread packed all of them on
@@ -292,9 +302,8 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
     db_parts.assign(static_cast<size_t>(team * G), T(0));
     T* partials = scratch<T>(Scratch::lstm_dh_partials, team * B * P);
     const std::vector<int64_t> row_bounds = balanced_row_bounds(lengths, B, S, team);
-    auto col_bound = [&](int64_t r) { return r == team ? G : G * r / team / 16 * 16; };
     swept = run_team(team, [&](int64_t rank, TeamBarrier& barrier) {
-      const int64_t g0 = col_bound(rank), g1 = col_bound(rank + 1);
+      const int64_t g0 = team_column(G, team, rank), g1 = team_column(G, team, rank + 1);
       const int64_t b0 = row_bounds[rank], b1 = row_bounds[rank + 1];
       T* db_sum = db_parts.data() + rank * G;
       std::vector<T> dh_step(H);
@@ -314,7 +323,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
           T* dhx_n = dhx + n * HX;
           bool summed = false;
           for (int64_t r = 0; r < team; ++r) {
-            if (col_bound(r + 1) == col_bound(r)) continue;  // no columns: no partial
+            if (team_column(G, team, r + 1) == team_column(G, team, r)) continue;  // no columns: no partial
             const T* part = partials + (r * B + n) * P;
             if (!summed) std::memcpy(dhx_n, part, sizeof(T) * P);
             else
