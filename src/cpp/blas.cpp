@@ -92,8 +92,9 @@ constexpr int64_t kMinSplitInner = 1024;
 // weight gradient, [V, H]) takes fewer ranges or the split over C's rows instead.
 constexpr int64_t kMaxInnerSplitCopies = int64_t(1) << 22;
 
-// Ranges for gemm_split_inner, or 1 where it does not apply.
+// Ranges for gemm_split_inner of an A^T @ op(B) product, or 1 where it does not apply.
 int64_t inner_split_ranges(int64_t M, int64_t N, int64_t K) {
+  if (K < kMinSplitInner) return 1;
   int64_t ranges = K / (kMinSplitInner / 2);
   if (ranges > num_threads()) ranges = num_threads();
   const int64_t by_memory = 1 + kMaxInnerSplitCopies / (M * N);
@@ -177,8 +178,8 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
   }
   if (2.0 * M * N * K < kSplitFlops || num_threads() == 1 || in_parallel_region()) {
     blas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  } else if (trans_a == Trans::yes && K >= kMinSplitInner && inner_split_ranges(M, N, K) >= 2) {
-    gemm_split_inner(inner_split_ranges(M, N, K), trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else if (const int64_t ranges = trans_a == Trans::yes ? inner_split_ranges(M, N, K) : 1; ranges >= 2) {
+    gemm_split_inner(ranges, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   } else if (M >= N) {  // split the rows of C (and of op(A))
     parallel_ranges(M, kMinSplitRows, [&](int64_t m0, int64_t m1) {
       const T* A_m = trans_a == Trans::yes ? A + m0 : A + m0 * lda;
