@@ -207,8 +207,8 @@ def test_errors_are_clear():
         lstm(torch.zeros(2, 1, 3, dtype=torch.float16))
     with pytest.raises(ValueError, match="input has 5 features"):
         lstm(torch.zeros(2, 1, 5))
-    with pytest.raises(ValueError, match="proj_size"):
-        st.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        st.LSTM(3, 4, proj_size=4)
     with pytest.raises(ValueError, match="runs on the CPU"):
         st.LSTM(3, 4, device="meta")
     with pytest.raises(ValueError, match=r"h_0 has shape \(2, 1, 4\)"):
