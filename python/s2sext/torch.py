@@ -188,7 +188,8 @@ def _weight_sum_reference(hs, a):
 
 def _differentiable_grads(reference, inputs, needs, grad_outputs):
     """The gradients of ``reference(*inputs)`` against ``grad_outputs``, as a graph
-    (create_graph=True), for the inputs whose ``needs`` entry is true (None for the others)."""
+    (create_graph=True), for the inputs whose ``needs`` entry is true (None for the others).
+    An input the equations do not use (``hs`` of location scores) gets zeros, as from the kernel."""
     with torch.enable_grad():
         outputs = reference(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
@@ -196,7 +197,8 @@ def _differentiable_grads(reference, inputs, needs, grad_outputs):
     wanted = [t for t, n in zip(inputs, needs) if n]
     grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
                                      allow_unused=True))
-    return [next(grads) if n else None for n in needs]
+    return [(lambda g, t: torch.zeros_like(t) if g is None else g)(next(grads), t) if n else None
+            for t, n in zip(inputs, needs)]
 
 
 # ---------------------------------------------------------------------------------------------
