@@ -344,7 +344,8 @@ def test_function_errors_are_also_runtime_errors():
     assert isinstance(info.value, ValueError) and isinstance(info.value, RuntimeError)
     wrong = list(args)
     wrong[3] = wrong[3].float()
-    with pytest.raises(st.DTypeError, match="w_ih has dtype torch.float32, but the first input is torch.float64") as info:
+    mixed = "w_ih has dtype torch.float32, but the first input is torch.float64"
+    with pytest.raises(st.DTypeError, match=mixed) as info:
         st.LSTMCellFunction.apply(*wrong)
     assert isinstance(info.value, TypeError) and isinstance(info.value, RuntimeError)
     with pytest.raises(RuntimeError, match=r"lengths must have shape \(2,\)"):

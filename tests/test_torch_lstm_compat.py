@@ -39,10 +39,11 @@ def build(LSTM, input_size, hidden_size, dtype=torch.float64, seed=0, **kw):
     return LSTM(input_size, hidden_size, dtype=dtype, **kw)
 
 
-def reference(m, x, hx=None):
-    """nn.LSTM's documented equations, one step at a time (no dropout), from m's named parameters:
+def reference(m, x, hx=None, between=None):
+    """nn.LSTM's documented equations, one step at a time, from m's named parameters:
     i, f, g, o = sigma, sigma, tanh, sigma of x W_ih^T + b_ih + h W_hh^T + b_hh; c' = f c + i g;
-    h' = o tanh(c'), then h' = h' W_hr^T with a projection."""
+    h' = o tanh(c'), then h' = h' W_hr^T with a projection. ``between`` (e.g. a dropout) maps
+    each layer's output [S, B, D*P] but the last's before the next layer reads it."""
     batched = x.dim() == 3
     if not batched:
         x = x.unsqueeze(0 if m.batch_first else 1)
@@ -75,6 +76,8 @@ def reference(m, x, hx=None):
             h_n.append(h)
             c_n.append(c)
         seq = torch.cat(outs, dim=2)
+        if between is not None and layer < m.num_layers - 1:
+            seq = between(seq)
     out = seq.transpose(0, 1) if m.batch_first else seq
     h_n, c_n = torch.stack(h_n), torch.stack(c_n)
     if not batched:
@@ -254,6 +257,43 @@ def test_dropout_between_layers(LSTM):
     torch.testing.assert_close(out, want, **F64)
     torch.testing.assert_close(h, torch.stack([layer1_h, hw[0]]), **F64)
     torch.testing.assert_close(c, torch.stack([layer1_c, cw[0]]), **F64)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(batch_first=True, bidirectional=True), dict(proj_size=2)],
+                         ids=config_id)
+def test_dropout_masks_follow_the_seed(LSTM, kw):
+    """In training, a layer's output is dropped out over its time-major [S, B, D*P] layout, so
+    that one seed gives nn.LSTM's masks (and outputs, and gradients)."""
+    m = build(LSTM, 3, 4, num_layers=3, dropout=0.4, **kw)
+    x = randn(*((2, 5, 3) if m.batch_first else (5, 2, 3)), seed=24, requires_grad=True)
+    torch.manual_seed(7)
+    out, (h, c) = m(x)
+    torch.manual_seed(7)
+    want, (hw, cw) = reference(m, x, between=lambda y: torch.nn.functional.dropout(y, 0.4, training=True))
+    for a, b in ((out, want), (h, hw), (c, cw)):
+        torch.testing.assert_close(a, b, **F64)
+    g = torch.autograd.grad(loss_of(out, h, c), [x, *m.parameters()])
+    gw = torch.autograd.grad(loss_of(want, hw, cw), [x, *m.parameters()])
+    for a, b in zip(g, gw):
+        torch.testing.assert_close(a, b, **F64)
+
+
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+def test_dropout_masks_of_packed_sequences_are_nn_lstms(LSTM, enforce_sorted):
+    """With a PackedSequence nn.LSTM drops out the packed data [sum of lengths, D*P]; the class
+    under test, seeded alike, gives nn.LSTM's output (nn.LSTM itself is the reference here)."""
+    m = build(LSTM, 3, 4, num_layers=2, dropout=0.5, bidirectional=True)
+    ref = build(CLASSES["nn"], 3, 4, num_layers=2, dropout=0.5, bidirectional=True)
+    ref.load_state_dict(m.state_dict())
+    lengths = torch.tensor([5, 4, 4, 1] if enforce_sorted else [4, 1, 5, 4])
+    x = pack_padded_sequence(randn(5, 4, 3, seed=25), lengths, enforce_sorted=enforce_sorted)
+    torch.manual_seed(8)
+    out, (h, c) = m(x)
+    torch.manual_seed(8)
+    out_ref, (h_ref, c_ref) = ref(x)
+    torch.testing.assert_close(out.data, out_ref.data, **F64)
+    torch.testing.assert_close(h, h_ref, **F64)
+    torch.testing.assert_close(c, c_ref, **F64)
 
 
 @pytest.mark.parametrize("train", [True, False])

@@ -317,6 +317,15 @@ def _reverse_within(x, lengths):
     return x[torch.arange(B).unsqueeze(1), index]
 
 
+def _repack(x, lengths, like):
+    """x [B, S, .] (rows in the original order) as a PackedSequence ordered as ``like``."""
+    order = like.sorted_indices
+    data = x if order is None else x[order]
+    sorted_lengths = lengths if order is None else lengths[order]
+    packed = pack_padded_sequence(data, sorted_lengths, batch_first=True, enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
 def _shape(t):
     return tuple(t.shape)
 
@@ -460,6 +469,17 @@ class LSTM(torch.nn.Module):
                 raise DTypeError(f"{name} has dtype {t.dtype}; expected the weights' dtype {dtype}")
         return hx if batched else tuple(t.unsqueeze(1) for t in hx)
 
+    def _dropout(self, x, packed, lengths):
+        """Dropout of a layer's output x [B, S, .] as nn.LSTM draws it, so that one seed gives
+        its masks: over the time-major [S, B, .] tensor, or over a packed sequence's data."""
+        p = self.dropout
+        if packed is None:
+            return torch.nn.functional.dropout(x.transpose(0, 1).contiguous(), p, training=True).transpose(0, 1)
+        seq = _repack(x, lengths, packed)
+        seq = PackedSequence(torch.nn.functional.dropout(seq.data, p, training=True), seq.batch_sizes,
+                             seq.sorted_indices, seq.unsorted_indices)
+        return pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
+
     def forward(self, input, hx=None):
         dtype = self.weight_ih_l0.dtype
         packed = isinstance(input, PackedSequence)
@@ -509,15 +529,10 @@ class LSTM(torch.nn.Module):
                 c_n.append(cT)
             x = outputs[0] if D == 1 else torch.cat(outputs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
-                x = torch.nn.functional.dropout(x, self.dropout, training=True)
+                x = self._dropout(x, input if packed else None, lengths)
         h_n, c_n = torch.stack(h_n), torch.stack(c_n)
         if packed:
-            order = input.sorted_indices
-            data = x if order is None else x[order]
-            sorted_lengths = lengths if order is None else lengths[order]
-            repacked = pack_padded_sequence(data, sorted_lengths, batch_first=True, enforce_sorted=True)
-            out = PackedSequence(repacked.data, repacked.batch_sizes, input.sorted_indices, input.unsorted_indices)
-            return out, (h_n, c_n)
+            return _repack(x, lengths, input), (h_n, c_n)
         out = x if self.batch_first else x.transpose(0, 1)
         if not batched:
             return out.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
