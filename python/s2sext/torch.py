@@ -6,10 +6,15 @@ float64 only: anything else raises instead of being copied to another device or 
 
 * Functions (``torch.autograd.Function``): :class:`LSTMFunction` (a padded sequence with lengths),
   :class:`LSTMCellFunction`, :class:`AttentionWeightFunction`, :class:`WeightSumFunction`; each
-  forward and backward is one C++ kernel of :mod:`s2sext.ops`.
-* Modules: :class:`LSTM` (``torch.nn.LSTM``'s constructor, parameter names, shapes, inputs and
-  outputs, ``PackedSequence`` included, so ``load_state_dict(nn_lstm.state_dict())`` works) and
-  :class:`Attention` (every score kind).
+  forward and backward is one C++ kernel of :mod:`s2sext.ops`, and a backward asked for a graph
+  (``create_graph=True``) is the same equations in torch ops, so gradients of gradients are right.
+* Modules: :class:`LSTM` (``torch.nn.LSTM``'s constructor and argument checks, parameter names,
+  shapes, attributes, inputs and outputs, ``PackedSequence`` and ``proj_size`` included, so
+  ``load_state_dict(nn_lstm.state_dict())`` works; tests/test_torch_lstm_compat.py runs PyTorch's
+  nn.LSTM cases against both) and :class:`Attention` (every score kind).
+* Errors: :class:`ShapeError` (``ValueError`` and ``RuntimeError``) and :class:`DTypeError`
+  (``TypeError``, ``ValueError`` and ``RuntimeError``), so code written for nn.LSTM or for s2sext
+  catches them.
 * Weights: :func:`seq2seq_from_state_dict` / :func:`seq2seq_to_state_dict` map a PyTorch model's
   state dict onto :class:`s2sext.Seq2Seq` and back (see ``DEFAULT_NAMES``), and
   :func:`convert_gate_order` converts LSTM weights from Keras's (i, f, c, o) or "Deep Learning from
@@ -326,6 +331,20 @@ def _repack(x, lengths, like):
     return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
+def _int_arg(name, value, allow_bool=False):
+    """As nn.LSTM checks a size's type: a TypeError unless an int (a bool only where it takes one)."""
+    if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
+    return value
+
+
+def _positive_int(name, value, allow_bool=False):
+    """As nn.LSTM checks its sizes: a TypeError for a non-int, a ValueError for one below 1."""
+    if _int_arg(name, value, allow_bool) <= 0:
+        raise ValueError(f"{name} must be greater than zero, got {value}")
+    return value
+
+
 def _shape(t):
     return tuple(t.shape)
 
@@ -361,13 +380,9 @@ class LSTM(torch.nn.Module):
         for name, value in (("bias", bias), ("batch_first", batch_first)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be of type bool, got: {type(value).__name__} ({value!r})")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
-                            ("proj_size", proj_size)):
-            # nn.LSTM takes a bool where it takes an int (True == 1), except proj_size (torch.empty refuses it)
-            if not isinstance(value, int) or (name == "proj_size" and isinstance(value, bool)):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
-            if name != "proj_size" and value <= 0:
-                raise ValueError(f"{name} must be greater than zero, got {value}")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            _positive_int(name, value, allow_bool=True)  # nn.LSTM takes True as 1 here
+        _int_arg("proj_size", proj_size)
         if proj_size < 0:
             raise ValueError(f"proj_size should be a positive integer or zero to disable projections, got {proj_size}")
         if proj_size >= hidden_size:
@@ -537,15 +552,6 @@ class LSTM(torch.nn.Module):
         if not batched:
             return out.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
         return out, (h_n, c_n)
-
-
-def _positive_int(name, value):
-    """As nn.LSTM checks its sizes: TypeError for a non-int, ValueError for one below 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than zero, got {value}")
-    return value
 
 
 class Attention(torch.nn.Module):
