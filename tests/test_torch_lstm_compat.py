@@ -349,8 +349,11 @@ def test_gradcheck_and_gradgradcheck(LSTM, kw):
               randn(m.num_layers * D, 2, 2, seed=19, requires_grad=True))
     _, f = functional(m)
     params = tuple(p.detach().clone().requires_grad_(True) for p in m.parameters())
-    assert torch.autograd.gradcheck(f, inputs + params)
-    assert torch.autograd.gradgradcheck(f, inputs + params)
+    # with 16 parameter tensors the full Jacobians are slow; fast mode compares them along random
+    # directions, where any wrong entry shows (with probability 1)
+    fast = m.num_layers > 1
+    assert torch.autograd.gradcheck(f, inputs + params, fast_mode=fast)
+    assert torch.autograd.gradgradcheck(f, inputs + params, fast_mode=fast)
 
 
 def test_gradgradcheck_packed_and_unbatched(LSTM):
