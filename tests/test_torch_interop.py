@@ -312,6 +312,35 @@ def test_functions_are_twice_differentiable(case):
     assert torch.autograd.gradgradcheck(f, inputs)
 
 
+@pytest.mark.parametrize("case", function_cases(), ids=[c[0] for c in function_cases()])
+def test_functions_under_torch_func(case):
+    """Under torch.func transforms (and forward-mode AD) a Function runs its equations as torch
+    ops, the kernels having no access to such tensors: torch.func.jacrev equals the Jacobian
+    built from the kernels' backward (float64, summation order only)."""
+    _, f, inputs = case
+    plain = tuple(t.detach() for t in inputs)
+    got = torch.func.jacrev(f, argnums=tuple(range(len(plain))))(*plain)
+    want = torch.autograd.functional.jacobian(f, plain)
+    for a, b in zip(jac_leaves(got), jac_leaves(want)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def jac_leaves(jacobian):
+    if isinstance(jacobian, torch.Tensor):
+        return [jacobian]
+    return [leaf for part in jacobian for leaf in jac_leaves(part)]
+
+
+def test_lstm_under_vmap():
+    """torch.func.vmap over s2sext.torch.LSTM (which nn.LSTM does not support on the CPU) equals a
+    loop over the mapped axis."""
+    torch.manual_seed(0)
+    lstm = st.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    xs = rand(5, 6, 2, 3, requires_grad=False, seed=15)
+    got = torch.func.vmap(lambda x: lstm(x)[0])(xs)
+    torch.testing.assert_close(got, torch.stack([lstm(x)[0] for x in xs]), rtol=1e-10, atol=1e-12)
+
+
 def test_attention_module_double_backward_and_errors():
     torch.manual_seed(0)
     att = st.Attention("general", 3, dtype=torch.float64)

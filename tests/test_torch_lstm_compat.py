@@ -386,6 +386,31 @@ def test_gradient_penalty(LSTM, kw):
         torch.testing.assert_close(a, b, **F64, msg=name)
 
 
+# torch.func.jvp's first call scripts torch's own decompositions, which torch 2.13 warns about
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torch_func_transforms(LSTM):
+    """torch.func's grad, jacrev, hessian and jvp, functional_call over the parameters and
+    forward-mode AD (test_modules' forward-AD and functorch checks) give the equations' values."""
+    m = build(LSTM, 2, 3, bidirectional=True, num_layers=2)
+    x, v = randn(3, 2, 2, seed=26), randn(3, 2, 2, seed=27)
+    ours = lambda x: m(x)[0].pow(2).sum()  # noqa: E731
+    want = lambda x: reference(m, x)[0].pow(2).sum()  # noqa: E731
+    torch.testing.assert_close(torch.func.grad(ours)(x), torch.func.grad(want)(x), **F64)
+    torch.testing.assert_close(torch.func.jacrev(lambda x: m(x)[1][0])(x),
+                               torch.func.jacrev(lambda x: reference(m, x)[1][0])(x), **F64)
+    torch.testing.assert_close(torch.func.hessian(ours)(x[:2, :1]), torch.func.hessian(want)(x[:2, :1]), **F64)
+    torch.testing.assert_close(torch.func.jvp(lambda x: m(x)[0], (x,), (v,))[1],
+                               torch.func.jvp(lambda x: reference(m, x)[0], (x,), (v,))[1], **F64)
+    params = dict(m.named_parameters())
+    got = torch.func.grad(lambda p: torch.func.functional_call(m, p, (x,))[0].pow(2).sum())(params)
+    expected = torch.autograd.grad(want(x), list(params.values()))
+    for (name, g), e in zip(got.items(), expected):
+        torch.testing.assert_close(g, e, **F64, msg=name)
+    with torch.autograd.forward_ad.dual_level():
+        tangent = torch.autograd.forward_ad.unpack_dual(m(torch.autograd.forward_ad.make_dual(x, v))[0]).tangent
+    torch.testing.assert_close(tangent, torch.func.jvp(lambda x: reference(m, x)[0], (x,), (v,))[1], **F64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameters, attributes, state dicts
 

@@ -29,6 +29,7 @@ import warnings
 
 try:
     import torch
+    from torch.autograd import forward_ad
     from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
@@ -76,6 +77,12 @@ class DTypeError(TypeError, ValueError, RuntimeError):
 
 
 def _check(name, t, dtype=None):
+    """t as a numpy array, after _validate."""
+    return _validate(name, t, dtype).detach().numpy()
+
+
+def _validate(name, t, dtype=None):
+    """t, if the kernels take it: a CPU tensor of float32 or float64 (and of ``dtype`` if given)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.device.type != "cpu":
@@ -84,7 +91,7 @@ def _check(name, t, dtype=None):
         raise DTypeError(f"{name} has dtype {t.dtype}; s2sext's kernels take float32 or float64")
     if dtype is not None and t.dtype != dtype:
         raise DTypeError(f"{name} has dtype {t.dtype}, but the first input is {dtype}; use one dtype throughout")
-    return t.detach().numpy()
+    return t
 
 
 def _kernel(fn, *args):
@@ -125,7 +132,8 @@ def _lengths(lengths, B):
 # usual backward). With create_graph=True grad mode is on, and the gradients must themselves be a
 # graph (a gradient penalty, gradgradcheck): the backward then recomputes the forward with these
 # torch ops from the saved inputs and differentiates that with create_graph=True. They also run
-# LSTM(proj_size > 0), which the kernels do not have. Gate order i, f, g, o (CONVENTIONS.md).
+# the Functions under torch.func transforms and forward-mode AD, and LSTM(proj_size > 0), which
+# the kernels do not have. Gate order i, f, g, o (CONVENTIONS.md).
 
 
 def _cell_reference(gates_x, h, c, w_hh, w_hr=None):
@@ -187,10 +195,6 @@ def _attention_reference(hs, q, kind, lengths, *params):
     return a.squeeze(1) if q.dim() == 2 else a
 
 
-def _weight_sum_reference(hs, a):
-    return (a.unsqueeze(1) @ hs).squeeze(1) if a.dim() == 2 else a @ hs
-
-
 def _differentiable_grads(reference, inputs, needs, grad_outputs):
     """The gradients of ``reference(*inputs)`` against ``grad_outputs``, as a graph
     (create_graph=True), for the inputs whose ``needs`` entry is true (None for the others).
@@ -210,10 +214,35 @@ def _differentiable_grads(reference, inputs, needs, grad_outputs):
 # Functions
 
 
-class LSTMFunction(torch.autograd.Function):
+def _transformed(tensors):
+    """True if a tensor is seen through a torch.func transform (grad, jacrev, jvp, vmap) or
+    carries a forward-mode tangent: the kernels read raw memory, which such tensors do not have."""
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False)
+    return any(isinstance(t, torch.Tensor) and (wrapped(t) or forward_ad.unpack_dual(t).tangent is not None)
+               for t in tensors)
+
+
+class _KernelFunction(torch.autograd.Function):
+    """A Function whose forward and backward are s2sext kernels and whose ``reference`` (its
+    equations in torch ops, same arguments as ``apply``) serves wherever a kernel cannot: under
+    torch.func transforms and forward-mode AD (``apply`` runs the reference instead), and in a
+    backward asked for a graph (create_graph=True: see ``_differentiable_grads``)."""
+
+    @classmethod
+    def apply(cls, *args):
+        if _transformed(args):
+            return cls.reference(*args)
+        return super().apply(*args)
+
+
+class LSTMFunction(_KernelFunction):
     """``hs, hT, cT = LSTMFunction.apply(x [B,S,I], h0 [B,H], c0 [B,H], w_ih [4H,I], w_hh [4H,H],
     b [4H], lengths [B] or None)`` with :func:`s2sext.ops.lstm_forward`'s semantics (state carried
-    past a length, outputs zero there). Differentiable to any order (see ``_lstm_reference``)."""
+    past a length, outputs zero there). Differentiable to any order."""
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b, lengths=None):
+        return _lstm_reference(x, h0, c0, w_ih, w_hh, b, _lengths(lengths, x.shape[0]))
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b, lengths=None):
@@ -229,17 +258,21 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dhs, dhT, dcT):
         if torch.is_grad_enabled():  # create_graph=True
-            grads = _differentiable_grads(lambda *t: _lstm_reference(*t, ctx.lengths), ctx.saved_tensors,
+            grads = _differentiable_grads(lambda *t: LSTMFunction.reference(*t, ctx.lengths), ctx.saved_tensors,
                                           ctx.needs_input_grad[:6], (dhs, dhT, dcT))
             return (*grads, None)
         dx, dh0, dc0, dw_ih, dw_hh, db = ops.lstm_backward(_grad(dhs), _grad(dhT), _grad(dcT), ctx.cache)
         return _out(dx), _out(dh0), _out(dc0), _out(dw_ih), _out(dw_hh), _out(db), None
 
 
-class LSTMCellFunction(torch.autograd.Function):
+class LSTMCellFunction(_KernelFunction):
     """``h1, c1 = LSTMCellFunction.apply(x [B,I], h0 [B,H], c0 [B,H], w_ih, w_hh, b)``:
     ``torch.nn.LSTMCell``'s equations with one bias ``b = bias_ih + bias_hh``. Differentiable to
     any order."""
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b):
+        return _cell_reference(x @ w_ih.T + b, h0, c0, w_hh)
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b):
@@ -254,17 +287,20 @@ class LSTMCellFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh1, dc1):
         if torch.is_grad_enabled():  # create_graph=True
-            def reference(x, h0, c0, w_ih, w_hh, b):
-                return _cell_reference(x @ w_ih.T + b, h0, c0, w_hh)
-            return tuple(_differentiable_grads(reference, ctx.saved_tensors, ctx.needs_input_grad, (dh1, dc1)))
+            return tuple(_differentiable_grads(LSTMCellFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
+                                               (dh1, dc1)))
         grads = ops.lstm_cell_backward(_grad(dh1), _grad(dc1), ctx.cache)
         return tuple(_out(g) for g in grads)
 
 
-class AttentionWeightFunction(torch.autograd.Function):
+class AttentionWeightFunction(_KernelFunction):
     """``a = AttentionWeightFunction.apply(hs [B,S,H], q [B,H] or [B,T,H], kind, lengths, *params)``:
     the masked softmax of :func:`s2sext.ops.attention_weight_forward`'s scores. Differentiable to
     any order."""
+
+    @staticmethod
+    def reference(hs, q, kind, lengths, *params):
+        return _attention_reference(hs, q, kind, _lengths(lengths, hs.shape[0]), *params)
 
     @staticmethod
     def forward(ctx, hs, q, kind, lengths, *params):
@@ -282,16 +318,21 @@ class AttentionWeightFunction(torch.autograd.Function):
     def backward(ctx, da):
         if torch.is_grad_enabled():  # create_graph=True
             needs = (*ctx.needs_input_grad[:2], *ctx.needs_input_grad[4:])
-            grads = _differentiable_grads(lambda hs, q, *p: _attention_reference(hs, q, ctx.kind, ctx.lengths, *p),
-                                          ctx.saved_tensors, needs, (da,))
+            grads = _differentiable_grads(
+                lambda hs, q, *p: AttentionWeightFunction.reference(hs, q, ctx.kind, ctx.lengths, *p),
+                ctx.saved_tensors, needs, (da,))
             return (grads[0], grads[1], None, None, *grads[2:])
         dhs, dq, dparams = ops.attention_weight_backward(_grad(da), ctx.cache)
         return (_out(dhs), _out(dq), None, None, *(_out(d) for d in dparams))
 
 
-class WeightSumFunction(torch.autograd.Function):
+class WeightSumFunction(_KernelFunction):
     """``c = WeightSumFunction.apply(hs [B,S,H], a [B,S] or [B,T,S])``: ``c = sum_s a_s hs_s``.
     Differentiable to any order."""
+
+    @staticmethod
+    def reference(hs, a):
+        return (a.unsqueeze(1) @ hs).squeeze(1) if a.dim() == 2 else a @ hs
 
     @staticmethod
     def forward(ctx, hs, a):
@@ -303,7 +344,8 @@ class WeightSumFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dc):
         if torch.is_grad_enabled():  # create_graph=True
-            return tuple(_differentiable_grads(_weight_sum_reference, ctx.saved_tensors, ctx.needs_input_grad, (dc,)))
+            return tuple(_differentiable_grads(WeightSumFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
+                                               (dc,)))
         hs, a = ctx.saved_tensors
         dhs, da = ops.weight_sum_backward(_grad(dc), hs.detach().numpy(), a.detach().numpy())
         return _out(dhs), _out(da)
@@ -519,7 +561,7 @@ class LSTM(torch.nn.Module):
         h0, c0 = self._initial_state(hx, B, batched, dtype)
         if S == 0:
             raise ShapeError(f"Expected sequence length to be larger than 0 in RNN (input has shape {_shape(input)})")
-        _check("input", x)
+        _validate("input", x)
         x = x.contiguous()
         D = len(self._suffixes())
         h_n, c_n = [], []
