@@ -186,7 +186,7 @@ def _attention_reference(hs, q, kind, lengths, *params):
         scores = torch.tanh((q3 @ w_q.T).unsqueeze(2) + (hs @ w_k.T).unsqueeze(1)) @ v
     elif kind == "location":  # (W_a q)_s for s < S
         scores = q3 @ params[0][:S].T
-    else:  # the kernel refused it in the forward already
+    else:  # as the kernel refuses it (the torch.func path reaches here without the kernel)
         raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
     if lengths is not None:
         masked = torch.arange(S).unsqueeze(0) >= torch.as_tensor(lengths, dtype=torch.long).unsqueeze(1)
@@ -206,8 +206,11 @@ def _differentiable_grads(reference, inputs, needs, grad_outputs):
     wanted = [t for t, n in zip(inputs, needs) if n]
     grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
                                      allow_unused=True))
-    return [(lambda g, t: torch.zeros_like(t) if g is None else g)(next(grads), t) if n else None
-            for t, n in zip(inputs, needs)]
+    result = []
+    for t, n in zip(inputs, needs):
+        g = next(grads) if n else None
+        result.append(torch.zeros_like(t) if n and g is None else g)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,10 +232,10 @@ class _KernelFunction(torch.autograd.Function):
     backward asked for a graph (create_graph=True: see ``_differentiable_grads``)."""
 
     @classmethod
-    def apply(cls, *args):
-        if _transformed(args):
-            return cls.reference(*args)
-        return super().apply(*args)
+    def apply(cls, *args, **kwargs):
+        if _transformed((*args, *kwargs.values())):
+            return cls.reference(*args, **kwargs)
+        return super().apply(*args, **kwargs)
 
 
 class LSTMFunction(_KernelFunction):
@@ -517,11 +520,12 @@ class LSTM(torch.nn.Module):
             kind = "batched 3-D" if batched else "unbatched 2-D"
             raise ShapeError(f"For {kind} input, hx and cx should also be {rank}-D but got ({hx[0].dim()}-D, "
                              f"{hx[1].dim()}-D) tensors")
-        for index, (name, t, size) in enumerate((("h_0", hx[0], H_out), ("c_0", hx[1], H))):
+        last = "proj_size" if self.proj_size else "hidden_size"
+        for name, t, size, size_name in (("h_0", hx[0], H_out, last), ("c_0", hx[1], H, "hidden_size")):
             want = (LD, B, size) if batched else (LD, size)
             if _shape(t) != want:
-                raise ShapeError(f"{name} has shape {_shape(t)}; expected {want} (Expected hidden[{index}] size "
-                                 f"{want}, got {list(t.shape)})")
+                letters = f"(num_layers * num_directions, {'batch, ' if batched else ''}{size_name})"
+                raise ShapeError(f"{name} has shape {_shape(t)}; expected {want} = {letters}")
             if t.dtype != dtype:
                 raise DTypeError(f"{name} has dtype {t.dtype}; expected the weights' dtype {dtype}")
         return hx if batched else tuple(t.unsqueeze(1) for t in hx)
