@@ -620,8 +620,7 @@ class Attention(torch.nn.Module):
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise DTypeError(f"s2sext.torch.Attention supports float32 and float64; got dtype={dtype}")
         self.kind, self.hidden_size = kind, hidden_size
-        self.dtype = dtype or torch.get_default_dtype()
-        kw = {"dtype": self.dtype}
+        kw = {"dtype": dtype or torch.get_default_dtype()}
         H, A = hidden_size, attention_size or hidden_size
         bound = 1.0 / math.sqrt(H)
         if kind == "general":
