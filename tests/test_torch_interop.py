@@ -2,6 +2,7 @@
 gradients, PackedSequence, state dicts, a training trajectory), attention modules, weight layout
 converters, importing a PyTorch seq2seq and exporting it back, and clear errors."""
 
+import itertools
 import subprocess
 import sys
 
@@ -207,8 +208,8 @@ def test_errors_are_clear():
         lstm(torch.zeros(2, 1, 3, dtype=torch.float16))
     with pytest.raises(ValueError, match="input has 5 features"):
         lstm(torch.zeros(2, 1, 5))
-    with pytest.raises(ValueError, match="proj_size"):
-        st.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        st.LSTM(3, 4, proj_size=4)
     with pytest.raises(ValueError, match="runs on the CPU"):
         st.LSTM(3, 4, device="meta")
     with pytest.raises(ValueError, match=r"h_0 has shape \(2, 1, 4\)"):
@@ -269,3 +270,112 @@ def test_strict_import_refuses_unused_weights():
     assert "combine.weight" not in dropped.params
     with pytest.raises(ValueError, match="names has keys that are not s2sext parts"):
         st.seq2seq_from_state_dict(state, 10, 10, names={"encodr": "x"}, **config)
+
+
+def function_cases():
+    """(name, f, inputs) for every Function: the LSTM sequence with and without lengths, the cell,
+    each attention kind (one step and all steps, masked) and the weight sum; tiny float64 shapes."""
+    B, S, I, H, A = 2, 3, 2, 2, 3
+    lstm = (rand(B, S, I), rand(B, H), rand(B, H), rand(4 * H, I), rand(4 * H, H), rand(4 * H))
+    cases = [("lstm lengths", lambda *a: st.LSTMFunction.apply(*a, np.array([3, 1])), lstm),
+             ("lstm", lambda *a: st.LSTMFunction.apply(*a, None), lstm),
+             ("cell", st.LSTMCellFunction.apply, (rand(B, I), rand(B, H), rand(B, H), rand(4 * H, I),
+                                                  rand(4 * H, H), rand(4 * H)))]
+    for kind, steps in itertools.product(["dot", "scaled_dot", "general", "concat", "location"], [None, 2]):
+        params = {"dot": (), "scaled_dot": (), "general": (rand(H, H),), "location": (rand(4, H),),
+                  "concat": (rand(A, H), rand(A, H), rand(A))}[kind]
+        q = rand(B, H) if steps is None else rand(B, steps, H)
+        cases.append((f"attention {kind} steps={steps}",
+                      lambda hs, q, *p, kind=kind: st.AttentionWeightFunction.apply(hs, q, kind, np.array([3, 2]), *p),
+                      (rand(B, S, H), q, *params)))
+    a = torch.softmax(rand(B, 2, S, requires_grad=False), -1).requires_grad_(True)
+    cases.append(("weight sum", st.WeightSumFunction.apply, (rand(B, S, H), a)))
+    return cases
+
+
+@pytest.mark.parametrize("case", function_cases(), ids=[c[0] for c in function_cases()])
+def test_functions_are_twice_differentiable(case):
+    """With create_graph=True a Function's backward is a graph (torch ops of the same equations)
+    whose gradients equal the kernel's, and gradgradcheck passes (float64: finite differences with
+    eps 1e-6 err by ~1e-10, far inside its default tolerances)."""
+    _, f, inputs = case
+    outs = f(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    weights = [rand(*o.shape, requires_grad=False, seed=k) for k, o in enumerate(outs)]
+    total = lambda outs: sum((o * w).sum() for o, w in zip(outs, weights))  # noqa: E731
+    kernel = torch.autograd.grad(total(outs), inputs, retain_graph=True)
+    graph = torch.autograd.grad(total(outs), inputs, create_graph=True)
+    assert all(g.requires_grad or not g.any() for g in graph)  # a zero (hs in location scores) is a constant
+    for k, (a, b) in enumerate(zip(graph, kernel)):
+        # float64: the kernel and torch sum in another order, ~1e-15 relative
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=f"input {k}")
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("case", function_cases(), ids=[c[0] for c in function_cases()])
+def test_functions_under_torch_func(case):
+    """Under torch.func transforms (and forward-mode AD) a Function runs its equations as torch
+    ops, the kernels having no access to such tensors: torch.func.jacrev equals the Jacobian
+    built from the kernels' backward (float64, summation order only)."""
+    _, f, inputs = case
+    plain = tuple(t.detach() for t in inputs)
+    got = torch.func.jacrev(f, argnums=tuple(range(len(plain))))(*plain)
+    want = torch.autograd.functional.jacobian(f, plain)
+    for a, b in zip(jac_leaves(got), jac_leaves(want)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def jac_leaves(jacobian):
+    if isinstance(jacobian, torch.Tensor):
+        return [jacobian]
+    return [leaf for part in jacobian for leaf in jac_leaves(part)]
+
+
+def test_lstm_under_vmap():
+    """torch.func.vmap over s2sext.torch.LSTM (which nn.LSTM does not support on the CPU) equals a
+    loop over the mapped axis."""
+    torch.manual_seed(0)
+    lstm = st.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    xs = rand(5, 6, 2, 3, requires_grad=False, seed=15)
+    got = torch.func.vmap(lambda x: lstm(x)[0])(xs)
+    torch.testing.assert_close(got, torch.stack([lstm(x)[0] for x in xs]), rtol=1e-10, atol=1e-12)
+
+
+def test_attention_module_double_backward_and_errors():
+    torch.manual_seed(0)
+    att = st.Attention("general", 3, dtype=torch.float64)
+    hs, q = rand(2, 4, 3, seed=13), rand(2, 3, seed=14)
+    assert torch.autograd.gradgradcheck(lambda hs, q: att(hs, q, lengths=[4, 2])[0], (hs, q))
+    with pytest.raises(st.ShapeError, match=r"hs has shape \(2, 4, 5\); expected \[B, S, H\] with H = hidden_size = 3"):
+        att(rand(2, 4, 5), q)
+    with pytest.raises(RuntimeError, match=r"q has shape \(2, 3, 1, 3\)"):
+        att(hs, rand(2, 3, 1, 3))
+    with pytest.raises(st.DTypeError, match="hs has dtype torch.float32, but this Attention's parameters are "
+                                            "torch.float64"):
+        att(hs.float(), q.float())
+    with pytest.raises(TypeError, match="hidden_size should be of type int, got: float"):
+        st.Attention("dot", 3.0)
+    with pytest.raises(ValueError, match="attention_size must be greater than zero, got 0"):
+        st.Attention("concat", 3, attention_size=0)
+    with pytest.raises(TypeError, match="max_source_length should be of type int"):
+        st.Attention("location", 3, max_source_length="8")
+
+
+def test_function_errors_are_also_runtime_errors():
+    """Errors from the kernels keep their message and s2sext's ValueError/TypeError, and are also
+    the RuntimeError torch's own LSTM cell raises for the same mistakes."""
+    B, I, H = 2, 3, 4
+    args = [rand(B, I), rand(B, H), rand(B, H), rand(4 * H, I), rand(4 * H, H), rand(4 * H)]
+    wrong = list(args)
+    wrong[1] = rand(B + 1, H)
+    with pytest.raises(st.ShapeError, match="h0 has shape") as info:
+        st.LSTMCellFunction.apply(*wrong)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, RuntimeError)
+    wrong = list(args)
+    wrong[3] = wrong[3].float()
+    mixed = "w_ih has dtype torch.float32, but the first input is torch.float64"
+    with pytest.raises(st.DTypeError, match=mixed) as info:
+        st.LSTMCellFunction.apply(*wrong)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, RuntimeError)
+    with pytest.raises(RuntimeError, match=r"lengths must have shape \(2,\)"):
+        st.AttentionWeightFunction.apply(rand(2, 4, 3), rand(2, 3), "dot", [1, 2, 3])

@@ -6,10 +6,15 @@ float64 only: anything else raises instead of being copied to another device or 
 
 * Functions (``torch.autograd.Function``): :class:`LSTMFunction` (a padded sequence with lengths),
   :class:`LSTMCellFunction`, :class:`AttentionWeightFunction`, :class:`WeightSumFunction`; each
-  forward and backward is one C++ kernel of :mod:`s2sext.ops`.
-* Modules: :class:`LSTM` (``torch.nn.LSTM``'s constructor, parameter names, shapes, inputs and
-  outputs, ``PackedSequence`` included, so ``load_state_dict(nn_lstm.state_dict())`` works) and
-  :class:`Attention` (every score kind).
+  forward and backward is one C++ kernel of :mod:`s2sext.ops`, and a backward asked for a graph
+  (``create_graph=True``) is the same equations in torch ops, so gradients of gradients are right.
+* Modules: :class:`LSTM` (``torch.nn.LSTM``'s constructor and argument checks, parameter names,
+  shapes, attributes, inputs and outputs, ``PackedSequence`` and ``proj_size`` included, so
+  ``load_state_dict(nn_lstm.state_dict())`` works; tests/test_torch_lstm_compat.py runs PyTorch's
+  nn.LSTM cases against both) and :class:`Attention` (every score kind).
+* Errors: :class:`ShapeError` (``ValueError`` and ``RuntimeError``) and :class:`DTypeError`
+  (``TypeError``, ``ValueError`` and ``RuntimeError``), so code written for nn.LSTM or for s2sext
+  catches them.
 * Weights: :func:`seq2seq_from_state_dict` / :func:`seq2seq_to_state_dict` map a PyTorch model's
   state dict onto :class:`s2sext.Seq2Seq` and back (see ``DEFAULT_NAMES``), and
   :func:`convert_gate_order` converts LSTM weights from Keras's (i, f, c, o) or "Deep Learning from
@@ -19,9 +24,12 @@ float64 only: anything else raises instead of being copied to another device or 
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 
 try:
     import torch
+    from torch.autograd import forward_ad
     from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
@@ -39,6 +47,8 @@ __all__ = [
     "WeightSumFunction",
     "LSTM",
     "Attention",
+    "ShapeError",
+    "DTypeError",
     "convert_gate_order",
     "seq2seq_from_state_dict",
     "seq2seq_to_state_dict",
@@ -47,19 +57,50 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------
+# Errors: s2sext's exception types and torch.nn.LSTM's at once
+
+
+class ShapeError(ValueError, RuntimeError):
+    """A wrong size, rank or length: a ``ValueError``, as s2sext raises elsewhere, and a
+    ``RuntimeError``, as ``torch.nn.LSTM`` and torch's kernels raise, so code written for either
+    catches it."""
+
+
+class DTypeError(TypeError, ValueError, RuntimeError):
+    """A wrong or mismatched dtype: a ``TypeError``, as s2sext raised before, a ``ValueError``, as
+    ``torch.nn.LSTM`` raises for its input, and a ``RuntimeError``, as it (and torch's kernels)
+    raise for ``h_0``/``c_0`` and mixed operands."""
+
+
+# ---------------------------------------------------------------------------------------------
 # Tensors <-> numpy, with the checks every Function makes
 
 
 def _check(name, t, dtype=None):
+    """t as a numpy array, after _validate."""
+    return _validate(name, t, dtype).detach().numpy()
+
+
+def _validate(name, t, dtype=None):
+    """t, if the kernels take it: a CPU tensor of float32 or float64 (and of ``dtype`` if given)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.device.type != "cpu":
         raise ValueError(f"{name} is on {t.device}; s2sext's kernels run on the CPU (move it with .cpu())")
     if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} has dtype {t.dtype}; s2sext's kernels take float32 or float64")
+        raise DTypeError(f"{name} has dtype {t.dtype}; s2sext's kernels take float32 or float64")
     if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name} has dtype {t.dtype}, but the first input is {dtype}; use one dtype throughout")
-    return t.detach().numpy()
+        raise DTypeError(f"{name} has dtype {t.dtype}, but the first input is {dtype}; use one dtype throughout")
+    return t
+
+
+def _kernel(fn, *args):
+    """``fn(*args)`` (an :mod:`s2sext.ops` function) with its ValueErrors (wrong shapes or
+    lengths) raised as :class:`ShapeError`, keeping the kernel's message."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise ShapeError(str(exc)) from None
 
 
 def _out(array):
@@ -71,7 +112,7 @@ def _grad(t):
 
 
 def _lengths(lengths, B):
-    """None, or the integers [B] of a tensor, array or list (TypeError/ValueError naming lengths)."""
+    """None, or the integers [B] of a tensor, array or list (TypeError/ShapeError naming lengths)."""
     if lengths is None:
         return None
     if isinstance(lengths, torch.Tensor):
@@ -80,58 +121,189 @@ def _lengths(lengths, B):
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (B,):
-        raise ValueError(f"lengths must have shape ({B},) (one per batch row), got shape {arr.shape}")
+        raise ShapeError(f"lengths must have shape ({B},) (one per batch row), got shape {arr.shape}")
     return arr.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Functions' equations in torch ops: differentiable to any order
+#
+# A Function's backward runs its fused kernel when autograd calls it with grad mode off (the
+# usual backward). With create_graph=True grad mode is on, and the gradients must themselves be a
+# graph (a gradient penalty, gradgradcheck): the backward then recomputes the forward with these
+# torch ops from the saved inputs and differentiates that with create_graph=True. They also run
+# the Functions under torch.func transforms and forward-mode AD, and LSTM(proj_size > 0), which
+# the kernels do not have. Gate order i, f, g, o (CONVENTIONS.md).
+
+
+def _cell_reference(gates_x, h, c, w_hh, w_hr=None):
+    """One LSTM step from its input's gate contribution ``gates_x = x @ w_ih.T + b`` [B, 4H]:
+    ``(h1, c1)``; with ``w_hr`` [P, H] the output is projected, ``h1 = w_hr @ (o * tanh(c1))``."""
+    i, f, g, o = (gates_x + h @ w_hh.T).chunk(4, dim=-1)
+    c1 = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h1 = torch.sigmoid(o) * torch.tanh(c1)
+    return (h1 if w_hr is None else h1 @ w_hr.T), c1
+
+
+def _lstm_reference(x, h0, c0, w_ih, w_hh, b, lengths=None, w_hr=None):
+    """:class:`LSTMFunction`'s ``(hs, hT, cT)`` in torch ops (state carried past a length,
+    outputs zero there), optionally with a projection ``w_hr`` [P, H] (h is then [B, P])."""
+    B, S = x.shape[0], x.shape[1]
+    valid = None
+    if lengths is not None:
+        valid = torch.arange(S).unsqueeze(0) < torch.as_tensor(lengths, dtype=torch.long).unsqueeze(1)  # [B, S]
+        # padding (even NaN) must reach neither an output nor a gradient, as in the kernel
+        x = torch.where(valid.unsqueeze(2), x, torch.zeros((), dtype=x.dtype))
+    gates_x = x @ w_ih.T
+    if b is not None:
+        gates_x = gates_x + b
+    h, c, hs = h0, c0, []
+    for t in range(S):
+        h1, c1 = _cell_reference(gates_x[:, t], h, c, w_hh, w_hr)
+        if valid is None:
+            h, c = h1, c1
+            hs.append(h1)
+        else:
+            m = valid[:, t].unsqueeze(1)
+            h, c = torch.where(m, h1, h), torch.where(m, c1, c)
+            hs.append(torch.where(m, h1, torch.zeros((), dtype=h1.dtype)))
+    hs = torch.stack(hs, dim=1) if hs else h0.new_zeros(B, 0, h0.shape[-1])
+    return hs, h, c
+
+
+def _attention_reference(hs, q, kind, lengths, *params):
+    """:class:`AttentionWeightFunction`'s masked softmax in torch ops."""
+    q3 = q.unsqueeze(1) if q.dim() == 2 else q  # [B, T, H]
+    S = hs.shape[1]
+    if kind in ("dot", "scaled_dot"):
+        scores = q3 @ hs.transpose(1, 2)
+        if kind == "scaled_dot":
+            scores = scores / math.sqrt(hs.shape[2])
+    elif kind == "general":  # q . (W_a hs_s)
+        scores = q3 @ (hs @ params[0].T).transpose(1, 2)
+    elif kind == "concat":  # v . tanh(W_q q + W_k hs_s)
+        w_q, w_k, v = params
+        scores = torch.tanh((q3 @ w_q.T).unsqueeze(2) + (hs @ w_k.T).unsqueeze(1)) @ v
+    elif kind == "location":  # (W_a q)_s for s < S
+        scores = q3 @ params[0][:S].T
+    else:  # as the kernel refuses it (the torch.func path reaches here without the kernel)
+        raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
+    if lengths is not None:
+        masked = torch.arange(S).unsqueeze(0) >= torch.as_tensor(lengths, dtype=torch.long).unsqueeze(1)
+        scores = scores.masked_fill(masked.unsqueeze(1), float("-inf"))
+    a = torch.softmax(scores, dim=-1)
+    return a.squeeze(1) if q.dim() == 2 else a
+
+
+def _differentiable_grads(reference, inputs, needs, grad_outputs):
+    """The gradients of ``reference(*inputs)`` against ``grad_outputs``, as a graph
+    (create_graph=True), for the inputs whose ``needs`` entry is true (None for the others).
+    An input the equations do not use (``hs`` of location scores) gets zeros, as from the kernel."""
+    with torch.enable_grad():
+        outputs = reference(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad and g is not None]
+    wanted = [t for t, n in zip(inputs, needs) if n]
+    grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
+                                     allow_unused=True))
+    result = []
+    for t, n in zip(inputs, needs):
+        g = next(grads) if n else None
+        result.append(torch.zeros_like(t) if n and g is None else g)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
 # Functions
 
 
-class LSTMFunction(torch.autograd.Function):
+def _transformed(tensors):
+    """True if a tensor is seen through a torch.func transform (grad, jacrev, jvp, vmap) or
+    carries a forward-mode tangent: the kernels read raw memory, which such tensors do not have."""
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False)
+    return any(isinstance(t, torch.Tensor) and (wrapped(t) or forward_ad.unpack_dual(t).tangent is not None)
+               for t in tensors)
+
+
+class _KernelFunction(torch.autograd.Function):
+    """A Function whose forward and backward are s2sext kernels and whose ``reference`` (its
+    equations in torch ops, same arguments as ``apply``) serves wherever a kernel cannot: under
+    torch.func transforms and forward-mode AD (``apply`` runs the reference instead), and in a
+    backward asked for a graph (create_graph=True: see ``_differentiable_grads``)."""
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        if _transformed((*args, *kwargs.values())):
+            return cls.reference(*args, **kwargs)
+        return super().apply(*args, **kwargs)
+
+
+class LSTMFunction(_KernelFunction):
     """``hs, hT, cT = LSTMFunction.apply(x [B,S,I], h0 [B,H], c0 [B,H], w_ih [4H,I], w_hh [4H,H],
     b [4H], lengths [B] or None)`` with :func:`s2sext.ops.lstm_forward`'s semantics (state carried
-    past a length, outputs zero there)."""
+    past a length, outputs zero there). Differentiable to any order."""
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b, lengths=None):
+        return _lstm_reference(x, h0, c0, w_ih, w_hh, b, _lengths(lengths, x.shape[0]))
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b, lengths=None):
         dtype = x.dtype
         xn = _check("x", x)
         args = [_check(n, t, dtype) for n, t in (("h0", h0), ("c0", c0), ("w_ih", w_ih), ("w_hh", w_hh), ("b", b))]
-        hs, hT, cT, cache = ops.lstm_forward(xn, *args, _lengths(lengths, x.shape[0]))
+        ctx.lengths = _lengths(lengths, x.shape[0])
+        hs, hT, cT, cache = _kernel(ops.lstm_forward, xn, *args, ctx.lengths)
         ctx.cache = cache
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b)
         return _out(hs), _out(hT), _out(cT)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dhs, dhT, dcT):
+        if torch.is_grad_enabled():  # create_graph=True
+            grads = _differentiable_grads(lambda *t: LSTMFunction.reference(*t, ctx.lengths), ctx.saved_tensors,
+                                          ctx.needs_input_grad[:6], (dhs, dhT, dcT))
+            return (*grads, None)
         dx, dh0, dc0, dw_ih, dw_hh, db = ops.lstm_backward(_grad(dhs), _grad(dhT), _grad(dcT), ctx.cache)
         return _out(dx), _out(dh0), _out(dc0), _out(dw_ih), _out(dw_hh), _out(db), None
 
 
-class LSTMCellFunction(torch.autograd.Function):
+class LSTMCellFunction(_KernelFunction):
     """``h1, c1 = LSTMCellFunction.apply(x [B,I], h0 [B,H], c0 [B,H], w_ih, w_hh, b)``:
-    ``torch.nn.LSTMCell``'s equations with one bias ``b = bias_ih + bias_hh``."""
+    ``torch.nn.LSTMCell``'s equations with one bias ``b = bias_ih + bias_hh``. Differentiable to
+    any order."""
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b):
+        return _cell_reference(x @ w_ih.T + b, h0, c0, w_hh)
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b):
         dtype = x.dtype
         xn = _check("x", x)
         args = [_check(n, t, dtype) for n, t in (("h0", h0), ("c0", c0), ("w_ih", w_ih), ("w_hh", w_hh), ("b", b))]
-        h1, c1, cache = ops.lstm_cell_forward(xn, *args)
+        h1, c1, cache = _kernel(ops.lstm_cell_forward, xn, *args)
         ctx.cache = cache
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b)
         return _out(h1), _out(c1)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dh1, dc1):
+        if torch.is_grad_enabled():  # create_graph=True
+            return tuple(_differentiable_grads(LSTMCellFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
+                                               (dh1, dc1)))
         grads = ops.lstm_cell_backward(_grad(dh1), _grad(dc1), ctx.cache)
         return tuple(_out(g) for g in grads)
 
 
-class AttentionWeightFunction(torch.autograd.Function):
+class AttentionWeightFunction(_KernelFunction):
     """``a = AttentionWeightFunction.apply(hs [B,S,H], q [B,H] or [B,T,H], kind, lengths, *params)``:
-    the masked softmax of :func:`s2sext.ops.attention_weight_forward`'s scores."""
+    the masked softmax of :func:`s2sext.ops.attention_weight_forward`'s scores. Differentiable to
+    any order."""
+
+    @staticmethod
+    def reference(hs, q, kind, lengths, *params):
+        return _attention_reference(hs, q, kind, _lengths(lengths, hs.shape[0]), *params)
 
     @staticmethod
     def forward(ctx, hs, q, kind, lengths, *params):
@@ -139,32 +311,46 @@ class AttentionWeightFunction(torch.autograd.Function):
         hsn = _check("hs", hs)
         qn = _check("q", q, dtype)
         pn = tuple(_check(f"params[{i}]", p, dtype) for i, p in enumerate(params))
-        a, cache = ops.attention_weight_forward(hsn, qn, kind, pn, _lengths(lengths, hs.shape[0]))
+        ctx.kind, ctx.lengths = kind, _lengths(lengths, hs.shape[0])
+        a, cache = _kernel(ops.attention_weight_forward, hsn, qn, kind, pn, ctx.lengths)
         ctx.cache = cache
+        ctx.save_for_backward(hs, q, *params)
         return _out(a)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, da):
+        if torch.is_grad_enabled():  # create_graph=True
+            needs = (*ctx.needs_input_grad[:2], *ctx.needs_input_grad[4:])
+            grads = _differentiable_grads(
+                lambda hs, q, *p: AttentionWeightFunction.reference(hs, q, ctx.kind, ctx.lengths, *p),
+                ctx.saved_tensors, needs, (da,))
+            return (grads[0], grads[1], None, None, *grads[2:])
         dhs, dq, dparams = ops.attention_weight_backward(_grad(da), ctx.cache)
         return (_out(dhs), _out(dq), None, None, *(_out(d) for d in dparams))
 
 
-class WeightSumFunction(torch.autograd.Function):
-    """``c = WeightSumFunction.apply(hs [B,S,H], a [B,S] or [B,T,S])``: ``c = sum_s a_s hs_s``."""
+class WeightSumFunction(_KernelFunction):
+    """``c = WeightSumFunction.apply(hs [B,S,H], a [B,S] or [B,T,S])``: ``c = sum_s a_s hs_s``.
+    Differentiable to any order."""
+
+    @staticmethod
+    def reference(hs, a):
+        return (a.unsqueeze(1) @ hs).squeeze(1) if a.dim() == 2 else a @ hs
 
     @staticmethod
     def forward(ctx, hs, a):
         hsn = _check("hs", hs)
         an = _check("a", a, hs.dtype)
         ctx.save_for_backward(hs, a)
-        return _out(ops.weight_sum_forward(hsn, an))
+        return _out(_kernel(ops.weight_sum_forward, hsn, an))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dc):
+        if torch.is_grad_enabled():  # create_graph=True
+            return tuple(_differentiable_grads(WeightSumFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
+                                               (dc,)))
         hs, a = ctx.saved_tensors
-        dhs, da = ops.weight_sum_backward(_grad(dc), hs.numpy(), a.numpy())
+        dhs, da = ops.weight_sum_backward(_grad(dc), hs.detach().numpy(), a.detach().numpy())
         return _out(dhs), _out(da)
 
 
@@ -181,44 +367,109 @@ def _reverse_within(x, lengths):
     return x[torch.arange(B).unsqueeze(1), index]
 
 
+def _repack(x, lengths, like):
+    """x [B, S, .] (rows in the original order) as a PackedSequence ordered as ``like``."""
+    order = like.sorted_indices
+    data = x if order is None else x[order]
+    sorted_lengths = lengths if order is None else lengths[order]
+    packed = pack_padded_sequence(data, sorted_lengths, batch_first=True, enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+def _int_arg(name, value, allow_bool=False):
+    """As nn.LSTM checks a size's type: a TypeError unless an int (a bool only where it takes one)."""
+    if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
+    return value
+
+
+def _positive_int(name, value, allow_bool=False):
+    """As nn.LSTM checks its sizes: a TypeError for a non-int, a ValueError for one below 1."""
+    if _int_arg(name, value, allow_bool) <= 0:
+        raise ValueError(f"{name} must be greater than zero, got {value}")
+    return value
+
+
+def _shape(t):
+    return tuple(t.shape)
+
+
 class LSTM(torch.nn.Module):
     """A drop-in for ``torch.nn.LSTM`` running on s2sext's kernels.
 
     Same constructor (``input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False``; ``proj_size`` must be 0), same parameters
-    (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), same inputs (a tensor or a
-    ``PackedSequence``, optional ``(h_0, c_0)``) and outputs (``output, (h_n, c_n)``).
+    dropout=0.0, bidirectional=False, proj_size=0``) with ``nn.LSTM``'s argument checks and
+    exception types, same parameters (``weight_ih_l0``, ``bias_hh_l1_reverse``, ``weight_hr_l0``,
+    ...; in the same order, so one seed gives the same initial weights), same attributes (``mode``,
+    ``all_weights``, ``_flat_weights_names``, ``_all_weights``), same inputs (a tensor, batched or
+    not, or a ``PackedSequence``; optional ``(h_0, c_0)``) and outputs (``output, (h_n, c_n)``).
+    Gradients are differentiable again (``create_graph=True``). With ``proj_size > 0`` a layer runs
+    as torch ops (the kernels have no projection). Wrong sizes raise :class:`ShapeError` (a
+    ``ValueError`` and a ``RuntimeError``), dtypes :class:`DTypeError`, with the shapes passed.
+    CPU and float32/float64 only.
     """
+
+    mode = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__()
-        if proj_size:
-            raise ValueError("s2sext.torch.LSTM does not support proj_size (LSTM with projections)")
+        # torch.nn.LSTM's checks (RNNBase.__init__), in its order and with its exception types
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError("dropout should be a number in range [0, 1] representing the probability of an "
+                             f"element being zeroed, got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                          stacklevel=2)
+        for name, value in (("bias", bias), ("batch_first", batch_first)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__} ({value!r})")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            _positive_int(name, value, allow_bool=True)  # nn.LSTM takes True as 1 here
+        _int_arg("proj_size", proj_size)
+        if proj_size < 0:
+            raise ValueError(f"proj_size should be a positive integer or zero to disable projections, got {proj_size}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} and "
+                             f"hidden_size={hidden_size}")
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"s2sext.torch.LSTM runs on the CPU; got device={device}")
         if dtype is not None and dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"s2sext.torch.LSTM supports float32 and float64; got dtype={dtype}")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 <= float(dropout) < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+            raise DTypeError(f"s2sext.torch.LSTM supports float32 and float64; got dtype={dtype}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional, self.proj_size = bidirectional, 0
-        directions = 2 if bidirectional else 1
+        self.bidirectional, self.proj_size = bidirectional, proj_size
         kw = {"dtype": dtype or torch.get_default_dtype()}
+        G, H_out = 4 * hidden_size, proj_size or hidden_size
+        self._flat_weights_names, self._all_weights = [], []
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * directions
-            for suffix in ("", "_reverse")[:directions]:
-                G = 4 * hidden_size
-                setattr(self, f"weight_ih_l{layer}{suffix}", torch.nn.Parameter(torch.empty(G, layer_input, **kw)))
-                setattr(self, f"weight_hh_l{layer}{suffix}", torch.nn.Parameter(torch.empty(G, hidden_size, **kw)))
+            for suffix in self._suffixes():
+                shapes = {"weight_ih": (G, input_size if layer == 0 else H_out * len(self._suffixes())),
+                          "weight_hh": (G, H_out)}
                 if bias:
-                    setattr(self, f"bias_ih_l{layer}{suffix}", torch.nn.Parameter(torch.empty(G, **kw)))
-                    setattr(self, f"bias_hh_l{layer}{suffix}", torch.nn.Parameter(torch.empty(G, **kw)))
+                    shapes.update(bias_ih=(G,), bias_hh=(G,))
+                if proj_size:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                names = []
+                for kind, shape in shapes.items():
+                    names.append(f"{kind}_l{layer}{suffix}")
+                    setattr(self, names[-1], torch.nn.Parameter(torch.empty(shape, **kw)))
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
         self.reset_parameters()
+
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def all_weights(self):
+        """Per layer and direction, its parameters (``w_ih, w_hh[, b_ih, b_hh][, w_hr]``), as nn.LSTM's."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    @property
+    def _flat_weights(self):
+        return [getattr(self, name) for name in self._flat_weights_names]
 
     def reset_parameters(self):
         bound = 1.0 / math.sqrt(self.hidden_size)
@@ -229,87 +480,145 @@ class LSTM(torch.nn.Module):
         """A no-op, for code written for torch.nn.LSTM (whose cuDNN path wants one weight buffer)."""
 
     def extra_repr(self):
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
-                f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = (("proj_size", 0), ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0),
+                    ("bidirectional", False))
+        for name, default in defaults:  # nn.LSTM's repr: the arguments that differ from its defaults
+            value = getattr(self, name)
+            if (value != default) if name in ("proj_size", "num_layers", "dropout") else (value is not default):
+                s += f", {name}={value}"
+        return s
 
     def _weights(self, layer, suffix):
         w_ih = getattr(self, f"weight_ih_l{layer}{suffix}")
         w_hh = getattr(self, f"weight_hh_l{layer}{suffix}")
+        w_hr = getattr(self, f"weight_hr_l{layer}{suffix}") if self.proj_size else None
         if self.bias:
             b = getattr(self, f"bias_ih_l{layer}{suffix}") + getattr(self, f"bias_hh_l{layer}{suffix}")
         else:
             b = torch.zeros(w_ih.shape[0], dtype=w_ih.dtype)
-        return w_ih, w_hh, b
+        return w_ih, w_hh, b, w_hr
+
+    def _check_features(self, x, dtype):
+        """nn.LSTM's check_input: the input's dtype is the weights', its last size input_size."""
+        if x.dtype != dtype:
+            raise DTypeError(f"input has dtype {x.dtype}, which does not match the weights' dtype {dtype}. Convert "
+                             f"input: input.to({dtype}), or convert model: model.to({x.dtype})")
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"input has {x.shape[-1]} features (shape {_shape(x)}); this LSTM was built with "
+                             f"input_size={self.input_size} (input.size(-1) must be equal to input_size)")
+
+    def _initial_state(self, hx, B, batched, dtype):
+        """(h_0, c_0) as [L*D, B, .], checked against the shapes the caller had to pass."""
+        LD, H, H_out = self.num_layers * len(self._suffixes()), self.hidden_size, self.proj_size or self.hidden_size
+        if hx is None:
+            return torch.zeros(LD, B, H_out, dtype=dtype), torch.zeros(LD, B, H, dtype=dtype)
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2 or not all(isinstance(t, torch.Tensor) for t in hx):
+            raise TypeError(f"hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}")
+        rank = 3 if batched else 2
+        if hx[0].dim() != rank or hx[1].dim() != rank:
+            kind = "batched 3-D" if batched else "unbatched 2-D"
+            raise ShapeError(f"For {kind} input, hx and cx should also be {rank}-D but got ({hx[0].dim()}-D, "
+                             f"{hx[1].dim()}-D) tensors")
+        last = "proj_size" if self.proj_size else "hidden_size"
+        for name, t, size, size_name in (("h_0", hx[0], H_out, last), ("c_0", hx[1], H, "hidden_size")):
+            want = (LD, B, size) if batched else (LD, size)
+            if _shape(t) != want:
+                letters = f"(num_layers * num_directions, {'batch, ' if batched else ''}{size_name})"
+                raise ShapeError(f"{name} has shape {_shape(t)}; expected {want} = {letters}")
+            if t.dtype != dtype:
+                raise DTypeError(f"{name} has dtype {t.dtype}; expected the weights' dtype {dtype}")
+        return hx if batched else tuple(t.unsqueeze(1) for t in hx)
+
+    def _dropout(self, x, packed, lengths):
+        """Dropout of a layer's output x [B, S, .] as nn.LSTM draws it, so that one seed gives
+        its masks: over the time-major [S, B, .] tensor, or over a packed sequence's data."""
+        p = self.dropout
+        if packed is None:
+            return torch.nn.functional.dropout(x.transpose(0, 1).contiguous(), p, training=True).transpose(0, 1)
+        seq = _repack(x, lengths, packed)
+        seq = PackedSequence(torch.nn.functional.dropout(seq.data, p, training=True), seq.batch_sizes,
+                             seq.sorted_indices, seq.unsorted_indices)
+        return pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
 
     def forward(self, input, hx=None):
+        dtype = self.weight_ih_l0.dtype
         packed = isinstance(input, PackedSequence)
         if packed:
+            if input.data.dim() != 2:
+                raise ShapeError(f"input must have 2 dimensions, got {input.data.dim()} (a PackedSequence's data)")
+            self._check_features(input.data, dtype)
             x, lengths = pad_packed_sequence(input, batch_first=True)  # rows in the original order
             lengths = lengths.to(torch.long)
+            batched = True
         else:
-            if not isinstance(input, torch.Tensor) or input.dim() not in (2, 3):
-                raise ValueError("input must be a 3-D tensor, a 2-D unbatched one, or a PackedSequence; got "
-                                 f"{getattr(input, 'shape', type(input).__name__)}")
-            if input.dim() == 2:  # unbatched, as torch.nn.LSTM accepts: [S, I] -> one batch row
-                hx1 = None if hx is None else tuple(t.unsqueeze(1) for t in hx)
-                out, (h_n, c_n) = self.forward(input.unsqueeze(0 if self.batch_first else 1), hx1)
-                return out.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
-            x = input if self.batch_first else input.transpose(0, 1)
+            if not isinstance(input, torch.Tensor):
+                raise TypeError(f"input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}")
+            if input.dim() not in (2, 3):
+                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
+            self._check_features(input, dtype)
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(0 if self.batch_first else 1)  # unbatched [S, I]: one row
+            x = x if self.batch_first else x.transpose(0, 1)
             lengths = None
-        _check("input", x)
-        B, S, I = x.shape
-        if I != self.input_size:
-            raise ValueError(f"input has {I} features; this LSTM was built with input_size={self.input_size}")
-        D, H = (2 if self.bidirectional else 1), self.hidden_size
-        if hx is None:
-            h0 = torch.zeros(self.num_layers * D, B, H, dtype=x.dtype)
-            c0 = torch.zeros_like(h0)
-        else:
-            h0, c0 = hx
-            for name, t in (("h_0", h0), ("c_0", c0)):
-                if tuple(t.shape) != (self.num_layers * D, B, H):
-                    raise ValueError(f"{name} has shape {tuple(t.shape)}; expected {(self.num_layers * D, B, H)}")
+        B, S = x.shape[0], x.shape[1]
+        h0, c0 = self._initial_state(hx, B, batched, dtype)
+        if S == 0:
+            raise ShapeError(f"Expected sequence length to be larger than 0 in RNN (input has shape {_shape(input)})")
+        _validate("input", x)
         x = x.contiguous()
+        D = len(self._suffixes())
         h_n, c_n = [], []
         lengths_np = None if lengths is None else lengths.numpy()
+        # the kernels, or torch ops for a projection (differentiable to any order either way)
+        run = _lstm_reference if self.proj_size else LSTMFunction.apply
         for layer in range(self.num_layers):
             outputs = []
-            for d, suffix in enumerate(("", "_reverse")[:D]):
-                w_ih, w_hh, b = self._weights(layer, suffix)
+            for d, suffix in enumerate(self._suffixes()):
+                w_ih, w_hh, b, w_hr = self._weights(layer, suffix)
+                extra = (w_hr,) if self.proj_size else ()
                 index = layer * D + d
                 if d == 0:
-                    hs, hT, cT = LSTMFunction.apply(x, h0[index], c0[index], w_ih, w_hh, b, lengths_np)
+                    hs, hT, cT = run(x, h0[index], c0[index], w_ih, w_hh, b, lengths_np, *extra)
                 else:
                     lens = lengths if lengths is not None else torch.full((B,), S, dtype=torch.long)
                     x_rev = _reverse_within(x, lens)
-                    hs, hT, cT = LSTMFunction.apply(x_rev, h0[index], c0[index], w_ih, w_hh, b, lengths_np)
+                    hs, hT, cT = run(x_rev, h0[index], c0[index], w_ih, w_hh, b, lengths_np, *extra)
                     hs = _reverse_within(hs, lens)
                 outputs.append(hs)
                 h_n.append(hT)
                 c_n.append(cT)
             x = outputs[0] if D == 1 else torch.cat(outputs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
-                x = torch.nn.functional.dropout(x, self.dropout, training=True)
+                x = self._dropout(x, input if packed else None, lengths)
         h_n, c_n = torch.stack(h_n), torch.stack(c_n)
         if packed:
-            order = input.sorted_indices
-            data = x if order is None else x[order]
-            sorted_lengths = lengths if order is None else lengths[order]
-            repacked = pack_padded_sequence(data, sorted_lengths, batch_first=True, enforce_sorted=True)
-            out = PackedSequence(repacked.data, repacked.batch_sizes, input.sorted_indices, input.unsorted_indices)
-            return out, (h_n, c_n)
-        return (x if self.batch_first else x.transpose(0, 1)), (h_n, c_n)
+            return _repack(x, lengths, input), (h_n, c_n)
+        out = x if self.batch_first else x.transpose(0, 1)
+        if not batched:
+            return out.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
+        return out, (h_n, c_n)
 
 
 class Attention(torch.nn.Module):
     """Attention on s2sext's kernels: ``context, weights = attention(hs [B,S,H], q [B,H] or
     [B,T,H], lengths=None)``; kinds ``dot``, ``scaled_dot``, ``general`` (``w_a [H,H]``), ``concat``
-    (``w_q, w_k [A,H]``, ``v [A]``), ``location`` (``w_a [max_source_length, H]``)."""
+    (``w_q, w_k [A,H]``, ``v [A]``), ``location`` (``w_a [max_source_length, H]``). Differentiable
+    to any order; wrong sizes raise :class:`ShapeError`, dtypes :class:`DTypeError`."""
 
     def __init__(self, kind, hidden_size, attention_size=None, max_source_length=None, dtype=None):
         super().__init__()
         if kind not in ops.ATTENTION_KINDS:
             raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
+        _positive_int("hidden_size", hidden_size)
+        if attention_size is not None:
+            _positive_int("attention_size", attention_size)
+        if kind == "location":
+            if max_source_length is None:
+                raise ValueError("location attention needs max_source_length")
+            _positive_int("max_source_length", max_source_length)
+        if dtype is not None and dtype not in (torch.float32, torch.float64):
+            raise DTypeError(f"s2sext.torch.Attention supports float32 and float64; got dtype={dtype}")
         self.kind, self.hidden_size = kind, hidden_size
         kw = {"dtype": dtype or torch.get_default_dtype()}
         H, A = hidden_size, attention_size or hidden_size
@@ -317,8 +626,6 @@ class Attention(torch.nn.Module):
         if kind == "general":
             self.w_a = torch.nn.Parameter(torch.empty(H, H, **kw).uniform_(-bound, bound))
         elif kind == "location":
-            if not max_source_length:
-                raise ValueError("location attention needs max_source_length")
             self.w_a = torch.nn.Parameter(torch.empty(max_source_length, H, **kw).uniform_(-bound, bound))
         elif kind == "concat":
             self.w_q = torch.nn.Parameter(torch.empty(A, H, **kw).uniform_(-bound, bound))
@@ -331,8 +638,18 @@ class Attention(torch.nn.Module):
                 "concat": (self.w_q, self.w_k, self.v) if self.kind == "concat" else ()}[self.kind]
 
     def forward(self, hs, q, lengths=None):
+        for name, t, ranks in (("hs", hs, (3,)), ("q", q, (2, 3))):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() not in ranks or t.shape[-1] != self.hidden_size:
+                want = " or ".join({2: "[B, H]", 3: "[B, T, H]" if name == "q" else "[B, S, H]"}[r] for r in ranks)
+                raise ShapeError(f"{name} has shape {_shape(t)}; expected {want} with H = hidden_size = "
+                                 f"{self.hidden_size}")
+        params = self.params()
+        if params and hs.dtype != params[0].dtype:
+            raise DTypeError(f"hs has dtype {hs.dtype}, but this Attention's parameters are {params[0].dtype}")
         lengths_np = None if lengths is None else _lengths(lengths, hs.shape[0])
-        a = AttentionWeightFunction.apply(hs, q, self.kind, lengths_np, *self.params())
+        a = AttentionWeightFunction.apply(hs, q, self.kind, lengths_np, *params)
         return WeightSumFunction.apply(hs, a), a
 
 
