@@ -143,8 +143,10 @@ class TwinNMT(nn.Module):
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, p in self.named_parameters():
-                # Larger output weights give peaked distributions: greedy choices are far from ties.
-                p.copy_(torch.randn(p.shape, generator=g) * (1.5 if name.startswith("generator") else 0.5))
+                # Larger output weights give peaked distributions (greedy choices far from ties),
+                # larger target embeddings make the next choice depend on the token fed back.
+                scale = 3.0 if name.startswith("decoder.embeddings") else 1.5 if name.startswith("generator") else 0.5
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
         self.eval()
 
     def forward(self, src, lengths, tgt_in):
@@ -247,8 +249,11 @@ def twin_greedy(twin, src, lengths, max_length):
     return ys[:, 1:]
 
 
-SUPPORTED = [(L, attention, feed) for L in (1, 2) for attention in ("dot", "general", "none")
-             for feed in (False, True) if not (attention == "none" and feed)]
+# Every configuration s2sext expresses, with a seed whose random model's greedy output visits
+# several tokens per row (random models often repeat one token, which tests less).
+SUPPORTED = {(1, "dot", False): 40, (1, "dot", True): 11, (1, "general", False): 30, (1, "general", True): 31,
+             (1, "none", False): 30, (2, "dot", False): 30, (2, "dot", True): 41, (2, "general", False): 40,
+             (2, "general", True): 21, (2, "none", False): 30}
 
 
 def assert_matches_twin(model, twin, name, src_onmt, lengths, tgt_onmt, src_tokens=SRC_TOKENS):
@@ -271,9 +276,9 @@ def twin_sequence_log_prob(twin, src, lengths, ys):
             for lp in twin_refs(twin, src, lengths, inputs)]
 
 
-@pytest.mark.parametrize("L,attention,feed", SUPPORTED)
+@pytest.mark.parametrize("L,attention,feed", list(SUPPORTED))
 def test_log_probs_greedy_and_compiled_decoder_match_the_twin(L, attention, feed, tmp_path):
-    twin = TwinNMT(L, attention, feed, seed=L * 10 + feed)
+    twin = TwinNMT(L, attention, feed, seed=SUPPORTED[L, attention, feed])
     model = from_opennmt(checkpoint(twin))
     cfg = model.config
     assert (cfg.num_layers, cfg.hidden_size, cfg.embed_size, cfg.attention, cfg.input_feeding, cfg.dropout) == (

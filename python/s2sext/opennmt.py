@@ -61,7 +61,7 @@ _MLP = (
 
 # State-dict keys that only the refused options create: pattern -> what to say.
 _REFUSED_KEYS = (
-    (r"(^|\.)lora_[AB]$|\.lora_", "LoRA weights (lora_layers / lora_embedding) are not supported; merge "
+    (r"\.lora_", "LoRA weights (lora_layers / lora_embedding) are not supported; merge "
                                   "them into the model with OpenNMT-py's tools/lora_weights.py first"),
     (r"^decoder\.copy_attn\.|^generator\.linear(_copy)?\.", "copy attention (copy_attn) is not supported"),
     (r"^decoder\.attn\.linear_cover\.", "coverage attention (coverage_attn) is not supported"),
@@ -320,7 +320,8 @@ def _itos(side: str, entry) -> tuple[list, dict]:
     field = entry
     fields = getattr(entry, "fields", None)
     if fields is not None:  # a TextMultiField: [(name, Field), (feature name, Field), ...]
-        if not isinstance(fields, (list, tuple)) or not fields or len(fields[0]) != 2:
+        if (not isinstance(fields, (list, tuple)) or not fields or not isinstance(fields[0], (list, tuple))
+                or len(fields[0]) != 2):
             raise ValueError(f"vocabulary {side!r}: unexpected field layout {fields!r}")
         if len(fields) > 1:
             raise ValueError(f"vocabulary {side!r} has {len(fields) - 1} feature field(s): source features "
