@@ -47,6 +47,13 @@ ONMT_SPECIALS = ("<blank>", "<s>", "</s>", "<unk>")
 SRC_EMB = "encoder.embeddings.make_embedding.emb_luts.0.weight"
 TGT_EMB = "decoder.embeddings.make_embedding.emb_luts.0.weight"
 
+# s2sext part -> the OpenNMT name it is read from (s2sext.torch.seq2seq_from_state_dict's names);
+# attention.w_a and combine.bias are the prepared arrays (transposed, zeros) stored under those names.
+_NAMES = {"src_embed": SRC_EMB, "tgt_embed": TGT_EMB, "encoder": "encoder.rnn", "decoder": "decoder.rnn",
+          "attention.w_a": "decoder.attn.linear_in.weight", "combine.weight": "decoder.attn.linear_out.weight",
+          "combine.bias": "decoder.attn.linear_out.bias", "out.weight": "generator.weight",
+          "out.bias": "generator.bias"}
+
 _NOT_YET = "needs s2sext features that are not built yet"
 _BRNN = (
     "encoder_type 'brnn' " + _NOT_YET + ": OpenNMT-py's bidirectional encoder concatenates its two "
@@ -172,6 +179,10 @@ def _no_duplicates(pairs):
     return out
 
 
+def _int_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+
+
 def read_safetensors(path) -> dict[str, np.ndarray]:
     """The float tensors of a ``.safetensors`` file as float32 numpy arrays (numpy only).
 
@@ -209,10 +220,9 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in _ST_DTYPES:
             raise ValueError(f"{where} has dtype {dtype!r}; expected a float dtype, one of {sorted(_ST_DTYPES)}")
-        ints = lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)  # noqa: E731
-        if not ints(shape) or any(d < 0 for d in shape):
+        if not _int_list(shape) or any(d < 0 for d in shape):
             raise ValueError(f"{where} has shape {shape!r}; expected a list of integers >= 0")
-        if not ints(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1] <= len(data):
+        if not _int_list(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1] <= len(data):
             raise ValueError(f"{where} has data_offsets {offsets!r}; expected [begin, end] within the "
                              f"{len(data)} data bytes")
         count = 1
@@ -373,6 +383,31 @@ def _vocab(side: str, entry, size: int, required: tuple):
     return tokens, np.asarray(perm)
 
 
+def _vocab_entries(checkpoint) -> tuple[str, object, object]:
+    """(layout "3.x"/"2.x"/"1.x", source entry, target entry) of the checkpoint's vocabulary."""
+    vocab = checkpoint.get("vocab")
+    layout = "3.x"
+    if isinstance(vocab, (list, tuple)):  # 1.x: [(side, field), ...]
+        layout = "1.x"
+        try:
+            vocab = dict(vocab)
+        except (TypeError, ValueError):
+            raise ValueError("checkpoint['vocab'] is a list but not of (side, field) pairs") from None
+    if not isinstance(vocab, dict) or "src" not in vocab or "tgt" not in vocab:
+        raise ValueError("checkpoint['vocab'] must hold 'src' and 'tgt' vocabularies")
+    if layout == "3.x" and not isinstance(vocab["tgt"], (list, tuple)):
+        layout = "2.x"
+    data_task = vocab.get("data_task", "seq2seq")
+    if data_task != "seq2seq":
+        raise ValueError(f"vocabulary data_task = {data_task!r}: s2sext imports seq2seq models, not language models")
+    if vocab.get("decoder_start_token", "<s>") != "<s>":
+        raise ValueError(f"vocabulary decoder_start_token = {vocab['decoder_start_token']!r}: s2sext's decoder "
+                         "starts from <s> (its <sos>)")
+    if vocab.get("src_feats"):
+        raise ValueError("vocabulary src_feats: source features (n_src_feats, feat_merge) are not supported")
+    return layout, vocab["src"], vocab["tgt"]
+
+
 def _rows(table: np.ndarray, perm: np.ndarray) -> np.ndarray:
     out = table[np.maximum(perm, 0)]
     out[perm < 0] = 0.0
@@ -475,6 +510,35 @@ def _architecture(state: dict) -> dict:
     return {"L": L, "H": H, "E": E, "input_feed": feed, "attention": attention}
 
 
+def _prepared(state: dict, arch: dict, src_perm, tgt_perm) -> dict:
+    """OpenNMT name -> the array s2sext takes; consumes ``state`` and refuses what is left over.
+
+    The two differences that are not renames: the rows follow the s2sext ids, and OpenNMT's
+    general score (W_in h_t) . h_s is s2sext's h_t . (W_a h_s) with W_a = W_in^T. dot/general's
+    output layer has no bias: s2sext's is 0.
+    """
+    prepared = {SRC_EMB: _rows(state.pop(SRC_EMB), src_perm), TGT_EMB: _rows(state.pop(TGT_EMB), tgt_perm),
+                "generator.weight": _rows(state.pop("generator.weight"), tgt_perm),
+                "generator.bias": _rows(state.pop("generator.bias"), tgt_perm)}
+    decoder = "decoder.rnn.layers.{k}.{w}" if arch["input_feed"] else "decoder.rnn.{w}_l{k}"
+    copied = [template.format(k=k, w=w) for template in ("encoder.rnn.{w}_l{k}", decoder) for k in range(arch["L"])
+              for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    if arch["attention"] != "none":
+        copied.append("decoder.attn.linear_out.weight")
+    for name in copied:
+        if name not in state:
+            raise ValueError(f"the checkpoint has no {name!r}")
+        prepared[name] = state.pop(name)
+    if arch["attention"] == "general":
+        prepared["decoder.attn.linear_in.weight"] = np.ascontiguousarray(state.pop("decoder.attn.linear_in.weight").T)
+    if arch["attention"] != "none":
+        prepared["decoder.attn.linear_out.bias"] = np.zeros(arch["H"], np.float32)
+    if state:
+        raise ValueError(f"checkpoint tensors that no s2sext parameter takes: {sorted(state)} (an OpenNMT-py model "
+                         "s2sext does not import: a Transformer or CNN, or an option it does not express)")
+    return prepared
+
+
 def from_opennmt(checkpoint, weights=None, return_info=False):
     """An :class:`s2sext.Seq2Seq` holding an OpenNMT-py RNN model's weights.
 
@@ -506,69 +570,24 @@ def from_opennmt(checkpoint, weights=None, return_info=False):
         checkpoint = load_checkpoint(checkpoint)
     opt = _options(checkpoint)
     _check_options(opt)
-    vocab = checkpoint.get("vocab")
-    layout = "3.x"
-    if isinstance(vocab, (list, tuple)):  # 1.x: [(side, field), ...]
-        layout = "1.x"
-        try:
-            vocab = dict(vocab)
-        except (TypeError, ValueError):
-            raise ValueError("checkpoint['vocab'] is a list but not of (side, field) pairs") from None
-    if not isinstance(vocab, dict) or "src" not in vocab or "tgt" not in vocab:
-        raise ValueError("checkpoint['vocab'] must hold 'src' and 'tgt' vocabularies")
-    if layout == "3.x" and not isinstance(vocab["tgt"], (list, tuple)):
-        layout = "2.x"
-    data_task = vocab.get("data_task", "seq2seq")
-    if data_task != "seq2seq":
-        raise ValueError(f"vocabulary data_task = {data_task!r}: s2sext imports seq2seq models, not language models")
-    if vocab.get("decoder_start_token", "<s>") != "<s>":
-        raise ValueError(f"vocabulary decoder_start_token = {vocab['decoder_start_token']!r}: s2sext's decoder "
-                         "starts from <s> (its <sos>)")
-    if vocab.get("src_feats"):
-        raise ValueError("vocabulary src_feats: source features (n_src_feats, feat_merge) are not supported")
-
+    layout, src_entry, tgt_entry = _vocab_entries(checkpoint)
     state = _state_dict(checkpoint, weights)
     arch = _architecture(state)
     _cross_check(opt, arch)
-    src_tokens, src_perm = _vocab("src", vocab["src"], state[SRC_EMB].shape[0], required=("<unk>",))
-    tgt_tokens, tgt_perm = _vocab("tgt", vocab["tgt"], state[TGT_EMB].shape[0], required=SPECIALS)
+    src_tokens, src_perm = _vocab("src", src_entry, state[SRC_EMB].shape[0], required=("<unk>",))
+    tgt_tokens, tgt_perm = _vocab("tgt", tgt_entry, state[TGT_EMB].shape[0], required=SPECIALS)
 
-    # OpenNMT name -> the array s2sext takes. The two differences that are not renames: the rows
-    # follow the s2sext ids, and OpenNMT's general score (W_in h_t) . h_s is s2sext's
-    # h_t . (W_a h_s) with W_a = W_in^T. dot/general's output layer has no bias: s2sext's is 0.
-    prepared = {SRC_EMB: _rows(state.pop(SRC_EMB), src_perm), TGT_EMB: _rows(state.pop(TGT_EMB), tgt_perm),
-                "generator.weight": _rows(state.pop("generator.weight"), tgt_perm),
-                "generator.bias": _rows(state.pop("generator.bias"), tgt_perm)}
-    copied = [f"encoder.rnn.{w}_l{k}" for k in range(arch["L"]) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    copied += [f"decoder.rnn.layers.{k}.{w}" if arch["input_feed"] else f"decoder.rnn.{w}_l{k}"
-                   for k in range(arch["L"]) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    if arch["attention"] != "none":
-        copied.append("decoder.attn.linear_out.weight")
-    for name in copied:
-        if name not in state:
-            raise ValueError(f"the checkpoint has no {name!r}")
-        prepared[name] = state.pop(name)
-    if arch["attention"] == "general":
-        prepared["decoder.attn.linear_in.weight"] = np.ascontiguousarray(state.pop("decoder.attn.linear_in.weight").T)
-    if arch["attention"] != "none":
-        prepared["decoder.attn.linear_out.bias"] = np.zeros(arch["H"], np.float32)
-    if state:
-        raise ValueError(f"checkpoint tensors that no s2sext parameter takes: {sorted(state)} (an OpenNMT-py model "
-                         "s2sext does not import: a Transformer or CNN, or an option it does not express)")
-
-    names = {"src_embed": SRC_EMB, "tgt_embed": TGT_EMB, "encoder": "encoder.rnn", "decoder": "decoder.rnn",
-             "attention.w_a": "decoder.attn.linear_in.weight", "combine.weight": "decoder.attn.linear_out.weight",
-             "combine.bias": "decoder.attn.linear_out.bias", "out.weight": "generator.weight",
-             "out.bias": "generator.bias"}
+    prepared = _prepared(state, arch, src_perm, tgt_perm)
     model = seq2seq_from_state_dict(
-        prepared, src_tokens, tgt_tokens, names=names,
+        prepared, src_tokens, tgt_tokens, names=_NAMES,
         decoder_cells="decoder.rnn.layers.{k}" if arch["input_feed"] else None,
         embed_size=arch["E"], hidden_size=arch["H"], num_layers=arch["L"],
         attention=None if arch["attention"] == "none" else arch["attention"], attention_style="luong",
         input_feeding=arch["input_feed"], dropout=0.0, src_tokenizer="word", tgt_tokenizer="word",
     )
     transforms = opt.get("transforms") or []
-    transforms = [str(t) for t in transforms] if isinstance(transforms, (list, tuple)) else [str(transforms)]
+    transforms = ([str(t) for t in transforms] if isinstance(transforms, (list, tuple))
+                  else sorted(map(str, transforms)) if isinstance(transforms, set) else [str(transforms)])
     if transforms:
         warnings.warn(
             f"the OpenNMT-py model was trained with transforms {transforms}, which s2sext does not run: feed it text "
