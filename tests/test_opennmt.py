@@ -348,6 +348,18 @@ def test_vocabulary_mapping_and_the_model_file(tmp_path):
     assert loaded.translate(["s0 s1 s2"]) == model.translate(["s0 s1 s2"])
 
 
+def test_translate_text_as_the_twin_does():
+    """Whitespace-tokenized text in, words out: an unknown word becomes <unk> on both sides."""
+    twin = TwinNMT(1, "general", True, seed=1)  # a seed whose greedy output holds only words
+    model = from_opennmt(checkpoint(twin))
+    text = "s3 s0 zzz s5 s5"
+    src = torch.tensor([[SRC_TOKENS.index(w) if w in SRC_TOKENS else UNK for w in text.split()]])
+    words = [TGT_TOKENS[i] for i in twin_greedy(twin, src, torch.tensor([5]), 8)[0]]
+    assert not set(words) & set(ONMT_SPECIALS_3X)
+    assert model.translate([text], max_length=8) == [" ".join(words)]
+    assert model.compile().translate([text], max_length=8) == [" ".join(words)]
+
+
 def test_transforms_warn_that_text_must_be_pre_tokenized():
     twin = TwinNMT(1, "dot", False)
     with pytest.warns(UserWarning, match=r"transforms \['onmt_tokenize', 'sentencepiece'\].*tokenized"):
