@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -644,6 +645,29 @@ REFUSALS = {
     "data_task": (dict(), lambda ck: ck["vocab"].update(data_task="lm"), r"data_task = 'lm'"),
     "start token": (dict(), lambda ck: ck["vocab"].update(decoder_start_token="</s>"), r"decoder_start_token"),
     "src_feats": (dict(), lambda ck: ck["vocab"].update(src_feats=[["a"]]), r"src_feats: source features"),
+    # malformed checkpoints
+    "opt type": (dict(), lambda ck: ck.update(opt=["-layers", "2"]), r"checkpoint\['opt'\] must be an argparse"),
+    "vocab pairs": (dict(), lambda ck: ck.update(vocab=[1, 2]), r"a list but not of \(side, field\) pairs"),
+    "vocab sides": (dict(), lambda ck: ck["vocab"].pop("tgt"), r"must hold 'src' and 'tgt' vocabularies"),
+    "field features": (dict(), _vocab("src", types.SimpleNamespace(fields=[("src", None), ("feat0", None)])),
+                       r"'src' has 1 feature field\(s\): source features"),
+    "field layout": (dict(), _vocab("src", types.SimpleNamespace(fields="src")), r"'src': unexpected field layout"),
+    "field without itos": (dict(), _vocab("tgt", types.SimpleNamespace(vocab=None)), r"without a token list"),
+    "model type": (dict(), lambda ck: ck.update(model=[1]), r"must be state dicts"),
+    "key type": (dict(), lambda ck: ck["model"].update({1: torch.zeros(1)}), r"state-dict key 1 is not a str"),
+    "value type": (dict(), lambda ck: ck["model"].update(x="text"), r"entry 'x' is a str; expected a float tensor"),
+    "generator twice": (dict(), lambda ck: ck["generator"].update({"0.weight": torch.zeros(VT, H)}),
+                        r"'generator.weight' twice"),
+    "no generator": (dict(), lambda ck: ck.update(generator={}), r"no 'generator.weight': not an OpenNMT-py RNN"),
+    "no encoder rnn": (dict(), lambda ck: [ck["model"].pop(k) for k in list(ck["model"]) if k.startswith("encoder.rnn")],
+                       r"no 'encoder.rnn.weight_ih_l0': not an OpenNMT-py RNN encoder"),
+    "1-D weight_hh": (dict(), lambda ck: ck["model"].update({"encoder.rnn.weight_hh_l1": torch.zeros(4 * H)}),
+                      r"no 2-D 'encoder.rnn.weight_hh_l1'"),
+    "hidden sizes": (dict(), lambda ck: ck["model"].update({"decoder.rnn.layers.0.weight_hh": torch.zeros(16, 4)}),
+                     r"encoder's hidden size is 8 and the decoder's 4"),
+    "embedding sizes": (dict(), lambda ck: ck["model"].update({"decoder.embeddings.make_embedding.emb_luts.0.weight":
+                                                               torch.zeros(VT, 5)}),
+                        r"src_word_vec_size 6 and tgt_word_vec_size 5 differ"),
 }
 
 
@@ -692,3 +716,7 @@ def test_files_that_are_not_checkpoints(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+    with zipfile.ZipFile(path, "w") as z:  # a zip, but not one torch.save wrote
+        z.writestr("notes.txt", "hello")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(path)
