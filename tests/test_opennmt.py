@@ -169,6 +169,10 @@ class TwinNMT(nn.Module):
         return argparse.Namespace(**opt)
 
 
+# Reading .pt files needs torch.serialization.safe_globals (torch >= 2.5); dict checkpoints do not.
+needs_safe_load = pytest.mark.skipif(not hasattr(torch.serialization, "safe_globals"),
+                                     reason="load_checkpoint needs torch >= 2.5")
+
 SRC_TOKENS = ONMT_SPECIALS_3X + [f"s{i}" for i in range(VS - 4)]
 TGT_TOKENS = ONMT_SPECIALS_3X + [f"t{i}" for i in range(VT - 4)]
 
@@ -367,6 +371,7 @@ def test_transforms_warn_that_text_must_be_pre_tokenized():
         from_opennmt(checkpoint(twin, transforms=["onmt_tokenize", "sentencepiece"]))
 
 
+@needs_safe_load
 def test_fp16_checkpoint_and_generator_0_weight(tmp_path):
     """model_dtype fp16 saves half tensors (cast to float32); up to 3.0.3 the generator keys are
     0.weight / 0.bias (a Sequential)."""
@@ -428,6 +433,7 @@ def _field(ns, itos, bos, multi):
     return multi_field
 
 
+@needs_safe_load
 @pytest.mark.parametrize("layout", ["2.x", "1.x"])
 def test_torchtext_field_checkpoints(layout, tmp_path, monkeypatch):
     """2.x: {side: TextMultiField} with torchtext's specials [<unk>, <blank>, <s>, </s>] (sources
@@ -479,6 +485,7 @@ def write_safetensors(path, tensors, dtypes=None, header_edit=None, raw=None):
         f.write(len(text).to_bytes(8, "little") + text + b"".join(chunks))
 
 
+@needs_safe_load
 def test_safetensors_weights_match_the_pt_weights(tmp_path):
     twin = TwinNMT(2, "general", True, seed=7)
     full = checkpoint(twin)
@@ -694,6 +701,7 @@ class _RunsACommand:
         return os.system, (self.command,)
 
 
+@needs_safe_load
 def test_a_pickle_with_another_global_is_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.pt"
@@ -706,6 +714,7 @@ def test_a_pickle_with_another_global_is_refused_not_run(tmp_path):
     assert not marker.exists()
 
 
+@needs_safe_load
 def test_files_that_are_not_checkpoints(tmp_path):
     path = tmp_path / "text.pt"
     path.write_bytes(b"not a checkpoint at all")
