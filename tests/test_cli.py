@@ -749,6 +749,8 @@ def test_missing_data_file_is_one_error_line(capsys, tmp_path):
     ("--teacher-forcing", "constant:1.5", "1.5"),
     ("--teacher-forcing", "exponential:k=2", "k=2"),
     ("--teacher-forcing", "linear:c=0.1,q=3", "q"),
+    ("--teacher-forcing", "linear:c=nan", "c=nan"),  # once trained silently with teacher forcing 0
+    ("--teacher-forcing", "inverse_sigmoid:k=inf", "k=inf"),
     ("--hidden", "0", "positive integer"),
     ("--epochs", "two", "positive integer"),
     ("--dropout", "-0.5", ">= 0"),
