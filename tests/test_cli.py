@@ -576,6 +576,14 @@ def test_plot_of_a_model_without_attention_is_one_error_line(capsys, tmp_path):
     assert not png.exists()
 
 
+def test_plot_refuses_a_text_longer_than_the_model_accepts(capsys, tmp_path, model_path):
+    png = tmp_path / "heat.png"
+    rc, out, err = run(capsys, "plot", "--model", model_path, "x" * 129, "--out", png)
+    assert out == "" and not png.exists()
+    assert_one_error_line(rc, err, "TEXT: the source has 129 char tokens; the longest accepted is 128 "
+                                   "(the model's max_source_length)")
+
+
 def test_plot_without_matplotlib_is_one_error_line(capsys, monkeypatch, tmp_path, model_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)

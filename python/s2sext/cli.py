@@ -419,6 +419,8 @@ def cmd_plot(args):
 
     _check_output("--out", args.out)
     model = Seq2Seq.load(args.model)
+    _fit([args.text], model.config.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
+         hint="the model's max_source_length")
     translation = plot_attention(model, args.text, args.out)
     print(f"{args.text} -> {translation}; heatmap written to {args.out}")
     return 0
