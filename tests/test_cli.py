@@ -861,6 +861,8 @@ def test_out_in_missing_directory_names_the_out_path(capsys, tmp_path):
     (["train", "--task", "reverse", "--max-target-length", "0"], "--max-target-length", "0"),
     (["train", "--task", "reverse", "--threads", "5000"], "--threads", "5000"),
     (["demo", "--size", "100000000"], "--size", "100000000"),
+    (["demo", "--valid", "1e300"], "--valid", "1e300"),
+    (["train", "--task", "reverse", "--valid-split", "1e300"], "--valid-split", "1e300"),
     (["demo", "--seed", "-3"], "--seed", "-3"),
 ])
 def test_numeric_option_out_of_range_is_an_argparse_error(capsys, argv, option, value):

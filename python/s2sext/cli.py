@@ -34,6 +34,8 @@ DEFAULT_MAX_TOKENS = 1024
 MAX_TOKENS = 100_000
 # set_num_threads' own bound (the C++ core refuses more).
 MAX_THREADS = 1024
+# The most pairs a task generates or a split holds out.
+MAX_PAIRS = 10_000_000
 
 DEMO_EXAMPLES = [
     "september 27, 1994",
@@ -101,7 +103,7 @@ def _float_in(high=math.inf):
 _size = _int_in(65_536)  # embedding and hidden sizes
 _layers = _int_in(64)
 _length = _int_in(MAX_TOKENS)
-_pairs = _int_in(10_000_000)  # generated pairs
+_pairs = _int_in(MAX_PAIRS)
 _batch_size = _int_in(1_000_000)
 _epochs = _int_in(1_000_000)
 _beam = _int_in(1_000)  # also --n-best, which may not exceed it
@@ -118,8 +120,9 @@ def _fraction_or_count(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}") from None
     if value >= 1:
-        if value != int(value):
-            raise argparse.ArgumentTypeError(f"a count must be a whole number, got {text!r}")
+        if value != int(value) or value > MAX_PAIRS:
+            raise argparse.ArgumentTypeError(
+                f"expected a fraction in (0, 1) or a count (a whole number up to {MAX_PAIRS:,}), got {text!r}")
         return int(value)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
