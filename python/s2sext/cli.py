@@ -7,10 +7,14 @@ Every numeric option is range-checked when the command line is parsed. Sources a
 checked against their limits (in tokens) before anything is encoded, so one huge input line is
 refused (or, with ``--truncate``, cut) instead of costing memory in proportion to its length:
 
-* sources: the model's ``max_source_length`` for ``translate`` and ``eval`` (``--max-source-length``
-  may change it unless the model has location attention, whose weight has one row per source
-  position); for ``train``, ``--max-source-length`` or else ``DEFAULT_MAX_TOKENS``;
+* sources: the model's ``max_source_length`` for ``translate``, ``eval`` and ``plot``
+  (``--max-source-length`` may change it unless the model has location attention, whose weight
+  has one row per source position); for ``train``, ``--max-source-length`` or else
+  ``DEFAULT_MAX_TOKENS``;
 * targets (``train``, ``eval``): ``--max-target-length``, default ``DEFAULT_MAX_TOKENS``.
+
+Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``). Outputs are checked
+for writability before any work starts.
 """
 
 from __future__ import annotations
