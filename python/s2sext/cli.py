@@ -7,9 +7,9 @@ Every numeric option is range-checked when the command line is parsed. Sources a
 checked against their limits (in tokens) before anything is encoded, so one huge input line is
 refused (or, with ``--truncate``, cut) instead of costing memory in proportion to its length:
 
-* sources: the model's ``max_source_length`` for ``translate``, ``eval`` and ``plot``
-  (``--max-source-length`` may change it unless the model has location attention, whose weight
-  has one row per source position); for ``train``, ``--max-source-length`` or else
+* sources: the model's ``max_source_length`` for ``translate``, ``eval`` and ``plot`` (in the
+  first two ``--max-source-length`` may change it, unless the model has location attention, whose
+  weight has one row per source position); for ``train``, ``--max-source-length`` or else
   ``DEFAULT_MAX_TOKENS``;
 * targets (``train``, ``eval``): ``--max-target-length``, default ``DEFAULT_MAX_TOKENS``.
 
