@@ -2,14 +2,16 @@
 and the error contract -- bad arguments and bad data end in one ``s2sext: error: ...`` line on
 stderr with exit status 2, never a traceback.
 
-Commands run in-process through ``main(argv)`` (output read with capsys); one test runs
-``python -m s2sext --help`` in a subprocess. Models are tiny (reverse task, 300 pairs, hidden 16,
-embed 8, one or two epochs), so the whole file takes a few seconds.
+Commands run in-process through ``main(argv)`` (output read with capsys); a few run in a
+subprocess (``python -m s2sext --help``, real stdin, a peak-memory measurement). Models are tiny
+(reverse task, 300 pairs, hidden 16, embed 8, one or two epochs), so the whole file takes a few
+seconds.
 
 Each bug found in the CLI has a test here that reproduces it.
 """
 import io
 import math
+import os
 import re
 import runpy
 import subprocess
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 import s2sext
+import s2sext.cli
 from s2sext import Seq2Seq
 from s2sext.cli import main
 from s2sext.data import make_task
@@ -573,6 +576,14 @@ def test_plot_of_a_model_without_attention_is_one_error_line(capsys, tmp_path):
     assert not png.exists()
 
 
+def test_plot_refuses_a_text_longer_than_the_model_accepts(capsys, tmp_path, model_path):
+    png = tmp_path / "heat.png"
+    rc, out, err = run(capsys, "plot", "--model", model_path, "x" * 129, "--out", png)
+    assert out == "" and not png.exists()
+    assert_one_error_line(rc, err, "TEXT: the source has 129 char tokens; the longest accepted is 128 "
+                                   "(the model's max_source_length)")
+
+
 def test_plot_without_matplotlib_is_one_error_line(capsys, monkeypatch, tmp_path, model_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
@@ -749,6 +760,8 @@ def test_missing_data_file_is_one_error_line(capsys, tmp_path):
     ("--teacher-forcing", "constant:1.5", "1.5"),
     ("--teacher-forcing", "exponential:k=2", "k=2"),
     ("--teacher-forcing", "linear:c=0.1,q=3", "q"),
+    ("--teacher-forcing", "linear:c=nan", "c=nan"),  # once trained silently with teacher forcing 0
+    ("--teacher-forcing", "inverse_sigmoid:k=inf", "k=inf"),
     ("--hidden", "0", "positive integer"),
     ("--epochs", "two", "positive integer"),
     ("--dropout", "-0.5", ">= 0"),
@@ -810,3 +823,417 @@ def test_out_in_missing_directory_names_the_out_path(capsys, tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("s2sext: error: ")
     assert str(out_path) in last and ".tmp" not in last
+
+
+# ---------------------------------------------------------------------------------------------
+# Numeric options: every one range-checked when parsed, one error line naming it
+
+
+@pytest.mark.parametrize("argv, option, value", [
+    (["translate", "--model", "m.s2s", "--max-length", "1000000000000"], "--max-length", "1000000000000"),
+    (["translate", "--model", "m.s2s", "--max-length", "100001"], "--max-length", "100001"),
+    (["translate", "--model", "m.s2s", "--beam", "1001"], "--beam", "1001"),
+    (["translate", "--model", "m.s2s", "--beam", "9223372036854775808"], "--beam", "9223372036854775808"),
+    (["translate", "--model", "m.s2s", "--n-best", "0"], "--n-best", "0"),
+    (["translate", "--model", "m.s2s", "--batch-size", "10000000"], "--batch-size", "10000000"),
+    (["translate", "--model", "m.s2s", "--length-penalty", "1e308"], "--length-penalty", "1e308"),
+    (["translate", "--model", "m.s2s", "--length-penalty", "nan"], "--length-penalty", "nan"),
+    (["translate", "--model", "m.s2s", "--threads", "99999999999"], "--threads", "99999999999"),
+    (["translate", "--model", "m.s2s", "--threads", "1025"], "--threads", "1025"),
+    (["translate", "--model", "m.s2s", "--max-source-length", "0"], "--max-source-length", "0"),
+    (["eval", "--model", "m.s2s", "--data", "d.tsv", "--max-length", "1000000000000"], "--max-length",
+     "1000000000000"),
+    (["eval", "--model", "m.s2s", "--data", "d.tsv", "--beam", "0"], "--beam", "0"),
+    (["eval", "--model", "m.s2s", "--data", "d.tsv", "--max-target-length", "1000001"], "--max-target-length",
+     "1000001"),
+    (["train", "--task", "reverse", "--hidden", "1000000"], "--hidden", "1000000"),
+    (["train", "--task", "reverse", "--embed", "65537"], "--embed", "65537"),
+    (["train", "--task", "reverse", "--layers", "65"], "--layers", "65"),
+    (["train", "--task", "reverse", "--task-size", "100000000"], "--task-size", "100000000"),
+    (["train", "--task", "reverse", "--epochs", "10000000"], "--epochs", "10000000"),
+    (["train", "--task", "reverse", "--batch-size", "0"], "--batch-size", "0"),
+    (["train", "--task", "reverse", "--lr", "inf"], "--lr", "inf"),
+    (["train", "--task", "reverse", "--clip", "inf"], "--clip", "inf"),
+    (["train", "--task", "reverse", "--dropout", "inf"], "--dropout", "inf"),
+    (["train", "--task", "reverse", "--seed", "-1"], "--seed", "-1"),
+    (["train", "--task", "reverse", "--seed", str(2**63)], "--seed", str(2**63)),
+    (["train", "--task", "reverse", "--max-source-length", "1000000"], "--max-source-length", "1000000"),
+    (["train", "--task", "reverse", "--max-target-length", "0"], "--max-target-length", "0"),
+    (["train", "--task", "reverse", "--threads", "5000"], "--threads", "5000"),
+    (["demo", "--size", "100000000"], "--size", "100000000"),
+    (["demo", "--valid", "1e300"], "--valid", "1e300"),
+    (["train", "--task", "reverse", "--valid-split", "1e300"], "--valid-split", "1e300"),
+    (["demo", "--seed", "-3"], "--seed", "-3"),
+])
+def test_numeric_option_out_of_range_is_an_argparse_error(capsys, argv, option, value):
+    """--max-length 1000000000000 once ended in a traceback (a 7 TiB allocation); --threads
+    99999999999 was refused only after the model had loaded."""
+    err = run_argparse_error(capsys, *argv)
+    line = err.strip()
+    assert f"argument {option}: expected " in line and repr(value) in line, line
+
+
+@pytest.mark.parametrize("argv", [
+    ["translate", "--model", "m.s2s", "--max-length", "100000", "--beam", "1000", "--n-best", "1000",
+     "--length-penalty", "10", "--threads", "1024", "--batch-size", "1000000", "--max-source-length", "100000"],
+    ["train", "--task", "reverse", "--hidden", "65536", "--layers", "64", "--seed", str(2**63 - 1),
+     "--lr", "1e38", "--clip", "0", "--max-target-length", "100000", "--task-size", "10000000"],
+])
+def test_numeric_options_at_their_bounds_parse(argv):
+    args = s2sext.cli.build_parser().parse_args(argv)
+    assert args.func.__name__ == f"cmd_{argv[0]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Input limits: a line longer than the limit is refused naming it (or cut with --truncate)
+# before anything is encoded
+
+
+def _forbid_encoding(monkeypatch):
+    """Make any encoding or translating an AssertionError (main() does not catch it)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the input was encoded before its length was checked")
+
+    monkeypatch.setattr(Seq2Seq, "encode_texts", refuse)
+    monkeypatch.setattr(Seq2Seq, "translate", refuse)
+    monkeypatch.setattr(s2sext.cli, "_encode", refuse)
+
+
+@pytest.mark.parametrize("options", [[], ["--beam", "2"], ["--beam", "3", "--n-best", "2"]])
+def test_translate_refuses_a_10_mb_line_before_encoding_it(capsys, monkeypatch, tmp_path, model_path, model,
+                                                           options):
+    """One 10 MB line once made translate take 5.5 GB and --beam end in a MemoryError traceback."""
+    assert model.config.max_source_length == 128  # max(128, 2 x the longest training source)
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abc\n" + "x" * 10_000_000 + "\nabc\n", encoding="utf-8")
+    _forbid_encoding(monkeypatch)
+    rc, out, err = run(capsys, "translate", "--model", model_path, *options, inputs)
+    assert out == ""
+    assert_one_error_line(rc, err, f"{inputs}:2: the source has 10,000,000 char tokens; the longest accepted "
+                                   "is 128 (the model's max_source_length", "--truncate")
+
+
+def test_translate_refuses_a_long_line_on_stdin(capsys, monkeypatch, model_path):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("abc\n\n" + "y" * 129 + "\n"))
+    rc, out, err = run(capsys, "translate", "--model", model_path)
+    assert out == ""
+    assert_one_error_line(rc, err, "<stdin>:3: the source has 129 char tokens; the longest accepted is 128")
+
+
+# Runs argv[2:] with an address-space cap (so that a regression fails instead of swapping) and
+# writes its peak resident memory to argv[1]. A child's peak includes the memory of the process it
+# was forked from (Linux keeps the larger of the two across exec), so the command is started from
+# this small interpreter and not from pytest.
+MEASURE_PEAK = """
+import resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+rc = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(rc)
+"""
+
+
+def test_translate_10_mb_line_on_stdin_in_bounded_memory(tmp_path, model_path):
+    """The real command in a subprocess, its peak memory measured: before the limit, the
+    encoder's states for 10**7 steps took gigabytes."""
+    pytest.importorskip("resource")  # the measuring interpreter's; POSIX only
+    if "asan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("AddressSanitizer reserves terabytes of address space and inflates resident memory")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"z" * 10_000_000 + b"\n")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", S2SEXT_NUM_THREADS="1")  # no thread pools to reserve
+    peak_file = tmp_path / "peak"
+    with open(big, "rb") as stdin:
+        result = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(peak_file), sys.executable, "-m", "s2sext",
+                                 "translate", "--model", str(model_path)], stdin=stdin, capture_output=True,
+                                env=env, timeout=120)
+    assert_one_error_line(result.returncode, result.stderr.decode(), "<stdin>:1: the source has 10,000,000 char tokens")
+    assert result.stdout == b""
+    peak = int(peak_file.read_text()) * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, else KiB
+    # the interpreter, numpy and the model take about 70 MB, the line 10 MB twice over
+    assert peak < 250e6, f"peak resident memory {peak / 1e6:.0f} MB"
+
+
+def test_translate_truncate_cuts_long_lines(capsys, tmp_path, model_path, model):
+    long = "".join(chr(ord("a") + i % 26) for i in range(300))
+    inputs = tmp_path / "in.txt"
+    inputs.write_text(f"abc\n{long}\n\n{long[:128]}\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, "--truncate", "--max-length", "8", inputs)
+    assert rc == 0, err
+    want = model.translate(["abc", long[:128]], max_length=8)
+    assert out == f"{want[0]}\n{want[1]}\n\n{want[1]}\n"
+    assert err == f"s2sext: {inputs}: cut 1 source longer than 128 tokens to their first 128 (--truncate)\n"
+
+
+def test_translate_max_source_length_raises_the_limit(capsys, tmp_path, model_path, model):
+    long = "abcdefghij" * 20
+    inputs = tmp_path / "in.txt"
+    inputs.write_text(long + "\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, "--max-source-length", "200",
+                       "--max-length", "5", inputs)
+    assert rc == 0, err
+    assert out == model.translate([long], max_length=5)[0] + "\n"
+    rc, out, err = run(capsys, "translate", "--model", model_path, "--max-source-length", "199", inputs)
+    assert_one_error_line(rc, err, f"{inputs}:1: the source has 200 char tokens; the longest accepted is 199 "
+                                   "(--max-source-length")
+
+
+def test_location_attention_model_refuses_a_longer_limit(capsys, tmp_path):
+    location = tmp_path / "loc.s2s"
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--attention", "location", "--max-source-length",
+                     "20", "--out", location)
+    assert rc == 0, err
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("a" * 21 + "\n", encoding="utf-8")
+    rc, _, err = run(capsys, "translate", "--model", location, "--max-source-length", "21", inputs)
+    assert_one_error_line(rc, err, "--max-source-length 21", "location attention accepts at most 20")
+    rc, _, err = run(capsys, "translate", "--model", location, inputs)
+    assert_one_error_line(rc, err, f"{inputs}:1: the source has 21 char tokens; the longest accepted is 20")
+    rc, out, err = run(capsys, "translate", "--model", location, "--truncate", "--max-length", "4", inputs)
+    assert rc == 0 and out == Seq2Seq.load(location).translate(["a" * 20], max_length=4)[0] + "\n"
+
+
+def test_eval_refuses_long_sources_and_targets_naming_the_line(capsys, monkeypatch, tmp_path, model_path, model):
+    """A 10 MB line once made eval end in a MemoryError traceback."""
+    data = tmp_path / "test.tsv"
+    data.write_text("abc\tcba\n" + "x" * 10_000_000 + "\txyz\n", encoding="utf-8")
+    with monkeypatch.context() as patch:
+        _forbid_encoding(patch)
+        rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data)
+    assert out == ""
+    assert_one_error_line(rc, err, f"{data}:2: the source has 10,000,000 char tokens; the longest accepted is 128")
+    # --truncate cuts the source and evaluates
+    rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--truncate")
+    assert rc == 0, err
+    assert out.startswith("exact match: ") and out.endswith("/2)\n")
+    assert "cut 1 source longer than 128 tokens" in err
+    # a target is never cut: exact match against a cut reference would mean nothing
+    data.write_text("abc\tcba\nxyz\t" + "x" * 1025 + "\n", encoding="utf-8")
+    for options in ([], ["--truncate"]):
+        rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, *options)
+        assert_one_error_line(rc, err, f"{data}:2: the target has 1,025 char tokens; the longest accepted is "
+                                       "1,024 (--max-target-length raises the limit)")
+    rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--max-target-length", "1025",
+                       "--max-length", "3")
+    assert rc == 0 and out.endswith("/2)\n"), err
+
+
+def test_train_refuses_long_lines_naming_them(capsys, monkeypatch, tmp_path):
+    """A 10 MB line once made train end in a MemoryError traceback."""
+    good = write_tsv_pairs(tmp_path / "good.tsv", make_task("reverse", 20, seed=5))
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ab\tba\n" + "x" * 10_000_000 + "\tx\n", encoding="utf-8")
+    common = ["--hidden", "8", "--embed", "4", "--epochs", "1", "--no-progress", "--out", tmp_path / "m.s2s"]
+    for argv in (["--data", bad, "--valid", good], ["--data", good, "--valid", bad]):
+        with monkeypatch.context() as patch:
+            _forbid_encoding(patch)
+            rc, out, err = run(capsys, "train", *argv, *common)
+        assert out == ""
+        assert_one_error_line(rc, err, f"{bad}:2: the source has 10,000,000 char tokens; the longest accepted is "
+                                       "1,024 (--max-source-length raises the limit; --truncate cuts")
+    assert not (tmp_path / "m.s2s").exists()
+    rc, _, err = run(capsys, "train", "--data", good, "--valid", bad, "--max-source-length", "5000", *common)
+    assert_one_error_line(rc, err, f"{bad}:2:", "the longest accepted is 5,000 (--max-source-length")
+    long_target = tmp_path / "target.tsv"
+    long_target.write_text("ab\tba\ncd\t" + "x" * 30 + "\n", encoding="utf-8")
+    rc, _, err = run(capsys, "train", "--data", long_target, "--valid", good, "--max-target-length", "29", *common)
+    assert_one_error_line(rc, err, f"{long_target}:2: the target has 30 char tokens; the longest accepted is 29")
+    assert not (tmp_path / "m.s2s").exists()
+
+
+def test_train_truncate_cuts_sources_and_keeps_the_limit(capsys, tmp_path):
+    pairs = make_task("reverse", 40, seed=8)
+    pairs[3] = ("q" * 60, "short")
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    out_path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", "--data", data, "--valid-split", "5", "--max-source-length", "50",
+                     "--truncate", "--hidden", "8", "--embed", "4", "--epochs", "1", "--no-progress",
+                     "--out", out_path)
+    assert rc == 0, err
+    assert f"s2sext: {data}: cut 1 source longer than 50 tokens to their first 50 (--truncate)" in err
+    assert Seq2Seq.load(out_path).config.max_source_length == 50
+
+
+def test_train_task_pairs_are_checked_too(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--max-source-length", "5", "--out", tmp_path / "m")
+    assert_one_error_line(rc, err, "task reverse, pair ", "char tokens; the longest accepted is 5")
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--max-source-length", "5", "--truncate",
+                     "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert "s2sext: task reverse: cut " in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Running out of memory: one error line
+
+
+@pytest.mark.parametrize("command", ["translate", "eval", "train"])
+def test_memory_error_is_one_error_line(capsys, monkeypatch, tmp_path, model_path, command):
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("std::bad_alloc")
+
+    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
+    if command == "translate":
+        monkeypatch.setattr(Seq2Seq, "translate", out_of_memory)
+        argv = ["translate", "--model", model_path, "--beam", "2", data]
+    elif command == "eval":
+        monkeypatch.setattr(s2sext.train, "evaluate", out_of_memory)
+        argv = ["eval", "--model", model_path, "--data", data]
+    else:
+        monkeypatch.setattr(s2sext.train, "train", out_of_memory)
+        argv = ["train", *TINY, "--out", tmp_path / "m.s2s"]
+    rc, _, err = run(capsys, *argv)
+    assert_one_error_line(rc, err, "out of memory (std::bad_alloc)")
+
+
+def test_numpy_memory_error_is_one_error_line(capsys, monkeypatch, tmp_path, model_path):
+    def huge(*args, **kwargs):
+        return np.empty(2**50, np.uint8)  # 1 PiB: numpy's _ArrayMemoryError, a MemoryError
+
+    monkeypatch.setattr(Seq2Seq, "translate", huge)
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abc\n", encoding="utf-8")
+    rc, _, err = run(capsys, "translate", "--model", model_path, inputs)
+    assert_one_error_line(rc, err, "out of memory (Unable to allocate")
+
+
+# ---------------------------------------------------------------------------------------------
+# stdin is checked for UTF-8 as files are
+
+
+def test_non_utf8_stdin_is_refused_like_a_file(capsys, monkeypatch, tmp_path, model_path):
+    """Invalid UTF-8 on stdin was once translated as <unk> with exit status 0."""
+    content = b"abc\n\ncaf\xe9\n"
+    inputs = tmp_path / "latin1.txt"
+    inputs.write_bytes(content)
+    rc, out, file_err = run(capsys, "translate", "--model", model_path, inputs)
+    assert out == ""
+    assert_one_error_line(rc, file_err, f"{inputs}:3: invalid UTF-8 at byte 3 of the line")
+    # a real stdin: a text layer over bytes (strict or surrogateescape, as the locale decides)
+    for errors in ("strict", "surrogateescape"):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", errors=errors))
+        rc, out, err = run(capsys, "translate", "--model", model_path)
+        assert out == ""
+        assert_one_error_line(rc, err)
+        assert err == file_err.replace(str(inputs), "<stdin>")
+    # a text stream in place of stdin, holding the escaped bytes
+    monkeypatch.setattr(sys, "stdin", io.StringIO(content.decode("utf-8", "surrogateescape")))
+    rc, _, err = run(capsys, "translate", "--model", model_path)
+    assert err == file_err.replace(str(inputs), "<stdin>")
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_non_utf8_stdin_in_a_subprocess(tmp_path, model_path, locale):
+    env = dict(os.environ, LC_ALL=locale, PYTHONIOENCODING="", OPENBLAS_NUM_THREADS="1")
+    env.pop("PYTHONUTF8", None)
+    result = subprocess.run([sys.executable, "-m", "s2sext", "translate", "--model", str(model_path)],
+                            input=b"abc\n\xff\xfe\n", capture_output=True, env=env, timeout=120)
+    assert result.stdout == b""
+    assert_one_error_line(result.returncode, result.stderr.decode(),
+                          "<stdin>:2: invalid UTF-8 at byte 0 of the line: invalid start byte")
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs are checked before training starts, leaving nothing behind
+
+
+def test_out_that_is_a_directory_is_refused_before_training(capsys, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", folder)
+    assert_one_error_line(rc, err, f"--out {folder}: is a directory")
+    assert out == "" and "epoch" not in err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--out", "--checkpoint"])
+def test_output_in_a_file_not_a_directory_is_refused(capsys, tmp_path, option):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    argv = ["--out", tmp_path / "m.s2s", "--checkpoint", tmp_path / "ck.s2s"]
+    argv[argv.index(option) + 1] = a_file / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", *argv)
+    assert_one_error_line(rc, err, f"{option} {a_file / 'm.s2s'}: the directory {a_file} is not a directory")
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("option", ["--out", "--checkpoint"])
+def test_unwritable_output_directory_is_refused_before_training(capsys, monkeypatch, tmp_path, option):
+    """An unwritable --out/--checkpoint was once found only when the first epoch was saved. The
+    probe is made to fail (as it would in a read-only directory for a user other than root)."""
+    import errno
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    probe = tempfile.TemporaryFile
+
+    def denied_in_locked(*args, dir=None, **kwargs):
+        if os.path.realpath(dir) == os.path.realpath(locked):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return probe(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied_in_locked)
+    path = locked / "m.s2s"
+    argv = ["--out", tmp_path / "best.s2s", "--checkpoint", tmp_path / "ck.s2s"]
+    argv[argv.index(option) + 1] = path
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", *argv)
+    assert_one_error_line(rc, err, f"{option} {path}: cannot write in {locked} ({os.strerror(errno.EACCES)})")
+    assert out == "" and "epoch" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["locked"] and list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write in a read-only directory")
+def test_read_only_output_directory_is_refused_before_training(capsys, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", folder / "ck.s2s",
+                           "--out", tmp_path / "m.s2s")
+        assert_one_error_line(rc, err, f"--checkpoint {folder / 'ck.s2s'}: cannot write in {folder}")
+        assert "epoch" not in err and list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_out_and_checkpoint_the_same_file_is_refused(capsys, tmp_path):
+    path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", path, "--checkpoint", path)
+    assert_one_error_line(rc, err, "--out and --checkpoint are the same file")
+    assert not path.exists()
+
+
+def test_checked_outputs_leave_nothing_behind(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", tmp_path / "m.s2s",
+                     "--checkpoint", tmp_path / "ck.s2s")
+    assert rc == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.s2s", "m.s2s"]
+
+
+def test_output_through_a_symlink_checks_the_target_directory(capsys, tmp_path):
+    link = tmp_path / "link.s2s"
+    link.symlink_to(tmp_path / "gone" / "m.s2s")
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", link)
+    assert_one_error_line(rc, err, f"--out {link}: the directory {tmp_path / 'gone'} does not exist")
+
+
+# ---------------------------------------------------------------------------------------------
+# --help shows the defaults
+
+
+@pytest.mark.parametrize("command, texts", [
+    ("train", ["(default: 50000)", "(default: model.s2s)", "(default: 1024)", "(default: 1.0)", "(default: adam)"]),
+    ("translate", ["(default: 50)", "(default: 64)", "(default: the model's max_source_length)"]),
+    ("eval", ["(default: 256)", "(default: 1024)"]),
+    ("demo", ["(default: s2sext-demo)", "(default: 5000)"]),
+])
+def test_help_shows_defaults(capsys, command, texts):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for text in texts:
+        assert text in out, text
+    assert "(default: None)" not in out and "(default: False)" not in out

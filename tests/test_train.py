@@ -43,6 +43,33 @@ def test_schedule_errors(text, message):
         TeacherForcingSchedule.parse(text)
 
 
+@pytest.mark.parametrize("text, name", [
+    ("linear:c=nan", "c"),  # once trained with teacher forcing 0: the NaN eps_i was clamped to the floor
+    ("linear:c=inf,floor=0.5", "c"),
+    ("linear:c=0.1,k=nan", "k"),
+    ("inverse_sigmoid:k=nan", "k"),
+    ("inverse_sigmoid:k=inf", "k"),
+    ("exponential:k=nan", "k"),
+    ("linear:c=0.1,floor=nan", "floor"),
+    ("constant:inf", "k"),
+])
+def test_schedule_parameters_must_be_finite(text, name):
+    with pytest.raises(ValueError, match=rf"schedule parameter {name} must be a finite number; got {name}="):
+        TeacherForcingSchedule.parse(text)
+
+
+def test_schedule_constructor_checks_its_parameters():
+    with pytest.raises(ValueError, match="schedule parameter c must be a finite number; got c=nan"):
+        TeacherForcingSchedule("linear", c=float("nan"))
+    with pytest.raises(ValueError, match="schedule parameter k must be a finite number; got k=inf"):
+        TeacherForcingSchedule("inverse_sigmoid", k=np.float64("inf"))
+    with pytest.raises(TypeError, match="schedule parameter c must be a number; got '0.1'"):
+        TeacherForcingSchedule("linear", c="0.1")
+    with pytest.raises(TypeError, match="schedule parameter floor must be a number; got True"):
+        TeacherForcingSchedule("linear", c=0.1, floor=True)
+    assert TeacherForcingSchedule("linear", k=np.float32(0.5), c=1, floor=0)(0) == 0.5
+
+
 def tiny_model(**kw):
     return Seq2Seq(10, 10, embed_size=4, hidden_size=6, seed=0, **kw)
 

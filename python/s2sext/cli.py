@@ -1,18 +1,45 @@
 """The ``s2sext`` command (also ``python -m s2sext``): train, translate, eval, plot, demo, kernels.
 
 Bad arguments and bad data end in one ``s2sext: error: ...`` line on stderr (exit status 2),
-never a traceback.
+never a traceback; so does running out of memory.
+
+Every numeric option is range-checked when the command line is parsed. Sources and targets are
+checked against their limits (in tokens) before anything is encoded, so one huge input line is
+refused (or, with ``--truncate``, cut) instead of costing memory in proportion to its length:
+
+* sources: the model's ``max_source_length`` for ``translate``, ``eval`` and ``plot`` (in the
+  first two ``--max-source-length`` may change it, unless the model has location attention, whose
+  weight has one row per source position); for ``train``, ``--max-source-length`` or else
+  ``DEFAULT_MAX_TOKENS``;
+* targets (``train``, ``eval``): ``--max-target-length``, default ``DEFAULT_MAX_TOKENS``.
+
+Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``). Outputs are checked
+for writability before any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
+import tempfile
 import time
+from typing import NamedTuple
 
 import numpy as np
+
+# The default longest source (train) and target (train, eval) in tokens: fairseq's default
+# max-source/target-positions. A longer line is refused naming it, unless the option is raised.
+DEFAULT_MAX_TOKENS = 1024
+# The most any length option accepts (sources, targets, --max-length): a bound far above any
+# sentence, so that a mistyped length is refused at once rather than by the allocator later.
+MAX_TOKENS = 100_000
+# set_num_threads' own bound (the C++ core refuses more).
+MAX_THREADS = 1024
+# The most pairs a task generates or a split holds out.
+MAX_PAIRS = 10_000_000
 
 DEMO_EXAMPLES = [
     "september 27, 1994",
@@ -45,24 +72,48 @@ class _Parser(argparse.ArgumentParser):
 # Argument types
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_in(high, low=1):
+    """An argparse type: an integer in [low, high]."""
+    expected = f"a positive integer up to {high:,}" if low == 1 else f"an integer from {low:,} to {high:,}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+def _float_in(high=math.inf):
+    """An argparse type: a finite number in [0, high]."""
+    expected = "a finite number >= 0" if high == math.inf else f"a number from 0 to {high:g}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not (0 <= value <= high and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_size = _int_in(65_536)  # embedding and hidden sizes
+_layers = _int_in(64)
+_length = _int_in(MAX_TOKENS)
+_pairs = _int_in(MAX_PAIRS)
+_batch_size = _int_in(1_000_000)
+_epochs = _int_in(1_000_000)
+_beam = _int_in(1_000)  # also --n-best, which may not exceed it
+_threads = _int_in(MAX_THREADS)
+_seed = _int_in(2**63 - 1, low=0)  # kept in checkpoints as a JSON integer that int64 holds
+_non_negative_float = _float_in()
 
 
 def _fraction_or_count(text):
@@ -73,8 +124,9 @@ def _fraction_or_count(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}") from None
     if value >= 1:
-        if value != int(value):
-            raise argparse.ArgumentTypeError(f"a count must be a whole number, got {text!r}")
+        if value != int(value) or value > MAX_PAIRS:
+            raise argparse.ArgumentTypeError(
+                f"expected a fraction in (0, 1) or a count (a whole number up to {MAX_PAIRS:,}), got {text!r}")
         return int(value)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
@@ -101,6 +153,107 @@ def _schedule(text):
 
 
 # ---------------------------------------------------------------------------------------------
+# Inputs, limits and outputs
+
+
+class _Limits(NamedTuple):
+    """The most tokens a source and a target may have, where the source's limit comes from (said
+    when a source has more), and whether a longer source is cut (``--truncate``) instead of refused."""
+
+    source: int
+    source_hint: str
+    target: int | None
+    truncate: bool
+
+    target_hint = "--max-target-length raises the limit"
+
+
+def _model_limits(args, model):
+    """translate and eval: the model's max_source_length, or --max-source-length where the model
+    allows it (location attention has one weight row per source position, so none beyond)."""
+    limit, hint = model.config.max_source_length, "the model's max_source_length"
+    if args.max_source_length is not None:
+        if model.config.attention == "location" and args.max_source_length > limit:
+            raise CliError(f"--max-source-length {args.max_source_length}: the model's location attention "
+                           f"accepts at most {limit} source tokens (its max_source_length)")
+        limit, hint = args.max_source_length, "--max-source-length"
+    return _Limits(limit, f"{hint}; --truncate cuts longer sources", getattr(args, "max_target_length", None),
+                   args.truncate)
+
+
+def _fit(texts, tokenizer, limit, where, truncate=False, hint="", side="source"):
+    """``texts`` with each one longer than ``limit`` tokens cut to its first ``limit`` (``truncate``,
+    said on stderr) or refused, naming ``where(i)``; nothing is tokenized unless it is too long."""
+    from .data import get_tokenizer, token_limit_problem
+
+    tokenizer = get_tokenizer(tokenizer)
+    texts, cut = list(texts), 0
+    for i, text in enumerate(texts):
+        problem = token_limit_problem(text, tokenizer, limit, side)
+        if problem is None:
+            continue
+        if not truncate:
+            raise CliError(f"{where(i)}: {problem} ({hint})")
+        texts[i] = tokenizer.truncate(text, limit)
+        cut += 1
+    if cut:
+        print(f"s2sext: {where(None)}: cut {cut} source{'s' if cut > 1 else ''} longer than {limit:,} tokens "
+              f"to their first {limit:,} (--truncate)", file=sys.stderr)
+    return texts
+
+
+def _read_pairs(path, tokenizer, limits):
+    """The pairs of a TSV file within ``limits``; a line beyond them is refused naming it."""
+    from .data import DataError, read_tsv
+
+    try:
+        pairs = read_tsv(path, tokenizer, max_source_tokens=None if limits.truncate else limits.source,
+                         max_target_tokens=limits.target)
+    except DataError as exc:
+        for side, hint in (("source", limits.source_hint), ("target", limits.target_hint)):
+            if exc.problem.startswith(f"the {side} has "):
+                raise CliError(f"{exc} ({hint})") from None
+        raise
+    if limits.truncate:
+        sources = _fit([s for s, _ in pairs], tokenizer, limits.source, lambda i: path, truncate=True)
+        pairs = [(source, target) for source, (_, target) in zip(sources, pairs)]
+    return pairs
+
+
+def _read_lines(path):
+    """The lines of a UTF-8 file, or of stdin for None or "-", checked alike."""
+    from .data import read_lines
+
+    if path not in (None, "-"):
+        return read_lines(path)
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream put in place of stdin: back to bytes, escaped ones as they came
+        stream = io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))
+    return read_lines(stream, "<stdin>")
+
+
+def _check_output(option, path):
+    """Refuse, before any work, an output that could not be written: its directory missing or not
+    writable, or the path a directory. Probes with an unnamed temporary file (``O_TMPFILE`` where
+    the OS has it), so nothing is left behind."""
+    if path is None:
+        return
+    path = os.fspath(path)
+    target = os.path.realpath(path)  # a symlink's target is what gets written
+    if os.path.isdir(target):
+        raise CliError(f"{option} {path}: is a directory")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        problem = "is not a directory" if os.path.exists(folder) else "does not exist"
+        raise CliError(f"{option} {path}: the directory {folder} {problem}")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CliError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Commands
 
 
@@ -111,22 +264,28 @@ def _set_threads(args):
         set_num_threads(args.threads)
 
 
-def _load_pairs(args):
-    """(train pairs, valid pairs) from --data/--task and --valid/--valid-split."""
-    from .data import make_task, read_tsv, split_pairs
+def _load_pairs(args, limits):
+    """(train pairs, valid pairs) from --data/--task and --valid/--valid-split, within ``limits``."""
+    from .data import make_task, split_pairs
 
     if args.data and args.task:
         raise CliError("give either --data FILE.tsv or --task NAME, not both")
     if args.data:
-        pairs = read_tsv(args.data, args.tokenizer)
+        pairs = _read_pairs(args.data, args.tokenizer, limits)
         source = args.data
     elif args.task:
         pairs = make_task(args.task, args.task_size, seed=args.seed)
+        where = lambda i: f"task {args.task}" + ("" if i is None else f", pair {i + 1}")  # noqa: E731
+        sources = _fit([s for s, _ in pairs], args.tokenizer, limits.source, where, limits.truncate,
+                       limits.source_hint)
+        targets = _fit([t for _, t in pairs], args.tokenizer, limits.target, where, hint=limits.target_hint,
+                       side="target")
+        pairs = list(zip(sources, targets))
         source = f"task {args.task} ({args.task_size} generated pairs, seed {args.seed})"
     else:
         raise CliError("give the training data: --data FILE.tsv or --task dates|addition|reverse")
     if args.valid:
-        valid = read_tsv(args.valid, args.tokenizer)
+        valid = _read_pairs(args.valid, args.tokenizer, limits)
         train = pairs
     else:
         train, valid = split_pairs(pairs, args.valid_split, seed=args.seed)
@@ -162,20 +321,15 @@ def _encode(model, pairs):
                         model.config.tgt_tokenizer, reverse_source=model.config.reverse_source)
 
 
-def _check_writable_dir(option, path):
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    if not os.path.isdir(folder):
-        raise CliError(f"{option} {path}: the directory {folder} does not exist")
-
-
 def cmd_train(args):
     from .train import train
 
     _set_threads(args)
-    _check_writable_dir("--out", args.out)
-    _check_writable_dir("--checkpoint", args.checkpoint)
+    _check_output("--out", args.out)
+    _check_output("--checkpoint", args.checkpoint)
+    if args.checkpoint and os.path.realpath(args.checkpoint) == os.path.realpath(args.out):
+        raise CliError(f"--out and --checkpoint are the same file ({args.out}); the checkpoint would "
+                       "overwrite the best model")
     if args.resume:
         from .model import Seq2Seq
 
@@ -189,7 +343,13 @@ def cmd_train(args):
             raise CliError(f"{args.resume} has already trained {extra['epoch']} epochs; ask for more with --epochs")
         args.tokenizer = model.config.src_tokenizer
         print(f"resuming {args.resume}: the model's settings come from the checkpoint", flush=True)
-    train_pairs, valid_pairs, source = _load_pairs(args)
+        limit, origin = model.config.max_source_length, "the checkpoint's max_source_length"
+    elif args.max_source_length:
+        limit, origin = args.max_source_length, "--max-source-length"
+    else:
+        limit, origin = DEFAULT_MAX_TOKENS, "--max-source-length raises the limit"
+    limits = _Limits(limit, f"{origin}; --truncate cuts longer sources", args.max_target_length, args.truncate)
+    train_pairs, valid_pairs, source = _load_pairs(args, limits)
     if not args.resume:
         model = _model_from_args(args, train_pairs)
     out_mtime = os.path.getmtime(args.out) if args.out and os.path.exists(args.out) else None
@@ -214,16 +374,6 @@ def cmd_train(args):
     return 0
 
 
-def _read_lines(path):
-    if path in (None, "-"):
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\r\n") for line in f]
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-
-
 def cmd_translate(args):
     from .model import Seq2Seq
 
@@ -231,7 +381,11 @@ def cmd_translate(args):
         raise CliError(f"--n-best ({args.n_best}) must not exceed --beam ({args.beam})")
     _set_threads(args)
     model = Seq2Seq.load(args.model)
+    limits = _model_limits(args, model)
     lines = _read_lines(args.input)
+    where = args.input if args.input not in (None, "-") else "<stdin>"
+    lines = _fit(lines, model.config.src_tokenizer, limits.source,
+                 lambda i: where if i is None else f"{where}:{i + 1}", limits.truncate, limits.source_hint)
     for start in range(0, len(lines), args.batch_size):
         chunk = lines[start:start + args.batch_size]
         keep = [i for i, text in enumerate(chunk) if text.strip()]
@@ -241,7 +395,6 @@ def cmd_translate(args):
                 out = model.translate([chunk[i] for i in keep], beam=args.beam, n_best=args.n_best,
                                       max_length=args.max_length, length_penalty=args.length_penalty)
             except ValueError as exc:
-                where = args.input if args.input not in (None, "-") else "stdin"
                 raise CliError(f"{where}: lines {start + 1}-{start + len(chunk)}: {exc}") from None
             for i, r in zip(keep, out):
                 results[i] = r
@@ -254,13 +407,12 @@ def cmd_translate(args):
 
 
 def cmd_eval(args):
-    from .data import read_tsv
     from .model import Seq2Seq
     from .train import evaluate
 
     _set_threads(args)
     model = Seq2Seq.load(args.model)
-    pairs = read_tsv(args.data, model.config.src_tokenizer)
+    pairs = _read_pairs(args.data, model.config.src_tokenizer, _model_limits(args, model))
     # the same criterion as training's validation: every target token, then <eos>
     result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
                       with_loss=False, max_length=args.max_length)
@@ -272,8 +424,10 @@ def cmd_plot(args):
     from .model import Seq2Seq
     from .plot import plot_attention
 
-    _check_writable_dir("--out", args.out)
+    _check_output("--out", args.out)
     model = Seq2Seq.load(args.model)
+    _fit([args.text], model.config.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
+         hint="the model's max_source_length")
     translation = plot_attention(model, args.text, args.out)
     print(f"{args.text} -> {translation}; heatmap written to {args.out}")
     return 0
@@ -337,6 +491,15 @@ def cmd_kernels(args):
 # Parser
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default after its help, unless there is none to show (None, a flag)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     from .model import ATTENTION_STYLES
     from .ops import ATTENTION_KINDS
@@ -345,90 +508,105 @@ def build_parser():
         prog="s2sext", description="Sequence-to-sequence models with attention on s2sext's C++ kernels.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a model on a TSV file or a built-in task",
-                       description="Train a Seq2Seq model; writes the best model (by validation exact match).")
+    def command(name, **kwargs):
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+    truncate_help = "cut a source longer than the limit to its first tokens instead of refusing it"
+    p = command("train", help="train a model on a TSV file or a built-in task",
+                description="Train a Seq2Seq model; writes the best model (by validation exact match).")
     data = p.add_argument_group("data")
     data.add_argument("--data", metavar="FILE.tsv", help="training pairs, 'source<TAB>target' per line (UTF-8)")
     data.add_argument("--task", choices=["dates", "addition", "reverse"], help="a built-in generated task")
-    data.add_argument("--task-size", type=_positive_int, default=50000, help="pairs to generate for --task (50000)")
+    data.add_argument("--task-size", type=_pairs, default=50000, help="pairs to generate for --task")
     data.add_argument("--valid", metavar="FILE.tsv", help="validation pairs (default: split off the data)")
     data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
-                      help="fraction or count held out when --valid is not given (0.1)")
-    data.add_argument("--tokenizer", choices=["char", "word"], default="char")
+                      help="fraction or count held out when --valid is not given")
+    data.add_argument("--tokenizer", choices=["char", "word"], default="char", help="how lines become tokens")
     data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
+    data.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
+                      help="refuse a target of more tokens")
+    data.add_argument("--truncate", action="store_true", help=truncate_help)
     m = p.add_argument_group("model")
-    m.add_argument("--attention", choices=["none", *ATTENTION_KINDS], default="dot")
-    m.add_argument("--style", choices=list(ATTENTION_STYLES), default="luong")
+    m.add_argument("--attention", choices=["none", *ATTENTION_KINDS], default="dot", help="attention score")
+    m.add_argument("--style", choices=list(ATTENTION_STYLES), default="luong", help="where attention sits")
     m.add_argument("--input-feeding", action="store_true", help="Luong input feeding")
-    m.add_argument("--embed", type=_positive_int, default=16)
-    m.add_argument("--hidden", type=_positive_int, default=256)
-    m.add_argument("--layers", type=_positive_int, default=1)
-    m.add_argument("--bidirectional", action="store_true")
-    m.add_argument("--dropout", type=_non_negative_float, default=0.0)
-    m.add_argument("--max-source-length", type=_positive_int, default=None,
-                   help="longest source for location attention (default: max(128, 2 x longest))")
+    m.add_argument("--embed", type=_size, default=16, help="embedding size")
+    m.add_argument("--hidden", type=_size, default=256, help="LSTM hidden size")
+    m.add_argument("--layers", type=_layers, default=1, help="LSTM layers")
+    m.add_argument("--bidirectional", action="store_true", help="a bidirectional encoder")
+    m.add_argument("--dropout", type=_non_negative_float, default=0.0, help="between LSTM layers, below 1")
+    m.add_argument("--max-source-length", type=_length, default=None, metavar="N",
+                   help=f"the longest source in tokens, refused beyond (default: {DEFAULT_MAX_TOKENS}), and the "
+                        "model's max_source_length (default: max(128, 2 x the longest source))")
     t = p.add_argument_group("training")
-    t.add_argument("--batch-size", type=_positive_int, default=128)
-    t.add_argument("--epochs", type=_positive_int, default=3)
-    t.add_argument("--lr", type=_learning_rate, default=1e-3)
-    t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    t.add_argument("--batch-size", type=_batch_size, default=128, help="pairs per update")
+    t.add_argument("--epochs", type=_epochs, default=3, help="passes over the training pairs")
+    t.add_argument("--lr", type=_learning_rate, default=1e-3, help="learning rate")
+    t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="the update rule")
     t.add_argument("--clip", type=_non_negative_float, default=5.0, help="global gradient-norm clip (0: off)")
     t.add_argument("--teacher-forcing", type=_schedule, default="1.0", metavar="SCHEDULE",
                    help="probability of feeding the ground truth: '1.0', 'constant:0.8', 'linear:c=1e-4,floor=0.5', "
                         "'exponential:k=0.999', 'inverse_sigmoid:k=500'")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="model.s2s", metavar="MODEL", help="where the best model goes (model.s2s)")
+    t.add_argument("--seed", type=_seed, default=0, help="seeds the data, weights and batches")
+    t.add_argument("--out", default="model.s2s", metavar="MODEL", help="where the best model goes")
     t.add_argument("--checkpoint", metavar="FILE", help="write a resumable checkpoint after every epoch")
     t.add_argument("--resume", metavar="FILE", help="continue from a checkpoint")
-    t.add_argument("--threads", type=_positive_int, help="kernel threads (default: all CPUs)")
+    t.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("translate", help="translate lines from a file or stdin",
-                       description="Translate one line at a time; prints one output line per input line.")
-    p.add_argument("--model", required=True, metavar="MODEL")
-    p.add_argument("input", nargs="?", default="-", help="a UTF-8 text file (default: stdin)")
-    p.add_argument("--beam", type=_positive_int, default=1)
-    p.add_argument("--n-best", type=_positive_int, default=1, help="print the K best, ' ||| '-separated")
-    p.add_argument("--max-length", type=_positive_int, default=50)
-    p.add_argument("--length-penalty", type=_non_negative_float, default=0.0, help="GNMT alpha (0: none)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--threads", type=_positive_int)
+    model_length_help = "the longest source in tokens, refused beyond (default: the model's max_source_length)"
+    p = command("translate", help="translate lines from a file or stdin",
+                description="Translate one line at a time; prints one output line per input line.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="a model file")
+    p.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for stdin")
+    p.add_argument("--beam", type=_beam, default=1, help="beam size (1: greedy)")
+    p.add_argument("--n-best", type=_beam, default=1, help="print the K best, ' ||| '-separated")
+    p.add_argument("--max-length", type=_length, default=50, help="longest output in tokens")
+    p.add_argument("--length-penalty", type=_float_in(10), default=0.0, help="GNMT alpha (0: none)")
+    p.add_argument("--batch-size", type=_batch_size, default=64, help="lines decoded together")
+    p.add_argument("--max-source-length", type=_length, metavar="N", help=model_length_help)
+    p.add_argument("--truncate", action="store_true", help=truncate_help)
+    p.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("eval", help="exact-match accuracy on a TSV file",
-                       description="Translate every source of a TSV file and count exact matches.")
-    p.add_argument("--model", required=True, metavar="MODEL")
-    p.add_argument("--data", required=True, metavar="FILE.tsv")
-    p.add_argument("--beam", type=_positive_int, default=1)
-    p.add_argument("--max-length", type=_positive_int, default=None,
+    p = command("eval", help="exact-match accuracy on a TSV file",
+                description="Translate every source of a TSV file and count exact matches.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="a model file")
+    p.add_argument("--data", required=True, metavar="FILE.tsv", help="'source<TAB>target' per line (UTF-8)")
+    p.add_argument("--beam", type=_beam, default=1, help="beam size (1: greedy)")
+    p.add_argument("--max-length", type=_length, default=None,
                    help="longest output (default: the longest target of each batch + 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=256)
-    p.add_argument("--threads", type=_positive_int)
+    p.add_argument("--batch-size", type=_batch_size, default=256, help="pairs decoded together")
+    p.add_argument("--max-source-length", type=_length, metavar="N", help=model_length_help)
+    p.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
+                   help="refuse a target of more tokens")
+    p.add_argument("--truncate", action="store_true", help=truncate_help)
+    p.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("plot", help="attention heatmap of one translation",
-                       description="Write the attention heatmap of translating TEXT (needs matplotlib).")
-    p.add_argument("--model", required=True, metavar="MODEL")
-    p.add_argument("text")
-    p.add_argument("--out", required=True, metavar="FILE.png")
+    p = command("plot", help="attention heatmap of one translation",
+                description="Write the attention heatmap of translating TEXT (needs matplotlib).")
+    p.add_argument("--model", required=True, metavar="MODEL", help="a model file")
+    p.add_argument("text", help="the source to translate")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="where the heatmap goes")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("demo", help="train the dates task and show what attention learned",
-                       description="Train dot attention on generated dates (about 2-4 minutes on 2 cores), "
-                                   "print translations and held-out accuracy, write the heatmap.")
-    p.add_argument("--out-dir", default="s2sext-demo", help="where the model and heatmap go (s2sext-demo)")
-    p.add_argument("--size", type=_positive_int, default=50000, help="generated pairs (50000)")
-    p.add_argument("--valid", type=_fraction_or_count, default=5000, help="held-out pairs (5000)")
-    p.add_argument("--epochs", type=_positive_int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int)
-    p.add_argument("--no-progress", action="store_true")
+    p = command("demo", help="train the dates task and show what attention learned",
+                description="Train dot attention on generated dates (about 2-4 minutes on 2 cores), "
+                            "print translations and held-out accuracy, write the heatmap.")
+    p.add_argument("--out-dir", default="s2sext-demo", help="where the model and heatmap go")
+    p.add_argument("--size", type=_pairs, default=50000, help="generated pairs")
+    p.add_argument("--valid", type=_fraction_or_count, default=5000, help="held-out pairs")
+    p.add_argument("--epochs", type=_epochs, default=3, help="passes over the training pairs")
+    p.add_argument("--seed", type=_seed, default=0, help="seeds the data, weights and batches")
+    p.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("kernels", help="a short tour of the kernels with a gradient check",
-                       description="Run the LSTM and attention kernels forward and backward on a small "
-                                   "problem and check a gradient against a finite difference.")
+    p = command("kernels", help="a short tour of the kernels with a gradient check",
+                description="Run the LSTM and attention kernels forward and backward on a small "
+                            "problem and check a gradient against a finite difference.")
     p.set_defaults(func=cmd_kernels)
     return parser
 
@@ -445,9 +623,14 @@ def main(argv=None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, DataError, ModelFileError, ValueError, TypeError, FloatingPointError,
+    except (CliError, DataError, ModelFileError, ValueError, TypeError, ArithmeticError,
             PlotUnavailableError) as exc:
         print(f"s2sext: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # numpy's and the C++ core's (std::bad_alloc) alike
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"s2sext: error: out of memory{detail}; smaller inputs, batches, beams or models need less",
+              file=sys.stderr)
         return 2
     except OSError as exc:
         name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""

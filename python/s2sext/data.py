@@ -25,6 +25,7 @@ import datetime
 import math
 import numbers
 import os
+import re
 import secrets
 from collections import Counter
 from collections.abc import Sequence
@@ -49,7 +50,9 @@ __all__ = [
     "get_tokenizer",
     "pad_batch",
     "DataError",
+    "read_lines",
     "read_tsv",
+    "token_limit_problem",
     "write_tsv",
     "DATE_FORMATS",
     "FIRST_DATE",
@@ -345,6 +348,14 @@ class CharTokenizer(_Tokenizer):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return list(text)
 
+    def count(self, text: str) -> int:
+        """``len(tokenize(text))``, without building the list."""
+        return len(text)
+
+    def truncate(self, text: str, n: int) -> str:
+        """``text`` holding only its first ``n`` tokens."""
+        return text[:n]
+
     def detokenize(self, tokens: Sequence[str]) -> str:
         """``tokens`` joined with no separator."""
         return "".join(_check_token_list(tokens, "tokens"))
@@ -361,10 +372,21 @@ class WordTokenizer(_Tokenizer):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return text.split()
 
+    def count(self, text: str) -> int:
+        """``len(tokenize(text))``, without building the list (a 10 MB line would make millions of
+        strings); ``\\S+`` finds the same words as ``str.split()`` (both use Unicode whitespace)."""
+        return sum(1 for _ in _WORD.finditer(text))
+
+    def truncate(self, text: str, n: int) -> str:
+        """The first ``n`` words of ``text`` joined by single spaces (they tokenize as before)."""
+        return " ".join(text.split(None, n)[:n])
+
     def detokenize(self, tokens: Sequence[str]) -> str:
         """``tokens`` joined with single spaces."""
         return " ".join(_check_token_list(tokens, "tokens"))
 
+
+_WORD = re.compile(r"\S+")
 
 TOKENIZERS = {"char": CharTokenizer, "word": WordTokenizer}
 
@@ -472,7 +494,74 @@ class DataError(ValueError):
         return (type(self), (self.path, self.lineno, self.problem))
 
 
-def read_tsv(path, tokenizer=None) -> list[tuple[str, str]]:
+def _utf8_lines(data: bytes, path) -> Iterator[tuple[int, str]]:
+    """``(lineno, text)`` of every line of ``data`` (1-based): lines end at ``"\\n"``, one ``"\\r"``
+    before it is dropped, as is a UTF-8 byte-order mark at the start; invalid UTF-8 raises
+    :class:`DataError` naming ``path`` and the line."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the newline that ends the last line starts no new one
+        lines.pop()
+    for lineno, raw_line in enumerate(lines, start=1):
+        if raw_line.endswith(b"\r"):
+            raw_line = raw_line[:-1]
+        try:
+            yield lineno, raw_line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                path, lineno, f"invalid UTF-8 at byte {error.start} of the line: {error.reason}"
+            ) from None
+
+
+def read_lines(source, name=None) -> list[str]:
+    """The lines of UTF-8 text, read from a path or a binary stream (e.g. ``sys.stdin.buffer``).
+
+    Lines are split as :func:`read_tsv` splits them (at ``"\\n"``; a ``"\\r"`` before it and a
+    leading byte-order mark dropped); empty lines are kept, and a final newline ends the last line
+    rather than starting an empty one.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or binary stream
+    name : str, optional
+        What error messages call the input (default: the path, or ``"<stdin>"`` for a stream).
+
+    Raises
+    ------
+    DataError (a ValueError)
+        Invalid UTF-8, as ``"{name}:{lineno}: invalid UTF-8 ..."``.
+    OSError
+        The file cannot be opened.
+    """
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"source must be a path or a binary stream; its read() gave {type(data).__name__}")
+        name = "<stdin>" if name is None else name
+    else:
+        with open(os.fspath(source), "rb") as file:
+            data = file.read()
+        name = os.fspath(source) if name is None else name
+    return [line for _, line in _utf8_lines(data, name)]
+
+
+def token_limit_problem(text: str, tokenizer, limit: int, side: str = "source") -> str | None:
+    """None when ``text`` has at most ``limit`` tokens, else the problem in words (the token count
+    and the limit), for a :class:`DataError` or an error line. Counts without building the token
+    list, and only when ``text`` has more than ``limit`` characters (no tokenizer gives more tokens
+    than characters)."""
+    tokenizer = get_tokenizer(tokenizer)
+    limit = _check_int(limit, "limit", minimum=1)
+    if len(text) <= limit:
+        return None
+    count = tokenizer.count(text)
+    if count <= limit:
+        return None
+    return f"the {side} has {count:,} {tokenizer.name} tokens; the longest accepted is {limit:,}"
+
+
+def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=None) -> list[tuple[str, str]]:
     """The ``(source, target)`` pairs of a UTF-8 file holding one ``source<TAB>target`` per line.
 
     A line ends at ``"\\n"``; one ``"\\r"`` before it (``"\\r\\n"`` endings) is dropped, as is a UTF-8
@@ -485,6 +574,8 @@ def read_tsv(path, tokenizer=None) -> list[tuple[str, str]]:
     tokenizer : None, a name or a tokenizer
         If given, each side must also give at least one token with it (a word tokenizer finds
         none in a side of spaces only).
+    max_source_tokens, max_target_tokens : int, optional
+        The most tokens (with ``tokenizer``, which they need) a source or target may have.
 
     Returns
     -------
@@ -494,29 +585,25 @@ def read_tsv(path, tokenizer=None) -> list[tuple[str, str]]:
     ------
     DataError (a ValueError)
         A non-empty line without exactly one TAB, with an empty source or target (or one without
-        tokens), or with invalid UTF-8 (message ``"{path}:{lineno}: ..."``, 1-based), or a file
-        with no pairs.
+        tokens, or more than the maximum), or with invalid UTF-8 (message ``"{path}:{lineno}:
+        ..."``, 1-based), or a file with no pairs.
     OSError
         The file cannot be opened.
     """
     path = os.fspath(path)
     tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
+    limits = {}
+    for side, limit in (("source", max_source_tokens), ("target", max_target_tokens)):
+        if limit is not None:
+            limits[side] = _check_int(limit, f"max_{side}_tokens", minimum=1)
+            if tokenizer is None:
+                raise ValueError(f"max_{side}_tokens needs a tokenizer to count tokens with")
     with open(path, "rb") as file:
         data = file.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
     pairs = []
-    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
-        if raw_line.endswith(b"\r"):
-            raw_line = raw_line[:-1]
-        if not raw_line:
+    for lineno, line in _utf8_lines(data, path):
+        if not line:
             continue
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(
-                path, lineno, f"invalid UTF-8 at byte {error.start} of the line: {error.reason}"
-            ) from None
         tabs = line.count("\t")
         if tabs != 1:
             raise DataError(path, lineno, f"expected exactly one TAB between source and target, found {tabs}")
@@ -527,7 +614,11 @@ def read_tsv(path, tokenizer=None) -> list[tuple[str, str]]:
             raise DataError(path, lineno, "empty target (the line ends with the TAB)")
         if tokenizer is not None:
             for side, text in (("source", source), ("target", target)):
-                if not tokenizer.tokenize(text):
+                if side in limits:
+                    problem = token_limit_problem(text, tokenizer, limits[side], side)
+                    if problem:
+                        raise DataError(path, lineno, problem)
+                if not tokenizer.count(text):
                     raise DataError(path, lineno, f"the {side} {text!r} has no {tokenizer.name} tokens")
         pairs.append((source, target))
     if not pairs:

@@ -47,6 +47,14 @@ class TeacherForcingSchedule:
     def __post_init__(self):
         if self.kind not in self.KINDS:
             raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; got {self.kind!r}")
+        # checked first, as NaN passes the range checks below written as "x < bound": c=nan once
+        # gave eps_i = NaN, which __call__ turned into the floor (silently no teacher forcing)
+        for name in ("k", "c", "floor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"schedule parameter {name} must be a number; got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"schedule parameter {name} must be a finite number; got {name}={value}")
         if not 0.0 <= self.floor <= 1.0:
             raise ValueError(f"schedule floor must lie in [0, 1]; got {self.floor}")
         if self.kind == "constant" and not 0.0 <= self.k <= 1.0:
