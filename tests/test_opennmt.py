@@ -729,3 +729,25 @@ def test_files_that_are_not_checkpoints(tmp_path):
         z.writestr("notes.txt", "hello")
     with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         load_checkpoint(path)
+
+
+@needs_safe_load
+def test_cli_import_opennmt(tmp_path, capsys):
+    from s2sext.cli import main
+
+    twin = TwinNMT(2, "general", True, seed=1)
+    torch.save(checkpoint(twin, transforms=["onmt_tokenize"]), tmp_path / "ck.pt")
+    out = tmp_path / "imported.s2s"
+    assert main(["import-opennmt", str(tmp_path / "ck.pt"), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2 layer(s), hidden 8, attention general, input feeding on, vocabularies 11/13" in captured.out
+    assert "s2sext: note:" in captured.err and "onmt_tokenize" in captured.err
+    text = "s3 s0 zzz s5 s5"
+    assert Seq2Seq.load(out).translate([text], max_length=8) == from_opennmt(
+        checkpoint(twin)).translate([text], max_length=8)
+    # a refusal is one error line, and no model file is written
+    torch.save(checkpoint(TwinNMT(1, "dot", False), encoder_type="brnn"), tmp_path / "bad.pt")
+    assert main(["import-opennmt", str(tmp_path / "bad.pt"), str(tmp_path / "bad.s2s")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("s2sext: error: ") and err.count("\n") == 1
+    assert not (tmp_path / "bad.s2s").exists()

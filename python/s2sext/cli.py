@@ -1,4 +1,5 @@
-"""The ``s2sext`` command (also ``python -m s2sext``): train, translate, eval, plot, demo, kernels.
+"""The ``s2sext`` command (also ``python -m s2sext``): train, translate, eval, plot, demo, kernels,
+import-opennmt.
 
 Bad arguments and bad data end in one ``s2sext: error: ...`` line on stderr (exit status 2),
 never a traceback; so does running out of memory.
@@ -487,6 +488,26 @@ def cmd_kernels(args):
     return main()
 
 
+def cmd_import_opennmt(args):
+    import warnings
+
+    _check_output("OUT", args.out)
+    try:
+        from . import opennmt  # imports torch: only this command needs it
+    except ImportError as exc:
+        raise CliError(f"import-opennmt needs PyTorch ({exc})") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        model = opennmt.convert_file(args.checkpoint, args.out, weights=args.weights)
+    for w in caught:
+        print(f"s2sext: note: {w.message}", file=sys.stderr)
+    cfg = model.config
+    print(f"imported {args.checkpoint}: {cfg.num_layers} layer(s), hidden {cfg.hidden_size}, "
+          f"attention {cfg.attention or 'none'}, input feeding {'on' if cfg.input_feeding else 'off'}, "
+          f"vocabularies {len(model.src_vocab)}/{len(model.tgt_vocab)} -> {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -608,6 +629,15 @@ def build_parser():
                 description="Run the LSTM and attention kernels forward and backward on a small "
                             "problem and check a gradient against a finite difference.")
     p.set_defaults(func=cmd_kernels)
+
+    p = command("import-opennmt", help="convert an OpenNMT-py RNN checkpoint into a model file",
+                description="Convert an OpenNMT-py LSTM checkpoint (.pt) into an s2sext model file "
+                            "(needs PyTorch; see docs/opennmt.md for what is supported).")
+    p.add_argument("checkpoint", metavar="CKPT.pt", help="the OpenNMT-py checkpoint")
+    p.add_argument("out", metavar="OUT", help="the s2sext model file to write")
+    p.add_argument("--weights", metavar="FILE.safetensors",
+                   help="the weights of a checkpoint saved with -save_format safetensors")
+    p.set_defaults(func=cmd_import_opennmt)
     return parser
 
 
