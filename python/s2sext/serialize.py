@@ -565,7 +565,7 @@ def _entry_problem(e: Any, data_length: int) -> str | None:
     name, code, shape, offset, nbytes = e["name"], e["dtype"], e["shape"], e["offset"], e["nbytes"]
     if not isinstance(name, str) or not name:
         return f"has name {name!r}; names are non-empty strings"
-    if code not in _DTYPE_CODES:
+    if not isinstance(code, str) or code not in _DTYPE_CODES:
         return f"({name!r}) has unknown dtype {code!r}; known are {sorted(_DTYPE_CODES)}"
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
         return f"({name!r}) has shape {shape!r:.200}; expected at most {MAX_NDIM} non-negative ints"
