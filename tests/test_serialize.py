@@ -530,6 +530,11 @@ def bytes_read(monkeypatch):
             counter["bytes"] += len(chunk)
             return chunk
 
+        def readinto(self, buffer):
+            n = self._f.readinto(buffer)
+            counter["bytes"] += n
+            return n
+
         def __getattr__(self, name):
             return getattr(self._f, name)
 

@@ -442,8 +442,9 @@ def read_model_file(path: str | os.PathLike) -> Tuple[Dict[str, Any], Dict[str, 
                 f.seek(size - _TRAILER.size)
                 tail = f.read(_TRAILER.size)
             _check_ends(path, head, size, tail)
-            f.seek(len(head))
-            data = head + f.read(max(size - len(head), 0))
+            f.seek(0)
+            data = bytearray(size)  # read in place: the file's size in memory, not twice
+            del data[f.readinto(data) :]  # less if the file shrank meanwhile: then truncated
     header, entries, data_start = _parse(path, data)
     tensors = {}
     for e in entries:
