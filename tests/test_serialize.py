@@ -499,3 +499,276 @@ def test_new_file_gets_ordinary_permissions_and_overwrite_keeps_them(tmp_path):
     os.chmod(path, 0o640)
     write_model_file(path, {"v": 2}, {})
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+# ---------------------------------------------------------------------------------------------
+# Work bounded by the file: the preamble, size and trailer are checked before the rest is read
+
+
+def raw_file(head: bytes, data: bytes = b"", json_length: int | None = None, version: int = 1) -> bytes:
+    """A file with a valid trailer and CRC around `head` (the JSON) and `data`; `json_length`
+    may lie about the header's length."""
+    length = len(head) if json_length is None else json_length
+    body = struct.pack("<8sIIQ", b"S2SXMDL\x00", version, 0, length) + head
+    body += bytes(-len(body) % 64) + data
+    return body + struct.pack("<QI4s", len(body), zlib.crc32(body), b"S2SX")
+
+
+@pytest.fixture
+def bytes_read(monkeypatch):
+    """Counts the bytes read_model_file reads from its files."""
+    import s2sext.serialize as serialize
+
+    counter = {"bytes": 0}
+
+    class Counted:
+        def __init__(self, f):
+            self._f = f
+
+        def read(self, n=-1):
+            chunk = self._f.read(n)
+            counter["bytes"] += len(chunk)
+            return chunk
+
+        def readinto(self, buffer):
+            n = self._f.readinto(buffer)
+            counter["bytes"] += n
+            return n
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    monkeypatch.setattr(serialize, "open", lambda *a, **k: Counted(open(*a, **k)), raising=False)
+    return counter
+
+
+def test_foreign_file_is_refused_from_its_first_bytes(tmp_path, bytes_read):
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"\x7fELF" + bytes(1 << 20))
+    with pytest.raises(ModelFileError, match="not an s2sext model file"):
+        read_model_file(path)
+    assert bytes_read["bytes"] <= 24
+
+
+@pytest.mark.parametrize(
+    "json_length, message",
+    [
+        pytest.param(2**40, "truncated: expected at least", id="longer-than-the-file"),
+        pytest.param(2**24 + 1, "over the limit of 16777216 bytes", id="over-the-cap"),
+    ],
+)
+def test_header_length_is_checked_before_the_file_is_read(tmp_path, bytes_read, json_length, message):
+    path = tmp_path / "lying.s2sx"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<8sIIQ", b"S2SXMDL\x00", 1, 0, json_length))
+        f.truncate(2**25)  # sparse: large on paper, cheap on disk
+    with pytest.raises(ModelFileError, match=message):
+        read_model_file(path)
+    assert bytes_read["bytes"] <= 40
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_endless_device_is_not_a_model_file():
+    with pytest.raises(ModelFileError, match="not an s2sext model file"):
+        read_model_file("/dev/zero")
+
+
+def test_header_over_the_cap_is_refused_when_writing(tmp_path):
+    from s2sext.serialize import MAX_HEADER_BYTES
+
+    header = {"tokens": ["x" * 1000] * (MAX_HEADER_BYTES // 1000)}
+    with pytest.raises(ValueError, match="at most 16777216 bytes"):
+        write_model_file(tmp_path / "m.s2sx", header, {})
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The JSON rules both readers share (docs/model-format.md, check 6 and "Limits")
+
+
+def nested(levels: int):
+    """`levels` objects nested inside each other: {"a": {"a": ... {}}}."""
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_header_nesting_limit_when_writing(tmp_path):
+    # meta is depth 2 in the file, so it may hold 62 more levels (64 in all)
+    write_model_file(tmp_path / "ok.s2sx", {"extra": nested(62)}, {})
+    assert read_model_file(tmp_path / "ok.s2sx")[0] == {"extra": nested(62)}
+    with pytest.raises(ValueError, match=r"header\['extra'\]\['a'\].*nested deeper"):
+        write_model_file(tmp_path / "deep.s2sx", {"extra": nested(63)}, {})
+    with pytest.raises(ValueError, match="nested deeper"):
+        write_model_file(tmp_path / "deeper.s2sx", {"list": [[[[1]]]] * 2, "x": nested(70)}, {})
+    assert os.listdir(tmp_path) == ["ok.s2sx"]
+
+
+@pytest.mark.parametrize(
+    "meta, accepted",
+    [
+        # the file's object is depth 1, meta 2, so meta["m"] = 62 arrays reaches 64
+        pytest.param(b"[" * 62 + b"]" * 62, True, id="depth-64"),
+        pytest.param(b"[" * 63 + b"]" * 63, False, id="depth-65"),
+        pytest.param(b"[" * 62 + b"1" + b"]" * 62, True, id="depth-64-scalar-inside"),
+        pytest.param(b"[" * 62 + b"{}" + b"]" * 62, False, id="depth-65-empty-object-inside"),
+        pytest.param(b'{"a": ' + b"9" * 4300 + b"}", False, id="4300-digit-integer"),
+        pytest.param(b'{"a": 9223372036854775808}', False, id="int64-max-plus-1"),
+        pytest.param(b'{"a": -9223372036854775808}', True, id="int64-min"),
+        pytest.param(b'{"a": 1e400}', False, id="overflowing-double"),
+        pytest.param(b'{"a": -1E+309}', False, id="overflowing-negative-double"),
+        pytest.param(b'{"a": 1e-400}', True, id="underflow-to-zero"),
+        pytest.param(b'{"a": "\\ud800"}', False, id="lone-high-surrogate"),
+        pytest.param(b'{"\\udc00": 1}', False, id="lone-low-surrogate-key"),
+        pytest.param(b'{"a": ["\\ud83d\\ude00"]}', True, id="surrogate-pair"),
+    ],
+)
+def test_json_rules_with_valid_checksum(tmp_path, meta, accepted):
+    path = tmp_path / "m.s2sx"
+    path.write_bytes(raw_file(b'{"tensors": [], "meta": {"m": ' + meta + b"}}"))
+    if accepted:
+        read_model_file(path)
+    else:
+        with pytest.raises(ModelFileError, match="corrupted: the header is not valid JSON"):
+            read_model_file(path)
+
+
+def test_many_keys_and_a_repeated_last_one(tmp_path):
+    path = tmp_path / "m.s2sx"
+    keys = {f"k{i}": i for i in range(200_000)}
+    write_model_file(path, {"extra": keys}, {})
+    assert read_model_file(path)[0]["extra"] == keys
+    members = b",".join(b'"k%d": %d' % (i, i) for i in range(200_000))
+    path.write_bytes(raw_file(b'{"tensors": [], "meta": {' + members + b', "k7": 0}}'))
+    with pytest.raises(ModelFileError, match="'k7' repeated"):
+        read_model_file(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes: nothing left behind by a killed writer, symlinks written through
+
+KILLED_WRITER = """
+import os, sys, time
+import numpy as np
+import s2sext.serialize as serialize
+
+path, mode, ready = sys.argv[1:]
+if mode == "named":
+    serialize._O_TMPFILE = 0  # as on a system without O_TMPFILE
+
+
+def stall(fd):  # the data is written, the rename not done: the parent kills us here
+    open(ready, "w").close()
+    time.sleep(120)
+
+
+os.fsync = stall
+serialize.write_model_file(path, {"v": 2}, {"a": np.ones(1000, np.float32)})
+"""
+
+
+def o_tmpfile_works(directory) -> bool:
+    from s2sext.serialize import _O_TMPFILE
+
+    if not _O_TMPFILE:
+        return False
+    try:
+        os.close(os.open(directory, _O_TMPFILE | os.O_WRONLY, 0o600))
+    except OSError:
+        return False
+    return True
+
+
+def kill_writer_mid_save(path, mode, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path), mode, str(ready)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert child.poll() is None, "the writer ended before it was killed"
+            assert time.monotonic() < deadline, "the writer never reached its fsync"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    ready.unlink()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kills a process with SIGKILL")
+@pytest.mark.parametrize("mode", ["unnamed", "named"])
+def test_killed_save_leaves_no_temporary_file(tmp_path, mode):
+    models = tmp_path / "models"
+    models.mkdir()
+    path = models / "m.s2sx"
+    write_model_file(path, {"v": 1}, {})
+    if mode == "unnamed" and not o_tmpfile_works(models):
+        pytest.skip("this file system has no O_TMPFILE")
+    kill_writer_mid_save(path, mode, tmp_path)
+    assert read_model_file(path)[0] == {"v": 1}  # the old file, whole
+    if mode == "unnamed":
+        assert os.listdir(models) == ["m.s2sx"]  # the new file never had a name
+    else:
+        (left,) = [name for name in os.listdir(models) if name != "m.s2sx"]
+        assert re.fullmatch(r"\.m\.s2sx\.[0-9]+\.[0-9a-f]{8}\.tmp", left)
+        write_model_file(path, {"v": 3}, {})  # the next save of the file removes it
+        assert os.listdir(models) == ["m.s2sx"]
+        assert read_model_file(path)[0] == {"v": 3}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids in temporary names are POSIX")
+def test_only_temporaries_of_exited_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    names = {
+        "mine_running": f".m.s2sx.{os.getpid()}.0badcafe.tmp",  # this process: a writer at work
+        "exited": f".m.s2sx.{exited.pid}.0badcafe.tmp",
+        "other_file": f".n.s2sx.{exited.pid}.0badcafe.tmp",
+        "not_ours": ".m.s2sx.notes.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    write_model_file(tmp_path / "m.s2sx", {}, {})
+    left = set(os.listdir(tmp_path))
+    assert left == {"m.s2sx"} | {names[k] for k in ("mine_running", "other_file", "not_ours")}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks")
+@pytest.mark.parametrize("relative", [False, True])
+def test_save_through_a_symlink_replaces_its_target(tmp_path, relative):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "links").mkdir()
+    target = tmp_path / "store" / "model.s2sx"
+    write_model_file(target, {"v": 1}, {})
+    os.chmod(target, 0o640)
+    link = tmp_path / "links" / "latest.s2sx"
+    link.symlink_to(os.path.join("..", "store", "model.s2sx") if relative else target)
+    write_model_file(link, {"v": 2}, {"a": np.ones(3, np.float32)})
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert read_model_file(target)[0] == {"v": 2}
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert os.listdir(tmp_path / "store") == ["model.s2sx"]
+    assert os.listdir(tmp_path / "links") == ["latest.s2sx"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks")
+def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "latest.s2sx"
+    link.symlink_to("model.s2sx")
+    write_model_file(link, {"v": 1}, {})
+    assert link.is_symlink()
+    assert read_model_file(tmp_path / "model.s2sx")[0] == {"v": 1}

@@ -108,17 +108,20 @@ class Config:
     reverse_source: bool = False
 
     def validate(self) -> None:
+        """The rules of docs/model-format.md ("The Seq2Seq header"), which the C++ loader applies
+        too: types, ranges, and sizes whose every parameter fits a model file (below 2**63 bytes)."""
         def positive_int(name, minimum=1):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value < 2**63:
+                raise ValueError(f"{name} must be an integer in [{minimum}, 2**63); got {value!r}")
 
         for name in ("embed_size", "hidden_size", "num_layers", "max_source_length"):
             positive_int(name)
         positive_int("src_vocab_size", 5)
         positive_int("tgt_vocab_size", 5)
-        if not isinstance(self.dropout, (float, int)) or not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1); got {self.dropout!r}")
+        # compared as given, not through float(): a huge int would overflow
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (float, int)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1); got {self.dropout!r:.40}")
         if self.attention is not None and self.attention not in ops.ATTENTION_KINDS:
             raise ValueError(
                 f"attention must be None or one of {', '.join(ops.ATTENTION_KINDS)}; got {self.attention!r}"
@@ -134,15 +137,26 @@ class Config:
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
         get_tokenizer(self.src_tokenizer)
         get_tokenizer(self.tgt_tokenizer)
+        # Layers past the second repeat the second's shapes, so two layers show every shape (the
+        # check stays O(1) for any num_layers).
+        for name, shape in iter_parameter_shapes(self, max_layers=2):
+            if math.prod(shape) * DTYPE().itemsize >= 2**63:
+                raise ValueError(f"the configuration's parameter {name!r} of shape {shape} is too large to store")
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """A validated Config from a dict with exactly the fields' keys (a saved configuration)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"the configuration must be a dict; got {type(d).__name__}")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
+        missing = [k for k in cls.__dataclass_fields__ if k not in d]
+        if missing:
+            raise ValueError(f"the model configuration lacks the keys {missing}")
         config = cls(**d)
         config.validate()
         return config
@@ -155,45 +169,51 @@ class Config:
 
 def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every parameter, in a fixed order (``docs/model.md``)."""
+    return dict(iter_parameter_shapes(config))
+
+
+def iter_parameter_shapes(config: Config, max_layers: int | None = None):
+    """The (name, shape) pairs of :func:`parameter_shapes` one at a time, so that a caller may stop
+    early (a loader stops at the first one its file lacks); ``max_layers`` stops each LSTM stack
+    after that many layers."""
     E, H, L = config.embed_size, config.hidden_size, config.num_layers
+    if max_layers is not None:
+        L = min(L, max_layers)
     D = 2 if config.bidirectional else 1
-    shapes: dict[str, tuple[int, ...]] = {
-        "src_embed": (config.src_vocab_size, E),
-        "tgt_embed": (config.tgt_vocab_size, E),
-    }
+    yield "src_embed", (config.src_vocab_size, E)
+    yield "tgt_embed", (config.tgt_vocab_size, E)
     for k in range(L):
         in_size = E if k == 0 else D * H
         for suffix in ("", "_reverse") if config.bidirectional else ("",):
             p = f"encoder.l{k}{suffix}"
-            shapes[f"{p}.w_ih"] = (4 * H, in_size)
-            shapes[f"{p}.w_hh"] = (4 * H, H)
-            shapes[f"{p}.b"] = (4 * H,)
+            yield f"{p}.w_ih", (4 * H, in_size)
+            yield f"{p}.w_hh", (4 * H, H)
+            yield f"{p}.b", (4 * H,)
     if config.bidirectional:
-        shapes["bridge.h.weight"] = (H, 2 * H)
-        shapes["bridge.h.bias"] = (H,)
-        shapes["bridge.c.weight"] = (H, 2 * H)
-        shapes["bridge.c.bias"] = (H,)
+        yield "bridge.h.weight", (H, 2 * H)
+        yield "bridge.h.bias", (H,)
+        yield "bridge.c.weight", (H, 2 * H)
+        yield "bridge.c.bias", (H,)
         if config.attention is not None:
-            shapes["bridge.memory.weight"] = (H, 2 * H)
+            yield "bridge.memory.weight", (H, 2 * H)
     for k in range(L):
         in_size = config.decoder_input_size if k == 0 else H
-        shapes[f"decoder.l{k}.w_ih"] = (4 * H, in_size)
-        shapes[f"decoder.l{k}.w_hh"] = (4 * H, H)
-        shapes[f"decoder.l{k}.b"] = (4 * H,)
+        yield f"decoder.l{k}.w_ih", (4 * H, in_size)
+        yield f"decoder.l{k}.w_hh", (4 * H, H)
+        yield f"decoder.l{k}.b", (4 * H,)
     if config.attention == "general":
-        shapes["attention.w_a"] = (H, H)
+        yield "attention.w_a", (H, H)
     elif config.attention == "location":
-        shapes["attention.w_a"] = (config.max_source_length, H)
+        yield "attention.w_a", (config.max_source_length, H)
     elif config.attention == "concat":
-        shapes["attention.w_q"] = (H, H)
-        shapes["attention.w_k"] = (H, H)
-        shapes["attention.v"] = (H,)
+        yield "attention.w_q", (H, H)
+        yield "attention.w_k", (H, H)
+        yield "attention.v", (H,)
     if config.attention is not None:
-        shapes["combine.weight"] = (H, 2 * H)
-        shapes["combine.bias"] = (H,)
-    shapes["out.weight"] = (config.tgt_vocab_size, H)
-    shapes["out.bias"] = (config.tgt_vocab_size,)
-    return shapes
+        yield "combine.weight", (H, 2 * H)
+        yield "combine.bias", (H,)
+    yield "out.weight", (config.tgt_vocab_size, H)
+    yield "out.bias", (config.tgt_vocab_size,)
 
 
 def init_parameters(config: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -646,6 +666,8 @@ class Seq2Seq:
             attention = None
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)):
             raise TypeError(f"dropout must be a number in [0, 1); got {dropout!r}")
+        if not 0 <= dropout < 1:  # before float(), which overflows for a huge int
+            raise ValueError(f"dropout must be a number in [0, 1); got {dropout!r:.40}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer; got {seed!r}")
         self.config = Config(
@@ -890,24 +912,35 @@ class Seq2Seq:
 
     @classmethod
     def from_header(cls, header: dict, tensors: dict) -> "Seq2Seq":
+        """The model a file's header and tensors describe, checked by the rules of
+        docs/model-format.md ("The Seq2Seq header") before any array is copied; every check's
+        work is bounded by the size of the header and of ``tensors``."""
         if not isinstance(header, dict) or header.get("kind") != cls.FILE_KIND:
-            raise ValueError(f"header kind is {header.get('kind')!r}, expected {cls.FILE_KIND!r}")
-        if header.get("version") != 1:
-            raise ValueError(f"model version {header.get('version')!r} is not supported (expected 1)")
-        config = Config.from_dict(dict(header["config"]))
-        src_vocab = Vocab(list(header["src_vocab"]))
-        tgt_vocab = Vocab(list(header["tgt_vocab"]))
+            kind = header.get("kind") if isinstance(header, dict) else None
+            raise ValueError(f"header kind is {kind!r:.60}, expected {cls.FILE_KIND!r}")
+        version = header.get("version")
+        if type(version) is not int or version != 1:
+            raise ValueError(f"model version {version!r:.60} is not supported (expected the integer 1)")
+        for key, kind in (("config", dict), ("src_vocab", list), ("tgt_vocab", list)):
+            if not isinstance(header.get(key), kind):
+                what = "an object" if kind is dict else "an array of tokens"
+                raise ValueError(f"header {key!r} must be {what}; got {type(header.get(key)).__name__}")
+        config = Config.from_dict(header["config"])
+        src_vocab = Vocab(header["src_vocab"])
+        tgt_vocab = Vocab(header["tgt_vocab"])
         if len(src_vocab) != config.src_vocab_size or len(tgt_vocab) != config.tgt_vocab_size:
             raise ValueError("vocabulary sizes disagree with the configuration")
-        params = {}
-        for name, shape in parameter_shapes(config).items():
-            if name not in tensors:
+        # Checked one at a time against the file's tensors, so a configuration that names more
+        # parameters than the file holds (num_layers = 10**8) fails at the first missing one.
+        found = []
+        for name, shape in iter_parameter_shapes(config):
+            value = tensors.get(name)
+            if value is None:
                 raise ValueError(f"parameter {name!r} is missing")
-            value = tensors[name]
             if value.shape != shape or value.dtype != DTYPE:
                 raise ValueError(f"parameter {name!r} has shape {value.shape} dtype {value.dtype}; expected {shape} float32")
-            params[name] = aligned_array(value)
+            found.append((name, value))
+        params = {name: aligned_array(value) for name, value in found}
         cfg = config.as_dict()
         del cfg["src_vocab_size"], cfg["tgt_vocab_size"]
         return cls(src_vocab, tgt_vocab, _params=params, **cfg)
-

@@ -17,13 +17,16 @@ numbers. Writing is atomic: a reader sees either the previous file or the comple
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
+import secrets
+import stat
 import struct
-import tempfile
 import zlib
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
@@ -34,6 +37,12 @@ END_MAGIC = b"S2SX"
 FORMAT_VERSION = 1
 ALIGNMENT = 64
 MAX_NDIM = 32
+# The JSON header's limit (it holds the vocabularies: about a million word tokens fit). A reader
+# refuses a longer one from the preamble alone, before reading the file.
+MAX_HEADER_BYTES = 2**24
+# Arrays and objects nested inside each other, the header's top-level object counted as 1 (so the
+# caller's header, "meta", is at depth 2). Both readers refuse deeper JSON.
+MAX_JSON_DEPTH = 64
 
 # magic, version, reserved, json_length
 _PREAMBLE = struct.Struct("<8sIIQ")
@@ -68,12 +77,19 @@ def _align(n: int) -> int:
 # Writing
 
 
-def _check_header_value(value: Any, where: str) -> None:
-    """Raise TypeError naming `where` unless `value` reads back from JSON as an equal object.
+def _check_header_value(value: Any, where: str, depth: int = 2) -> None:
+    """Raise TypeError naming `where` unless `value` reads back from JSON as an equal object
+    (ValueError if it is nested deeper than a reader accepts). `depth` is the JSON depth `value`
+    would have as a container (the caller's header sits at 2, inside the file's top object).
 
     json.dumps alone accepts more than that (tuples become lists, int keys become strings, so two
     keys may collide), and its own error does not say where the bad value is.
     """
+    if isinstance(value, (list, dict)) and depth > MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{where}: nested deeper than a model file allows ({MAX_JSON_DEPTH} levels of arrays "
+            "and objects, counting the file's top-level object and the header itself)"
+        )
     if value is None or isinstance(value, (bool, str)):
         if isinstance(value, str):
             _check_utf8(value, where)
@@ -88,7 +104,7 @@ def _check_header_value(value: Any, where: str) -> None:
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
-            _check_header_value(item, f"{where}[{i}]")
+            _check_header_value(item, f"{where}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -96,7 +112,7 @@ def _check_header_value(value: Any, where: str) -> None:
                 kind = type(key).__name__
                 raise TypeError(f"{where}: key {key!r} is a {kind}; header keys must be str")
             _check_utf8(key, f"{where} key {key!r}")
-            _check_header_value(item, f"{where}[{key!r}]")
+            _check_header_value(item, f"{where}[{key!r}]", depth + 1)
         return
     hint = ""
     if isinstance(value, tuple):
@@ -152,10 +168,14 @@ def write_model_file(
     path : str or os.PathLike
         Destination. The file is written to a temporary file in the same directory, flushed to
         disk and renamed over `path`, so `path` is either left untouched (on any error) or holds
-        the complete new file. An existing file's permission bits are kept.
+        the complete new file (see :func:`atomic_write`; a killed writer leaves no temporary file
+        behind for long). An existing file's permission bits are kept; a symlink is kept and its
+        target replaced.
     header : dict
         Anything JSON can hold exactly: dicts with str keys, lists, str, int (int64 range), finite
-        float, bool, None. ``read_model_file`` returns an equal dict.
+        float, bool, None, nested at most 62 levels below the header (``MAX_JSON_DEPTH`` counts
+        the file's top-level object and the header too); with the tensor table at most
+        ``MAX_HEADER_BYTES`` of JSON. ``read_model_file`` returns an equal dict.
     tensors : dict of str to ndarray
         Non-empty names; arrays of dtype float32, float64, int32, int64 or uint16 (bfloat16 bits),
         any shape including 0-d and empty (numpy scalars are stored as 0-d arrays), any layout and
@@ -167,7 +187,8 @@ def write_model_file(
         The header holds something JSON cannot hold exactly (the message gives its key path), or a
         tensor is not an ndarray or has another dtype (the message names the tensor and the dtype).
     ValueError
-        An empty or non-UTF-8 tensor name, or more than 32 dimensions.
+        An empty or non-UTF-8 tensor name, more than 32 dimensions, a header nested too deeply (the
+        message gives its key path) or longer than ``MAX_HEADER_BYTES``.
     OSError
         The file cannot be written; `path` is left as it was.
     """
@@ -201,52 +222,159 @@ def write_model_file(
         end = offset + arr.nbytes
     doc = {"tensors": entries, "meta": header}
     head = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"header: {len(head)} bytes of JSON with the tensor table; a model file's header holds "
+            f"at most {MAX_HEADER_BYTES} bytes (MAX_HEADER_BYTES)"
+        )
     data_start = _align(_PREAMBLE.size + len(head))
 
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+    def write(f: BinaryIO) -> None:
+        crc = 0
+        pos = 0  # absolute position, tracked so padding and the trailer need no f.tell()
+
+        def put(chunk: bytes) -> None:
+            nonlocal crc, pos
+            f.write(chunk)
+            crc = zlib.crc32(chunk, crc)
+            pos += len(chunk)
+
+        put(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(head)))
+        put(head)
+        for offset, arr in arrays:
+            put(bytes(data_start + offset - pos))
+            put(arr.tobytes())
+        put(bytes(data_start + end - pos))  # the header's padding when there is no tensor
+        f.write(_TRAILER.pack(pos, crc, END_MAGIC))
+
+    atomic_write(path, write)
+
+
+# Where the OS has it (Linux), the new file is written unnamed (O_TMPFILE) and gets a name only
+# once it is complete, so a writer killed mid-write leaves nothing. Tests set this to 0 to run the
+# fallback, a named temporary file.
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Create or replace the file `path` with what `write(f)` writes to the binary file `f`, so
+    that `path` holds either its previous content or the complete new file, never a part.
+
+    The data goes to a temporary file in the target's directory, is flushed and fsync'ed, then
+    renamed over the target. Through a symlink the link's target is replaced and the link kept.
+    The new file gets the old file's permission bits (else an ordinary open()'s). On any error the
+    temporary file is removed. The temporary is unnamed while it is written where the OS allows
+    (O_TMPFILE) and named ``.NAME.PID.XXXXXXXX.tmp`` for the instant before the rename (or the
+    whole write elsewhere); such names left by a killed writer whose process is gone are removed
+    by the next write of the same file.
+    """
+    # Write through symlinks: the rename replaces the final target, not the link.
+    target = os.path.realpath(os.fsdecode(os.fspath(path)))
+    directory, name = os.path.split(target)
+    _remove_stale_temporaries(directory, name)
+    fd, tmp = _create_temporary(directory, name)
     try:
         with os.fdopen(fd, "wb") as f:
-            crc = 0
-            pos = 0  # absolute position, tracked so padding and the trailer need no f.tell()
-
-            def put(chunk: bytes) -> None:
-                nonlocal crc, pos
-                f.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-                pos += len(chunk)
-
-            put(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(head)))
-            put(head)
-            for offset, arr in arrays:
-                put(bytes(data_start + offset - pos))
-                put(arr.tobytes())
-            put(bytes(data_start + end - pos))  # the header's padding when there is no tensor
-            f.write(_TRAILER.pack(pos, crc, END_MAGIC))
+            write(f)
             f.flush()
+            _set_mode(f.fileno(), target)
             os.fsync(f.fileno())
-        _set_mode(tmp, path)
-        os.replace(tmp, path)
+            if tmp is None:
+                tmp = _link_temporary(f.fileno(), directory, name)
+        os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
     _fsync_directory(directory)
 
 
-def _set_mode(tmp: str, path: str) -> None:
+def _temporary_name(name: str) -> str:
+    return f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _create_temporary(directory: str, name: str) -> Tuple[int, str | None]:
+    """(fd, path) of a new temporary file for `name`; path None for an unnamed (O_TMPFILE) one."""
+    if _O_TMPFILE and os.path.isdir("/proc/self/fd"):
+        try:
+            return os.open(directory, _O_TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600), None
+        except OSError as exc:
+            # this file system or kernel has no O_TMPFILE (old kernels read it as O_DIRECTORY)
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(directory, _temporary_name(name))
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
+def _link_temporary(fd: int, directory: str, name: str) -> str:
+    """Give the unnamed file `fd` a temporary name in `directory`; return its path."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        while True:
+            tmp = _temporary_name(name)
+            try:
+                # dst_dir_fd makes os.link call linkat(), which follows the /proc link to the file
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+                return os.path.join(directory, tmp)
+            except FileExistsError:
+                continue
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """Remove the temporary files of `name` (our naming pattern only) whose writer has exited.
+
+    A writer's process id is in the name, so a file of a writer still running (in this process or
+    another one on this machine) is kept.
+    """
+    if os.name != "posix":
+        return
+    pattern = re.compile(r"\." + re.escape(name) + r"\.([0-9]{1,10})\.[0-9a-f]{8}\.tmp")
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return  # creating the temporary file reports the problem
+    with entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and not _process_exists(int(match.group(1))):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only the check
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid < 2**31  # a process of another user exists; larger numbers are no process id
+    return True
+
+
+def _set_mode(fd: int, target: str) -> None:
     """Give the new file the mode an ordinary open() would: the old file's, else 0o666 & ~umask.
 
-    mkstemp creates files 0o600. The umask is read from /proc because os.umask() can only read it
-    by changing it, which races with other threads creating files.
+    Temporary files are created 0o600. The umask is read from /proc because os.umask() can only
+    read it by changing it, which races with other threads creating files.
     """
     if os.name != "posix":
         return
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         umask = 0o022
         try:
@@ -258,7 +386,7 @@ def _set_mode(tmp: str, path: str) -> None:
         except OSError:
             pass
         mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
+    os.fchmod(fd, mode)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -298,10 +426,25 @@ def read_model_file(path: str | os.PathLike) -> Tuple[Dict[str, Any], Dict[str, 
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    # Model files are a few MB: read once, then every size in the file is checked against the
-    # number of bytes actually present before it is used.
+    # Work bounded by the file: the magic and version are checked from the first 24 bytes, then
+    # the header length against the size and the trailer, before the rest is read (once: model
+    # files are a few MB). A pipe or a device has no size to check: it is read to its end.
     with open(path, "rb") as f:
-        data = f.read()
+        head = f.read(_PREAMBLE.size)
+        _check_ends(path, head, None, b"")
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            data = head + f.read()
+        else:
+            size = info.st_size
+            tail = b""
+            if size >= _PREAMBLE.size + _TRAILER.size:
+                f.seek(size - _TRAILER.size)
+                tail = f.read(_TRAILER.size)
+            _check_ends(path, head, size, tail)
+            f.seek(0)
+            data = bytearray(size)  # read in place: the file's size in memory, not twice
+            del data[f.readinto(data) :]  # less if the file shrank meanwhile: then truncated
     header, entries, data_start = _parse(path, data)
     tensors = {}
     for e in entries:
@@ -312,28 +455,51 @@ def read_model_file(path: str | os.PathLike) -> Tuple[Dict[str, Any], Dict[str, 
     return header, tensors
 
 
+def _failure(path: str, message: str) -> ModelFileError:
+    return ModelFileError(f"model file {path!r}: {message}")
+
+
+def _check_ends(path: str, head: bytes, size: int | None, tail: bytes) -> None:
+    """Checks 1-3 of docs/model-format.md: the magic, the version and the header length, from the
+    first 24 bytes (`head`, fewer in a short file), the file size (None: not known yet) and the
+    last 16 bytes (`tail`, when the file has at least 40)."""
+    if head[: len(MAGIC)] != MAGIC:
+        if len(head) < len(MAGIC) and MAGIC.startswith(head):
+            raise _failure(path, f"truncated: {len(head)} bytes, a model file has at least {_MIN_SIZE}")
+        raise _failure(path, f"not an s2sext model file (it does not start with {MAGIC!r})")
+    if len(head) < _PREAMBLE.size:
+        raise _failure(path, f"truncated: {len(head)} bytes, a model file has at least {_MIN_SIZE}")
+    _, version, _, json_length = _PREAMBLE.unpack(head)
+    if version != FORMAT_VERSION:
+        raise _failure(
+            path,
+            f"unsupported format version {version}; this reader supports version {FORMAT_VERSION} "
+            "(a newer s2sext wrote it, or the file is corrupted)",
+        )
+    if size is None:
+        return
+    needed = _PREAMBLE.size + json_length + _TRAILER.size
+    if needed > size:
+        if len(tail) == _TRAILER.size:
+            body_length, _, end_magic = _TRAILER.unpack(tail)
+            if end_magic == END_MAGIC and body_length == size - _TRAILER.size:
+                raise _failure(path, f"corrupted: header length {json_length} runs past the end of the data")
+        raise _failure(path, f"truncated: expected at least {needed} bytes, found {size}")
+    if json_length > MAX_HEADER_BYTES:
+        raise _failure(
+            path, f"corrupted: header length {json_length} is over the limit of {MAX_HEADER_BYTES} bytes"
+        )
+
+
 def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     """Check the whole file; return (meta, tensor entries, data_start)."""
 
     def fail(message: str) -> ModelFileError:
-        return ModelFileError(f"model file {path!r}: {message}")
+        return _failure(path, message)
 
     size = len(data)
-    if data[: len(MAGIC)] != MAGIC:
-        if size < len(MAGIC) and MAGIC.startswith(data):
-            raise fail(f"truncated: {size} bytes, a model file has at least {_MIN_SIZE}")
-        raise fail(f"not an s2sext model file (it does not start with {MAGIC!r})")
-    if size < _PREAMBLE.size:
-        raise fail(f"truncated: {size} bytes, a model file has at least {_MIN_SIZE}")
+    _check_ends(path, data[: _PREAMBLE.size], size, data[-_TRAILER.size :] if size >= _MIN_SIZE else b"")
     _, version, reserved, json_length = _PREAMBLE.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        raise fail(
-            f"unsupported format version {version}; this reader supports version {FORMAT_VERSION} "
-            "(a newer s2sext wrote it, or the file is corrupted)"
-        )
-
-    if size < _MIN_SIZE:
-        raise fail(f"truncated: {size} bytes, a model file has at least {_MIN_SIZE}")
     body_length, stored_crc, end_magic = _TRAILER.unpack_from(data, size - _TRAILER.size)
     if end_magic != END_MAGIC or body_length != size - _TRAILER.size:
         expected = _expected_size(data, json_length)
@@ -356,8 +522,6 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     # The checksum matches, so what follows only fails for a file that a faulty writer produced.
     if reserved != 0:
         raise fail(f"corrupted: the reserved preamble field is {reserved}, must be 0")
-    if json_length > body_length - _PREAMBLE.size:
-        raise fail(f"corrupted: header length {json_length} runs past the end of the data")
     try:
         doc = _loads(data[_PREAMBLE.size : _PREAMBLE.size + json_length])
     except ValueError as exc:
@@ -402,7 +566,7 @@ def _entry_problem(e: Any, data_length: int) -> str | None:
     name, code, shape, offset, nbytes = e["name"], e["dtype"], e["shape"], e["offset"], e["nbytes"]
     if not isinstance(name, str) or not name:
         return f"has name {name!r}; names are non-empty strings"
-    if code not in _DTYPE_CODES:
+    if not isinstance(code, str) or code not in _DTYPE_CODES:
         return f"({name!r}) has unknown dtype {code!r}; known are {sorted(_DTYPE_CODES)}"
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
         return f"({name!r}) has shape {shape!r:.200}; expected at most {MAX_NDIM} non-negative ints"
@@ -423,12 +587,30 @@ def _is_count(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _INT64_MAX
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _loads(raw: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no repeated keys (readers in other languages differ on
-    which duplicate wins)."""
+    """Strict JSON as docs/model-format.md defines it (the C++ reader's rules): UTF-8; no
+    NaN/Infinity; integers within int64 and other numbers finite; no repeated keys (readers in
+    other languages differ on which duplicate wins); no lone surrogate escapes; arrays and objects
+    nested at most MAX_JSON_DEPTH deep."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
+
+    def integer(text: str) -> int:
+        # the length test first: int() of thousands of digits is slow, then refused
+        value = int(text) if len(text) <= 20 else None
+        if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"integer {text[:30]}{'...' if len(text) > 30 else ''} is outside int64")
+        return value
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {text[:30]} overflows a double")
+        return value
 
     def unique(pairs: list) -> dict:
         obj = {}
@@ -440,9 +622,37 @@ def _loads(raw: bytes) -> Any:
 
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=no_constants, object_pairs_hook=unique)
+        doc = json.loads(
+            text, parse_constant=no_constants, parse_int=integer, parse_float=finite, object_pairs_hook=unique
+        )
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    _check_parsed(doc, check_strings="\\u" in text)
+    return doc
+
+
+def _check_parsed(doc: Any, check_strings: bool) -> None:
+    """The rules json.loads does not apply: the nesting depth, and (when the text has \\u escapes,
+    the only way to write one) no lone surrogate in a string."""
+
+    def bad_string(x: Any) -> bool:
+        return check_strings and isinstance(x, str) and not x.isascii() and _SURROGATE.search(x) is not None
+
+    stack = [(doc, 1)] if isinstance(doc, (list, dict)) else []
+    if bad_string(doc):
+        raise ValueError("a string holds a lone surrogate escape")
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            if isinstance(item, (list, dict)):
+                stack.append((item, depth + 1))
+            elif bad_string(item):
+                raise ValueError("a string holds a lone surrogate escape")
+        if isinstance(value, dict) and any(bad_string(key) for key in value):
+            raise ValueError("a key holds a lone surrogate escape")
 
 
 def _expected_size(data: bytes, json_length: int) -> Tuple[int, bool] | None:

@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <tuple>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <set>
+#include <string_view>
+#include <tuple>
+#include <unordered_set>
 
 namespace s2s {
 
@@ -49,12 +52,14 @@ class JsonParser {
     }
     return false;
   }
+  // depth: the number of arrays and objects around this value
   Json value(int depth) {
-    if (depth > 64) fail("nested too deeply");
     skip_space();
     if (i_ >= s_.size()) fail("unexpected end");
     Json v;
     const char c = s_[i_];
+    if ((c == '{' || c == '[') && depth + 1 > kMaxJsonDepth)
+      fail("nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
     if (c == '{') {
       v.kind = Json::Kind::object;
       ++i_;
@@ -67,7 +72,6 @@ class JsonParser {
         skip_space();
         if (i_ >= s_.size() || s_[i_] != '"') fail("expected a key");
         std::string key = string();
-        if (v.find(key)) fail("repeated key '" + key + "'");
         skip_space();
         if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':'");
         ++i_;
@@ -79,6 +83,7 @@ class JsonParser {
         }
         if (i_ < s_.size() && s_[i_] == '}') {
           ++i_;
+          check_unique_keys(v);
           return v;
         }
         fail("expected ',' or '}'");
@@ -147,6 +152,7 @@ class JsonParser {
     v.kind = Json::Kind::number;
     const std::string text = s_.substr(start, i_ - start);
     v.number = std::strtod(text.c_str(), nullptr);
+    if (!std::isfinite(v.number)) fail("number overflows a double");
     if (integral) {
       errno = 0;
       const long long x = std::strtoll(text.c_str(), nullptr, 10);
@@ -155,6 +161,21 @@ class JsonParser {
       v.integer = x;
     }
     return v;
+  }
+  // Once per object, after its last member: a hash set over the keys, so an object of n keys
+  // costs O(n) (small objects compare pairwise, cheaper than a set).
+  void check_unique_keys(const Json& v) const {
+    const auto& members = v.object;
+    if (members.size() <= 8) {
+      for (size_t a = 0; a < members.size(); ++a)
+        for (size_t b = a + 1; b < members.size(); ++b)
+          if (members[a].first == members[b].first) fail("repeated key '" + members[b].first + "'");
+      return;
+    }
+    std::unordered_set<std::string_view> seen;
+    seen.reserve(members.size());
+    for (const auto& kv : members)
+      if (!seen.insert(kv.first).second) fail("repeated key '" + kv.first + "'");
   }
   static void put_utf8(std::string& out, uint32_t cp) {
     if (cp < 0x80) {
@@ -227,7 +248,6 @@ class JsonParser {
         }
         continue;
       }
-      // raw UTF-8: check the sequence
       // raw UTF-8: well-formed sequences only (no overlong forms, surrogates or values past U+10FFFF)
       const int extra = c < 0x80 ? 0 : (c >= 0xC2 && c <= 0xDF) ? 1 : (c >= 0xE0 && c <= 0xEF) ? 2
                         : (c >= 0xF0 && c <= 0xF4) ? 3 : -1;
@@ -280,30 +300,120 @@ uint32_t crc32(const unsigned char* data, size_t size) {
 
 // ---- the container and the Seq2Seq header ---------------------------------------------------------
 
-Seq2SeqFile read_seq2seq_file(const std::string& path) {
-  auto fail = [&](const std::string& what) -> ModelFileError {
-    return ModelFileError("model file '" + path + "': " + what);
+void check_engine_config(const EngineConfig& c) {
+  if (c.src_vocab < 5 || c.tgt_vocab < 5)
+    throw std::invalid_argument("src_vocab_size and tgt_vocab_size must be >= 5 (got " + std::to_string(c.src_vocab) +
+                                " and " + std::to_string(c.tgt_vocab) + ")");
+  if (c.embed < 1 || c.hidden < 1 || c.layers < 1 || c.max_source_length < 1)
+    throw std::invalid_argument("embed_size, hidden_size, num_layers and max_source_length must be >= 1");
+  const bool attention = c.attention != EngineAttention::none;
+  if (!attention && (c.bahdanau || c.input_feeding))
+    throw std::invalid_argument("attention_style 'bahdanau' and input_feeding need an attention kind");
+  if (c.input_feeding && c.bahdanau) throw std::invalid_argument("input_feeding needs attention_style 'luong'");
+  // Every parameter's bytes (float32) below 2^63. Shapes of docs/model.md; each listed shape is
+  // the largest of its family (biases and the bridge's [H, 2H] are smaller than [4H, H]).
+  const int64_t H = c.hidden, E = c.embed, extra = attention && (c.input_feeding || c.bahdanau) ? H : 0;
+  int64_t G = 0, dec_in = 0, enc_in = 0;
+  bool ok = !__builtin_mul_overflow(H, int64_t(4), &G) && !__builtin_add_overflow(E, extra, &dec_in) &&
+            !__builtin_mul_overflow(H, int64_t(c.bidirectional ? 2 : 1), &enc_in);
+  auto fits = [&](int64_t rows, int64_t cols) {
+    int64_t n = 0;
+    return !__builtin_mul_overflow(rows, cols, &n) && !__builtin_mul_overflow(n, int64_t(sizeof(float)), &n);
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw fail("cannot be opened");
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  static const unsigned char magic[8] = {'S', '2', 'S', 'X', 'M', 'D', 'L', 0};
-  const uint64_t size = bytes.size();
-  if (size < 8 || std::memcmp(bytes.data(), magic, 8) != 0) {
-    if (size < 8 && (size == 0 || std::memcmp(bytes.data(), magic, size) == 0)) throw fail("truncated");
+  ok = ok && fits(c.src_vocab, E) && fits(c.tgt_vocab, E) && fits(c.tgt_vocab, H) && fits(G, dec_in) && fits(G, H) &&
+       (c.layers == 1 || fits(G, enc_in)) &&
+       (c.attention != EngineAttention::location || fits(c.max_source_length, H));
+  if (!ok) throw std::invalid_argument("the configuration's sizes give a parameter too large to store (2^63 bytes or more)");
+}
+
+namespace {
+
+constexpr unsigned char kMagic[8] = {'S', '2', 'S', 'X', 'M', 'D', 'L', 0};
+constexpr uint64_t kPreamble = 24, kTrailer = 16;
+
+struct Failure {
+  const std::string& path;
+  ModelFileError operator()(const std::string& what) const { return ModelFileError("model file '" + path + "': " + what); }
+};
+
+// Checks 1-3 of docs/model-format.md from the first bytes (head_n of them, at most 24), the file's
+// size (-1: not known yet) and its last 16 bytes (nullptr when it has fewer than 40).
+void check_ends(const Failure& fail, const unsigned char* head, size_t head_n, int64_t size, const unsigned char* tail) {
+  if (head_n < 8 || std::memcmp(head, kMagic, 8) != 0) {
+    if (head_n < 8 && std::memcmp(head, kMagic, head_n) == 0) throw fail("truncated");
     throw fail("not an s2sext model file");
   }
-  if (size < 24) throw fail("truncated");
-  const uint32_t version = read_u32(&bytes[8]);
+  if (head_n < kPreamble) throw fail("truncated");
+  const uint32_t version = read_u32(head + 8);
   if (version != 1)
     throw fail("unsupported format version " + std::to_string(version) + "; this reader supports version 1");
-  if (size < 40 || std::memcmp(&bytes[size - 4], "S2SX", 4) != 0 || read_u64(&bytes[size - 16]) != size - 16)
+  if (size < 0) return;
+  const uint64_t J = read_u64(head + 16), n = uint64_t(size);
+  if (J > n || n - J < kPreamble + kTrailer) {  // 24 + J + 16 > size, without overflow
+    if (tail && std::memcmp(tail + 12, "S2SX", 4) == 0 && read_u64(tail) == n - kTrailer)
+      throw fail("corrupted (header length " + std::to_string(J) + " exceeds the file)");
+    throw fail("truncated (the header length " + std::to_string(J) + " needs more than the file's " + std::to_string(n) +
+               " bytes)");
+  }
+  if (J > kMaxHeaderBytes)
+    throw fail("corrupted (header length " + std::to_string(J) + " is over the limit of " +
+               std::to_string(kMaxHeaderBytes) + " bytes)");
+}
+
+// The whole file, read only after check_ends has passed on its first and last bytes and its size
+// (a foreign or lying file costs O(1) to refuse; a pipe, which has no size, is read to its end).
+std::vector<unsigned char> read_file(const Failure& fail) {
+  std::ifstream in(fail.path, std::ios::binary);
+  if (!in) throw fail("cannot be opened");
+  unsigned char head[kPreamble];
+  in.read(reinterpret_cast<char*>(head), kPreamble);
+  const size_t head_n = size_t(in.gcount());
+  check_ends(fail, head, head_n, -1, nullptr);
+  in.clear();
+  in.seekg(0, std::ios::end);
+  const std::streamoff end = in ? std::streamoff(in.tellg()) : -1;
+  std::vector<unsigned char> bytes;
+  if (end < 0) {
+    in.clear();
+    bytes.assign(head, head + head_n);
+    bytes.insert(bytes.end(), std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return bytes;
+  }
+  unsigned char tail[kTrailer];
+  bool have_tail = false;
+  if (uint64_t(end) >= kPreamble + kTrailer) {
+    in.seekg(end - std::streamoff(kTrailer));
+    in.read(reinterpret_cast<char*>(tail), kTrailer);
+    have_tail = in.gcount() == std::streamsize(kTrailer);
+  }
+  check_ends(fail, head, head_n, int64_t(end), have_tail ? tail : nullptr);
+  bytes.resize(size_t(end));
+  in.clear();
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(end));
+  bytes.resize(size_t(in.gcount()));  // a file that shrank meanwhile then reads as truncated
+  return bytes;
+}
+
+const char* const kConfigKeys[] = {"src_vocab_size", "tgt_vocab_size", "embed_size",   "hidden_size",
+                                   "num_layers",     "bidirectional",  "dropout",      "attention",
+                                   "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
+                                   "tgt_tokenizer",  "reverse_source"};
+
+}  // namespace
+
+Seq2SeqFile read_seq2seq_file(const std::string& path) {
+  const Failure fail{path};
+  const std::vector<unsigned char> bytes = read_file(fail);
+  const uint64_t size = bytes.size();
+  check_ends(fail, bytes.data(), size_t(std::min<uint64_t>(size, kPreamble)), int64_t(size),
+             size >= kPreamble + kTrailer ? &bytes[size - kTrailer] : nullptr);
+  if (std::memcmp(&bytes[size - 4], "S2SX", 4) != 0 || read_u64(&bytes[size - 16]) != size - 16)
     throw fail("truncated or corrupted (its trailer does not match its size, " + std::to_string(size) + " bytes)");
   const uint64_t E = size - 16;
   if (crc32(bytes.data(), E) != read_u32(&bytes[size - 8])) throw fail("corrupted (checksum mismatch)");
   if (read_u32(&bytes[12]) != 0) throw fail("corrupted (reserved field is not 0)");
-  const uint64_t J = read_u64(&bytes[16]);
-  if (J > E - 24) throw fail("corrupted (header length exceeds the file)");
+  const uint64_t J = read_u64(&bytes[16]);  // 24 + J <= E: check_ends
   const uint64_t D = (24 + J + 63) / 64 * 64;
   if (D > E) throw fail("corrupted (data section starts past its end)");
   Json top;
@@ -318,7 +428,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
       tensors->kind != Json::Kind::array || meta->kind != Json::Kind::object)
     throw fail("corrupted header (expected an object with 'tensors' and 'meta')");
 
-  // the Seq2Seq header (docs/model.md)
+  // the Seq2Seq header (docs/model-format.md, "The Seq2Seq header")
   auto meta_get = [&](const Json& obj, const char* key, Json::Kind kind) -> const Json& {
     const Json* v = obj.find(key);
     if (!v || v->kind != kind) throw fail(std::string("not a Seq2Seq model: '") + key + "' is missing or of the wrong type");
@@ -330,9 +440,16 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   if (!ver.integral || ver.integer != 1)
     throw fail("Seq2Seq header version " + std::to_string(ver.number) + " is not supported (expected 1)");
   const Json& cfg = meta_get(*meta, "config", Json::Kind::object);
+  bool exact = cfg.object.size() == std::size(kConfigKeys);  // keys are unique: the count and each key
+  for (const char* key : kConfigKeys) exact = exact && cfg.find(key);
+  if (!exact) {
+    std::string keys;
+    for (const auto& kv : cfg.object) keys += (keys.empty() ? "'" : ", '") + kv.first.substr(0, 40) + "'";
+    throw fail("config must have exactly the 14 keys of docs/model-format.md; it has " + keys);
+  }
   auto integer = [&](const char* key) {
     const Json& v = meta_get(cfg, key, Json::Kind::number);
-    if (!v.integral || v.integer < 0) throw fail(std::string("config '") + key + "' must be a non-negative integer");
+    if (!v.integral) throw fail(std::string("config '") + key + "' must be an integer");
     return v.integer;
   };
   auto boolean = [&](const char* key) { return meta_get(cfg, key, Json::Kind::boolean).boolean; };
@@ -347,9 +464,11 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   c.bidirectional = boolean("bidirectional");
   c.input_feeding = boolean("input_feeding");
   out.reverse_source = boolean("reverse_source");
+  const double dropout = meta_get(cfg, "dropout", Json::Kind::number).number;
+  if (!(dropout >= 0 && dropout < 1)) throw fail("config 'dropout' must be a number in [0, 1)");
   const Json* att = cfg.find("attention");
-  if (!att || (att->kind != Json::Kind::null && att->kind != Json::Kind::string))
-    throw fail("config 'attention' must be null or a string");
+  if (att->kind != Json::Kind::null && (att->kind != Json::Kind::string || att->string == "none"))
+    throw fail("config 'attention' must be null or the name of a kind");
   const std::string a = att->kind == Json::Kind::null ? "none" : att->string;
   if (!engine_attention_from_name(a, &c.attention)) throw fail("config 'attention' is '" + a + "', not a known kind");
   const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
@@ -359,20 +478,29 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   out.tgt_tokenizer = meta_get(cfg, "tgt_tokenizer", Json::Kind::string).string;
   for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
     if (*t != "char" && *t != "word") throw fail("tokenizer '" + *t + "' is not 'char' or 'word'");
+  try {
+    check_engine_config(c);
+  } catch (const std::invalid_argument& e) {
+    throw fail(std::string("config: ") + e.what());
+  }
   for (auto [key, dest, size] : {std::make_tuple("src_vocab", &out.src_vocab, c.src_vocab),
                                  std::make_tuple("tgt_vocab", &out.tgt_vocab, c.tgt_vocab)}) {
     const Json& list = meta_get(*meta, key, Json::Kind::array);
+    if (int64_t(list.array.size()) != size)
+      throw fail(std::string(key) + " has " + std::to_string(list.array.size()) + " tokens; the configuration says " +
+                 std::to_string(size));
     for (const Json& t : list.array) {
       if (t.kind != Json::Kind::string) throw fail(std::string(key) + " holds a non-string");
+      if (t.string.empty()) throw fail(std::string(key) + " holds an empty token");
       dest->push_back(t.string);
     }
-    if (int64_t(dest->size()) != size)
-      throw fail(std::string(key) + " has " + std::to_string(dest->size()) + " tokens; the configuration says " +
-                 std::to_string(size));
     static const char* specials[4] = {"<pad>", "<sos>", "<eos>", "<unk>"};
     for (int k = 0; k < 4; ++k)
-      if (dest->size() <= size_t(k) || (*dest)[k] != specials[k])
-        throw fail(std::string(key) + " does not start with <pad> <sos> <eos> <unk>");
+      if ((*dest)[k] != specials[k]) throw fail(std::string(key) + " does not start with <pad> <sos> <eos> <unk>");
+    std::unordered_set<std::string_view> seen;
+    seen.reserve(dest->size());
+    for (const std::string& t : *dest)
+      if (!seen.insert(t).second) throw fail(std::string(key) + " holds the token '" + t.substr(0, 40) + "' twice");
   }
 
   // the tensor table: float32 parameters (others, e.g. an optimiser's state, are skipped)
@@ -388,6 +516,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
         !dtype || dtype->kind != Json::Kind::string || !shape || shape->kind != Json::Kind::array || !offset ||
         !offset->integral || !nbytes || !nbytes->integral)
       throw fail("corrupted tensor table");
+    if (name->string.empty()) throw fail("corrupted tensor table (a tensor has an empty name)");
     uint64_t itemsize = dtype->string == "f32" || dtype->string == "i32" ? 4
                         : dtype->string == "f64" || dtype->string == "i64" ? 8
                         : dtype->string == "u16" ? 2 : 0;
@@ -395,7 +524,9 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     if (shape->array.size() > 32) throw fail("tensor '" + name->string + "' has more than 32 dimensions");
     if (!names.insert(name->string).second) throw fail("tensor '" + name->string + "' appears twice");
     Tensor tensor;
-    uint64_t count = 1, nonzero = 1;  // the product of the non-zero dimensions must stay a valid size
+    // the product of the non-zero dimensions times the itemsize must stay below 2^63
+    const uint64_t limit = uint64_t(std::numeric_limits<int64_t>::max()) / itemsize;
+    uint64_t count = 1, nonzero = 1;
     for (const Json& d : shape->array) {
       if (!d.integral || d.integer < 0) throw fail("tensor '" + name->string + "' has a bad shape");
       tensor.shape.push_back(d.integer);
@@ -403,8 +534,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
         count = 0;
         continue;
       }
-      if (nonzero > (uint64_t(1) << 62) / itemsize / uint64_t(d.integer))
-        throw fail("tensor '" + name->string + "' is too large");
+      if (nonzero > limit / uint64_t(d.integer)) throw fail("tensor '" + name->string + "' is too large");
       nonzero *= uint64_t(d.integer);
       count *= uint64_t(d.integer);
     }

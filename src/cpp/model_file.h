@@ -33,7 +33,14 @@ struct Json {
   const Json* find(const std::string& key) const;
 };
 
-// Strict JSON (RFC 8259): throws std::invalid_argument on bad syntax, repeated keys, bad UTF-8.
+// The model file's limits (docs/model-format.md): the JSON header's length, and how deep arrays
+// and objects may nest (the header's top-level object is depth 1).
+constexpr uint64_t kMaxHeaderBytes = uint64_t(1) << 24;
+constexpr int kMaxJsonDepth = 64;
+
+// Strict JSON (RFC 8259) as the model file restricts it: throws std::invalid_argument on bad
+// syntax, repeated keys (found in linear time), bad UTF-8 or lone surrogates, integers outside
+// int64, numbers that overflow a double, nesting deeper than kMaxJsonDepth.
 Json parse_json(const std::string& text);
 
 // CRC-32 (ISO-HDLC, zlib's crc32).
@@ -47,7 +54,16 @@ struct Seq2SeqFile {
   std::map<std::string, Tensor> params;  // float32 parameters by name
 };
 
-// Reads and checks a file written by s2sext.Seq2Seq.save.
+// The configuration rules of docs/model-format.md ("The Seq2Seq header") that an EngineConfig can
+// express: sizes >= 1 (vocabularies >= 5), the attention style's combinations, and every
+// parameter's byte count below 2^63 in checked arithmetic (so that no size computed from the
+// configuration overflows). Throws std::invalid_argument naming the first rule broken.
+void check_engine_config(const EngineConfig& config);
+
+// Reads and checks a file written by s2sext.Seq2Seq.save: the container's checks, then the Seq2Seq
+// header's (docs/model-format.md); the parameters' presence and shapes are the Engine's to check.
+// The work is bounded by the file's size: its preamble, size and trailer are checked before the
+// rest is read.
 Seq2SeqFile read_seq2seq_file(const std::string& path);
 
 }  // namespace s2s
