@@ -1004,9 +1004,9 @@ int set_num_threads(py::handle threads_in) {
   if (!as_int) throw py::error_already_set();
   int overflow = 0;
   const long long threads = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
-  if (overflow != 0 || threads < 1 || threads > 1024)
-    throw py::value_error("set_num_threads: threads must be between 1 and 1024, got " +
-                          std::string(py::str(as_int)));
+  if (overflow != 0 || threads < 1 || threads > s2s::kMaxThreads)
+    throw py::value_error("set_num_threads: threads must be between 1 and " + std::to_string(s2s::kMaxThreads) +
+                          ", got " + std::string(py::str(as_int)));
   const int previous = s2s::num_threads();
   s2s::set_num_threads(static_cast<int>(threads));
   return previous;
