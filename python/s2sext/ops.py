@@ -26,6 +26,8 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _core
@@ -264,7 +266,8 @@ def _rows(name, arr):
     arr = np.asarray(arr)
     if arr.ndim < 1:
         raise ValueError(f"{name} must have at least 1 dimension [..., K], got a 0-d array")
-    return arr.reshape(-1, arr.shape[-1]) if arr.ndim != 2 else arr
+    # the row count spelled out: reshape(-1, 0) cannot infer it when K = 0
+    return arr.reshape(math.prod(arr.shape[:-1]), arr.shape[-1]) if arr.ndim != 2 else arr
 
 
 def linear_forward(x, w, b=None, activation="none"):
