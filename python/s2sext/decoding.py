@@ -11,29 +11,46 @@ import numbers
 
 import numpy as np
 
-from .data import EOS_ID, PAD_ID, SOS_ID
+from .data import EOS_ID, PAD_ID, SOS_ID, _check_int
 from .model import EncoderState
 
-
-def check_beam_args(beam_size, n_best, length_penalty):
-    """ValueError naming the argument unless beam_size >= n_best >= 1 are integers and
-    length_penalty is a finite number >= 0."""
-    for name, value in (("beam_size", beam_size), ("n_best", n_best)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    if n_best > beam_size:
-        raise ValueError(f"n_best ({n_best}) must not exceed beam_size ({beam_size})")
-    if (isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real)
-            or not math.isfinite(length_penalty) or length_penalty < 0):
-        raise ValueError(f"length_penalty must be a finite number >= 0; got {length_penalty!r}")
+# The compiled decoder's limits (src/cpp/engine.cpp), checked here for the model layer too so that
+# both refuse the same arguments: step counts are int64, beams at most this many per input.
+MAX_BEAM_SIZE = 65536
+_INT64_MAX = 2**63 - 1
 
 
 def check_lengths(max_length, min_length):
-    for name, value, lo in (("max_length", max_length, 1), ("min_length", min_length, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    """``(max_length, min_length)`` as ints: TypeError naming the argument unless each is an
+    integer (not a bool), ValueError unless ``0 <= min_length <= max_length`` and
+    ``1 <= max_length <= 2**63 - 1``."""
+    max_length = _check_int(max_length, "max_length", 1, _INT64_MAX)
+    min_length = _check_int(min_length, "min_length", 0, _INT64_MAX)
     if min_length > max_length:
         raise ValueError(f"min_length ({min_length}) must not exceed max_length ({max_length})")
+    return max_length, min_length
+
+
+def check_beam_args(beam_size, n_best, length_penalty):
+    """``(beam_size, n_best, length_penalty)`` as int, int, float: TypeError naming the argument
+    unless they are integers and a real number (no bools), ValueError unless
+    ``1 <= n_best <= beam_size <= MAX_BEAM_SIZE`` and length_penalty is finite and >= 0."""
+    beam_size = _check_int(beam_size, "beam_size", 1, MAX_BEAM_SIZE)
+    n_best = _check_int(n_best, "n_best", 1, MAX_BEAM_SIZE)
+    if n_best > beam_size:
+        raise ValueError(f"n_best ({n_best}) must not exceed beam_size ({beam_size})")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real):
+        raise TypeError(f"length_penalty must be a finite number >= 0, got {type(length_penalty).__name__} "
+                        f"{length_penalty!r}")
+    if not math.isfinite(length_penalty) or length_penalty < 0:
+        raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
+    return beam_size, n_best, float(length_penalty)
+
+
+def check_translate_args(beam, n_best):
+    """``(beam, n_best)`` of a ``translate`` as ints (the rules of :func:`check_beam_args`), checked
+    before ``beam == 1`` picks greedy decoding."""
+    return _check_int(beam, "beam", 1, MAX_BEAM_SIZE), _check_int(n_best, "n_best", 1, MAX_BEAM_SIZE)
 
 
 def _by_length(model, src_ids, lengths):
@@ -53,34 +70,36 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     stops when every row has emitted ``<eos>`` or after ``max_length`` steps. Before step
     ``min_length`` the ``<eos>`` logit is excluded.
     """
-    check_lengths(max_length, min_length)
+    max_length, min_length = check_lengths(max_length, min_length)
     src, lengths, restore = _by_length(model, src_ids, lengths)
     enc = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B, S = src.shape
     state = decoder.initial_step_state(enc)
     tokens = np.full(B, SOS_ID, np.int64)
-    out = np.full((B, max_length), PAD_ID, np.int64)
-    attention = np.zeros((B, max_length, S), np.float32) if return_attention else None
+    # one column per step taken, so memory grows with the tokens produced, not with max_length
+    columns, att_columns = [], []
     done = np.zeros(B, bool)
-    steps = 0
     for t in range(max_length):
         logits, a, state, _ = decoder.step_forward(params, enc, tokens, state)
         if t < min_length:
             logits[:, EOS_ID] = -np.inf
         chosen = logits.argmax(axis=-1)
         chosen[done] = PAD_ID
-        out[:, t] = chosen
-        if attention is not None and a is not None:
-            attention[~done, t] = a[~done]
+        columns.append(chosen)
+        if return_attention:
+            step_attention = np.zeros((B, S), np.float32)
+            if a is not None:
+                step_attention[~done] = a[~done]
+            att_columns.append(step_attention)
         done |= chosen == EOS_ID
         tokens = chosen
-        steps = t + 1
         if done.all():
             break
+    out = np.stack(columns, axis=1)[restore]
     if return_attention:
-        return out[restore, :steps], attention[restore, :steps]
-    return out[restore, :steps]
+        return out, np.stack(att_columns, axis=1)[restore]
+    return out
 
 
 def _log_softmax(logits):
@@ -90,8 +109,12 @@ def _log_softmax(logits):
 
 
 def length_penalty_factor(length, alpha):
-    """GNMT's length penalty ``((5 + |Y|) / 6) ** alpha``; scores are ``log P(Y) / factor``."""
-    return ((5.0 + length) / 6.0) ** alpha
+    """GNMT's length penalty ``((5 + |Y|) / 6) ** alpha``; scores are ``log P(Y) / factor``.
+    A factor past float64's range is ``inf``, as C's ``pow`` (the compiled decoder's) gives it."""
+    try:
+        return ((5.0 + length) / 6.0) ** alpha
+    except OverflowError:
+        return math.inf
 
 
 def _expand(enc: EncoderState, rows: np.ndarray) -> EncoderState:
@@ -120,13 +143,12 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     ``<eos>`` when finished), ``score`` (``log_prob / length_penalty_factor(len(tokens), alpha)``),
     ``log_prob`` (float) and ``attention`` (float [len(tokens), S], zeros without attention).
     """
-    check_lengths(max_length, min_length)
-    check_beam_args(beam_size, n_best, length_penalty)
-    alpha = float(length_penalty)
+    max_length, min_length = check_lengths(max_length, min_length)
+    K, n_best, alpha = check_beam_args(beam_size, n_best, length_penalty)
     src, lengths, restore = _by_length(model, src_ids, lengths)
     enc0 = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
-    B, K = enc0.lengths.shape[0], int(beam_size)
+    B = enc0.lengths.shape[0]
     S = src.shape[1]
     enc = _expand(enc0, np.repeat(np.arange(B), K))
     state = decoder.initial_step_state(enc)

@@ -830,6 +830,9 @@ class Seq2Seq:
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out: a list of ``len(texts)`` strings, or with ``n_best > 1`` a list
         of lists of ``(text, score)``."""
+        from .decoding import check_translate_args
+
+        beam, n_best = check_translate_args(beam, n_best)
         src, lengths = self.encode_texts(texts)
         if beam == 1 and n_best == 1:
             ids = self.greedy(src, lengths, max_length, min_length)
