@@ -225,7 +225,9 @@ def run_linear(case):
     lead = (N,) if case.rng.random() < 0.6 else (N, case.size("T", (0, 1, 4)))  # [..., I] inputs
     activation = "tanh" if case.rng.random() < 0.5 else "none"
     x, x64 = case.primary(lead + (I,))
-    w, w64 = case.values((O, I), weight_scale(I))
+    # std 1/sqrt(I), as test_dense.py: tanh's 1 - y^2 turns y's last-bit rounding into a relative
+    # error of 1/(1 - y^2), so deep saturation is not a regime the float32 rule can judge
+    w, w64 = case.values((O, I), weight_scale(I) / 2)
     b, b64 = case.values((O,)) if case.rng.random() < 0.7 else (None, None)
     y = ops.linear_forward(x, w, b, activation)
     dy, dy64 = case.values(y.shape)

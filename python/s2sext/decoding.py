@@ -47,6 +47,83 @@ def check_beam_args(beam_size, n_best, length_penalty):
     return beam_size, n_best, float(length_penalty)
 
 
+# Bounds below this are safe in float32 whatever the order of a sum: float32's largest value,
+# halved to cover rounding on the way and bfloat16 storage (weights up to 2**-8 larger).
+_FLOAT32_SAFE = float(np.finfo(np.float32).max) / 2
+
+
+def check_float32_range(config: dict, params: dict) -> None:
+    """ValueError unless no product of the model's inference can overflow float32.
+
+    Every input of a product is bounded: an embedding row, ``h = o * tanh(c)`` (|h| <= 1), an
+    attentional state (tanh), a context (a convex combination of memory rows), the bridge's
+    outputs. So ``|W| @ bound(x) + |b|`` bounds every pre-activation, score and logit, and each
+    partial sum of it in any order. Past float32's range the result would be inf or NaN, and which
+    one depends on the order and fusion of the sums, which differ between the model layer (its
+    kernels, the batch size) and the compiled decoder (its table of embedding products): with
+    weights of 1e30 the two gave different tokens. Such a model is refused, by both, up front.
+    Costs one pass over the parameters.
+    """
+    H, L = config["hidden_size"], config["num_layers"]
+    ones = np.ones(H)
+
+    def absolute(name):
+        return np.abs(np.asarray(params[name], np.float64))
+
+    def refuse_past_range(what, value, names):
+        top = float(np.max(value, initial=0.0))
+        if not top <= _FLOAT32_SAFE:  # NaN too
+            raise ValueError(
+                f"the model's {what} can reach {top:.3g} in absolute value ({', '.join(names)}), past float32's "
+                f"range (largest {float(np.finfo(np.float32).max):.3g}): decoding would give inf or NaN; the "
+                "weights are too large or not finite"
+            )
+        return value
+
+    def bound(what, *terms):
+        """sum of |W| @ x over the terms (|b| where x is None), each row's bound; checked."""
+        total = sum(absolute(name) @ x if x is not None else absolute(name) for name, x in terms)
+        return refuse_past_range(what, total, [name for name, _ in terms])
+
+    directions = ("", "_reverse") if config["bidirectional"] else ("",)
+    x = absolute("src_embed").max(axis=0, initial=0.0)
+    for k in range(L):
+        for suffix in directions:
+            p = f"encoder.l{k}{suffix}"
+            bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", ones), (f"{p}.b", None))
+        x = np.ones(len(directions) * H)
+    h0 = memory = ones
+    attention, bahdanau = config["attention"], config["attention_style"] == "bahdanau"
+    if config["bidirectional"]:  # the bridge's outputs: the decoder's h0 and the attention memory
+        h0 = np.maximum(ones, bound("bridge.h output", ("bridge.h.weight", x), ("bridge.h.bias", None)))
+        if attention is not None:
+            memory = bound("attention memory", ("bridge.memory.weight", x))
+    query = h0 if bahdanau else ones  # Bahdanau's first query is the initial state
+    if attention in ("dot", "scaled_dot"):
+        refuse_past_range("attention scores", query @ memory, ["the attention memory"])
+    elif attention == "general":  # the model sums (q W_a) . hs, the compiled decoder q . (W_a hs)
+        w_a = absolute("attention.w_a")
+        refuse_past_range("attention scores", np.concatenate([w_a @ memory, query @ w_a, [query @ w_a @ memory]]),
+                          ["attention.w_a"])
+    elif attention == "concat":
+        bound("attention query projection", ("attention.w_q", query))
+        bound("attention keys", ("attention.w_k", memory))
+        refuse_past_range("attention scores", absolute("attention.v").sum(), ["attention.v"])
+    elif attention == "location":
+        bound("attention scores", ("attention.w_a", query))
+    extra = []
+    if attention is not None and (bahdanau or config["input_feeding"]):
+        extra = [memory if bahdanau else ones]
+    x = np.concatenate([absolute("tgt_embed").max(axis=0, initial=0.0)] + extra)
+    for k in range(L):
+        p = f"decoder.l{k}"
+        bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", h0), (f"{p}.b", None))
+        x = ones
+    if attention is not None:
+        bound("combine layer", ("combine.weight", np.concatenate([memory, ones])), ("combine.bias", None))
+    bound("logits", ("out.weight", ones), ("out.bias", None))
+
+
 def check_translate_args(beam, n_best):
     """``(beam, n_best)`` of a ``translate`` as ints (the rules of :func:`check_beam_args`), checked
     before ``beam == 1`` picks greedy decoding."""
@@ -72,6 +149,7 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     """
     max_length, min_length = check_lengths(max_length, min_length)
     src, lengths, restore = _by_length(model, src_ids, lengths)
+    check_float32_range(model.config.as_dict(), model.params)
     enc = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B, S = src.shape
@@ -146,6 +224,7 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     max_length, min_length = check_lengths(max_length, min_length)
     K, n_best, alpha = check_beam_args(beam_size, n_best, length_penalty)
     src, lengths, restore = _by_length(model, src_ids, lengths)
+    check_float32_range(model.config.as_dict(), model.params)
     enc0 = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B = enc0.lengths.shape[0]
