@@ -14,8 +14,8 @@ import numpy as np
 from .data import EOS_ID, PAD_ID, SOS_ID, _check_int
 from .model import EncoderState
 
-# The compiled decoder's limits (src/cpp/engine.cpp), checked here for the model layer too so that
-# both refuse the same arguments: step counts are int64, beams at most this many per input.
+# The compiled decoder's limits (src/cpp/engine.h: kMaxBeamSize), checked here for the model layer
+# too so that both refuse the same arguments: step counts are int64, beams at most this many.
 MAX_BEAM_SIZE = 65536
 _INT64_MAX = 2**63 - 1
 

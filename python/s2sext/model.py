@@ -806,7 +806,10 @@ class Seq2Seq:
         Each row holds the chosen tokens up to and including ``<eos>`` and ``<pad>`` after it;
         ``T <= max_length`` is the longest row. ``<eos>`` is not chosen before step ``min_length``.
         With ``return_attention``, also returns the attention weights of the chosen output,
-        float [B, T, S] (zeros without attention).
+        float [B, T, S] (zeros without attention). Memory grows with the steps taken, not with
+        ``max_length``. Arguments are checked as :class:`s2sext.Decoder` checks them
+        (``decoding.check_lengths``), and a model whose weights could overflow float32 is refused
+        (``decoding.check_float32_range``).
         """
         from .decoding import greedy_search
 

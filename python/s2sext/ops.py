@@ -14,6 +14,11 @@ Conventions shared by every function here:
   float32. Outputs are fresh C-contiguous arrays of that dtype. Integer, bool, complex or object
   arrays raise ``TypeError``; wrong ranks or sizes raise ``ValueError`` naming the argument, the
   expected and the actual shape.
+* Any size may be 0 (B, S, T, I, H, A, the rows and columns of a dense layer), except the source
+  length S of an attention (nothing to attend to: ValueError). The results are then the empty
+  sums' values, as PyTorch computes them: empty arrays, zero gradients (``dx`` of an LSTM with
+  H = 0, ``dw`` of an empty batch), the initial state for S = 0, and uniform attention weights
+  when H = 0 or A = 0 (every score is 0; ``scaled_dot`` does not divide that 0 by sqrt(0)).
 * ``lengths`` is an integer array ``[B]``; positions at or past ``lengths[b]`` are padding.
 * A ``cache`` holds references to the (converted) inputs and the intermediate values the backward
   needs. Do not modify the input arrays in place between a forward and its backward: values

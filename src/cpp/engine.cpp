@@ -664,7 +664,8 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
                                                   int64_t min_length, int64_t n_best, double alpha,
                                                   bool serial) const {
   check_lengths(max_length, min_length);
-  if (beam_size < 1 || beam_size > 65536) throw std::invalid_argument("beam_size must lie in [1, 65536]");
+  if (beam_size < 1 || beam_size > kMaxBeamSize)
+    throw std::invalid_argument("beam_size must lie in [1, " + std::to_string(kMaxBeamSize) + "]");
   int64_t rows = 0;
   if (__builtin_mul_overflow(B, beam_size, &rows)) throw std::invalid_argument("B * beam_size is too large");
   // (nothing is sized by max_length: the history grows with the steps taken)

@@ -24,6 +24,9 @@ namespace s2s {
 // The special tokens every vocabulary starts with (docs/model.md).
 constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
 
+// The widest beam search (s2sext.decoding.MAX_BEAM_SIZE checks the same for the model layer).
+constexpr int64_t kMaxBeamSize = 65536;
+
 enum class EngineAttention { none, dot, scaled_dot, general, concat, location };
 
 // The kind named as in a model's config ("none" for no attention); false if the name is unknown.
