@@ -2,6 +2,10 @@
 search finds, scores are the sequences' log-probabilities, attention rows are distributions."""
 
 import itertools
+import math
+import subprocess
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -122,7 +126,7 @@ def test_decoding_argument_errors():
         model.greedy(src, max_length=3, min_length=4)
     with pytest.raises(ValueError, match="length_penalty must be a finite number >= 0"):
         model.beam_search(src, length_penalty=-1)
-    with pytest.raises(ValueError, match="beam_size must be an integer >= 1"):
+    with pytest.raises(ValueError, match="beam_size must be >= 1, got 0"):
         model.beam_search(src, beam_size=0)
 
 
@@ -141,12 +145,131 @@ def test_translate_strings_round_trip_through_vocab():
 def test_more_argument_errors():
     model = small_model()
     src = np.full((1, 4), 5)
-    for bad in (float("nan"), True, "0.5"):
-        with pytest.raises(ValueError, match="length_penalty must be a finite number"):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number"):
+        model.beam_search(src, length_penalty=float("nan"))
+    for bad in (True, "0.5"):  # not numbers: the type is wrong
+        with pytest.raises(TypeError, match="length_penalty must be a finite number"):
             model.beam_search(src, length_penalty=bad)
     dec = model.compile()
-    with pytest.raises(ValueError, match="max_length must be an integer >= 1"):
+    with pytest.raises(TypeError, match="max_length must be an int, got float 2.9"):
         dec.greedy(src, max_length=2.9)
-    with pytest.raises(ValueError, match="beam_size must be an integer >= 1"):
+    with pytest.raises(TypeError, match="beam_size must be an int, got str '5'"):
         dec.beam(src, beam_size="5")
     assert model.beam_search(src, beam_size=2, length_penalty=np.float32(0.5), max_length=3)
+
+
+def eos_first_model():
+    """A model whose first choice is <eos> at every step (its output bias favours it)."""
+    model = small_model()
+    model.params["out.bias"][EOS] = 100.0
+    return model
+
+
+def test_greedy_memory_grows_with_the_tokens_not_max_length():
+    """greedy used to allocate [B, max_length] up front (max_length=10**8: 1.5 GB for B=2)."""
+    model = eos_first_model()
+    src = np.full((2, 4), 5)
+    tracemalloc.start()
+    try:
+        ids, att = model.greedy(src, max_length=10**7, return_attention=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ids.tolist() == [[EOS], [EOS]] and att.shape == (2, 1, 4)
+    assert peak < 1 << 20, f"greedy of one step traced {peak} bytes at peak"
+
+
+def test_compiled_greedy_memory_grows_with_the_tokens_not_max_length():
+    """Decoder.greedy's C++ buffers were [B, max_length] too: measured as the peak resident size of
+    a fresh interpreter (the test process's own peak is long past)."""
+    code = (
+        "import resource, sys, numpy as np, s2sext\n"
+        "model = s2sext.Seq2Seq(12, 9, embed_size=4, hidden_size=8, seed=0)\n"
+        "model.params['out.bias'][2] = 100.0\n"
+        "dec = model.compile()\n"
+        "dec.greedy(np.full((2, 4), 5), max_length=2)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "ids = dec.greedy(np.full((2, 4), 5), max_length=2 * 10**7)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(ids.tolist(), after - before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ids, grown_kib = done.stdout.strip().rsplit(" ", 1)
+    assert ids == "[[2], [2]]"
+    assert int(grown_kib) < 32 * 1024, f"one step of greedy grew the resident size by {grown_kib} KiB"
+
+
+# (arguments, exception, message): refused alike by Seq2Seq.beam_search and Decoder.beam/hypotheses
+BEAM_ARGUMENT_ERRORS = [
+    (dict(beam_size=2**63), ValueError, r"beam_size must be <= 65536, got 9223372036854775808"),
+    (dict(beam_size=65537), ValueError, r"beam_size must be <= 65536, got 65537"),
+    (dict(beam_size=True), TypeError, r"beam_size must be an int, got bool True"),
+    (dict(beam_size=2.0), TypeError, r"beam_size must be an int, got float 2.0"),
+    (dict(n_best=2**63), ValueError, r"n_best must be <= 65536"),
+    (dict(n_best=0), ValueError, r"n_best must be >= 1, got 0"),
+    (dict(max_length=2**63), ValueError, r"max_length must be <= 9223372036854775807"),
+    (dict(max_length=np.uint64(2**63)), ValueError, r"max_length must be <= 9223372036854775807"),
+    (dict(min_length=-1), ValueError, r"min_length must be >= 0, got -1"),
+    (dict(min_length=3, max_length=2), ValueError, r"min_length \(3\) must not exceed max_length \(2\)"),
+    (dict(length_penalty=math.inf), ValueError, r"length_penalty must be a finite number >= 0, got inf"),
+    (dict(length_penalty=None), TypeError, r"length_penalty must be a finite number >= 0, got NoneType"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,message", BEAM_ARGUMENT_ERRORS, ids=[str(k) for k, _, _ in BEAM_ARGUMENT_ERRORS])
+def test_beam_arguments_are_checked_alike_by_the_model_and_the_decoder(kwargs, error, message):
+    """Seq2Seq.beam_search raised OverflowError/MemoryError (beam_size=2**63) where Decoder.beam
+    raised ValueError: one checker (decoding.check_beam_args/check_lengths) serves both."""
+    model = small_model()
+    dec = model.compile()
+    src = np.full((1, 4), 5)
+    for search in (model.beam_search, dec.beam, dec.hypotheses):
+        with pytest.raises(error, match=message):
+            search(src, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(max_length=2**63), ValueError, "max_length must be <= 9223372036854775807"),
+    (dict(max_length=0), ValueError, "max_length must be >= 1, got 0"),
+    (dict(max_length=True), TypeError, "max_length must be an int, got bool True"),
+    (dict(min_length=1.0), TypeError, "min_length must be an int, got float 1.0"),
+])
+def test_greedy_arguments_are_checked_alike_by_the_model_and_the_decoder(kwargs, error, message):
+    model = small_model()
+    dec = model.compile()
+    for search in (model.greedy, dec.greedy):
+        with pytest.raises(error, match=message):
+            search(np.full((1, 4), 5), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(beam=True), TypeError, "beam must be an int, got bool True"),
+    (dict(beam=2**63), ValueError, "beam must be <= 65536"),
+    (dict(n_best=1.0), TypeError, "n_best must be an int, got float 1.0"),
+    (dict(beam=0), ValueError, "beam must be >= 1, got 0"),
+])
+def test_translate_arguments_are_checked_alike_by_the_model_and_the_decoder(kwargs, error, message):
+    model = Seq2Seq(list("abc"), list("xyz"), embed_size=4, hidden_size=8, seed=0)
+    for translate in (model.translate, model.compile().translate):
+        with pytest.raises(error, match=message):
+            translate(["abc"], **kwargs)
+
+
+@pytest.mark.parametrize("penalty,max_length", [(1e308, 6), (0.6, 6), (0.0, 2**63 - 1)])
+def test_huge_length_penalty_and_max_length_decode_alike(penalty, max_length):
+    """length_penalty=1e308 overflowed Python's float power (OverflowError) where C's pow gives inf:
+    both now score with an infinite factor. A huge max_length costs nothing up front (with
+    length_penalty 0 the search stops once no live hypothesis can win; with a positive one it may
+    run to max_length, as the bound is then that of a hypothesis max_length long)."""
+    model = eos_first_model()
+    model.params["out.bias"][EOS] = 3.0  # <eos> likely, not certain: several hypotheses finish
+    dec = model.compile()
+    src = np.full((2, 4), 5)
+    ref = model.beam_search(src, beam_size=3, n_best=2, max_length=max_length, length_penalty=penalty)
+    ours = dec.hypotheses(src, beam_size=3, n_best=2, max_length=max_length, length_penalty=penalty)
+    assert [[list(t) for t, _, _ in hyps] for hyps in ours] == [[h["tokens"] for h in hyps] for hyps in ref]
+    for hyps_engine, hyps_model in zip(ours, ref):
+        for (_, score, _), h in zip(hyps_engine, hyps_model):
+            # float32 logits that differ in the last bits, log-softmax in float64 (test_engine.py)
+            assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))

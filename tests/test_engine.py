@@ -185,3 +185,46 @@ def test_bfloat16_path_is_exact_on_bf16_representable_weights(attention, style, 
         assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
         for (_, score, _), h in zip(hyps_engine, hyps_model):
             assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
+
+
+def scaled(model, scale, prefixes=None, seed=0):
+    """Parameters redrawn as N(0, scale^2) (those whose names start with one of prefixes, or all)."""
+    rng = np.random.default_rng(seed)
+    for name, value in model.params.items():
+        if prefixes is None or name.startswith(prefixes):
+            value[...] = (rng.standard_normal(value.shape) * scale).astype(np.float32)
+    return model
+
+
+@pytest.mark.parametrize("attention,style,feeding", VARIANTS, ids=[f"{a}-{s}{'-if' if f else ''}" for a, s, f in VARIANTS])
+def test_float32_overflow_is_refused_alike(attention, style, feeding):
+    """With weights of 1e30 the products overflow float32, and whether a sum became inf or NaN
+    depended on its order and fusion: the model layer's kernels and the compiled decoder's table of
+    embedding products (and the batch size) differ there, so Seq2Seq.greedy and Decoder.greedy
+    emitted different tokens. Both now refuse such a model, with the same message."""
+    model = scaled(peaked_model(attention, style, feeding, 2, True), 1e30)
+    src, lengths = batch()
+    message = r"the model's encoder.l0 gates can reach [0-9.e+]+ in absolute value .* past float32's range"
+    for decode in (lambda: model.greedy(src, lengths), lambda: model.beam_search(src, lengths),
+                   lambda: model.compile()):
+        with pytest.raises(ValueError, match=message):
+            decode()
+    model = peaked_model(attention, style, feeding, 1, False)
+    model.params["decoder.l0.w_hh"][...] = 1e38  # finite, but 8 of them summed are not
+    with pytest.raises(ValueError, match=r"decoder.l0 gates can reach .*decoder.l0.w_hh"):
+        model.greedy(src, lengths)
+    with pytest.raises(ValueError, match=r"decoder.l0 gates can reach .*decoder.l0.w_hh"):
+        model.compile()
+    model.params["decoder.l0.w_hh"][...] = np.nan
+    with pytest.raises(ValueError, match=r"can reach nan .* not finite"):
+        model.compile()
+
+
+@pytest.mark.parametrize("attention,style,feeding", VARIANTS, ids=[f"{a}-{s}{'-if' if f else ''}" for a, s, f in VARIANTS])
+def test_large_weights_within_float32_decode_alike(attention, style, feeding):
+    """Output weights of 1e30 give logits of about 1e31: large, but no sum can overflow (the
+    bound check lets them through) and both paths choose the same tokens."""
+    model = scaled(peaked_model(attention, style, feeding, 2, True), 1e30, ("out.",))
+    src, lengths = batch()
+    np.testing.assert_array_equal(model.compile().greedy(src, lengths, max_length=8),
+                                  model.greedy(src, lengths, max_length=8))

@@ -116,15 +116,64 @@ def test_set_kernel_path_unavailable(name):
     assert s2sext.cpu_info()["kernel_path"] == start
 
 
-def _kernel_path_in_subprocess(value):
+def _in_subprocess(env_name, value, expression):
+    """(expression's value printed by a fresh interpreter with env_name=value, its stderr)."""
     env = dict(os.environ)
-    env["S2SEXT_KERNEL_PATH"] = value
-    code = "import s2sext; print(s2sext.cpu_info()['kernel_path'])"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120)
+    env[env_name] = value
+    done = subprocess.run([sys.executable, "-c", f"import s2sext; print({expression})"], env=env,
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return done.stdout.strip(), done.stderr
+
+
+def _kernel_path_in_subprocess(value):
+    return _in_subprocess("S2SEXT_KERNEL_PATH", value, "s2sext.cpu_info()['kernel_path']")
 
 
 def test_env_var_forces_portable():
-    assert _kernel_path_in_subprocess("portable") == "portable"
+    assert _kernel_path_in_subprocess("portable") == ("portable", "")
+
+
+AVAILABLE_PATHS = s2sext.cpu_info()["available_paths"]  # listed from portable up
+
+
+@pytest.mark.parametrize("value", ["garbage", "AVX2", " portable", "portable2"])
+def test_env_var_kernel_path_unknown_warns_and_runs_the_best_path(value):
+    best = AVAILABLE_PATHS[-1]
+    path, err = _kernel_path_in_subprocess(value)
+    assert path == best
+    assert err == (f"s2sext: ignoring S2SEXT_KERNEL_PATH={value!r}: expected one of portable, avx2, avx512; "
+                   f"using {best}\n")
+
+
+def test_env_var_kernel_path_empty_is_unset():
+    assert _kernel_path_in_subprocess("") == (AVAILABLE_PATHS[-1], "")
+
+
+@pytest.mark.skipif(len(AVAILABLE_PATHS) == 3, reason="every path runs on this CPU")
+def test_env_var_kernel_path_unsupported_warns():
+    unsupported = [p for p in ("avx2", "avx512") if p not in AVAILABLE_PATHS][0]
+    path, err = _kernel_path_in_subprocess(unsupported)
+    assert path == AVAILABLE_PATHS[-1]
+    assert "this CPU or build cannot run that path" in err
+
+
+def _threads_in_subprocess(value):
+    return _in_subprocess("S2SEXT_NUM_THREADS", value, "s2sext.get_num_threads(), s2sext.get_num_threads()")
+
+
+@pytest.mark.parametrize("value,threads", [("3", 3), ("1", 1), ("1024", 1024), ("007", 7)])
+def test_env_var_num_threads(value, threads):
+    assert _threads_in_subprocess(value) == (f"{threads} {threads}", "")
+
+
+@pytest.mark.parametrize("value", ["99999999999", "1" * 400, "1025", "0", "-1", "+2", "2 ", " 2", "8x", "0x10",
+                                   "2.0", "two"])
+def test_env_var_num_threads_invalid_warns_once_and_uses_the_cpus(value):
+    """Not an integer from 1 to 1024 written in digits alone: one line on stderr, then the CPU
+    count (atoi used to read 99999999999 as 1,215,752,191 threads, "8x" as 8)."""
+    cpus = min(os.cpu_count(), 1024)
+    out, err = _threads_in_subprocess(value)
+    assert out == f"{cpus} {cpus}"
+    assert err == (f"s2sext: ignoring S2SEXT_NUM_THREADS={value!r}: expected an integer from 1 to 1024; "
+                   f"using {cpus} (the number of CPUs)\n")

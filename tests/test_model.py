@@ -170,7 +170,7 @@ def test_invalid_inputs_raise_clear_errors():
         model.greedy(src, np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="lengths must have shape"):
         model.greedy(src, np.array([1, 2]))
-    with pytest.raises(ValueError, match="max_length must be an integer >= 1"):
+    with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
         model.greedy(src, max_length=0)
     with pytest.raises(ValueError, match="tgt_in must lie in"):
         model.loss_and_grads(src, src_len, tgt_in + 50, tgt_out, tgt_len)

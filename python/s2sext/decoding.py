@@ -11,29 +11,123 @@ import numbers
 
 import numpy as np
 
-from .data import EOS_ID, PAD_ID, SOS_ID
+from .data import EOS_ID, PAD_ID, SOS_ID, _check_int
 from .model import EncoderState
 
-
-def check_beam_args(beam_size, n_best, length_penalty):
-    """ValueError naming the argument unless beam_size >= n_best >= 1 are integers and
-    length_penalty is a finite number >= 0."""
-    for name, value in (("beam_size", beam_size), ("n_best", n_best)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    if n_best > beam_size:
-        raise ValueError(f"n_best ({n_best}) must not exceed beam_size ({beam_size})")
-    if (isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real)
-            or not math.isfinite(length_penalty) or length_penalty < 0):
-        raise ValueError(f"length_penalty must be a finite number >= 0; got {length_penalty!r}")
+# The compiled decoder's limits (src/cpp/engine.h: kMaxBeamSize), checked here for the model layer
+# too so that both refuse the same arguments: step counts are int64, beams at most this many.
+MAX_BEAM_SIZE = 65536
+_INT64_MAX = 2**63 - 1
 
 
 def check_lengths(max_length, min_length):
-    for name, value, lo in (("max_length", max_length, 1), ("min_length", min_length, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    """``(max_length, min_length)`` as ints: TypeError naming the argument unless each is an
+    integer (not a bool), ValueError unless ``0 <= min_length <= max_length`` and
+    ``1 <= max_length <= 2**63 - 1``."""
+    max_length = _check_int(max_length, "max_length", 1, _INT64_MAX)
+    min_length = _check_int(min_length, "min_length", 0, _INT64_MAX)
     if min_length > max_length:
         raise ValueError(f"min_length ({min_length}) must not exceed max_length ({max_length})")
+    return max_length, min_length
+
+
+def check_beam_args(beam_size, n_best, length_penalty):
+    """``(beam_size, n_best, length_penalty)`` as int, int, float: TypeError naming the argument
+    unless they are integers and a real number (no bools), ValueError unless
+    ``1 <= n_best <= beam_size <= MAX_BEAM_SIZE`` and length_penalty is finite and >= 0."""
+    beam_size = _check_int(beam_size, "beam_size", 1, MAX_BEAM_SIZE)
+    n_best = _check_int(n_best, "n_best", 1, MAX_BEAM_SIZE)
+    if n_best > beam_size:
+        raise ValueError(f"n_best ({n_best}) must not exceed beam_size ({beam_size})")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real):
+        raise TypeError(f"length_penalty must be a finite number >= 0, got {type(length_penalty).__name__} "
+                        f"{length_penalty!r}")
+    if not math.isfinite(length_penalty) or length_penalty < 0:
+        raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
+    return beam_size, n_best, float(length_penalty)
+
+
+# Bounds below this are safe in float32 whatever the order of a sum: float32's largest value,
+# halved to cover rounding on the way and bfloat16 storage (weights up to 2**-8 larger).
+_FLOAT32_SAFE = float(np.finfo(np.float32).max) / 2
+
+
+def check_float32_range(config: dict, params: dict) -> None:
+    """ValueError unless no product of the model's inference can overflow float32.
+
+    Every input of a product is bounded: an embedding row, ``h = o * tanh(c)`` (|h| <= 1), an
+    attentional state (tanh), a context (a convex combination of memory rows), the bridge's
+    outputs. So ``|W| @ bound(x) + |b|`` bounds every pre-activation, score and logit, and each
+    partial sum of it in any order. Past float32's range the result would be inf or NaN, and which
+    one depends on the order and fusion of the sums, which differ between the model layer (its
+    kernels, the batch size) and the compiled decoder (its table of embedding products): with
+    weights of 1e30 the two gave different tokens. Such a model is refused, by both, up front.
+    Costs one pass over the parameters.
+    """
+    H, L = config["hidden_size"], config["num_layers"]
+    ones = np.ones(H)
+
+    def absolute(name):
+        return np.abs(np.asarray(params[name], np.float64))
+
+    def refuse_past_range(what, value, names):
+        top = float(np.max(value, initial=0.0))
+        if not top <= _FLOAT32_SAFE:  # NaN too
+            raise ValueError(
+                f"the model's {what} can reach {top:.3g} in absolute value ({', '.join(names)}), past float32's "
+                f"range (largest {float(np.finfo(np.float32).max):.3g}): decoding would give inf or NaN; the "
+                "weights are too large or not finite"
+            )
+        return value
+
+    def bound(what, *terms):
+        """sum of |W| @ x over the terms (|b| where x is None), each row's bound; checked."""
+        total = sum(absolute(name) @ x if x is not None else absolute(name) for name, x in terms)
+        return refuse_past_range(what, total, [name for name, _ in terms])
+
+    directions = ("", "_reverse") if config["bidirectional"] else ("",)
+    x = absolute("src_embed").max(axis=0, initial=0.0)
+    for k in range(L):
+        for suffix in directions:
+            p = f"encoder.l{k}{suffix}"
+            bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", ones), (f"{p}.b", None))
+        x = np.ones(len(directions) * H)
+    h0 = memory = ones
+    attention, bahdanau = config["attention"], config["attention_style"] == "bahdanau"
+    if config["bidirectional"]:  # the bridge's outputs: the decoder's h0 and the attention memory
+        h0 = np.maximum(ones, bound("bridge.h output", ("bridge.h.weight", x), ("bridge.h.bias", None)))
+        if attention is not None:
+            memory = bound("attention memory", ("bridge.memory.weight", x))
+    query = h0 if bahdanau else ones  # Bahdanau's first query is the initial state
+    if attention in ("dot", "scaled_dot"):
+        refuse_past_range("attention scores", query @ memory, ["the attention memory"])
+    elif attention == "general":  # the model sums (q W_a) . hs, the compiled decoder q . (W_a hs)
+        w_a = absolute("attention.w_a")
+        refuse_past_range("attention scores", np.concatenate([w_a @ memory, query @ w_a, [query @ w_a @ memory]]),
+                          ["attention.w_a"])
+    elif attention == "concat":
+        bound("attention query projection", ("attention.w_q", query))
+        bound("attention keys", ("attention.w_k", memory))
+        refuse_past_range("attention scores", absolute("attention.v").sum(), ["attention.v"])
+    elif attention == "location":
+        bound("attention scores", ("attention.w_a", query))
+    extra = []
+    if attention is not None and (bahdanau or config["input_feeding"]):
+        extra = [memory if bahdanau else ones]
+    x = np.concatenate([absolute("tgt_embed").max(axis=0, initial=0.0)] + extra)
+    for k in range(L):
+        p = f"decoder.l{k}"
+        bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", h0), (f"{p}.b", None))
+        x = ones
+    if attention is not None:
+        bound("combine layer", ("combine.weight", np.concatenate([memory, ones])), ("combine.bias", None))
+    bound("logits", ("out.weight", ones), ("out.bias", None))
+
+
+def check_translate_args(beam, n_best):
+    """``(beam, n_best)`` of a ``translate`` as ints (the rules of :func:`check_beam_args`), checked
+    before ``beam == 1`` picks greedy decoding."""
+    return _check_int(beam, "beam", 1, MAX_BEAM_SIZE), _check_int(n_best, "n_best", 1, MAX_BEAM_SIZE)
 
 
 def _by_length(model, src_ids, lengths):
@@ -53,34 +147,37 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     stops when every row has emitted ``<eos>`` or after ``max_length`` steps. Before step
     ``min_length`` the ``<eos>`` logit is excluded.
     """
-    check_lengths(max_length, min_length)
+    max_length, min_length = check_lengths(max_length, min_length)
     src, lengths, restore = _by_length(model, src_ids, lengths)
+    check_float32_range(model.config.as_dict(), model.params)
     enc = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B, S = src.shape
     state = decoder.initial_step_state(enc)
     tokens = np.full(B, SOS_ID, np.int64)
-    out = np.full((B, max_length), PAD_ID, np.int64)
-    attention = np.zeros((B, max_length, S), np.float32) if return_attention else None
+    # one column per step taken, so memory grows with the tokens produced, not with max_length
+    columns, att_columns = [], []
     done = np.zeros(B, bool)
-    steps = 0
     for t in range(max_length):
         logits, a, state, _ = decoder.step_forward(params, enc, tokens, state)
         if t < min_length:
             logits[:, EOS_ID] = -np.inf
         chosen = logits.argmax(axis=-1)
         chosen[done] = PAD_ID
-        out[:, t] = chosen
-        if attention is not None and a is not None:
-            attention[~done, t] = a[~done]
+        columns.append(chosen)
+        if return_attention:
+            step_attention = np.zeros((B, S), np.float32)
+            if a is not None:
+                step_attention[~done] = a[~done]
+            att_columns.append(step_attention)
         done |= chosen == EOS_ID
         tokens = chosen
-        steps = t + 1
         if done.all():
             break
+    out = np.stack(columns, axis=1)[restore]
     if return_attention:
-        return out[restore, :steps], attention[restore, :steps]
-    return out[restore, :steps]
+        return out, np.stack(att_columns, axis=1)[restore]
+    return out
 
 
 def _log_softmax(logits):
@@ -90,8 +187,12 @@ def _log_softmax(logits):
 
 
 def length_penalty_factor(length, alpha):
-    """GNMT's length penalty ``((5 + |Y|) / 6) ** alpha``; scores are ``log P(Y) / factor``."""
-    return ((5.0 + length) / 6.0) ** alpha
+    """GNMT's length penalty ``((5 + |Y|) / 6) ** alpha``; scores are ``log P(Y) / factor``.
+    A factor past float64's range is ``inf``, as C's ``pow`` (the compiled decoder's) gives it."""
+    try:
+        return ((5.0 + length) / 6.0) ** alpha
+    except OverflowError:
+        return math.inf
 
 
 def _expand(enc: EncoderState, rows: np.ndarray) -> EncoderState:
@@ -120,13 +221,13 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     ``<eos>`` when finished), ``score`` (``log_prob / length_penalty_factor(len(tokens), alpha)``),
     ``log_prob`` (float) and ``attention`` (float [len(tokens), S], zeros without attention).
     """
-    check_lengths(max_length, min_length)
-    check_beam_args(beam_size, n_best, length_penalty)
-    alpha = float(length_penalty)
+    max_length, min_length = check_lengths(max_length, min_length)
+    K, n_best, alpha = check_beam_args(beam_size, n_best, length_penalty)
     src, lengths, restore = _by_length(model, src_ids, lengths)
+    check_float32_range(model.config.as_dict(), model.params)
     enc0 = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
-    B, K = enc0.lengths.shape[0], int(beam_size)
+    B = enc0.lengths.shape[0]
     S = src.shape[1]
     enc = _expand(enc0, np.repeat(np.arange(B), K))
     state = decoder.initial_step_state(enc)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .data import PAD_ID, Vocab
-from .decoding import check_beam_args, check_lengths
+from .decoding import check_beam_args, check_float32_range, check_lengths, check_translate_args
 
 DTYPES = ("float32", "bfloat16")
 
@@ -33,6 +33,9 @@ class Decoder:
         self.tgt_vocab = tgt_vocab
         self.dtype = dtype
         self._engine = _core.Engine(self.config, {k: np.asarray(v, np.float32) for k, v in params.items()}, dtype)
+        # after the engine has checked every parameter's presence and shape; the model layer
+        # refuses the same models when it decodes
+        check_float32_range(self.config, params)
 
     @classmethod
     def from_model(cls, model, dtype: str = "float32") -> "Decoder":
@@ -48,8 +51,8 @@ class Decoder:
     def greedy(self, src_ids, lengths=None, max_length=50, min_length=0, serial=False):
         """Greedy decoding: int [B, S] -> int [B, T], as :meth:`s2sext.Seq2Seq.greedy` (each row up
         to and including ``<eos>``, then ``<pad>``; ``T <= max_length``)."""
-        check_lengths(max_length, min_length)
-        return self._engine.greedy(src_ids, lengths, int(max_length), int(min_length), bool(serial))
+        max_length, min_length = check_lengths(max_length, min_length)
+        return self._engine.greedy(src_ids, lengths, max_length, min_length, bool(serial))
 
     def beam(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
              length_penalty=0.0, serial=False):
@@ -80,16 +83,17 @@ class Decoder:
                    length_penalty=0.0, serial=False):
         """Beam search as lists: per input up to ``n_best`` tuples ``(tokens int [n], score,
         log_prob)``, best first."""
-        check_lengths(max_length, min_length)
-        check_beam_args(beam_size, n_best, length_penalty)
-        return self._engine.beam(src_ids, lengths, int(beam_size), int(max_length), int(min_length), int(n_best),
-                                 float(length_penalty), bool(serial))
+        max_length, min_length = check_lengths(max_length, min_length)
+        beam_size, n_best, length_penalty = check_beam_args(beam_size, n_best, length_penalty)
+        return self._engine.beam(src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty,
+                                 bool(serial))
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
         ``n_best > 1`` a list of lists of ``(text, score)``."""
         from .model import decode_ids, encode_texts
 
+        beam, n_best = check_translate_args(beam, n_best)
         src, lengths = encode_texts(texts, self.src_vocab, self.config["src_tokenizer"], self.config["reverse_source"])
         tgt_tokenizer = self.config["tgt_tokenizer"]
         if beam == 1 and n_best == 1:

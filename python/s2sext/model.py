@@ -828,7 +828,10 @@ class Seq2Seq:
         Each row holds the chosen tokens up to and including ``<eos>`` and ``<pad>`` after it;
         ``T <= max_length`` is the longest row. ``<eos>`` is not chosen before step ``min_length``.
         With ``return_attention``, also returns the attention weights of the chosen output,
-        float [B, T, S] (zeros without attention).
+        float [B, T, S] (zeros without attention). Memory grows with the steps taken, not with
+        ``max_length``. Arguments are checked as :class:`s2sext.Decoder` checks them
+        (``decoding.check_lengths``), and a model whose weights could overflow float32 is refused
+        (``decoding.check_float32_range``).
         """
         from .decoding import greedy_search
 
@@ -852,6 +855,9 @@ class Seq2Seq:
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out: a list of ``len(texts)`` strings, or with ``n_best > 1`` a list
         of lists of ``(text, score)``."""
+        from .decoding import check_translate_args
+
+        beam, n_best = check_translate_args(beam, n_best)
         src, lengths = self.encode_texts(texts)
         if beam == 1 and n_best == 1:
             ids = self.greedy(src, lengths, max_length, min_length)

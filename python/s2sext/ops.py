@@ -14,6 +14,11 @@ Conventions shared by every function here:
   float32. Outputs are fresh C-contiguous arrays of that dtype. Integer, bool, complex or object
   arrays raise ``TypeError``; wrong ranks or sizes raise ``ValueError`` naming the argument, the
   expected and the actual shape.
+* Any size may be 0 (B, S, T, I, H, A, the rows and columns of a dense layer), except the source
+  length S of an attention (nothing to attend to: ValueError). The results are then the empty
+  sums' values, as PyTorch computes them: empty arrays, zero gradients (``dx`` of an LSTM with
+  H = 0, ``dw`` of an empty batch), the initial state for S = 0, and uniform attention weights
+  when H = 0 or A = 0 (every score is 0; ``scaled_dot`` does not divide that 0 by sqrt(0)).
 * ``lengths`` is an integer array ``[B]``; positions at or past ``lengths[b]`` are padding.
 * A ``cache`` holds references to the (converted) inputs and the intermediate values the backward
   needs. Do not modify the input arrays in place between a forward and its backward: values
@@ -25,6 +30,8 @@ Conventions shared by every function here:
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -264,7 +271,8 @@ def _rows(name, arr):
     arr = np.asarray(arr)
     if arr.ndim < 1:
         raise ValueError(f"{name} must have at least 1 dimension [..., K], got a 0-d array")
-    return arr.reshape(-1, arr.shape[-1]) if arr.ndim != 2 else arr
+    # the row count spelled out: reshape(-1, 0) cannot infer it when K = 0
+    return arr.reshape(math.prod(arr.shape[:-1]), arr.shape[-1]) if arr.ndim != 2 else arr
 
 
 def linear_forward(x, w, b=None, activation="none"):

@@ -913,18 +913,17 @@ class PyEngine {
   py::array greedy(py::handle src_in, py::handle lengths_in, int64_t max_length, int64_t min_length, bool serial) {
     Checker ck("Decoder.greedy");
     SourceBatch sb = source_batch(ck, src_in, lengths_in);
-    if (max_length < 1) ck.value_error("max_length must be >= 1, got " + std::to_string(max_length));
-    Array<int64_t> out(std::vector<py::ssize_t>{sb.B, max_length});
+    std::vector<int64_t> tokens;
     int64_t steps = 0;
     try {
       py::gil_scoped_release nogil;
-      steps = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, max_length, min_length,
-                              out.mutable_data(), serial);
+      tokens = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, max_length, min_length, &steps, serial);
     } catch (const std::invalid_argument& e) {
       ck.value_error(e.what());
     }
-    py::object sliced = out[py::make_tuple(py::slice(py::none(), py::none(), py::none()), py::slice(0, steps, 1))];
-    return py::array(sliced.attr("copy")());
+    Array<int64_t> out(std::vector<py::ssize_t>{sb.B, steps});
+    std::copy(tokens.begin(), tokens.end(), out.mutable_data());
+    return out;
   }
 
   py::list beam(py::handle src_in, py::handle lengths_in, int64_t beam_size, int64_t max_length, int64_t min_length,
@@ -1026,9 +1025,9 @@ int set_num_threads(py::handle threads_in) {
   if (!as_int) throw py::error_already_set();
   int overflow = 0;
   const long long threads = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
-  if (overflow != 0 || threads < 1 || threads > 1024)
-    throw py::value_error("set_num_threads: threads must be between 1 and 1024, got " +
-                          std::string(py::str(as_int)));
+  if (overflow != 0 || threads < 1 || threads > s2s::kMaxThreads)
+    throw py::value_error("set_num_threads: threads must be between 1 and " + std::to_string(s2s::kMaxThreads) +
+                          ", got " + std::string(py::str(as_int)));
   const int previous = s2s::num_threads();
   s2s::set_num_threads(static_cast<int>(threads));
   return previous;

@@ -4,6 +4,7 @@
 #include "cpu.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 
 namespace s2s {
@@ -52,12 +53,26 @@ const char* env_request() {
   return v ? v : "";
 }
 
-KernelPath initial_path() {
-  KernelPath requested;
-  if (parse_path(env_request(), &requested) && supported(requested)) return requested;
+KernelPath best_path() {
   if (supported(KernelPath::avx512)) return KernelPath::avx512;
   if (supported(KernelPath::avx2)) return KernelPath::avx2;
   return KernelPath::portable;
+}
+
+// S2SEXT_KERNEL_PATH if it names a path this CPU and build can run; a value that does not (an
+// unknown name, a path the CPU lacks) is reported once on stderr and the best path runs. An empty
+// value counts as unset.
+KernelPath initial_path() {
+  const std::string request = env_request();
+  const KernelPath best = best_path();
+  if (request.empty()) return best;
+  KernelPath requested;
+  const bool known = parse_path(request, &requested);
+  if (known && supported(requested)) return requested;
+  std::fprintf(stderr, "s2sext: ignoring S2SEXT_KERNEL_PATH='%s': %s; using %s\n", request.c_str(),
+               known ? "this CPU or build cannot run that path" : "expected one of portable, avx2, avx512",
+               path_name(best));
+  return best;
 }
 
 std::atomic<int>& path_slot() {

@@ -620,10 +620,10 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 const EngineConfig& Engine::config() const { return w_->cfg; }
 WeightType Engine::weight_type() const { return w_->type; }
 
-int64_t Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B, int64_t S, int64_t max_length,
-                       int64_t min_length, int64_t* out, bool serial) const {
+std::vector<int64_t> Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B, int64_t S,
+                                    int64_t max_length, int64_t min_length, int64_t* steps, bool serial) const {
   check_lengths(max_length, min_length);
-  check_elements("the batch", B, std::max(S, std::max(max_length, w_->cfg.tgt_vocab)) * 4 * w_->cfg.hidden);
+  check_elements("the batch", B, std::max(S, w_->cfg.tgt_vocab) * 4 * w_->cfg.hidden);
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
   const FlushDenormals flush;
   const Sorted sorted = sort_batch(src, lengths_in, B, S);
@@ -634,26 +634,29 @@ int64_t Engine::greedy(const int64_t* src, const int64_t* lengths_in, int64_t B,
   StepBuffers buf(B, S, w_->cfg.hidden, w_->cfg.embed);
   const int64_t V = w_->cfg.tgt_vocab;
   Buffer<float> logits(static_cast<size_t>(B * V));
-  std::vector<int64_t> tokens(static_cast<size_t>(B), kSos), chosen_sorted(static_cast<size_t>(B * max_length), kPad);
+  std::vector<int64_t> tokens(static_cast<size_t>(B), kSos);
+  std::vector<int64_t> chosen;  // [T, B] in sorted row order, one step appended at a time
   std::vector<char> done(static_cast<size_t>(B), 0);
-  int64_t steps = 0;
+  int64_t T = 0;
   for (int64_t t = 0; t < max_length; ++t) {
     runner.step(enc, tokens.data(), state, logits.data(), buf);
     int64_t finished = 0;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t best = argmax(logits.data() + b * V, V, t < min_length ? kEos : -1);
       const int64_t token = done[b] ? kPad : best;
-      chosen_sorted[b * max_length + t] = token;
       if (token == kEos) done[b] = 1;
       tokens[b] = token;
       finished += done[b];
     }
-    steps = t + 1;
+    chosen.insert(chosen.end(), tokens.begin(), tokens.end());
+    T = t + 1;
     if (finished == B) break;
   }
+  std::vector<int64_t> out(static_cast<size_t>(B * T));
   for (int64_t i = 0; i < B; ++i)
-    std::memcpy(out + sorted.order[i] * max_length, chosen_sorted.data() + i * max_length, sizeof(int64_t) * max_length);
-  return steps;
+    for (int64_t t = 0; t < T; ++t) out[sorted.order[i] * T + t] = chosen[t * B + i];
+  *steps = T;
+  return out;
 }
 
 std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int64_t* lengths_in, int64_t B,
@@ -661,10 +664,12 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
                                                   int64_t min_length, int64_t n_best, double alpha,
                                                   bool serial) const {
   check_lengths(max_length, min_length);
-  if (beam_size < 1 || beam_size > 65536) throw std::invalid_argument("beam_size must lie in [1, 65536]");
+  if (beam_size < 1 || beam_size > kMaxBeamSize)
+    throw std::invalid_argument("beam_size must lie in [1, " + std::to_string(kMaxBeamSize) + "]");
   int64_t rows = 0;
   if (__builtin_mul_overflow(B, beam_size, &rows)) throw std::invalid_argument("B * beam_size is too large");
-  check_elements("the beams", rows, std::max(S, std::max(max_length, w_->cfg.tgt_vocab)) * 4 * w_->cfg.hidden);
+  // (nothing is sized by max_length: the history grows with the steps taken)
+  check_elements("the beams", rows, std::max(S, w_->cfg.tgt_vocab) * 4 * w_->cfg.hidden);
   if (n_best < 1 || n_best > beam_size) throw std::invalid_argument("n_best must lie in [1, beam_size]");
   if (!(alpha >= 0)) throw std::invalid_argument("length_penalty must be >= 0");
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);

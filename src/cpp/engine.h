@@ -24,6 +24,9 @@ namespace s2s {
 // The special tokens every vocabulary starts with (docs/model.md).
 constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
 
+// The widest beam search (s2sext.decoding.MAX_BEAM_SIZE checks the same for the model layer).
+constexpr int64_t kMaxBeamSize = 65536;
+
 enum class EngineAttention { none, dot, scaled_dot, general, concat, location };
 
 // The kind named as in a model's config ("none" for no attention); false if the name is unknown.
@@ -67,12 +70,13 @@ class Engine {
   const EngineConfig& config() const;
   WeightType weight_type() const;
 
-  // Greedy decoding. src [B,S] token ids, lengths [B] (1..S; nullptr: all S). Writes out [B,
-  // max_length]: each row's tokens up to and including <eos>, then <pad> (0); returns the number of
-  // steps taken (the longest row). <eos> is not chosen before step min_length. serial: run on the
+  // Greedy decoding. src [B,S] token ids, lengths [B] (1..S; nullptr: all S). Returns the tokens
+  // [B, T] row-major, T = *steps the number of steps taken (the longest row, at most max_length):
+  // each row's tokens up to and including <eos>, then <pad> (0). Its memory grows with the steps
+  // taken, not with max_length. <eos> is not chosen before step min_length. serial: run on the
   // calling thread only.
-  int64_t greedy(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S, int64_t max_length,
-                 int64_t min_length, int64_t* out, bool serial = false) const;
+  std::vector<int64_t> greedy(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S, int64_t max_length,
+                              int64_t min_length, int64_t* steps, bool serial = false) const;
 
   // Beam search, the beams of all inputs as one batch of B*K rows; the same rules as
   // s2sext.decoding.beam_search. Returns per input up to n_best hypotheses, best first.

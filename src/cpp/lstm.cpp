@@ -385,9 +385,10 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
     }
   }
   for (int64_t n = 0; n < B; ++n) std::memcpy(dh0 + n * H, dhx + n * HX, sizeof(T) * H);
+  // db = the threads' partial sums added in thread order (stepped by G: with H = 0 there are none)
   std::copy(db_parts.begin(), db_parts.begin() + G, db);
-  for (size_t r = 1; r < db_parts.size() / static_cast<size_t>(G); ++r)
-    for (int64_t j = 0; j < G; ++j) db[j] += db_parts[r * G + j];
+  for (size_t part = static_cast<size_t>(G); part < db_parts.size(); part += static_cast<size_t>(G))
+    for (int64_t j = 0; j < G; ++j) db[j] += db_parts[part + j];
   if (!fold) {
     // forward: gates = x @ w_ih^T + ... over all S*B rows
     T* dx_tm = scratch<T>(Scratch::lstm_dx_tm, S * B * I);

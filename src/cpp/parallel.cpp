@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -26,12 +27,23 @@ namespace s2s {
 namespace {
 
 int initial_threads() {
-  if (const char* env = std::getenv("S2SEXT_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return n;
-  }
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw >= 1 ? static_cast<int>(hw) : 1;
+  const int cpus = hw < 1 ? 1 : hw > static_cast<unsigned>(kMaxThreads) ? kMaxThreads : static_cast<int>(hw);
+  const char* env = std::getenv("S2SEXT_NUM_THREADS");
+  if (!env || !*env) return cpus;
+  // The whole string, digits only (atoi read "8x" as 8 and wrapped 99999999999 to 1215752191);
+  // the value is compared while it is read, so no length of digits can overflow.
+  long long n = 0;
+  bool ok = true;
+  for (const char* p = env; *p && ok; ++p) {
+    ok = *p >= '0' && *p <= '9';
+    n = n * 10 + (*p - '0');
+    ok = ok && n <= kMaxThreads;
+  }
+  if (ok && n >= 1) return static_cast<int>(n);
+  std::fprintf(stderr, "s2sext: ignoring S2SEXT_NUM_THREADS='%s': expected an integer from 1 to %d; using %d (the "
+               "number of CPUs)\n", env, kMaxThreads, cpus);
+  return cpus;
 }
 
 std::atomic<int>& thread_setting() {
@@ -191,7 +203,9 @@ Pool& pool() {
 
 int num_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
-void set_num_threads(int threads) { thread_setting().store(threads >= 1 ? threads : 1, std::memory_order_relaxed); }
+void set_num_threads(int threads) {
+  thread_setting().store(threads < 1 ? 1 : threads > kMaxThreads ? kMaxThreads : threads, std::memory_order_relaxed);
+}
 
 bool in_parallel_region() { return t_in_region; }
 

@@ -19,8 +19,15 @@
 
 namespace s2s {
 
-// Threads a call may use (default: S2SEXT_NUM_THREADS, else the number of CPUs).
+// The most threads s2sext runs (set_num_threads and S2SEXT_NUM_THREADS): far above any core count
+// it was measured on, small enough that an absurd request cannot exhaust the process.
+constexpr int kMaxThreads = 1024;
+
+// Threads a call may use: S2SEXT_NUM_THREADS when it is a decimal integer from 1 to kMaxThreads
+// (nothing but digits), else the number of CPUs (capped at kMaxThreads). A value set but not of
+// that form is reported once on stderr and ignored; an empty one counts as unset.
 int num_threads();
+// threads is clamped to [1, kMaxThreads] (the Python binding refuses values outside it).
 void set_num_threads(int threads);
 
 // True on a pool worker, or on a caller while it runs its share of a job: work there is not split

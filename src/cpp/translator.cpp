@@ -144,12 +144,12 @@ std::vector<std::vector<int64_t>> Translator::greedy(const std::vector<std::vect
   int64_t S = 0;
   pad(sources, src, lengths, S);
   const int64_t B = int64_t(sources.size());
-  std::vector<int64_t> out(size_t(B * std::max<int64_t>(max_length, 1)));
-  const int64_t T = impl_->engine->greedy(src.data(), lengths.data(), B, S, max_length, min_length, out.data());
+  int64_t T = 0;
+  const std::vector<int64_t> out = impl_->engine->greedy(src.data(), lengths.data(), B, S, max_length, min_length, &T);
   std::vector<std::vector<int64_t>> result(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {  // up to and including <eos> (a model may emit <pad> as a token)
-      const int64_t id = out[size_t(b * max_length + t)];
+      const int64_t id = out[size_t(b * T + t)];
       result[size_t(b)].push_back(id);
       if (id == kEos) break;
     }
