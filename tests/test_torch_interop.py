@@ -363,6 +363,7 @@ def test_attention_module_double_backward_and_errors():
         st.Attention("concat", 3, attention_size=0)
     with pytest.raises(TypeError, match="max_source_length must be an int, got str '8'"):
         st.Attention("location", 3, max_source_length="8")
+    assert st.Attention("location", np.int64(3), max_source_length=np.int64(8)).w_a.shape == (8, 3)
 
 
 def test_function_errors_are_also_runtime_errors():
