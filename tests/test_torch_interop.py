@@ -3,6 +3,7 @@ gradients, PackedSequence, state dicts, a training trajectory), attention module
 converters, importing a PyTorch seq2seq and exporting it back, and clear errors."""
 
 import itertools
+import re
 import subprocess
 import sys
 
@@ -353,12 +354,16 @@ def test_attention_module_double_backward_and_errors():
     with pytest.raises(st.DTypeError, match="hs has dtype torch.float32, but this Attention's parameters are "
                                             "torch.float64"):
         att(hs.float(), q.float())
-    with pytest.raises(TypeError, match="hidden_size should be of type int, got: float"):
+    # Attention's sizes are s2sext's own arguments: data._check_int's rule and words (a bool is no int)
+    with pytest.raises(TypeError, match="hidden_size must be an int, got float 3.0"):
         st.Attention("dot", 3.0)
-    with pytest.raises(ValueError, match="attention_size must be greater than zero, got 0"):
+    with pytest.raises(TypeError, match="hidden_size must be an int, got bool True"):
+        st.Attention("dot", True)
+    with pytest.raises(ValueError, match="attention_size must be >= 1, got 0"):
         st.Attention("concat", 3, attention_size=0)
-    with pytest.raises(TypeError, match="max_source_length should be of type int"):
+    with pytest.raises(TypeError, match="max_source_length must be an int, got str '8'"):
         st.Attention("location", 3, max_source_length="8")
+    assert st.Attention("location", np.int64(3), max_source_length=np.int64(8)).w_a.shape == (8, 3)
 
 
 def test_function_errors_are_also_runtime_errors():
@@ -379,3 +384,149 @@ def test_function_errors_are_also_runtime_errors():
     assert isinstance(info.value, TypeError) and isinstance(info.value, RuntimeError)
     with pytest.raises(RuntimeError, match=r"lengths must have shape \(2,\)"):
         st.AttentionWeightFunction.apply(rand(2, 4, 3), rand(2, 3), "dot", [1, 2, 3])
+
+
+# --- the same checks on every path: kernels, torch.func transforms, forward-mode AD -------------
+
+def _lstm_args(B=2, S=5, I=3, H=4, dtype=torch.float64):
+    return [rand(B, S, I, requires_grad=False).to(dtype), rand(B, H, requires_grad=False), rand(B, H, requires_grad=False),
+            rand(4 * H, I, requires_grad=False), rand(4 * H, H, requires_grad=False), rand(4 * H, requires_grad=False)]
+
+
+def _replace(args, i, value):
+    args = list(args)
+    args[i] = value
+    return args
+
+
+_HS, _Q = rand(2, 5, 3, requires_grad=False), rand(2, 3, requires_grad=False)
+_CELL = [rand(2, 3, requires_grad=False), rand(2, 4, requires_grad=False), rand(2, 4, requires_grad=False),
+         rand(16, 3, requires_grad=False), rand(16, 4, requires_grad=False), rand(16, requires_grad=False)]
+# (Function, its arguments, which argument the transforms differentiate, exception type, message)
+_BAD_INPUTS = {
+    "lstm_negative_length": (st.LSTMFunction, [*_lstm_args(), [-3, 2]], 0, st.ShapeError,
+                             r"lengths\[0\] = -3 is out of range; expected 0 <= length <= S = 5"),
+    "lstm_length_past_S": (st.LSTMFunction, [*_lstm_args(), [2, 9]], 0, st.ShapeError,
+                           r"lengths\[1\] = 9 is out of range; expected 0 <= length <= S = 5"),
+    "lstm_length_beyond_int64": (st.LSTMFunction, [*_lstm_args(), [2**70, 1]], 0, st.ShapeError,
+                                 r"lengths\[0\] = 1180591620717411303424 is out of range; expected a length <= S = 5"),
+    "lstm_float_lengths": (st.LSTMFunction, [*_lstm_args(), torch.tensor([2.0, 1.0])], 0, TypeError,
+                           "lengths must hold integers, got dtype torch.float32"),
+    "lstm_wrong_w_hh": (st.LSTMFunction, [*_replace(_lstm_args(), 4, rand(16, 5, requires_grad=False)), None], 0,
+                        st.ShapeError, r"w_hh has shape \(16, 5\)"),
+    "lstm_x_is_a_list": (st.LSTMFunction, [[[1.0]], *_lstm_args()[1:], None], 1, TypeError,
+                         "x must be a torch.Tensor, got list"),
+    "lstm_mixed_dtypes": (st.LSTMFunction, [*_replace(_lstm_args(), 1, rand(2, 4, requires_grad=False).float()), None],
+                          0, st.DTypeError, "h0 has dtype torch.float32, but the first input is torch.float64"),
+    "cell_wrong_h0": (st.LSTMCellFunction, _replace(_CELL, 1, rand(3, 4, requires_grad=False)), 0, st.ShapeError,
+                      r"h0 has shape \(3, 4\)"),
+    "attention_fully_masked_row": (st.AttentionWeightFunction, [_HS, _Q, "dot", [0, 2]], 1, st.ShapeError,
+                                   r"lengths\[0\] = 0 is out of range; expected 1 <= length <= S = 5 "
+                                   r"\(attention needs at least one position"),
+    "attention_wrong_q": (st.AttentionWeightFunction, [_HS, rand(2, 4, requires_grad=False), "dot", None], 0,
+                          st.ShapeError, r"q has shape \(2, 4\)"),
+    "attention_wrong_params": (st.AttentionWeightFunction, [_HS, _Q, "general", None, rand(4, 3, requires_grad=False)],
+                               1, st.ShapeError, r"params\[0\] \(W_a\) has shape \(4, 3\)"),
+    "attention_unknown_kind": (st.AttentionWeightFunction, [_HS, _Q, "cosine", None], 1, ValueError,
+                               "kind must be one of dot, scaled_dot, general, concat, location, got 'cosine'"),
+    "attention_kind_not_str": (st.AttentionWeightFunction, [_HS, _Q, 3, None], 1, TypeError,
+                               "kind must be a str, one of dot, scaled_dot, general, concat, location, got int"),
+    "weight_sum_wrong_a": (st.WeightSumFunction, [_HS, rand(2, 4, requires_grad=False)], 0, st.ShapeError,
+                           r"a has shape \(2, 4\)"),
+}
+
+
+# torch.func.jvp's first call in a process scripts a decomposition with torch.jit.script, which
+# this torch deprecates with a warning (torch's own, not s2sext's)
+_JVP_WARNING = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+def _raised(call):
+    with pytest.raises(Exception) as info:
+        call()
+    return type(info.value), str(info.value)
+
+
+def _on_path(fn, args, i, path):
+    """A call of fn(*args) on the given path, transforming args[i]."""
+    def f(v):
+        out = fn.apply(*_replace(args, i, v))
+        return out[0] if isinstance(out, tuple) else out
+
+    v = args[i]
+    if path == "kernel":
+        return lambda: f(v)
+    if path == "grad":
+        return lambda: torch.func.grad(lambda v: f(v).sum())(v)
+    if path == "jvp":
+        return lambda: torch.func.jvp(f, (v,), (torch.ones_like(v),))
+    if path == "vmap":
+        return lambda: torch.func.vmap(f)(v.unsqueeze(0))
+
+    def forward_mode():
+        with torch.autograd.forward_ad.dual_level():
+            f(torch.autograd.forward_ad.make_dual(v, torch.ones_like(v)))
+    return forward_mode
+
+
+@_JVP_WARNING
+@pytest.mark.parametrize("case", sorted(_BAD_INPUTS))
+def test_bad_inputs_raise_alike_on_every_path(case):
+    """A torch.func transform or forward-mode AD runs the Functions' equations in torch ops instead
+    of the kernels: the same checks run first, so each path raises the same exception type with
+    the same message (no NaN row for a fully masked attention, no torch matmul error)."""
+    fn, args, i, expected_type, message = _BAD_INPUTS[case]
+    kernel = _raised(_on_path(fn, args, i, "kernel"))
+    assert kernel[0] is expected_type, kernel
+    assert re.search(message, kernel[1]), kernel
+    for path in ("grad", "jvp", "vmap", "forward_ad"):
+        assert _raised(_on_path(fn, args, i, path)) == kernel, path
+
+
+@_JVP_WARNING
+def test_tensor_lengths_under_transforms_attention():
+    """Tensor lengths are read with tolist(): numpy() has no storage to read inside a transform."""
+    att = st.Attention("dot", 3, dtype=torch.float64)
+    hs, q = rand(2, 5, 3, requires_grad=False), rand(2, 3)
+    lengths = torch.tensor([5, 3])
+    expected, = torch.autograd.grad(att(hs, q, lengths)[0].sum(), q)
+    # a tensor made inside the transformed function, as well as one from outside
+    got = torch.func.grad(lambda q: att(hs, q, torch.tensor([5, 3]))[0].sum())(q.detach())
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)  # float64, two orders of the same sums
+    tangent = rand(2, 3, requires_grad=False, seed=3)
+    _, jvp_out = torch.func.jvp(lambda q: att(hs, q, lengths)[0], (q.detach(),), (tangent,))
+    _, expected_jvp = torch.autograd.functional.jvp(lambda q: att(hs, q, lengths)[0], q.detach(), tangent)
+    torch.testing.assert_close(jvp_out, expected_jvp, rtol=0, atol=1e-12)
+    queries = rand(4, 2, 3, requires_grad=False, seed=5)
+    batched = torch.func.vmap(lambda q: att(hs, q, lengths)[0])(queries)
+    torch.testing.assert_close(batched, torch.stack([att(hs, qi, lengths)[0] for qi in queries]), rtol=0, atol=1e-12)
+
+
+@_JVP_WARNING
+def test_packed_lstm_under_transforms():
+    """A PackedSequence is unpacked and repacked in torch ops (torch's pack/pad read raw memory),
+    and its lengths reach the Functions as a list, so the module works under grad, jvp and vmap."""
+    torch.manual_seed(0)
+    m = st.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=torch.float64)
+    x = rand(3, 5, 3, requires_grad=False)
+    packed = pack_padded_sequence(x, torch.tensor([5, 2, 4]), batch_first=True, enforce_sorted=False)
+    params = {k: v.detach() for k, v in m.named_parameters()}
+
+    def loss(params, data=packed.data):
+        seq = packed._replace(data=data)
+        out, (h, c) = torch.func.functional_call(m, params, (seq,))
+        return out.data.pow(2).sum() + h.sum() + c.sum()
+
+    expected = torch.autograd.grad(loss(dict(m.named_parameters())), list(m.parameters()))
+    got = torch.func.grad(loss)(params)
+    for (name, _), e in zip(m.named_parameters(), expected):
+        torch.testing.assert_close(got[name], e, rtol=0, atol=1e-10, msg=name)  # float64, kernel vs torch ops
+    data = packed.data.clone().requires_grad_(True)
+    expected_dx, = torch.autograd.grad(loss(dict(m.named_parameters()), data), data)
+    torch.testing.assert_close(torch.func.grad(lambda d: loss(params, d))(packed.data), expected_dx, rtol=0, atol=1e-10)
+    tangent = rand(*packed.data.shape, requires_grad=False, seed=9)
+    value, jvp_out = torch.func.jvp(lambda d: loss(params, d), (packed.data,), (tangent,))
+    torch.testing.assert_close(value, loss(params), rtol=0, atol=1e-10)
+    torch.testing.assert_close(jvp_out, (expected_dx * tangent).sum(), rtol=0, atol=1e-10)
+    stacked = torch.func.vmap(lambda d: loss(params, d))(torch.stack([packed.data, 2 * packed.data]))
+    torch.testing.assert_close(stacked, torch.stack([loss(params), loss(params, 2 * packed.data)]), rtol=0, atol=1e-10)

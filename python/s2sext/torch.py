@@ -30,7 +30,7 @@ import warnings
 try:
     import torch
     from torch.autograd import forward_ad
-    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+    from torch.nn.utils.rnn import PackedSequence
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         "s2sext.torch needs PyTorch: pip install torch (any version >= 2.1; the CPU build is enough)"
@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 import numpy as np
 
 from . import ops
+from .data import _check_int
 
 __all__ = [
     "LSTMFunction",
@@ -76,11 +77,6 @@ class DTypeError(TypeError, ValueError, RuntimeError):
 # Tensors <-> numpy, with the checks every Function makes
 
 
-def _check(name, t, dtype=None):
-    """t as a numpy array, after _validate."""
-    return _validate(name, t, dtype).detach().numpy()
-
-
 def _validate(name, t, dtype=None):
     """t, if the kernels take it: a CPU tensor of float32 or float64 (and of ``dtype`` if given)."""
     if not isinstance(t, torch.Tensor):
@@ -111,18 +107,53 @@ def _grad(t):
     return None if t is None else t.detach().contiguous().numpy()
 
 
-def _lengths(lengths, B):
-    """None, or the integers [B] of a tensor, array or list (TypeError/ShapeError naming lengths)."""
+def _numpy(t):
+    """A validated tensor's data as a numpy array (no copy)."""
+    return t.detach().numpy()
+
+
+def _zeros_like(t):
+    """A zero numpy array with a tensor's shape and dtype: the kernels check shapes on it where
+    the tensor has no data to read (inside torch.func transforms)."""
+    return np.zeros(tuple(t.shape), dtype=np.float64 if t.dtype == torch.float64 else np.float32)
+
+
+def _lengths(lengths, B, S=None, minimum=0):
+    """None, or the integers [B] of a tensor, array or list as int64 (TypeError for non-integers,
+    ShapeError for a wrong shape or a value beyond int64; the kernels check the range
+    ``minimum..S``). ``B`` None: the shape is left to the kernel (its input had a wrong rank)."""
     if lengths is None:
         return None
     if isinstance(lengths, torch.Tensor):
-        lengths = lengths.detach().cpu().numpy()
-    arr = np.asarray(lengths)
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+        # tolist, not numpy(): inside torch.func transforms a tensor has no storage to read
+        arr = np.asarray(lengths.tolist(), dtype=np.int64 if lengths.numel() == 0 else None)
+    else:
+        arr = np.asarray(lengths)
+    if arr.dtype == object:  # numpy keeps Python ints beyond int64 as objects
+        items = arr.ravel().tolist()
+        huge = [(i, v) for i, v in enumerate(items) if isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                and not -2**63 <= v < 2**63]
+        if huge and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+            i, v = huge[0]
+            bound = f"<= S{'' if S is None else f' = {S}'}" if v > 0 else f">= {minimum}"
+            raise ShapeError(f"lengths[{i}] = {v} is out of range; expected a length {bound}")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (B,):
+    if B is not None and arr.shape != (B,):
         raise ShapeError(f"lengths must have shape ({B},) (one per batch row), got shape {arr.shape}")
     return arr.astype(np.int64)
+
+
+def _check_kind(kind):
+    """An attention kind: TypeError for a non-str, ValueError (as Attention's constructor) for an
+    unknown one."""
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a str, one of {', '.join(ops.ATTENTION_KINDS)}, got {type(kind).__name__}")
+    if kind not in ops.ATTENTION_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
+    return kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,15 +258,32 @@ def _transformed(tensors):
 
 class _KernelFunction(torch.autograd.Function):
     """A Function whose forward and backward are s2sext kernels and whose ``reference`` (its
-    equations in torch ops, same arguments as ``apply``) serves wherever a kernel cannot: under
-    torch.func transforms and forward-mode AD (``apply`` runs the reference instead), and in a
-    backward asked for a graph (create_graph=True: see ``_differentiable_grads``)."""
+    equations in torch ops) serves wherever a kernel cannot: under torch.func transforms and
+    forward-mode AD (``apply`` runs the reference instead), and in a backward asked for a graph
+    (create_graph=True: see ``_differentiable_grads``).
+
+    ``apply`` first runs ``prepare`` (the arguments' types, device and dtypes, lengths and kind:
+    the checks torch tensors need) and then, on either path, the kernel's own checks of shapes and
+    lengths: the forward runs the kernel; the reference path runs it on zero arrays of the same
+    shapes first (``kernel``). So both paths raise the same exceptions with the same messages (a
+    fully masked attention row is an error, not NaN, on both)."""
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        if _transformed((*args, *kwargs.values())):
-            return cls.reference(*args, **kwargs)
-        return super().apply(*args, **kwargs)
+        args = cls.prepare(*args, **kwargs)
+        if _transformed(args):
+            cls.kernel(*(_zeros_like(a) if isinstance(a, torch.Tensor) else a for a in args))
+            return cls.reference(*args)
+        return super().apply(*args)
+
+
+def _validate_all(names, tensors):
+    """The tensors, validated, all of the first one's dtype."""
+    first = _validate(names[0], tensors[0])
+    return [first, *(_validate(n, t, first.dtype) for n, t in zip(names[1:], tensors[1:]))]
+
+
+_LSTM_NAMES = ("x", "h0", "c0", "w_ih", "w_hh", "b")
 
 
 class LSTMFunction(_KernelFunction):
@@ -244,17 +292,23 @@ class LSTMFunction(_KernelFunction):
     past a length, outputs zero there). Differentiable to any order."""
 
     @staticmethod
-    def reference(x, h0, c0, w_ih, w_hh, b, lengths=None):
-        return _lstm_reference(x, h0, c0, w_ih, w_hh, b, _lengths(lengths, x.shape[0]))
+    def prepare(x, h0, c0, w_ih, w_hh, b, lengths=None):
+        x, *rest = _validate_all(_LSTM_NAMES, (x, h0, c0, w_ih, w_hh, b))
+        B, S = x.shape[:2] if x.dim() == 3 else (None, None)  # a wrong rank: the kernel's error
+        return (x, *rest, _lengths(lengths, B, S))
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b, lengths=None):
-        dtype = x.dtype
-        xn = _check("x", x)
-        args = [_check(n, t, dtype) for n, t in (("h0", h0), ("c0", c0), ("w_ih", w_ih), ("w_hh", w_hh), ("b", b))]
-        ctx.lengths = _lengths(lengths, x.shape[0])
-        hs, hT, cT, cache = _kernel(ops.lstm_forward, xn, *args, ctx.lengths)
-        ctx.cache = cache
+    def kernel(x, h0, c0, w_ih, w_hh, b, lengths):
+        return _kernel(ops.lstm_forward, x, h0, c0, w_ih, w_hh, b, lengths)
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b, lengths=None):
+        return _lstm_reference(x, h0, c0, w_ih, w_hh, b, lengths)
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b, lengths):
+        hs, hT, cT, cache = LSTMFunction.kernel(*map(_numpy, (x, h0, c0, w_ih, w_hh, b)), lengths)
+        ctx.lengths, ctx.cache = lengths, cache
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b)
         return _out(hs), _out(hT), _out(cT)
 
@@ -274,15 +328,20 @@ class LSTMCellFunction(_KernelFunction):
     any order."""
 
     @staticmethod
+    def prepare(x, h0, c0, w_ih, w_hh, b):
+        return tuple(_validate_all(_LSTM_NAMES, (x, h0, c0, w_ih, w_hh, b)))
+
+    @staticmethod
+    def kernel(x, h0, c0, w_ih, w_hh, b):
+        return _kernel(ops.lstm_cell_forward, x, h0, c0, w_ih, w_hh, b)
+
+    @staticmethod
     def reference(x, h0, c0, w_ih, w_hh, b):
         return _cell_reference(x @ w_ih.T + b, h0, c0, w_hh)
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b):
-        dtype = x.dtype
-        xn = _check("x", x)
-        args = [_check(n, t, dtype) for n, t in (("h0", h0), ("c0", c0), ("w_ih", w_ih), ("w_hh", w_hh), ("b", b))]
-        h1, c1, cache = _kernel(ops.lstm_cell_forward, xn, *args)
+        h1, c1, cache = LSTMCellFunction.kernel(*map(_numpy, (x, h0, c0, w_ih, w_hh, b)))
         ctx.cache = cache
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b)
         return _out(h1), _out(c1)
@@ -302,18 +361,23 @@ class AttentionWeightFunction(_KernelFunction):
     any order."""
 
     @staticmethod
+    def prepare(hs, q, kind, lengths, *params):
+        hs, q, *params = _validate_all(("hs", "q", *(f"params[{i}]" for i in range(len(params)))), (hs, q, *params))
+        B, S = hs.shape[:2] if hs.dim() == 3 else (None, None)  # a wrong rank: the kernel's error
+        return (hs, q, _check_kind(kind), _lengths(lengths, B, S, minimum=1), *params)
+
+    @staticmethod
+    def kernel(hs, q, kind, lengths, *params):
+        return _kernel(ops.attention_weight_forward, hs, q, kind, params, lengths)
+
+    @staticmethod
     def reference(hs, q, kind, lengths, *params):
-        return _attention_reference(hs, q, kind, _lengths(lengths, hs.shape[0]), *params)
+        return _attention_reference(hs, q, kind, lengths, *params)
 
     @staticmethod
     def forward(ctx, hs, q, kind, lengths, *params):
-        dtype = hs.dtype
-        hsn = _check("hs", hs)
-        qn = _check("q", q, dtype)
-        pn = tuple(_check(f"params[{i}]", p, dtype) for i, p in enumerate(params))
-        ctx.kind, ctx.lengths = kind, _lengths(lengths, hs.shape[0])
-        a, cache = _kernel(ops.attention_weight_forward, hsn, qn, kind, pn, ctx.lengths)
-        ctx.cache = cache
+        a, cache = AttentionWeightFunction.kernel(_numpy(hs), _numpy(q), kind, lengths, *map(_numpy, params))
+        ctx.kind, ctx.lengths, ctx.cache = kind, lengths, cache
         ctx.save_for_backward(hs, q, *params)
         return _out(a)
 
@@ -334,15 +398,21 @@ class WeightSumFunction(_KernelFunction):
     Differentiable to any order."""
 
     @staticmethod
+    def prepare(hs, a):
+        return tuple(_validate_all(("hs", "a"), (hs, a)))
+
+    @staticmethod
+    def kernel(hs, a):
+        return _kernel(ops.weight_sum_forward, hs, a)
+
+    @staticmethod
     def reference(hs, a):
         return (a.unsqueeze(1) @ hs).squeeze(1) if a.dim() == 2 else a @ hs
 
     @staticmethod
     def forward(ctx, hs, a):
-        hsn = _check("hs", hs)
-        an = _check("a", a, hs.dtype)
         ctx.save_for_backward(hs, a)
-        return _out(_kernel(ops.weight_sum_forward, hsn, an))
+        return _out(WeightSumFunction.kernel(_numpy(hs), _numpy(a)))
 
     @staticmethod
     def backward(ctx, dc):
@@ -367,27 +437,60 @@ def _reverse_within(x, lengths):
     return x[torch.arange(B).unsqueeze(1), index]
 
 
-def _repack(x, lengths, like):
-    """x [B, S, .] (rows in the original order) as a PackedSequence ordered as ``like``."""
-    order = like.sorted_indices
-    data = x if order is None else x[order]
-    sorted_lengths = lengths if order is None else lengths[order]
-    packed = pack_padded_sequence(data, sorted_lengths, batch_first=True, enforce_sorted=True)
-    return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
+# PackedSequence <-> padded in torch ops, not torch's pack_padded_sequence/pad_packed_sequence:
+# those read raw memory, which tensors inside torch.func transforms do not have. The layout is
+# torch's: data holds step 0 of every (sorted) row, then step 1 of the rows still running, ...
 
 
-def _int_arg(name, value, allow_bool=False):
-    """As nn.LSTM checks a size's type: a TypeError unless an int (a bool only where it takes one)."""
+def _packed_index(batch_sizes):
+    """For a PackedSequence's batch_sizes [T]: ``valid`` [B, T] (row j of the sorted batch runs at
+    step t) and ``index`` [B, T] (that step's row in data; len(data) where it does not run)."""
+    sizes = torch.as_tensor(batch_sizes.tolist(), dtype=torch.long)
+    B, N = int(sizes[0]) if len(sizes) else 0, int(sizes.sum())
+    rows = torch.arange(B).unsqueeze(1)
+    valid = rows < sizes.unsqueeze(0)
+    starts = torch.cumsum(sizes, 0) - sizes
+    return valid, torch.where(valid, starts.unsqueeze(0) + rows, N)
+
+
+def _unpack(seq):
+    """A PackedSequence as ``(x [B, T, .], lengths [B])``, rows in the original order (as
+    ``pad_packed_sequence(seq, batch_first=True)``)."""
+    valid, index = _packed_index(seq.batch_sizes)
+    data = torch.cat([seq.data, seq.data.new_zeros((1, *seq.data.shape[1:]))])  # the padding row
+    x, lengths = data[index], valid.sum(1)
+    if seq.unsorted_indices is not None:
+        x, lengths = x[seq.unsorted_indices], lengths[seq.unsorted_indices]
+    return x, lengths
+
+
+def _repack(x, like):
+    """x [B, T, .] (rows in the original order) as a PackedSequence laid out as ``like``."""
+    valid, _ = _packed_index(like.batch_sizes)
+    steps, rows = valid.T.nonzero(as_tuple=True)  # step-major, as data
+    sorted_x = x if like.sorted_indices is None else x[like.sorted_indices]
+    return PackedSequence(sorted_x[rows, steps], like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+def _nn_int(name, value, allow_bool=False):
+    """As nn.LSTM checks a size's type (``isinstance(value, int)``: a numpy integer is refused, and
+    a bool accepted only where nn.LSTM takes one), a TypeError otherwise. Not data._check_int,
+    which accepts numpy integers and refuses bools."""
     if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
     return value
 
 
-def _positive_int(name, value, allow_bool=False):
+def _nn_positive_int(name, value, allow_bool=False):
     """As nn.LSTM checks its sizes: a TypeError for a non-int, a ValueError for one below 1."""
-    if _int_arg(name, value, allow_bool) <= 0:
+    if _nn_int(name, value, allow_bool) <= 0:
         raise ValueError(f"{name} must be greater than zero, got {value}")
     return value
+
+
+def _positive_int(name, value):
+    """A size of s2sext's own modules (Attention): the project's int check (a bool is not an int)."""
+    return _check_int(value, name, minimum=1)
 
 
 def _shape(t):
@@ -426,8 +529,8 @@ class LSTM(torch.nn.Module):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be of type bool, got: {type(value).__name__} ({value!r})")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            _positive_int(name, value, allow_bool=True)  # nn.LSTM takes True as 1 here
-        _int_arg("proj_size", proj_size)
+            _nn_positive_int(name, value, allow_bool=True)  # nn.LSTM takes True as 1 here
+        _nn_int("proj_size", proj_size)
         if proj_size < 0:
             raise ValueError(f"proj_size should be a positive integer or zero to disable projections, got {proj_size}")
         if proj_size >= hidden_size:
@@ -536,10 +639,10 @@ class LSTM(torch.nn.Module):
         p = self.dropout
         if packed is None:
             return torch.nn.functional.dropout(x.transpose(0, 1).contiguous(), p, training=True).transpose(0, 1)
-        seq = _repack(x, lengths, packed)
+        seq = _repack(x, packed)
         seq = PackedSequence(torch.nn.functional.dropout(seq.data, p, training=True), seq.batch_sizes,
                              seq.sorted_indices, seq.unsorted_indices)
-        return pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
+        return _unpack(seq)[0]
 
     def forward(self, input, hx=None):
         dtype = self.weight_ih_l0.dtype
@@ -548,8 +651,7 @@ class LSTM(torch.nn.Module):
             if input.data.dim() != 2:
                 raise ShapeError(f"input must have 2 dimensions, got {input.data.dim()} (a PackedSequence's data)")
             self._check_features(input.data, dtype)
-            x, lengths = pad_packed_sequence(input, batch_first=True)  # rows in the original order
-            lengths = lengths.to(torch.long)
+            x, lengths = _unpack(input)  # rows in the original order
             batched = True
         else:
             if not isinstance(input, torch.Tensor):
@@ -569,7 +671,7 @@ class LSTM(torch.nn.Module):
         x = x.contiguous()
         D = len(self._suffixes())
         h_n, c_n = [], []
-        lengths_np = None if lengths is None else lengths.numpy()
+        lengths_list = None if lengths is None else lengths.tolist()
         # the kernels, or torch ops for a projection (differentiable to any order either way)
         run = _lstm_reference if self.proj_size else LSTMFunction.apply
         for layer in range(self.num_layers):
@@ -579,11 +681,11 @@ class LSTM(torch.nn.Module):
                 extra = (w_hr,) if self.proj_size else ()
                 index = layer * D + d
                 if d == 0:
-                    hs, hT, cT = run(x, h0[index], c0[index], w_ih, w_hh, b, lengths_np, *extra)
+                    hs, hT, cT = run(x, h0[index], c0[index], w_ih, w_hh, b, lengths_list, *extra)
                 else:
                     lens = lengths if lengths is not None else torch.full((B,), S, dtype=torch.long)
                     x_rev = _reverse_within(x, lens)
-                    hs, hT, cT = run(x_rev, h0[index], c0[index], w_ih, w_hh, b, lengths_np, *extra)
+                    hs, hT, cT = run(x_rev, h0[index], c0[index], w_ih, w_hh, b, lengths_list, *extra)
                     hs = _reverse_within(hs, lens)
                 outputs.append(hs)
                 h_n.append(hT)
@@ -593,7 +695,7 @@ class LSTM(torch.nn.Module):
                 x = self._dropout(x, input if packed else None, lengths)
         h_n, c_n = torch.stack(h_n), torch.stack(c_n)
         if packed:
-            return _repack(x, lengths, input), (h_n, c_n)
+            return _repack(x, input), (h_n, c_n)
         out = x if self.batch_first else x.transpose(0, 1)
         if not batched:
             return out.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
