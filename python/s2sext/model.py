@@ -171,8 +171,7 @@ class Config:
     def file_version(self) -> int:
         """The Seq2Seq header version this configuration is saved as: 1 when every key of
         ``VERSION2_DEFAULTS`` has its default, else 2."""
-        same = all(getattr(self, k) == v and type(getattr(self, k)) is type(v) for k, v in VERSION2_DEFAULTS.items())
-        return 1 if same else 2
+        return 1 if all(getattr(self, k) == v for k, v in VERSION2_DEFAULTS.items()) else 2
 
     def as_file_dict(self) -> dict:
         """The configuration as a model file stores it: version 1 omits ``VERSION2_DEFAULTS``'s keys."""

@@ -753,7 +753,8 @@ def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decode
 
     ``config`` takes :class:`s2sext.Seq2Seq`'s keyword arguments (``embed_size``, ``hidden_size``,
     ``num_layers``, ``bidirectional``, ``attention``, ``attention_style``, ``input_feeding``,
-    ``max_source_length``, tokenizers, ``reverse_source``); ``names`` overrides entries of
+    ``max_source_length``, tokenizers, ``reverse_source``, ``bridge``, ``combine_activation``,
+    ``attention_query_bias``); ``names`` overrides entries of
     ``DEFAULT_NAMES``; ``decoder_cells`` (e.g. ``"decoder.cells.{k}"``) reads a decoder made of one
     ``nn.LSTMCell`` per layer. LSTM biases are summed (``b = bias_ih + bias_hh``). A missing name or a
     wrong shape raises ``KeyError``/``ValueError`` naming both parameters. With ``strict`` (as
