@@ -172,9 +172,10 @@ def attention_scores(hs, q3, kind, params):
     if kind == "general":
         (w_a,) = params
         return torch.einsum("bth,bsh->bts", q3, hs @ w_a.T)          # h_t . (W_a hs_s)
-    if kind == "concat":
-        w_q, w_k, v = params
-        e = torch.tanh((q3 @ w_q.T)[:, :, None, :] + (hs @ w_k.T)[:, None, :, :])  # [B, T, S, A]
+    if kind == "concat":  # with the optional query bias b_q as a 4th parameter
+        w_q, w_k, v = params[:3]
+        query_proj = q3 @ w_q.T + params[3] if len(params) == 4 else q3 @ w_q.T
+        e = torch.tanh(query_proj[:, :, None, :] + (hs @ w_k.T)[:, None, :, :])  # [B, T, S, A]
         return e @ v
     if kind == "location":
         (w_a,) = params
@@ -237,8 +238,11 @@ def normal(rng, shape, dtype, scale=1.0):
 
 
 def attention_params(rng, kind, H, dtype, A=5, S_max=None):
-    """Parameters of each kind, scaled so that scores stay O(1..10) and the softmax is not one-hot."""
+    """Parameters of each kind, scaled so that scores stay O(1..10) and the softmax is not one-hot.
+    "concat+b_q" is concat with its optional query bias (a 4th parameter [A])."""
     k = 1.0 / math.sqrt(H)
+    if kind == "concat+b_q":
+        return attention_params(rng, "concat", H, dtype, A) + (normal(rng, (A,), dtype, 0.5),)
     if kind in ("dot", "scaled_dot"):
         return ()
     if kind == "general":
@@ -265,7 +269,12 @@ def ragged_lengths(B, S):
 
 # ---------------------------------------------------------------- a workload that runs every kernel
 
-KINDS = ("dot", "scaled_dot", "general", "concat", "location")
+KINDS = ("dot", "scaled_dot", "general", "concat", "location", "concat+b_q")
+
+
+def kernel_kind(kind):
+    """The kernel's kind of a test kind ("concat+b_q" is concat given 4 parameters)."""
+    return kind.partition("+")[0]
 
 
 def every_kernel(B, S, I, H, dtype, seed, A=5, T=4):
@@ -304,7 +313,7 @@ def every_kernel(B, S, I, H, dtype, seed, A=5, T=4):
         for qshape in ((B, H), (B, T, H)):
             tag = f"{kind}.{'step' if len(qshape) == 2 else 'all'}"
             q = draw(qshape)
-            a, cache = ops.attention_weight_forward(src, q, kind, params, lengths)
+            a, cache = ops.attention_weight_forward(src, q, kernel_kind(kind), params, lengths)
             dhs, dq, dparams = ops.attention_weight_backward(draw(a.shape), cache)
             c = ops.weight_sum_forward(src, a)
             dsrc, da = ops.weight_sum_backward(draw(c.shape), src, a)

@@ -9,11 +9,11 @@ import pytest
 
 from s2sext import ops
 
-from reference import (assert_close, attention_params, attention_ref, normal, query_shape,
+from reference import (assert_close, attention_params, attention_ref, kernel_kind, normal, query_shape,
                        ragged_lengths, refs, weight_sum_ref)
 
 DTYPES = [np.float32, np.float64]
-KINDS = ["dot", "scaled_dot", "general", "concat", "location"]
+KINDS = ["dot", "scaled_dot", "general", "concat", "location", "concat+b_q"]  # concat with its query bias
 QMODES = ["step", "T1", "T4"]
 A = 5                 # concat attention size: odd, so the A loop has a tail
 S_MAX_EXTRA = 3       # location: S_max = S + 3, so rows S.. of W_a are unused
@@ -46,10 +46,10 @@ def test_attention_weight_matches_torch(kernel_path, rng, kind, B, H, S, qmode, 
     a_shape = _a_shape(B, S, qmode)
     da = normal(rng, a_shape, dtype)     # nonzero at masked positions too: they must not leak
 
-    a, cache = ops.attention_weight_forward(hs, q, kind, params, lengths)
+    a, cache = ops.attention_weight_forward(hs, q, kernel_kind(kind), params, lengths)
     assert isinstance(cache, ops.AttentionCache), type(cache)
     dhs, dq, dparams = ops.attention_weight_backward(da, cache)
-    ref64, ref32 = refs(attention_ref, hs, q, kind, params, lengths, da, dtype=dtype)
+    ref64, ref32 = refs(attention_ref, hs, q, kernel_kind(kind), params, lengths, da, dtype=dtype)
 
     _check_out(a, dtype, a_shape, "a")
     _check_out(dhs, dtype, hs.shape, "dhs")
@@ -108,8 +108,8 @@ def test_one_step_equals_all_steps(rng, kind):
     params = attention_params(rng, kind, H, np.float64, A=A, S_max=S + S_MAX_EXTRA)
     lengths = ragged_lengths(B, S)
     da = normal(rng, (B, S), np.float64)
-    a1, c1 = ops.attention_weight_forward(hs, q, kind, params, lengths)
-    a2, c2 = ops.attention_weight_forward(hs, q[:, None, :], kind, params, lengths)
+    a1, c1 = ops.attention_weight_forward(hs, q, kernel_kind(kind), params, lengths)
+    a2, c2 = ops.attention_weight_forward(hs, q[:, None, :], kernel_kind(kind), params, lengths)
     g1 = ops.attention_weight_backward(da, c1)
     g2 = ops.attention_weight_backward(da[:, None, :], c2)
     np.testing.assert_allclose(a2[:, 0], a1, rtol=1e-12, atol=1e-15)
@@ -171,3 +171,39 @@ def test_attention_then_weight_sum_masked(kernel_path, rng, dtype):
         hs_changed[b, n:] = 1e3          # padding changes; a is 0 there, so c must not change
     c2 = ops.weight_sum_forward(hs_changed, a)
     np.testing.assert_array_equal(c2, c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_concat_query_bias_gradient_is_reproducible_and_counts(rng, dtype):
+    """db_q is summed over the B*T query rows in a fixed order (the same bits on every call), it
+    is the gradient of a bias that every row shares, and a zero b_q gives plain concat's numbers."""
+    B, T, H, S = 19, 3, 7, 13  # more rows than one block of the threads' split
+    hs = normal(rng, (B, S, H), dtype)
+    q = normal(rng, (B, T, H), dtype)
+    params = attention_params(rng, "concat+b_q", H, dtype, A=A)
+    lengths = np.array([S, 1, 5] * 6 + [2])
+    da = normal(rng, (B, T, S), dtype)
+    _, cache = ops.attention_weight_forward(hs, q, "concat", params, lengths)
+    first = ops.attention_weight_backward(da, cache)[2][3]
+    for _ in range(3):
+        _, cache = ops.attention_weight_forward(hs, q, "concat", params, lengths)
+        np.testing.assert_array_equal(ops.attention_weight_backward(da, cache)[2][3], first)
+    zero = params[:3] + (np.zeros(A, dtype),)
+    a0, c0 = ops.attention_weight_forward(hs, q, "concat", zero, lengths)
+    a3, c3 = ops.attention_weight_forward(hs, q, "concat", params[:3], lengths)
+    np.testing.assert_array_equal(a0, a3)
+    g0, g3 = ops.attention_weight_backward(da, c0), ops.attention_weight_backward(da, c3)
+    for x, y in zip(g0[:2] + g0[2][:3], g3[:2] + g3[2]):
+        np.testing.assert_array_equal(x, y)
+    assert len(g3[2]) == 3 and len(g0[2]) == 4
+
+
+def test_concat_param_count_is_checked(rng):
+    B, H, S = 2, 3, 4
+    hs, q = normal(rng, (B, S, H), np.float64), normal(rng, (B, H), np.float64)
+    params = attention_params(rng, "concat+b_q", H, np.float64, A=A)
+    for bad in (params[:2], params + (params[3],)):
+        with pytest.raises(ValueError, match=r"params for kind 'concat' must be .*: 3 or 4 array\(s\), got"):
+            ops.attention_weight_forward(hs, q, "concat", bad)
+    with pytest.raises(ValueError, match=r"params\[3\] \(b_q\)"):
+        ops.attention_weight_forward(hs, q, "concat", params[:3] + (np.zeros(A + 1),))

@@ -74,6 +74,24 @@ def test_cpp_translations_equal_python(example_program, tmp_path, tokenizer):
     assert piped.stdout.split("\n")[:-1] == model.translate(texts[:3], max_length=50)
 
 
+def test_cpp_translates_a_version_2_model(example_program, tmp_path):
+    # every option a version-2 header adds (OpenNMT-py's brnn + mlp): the C++ Translator reads the
+    # file and decodes as Python does
+    model = Seq2Seq(list("abcdefgh"), list("stuvwxyz"), embed_size=6, hidden_size=8, num_layers=2, seed=3,
+                    attention="concat", attention_query_bias=True, combine_activation="none", bidirectional=True,
+                    bridge="concat", input_feeding=True)
+    model.params["out.weight"] *= np.float32(3.0)  # peaked, varied outputs
+    model.params["attention.b_q"] *= np.float32(8.0)
+    path = tmp_path / "v2.s2s"
+    model.save(path)
+    texts = ["abc", "hgfedcba", "aaab", "cafe", "h"]
+    result = run(example_program, path, *texts)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:-1] == model.translate(texts, max_length=50)
+    result = run(example_program, path, "--beam", "3", *texts)
+    assert result.stdout.split("\n")[:-1] == model.translate(texts, beam=3, max_length=50)
+
+
 def test_cpp_refuses_bad_files(example_program, tmp_path):
     _, path, _ = trained_model(tmp_path)
     data = path.read_bytes()

@@ -56,6 +56,64 @@ def test_greedy_and_beam_equal_the_model_layer(attention, style, feeding, layers
             assert abs(log_prob - h["log_prob"]) <= 1e-5 * max(1.0, abs(h["log_prob"]))
 
 
+# The options OpenNMT-py's models need (docs/model.md): the query bias folded into the keys, the
+# combine layer without tanh, the concatenating bridge with half-size encoder directions. Each
+# with a seed whose greedy output differs between the rows (random models often repeat one token).
+FEATURES = {
+    "query-bias": (dict(attention="concat", attention_query_bias=True), 24),
+    "query-bias-bahdanau": (dict(attention="concat", attention_style="bahdanau", attention_query_bias=True), 13),
+    "no-tanh-if": (dict(attention="general", combine_activation="none", input_feeding=True), 5),
+    "concat-bridge": (dict(attention="dot", bidirectional=True, bridge="concat", num_layers=2), 4),
+    "concat-bridge-no-attention": (dict(attention=None, bidirectional=True, bridge="concat"), 6),
+    "all": (dict(attention="concat", attention_query_bias=True, combine_activation="none", bidirectional=True,
+                 bridge="concat", num_layers=2, input_feeding=True), 28),
+}
+
+
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_features_greedy_and_beam_equal_the_model_layer(feature, tmp_path):
+    options, seed = FEATURES[feature]
+    options = {"num_layers": 1, "attention_style": "luong", "input_feeding": False, **options}
+    model = Seq2Seq(12, 9, embed_size=6, hidden_size=8, seed=seed, **options)
+    model.params["out.weight"] *= np.float32(3.0)  # varied, peaked distributions
+    model.params["tgt_embed"] *= np.float32(2.0)
+    if options.get("attention_query_bias"):
+        model.params["attention.b_q"] *= np.float32(8.0)  # a bias that moves the scores
+    src, lengths = batch()
+    model.save(tmp_path / "m.s2s")
+    for dec in (model.compile(), Decoder.load(tmp_path / "m.s2s")):  # Decoder.load: the file's version 2
+        expected = model.greedy(src, lengths, max_length=8, min_length=1)
+        np.testing.assert_array_equal(dec.greedy(src, lengths, max_length=8, min_length=1), expected)
+        ours = dec.hypotheses(src, lengths, beam_size=3, max_length=8, min_length=1, n_best=2, length_penalty=0.6)
+        ref = model.beam_search(src, lengths, beam_size=3, max_length=8, min_length=1, n_best=2, length_penalty=0.6)
+        for hyps_engine, hyps_model in zip(ours, ref):
+            assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
+            for (_, score, _), h in zip(hyps_engine, hyps_model):
+                # as in test_greedy_and_beam_equal_the_model_layer: float32 logits, last bits differ
+                assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
+    assert len({tuple(row) for row in expected}) >= 3
+    if options.get("attention_query_bias"):  # the bias matters: without it the scores move 100x past 1e-5
+        scores = [h[1] for hyps in ours for h in hyps]
+        model.params["attention.b_q"][...] = 0
+        ours = model.compile().hypotheses(src, lengths, beam_size=3, max_length=8, min_length=1, n_best=2,
+                                          length_penalty=0.6)
+        assert max(abs(a - h[1]) for a, h in zip(scores, (h for hyps in ours for h in hyps))) > 1e-3
+
+
+def test_engine_config_checks_the_features():
+    base = dict(src_vocab_size=10, tgt_vocab_size=10, embed_size=4, hidden_size=4, num_layers=1,
+                bidirectional=False, max_source_length=5, attention="dot", attention_style="luong",
+                input_feeding=False)
+    for changes, match in [(dict(bridge="concat"), "bridge 'concat' needs bidirectional"),
+                           (dict(bridge="concat", bidirectional=True, hidden_size=5), "even hidden_size"),
+                           (dict(bridge="mlp"), "config bridge 'mlp' is unknown"),
+                           (dict(combine_activation="none", attention=None), "combine_activation 'none' needs"),
+                           (dict(combine_activation="sigmoid"), "combine_activation 'sigmoid' is unknown"),
+                           (dict(attention_query_bias=True), "attention_query_bias needs attention 'concat'")]:
+        with pytest.raises(ValueError, match=match):
+            s2sext._core.Engine({**base, **changes}, {}, "float32")
+
+
 def test_beam_arrays_and_batch_one():
     model = peaked_model("dot", "luong", False, 1, False)
     src, lengths = batch(1)

@@ -309,7 +309,9 @@ BAD_PARAMS = [
     ("general", [(8, H)], (8, H)),
     ("general", [(H * H,)], ()),
     ("concat", [(A, H), (A, H)], ()),
-    ("concat", [(A, H), (A, H), (A,), (A,)], ()),
+    ("concat", [(A, H), (A, H), (A,), (A,), (A,)], ()),    # 4 is concat with its query bias b_q
+    ("concat", [(A, H), (A, H), (A,), (A + 6,)], (A + 6, A)),  # b_q of another A
+    ("concat", [(A, H), (A, H), (A,), (A, 1)], ()),        # b_q not 1-D
     ("concat", [(A, 8), (A, H), (A,)], (8, H)),
     ("concat", [(A, H), (A, 8), (A,)], (8, H)),
     ("concat", [(A, H), (A + 6, H), (A,)], (A + 6, A)),   # A mismatch between W_q and W_k

@@ -88,6 +88,82 @@ def test_loss_and_gradients_match_torch(attention, style, feeding, layers, bidir
     compare(model, make_batch(np.random.default_rng(1)))
 
 
+# The options OpenNMT-py's models need (docs/model.md), each alone and together.
+FEATURES = {
+    "query-bias": dict(attention="concat", attention_query_bias=True),
+    "no-tanh": dict(combine_activation="none"),
+    "no-tanh-general": dict(attention="general", combine_activation="none"),
+    "concat-bridge": dict(bidirectional=True, bridge="concat"),
+    "concat-bridge-no-attention": dict(bidirectional=True, bridge="concat", attention=None),
+    "all": dict(attention="concat", attention_query_bias=True, combine_activation="none", bidirectional=True,
+                bridge="concat"),
+}
+
+
+# input feeding and the Bahdanau style need attention
+FEATURE_CASES = [(f, style, feeding) for f in FEATURES
+                 for style, feeding in (("luong", False), ("luong", True), ("bahdanau", False))
+                 if FEATURES[f].get("attention", "dot") is not None or (style, feeding) == ("luong", False)]
+
+
+@pytest.mark.parametrize("feature,style,feeding", FEATURE_CASES,
+                         ids=[f"{f}-{s}{'-if' if i else ''}" for f, s, i in FEATURE_CASES])
+def test_features_loss_and_gradients_match_torch(feature, style, feeding):
+    options = {"attention": "dot", "num_layers": 2, **FEATURES[feature]}
+    # hidden size 8: bridge="concat" halves it per direction
+    model = Seq2Seq(V_SRC, V_TGT, embed_size=E, hidden_size=8, attention_style=style, input_feeding=feeding,
+                    seed=0, **options)
+    batch = make_batch(np.random.default_rng(1))
+    compare(model, batch)
+    if model.decoder.can_run_all_steps():
+        compare(model, batch, force_step_path=True)
+
+
+def test_default_features_are_todays_model():
+    """The new options' defaults give the model of before, bit for bit: the same parameters (the
+    init draws nothing more), the same file bytes as version 1 (no new keys), the same numbers."""
+    rng = np.random.default_rng(2)
+    batch = make_batch(rng)
+    for options in (dict(attention="concat", bidirectional=True, num_layers=2, input_feeding=True),
+                    dict(attention="general", attention_style="bahdanau")):
+        plain = Seq2Seq(V_SRC, V_TGT, embed_size=E, hidden_size=8, seed=3, **options)
+        explicit = Seq2Seq(V_SRC, V_TGT, embed_size=E, hidden_size=8, seed=3, bridge="linear",
+                           combine_activation="tanh", attention_query_bias=False, **options)
+        assert list(plain.params) == list(explicit.params)
+        for name in plain.params:
+            np.testing.assert_array_equal(plain.params[name], explicit.params[name])
+        header = plain.file_header()
+        assert header["version"] == 1
+        assert set(header["config"]) == set(plain.config.as_dict()) - {"bridge", "combine_activation",
+                                                                      "attention_query_bias"}
+        assert plain.loss_and_grads(*batch)[0] == explicit.loss_and_grads(*batch)[0]
+
+
+@pytest.mark.parametrize("options, error, match", [
+    (dict(bridge="concat"), ValueError, "bridge='concat' needs bidirectional=True"),
+    (dict(bridge="concat", bidirectional=True, hidden_size=7), ValueError, "an even hidden_size"),
+    (dict(bridge="Linear"), ValueError, "bridge must be 'linear' or 'concat'; got 'Linear'"),
+    (dict(combine_activation="relu"), ValueError, "combine_activation must be 'tanh' or 'none'; got 'relu'"),
+    (dict(combine_activation="none", attention=None), ValueError, "combine_activation='none' needs an attention"),
+    (dict(attention_query_bias=True), ValueError, "attention_query_bias needs attention='concat'; got attention='dot'"),
+    (dict(attention="concat", attention_query_bias=1), TypeError, "attention_query_bias must be a bool; got 1"),
+])
+def test_feature_options_are_checked(options, error, match):
+    with pytest.raises(error, match=match):
+        Seq2Seq(V_SRC, V_TGT, **{"embed_size": E, "hidden_size": 8, **options})
+
+
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_features_save_and_load(feature, tmp_path):
+    model = Seq2Seq(V_SRC, V_TGT, embed_size=E, hidden_size=8, seed=4, **FEATURES[feature])
+    model.save(tmp_path / "m.s2s")
+    loaded = Seq2Seq.load(tmp_path / "m.s2s")
+    assert loaded.config == model.config and model.file_header()["version"] == 2
+    assert list(loaded.params) == list(model.params)
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(loaded.params[name], value)
+
+
 @pytest.mark.parametrize("attention,style,feeding", [("dot", "luong", False), (None, "luong", False)])
 def test_step_path_matches_torch_and_all_steps_path(attention, style, feeding):
     model = make_model(attention, style, feeding, 2, True)

@@ -31,6 +31,9 @@ BASES = {
     "location-input-feeding": dict(attention="location", input_feeding=True, max_source_length=6,
                                    src_tokenizer="word", tgt_tokenizer="word", reverse_source=True),
     "no-attention": dict(attention=None, num_layers=2, dropout=0.25),
+    # a version-2 header: every key that version adds, with a value other than its default
+    "v2-brnn-mlp": dict(attention="concat", bidirectional=True, bridge="concat", attention_query_bias=True,
+                        combine_activation="none", input_feeding=True, num_layers=2),
 }
 
 
@@ -148,12 +151,13 @@ def check_same_verdict(path, content: bytes, expected: bool | None, what: str):
 CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size", "num_layers", "bidirectional",
                "dropout", "attention", "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
                "tgt_tokenizer", "reverse_source")
+VERSION2_KEYS = ("bridge", "combine_activation", "attention_query_bias")
 DELETE = object()
 VALUES = [
     DELETE, None, True, False, 0, 1, 3, 4, 5, 6, -1, 2**31, 2**62, 2**63 - 1, -(2**63),
     Raw("9223372036854775808"), Raw("-9223372036854775809"), Raw("1" + "0" * 4300), Raw("1e400"), Raw("-1e400"),
     Raw("4E0"), Raw("-0"), 0.0, -0.0, 0.5, 0.999, 1.0, 5.0, 4.0, 1e-300, "", "4", "none", "None", "dot", "general",
-    "concat", "location", "scaled_dot", "luong", "bahdanau", "char", "word", [], {}, [4], {"a": 1},
+    "concat", "location", "scaled_dot", "luong", "bahdanau", "char", "word", "linear", "tanh", [], {}, [4], {"a": 1},
 ]
 
 
@@ -333,7 +337,7 @@ def corpus(bases):
     for k, (base, raw) in enumerate(bases.items()):
         yield f"{base}/valid", raw, True
         values = VALUES if k == 0 else [DELETE] + VALUES[k::3]
-        for key in CONFIG_KEYS:
+        for key in CONFIG_KEYS + VERSION2_KEYS:  # in a version-1 file a version-2 key is one too many
             for i, value in enumerate(values):
                 yield f"{base}/config-{key}-{i}", edited(raw, set_config(key, value)), None
         for name, (edit, expected) in meta_cases(raw).items():
@@ -384,6 +388,45 @@ def test_config_values_that_used_to_divide_the_loaders(bases, tmp_path):
         "hidden_size 2**62": set_config("hidden_size", 2**62),
     }.items():
         check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), False, what)
+
+
+def test_version_2_headers(bases, tmp_path):
+    # version 1 = the 14 keys (the version-2 keys take their defaults); version 2 = all 17
+    defaults = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False}
+
+    def as_version_2(d, _):
+        d["meta"]["version"] = 2
+        d["meta"]["config"].update(defaults)
+
+    def without_version_2(d, _):
+        d["meta"]["version"] = 1
+        for key in VERSION2_KEYS:
+            del d["meta"]["config"][key]
+
+    def no_attention_no_tanh(d, _):
+        as_version_2(d, _)
+        d["meta"]["config"].update(attention=None, combine_activation="none")
+
+    dot, v2 = bases["dot"], bases["v2-brnn-mlp"]
+    assert split(dot)[0]["meta"]["version"] == 1 and split(v2)[0]["meta"]["version"] == 2
+    cases = [("a version-1 file written as version 2 with the defaults", dot, as_version_2, True)]
+    for key, value in defaults.items():
+        cases.append((f"version 1 with {key}", dot, set_config(key, value), False))
+        cases.append((f"version 2 without {key}", v2, set_config(key, DELETE), False))
+    cases += [
+        ("version 2 without its keys, as version 1", v2, without_version_2, False),  # the shapes then differ
+        ("version 2 called version 1", v2, set_meta("version", 1), False),
+        ("version 3", v2, set_meta("version", 3), False),
+        ("bridge 'concat' unidirectional", v2, set_config("bidirectional", False), False),
+        ("bridge 'mlp'", v2, set_config("bridge", "mlp"), False),
+        ("combine_activation 'relu'", v2, set_config("combine_activation", "relu"), False),
+        ("combine_activation None", v2, set_config("combine_activation", None), False),
+        ("attention_query_bias 1", v2, set_config("attention_query_bias", 1), False),
+        ("attention_query_bias with dot", v2, set_config("attention", "dot"), False),
+        ("combine_activation 'none' without attention", dot, no_attention_no_tanh, False),
+    ]
+    for what, raw, edit, expected in cases:
+        check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), expected, what)
 
 
 @pytest.mark.parametrize("layers", [10**6, 10**7, 10**8])
@@ -455,7 +498,8 @@ def mutate(rng, raw: bytes) -> bytes:
     if choice <= 3:  # structured: edit the document, recompute everything
         meta = doc.get("meta") if isinstance(doc, dict) else None
         if choice == 0 and isinstance(meta, dict) and isinstance(meta.get("config"), dict):
-            set_config(CONFIG_KEYS[rng.integers(len(CONFIG_KEYS))], random_value(rng))(doc, data)
+            keys = CONFIG_KEYS + VERSION2_KEYS
+            set_config(keys[rng.integers(len(keys))], random_value(rng))(doc, data)
         elif choice == 0:
             pass
         else:

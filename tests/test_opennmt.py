@@ -254,11 +254,17 @@ def twin_greedy(twin, src, lengths, max_length):
     return ys[:, 1:]
 
 
-# Every configuration s2sext expresses, with a seed whose random model's greedy output visits
-# several tokens per row (random models often repeat one token, which tests less).
-SUPPORTED = {(1, "dot", False): 40, (1, "dot", True): 11, (1, "general", False): 30, (1, "general", True): 31,
-             (1, "none", False): 30, (2, "dot", False): 30, (2, "dot", True): 41, (2, "general", False): 40,
-             (2, "general", True): 21, (2, "none", False): 30}
+# Every configuration s2sext expresses (L, attention, input_feed, brnn), with a seed whose random
+# model's greedy output visits several tokens per row (random models often repeat one token, which
+# tests less). Every unidirectional one; brnn with each attention kind and both decoders.
+SUPPORTED = {(1, "dot", False, False): 40, (1, "dot", True, False): 11, (1, "general", False, False): 30,
+             (1, "general", True, False): 31, (1, "none", False, False): 30, (2, "dot", False, False): 30,
+             (2, "dot", True, False): 41, (2, "general", False, False): 40, (2, "general", True, False): 21,
+             (2, "none", False, False): 30, (1, "mlp", False, False): 0, (1, "mlp", True, False): 4,
+             (2, "mlp", False, False): 4, (2, "mlp", True, False): 49,
+             (1, "dot", False, True): 7, (1, "general", True, True): 0, (1, "none", False, True): 6,
+             (2, "dot", True, True): 12, (2, "general", False, True): 4, (1, "mlp", True, True): 26,
+             (2, "mlp", False, True): 2, (2, "mlp", True, True): 43}
 
 
 def assert_matches_twin(model, twin, name, src_onmt, lengths, tgt_onmt, src_tokens=SRC_TOKENS):
@@ -281,15 +287,20 @@ def twin_sequence_log_prob(twin, src, lengths, ys):
             for lp in twin_refs(twin, src, lengths, inputs)]
 
 
-@pytest.mark.parametrize("L,attention,feed", list(SUPPORTED))
-def test_log_probs_greedy_and_compiled_decoder_match_the_twin(L, attention, feed, tmp_path):
-    twin = TwinNMT(L, attention, feed, seed=SUPPORTED[L, attention, feed])
+@pytest.mark.parametrize("L,attention,feed,brnn", list(SUPPORTED))
+def test_log_probs_greedy_and_compiled_decoder_match_the_twin(L, attention, feed, brnn, tmp_path):
+    twin = TwinNMT(L, attention, feed, brnn=brnn, seed=SUPPORTED[L, attention, feed, brnn])
     model = from_opennmt(checkpoint(twin))
     cfg = model.config
+    kind = {"none": None, "mlp": "concat"}.get(attention, attention)
     assert (cfg.num_layers, cfg.hidden_size, cfg.embed_size, cfg.attention, cfg.input_feeding, cfg.dropout) == (
-        L, H, E, None if attention == "none" else attention, feed, 0.0)
+        L, H, E, kind, feed, 0.0)
+    mlp = attention == "mlp"
+    assert (cfg.bidirectional, cfg.bridge, cfg.attention_query_bias, cfg.combine_activation) == (
+        brnn, "concat" if brnn else "linear", mlp, "none" if mlp else "tanh")
     src_onmt, lengths, tgt_onmt = batch()
-    src, tgt_in = assert_matches_twin(model, twin, f"L={L} {attention} feed={feed}", src_onmt, lengths, tgt_onmt)
+    name = f"L={L} {attention} feed={feed} brnn={brnn}"
+    src, tgt_in = assert_matches_twin(model, twin, name, src_onmt, lengths, tgt_onmt)
     if model.decoder.can_run_all_steps():
         ref64, ref32 = twin_refs(twin, src_onmt, lengths, tgt_onmt)
         cols = s2sext_columns(model.tgt_vocab, TGT_TOKENS)
@@ -318,6 +329,8 @@ def test_log_probs_greedy_and_compiled_decoder_match_the_twin(L, attention, feed
     assert loaded.config == model.config and loaded.tgt_vocab.tokens == model.tgt_vocab.tokens
     for name, value in model.params.items():
         np.testing.assert_array_equal(loaded.params[name], value)
+    # a model that needs a version-2 feature is saved as version 2; the others stay version 1
+    assert model.file_header()["version"] == (2 if brnn or mlp else 1)
 
 
 def test_general_needs_the_transpose():
@@ -337,6 +350,41 @@ def test_general_needs_the_transpose():
     assert np.abs(naive - ref64[..., cols]).max() > 1e-2
 
 
+def test_mlp_needs_the_query_bias():
+    """OpenNMT's mlp score v . tanh(W_q h_t + b_q + W_c h_s) has a query bias and its output layer
+    no tanh: without b_q, or with the tanh, the log-probs are off by far more than the parity
+    test's tolerance, so it would catch a converter that dropped either."""
+    twin = TwinNMT(2, "mlp", True, seed=49)
+    model = from_opennmt(checkpoint(twin))
+    attn = twin.decoder.attn
+    np.testing.assert_array_equal(model.params["attention.b_q"], attn.linear_query.bias.detach().numpy())
+    np.testing.assert_array_equal(model.params["attention.v"], attn.v.weight.detach().numpy()[0])
+    np.testing.assert_array_equal(model.params["combine.bias"], attn.linear_out.bias.detach().numpy())
+    src_onmt, lengths, tgt_onmt = batch()
+    src, tgt_in = assert_matches_twin(model, twin, "mlp", src_onmt, lengths, tgt_onmt)
+    ref64, _ = twin_refs(twin, src_onmt, lengths, tgt_onmt)
+    cols = s2sext_columns(model.tgt_vocab, TGT_TOKENS)
+    options = {k: v for k, v in model.config.as_dict().items() if not k.endswith("_vocab_size")}
+    for change in (dict(attention_query_bias=False), dict(combine_activation="tanh")):
+        params = {k: v for k, v in model.params.items() if k != "attention.b_q" or change.get("attention_query_bias", 1)}
+        wrong = Seq2Seq(model.src_vocab, model.tgt_vocab, _params=params, **{**options, **change})
+        error = np.abs(step_log_probs(wrong, src, lengths.numpy(), tgt_in) - ref64[..., cols]).max()
+        print(change, f"max|wrong - ref64| = {error:.3g}")
+        assert error > 1e-3, change  # a hundred times the parity tolerance (about 1e-5)
+
+
+def test_brnn_is_imported_from_the_tensors_alone():
+    # without saved options the shapes and the _reverse keys say brnn, linear_query says mlp
+    twin = TwinNMT(2, "mlp", False, brnn=True, seed=2)
+    ck = checkpoint(twin)
+    _drop_opt(ck)
+    model = from_opennmt(ck)
+    assert model.config.bidirectional and model.config.bridge == "concat" and model.config.attention_query_bias
+    assert model.params["encoder.l1_reverse.w_hh"].shape == (4 * H // 2, H // 2)
+    assert "bridge.h.weight" not in model.params
+    assert_matches_twin(model, twin, "brnn mlp without options", *batch())
+
+
 def test_vocabulary_mapping_and_the_model_file(tmp_path):
     twin = TwinNMT(1, "dot", False)
     out = tmp_path / "imported.s2s"
@@ -349,7 +397,7 @@ def test_vocabulary_mapping_and_the_model_file(tmp_path):
     assert (model.config.src_tokenizer, model.config.tgt_tokenizer) == ("word", "word")
     loaded, extra, _ = Seq2Seq.load(out, return_extra=True)
     assert extra == {"imported_from": {"format": "opennmt-py", "layout": "3.x", "transforms": [],
-                                       "global_attention": "dot", "input_feed": 0}}
+                                       "global_attention": "dot", "input_feed": 0, "encoder_type": "rnn"}}
     assert loaded.translate(["s0 s1 s2"]) == model.translate(["s0 s1 s2"])
 
 
@@ -596,8 +644,12 @@ def _drop_opt(ck):
 
 REFUSALS = {
     # options
-    "brnn": (dict(brnn=True), None, r"encoder_type 'brnn' needs s2sext features that are not built yet"),
-    "mlp": (dict(attention="mlp"), None, r"global_attention 'mlp' needs s2sext features that are not built yet"),
+    "brnn option, rnn weights": (dict(), _opt(encoder_type="brnn"),
+                                 r"encoder_type = 'brnn', but the encoder weights are unidirectional"),
+    "rnn option, brnn weights": (dict(brnn=True), _opt(encoder_type="rnn"),
+                                 r"encoder_type = 'rnn', but the encoder weights are bidirectional"),
+    "mlp option, general weights": (dict(), _opt(global_attention="mlp"),
+                                    r"global_attention = 'mlp', but the weights hold 'general'"),
     "gru": (dict(), _opt(rnn_type="GRU"), r"option rnn_type = 'GRU'.*LSTMs"),
     "transformer": (dict(), _opt(encoder_type="transformer"), r"option encoder_type = 'transformer'"),
     "decoder_type": (dict(), _opt(decoder_type="transformer"), r"option decoder_type = 'transformer'"),
@@ -613,8 +665,10 @@ REFUSALS = {
     "lora": (dict(), _opt(lora_layers=["linear_values"]), r"option lora_layers = \['linear_values'\]: LoRA"),
     "unknown attention": (dict(), _opt(global_attention="bogus"), r"global_attention = 'bogus'"),
     # tensors alone (no options saved): the shapes and keys give it away
-    "brnn keys": (dict(brnn=True), _drop_opt, r"encoder_type 'brnn' needs"),
-    "mlp keys": (dict(attention="mlp"), _drop_opt, r"global_attention 'mlp' needs"),
+    "mlp without v": (dict(attention="mlp"), lambda ck: ck["model"].pop("decoder.attn.v.weight"),
+                      r"'decoder.attn.v.weight' is None"),
+    "mlp without linear_out.bias": (dict(attention="mlp"), lambda ck: ck["model"].pop("decoder.attn.linear_out.bias"),
+                                    r"no 'decoder.attn.linear_out.bias'"),
     "gru shapes": (dict(), lambda ck: (_drop_opt(ck), _gru_encoder(ck)), r"\(24, 8\).*3H rows.*GRU"),
     "coverage key": (dict(), _with_keys(decoder__attn__linear_cover__weight=(H, 1)), r"linear_cover.*coverage_attn"),
     "copy key": (dict(), _with_keys(**{"generator.linear_copy.weight": (1, H)}), r"copy attention \(copy_attn\)"),

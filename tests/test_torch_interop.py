@@ -158,6 +158,29 @@ def test_attention_module_matches_reference():
     torch.testing.assert_close(context, (a_ref[:, :, None] * hs).sum(1), rtol=1e-10, atol=1e-12)
 
 
+def test_attention_module_query_bias():
+    # concat with query_bias: v . tanh(W_q q + b_q + W_k hs); gradients (kernel, then the composite
+    # of create_graph) checked numerically in float64
+    torch.manual_seed(0)
+    att = st.Attention("concat", 6, attention_size=5, dtype=torch.float64, query_bias=True)
+    assert [n for n, _ in att.named_parameters()] == ["w_q", "w_k", "v", "b_q"] and att.b_q.shape == (5,)
+    hs, q = rand(2, 4, 6, seed=7), rand(2, 3, 6, seed=8)
+    context, a = att(hs, q, lengths=torch.tensor([4, 2]))
+    score = torch.tanh((q @ att.w_q.T + att.b_q)[:, :, None] + (hs @ att.w_k.T)[:, None]) @ att.v
+    score = score.masked_fill((torch.arange(4)[None, :] >= torch.tensor([4, 2])[:, None])[:, None], float("-inf"))
+    torch.testing.assert_close(a, torch.softmax(score, -1), rtol=1e-10, atol=1e-12)
+    def weights(b_q, q):
+        return st.AttentionWeightFunction.apply(hs, q, "concat", [4, 2], att.w_q, att.w_k, att.v, b_q)
+
+    inputs = (att.b_q.detach().clone().requires_grad_(), q)
+    assert torch.autograd.gradcheck(weights, inputs)
+    assert torch.autograd.gradgradcheck(weights, inputs)
+    with pytest.raises(ValueError, match="query_bias is concat's option; got kind='dot'"):
+        st.Attention("dot", 6, query_bias=True)
+    with pytest.raises(TypeError, match="query_bias must be a bool, got 1"):
+        st.Attention("concat", 6, query_bias=1)
+
+
 def test_gate_order_converters():
     rng = np.random.default_rng(0)
     I, H = 3, 2

@@ -30,11 +30,12 @@ S_MAX = 7
 
 
 def make_config(attention="dot", style="luong", input_feeding=False, layers=1, bidirectional=False,
-                dropout=0.0):
+                dropout=0.0, **features):
+    """``features``: bridge, combine_activation, attention_query_bias (defaults when absent)."""
     return {"src_vocab_size": VS, "tgt_vocab_size": VT, "embed_size": E, "hidden_size": H,
             "num_layers": layers, "bidirectional": bidirectional, "dropout": dropout,
             "attention": attention, "attention_style": style, "input_feeding": input_feeding,
-            "max_source_length": S_MAX}
+            "max_source_length": S_MAX, **features}
 
 
 def random_params(cfg, rng, scale=0.5):
@@ -60,6 +61,9 @@ def naive_loss(cfg, P, src, src_lengths, tgt_in, tgt_out, tgt_lengths):
     """P: s2sext name -> float64 tensor. Returns the mean CE over the valid target positions."""
     L, bidi, att = cfg["num_layers"], cfg["bidirectional"], cfg["attention"]
     style, feeding = cfg["attention_style"], cfg["input_feeding"]
+    concat_bridge = cfg.get("bridge", "linear") == "concat"      # each direction H/2, no bridge.*
+    He = H // 2 if concat_bridge else H
+    combine_tanh = cfg.get("combine_activation", "tanh") == "tanh"
     src = torch.as_tensor(src)
     lengths = torch.as_tensor(src_lengths)
     Bn, Sn = src.shape
@@ -72,7 +76,7 @@ def naive_loss(cfg, P, src, src_lengths, tgt_in, tgt_out, tgt_lengths):
         return torch.sigmoid(o) * torch.tanh(c), c
 
     def run(x, pre):                                     # state carried past a length
-        h = c = torch.zeros(Bn, H, dtype=torch.float64)
+        h = c = torch.zeros(Bn, He, dtype=torch.float64)
         outs = []
         for t in range(Sn):
             hn, cn = cell(x[:, t], h, c, pre)
@@ -95,13 +99,17 @@ def naive_loss(cfg, P, src, src_lengths, tgt_in, tgt_out, tgt_lengths):
         if bidi:
             out_rev, hT_b, cT_b = run(flip(x), f"encoder.l{k}_reverse")
             x = torch.cat([hs_f, flip(out_rev)], -1)
-            h0.append(torch.cat([hT_f, hT_b], -1) @ P["bridge.h.weight"].T + P["bridge.h.bias"])
-            c0.append(torch.cat([cT_f, cT_b], -1) @ P["bridge.c.weight"].T + P["bridge.c.bias"])
+            if concat_bridge:
+                h0.append(torch.cat([hT_f, hT_b], -1))
+                c0.append(torch.cat([cT_f, cT_b], -1))
+            else:
+                h0.append(torch.cat([hT_f, hT_b], -1) @ P["bridge.h.weight"].T + P["bridge.h.bias"])
+                c0.append(torch.cat([cT_f, cT_b], -1) @ P["bridge.c.weight"].T + P["bridge.c.bias"])
         else:
             x = hs_f
             h0.append(hT_f)
             c0.append(cT_f)
-    memory = x @ P["bridge.memory.weight"].T if (bidi and att is not None) else x
+    memory = x @ P["bridge.memory.weight"].T if (bidi and att is not None and not concat_bridge) else x
 
     def attend(q):                                       # q [B, H] -> a [B, S], context [B, H]
         if att == "dot":
@@ -111,7 +119,8 @@ def naive_loss(cfg, P, src, src_lengths, tgt_in, tgt_out, tgt_lengths):
         elif att == "general":
             scores = torch.einsum("bh,bsh->bs", q, memory @ P["attention.w_a"].T)
         elif att == "concat":
-            e = torch.tanh((q @ P["attention.w_q"].T)[:, None, :] + memory @ P["attention.w_k"].T)
+            query = q @ P["attention.w_q"].T + P.get("attention.b_q", 0.0)    # the optional query bias
+            e = torch.tanh(query[:, None, :] + memory @ P["attention.w_k"].T)
             scores = e @ P["attention.v"]
         else:
             scores = (q @ P["attention.w_a"].T)[:, :Sn]
@@ -140,7 +149,8 @@ def naive_loss(cfg, P, src, src_lengths, tgt_in, tgt_out, tgt_lengths):
         else:
             if style == "luong":
                 _, ctx = attend(h[-1])
-            o = torch.tanh(torch.cat([ctx, h[-1]], -1) @ P["combine.weight"].T + P["combine.bias"])
+            o = torch.cat([ctx, h[-1]], -1) @ P["combine.weight"].T + P["combine.bias"]
+            o = torch.tanh(o) if combine_tanh else o
             ht_prev = o
         logp = torch.log_softmax(o @ P["out.weight"].T + P["out.bias"], -1)
         for b in range(Bn):
@@ -195,6 +205,61 @@ def test_loss_and_grads_match_the_equations(case, rng):
     assert_close("loss", loss.item(), ref.item())
     for name in params:
         assert_close(name, grads[name], P[name].grad.numpy())
+
+
+# The three options OpenNMT-py's models need, each alone and together, on both decoder paths'
+# shapes (Luong with and without input feeding, Bahdanau), one and two layers.
+FEATURES = {
+    "query-bias": dict(attention="concat", attention_query_bias=True),
+    "no-tanh": dict(combine_activation="none"),
+    "concat-bridge": dict(bidirectional=True, bridge="concat"),
+    "all": dict(attention="concat", attention_query_bias=True, combine_activation="none", bidirectional=True,
+                bridge="concat"),
+}
+FEATURE_GRID = [(f, style, feeding, layers) for f in FEATURES
+                for style, feeding in (("luong", False), ("luong", True), ("bahdanau", False)) for layers in (1, 2)]
+
+
+@pytest.mark.parametrize("feature,style,feeding,layers", FEATURE_GRID,
+                         ids=[f"{f}-{s}-{'if' if i else 'noif'}-L{n}" for f, s, i, n in FEATURE_GRID])
+def test_features_loss_and_grads_match_the_equations(feature, style, feeding, layers, rng):
+    options = {"attention": "dot", **FEATURES[feature]}
+    cfg = make_config(style=style, input_feeding=feeding, layers=layers, **options)
+    shapes = param_shapes(cfg)
+    if options.get("bridge") == "concat":
+        assert shapes["encoder.l0_reverse.w_hh"] == (2 * H, H // 2)  # [4 He, He] with He = H/2
+        assert not any(name.startswith("bridge.") for name in shapes)
+    assert ("attention.b_q" in shapes) == bool(options.get("attention_query_bias"))
+    params = random_params(cfg, rng)
+    batch = random_batch(rng)
+    model = TorchSeq2Seq.from_params(cfg, params)
+    loss = model.loss(*batch)
+    loss.backward()
+    grads = model.grads_as_numpy()
+    assert set(grads) == set(params)
+    P = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    ref = naive_loss(cfg, P, *batch)
+    ref.backward()
+    assert_close("loss", loss.item(), ref.item())
+    for name in params:
+        assert np.any(grads[name] != 0), f"{name}: no gradient reached it"
+        assert_close(name, grads[name], P[name].grad.numpy())
+    if model.uses_all_steps_path():
+        step = TorchSeq2Seq.from_params(cfg, params).loss(*batch, step_path=True)
+        assert_close("step path loss", step.item(), loss.item())
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(bridge="concat"), "bridge"),                                   # unidirectional
+    (dict(bridge="concat", bidirectional=True, hidden_size=5), "bridge"),  # odd hidden size
+    (dict(bridge="mlp", bidirectional=True), "bridge"),
+    (dict(combine_activation="relu"), "combine_activation"),
+    (dict(attention_query_bias=True), "attention_query_bias"),            # dot attention
+    (dict(attention="concat", attention_query_bias=1), "attention_query_bias"),
+])
+def test_feature_options_are_checked(options, match):
+    with pytest.raises(ValueError, match=match):
+        TorchSeq2Seq({**make_config(), **options})
 
 
 STEP_GRID = [(att, layers, bidi) for att in (None,) + ATTENTION_KINDS

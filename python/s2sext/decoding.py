@@ -66,6 +66,11 @@ def check_float32_range(config: dict, params: dict) -> None:
     """
     H, L = config["hidden_size"], config["num_layers"]
     ones = np.ones(H)
+    # the version-2 keys of docs/model-format.md, absent from older configuration dicts
+    bridge_concat = config.get("bridge", "linear") == "concat"
+    combine_tanh = config.get("combine_activation", "tanh") == "tanh"
+    query_bias = config.get("attention_query_bias", False)
+    He = H // 2 if bridge_concat else H  # one encoder direction's size
 
     def absolute(name):
         return np.abs(np.asarray(params[name], np.float64))
@@ -90,11 +95,11 @@ def check_float32_range(config: dict, params: dict) -> None:
     for k in range(L):
         for suffix in directions:
             p = f"encoder.l{k}{suffix}"
-            bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", ones), (f"{p}.b", None))
-        x = np.ones(len(directions) * H)
+            bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", np.ones(He)), (f"{p}.b", None))
+        x = np.ones(len(directions) * He)
     h0 = memory = ones
     attention, bahdanau = config["attention"], config["attention_style"] == "bahdanau"
-    if config["bidirectional"]:  # the bridge's outputs: the decoder's h0 and the attention memory
+    if config["bidirectional"] and not bridge_concat:  # the bridge's outputs: the decoder's h0 and the attention memory
         h0 = np.maximum(ones, bound("bridge.h output", ("bridge.h.weight", x), ("bridge.h.bias", None)))
         if attention is not None:
             memory = bound("attention memory", ("bridge.memory.weight", x))
@@ -105,23 +110,27 @@ def check_float32_range(config: dict, params: dict) -> None:
         w_a = absolute("attention.w_a")
         refuse_past_range("attention scores", np.concatenate([w_a @ memory, query @ w_a, [query @ w_a @ memory]]),
                           ["attention.w_a"])
-    elif attention == "concat":
-        bound("attention query projection", ("attention.w_q", query))
-        bound("attention keys", ("attention.w_k", memory))
+    elif attention == "concat":  # the query bias is in the model's query, the compiled decoder's keys
+        bias = [("attention.b_q", None)] if query_bias else []
+        bound("attention query projection", ("attention.w_q", query), *bias)
+        bound("attention keys", ("attention.w_k", memory), *bias)
         refuse_past_range("attention scores", absolute("attention.v").sum(), ["attention.v"])
     elif attention == "location":
         bound("attention scores", ("attention.w_a", query))
+    o = ones  # the output layer's input: h, or the attentional state (tanh, or unbounded but by this)
+    if attention is not None:
+        combined = bound("combine layer", ("combine.weight", np.concatenate([memory, ones])), ("combine.bias", None))
+        if not combine_tanh:
+            o = np.maximum(ones, combined)
     extra = []
     if attention is not None and (bahdanau or config["input_feeding"]):
-        extra = [memory if bahdanau else ones]
+        extra = [memory if bahdanau else o]
     x = np.concatenate([absolute("tgt_embed").max(axis=0, initial=0.0)] + extra)
     for k in range(L):
         p = f"decoder.l{k}"
         bound(f"{p} gates", (f"{p}.w_ih", x), (f"{p}.w_hh", h0), (f"{p}.b", None))
         x = ones
-    if attention is not None:
-        bound("combine layer", ("combine.weight", np.concatenate([memory, ones])), ("combine.bias", None))
-    bound("logits", ("out.weight", ones), ("out.bias", None))
+    bound("logits", ("out.weight", o), ("out.bias", None))
 
 
 def check_translate_args(beam, n_best):

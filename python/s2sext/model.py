@@ -29,6 +29,11 @@ from .data import Vocab, get_tokenizer
 DTYPE = np.float32
 
 ATTENTION_STYLES = ("luong", "bahdanau")
+BRIDGES = ("linear", "concat")
+COMBINE_ACTIVATIONS = ("tanh", "none")
+# The configuration keys that a version-2 Seq2Seq header adds (docs/model-format.md): a model whose
+# values are all these defaults is written as version 1, without them, byte for byte as before.
+VERSION2_DEFAULTS = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +111,9 @@ class Config:
     src_tokenizer: str = "char"
     tgt_tokenizer: str = "char"
     reverse_source: bool = False
+    bridge: str = "linear"
+    combine_activation: str = "tanh"
+    attention_query_bias: bool = False
 
     def validate(self) -> None:
         """The rules of docs/model-format.md ("The Seq2Seq header"), which the C++ loader applies
@@ -132,9 +140,22 @@ class Config:
             raise ValueError("attention_style='bahdanau' needs an attention kind; got attention=None")
         if self.input_feeding and (self.attention is None or self.attention_style != "luong"):
             raise ValueError("input_feeding needs Luong-style attention (attention_style='luong', attention set)")
-        for name in ("bidirectional", "input_feeding", "reverse_source"):
+        for name in ("bidirectional", "input_feeding", "reverse_source", "attention_query_bias"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+        if self.bridge not in BRIDGES:
+            raise ValueError(f"bridge must be 'linear' or 'concat'; got {self.bridge!r:.60}")
+        if self.bridge == "concat" and not (self.bidirectional and self.hidden_size % 2 == 0):
+            raise ValueError(
+                "bridge='concat' needs bidirectional=True and an even hidden_size (each direction has "
+                f"hidden_size/2 units); got bidirectional={self.bidirectional!r}, hidden_size={self.hidden_size!r}"
+            )
+        if self.combine_activation not in COMBINE_ACTIVATIONS:
+            raise ValueError(f"combine_activation must be 'tanh' or 'none'; got {self.combine_activation!r:.60}")
+        if self.combine_activation != "tanh" and self.attention is None:
+            raise ValueError("combine_activation='none' needs an attention kind (without attention there is no combine layer)")
+        if self.attention_query_bias and self.attention != "concat":
+            raise ValueError(f"attention_query_bias needs attention='concat'; got attention={self.attention!r}")
         get_tokenizer(self.src_tokenizer)
         get_tokenizer(self.tgt_tokenizer)
         # Layers past the second repeat the second's shapes, so two layers show every shape (the
@@ -146,20 +167,41 @@ class Config:
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    @property
+    def file_version(self) -> int:
+        """The Seq2Seq header version this configuration is saved as: 1 when every key of
+        ``VERSION2_DEFAULTS`` has its default, else 2."""
+        return 1 if all(getattr(self, k) == v for k, v in VERSION2_DEFAULTS.items()) else 2
+
+    def as_file_dict(self) -> dict:
+        """The configuration as a model file stores it: version 1 omits ``VERSION2_DEFAULTS``'s keys."""
+        d = self.as_dict()
+        if self.file_version == 1:
+            for k in VERSION2_DEFAULTS:
+                del d[k]
+        return d
+
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        """A validated Config from a dict with exactly the fields' keys (a saved configuration)."""
+    def from_dict(cls, d: dict, version: int = 2) -> "Config":
+        """A validated Config from a dict with exactly the keys of a saved configuration of this
+        header ``version`` (version 1: without ``VERSION2_DEFAULTS``'s keys, which take their defaults)."""
         if not isinstance(d, dict):
             raise TypeError(f"the configuration must be a dict; got {type(d).__name__}")
-        unknown = set(d) - set(cls.__dataclass_fields__)
+        fields = [k for k in cls.__dataclass_fields__ if version >= 2 or k not in VERSION2_DEFAULTS]
+        unknown = set(d) - set(fields)
         if unknown:
-            raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
-        missing = [k for k in cls.__dataclass_fields__ if k not in d]
+            raise ValueError(f"unknown model configuration keys for version {version}: {sorted(unknown)}")
+        missing = [k for k in fields if k not in d]
         if missing:
             raise ValueError(f"the model configuration lacks the keys {missing}")
         config = cls(**d)
         config.validate()
         return config
+
+    @property
+    def encoder_hidden_size(self) -> int:
+        """Each encoder direction's hidden size: hidden_size, or half of it with bridge='concat'."""
+        return self.hidden_size // 2 if self.bridge == "concat" else self.hidden_size
 
     @property
     def decoder_input_size(self) -> int:
@@ -177,19 +219,20 @@ def iter_parameter_shapes(config: Config, max_layers: int | None = None):
     early (a loader stops at the first one its file lacks); ``max_layers`` stops each LSTM stack
     after that many layers."""
     E, H, L = config.embed_size, config.hidden_size, config.num_layers
+    He = config.encoder_hidden_size
     if max_layers is not None:
         L = min(L, max_layers)
     D = 2 if config.bidirectional else 1
     yield "src_embed", (config.src_vocab_size, E)
     yield "tgt_embed", (config.tgt_vocab_size, E)
     for k in range(L):
-        in_size = E if k == 0 else D * H
+        in_size = E if k == 0 else D * He
         for suffix in ("", "_reverse") if config.bidirectional else ("",):
             p = f"encoder.l{k}{suffix}"
-            yield f"{p}.w_ih", (4 * H, in_size)
-            yield f"{p}.w_hh", (4 * H, H)
-            yield f"{p}.b", (4 * H,)
-    if config.bidirectional:
+            yield f"{p}.w_ih", (4 * He, in_size)
+            yield f"{p}.w_hh", (4 * He, He)
+            yield f"{p}.b", (4 * He,)
+    if config.bidirectional and config.bridge == "linear":
         yield "bridge.h.weight", (H, 2 * H)
         yield "bridge.h.bias", (H,)
         yield "bridge.c.weight", (H, 2 * H)
@@ -209,6 +252,8 @@ def iter_parameter_shapes(config: Config, max_layers: int | None = None):
         yield "attention.w_q", (H, H)
         yield "attention.w_k", (H, H)
         yield "attention.v", (H,)
+        if config.attention_query_bias:
+            yield "attention.b_q", (H,)
     if config.attention is not None:
         yield "combine.weight", (H, 2 * H)
         yield "combine.bias", (H,)
@@ -223,7 +268,9 @@ def init_parameters(config: Config, rng: np.random.Generator) -> dict[str, np.nd
         if name.endswith("_embed"):
             value = rng.standard_normal(shape)
         else:
-            if name.startswith(("encoder.", "decoder.")) or name == "attention.v":
+            if name.startswith("encoder."):
+                fan_in = config.encoder_hidden_size
+            elif name.startswith("decoder.") or name == "attention.v":
                 fan_in = config.hidden_size
             elif name.endswith(".bias"):
                 fan_in = 2 * config.hidden_size if not name.startswith("out.") else config.hidden_size
@@ -291,7 +338,7 @@ class Encoder:
                 x = x * mask
             dropout_masks.append(mask)
         caches = {"layers": layer_caches, "dropout": dropout_masks, "src": src, "top": x}
-        if cfg.bidirectional:
+        if cfg.bidirectional and cfg.bridge == "linear":
             h0 = [ops.linear_forward(f, params["bridge.h.weight"], params["bridge.h.bias"]) for f in finals_h]
             c0 = [ops.linear_forward(f, params["bridge.c.weight"], params["bridge.c.bias"]) for f in finals_c]
             caches["finals"] = (finals_h, finals_c)
@@ -304,10 +351,10 @@ class Encoder:
     def backward(self, params, state: EncoderState, d_memory, d_h0, d_c0, grads) -> None:
         """Accumulate parameter gradients given dL/dmemory [B,S,H] (or None), dL/dh0, dL/dc0."""
         cfg = self.config
-        H = cfg.hidden_size
+        H = cfg.encoder_hidden_size  # one direction's size: the halves are sliced there
         caches = state.caches
         top = caches["top"]
-        if cfg.bidirectional:
+        if cfg.bidirectional and cfg.bridge == "linear":
             finals_h, finals_c = caches["finals"]
             d_finals_h = [
                 _linear_backward(d, f, params["bridge.h.weight"], grads, "bridge.h.weight", "bridge.h.bias")
@@ -366,9 +413,9 @@ class Attention:
         "concat": ("attention.w_q", "attention.w_k", "attention.v"),
     }
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, query_bias: bool = False):
         self.kind = kind
-        self.names = self.PARAM_NAMES[kind]
+        self.names = self.PARAM_NAMES[kind] + (("attention.b_q",) if query_bias else ())
 
     def forward(self, params, memory, query, lengths):
         """memory [B,S,H], query [B,H] or [B,T,H] -> a [B,S] / [B,T,S], context like query, cache."""
@@ -401,7 +448,8 @@ class RecurrentDecoder:
 
     def __init__(self, config: Config):
         self.config = config
-        self.attention = Attention(config.attention) if config.attention is not None else None
+        self.attention = (Attention(config.attention, config.attention_query_bias)
+                          if config.attention is not None else None)
 
     # -- the combine and output layers, shared by both paths -------------------------------------
 
@@ -412,7 +460,8 @@ class RecurrentDecoder:
             o, combined = h_top, None
         else:
             combined = np.concatenate([context, h_top], axis=-1)
-            o = ops.linear_forward(combined, params["combine.weight"], params["combine.bias"], "tanh")
+            o = ops.linear_forward(combined, params["combine.weight"], params["combine.bias"],
+                                   self.config.combine_activation)
         logits = ops.linear_forward(o, params["out.weight"], params["out.bias"])
         return o, logits, combined
 
@@ -425,7 +474,7 @@ class RecurrentDecoder:
             return d_o, None
         H = self.config.hidden_size
         d_combined = _linear_backward(d_o, combined, params["combine.weight"], grads, "combine.weight",
-                                      "combine.bias", y=o, activation="tanh")
+                                      "combine.bias", y=o, activation=self.config.combine_activation)
         return d_combined[..., H:], d_combined[..., :H]
 
     # -- all steps at once: Luong without input feeding, every input given ----------------------
@@ -654,12 +703,23 @@ class Seq2Seq:
         Used by :meth:`translate`.
     reverse_source : bool
         :meth:`translate` reverses the source tokens (train with the same setting).
+    bridge : "linear" or "concat"
+        Bidirectional only. ``"linear"``: each direction has ``hidden_size`` units and learned
+        layers map their concatenation to the decoder's state and memory. ``"concat"``: each
+        direction has ``hidden_size / 2`` units (even ``hidden_size``), the decoder's initial
+        state is ``[h_fwd; h_bwd]`` and the memory the concatenated outputs (OpenNMT-py's ``brnn``).
+    combine_activation : "tanh" or "none"
+        The activation of the combine layer ``act(W_c [c; h] + b_c)``; OpenNMT-py's ``mlp``
+        attention has none.
+    attention_query_bias : bool
+        concat only: the score is ``v . tanh(W_q q + b_q + W_k k)`` with a learned ``attention.b_q``.
     """
 
     def __init__(self, src_vocab, tgt_vocab, embed_size=16, hidden_size=256, num_layers=1,
                  bidirectional=False, dropout=0.0, attention="dot", attention_style="luong",
                  input_feeding=False, seed=0, max_source_length=128, src_tokenizer="char",
-                 tgt_tokenizer="char", reverse_source=False, *, _params=None):
+                 tgt_tokenizer="char", reverse_source=False, bridge="linear", combine_activation="tanh",
+                 attention_query_bias=False, *, _params=None):
         self.src_vocab = Vocab.coerce(src_vocab)
         self.tgt_vocab = Vocab.coerce(tgt_vocab)
         if attention == "none":
@@ -676,6 +736,7 @@ class Seq2Seq:
             dropout=float(dropout), attention=attention, attention_style=attention_style,
             input_feeding=input_feeding, max_source_length=max_source_length,
             src_tokenizer=src_tokenizer, tgt_tokenizer=tgt_tokenizer, reverse_source=reverse_source,
+            bridge=bridge, combine_activation=combine_activation, attention_query_bias=attention_query_bias,
         )
         self.config.validate()
         self.params = _params if _params is not None else init_parameters(self.config, np.random.default_rng(seed))
@@ -881,8 +942,8 @@ class Seq2Seq:
     def file_header(self, extra: dict | None = None) -> dict:
         header = {
             "kind": self.FILE_KIND,
-            "version": 1,
-            "config": self.config.as_dict(),
+            "version": self.config.file_version,
+            "config": self.config.as_file_dict(),
             "src_vocab": list(self.src_vocab.tokens),
             "tgt_vocab": list(self.tgt_vocab.tokens),
         }
@@ -925,13 +986,13 @@ class Seq2Seq:
             kind = header.get("kind") if isinstance(header, dict) else None
             raise ValueError(f"header kind is {kind!r:.60}, expected {cls.FILE_KIND!r}")
         version = header.get("version")
-        if type(version) is not int or version != 1:
-            raise ValueError(f"model version {version!r:.60} is not supported (expected the integer 1)")
+        if type(version) is not int or version not in (1, 2):
+            raise ValueError(f"model version {version!r:.60} is not supported (expected the integer 1 or 2)")
         for key, kind in (("config", dict), ("src_vocab", list), ("tgt_vocab", list)):
             if not isinstance(header.get(key), kind):
                 what = "an object" if kind is dict else "an array of tokens"
                 raise ValueError(f"header {key!r} must be {what}; got {type(header.get(key)).__name__}")
-        config = Config.from_dict(header["config"])
+        config = Config.from_dict(header["config"], version)
         src_vocab = Vocab(header["src_vocab"])
         tgt_vocab = Vocab(header["tgt_vocab"])
         if len(src_vocab) != config.src_vocab_size or len(tgt_vocab) != config.tgt_vocab_size:

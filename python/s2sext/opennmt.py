@@ -8,8 +8,11 @@ never does.
   2.x/1.x are rebuilt as inert placeholders holding their attributes, and any other global in
   the pickle is refused.
 * :func:`from_opennmt` maps the weights onto a Seq2Seq for every configuration s2sext expresses
-  exactly (an ``rnn`` LSTM encoder, ``dot``/``general``/``none`` global attention, ``input_feed``
-  0 or 1, any number of layers) and refuses everything else with a ValueError naming the option.
+  exactly (an ``rnn`` or ``brnn`` LSTM encoder, ``dot``/``general``/``mlp``/``none`` global
+  attention, ``input_feed`` 0 or 1, any number of layers) and refuses everything else with a
+  ValueError naming the option. ``brnn`` becomes ``bidirectional=True, bridge="concat"`` (each
+  direction hidden_size/2, concatenated, no learned bridge); ``mlp`` becomes ``attention="concat",
+  attention_query_bias=True, combine_activation="none"``.
   The architecture is read from the tensor shapes and cross-checked against the saved options.
 * :func:`convert_file` does both and saves an s2sext model file.
 
@@ -49,22 +52,13 @@ TGT_EMB = "decoder.embeddings.make_embedding.emb_luts.0.weight"
 
 # s2sext part -> the OpenNMT name it is read from (s2sext.torch.seq2seq_from_state_dict's names);
 # attention.w_a and combine.bias are the prepared arrays (transposed, zeros) stored under those names.
+# attention.v is the prepared array (v.weight's one row) stored under its name.
 _NAMES = {"src_embed": SRC_EMB, "tgt_embed": TGT_EMB, "encoder": "encoder.rnn", "decoder": "decoder.rnn",
-          "attention.w_a": "decoder.attn.linear_in.weight", "combine.weight": "decoder.attn.linear_out.weight",
+          "attention.w_a": "decoder.attn.linear_in.weight", "attention.w_q": "decoder.attn.linear_query.weight",
+          "attention.b_q": "decoder.attn.linear_query.bias", "attention.w_k": "decoder.attn.linear_context.weight",
+          "attention.v": "decoder.attn.v.weight", "combine.weight": "decoder.attn.linear_out.weight",
           "combine.bias": "decoder.attn.linear_out.bias", "out.weight": "generator.weight",
           "out.bias": "generator.bias"}
-
-_NOT_YET = "needs s2sext features that are not built yet"
-_BRNN = (
-    "encoder_type 'brnn' " + _NOT_YET + ": OpenNMT-py's bidirectional encoder concatenates its two "
-    "directions (hidden_size/2 each) into the memory and into the decoder's initial state, with no "
-    "learned bridge, while s2sext's bidirectional encoder has full-size directions and a learned bridge"
-)
-_MLP = (
-    "global_attention 'mlp' " + _NOT_YET + ": OpenNMT-py's mlp score v . tanh(W_q h_t + b_q + W_c h_s) "
-    "has a query bias and its output layer has a bias and no tanh, while s2sext's concat attention has "
-    "no query bias and its combine layer always applies tanh"
-)
 
 # State-dict keys that only the refused options create: pattern -> what to say.
 _REFUSED_KEYS = (
@@ -77,8 +71,6 @@ _REFUSED_KEYS = (
     (r"make_embedding\.emb_luts\.[1-9]|make_embedding\.mlp\.",
      "source features (n_src_feats, feat_merge) are not supported"),
     (r"make_embedding\.pe\.", "position encoding (position_encoding) is not supported"),
-    (r"^encoder\.rnn\..*_reverse$", _BRNN),
-    (r"^decoder\.attn\.(linear_query|linear_context|v)\.", _MLP),
 )
 
 
@@ -280,15 +272,11 @@ def _check_options(opt: dict) -> None:
             what = {"model_task": "s2sext imports seq2seq models, not language models (lm)",
                     "rnn_type": "s2sext's recurrent layers are LSTMs"}.get(name, f"s2sext imports {wanted!r} only")
             refuse(name, what)
-    if opt.get("encoder_type", "rnn") == "brnn" or opt.get("brnn") is True:
-        raise ValueError(_BRNN)
-    if "encoder_type" in opt and opt["encoder_type"] != "rnn":
-        refuse("encoder_type", "s2sext imports RNN encoders ('rnn') only")
+    if "encoder_type" in opt and opt["encoder_type"] not in ("rnn", "brnn"):
+        refuse("encoder_type", "s2sext imports RNN encoders ('rnn', 'brnn') only")
     attention = opt.get("global_attention", "general")
-    if attention == "mlp":
-        raise ValueError(_MLP)
-    if attention not in (None, "dot", "general", "none"):
-        refuse("global_attention", "expected 'dot', 'general' or 'none'")
+    if attention not in (None, "dot", "general", "mlp", "none"):
+        refuse("global_attention", "expected 'dot', 'general', 'mlp' or 'none'")
     for name in ("global_attention_function", "generator_function"):
         if name in opt and opt[name] != "softmax":
             refuse(name, "s2sext normalises with softmax only")
@@ -315,6 +303,10 @@ def _cross_check(opt: dict, arch: dict) -> None:
     if "input_feed" in opt and bool(opt["input_feed"]) != arch["input_feed"]:
         raise ValueError(f"OpenNMT-py option input_feed = {opt['input_feed']!r}, but the decoder weights are "
                          + ("nn.LSTMCell layers (input_feed 1)" if arch["input_feed"] else "an nn.LSTM (input_feed 0)"))
+    brnn = opt.get("encoder_type") == "brnn" or opt.get("brnn") is True
+    if ("encoder_type" in opt or "brnn" in opt) and brnn != arch["brnn"]:
+        raise ValueError(f"OpenNMT-py option encoder_type = {opt.get('encoder_type')!r}, but the encoder weights are "
+                         + ("bidirectional (brnn)" if arch["brnn"] else "unidirectional (rnn)"))
     attention = opt.get("global_attention", arch["attention"]) or "none"
     if attention != arch["attention"]:
         raise ValueError(f"OpenNMT-py option global_attention = {attention!r}, but the weights hold "
@@ -486,10 +478,16 @@ def _architecture(state: dict) -> dict:
         if name not in state:
             raise ValueError(f"the checkpoint has no {name!r}: not an OpenNMT-py RNN model")
     L_enc = _lstm_layers(state, "encoder.rnn.{w}_l{k}", "encoder")
+    # brnn: one nn.LSTM(bidirectional=True) of hidden_size/2 per direction (onmt/encoders/rnn_encoder.py)
+    brnn = "encoder.rnn.weight_ih_l0_reverse" in state
+    if brnn:
+        L_rev = _lstm_layers(state, "encoder.rnn.{w}_l{k}_reverse", "encoder")
+        if L_rev != L_enc:
+            raise ValueError(f"the encoder has {L_enc} forward and {L_rev} reverse layers")
     feed = "decoder.rnn.layers.0.weight_ih" in state
     decoder = "decoder.rnn.layers.{k}.{w}" if feed else "decoder.rnn.{w}_l{k}"
     L = _lstm_layers(state, decoder, "decoder")
-    H = state["encoder.rnn.weight_hh_l0"].shape[1]
+    H = state["encoder.rnn.weight_hh_l0"].shape[1] * (2 if brnn else 1)
     H_dec = state[decoder.format(k=0, w="weight_hh")].shape[1]
     E, E_tgt = state[SRC_EMB].shape[1], state[TGT_EMB].shape[1]
     if L_enc != L:
@@ -500,6 +498,8 @@ def _architecture(state: dict) -> dict:
         raise ValueError(f"src_word_vec_size {E} and tgt_word_vec_size {E_tgt} differ; s2sext uses one embed_size")
     if "decoder.attn.linear_in.weight" in state:
         attention = "general"
+    elif "decoder.attn.linear_query.weight" in state:
+        attention = "mlp"
     elif "decoder.attn.linear_out.weight" in state:
         attention = "dot"
     else:
@@ -507,31 +507,41 @@ def _architecture(state: dict) -> dict:
     if attention == "none" and feed:
         raise ValueError("input_feed 1 with global_attention 'none' feeds the LSTM output back into the next step, "
                          "which s2sext's input feeding (needs attention) does not express")
-    return {"L": L, "H": H, "E": E, "input_feed": feed, "attention": attention}
+    return {"L": L, "H": H, "E": E, "input_feed": feed, "attention": attention, "brnn": brnn}
 
 
 def _prepared(state: dict, arch: dict, src_perm, tgt_perm) -> dict:
     """OpenNMT name -> the array s2sext takes; consumes ``state`` and refuses what is left over.
 
-    The two differences that are not renames: the rows follow the s2sext ids, and OpenNMT's
-    general score (W_in h_t) . h_s is s2sext's h_t . (W_a h_s) with W_a = W_in^T. dot/general's
-    output layer has no bias: s2sext's is 0.
+    The differences that are not renames: the rows follow the s2sext ids; OpenNMT's general score
+    (W_in h_t) . h_s is s2sext's h_t . (W_a h_s) with W_a = W_in^T; mlp's v is a [1, H] linear
+    layer, s2sext's a vector; dot/general's output layer has no bias: s2sext's is 0.
     """
     prepared = {SRC_EMB: _rows(state.pop(SRC_EMB), src_perm), TGT_EMB: _rows(state.pop(TGT_EMB), tgt_perm),
                 "generator.weight": _rows(state.pop("generator.weight"), tgt_perm),
                 "generator.bias": _rows(state.pop("generator.bias"), tgt_perm)}
     decoder = "decoder.rnn.layers.{k}.{w}" if arch["input_feed"] else "decoder.rnn.{w}_l{k}"
-    copied = [template.format(k=k, w=w) for template in ("encoder.rnn.{w}_l{k}", decoder) for k in range(arch["L"])
+    templates = ("encoder.rnn.{w}_l{k}", decoder) + (("encoder.rnn.{w}_l{k}_reverse",) if arch["brnn"] else ())
+    copied = [template.format(k=k, w=w) for template in templates for k in range(arch["L"])
               for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     if arch["attention"] != "none":
         copied.append("decoder.attn.linear_out.weight")
+    if arch["attention"] == "mlp":  # out_bias = attn_type == "mlp" (onmt/modules/global_attention.py)
+        copied += ["decoder.attn.linear_out.bias", "decoder.attn.linear_query.weight",
+                   "decoder.attn.linear_query.bias", "decoder.attn.linear_context.weight"]
     for name in copied:
         if name not in state:
             raise ValueError(f"the checkpoint has no {name!r}")
         prepared[name] = state.pop(name)
     if arch["attention"] == "general":
         prepared["decoder.attn.linear_in.weight"] = np.ascontiguousarray(state.pop("decoder.attn.linear_in.weight").T)
-    if arch["attention"] != "none":
+    if arch["attention"] == "mlp":
+        v = state.pop("decoder.attn.v.weight", None)
+        if v is None or v.shape != (1, arch["H"]):
+            raise ValueError(f"the checkpoint's 'decoder.attn.v.weight' is {None if v is None else v.shape}; "
+                             f"mlp attention's is (1, {arch['H']})")
+        prepared["decoder.attn.v.weight"] = np.ascontiguousarray(v[0])
+    elif arch["attention"] != "none":
         prepared["decoder.attn.linear_out.bias"] = np.zeros(arch["H"], np.float32)
     if state:
         raise ValueError(f"checkpoint tensors that no s2sext parameter takes: {sorted(state)} (an OpenNMT-py model "
@@ -578,12 +588,17 @@ def from_opennmt(checkpoint, weights=None, return_info=False):
     tgt_tokens, tgt_perm = _vocab("tgt", tgt_entry, state[TGT_EMB].shape[0], required=SPECIALS)
 
     prepared = _prepared(state, arch, src_perm, tgt_perm)
+    # mlp: v . tanh(W_q h_t + b_q + W_c h_s) is concat with the query bias, and its output layer
+    # linear_out([c ; h_t]) has a bias and no tanh (onmt/modules/global_attention.py)
+    mlp = arch["attention"] == "mlp"
+    attention = {"none": None, "mlp": "concat"}.get(arch["attention"], arch["attention"])
     model = seq2seq_from_state_dict(
         prepared, src_tokens, tgt_tokens, names=_NAMES,
         decoder_cells="decoder.rnn.layers.{k}" if arch["input_feed"] else None,
-        embed_size=arch["E"], hidden_size=arch["H"], num_layers=arch["L"],
-        attention=None if arch["attention"] == "none" else arch["attention"], attention_style="luong",
-        input_feeding=arch["input_feed"], dropout=0.0, src_tokenizer="word", tgt_tokenizer="word",
+        embed_size=arch["E"], hidden_size=arch["H"], num_layers=arch["L"], attention=attention,
+        attention_style="luong", input_feeding=arch["input_feed"], dropout=0.0, src_tokenizer="word",
+        tgt_tokenizer="word", bidirectional=arch["brnn"], bridge="concat" if arch["brnn"] else "linear",
+        attention_query_bias=mlp, combine_activation="none" if mlp else "tanh",
     )
     transforms = opt.get("transforms") or []
     transforms = ([str(t) for t in transforms] if isinstance(transforms, (list, tuple))
@@ -595,7 +610,8 @@ def from_opennmt(checkpoint, weights=None, return_info=False):
     if not return_info:
         return model
     info = {"format": "opennmt-py", "layout": layout, "transforms": transforms,
-            "global_attention": arch["attention"], "input_feed": int(arch["input_feed"])}
+            "global_attention": arch["attention"], "input_feed": int(arch["input_feed"]),
+            "encoder_type": "brnn" if arch["brnn"] else "rnn"}
     if not isinstance(source, dict):
         info["checkpoint"] = os.path.basename(os.fspath(source))
     return model, info

@@ -182,8 +182,13 @@ def attention_weight_forward(hs, q, kind, params=(), lengths=None):
     scaled_dot    q_t . hs_s / sqrt(H)              ``()``
     general       q_t . (W_a hs_s)                  ``(W_a,)``, W_a (H, H)
     concat        v . tanh(W_q q_t + W_k hs_s)      ``(W_q, W_k, v)``: (A, H), (A, H), (A,)
+    concat + b_q  v . tanh(W_q q_t + b_q + W_k hs_s)  ``(W_q, W_k, v, b_q)``, b_q (A,)
     location      (W_a q_t)_s                       ``(W_a,)``, W_a (S_max, H), needs S <= S_max
     ============  ================================  ==========================================
+
+    concat's query bias ``b_q`` is optional (OpenNMT-py's ``mlp`` score has one); with it,
+    ``query_proj`` holds ``W_q q + b_q`` and the backward returns ``db_q`` (summed over the
+    ``B*T`` query rows in a fixed order, so the result does not depend on the threads).
 
     ``a[b, t, s] = exp(score_s) / sum_{r < L_b} exp(score_r)`` for ``s < L_b = lengths[b]``, and
     exactly 0 for ``s >= L_b``.

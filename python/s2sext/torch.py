@@ -212,9 +212,10 @@ def _attention_reference(hs, q, kind, lengths, *params):
             scores = scores / math.sqrt(hs.shape[2])
     elif kind == "general":  # q . (W_a hs_s)
         scores = q3 @ (hs @ params[0].T).transpose(1, 2)
-    elif kind == "concat":  # v . tanh(W_q q + W_k hs_s)
-        w_q, w_k, v = params
-        scores = torch.tanh((q3 @ w_q.T).unsqueeze(2) + (hs @ w_k.T).unsqueeze(1)) @ v
+    elif kind == "concat":  # v . tanh(W_q q (+ b_q) + W_k hs_s)
+        w_q, w_k, v = params[:3]
+        query_proj = q3 @ w_q.T if len(params) == 3 else q3 @ w_q.T + params[3]
+        scores = torch.tanh(query_proj.unsqueeze(2) + (hs @ w_k.T).unsqueeze(1)) @ v
     elif kind == "location":  # (W_a q)_s for s < S
         scores = q3 @ params[0][:S].T
     else:  # as the kernel refuses it (the torch.func path reaches here without the kernel)
@@ -705,10 +706,12 @@ class LSTM(torch.nn.Module):
 class Attention(torch.nn.Module):
     """Attention on s2sext's kernels: ``context, weights = attention(hs [B,S,H], q [B,H] or
     [B,T,H], lengths=None)``; kinds ``dot``, ``scaled_dot``, ``general`` (``w_a [H,H]``), ``concat``
-    (``w_q, w_k [A,H]``, ``v [A]``), ``location`` (``w_a [max_source_length, H]``). Differentiable
-    to any order; wrong sizes raise :class:`ShapeError`, dtypes :class:`DTypeError`."""
+    (``w_q, w_k [A,H]``, ``v [A]``; with ``query_bias=True`` also ``b_q [A]``:
+    ``v . tanh(W_q q + b_q + W_k hs)``), ``location`` (``w_a [max_source_length, H]``).
+    Differentiable to any order; wrong sizes raise :class:`ShapeError`, dtypes :class:`DTypeError`."""
 
-    def __init__(self, kind, hidden_size, attention_size=None, max_source_length=None, dtype=None):
+    def __init__(self, kind, hidden_size, attention_size=None, max_source_length=None, dtype=None,
+                 query_bias=False):
         super().__init__()
         if kind not in ops.ATTENTION_KINDS:
             raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
@@ -719,6 +722,10 @@ class Attention(torch.nn.Module):
             if max_source_length is None:
                 raise ValueError("location attention needs max_source_length")
             _positive_int("max_source_length", max_source_length)
+        if not isinstance(query_bias, bool):
+            raise TypeError(f"query_bias must be a bool, got {query_bias!r}")
+        if query_bias and kind != "concat":
+            raise ValueError(f"query_bias is concat's option; got kind={kind!r}")
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise DTypeError(f"s2sext.torch.Attention supports float32 and float64; got dtype={dtype}")
         self.kind, self.hidden_size = kind, hidden_size
@@ -733,11 +740,14 @@ class Attention(torch.nn.Module):
             self.w_q = torch.nn.Parameter(torch.empty(A, H, **kw).uniform_(-bound, bound))
             self.w_k = torch.nn.Parameter(torch.empty(A, H, **kw).uniform_(-bound, bound))
             self.v = torch.nn.Parameter(torch.empty(A, **kw).uniform_(-bound, bound))
+            if query_bias:
+                self.b_q = torch.nn.Parameter(torch.empty(A, **kw).uniform_(-bound, bound))
+        self.query_bias = query_bias
 
     def params(self):
-        return {"dot": (), "scaled_dot": (), "general": (self.w_a,) if self.kind == "general" else (),
-                "location": (self.w_a,) if self.kind == "location" else (),
-                "concat": (self.w_q, self.w_k, self.v) if self.kind == "concat" else ()}[self.kind]
+        if self.kind == "concat":
+            return (self.w_q, self.w_k, self.v) + ((self.b_q,) if self.query_bias else ())
+        return (self.w_a,) if self.kind in ("general", "location") else ()
 
     def forward(self, hs, q, lengths=None):
         for name, t, ranks in (("hs", hs, (3,)), ("q", q, (2, 3))):
@@ -797,6 +807,7 @@ DEFAULT_NAMES = {
     "attention.w_q": "attention.w_q",
     "attention.w_k": "attention.w_k",
     "attention.v": "attention.v",
+    "attention.b_q": "attention.b_q",
     "combine.weight": "decoder.combine.weight",
     "combine.bias": "decoder.combine.bias",
     "out.weight": "decoder.out.weight",
@@ -844,7 +855,8 @@ def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decode
 
     ``config`` takes :class:`s2sext.Seq2Seq`'s keyword arguments (``embed_size``, ``hidden_size``,
     ``num_layers``, ``bidirectional``, ``attention``, ``attention_style``, ``input_feeding``,
-    ``max_source_length``, tokenizers, ``reverse_source``); ``names`` overrides entries of
+    ``max_source_length``, tokenizers, ``reverse_source``, ``bridge``, ``combine_activation``,
+    ``attention_query_bias``); ``names`` overrides entries of
     ``DEFAULT_NAMES``; ``decoder_cells`` (e.g. ``"decoder.cells.{k}"``) reads a decoder made of one
     ``nn.LSTMCell`` per layer. LSTM biases are summed (``b = bias_ih + bias_hh``). A missing name or a
     wrong shape raises ``KeyError``/``ValueError`` naming both parameters. With ``strict`` (as

@@ -31,7 +31,11 @@ Config keys (a dict): ``src_vocab_size``, ``tgt_vocab_size``, ``embed_size``, ``
 (required); ``num_layers`` (1), ``bidirectional`` (False), ``dropout`` (0.0, between the LSTM layers
 of the encoder and of the decoder, active only in training mode), ``attention`` (None or one of
 ``ATTENTION_KINDS``), ``attention_style`` ("luong" or "bahdanau"), ``input_feeding`` (False),
-``max_source_length`` (``S_max``, required for ``location`` attention). Other keys are ignored.
+``max_source_length`` (``S_max``, required for ``location`` attention), ``bridge`` ("linear" or
+"concat": bidirectional with ``H/2`` units per direction, the decoder starts from the concatenated
+final states and attends over the concatenated outputs), ``combine_activation`` ("tanh" or
+"none"), ``attention_query_bias`` (False; concat only: ``v . tanh(W_q q + b_q + W_k k)``).
+Other keys are ignored.
 With ``attention=None`` the style and input feeding do not apply (decoder input ``e_t``,
 ``o_t = h_t``).
 
@@ -65,6 +69,9 @@ _DEFAULTS = {
     "attention_style": "luong",
     "input_feeding": False,
     "max_source_length": None,
+    "bridge": "linear",
+    "combine_activation": "tanh",
+    "attention_query_bias": False,
 }
 
 
@@ -86,7 +93,7 @@ def normalize_config(config: dict) -> dict:
     cfg.update({k: config[k] for k in config if k in _REQUIRED or k in _DEFAULTS})
     for key in _REQUIRED + ("num_layers",):
         cfg[key] = _positive_int(cfg, key)
-    for key in ("bidirectional", "input_feeding"):
+    for key in ("bidirectional", "input_feeding", "attention_query_bias"):
         if not isinstance(cfg[key], (bool, np.bool_)):
             raise ValueError(f"config[{key!r}] must be a bool, got {cfg[key]!r}")
         cfg[key] = bool(cfg[key])
@@ -101,6 +108,15 @@ def normalize_config(config: dict) -> dict:
     if cfg["attention_style"] not in ATTENTION_STYLES:
         raise ValueError(f"config['attention_style'] must be one of {ATTENTION_STYLES}, "
                          f"got {cfg['attention_style']!r}")
+    if cfg["bridge"] not in ("linear", "concat") or (
+            cfg["bridge"] == "concat" and not (cfg["bidirectional"] and cfg["hidden_size"] % 2 == 0)):
+        raise ValueError(f"config['bridge'] must be 'linear', or 'concat' with bidirectional and an "
+                         f"even hidden_size, got {cfg['bridge']!r}")
+    if cfg["combine_activation"] not in ("tanh", "none"):
+        raise ValueError(f"config['combine_activation'] must be 'tanh' or 'none', "
+                         f"got {cfg['combine_activation']!r}")
+    if cfg["attention_query_bias"] and cfg["attention"] != "concat":
+        raise ValueError("config['attention_query_bias'] needs attention 'concat'")
     if cfg["attention"] == "location":
         if cfg["max_source_length"] is None:
             raise ValueError("config['max_source_length'] is required for location attention")
@@ -121,6 +137,7 @@ def param_shapes(config: dict) -> Dict[str, Tuple[int, ...]]:
     """Every parameter of the model with its shape, in s2sext names (the table of docs/model.md)."""
     cfg = normalize_config(config)
     E, H, L = cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"]
+    He = H // 2 if cfg["bridge"] == "concat" else H
     D = 2 if cfg["bidirectional"] else 1
     att = cfg["attention"]
     shapes: Dict[str, Tuple[int, ...]] = {
@@ -128,12 +145,12 @@ def param_shapes(config: dict) -> Dict[str, Tuple[int, ...]]:
         "tgt_embed": (cfg["tgt_vocab_size"], E),
     }
     for k in range(L):
-        in_size = E if k == 0 else D * H
+        in_size = E if k == 0 else D * He
         for sfx in ("", "_reverse")[:D]:
-            shapes[f"encoder.l{k}{sfx}.w_ih"] = (4 * H, in_size)
-            shapes[f"encoder.l{k}{sfx}.w_hh"] = (4 * H, H)
-            shapes[f"encoder.l{k}{sfx}.b"] = (4 * H,)
-    if D == 2:
+            shapes[f"encoder.l{k}{sfx}.w_ih"] = (4 * He, in_size)
+            shapes[f"encoder.l{k}{sfx}.w_hh"] = (4 * He, He)
+            shapes[f"encoder.l{k}{sfx}.b"] = (4 * He,)
+    if D == 2 and cfg["bridge"] == "linear":
         shapes["bridge.h.weight"] = (H, 2 * H)
         shapes["bridge.h.bias"] = (H,)
         shapes["bridge.c.weight"] = (H, 2 * H)
@@ -153,6 +170,8 @@ def param_shapes(config: dict) -> Dict[str, Tuple[int, ...]]:
         shapes["attention.w_q"] = (H, H)
         shapes["attention.w_k"] = (H, H)
         shapes["attention.v"] = (H,)
+        if cfg["attention_query_bias"]:
+            shapes["attention.b_q"] = (H,)
     if att is not None:
         shapes["combine.weight"] = (H, 2 * H)
         shapes["combine.bias"] = (H,)
@@ -164,7 +183,8 @@ def param_shapes(config: dict) -> Dict[str, Tuple[int, ...]]:
 class _Attention(nn.Module):
     """The score parameters of one attention kind (names as in s2sext: w_a; w_q, w_k, v)."""
 
-    def __init__(self, kind: str, hidden_size: int, max_source_length: Optional[int], dtype=None):
+    def __init__(self, kind: str, hidden_size: int, max_source_length: Optional[int], dtype=None,
+                 query_bias: bool = False):
         super().__init__()
         self.kind = kind
         H = hidden_size
@@ -181,6 +201,7 @@ class _Attention(nn.Module):
             self.w_q = param(H, H)
             self.w_k = param(H, H)
             self.v = param(H)
+            self.b_q = param(H) if query_bias else None
 
 
 class _Memory:
@@ -249,15 +270,18 @@ class TorchSeq2Seq(nn.Module):
         self.style = cfg["attention_style"]
         self.input_feeding = cfg["input_feeding"] and self.attention_kind is not None
         self.max_source_length = cfg["max_source_length"]
-        D = 2 if self.bidirectional else 1
+        self.bridge_kind = cfg["bridge"]
+        self.combine_activation = cfg["combine_activation"]
+        He = H // 2 if self.bridge_kind == "concat" else H   # one encoder direction's size
+        self.encoder_hidden_size = He
         layer_dropout = self.dropout if L > 1 else 0.0   # nn.LSTM warns about dropout with L=1
         fk = {"dtype": dtype}
 
         self.src_embed = nn.Embedding(cfg["src_vocab_size"], E, **fk)
         self.tgt_embed = nn.Embedding(cfg["tgt_vocab_size"], E, **fk)
-        self.encoder = nn.LSTM(E, H, num_layers=L, bidirectional=self.bidirectional,
+        self.encoder = nn.LSTM(E, He, num_layers=L, bidirectional=self.bidirectional,
                                dropout=layer_dropout, batch_first=True, **fk)
-        if self.bidirectional:
+        if self.bidirectional and self.bridge_kind == "linear":
             bridge = {"h": nn.Linear(2 * H, H, **fk), "c": nn.Linear(2 * H, H, **fk)}
             if self.attention_kind is not None:
                 bridge["memory"] = nn.Linear(2 * H, H, bias=False, **fk)
@@ -279,7 +303,8 @@ class TorchSeq2Seq(nn.Module):
         else:
             self.decoder_all_steps = None
         if self.attention_kind is not None:
-            self.attention = _Attention(self.attention_kind, H, self.max_source_length, dtype)
+            self.attention = _Attention(self.attention_kind, H, self.max_source_length, dtype,
+                                        cfg["attention_query_bias"])
             self.combine = nn.Linear(2 * H, H, **fk)
         else:
             self.attention = None
@@ -414,7 +439,7 @@ class TorchSeq2Seq(nn.Module):
     def _encode(self, src_t: torch.Tensor, lengths: torch.Tensor):
         """-> memory [B, S, H] (None without attention), decoder h0, c0 [L, B, H]."""
         B, S = src_t.shape
-        L, H = self.num_layers, self.hidden_size
+        L, H = self.num_layers, self.encoder_hidden_size
         x = self.src_embed(src_t)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, (h_n, c_n) = self.encoder(packed)
@@ -423,9 +448,13 @@ class TorchSeq2Seq(nn.Module):
             # h_n: [L*2, B, H] ordered (layer 0 fwd, layer 0 bwd, layer 1 fwd, ...)
             hcat = h_n.view(L, 2, B, H).transpose(1, 2).reshape(L, B, 2 * H)
             ccat = c_n.view(L, 2, B, H).transpose(1, 2).reshape(L, B, 2 * H)
-            h0 = self.bridge["h"](hcat)
-            c0 = self.bridge["c"](ccat)
-            memory = self.bridge["memory"](hs) if self.attention is not None else None
+            if self.bridge is None:   # bridge "concat": the state and memory as they are
+                h0, c0 = hcat, ccat
+                memory = hs if self.attention is not None else None
+            else:
+                h0 = self.bridge["h"](hcat)
+                c0 = self.bridge["c"](ccat)
+                memory = self.bridge["memory"](hs) if self.attention is not None else None
         else:
             h0, c0 = h_n, c_n
             memory = hs if self.attention is not None else None
@@ -454,6 +483,8 @@ class TorchSeq2Seq(nn.Module):
             scores = torch.bmm(q, mem.keys_t) * (1.0 / math.sqrt(q.shape[-1]))
         elif kind == "concat":
             qp = q @ self.attention.w_q.t()                                        # [B, T, A]
+            if self.attention.b_q is not None:
+                qp = qp + self.attention.b_q
             e = torch.tanh(qp.unsqueeze(2) + mem.key_proj.unsqueeze(1))           # [B, T, S, A]
             scores = e @ self.attention.v                                          # [B, T, S]
         else:  # location
@@ -463,7 +494,8 @@ class TorchSeq2Seq(nn.Module):
         return a, torch.bmm(a, mem.memory)
 
     def _combine(self, context: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.combine(torch.cat([context, h], dim=-1)))
+        combined = self.combine(torch.cat([context, h], dim=-1))
+        return torch.tanh(combined) if self.combine_activation == "tanh" else combined
 
     # ------------------------------------------------------------------ decoder
 
@@ -622,7 +654,7 @@ STATE_DICT_NAMES = {
     "bridge.c.weight": "bridge.c.weight", "bridge.c.bias": "bridge.c.bias",
     "bridge.memory.weight": "bridge.memory.weight",
     "attention.w_a": "attention.w_a", "attention.w_q": "attention.w_q", "attention.w_k": "attention.w_k",
-    "attention.v": "attention.v",
+    "attention.v": "attention.v", "attention.b_q": "attention.b_q",
     "combine.weight": "combine.weight", "combine.bias": "combine.bias",
     "out.weight": "out.weight", "out.bias": "out.bias",
 }

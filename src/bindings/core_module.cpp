@@ -483,6 +483,7 @@ struct KindSpec {
   s2s::ScoreKind kind;
   const char* params_doc;  // for messages
   std::vector<std::pair<const char*, const char*>> params;  // (name, shape spec)
+  size_t optional = 0;  // how many of the last params may be left out (concat's b_q)
 };
 
 const std::vector<KindSpec>& kind_specs() {
@@ -490,8 +491,8 @@ const std::vector<KindSpec>& kind_specs() {
       {"dot", s2s::ScoreKind::dot, "()", {}},
       {"scaled_dot", s2s::ScoreKind::scaled_dot, "()", {}},
       {"general", s2s::ScoreKind::general, "(W_a [H, H],)", {{"W_a", "H,H"}}},
-      {"concat", s2s::ScoreKind::concat, "(W_q [A, H], W_k [A, H], v [A])",
-       {{"W_q", "A,H"}, {"W_k", "A,H"}, {"v", "A"}}},
+      {"concat", s2s::ScoreKind::concat, "(W_q [A, H], W_k [A, H], v [A]) or (W_q, W_k, v, b_q [A])",
+       {{"W_q", "A,H"}, {"W_k", "A,H"}, {"v", "A"}, {"b_q", "A"}}, 1},
       {"location", s2s::ScoreKind::location, "(W_a [S_max, H],)", {{"W_a", "M,H"}}},
   };
   return specs;
@@ -516,9 +517,14 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
     ck.type_error("params must be a tuple, " + std::string(spec.params_doc) + " for kind '" + spec.name + "', got " +
                   type_name(params_in));
   const py::tuple params_seq = params_in.is_none() ? py::tuple() : py::tuple(py::reinterpret_borrow<py::object>(params_in));
-  if (params_seq.size() != spec.params.size())
-    ck.value_error("params for kind '" + std::string(spec.name) + "' must be " + spec.params_doc + ": " +
-                   std::to_string(spec.params.size()) + " array(s), got " + std::to_string(params_seq.size()));
+  const size_t n_params = params_seq.size();
+  if (n_params > spec.params.size() || n_params + spec.optional < spec.params.size()) {
+    const std::string counts = spec.optional ? std::to_string(spec.params.size() - spec.optional) + " or " +
+                                                   std::to_string(spec.params.size())
+                                             : std::to_string(spec.params.size());
+    ck.value_error("params for kind '" + std::string(spec.name) + "' must be " + spec.params_doc + ": " + counts +
+                   " array(s), got " + std::to_string(n_params));
+  }
   const py::array hs_raw = ck.float_array(hs_in, "hs");
   const bool one_step = is_one_step(ck, q_in, "q", "[B, H] (one step) or [B, T, H] (all steps)");
   return with_dtype(hs_raw, [&](auto tag) -> py::tuple {
@@ -529,10 +535,10 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
     const int64_t B = ck.dim('B'), T_steps = ck.dim('T'), S = ck.dim('S'), H = ck.dim('H');
     if (S < 1) ck.value_error("hs must have at least one source position, got shape " + shape_str(hs));
     std::vector<Array<T>> params;
-    py::tuple params_out(spec.params.size());
+    py::tuple params_out(n_params);
     std::vector<std::string> names;  // the checker keeps pointers to them: reserved, never moved
-    names.reserve(spec.params.size());
-    for (size_t i = 0; i < spec.params.size(); ++i) {
+    names.reserve(n_params);
+    for (size_t i = 0; i < n_params; ++i) {
       names.push_back("params[" + std::to_string(i) + "] (" + spec.params[i].first + ")");
       params.push_back(ck.floats<T>(params_seq[i], names.back().c_str(), spec.params[i].second));
       params_out[i] = params.back();
@@ -550,6 +556,7 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
       p.w_q = params[0].data();
       p.w_k = params[1].data();
       p.v = params[2].data();
+      if (n_params == 4) p.b_q = params[3].data();
     }
     const s2s::AttentionShape shape{B, T_steps, S, H, A, S_max};
     const int64_t qp_size = s2s::attention_query_proj_size(spec.kind, shape);
@@ -588,11 +595,16 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
     check_cached<T>(fn, "q", cache.q, {B, T_steps, H});
     check_cached<T>(fn, "a", cache.a, {B, T_steps, S});
     check_cached_lengths(fn, cache.lengths, B, S, 1);
-    const std::vector<std::vector<py::ssize_t>> param_shapes =
+    const size_t n_params = cache.params.size();  // concat: 3, or 4 with b_q
+    std::vector<std::vector<py::ssize_t>> param_shapes =
         spec.kind == s2s::ScoreKind::general    ? std::vector<std::vector<py::ssize_t>>{{H, H}}
         : spec.kind == s2s::ScoreKind::location ? std::vector<std::vector<py::ssize_t>>{{S_max, H}}
         : spec.kind == s2s::ScoreKind::concat   ? std::vector<std::vector<py::ssize_t>>{{A, H}, {A, H}, {A}}
                                                 : std::vector<std::vector<py::ssize_t>>{};
+    if (spec.kind == s2s::ScoreKind::concat && n_params == 4) param_shapes.push_back({A});
+    if (n_params != param_shapes.size())
+      throw py::value_error(std::string(fn) + ": cache.params has " + std::to_string(n_params) +
+                            " arrays, not what the forward left");
     for (size_t i = 0; i < param_shapes.size(); ++i)
       check_cached<T>(fn, "params[i]", cache.params[i], param_shapes[i]);
     const s2s::AttentionShape checked{B, T_steps, S, H, A, S_max};
@@ -607,8 +619,8 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
     s2s::AttentionParamGrads<T> dp;
     std::vector<py::array> w;    // the parameters, as saved
     std::vector<Array<T>> dw;    // their gradients, same shapes
-    py::tuple dparams(spec.params.size());
-    for (size_t i = 0; i < spec.params.size(); ++i) {
+    py::tuple dparams(n_params);
+    for (size_t i = 0; i < n_params; ++i) {
       w.push_back(cache.params[i].cast<py::array>());
       dw.push_back(Array<T>(std::vector<py::ssize_t>(w[i].shape(), w[i].shape() + w[i].ndim())));
       dparams[i] = dw[i];
@@ -624,6 +636,10 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
       dp.w_q = dw[0].mutable_data();
       dp.w_k = dw[1].mutable_data();
       dp.v = dw[2].mutable_data();
+      if (n_params == 4) {
+        p.b_q = cptr<T>(w[3]);
+        dp.b_q = dw[3].mutable_data();
+      }
     }
     auto dhs = empty<T>({B, S, H}), dq = empty<T>({B, T_steps, H});
     const int64_t* len = lengths_ptr(cache.lengths);
@@ -817,16 +833,20 @@ void adam_update(py::handle params_in, py::handle grads_in, py::handle m_in, py:
 
 // ---- the inference engine ----------------------------------------------------------------------
 
-s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get);
+s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get,
+                                       const std::function<py::object(const char*, py::object)>& get_or);
 
 s2s::EngineConfig engine_config(const py::dict& d) {
   auto get = [&](const char* key) -> py::object {
     if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
     return d[key];
   };
+  auto get_or = [&](const char* key, py::object fallback) -> py::object {
+    return d.contains(key) ? py::object(d[key]) : fallback;
+  };
   s2s::EngineConfig c;
   try {
-    c = engine_config_values(get);
+    c = engine_config_values(get, get_or);
   } catch (const py::cast_error&) {
     throw py::type_error("config holds a value of the wrong type (integers, bools and strings expected)");
   }
@@ -838,7 +858,8 @@ s2s::EngineConfig engine_config(const py::dict& d) {
   return c;
 }
 
-s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get) {
+s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get,
+                                       const std::function<py::object(const char*, py::object)>& get_or) {
   s2s::EngineConfig c;
   c.src_vocab = get("src_vocab_size").cast<int64_t>();
   c.tgt_vocab = get("tgt_vocab_size").cast<int64_t>();
@@ -855,6 +876,15 @@ s2s::EngineConfig engine_config_values(const std::function<py::object(const char
   if (style != "luong" && style != "bahdanau") throw py::value_error("config attention_style '" + style + "' is unknown");
   c.bahdanau = style == "bahdanau";
   c.input_feeding = get("input_feeding").cast<bool>();
+  // docs/model-format.md's version-2 keys: a config without them has their defaults
+  const py::object bridge = get_or("bridge", py::str("linear"));
+  const std::string bridge_s = bridge.cast<std::string>();
+  if (bridge_s != "linear" && bridge_s != "concat") throw py::value_error("config bridge '" + bridge_s + "' is unknown");
+  c.bridge_concat = bridge_s == "concat";
+  const std::string act = get_or("combine_activation", py::str("tanh")).cast<std::string>();
+  if (act != "tanh" && act != "none") throw py::value_error("config combine_activation '" + act + "' is unknown");
+  c.combine_tanh = act == "tanh";
+  c.query_bias = get_or("attention_query_bias", py::bool_(false)).cast<bool>();
   return c;
 }
 

@@ -64,10 +64,16 @@ void attention_weight_forward(T* a, T* query_proj, T* key_proj, const T* hs, con
     case ScoreKind::location:  // a = q @ W_a[:S]^T, softmaxed below
       gemm<T>(Trans::no, Trans::yes, B * T_steps, S, H, T(1), q, H, params.w_a, H, T(0), a, S);
       break;
-    case ScoreKind::concat:  // query_proj = q @ W_q^T, key_proj = hs @ W_k^T
-      gemm<T>(Trans::no, Trans::yes, B * T_steps, A, H, T(1), q, H, params.w_q, H, T(0), query_proj, A);
+    case ScoreKind::concat: {  // query_proj = q @ W_q^T (+ b_q), key_proj = hs @ W_k^T
+      T beta = T(0);
+      if (params.b_q) {  // each row starts as b_q, the product is added to it
+        for (int64_t r = 0; r < B * T_steps; ++r) std::copy(params.b_q, params.b_q + A, query_proj + r * A);
+        beta = T(1);
+      }
+      gemm<T>(Trans::no, Trans::yes, B * T_steps, A, H, T(1), q, H, params.w_q, H, beta, query_proj, A);
       gemm<T>(Trans::no, Trans::yes, B * S, A, H, T(1), hs, H, params.w_k, H, T(0), key_proj, A);
       break;
+    }
   }
   const T scale = score_scale<T>(kind, H);
   const bool dot_kind = kind == ScoreKind::dot || kind == ScoreKind::scaled_dot || kind == ScoreKind::general;
@@ -174,7 +180,12 @@ void attention_weight_backward(T* dhs, T* dq, const AttentionParamGrads<T>& dpar
       std::fill(dparams.v, dparams.v + A, T(0));
       for (int64_t blk = 0; blk < n_blocks; ++blk)
         for (int64_t j = 0; j < A; ++j) dparams.v[j] += dv_blocks[blk * A + j];
-      // forward: query_proj = q @ W_q^T, key_proj = hs @ W_k^T
+      if (params.b_q) {  // forward: query_proj = q @ W_q^T + b_q; rows summed in order
+        std::fill(dparams.b_q, dparams.b_q + A, T(0));
+        for (int64_t r = 0; r < B * T_steps; ++r)
+          for (int64_t j = 0; j < A; ++j) dparams.b_q[j] += dquery_proj[r * A + j];
+      }
+      // forward: query_proj = q @ W_q^T (+ b_q), key_proj = hs @ W_k^T
       gemm<T>(Trans::no, Trans::no, B * T_steps, H, A, T(1), dquery_proj, A, params.w_q, H,
               T(0), dq, H);
       gemm<T>(Trans::yes, Trans::no, A, H, B * T_steps, T(1), dquery_proj, A, q, H, T(0),

@@ -8,6 +8,7 @@
 //   scaled_dot   q_t . hs_s / sqrt(H)              -
 //   general      q_t . (W_a hs_s) = (q_t W_a) . hs_s      W_a [H,H]
 //   concat       v . tanh(W_q q_t + W_k hs_s)      W_q [A,H], W_k [A,H], v [A]
+//                (+ b_q inside the tanh with the optional query bias b_q [A])
 //   location     (W_a q_t)_s                       W_a [S_max,H], S <= S_max
 //
 //   a[b,t,:] = softmax(score[b,t,:L_b]) padded with zeros to S       L_b = lengths[b] (>= 1) or S
@@ -36,6 +37,7 @@ struct AttentionParams {
   const T* w_q = nullptr;  // concat [A,H]
   const T* w_k = nullptr;  // concat [A,H]
   const T* v = nullptr;    // concat [A]
+  const T* b_q = nullptr;  // concat's optional query bias [A] (null: none)
 };
 template <class T>
 struct AttentionParamGrads {
@@ -43,6 +45,7 @@ struct AttentionParamGrads {
   T* w_q = nullptr;
   T* w_k = nullptr;
   T* v = nullptr;
+  T* b_q = nullptr;  // written when params.b_q is set
 };
 
 // Sizes of the saved projections a kind needs (elements); 0 if it needs none.

@@ -93,7 +93,7 @@ struct EngineWeights {
   Matrix dec0_embed_cols;              // decoder layer 0, the embedding columns [G, E]
   Buffer<float> projected_embed;       // [V, G] = tgt_embed @ dec0_embed_cols^T + b, or empty
   Buffer<float> bridge_h_w, bridge_h_b, bridge_c_w, bridge_c_b, bridge_m_w;
-  Buffer<float> att_w_a, att_w_q, att_w_k, att_v;  // attention parameters (fp32)
+  Buffer<float> att_w_a, att_w_q, att_w_k, att_v, att_b_q;  // attention parameters (fp32; b_q may be empty)
   Matrix combine;                                  // [H, 2H]
   Buffer<float> combine_b;
   Matrix out;  // [V, H]
@@ -164,7 +164,7 @@ void matmul(const Matrix& W, const float* x, int64_t M, float* y, bool accumulat
 struct Encoded {
   int64_t B = 0, S = 0;
   Buffer<float> memory;     // [B, S, H]
-  Buffer<float> keys;       // general: [B, S, H] = memory @ W_a^T; concat: [B, S, H] = memory @ W_k^T
+  Buffer<float> keys;       // general: [B, S, H] = memory @ W_a^T; concat: memory @ W_k^T (+ b_q)
   std::vector<int64_t> lengths;
   std::vector<Buffer<float>> h, c;  // per layer [B, H]: the decoder's initial state
 };
@@ -249,7 +249,8 @@ void lstm_layer(const EngineWeights::Lstm& w, const float* x, const int64_t* len
 
 Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) const {
   const EngineConfig& cfg = w_.cfg;
-  const int64_t H = H_, E = cfg.embed, G = 4 * H, D = cfg.bidirectional ? 2 : 1;
+  // the encoder LSTMs' size H: the decoder's, or half of it per direction with bridge "concat"
+  const int64_t H = cfg.bridge_concat ? H_ / 2 : H_, E = cfg.embed, G = 4 * H, D = cfg.bidirectional ? 2 : 1;
   Encoded enc;
   enc.B = B;
   enc.S = S;
@@ -308,7 +309,7 @@ Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, in
     in_size = D * H;
   }
   for (int64_t l = 0; l < cfg.layers; ++l) {
-    if (cfg.bidirectional) {
+    if (cfg.bidirectional && !cfg.bridge_concat) {
       Buffer<float> h0(static_cast<size_t>(B * H)), c0(static_cast<size_t>(B * H));
       linear_forward<float>(h0.data(), final_h[l].data(), w_.bridge_h_w.data(), w_.bridge_h_b.data(), B, 2 * H, H,
                             Activation::none);
@@ -322,17 +323,21 @@ Encoded Runner::encode(const int64_t* src, const int64_t* lengths, int64_t B, in
     }
   }
   if (cfg.attention != EngineAttention::none) {
-    if (cfg.bidirectional) {
+    if (cfg.bidirectional && !cfg.bridge_concat) {
       enc.memory.resize(static_cast<size_t>(B * S * H));
       linear_forward<float>(enc.memory.data(), x.data(), w_.bridge_m_w.data(), nullptr, B * S, 2 * H, H,
                             Activation::none);
     } else {
-      enc.memory = std::move(x);
+      enc.memory = std::move(x);  // [B, S, D*H]: the decoder's H (bridge "concat": D*H = H_)
     }
     if (cfg.attention == EngineAttention::general || cfg.attention == EngineAttention::concat) {
-      enc.keys.resize(static_cast<size_t>(B * S * H));
-      const float* w = cfg.attention == EngineAttention::general ? w_.att_w_a.data() : w_.att_w_k.data();
-      linear_forward<float>(enc.keys.data(), enc.memory.data(), w, nullptr, B * S, H, H, Activation::none);
+      const int64_t Hd = H_;
+      enc.keys.resize(static_cast<size_t>(B * S * Hd));
+      const bool concat = cfg.attention == EngineAttention::concat;
+      const float* w = concat ? w_.att_w_k.data() : w_.att_w_a.data();
+      // concat's query bias joins the keys once per input: tanh(W_q q + (W_k k + b_q))
+      const float* bias = concat && !w_.att_b_q.empty() ? w_.att_b_q.data() : nullptr;
+      linear_forward<float>(enc.keys.data(), enc.memory.data(), w, bias, B * S, Hd, Hd, Activation::none);
     }
   }
   return enc;
@@ -446,13 +451,14 @@ void Runner::step(const Encoded& e, const int64_t* tokens, State& st, float* log
   Buffer<float>& attentional = buf.attentional;
   if (attention) {
     if (!cfg.bahdanau) attend(e, h_top, context.data(), buf);
-    // o = tanh([c; h] @ W_c^T + b_c)
+    // o = tanh([c; h] @ W_c^T + b_c), or without the tanh (combine_activation "none")
     for (int64_t b = 0; b < B; ++b) {
       std::memcpy(combined.data() + b * 2 * H, context.data() + b * H, sizeof(float) * H);
       std::memcpy(combined.data() + b * 2 * H + H, h_top + b * H, sizeof(float) * H);
     }
     matmul(w_.combine, combined.data(), B, attentional.data(), false);
-    for (int64_t b = 0; b < B; ++b) k_.bias_activation(attentional.data() + b * H, w_.combine_b.data(), H, true);
+    for (int64_t b = 0; b < B; ++b)
+      k_.bias_activation(attentional.data() + b * H, w_.combine_b.data(), H, cfg.combine_tanh);
     o = attentional.data();
     if (cfg.input_feeding) std::memcpy(st.feed.data(), o, sizeof(float) * B * H);
   }
@@ -549,21 +555,28 @@ Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& par
   w.G = G;
   w.src_embed = copy_of(need(params, "src_embed", {cfg.src_vocab, E}));
   w.tgt_embed = copy_of(need(params, "tgt_embed", {V, E}));
-  auto lstm = [&](const std::string& p, int64_t in, WeightType t, int64_t c0 = 0) {
+  // an LSTM of hidden size h (the decoder's H, or an encoder direction's He)
+  auto lstm = [&](const std::string& p, int64_t in, int64_t h, WeightType t, int64_t c0 = 0) {
     EngineWeights::Lstm l;
-    const Tensor& w_ih = need(params, p + ".w_ih", {G, in});
-    l.w_ih = matrix_of(w_ih.values.data(), G, in, c0, in, t);
-    const Tensor& w_hh = need(params, p + ".w_hh", {G, H});
-    l.w_hh = matrix_of(w_hh.values.data(), G, H, 0, H, t);
-    l.b = copy_of(need(params, p + ".b", {G}));
+    const Tensor& w_ih = need(params, p + ".w_ih", {4 * h, in});
+    l.w_ih = matrix_of(w_ih.values.data(), 4 * h, in, c0, in, t);
+    const Tensor& w_hh = need(params, p + ".w_hh", {4 * h, h});
+    l.w_hh = matrix_of(w_hh.values.data(), 4 * h, h, 0, h, t);
+    l.b = copy_of(need(params, p + ".b", {4 * h}));
     return l;
   };
+  if (cfg.bridge_concat && !(cfg.bidirectional && H % 2 == 0))
+    throw std::invalid_argument("bridge 'concat' needs a bidirectional encoder and an even hidden size");
+  if (cfg.query_bias && cfg.attention != EngineAttention::concat)
+    throw std::invalid_argument("the attention query bias needs concat attention");
+  if (!cfg.combine_tanh && !attention) throw std::invalid_argument("combine_activation 'none' needs attention");
+  const int64_t He = cfg.bridge_concat ? H / 2 : H;
   for (int64_t l = 0; l < L; ++l) {
-    const int64_t in = l == 0 ? E : D * H;
-    w.enc_fwd.push_back(lstm("encoder.l" + std::to_string(l), in, type));
-    if (cfg.bidirectional) w.enc_bwd.push_back(lstm("encoder.l" + std::to_string(l) + "_reverse", in, type));
+    const int64_t in = l == 0 ? E : D * He;
+    w.enc_fwd.push_back(lstm("encoder.l" + std::to_string(l), in, He, type));
+    if (cfg.bidirectional) w.enc_bwd.push_back(lstm("encoder.l" + std::to_string(l) + "_reverse", in, He, type));
   }
-  if (cfg.bidirectional) {
+  if (cfg.bidirectional && !cfg.bridge_concat) {
     w.bridge_h_w = copy_of(need(params, "bridge.h.weight", {H, 2 * H}));
     w.bridge_h_b = copy_of(need(params, "bridge.h.bias", {H}));
     w.bridge_c_w = copy_of(need(params, "bridge.c.weight", {H, 2 * H}));
@@ -574,13 +587,13 @@ Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& par
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "decoder.l" + std::to_string(l);
     if (l == 0) {
-      w.dec.push_back(lstm(p, E + extra, type, E));  // the non-embedding columns
+      w.dec.push_back(lstm(p, E + extra, H, type, E));  // the non-embedding columns
       const Tensor& w_ih = need(params, p + ".w_ih", {G, E + extra});
       // fp32 when folded into the table below (once, at load); else in the engine's storage type
       const bool table = static_cast<size_t>(V) * G * sizeof(float) <= kProjectedTableMaxBytes;
       w.dec0_embed_cols = matrix_of(w_ih.values.data(), G, E + extra, 0, E, table ? WeightType::float32 : type);
     } else {
-      w.dec.push_back(lstm(p, H, type));
+      w.dec.push_back(lstm(p, H, H, type));
     }
   }
   if (static_cast<size_t>(V) * G * sizeof(float) <= kProjectedTableMaxBytes) {
@@ -600,6 +613,7 @@ Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& par
       w.att_w_q = copy_of(need(params, "attention.w_q", {H, H}));
       w.att_w_k = copy_of(need(params, "attention.w_k", {H, H}));
       w.att_v = copy_of(need(params, "attention.v", {H}));
+      if (cfg.query_bias) w.att_b_q = copy_of(need(params, "attention.b_q", {H}));
       break;
     default:
       break;

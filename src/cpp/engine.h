@@ -9,7 +9,7 @@
 // E_proj [V, G] = tgt_embed @ W_ih[:, :E]^T + b, so that at batch 1 a step's input product is a row
 // lookup; with WeightType::bfloat16 the LSTM (encoder and decoder), combine and output matrices
 // stored as bfloat16 (float32 arithmetic). Prepared per call (per input): the attention keys
-// (general: W_a hs_s; concat: W_k hs_s). A decode flushes denormals to zero (its pool jobs too).
+// (general: W_a hs_s; concat: W_k hs_s + b_q, the query bias folded into the keys). A decode flushes denormals to zero (its pool jobs too).
 // An Engine is immutable after construction: any number of threads may decode with one at once,
 // each call using its own buffers.
 #pragma once
@@ -39,6 +39,12 @@ struct EngineConfig {
   bool bahdanau = false;       // attention style: false = Luong
   bool input_feeding = false;  // Luong only
   int64_t max_source_length = 0;
+  // docs/model.md: bridge "concat" (bidirectional, even hidden: H/2 units per direction, the
+  // decoder starts from [h_fwd; h_bwd] and attends over the concatenated outputs, no bridge.*),
+  // combine_activation "tanh" or "none", concat's query bias attention.b_q.
+  bool bridge_concat = false;
+  bool combine_tanh = true;
+  bool query_bias = false;
 };
 
 // A float32 parameter as stored in the model file: shape and row-major values.

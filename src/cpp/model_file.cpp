@@ -310,8 +310,14 @@ void check_engine_config(const EngineConfig& c) {
   if (!attention && (c.bahdanau || c.input_feeding))
     throw std::invalid_argument("attention_style 'bahdanau' and input_feeding need an attention kind");
   if (c.input_feeding && c.bahdanau) throw std::invalid_argument("input_feeding needs attention_style 'luong'");
+  if (c.bridge_concat && !(c.bidirectional && c.hidden % 2 == 0))
+    throw std::invalid_argument("bridge 'concat' needs bidirectional and an even hidden_size");
+  if (!c.combine_tanh && !attention) throw std::invalid_argument("combine_activation 'none' needs an attention kind");
+  if (c.query_bias && c.attention != EngineAttention::concat)
+    throw std::invalid_argument("attention_query_bias needs attention 'concat'");
   // Every parameter's bytes (float32) below 2^63. Shapes of docs/model.md; each listed shape is
-  // the largest of its family (biases and the bridge's [H, 2H] are smaller than [4H, H]).
+  // the largest of its family (biases and the bridge's [H, 2H] are smaller than [4H, H]; bridge
+  // "concat" halves the encoder's sizes).
   const int64_t H = c.hidden, E = c.embed, extra = attention && (c.input_feeding || c.bahdanau) ? H : 0;
   int64_t G = 0, dec_in = 0, enc_in = 0;
   bool ok = !__builtin_mul_overflow(H, int64_t(4), &G) && !__builtin_add_overflow(E, extra, &dec_in) &&
@@ -399,6 +405,8 @@ const char* const kConfigKeys[] = {"src_vocab_size", "tgt_vocab_size", "embed_si
                                    "num_layers",     "bidirectional",  "dropout",      "attention",
                                    "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
                                    "tgt_tokenizer",  "reverse_source"};
+// The keys a version-2 header adds (docs/model-format.md); version 1 has none of them (defaults).
+const char* const kVersion2Keys[] = {"bridge", "combine_activation", "attention_query_bias"};
 
 }  // namespace
 
@@ -437,15 +445,20 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   const Json& kind = meta_get(*meta, "kind", Json::Kind::string);
   if (kind.string != "s2sext-seq2seq") throw fail("not a Seq2Seq model (kind '" + kind.string + "')");
   const Json& ver = meta_get(*meta, "version", Json::Kind::number);
-  if (!ver.integral || ver.integer != 1)
-    throw fail("Seq2Seq header version " + std::to_string(ver.number) + " is not supported (expected 1)");
+  if (!ver.integral || (ver.integer != 1 && ver.integer != 2))
+    throw fail("Seq2Seq header version " + std::to_string(ver.number) + " is not supported (expected 1 or 2)");
+  const bool v2 = ver.integer == 2;
   const Json& cfg = meta_get(*meta, "config", Json::Kind::object);
-  bool exact = cfg.object.size() == std::size(kConfigKeys);  // keys are unique: the count and each key
+  const size_t n_keys = std::size(kConfigKeys) + (v2 ? std::size(kVersion2Keys) : 0);
+  bool exact = cfg.object.size() == n_keys;  // keys are unique: the count and each key
   for (const char* key : kConfigKeys) exact = exact && cfg.find(key);
+  if (v2)
+    for (const char* key : kVersion2Keys) exact = exact && cfg.find(key);
   if (!exact) {
     std::string keys;
     for (const auto& kv : cfg.object) keys += (keys.empty() ? "'" : ", '") + kv.first.substr(0, 40) + "'";
-    throw fail("config must have exactly the 14 keys of docs/model-format.md; it has " + keys);
+    throw fail("config must have exactly the " + std::to_string(n_keys) + " keys of a version " +
+               std::to_string(ver.integer) + " header (docs/model-format.md); it has " + keys);
   }
   auto integer = [&](const char* key) {
     const Json& v = meta_get(cfg, key, Json::Kind::number);
@@ -474,6 +487,15 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
   if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is '" + style + "'");
   c.bahdanau = style == "bahdanau";
+  if (v2) {
+    const std::string bridge = meta_get(cfg, "bridge", Json::Kind::string).string;
+    if (bridge != "linear" && bridge != "concat") throw fail("config 'bridge' is '" + bridge.substr(0, 40) + "'");
+    c.bridge_concat = bridge == "concat";
+    const std::string act = meta_get(cfg, "combine_activation", Json::Kind::string).string;
+    if (act != "tanh" && act != "none") throw fail("config 'combine_activation' is '" + act.substr(0, 40) + "'");
+    c.combine_tanh = act == "tanh";
+    c.query_bias = boolean("attention_query_bias");
+  }
   out.src_tokenizer = meta_get(cfg, "src_tokenizer", Json::Kind::string).string;
   out.tgt_tokenizer = meta_get(cfg, "tgt_tokenizer", Json::Kind::string).string;
   for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
