@@ -51,7 +51,7 @@ def test_read_lines_refuses_invalid_utf8_naming_the_line(tmp_path):
 
 
 def test_read_lines_refuses_a_text_stream():
-    with pytest.raises(TypeError, match="binary stream; its read\\(\\) gave str"):
+    with pytest.raises(TypeError, match="binary stream; its readline\\(\\) gave str"):
         read_lines(io.StringIO("abc\n"))
 
 
