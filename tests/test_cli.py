@@ -1414,3 +1414,18 @@ def build_all_help():
     parser = s2sext.cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
     return [parser.format_help()] + [p.format_help() for p in sub.choices.values()]
+
+
+def test_plot_writes_through_the_one_atomic_writer(capsys, monkeypatch, tmp_path, model_path):
+    """plot once had its own temporary file (NAME.tmp-PID.png, left behind when killed)."""
+    pytest.importorskip("matplotlib")
+    from s2sext import serialize
+
+    calls = []
+    real = serialize.atomic_write
+    monkeypatch.setattr(serialize, "atomic_write", lambda path, write: (calls.append(path), real(path, write))[1])
+    out_path = tmp_path / "a.png"
+    rc, _, err = run(capsys, "plot", "--model", model_path, "abc", "--out", out_path)
+    assert rc == 0, err
+    assert calls == [str(out_path)] or calls == [out_path]
+    assert out_path.read_bytes().startswith(PNG_SIGNATURE) and os.listdir(tmp_path) == ["a.png"]

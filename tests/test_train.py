@@ -268,3 +268,12 @@ def test_core_stub_lists_exactly_the_registered_names():
         if members is not None:
             public = {m for m in dir(getattr(_core, name)) if not m.startswith("_")}
             assert members == public, (name, sorted(members - public), sorted(public - members))
+
+
+@pytest.mark.parametrize("text", ["linear:c=1,c=2", "exponential:k=0.9,floor=0.1,k=0.5", "linear:c=1, c = 2"])
+def test_schedule_refuses_a_repeated_parameter(text):
+    """A repeated key was once accepted, the last value winning."""
+    from s2sext.train import TeacherForcingSchedule
+
+    with pytest.raises(ValueError, match="is given twice"):
+        TeacherForcingSchedule.parse(text)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from .data import get_tokenizer
-from .serialize import atomic_write
+from . import serialize
 
 
 class PlotUnavailableError(RuntimeError):
@@ -67,7 +67,7 @@ def plot_attention(model, text, path, max_length=50, title=None):
     ext = os.path.splitext(os.fspath(path))[1]
     try:
         # the one atomic writer (serialize): a killed save leaves no temporary file
-        atomic_write(path, lambda file: fig.savefig(file, format=ext[1:].lower() or "png", dpi=120))
+        serialize.atomic_write(path, lambda file: fig.savefig(file, format=ext[1:].lower() or "png", dpi=120))
     finally:
         plt.close(fig)
     return translation
