@@ -17,6 +17,7 @@ import runpy
 import stat
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -1429,3 +1430,31 @@ def test_plot_writes_through_the_one_atomic_writer(capsys, monkeypatch, tmp_path
     assert rc == 0, err
     assert calls == [str(out_path)] or calls == [out_path]
     assert out_path.read_bytes().startswith(PNG_SIGNATURE) and os.listdir(tmp_path) == ["a.png"]
+
+
+def test_translate_streams_an_endless_pipe_in_batches(model_path):
+    """translate once read all of stdin before translating: an endless pipe of short lines
+    (``yes abc |``) grew without bound and printed nothing. Now each batch is printed as it is
+    done; the reader takes a few lines and closes the pipe."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", S2SEXT_NUM_THREADS="1")
+    endless = "import sys\nwhile True: sys.stdout.buffer.write(b'abc\\n' * 1024)\n"
+    producer = subprocess.Popen([sys.executable, "-c", endless], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    translate = subprocess.Popen([sys.executable, "-m", "s2sext", "translate", "--model", str(model_path),
+                                  "--batch-size", "4", "--max-length", "3"], stdin=producer.stdout,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    producer.stdout.close()
+    watchdog = threading.Timer(60, translate.kill)  # reading all of stdin first would never print
+    watchdog.start()
+    try:
+        first = [translate.stdout.readline() for _ in range(8)]
+        translate.stdout.close()  # the reader goes away, as head does
+        assert translate.wait(timeout=120) == 141
+        assert translate.stderr.read() == b""
+    finally:
+        watchdog.cancel()
+        translate.kill()
+        translate.wait()
+        translate.stderr.close()
+        producer.kill()
+        producer.wait()
+    assert len(set(first)) == 1 and first[0].endswith(b"\n")

@@ -20,7 +20,9 @@ refused (or, with ``--truncate``, cut) instead of costing memory in proportion t
 Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``), and no line may have
 more than ``data.BYTES_PER_TOKEN`` (64) bytes per token of its limits (a TSV line: the source's
 plus the target's), with or without ``--truncate``: such a line is refused after reading that
-many bytes, so an endless line (``/dev/zero``) costs memory bounded by the limits. Outputs are
+many bytes, so an endless line (``/dev/zero``) costs memory bounded by the limits. ``translate``
+reads, translates and prints ``--batch-size`` lines at a time, so an endless pipe is translated
+as it comes (a bad line ends the command after the batches before it were printed). Outputs are
 checked before any work starts: a directory, FIFO or device (``--out /dev/null``) is refused, as
 is a missing or unwritable directory.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import linecache
 import math
 import os
@@ -191,6 +194,14 @@ def _model_limits(args, model):
 def _fit(texts, tokenizer, limit, where, truncate=False, hint="", side="source"):
     """``texts`` with each one longer than ``limit`` tokens cut to its first ``limit`` (``truncate``,
     said on stderr) or refused, naming ``where(i)``; nothing is tokenized unless it is too long."""
+    texts, cut = _cut_or_refuse(texts, tokenizer, limit, where, truncate, hint, side)
+    _say_cut(where, cut, limit)
+    return texts
+
+
+def _cut_or_refuse(texts, tokenizer, limit, where, truncate, hint, side="source", first=0):
+    """(``texts`` within ``limit``, how many were cut) for ``_fit``; ``texts[i]`` is item
+    ``first + i`` of the whole input for ``where``."""
     from .data import get_tokenizer, token_limit_problem
 
     tokenizer = get_tokenizer(tokenizer)
@@ -200,14 +211,18 @@ def _fit(texts, tokenizer, limit, where, truncate=False, hint="", side="source")
         if problem is None:
             continue
         if not truncate:
-            raise CliError(f"{where(i)}: {problem} ({hint})")
+            raise CliError(f"{where(first + i)}: {problem} ({hint})")
         texts[i] = tokenizer.truncate(text, limit)
         cut += 1
+    return texts, cut
+
+
+def _say_cut(where, cut, limit):
+    """The note on stderr that ``cut`` sources were cut to ``limit`` tokens (none if 0)."""
     if cut:
         tokens = "token" if limit == 1 else "tokens"
         print(f"s2sext: {where(None)}: cut {cut} source{'s' if cut > 1 else ''} longer than {limit:,} {tokens} "
               f"to their first {'token' if limit == 1 else f'{limit:,}'} (--truncate)", file=sys.stderr)
-    return texts
 
 
 def _read_pairs(path, tokenizers, limits):
@@ -231,21 +246,22 @@ def _read_pairs(path, tokenizers, limits):
     return pairs
 
 
-def _read_lines(path, max_tokens):
-    """The lines of a UTF-8 file, or of stdin for None or "-", checked alike; a line of more bytes
-    than ``max_tokens`` tokens may take (``data.line_byte_limit``) is refused before it is read
-    whole, so an endless line (``/dev/zero``) costs no more memory than the limit."""
-    from .data import line_byte_limit, read_lines
+def _iter_lines(path, max_tokens):
+    """The lines of a UTF-8 file, or of stdin for None or "-", checked alike and read as they are
+    needed; a line of more bytes than ``max_tokens`` tokens may take (``data.line_byte_limit``) is
+    refused before it is read whole, so an endless line (``/dev/zero``) costs no more memory than
+    the limit."""
+    from .data import iter_lines, line_byte_limit
 
     cap = line_byte_limit(max_tokens)
     if path not in (None, "-"):
-        return read_lines(path, max_line_bytes=cap)
+        return iter_lines(path, max_line_bytes=cap)
     if sys.stdin is None:  # started with stdin closed (``<&-``)
         raise CliError("stdin is closed; give an input file or pipe the lines in")
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream put in place of stdin: back to bytes, escaped ones as they came
         stream = io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))
-    return read_lines(stream, "<stdin>", max_line_bytes=cap)
+    return iter_lines(stream, "<stdin>", max_line_bytes=cap)
 
 
 def _check_output(option, path):
@@ -403,12 +419,18 @@ def cmd_translate(args):
     _set_threads(args)
     model = Seq2Seq.load(args.model)
     limits = _model_limits(args, model)
-    lines = _read_lines(args.input, limits.source)
+    lines = _iter_lines(args.input, limits.source)
     where = args.input if args.input not in (None, "-") else "<stdin>"
-    lines = _fit(lines, model.config.src_tokenizer, limits.source,
-                 lambda i: where if i is None else f"{where}:{i + 1}", limits.truncate, limits.source_hint)
-    for start in range(0, len(lines), args.batch_size):
-        chunk = lines[start:start + args.batch_size]
+    name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
+    # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
+    start, cut = 0, 0
+    while True:
+        chunk = list(itertools.islice(lines, args.batch_size))
+        if not chunk:
+            break
+        chunk, cut_here = _cut_or_refuse(chunk, model.config.src_tokenizer, limits.source, name, limits.truncate,
+                                         limits.source_hint, first=start)
+        cut += cut_here
         keep = [i for i, text in enumerate(chunk) if text.strip()]
         results = [""] * len(chunk)
         if keep:
@@ -424,6 +446,9 @@ def cmd_translate(args):
                 print(" ||| ".join(f"{text} ({score:.4f})" for text, score in r))
             else:
                 print(r)
+        sys.stdout.flush()  # each batch's lines as soon as they are ready, for a reader at the pipe's end
+        start += len(chunk)
+    _say_cut(name, cut, limits.source)
     return 0
 
 
