@@ -1388,6 +1388,17 @@ def test_a_bug_keeps_its_traceback(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(s2sext.cli, "cmd_kernels", buggy)
     with pytest.raises(TypeError, match="unsupported operand"):
         main(["kernels"])
+    # code of the package itself: a builtin's ValueError is a bug, a raise statement's is a check
+    source = ("def bug(args):\n    return int('not a number')\n"
+              "def check(args):\n    raise ValueError(\n        'a check of the arguments failed')\n")
+    namespace = {}
+    exec(compile(source, os.path.join(os.path.dirname(s2sext.cli.__file__), "commands.py"), "exec"), namespace)
+    monkeypatch.setattr(s2sext.cli, "cmd_kernels", namespace["bug"])
+    with pytest.raises(ValueError, match="invalid literal"):
+        main(["kernels"])
+    monkeypatch.setattr(s2sext.cli, "cmd_kernels", namespace["check"])
+    rc, _, err = run(capsys, "kernels")
+    assert_one_error_line(rc, err, "a check of the arguments failed")
     # the library's own checks stay one line
     rc, _, err = run(capsys, "train", *TINY, "--valid-split", "400", "--out", tmp_path / "m.s2s")
     assert_one_error_line(rc, err, "400")

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import dis
 import itertools
-import linecache
 import math
 import os
 import sys
@@ -146,7 +146,8 @@ def _fraction_or_count(text):
     if value >= 1:
         if value != int(value) or value > MAX_PAIRS:
             raise argparse.ArgumentTypeError(
-                f"expected a fraction in (0, 1) or a count (a whole number up to {MAX_PAIRS:,}), got {short_repr(text)}")
+                f"expected a fraction in (0, 1) or a count (a whole number up to {MAX_PAIRS:,}), "
+                f"got {short_repr(text)}")
         return int(value)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {short_repr(text)}")
@@ -702,10 +703,11 @@ def _raised_by_s2sext(exc):
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename
-    if os.path.dirname(os.path.abspath(filename)) != _PACKAGE_DIR:
+    code = tb.tb_frame.f_code
+    if os.path.dirname(os.path.abspath(code.co_filename)) != _PACKAGE_DIR:
         return False
-    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise ")
+    # the instruction that raised: a raise statement's, not an operation's or a call's
+    return any(op.offset == tb.tb_lasti and op.opname == "RAISE_VARARGS" for op in dis.get_instructions(code))
 
 
 def main(argv=None) -> int:

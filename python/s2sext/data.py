@@ -821,7 +821,8 @@ def format_date(day: datetime.date, template: str) -> str:
         return template.format_map(fields)
     except (KeyError, IndexError, AttributeError, ValueError) as error:
         raise ValueError(
-            f"template {short_repr(template)} is not a date template: {short_repr(error)}; the fields are {sorted(fields)}"
+            f"template {short_repr(template)} is not a date template: {short_repr(error)}; "
+            f"the fields are {sorted(fields)}"
         ) from None
 
 

@@ -188,7 +188,8 @@ def write_model_file(
         tensor is not an ndarray or has another dtype (the message names the tensor and the dtype).
     ValueError
         An empty or non-UTF-8 tensor name, more than 32 dimensions, a header nested too deeply (the
-        message gives its key path) or longer than ``MAX_HEADER_BYTES``.
+        message gives its key path) or longer than ``MAX_HEADER_BYTES``; or `path` (through its
+        symlinks) is a directory, FIFO, device or socket (:func:`output_target`), left as it is.
     OSError
         The file cannot be written; `path` is left as it was.
     """

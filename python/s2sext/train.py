@@ -46,7 +46,8 @@ class TeacherForcingSchedule:
 
     def __post_init__(self):
         if self.kind not in self.KINDS:
-            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; got {short_repr(self.kind)}")
+            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; "
+                             f"got {short_repr(self.kind)}")
         # checked first, as NaN passes the range checks below written as "x < bound": c=nan once
         # gave eps_i = NaN, which __call__ turned into the floor (silently no teacher forcing)
         for name in ("k", "c", "floor"):
@@ -104,7 +105,8 @@ class TeacherForcingSchedule:
                 key, value = "k", key
             key = key.strip()
             if key not in ("k", "c", "floor"):
-                raise ValueError(f"unknown schedule parameter {short_repr(key)} in {short_repr(text)} (use k, c, floor)")
+                raise ValueError(f"unknown schedule parameter {short_repr(key)} in {short_repr(text)} "
+                                 "(use k, c, floor)")
             if key in given:  # a repeated key is a typo, not an override
                 raise ValueError(f"schedule parameter {key} is given twice in {short_repr(text)}")
             try:
