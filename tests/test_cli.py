@@ -1415,16 +1415,18 @@ def test_word_model_max_source_length_is_counted_in_tokens(capsys, tmp_path):
     assert Seq2Seq.load(out_path).config.max_source_length == 140  # 2 x 70 words (not 2 x 629 characters)
 
 
-def test_help_and_comments_carry_no_timings():
+def test_help_carries_no_timings():
     """Machine-specific timings in help text went stale ("about 2-4 minutes on 2 cores")."""
     text = " ".join(build_all_help())
-    assert not re.search(r"\d+(\.\d+)?\s*(-\s*\d+\s*)?(minutes?|seconds?|s|ms) on \d+ cores?", text)
-    assert "minutes" not in text and "cores" not in text
+    assert not re.search(r"\b(minutes?|seconds?)\b|\bon \d+ cores?\b", text)
 
 
 def build_all_help():
+    """The --help text of s2sext and of every command."""
+    import argparse
+
     parser = s2sext.cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [parser.format_help()] + [p.format_help() for p in sub.choices.values()]
 
 

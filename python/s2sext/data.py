@@ -53,6 +53,7 @@ __all__ = [
     "read_lines",
     "BYTES_PER_TOKEN",
     "line_byte_limit",
+    "short_repr",
     "read_tsv",
     "token_limit_problem",
     "write_tsv",
