@@ -1,5 +1,5 @@
 """Reading text input (s2sext.data): read_lines for files and streams alike, token counts and
-truncation without building token lists, and read_tsv's length limits.
+truncation without building token lists, read_tsv's length limits, and the byte cap on a line.
 
 The CLI's use of these (stdin, --truncate, the limits' error lines) is tested in test_cli.py.
 """
@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from s2sext.data import (BYTES_PER_TOKEN, CharTokenizer, DataError, WordTokenizer, line_byte_limit, read_lines,
-                         read_tsv, token_limit_problem)
+from s2sext.data import (BYTES_PER_TOKEN, CharTokenizer, DataError, WordTokenizer, iter_lines, line_byte_limit,
+                         read_lines, read_tsv, token_limit_problem)
 
 # Unicode whitespace that str.split() splits on, beyond ASCII: NEL, no-break space, ideographic
 # space, and the ASCII separators \x1c-\x1f.
@@ -150,3 +150,14 @@ def test_read_tsv_caps_lines_by_its_token_limits(tmp_path):
     with pytest.raises(DataError, match=":2: the line has more than 192 bytes"):
         read_tsv(path, "word", max_source_tokens=1, max_target_tokens=2)
     assert len(read_tsv(path, "word", max_source_tokens=1, max_target_tokens=2, max_line_bytes=300)) == 2
+
+
+def test_iter_lines_checks_its_arguments_when_called(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        iter_lines(tmp_path / "absent.txt")
+    with pytest.raises(ValueError, match="max_line_bytes must be >= 1"):
+        iter_lines(io.BytesIO(b""), max_line_bytes=0)
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"a\nb\n")
+    lines = iter_lines(path)
+    assert next(lines) == "a" and list(lines) == ["b"]

@@ -30,8 +30,8 @@ is a missing or unwritable directory.
 from __future__ import annotations
 
 import argparse
-import io
 import dis
+import io
 import itertools
 import math
 import os
@@ -693,11 +693,11 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _raised_by_s2sext(exc):
-    """Whether ``exc`` (a ValueError, TypeError or ArithmeticError) was raised by a ``raise`` statement in s2sext's
-    Python code: the library's argument and data checks, whose messages are meant for the user.
-    The same types raised by Python, numpy or the compiled core under s2sext's code (indexing
-    None, a bad unpacking, an argument the Python layer should have checked) are bugs and keep
-    their traceback."""
+    """Whether ``exc`` (a ValueError, TypeError or ArithmeticError) was raised by a ``raise``
+    statement in s2sext's Python code: the library's argument and data checks, whose messages are
+    meant for the user. The same types raised by Python, numpy or the compiled core under s2sext's
+    code (indexing None, a bad unpacking, an argument the Python layer should have checked) are
+    bugs and keep their traceback."""
     tb = exc.__traceback__
     if tb is None:
         return False

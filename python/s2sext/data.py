@@ -578,14 +578,22 @@ def iter_lines(source, name=None, *, max_line_bytes: int | None = None) -> Itera
     OSError
         The file cannot be opened.
     """
+    # checked and opened here, at the call, not when the first line is taken
     if max_line_bytes is not None:
         max_line_bytes = _check_int(max_line_bytes, "max_line_bytes", minimum=1)
     if hasattr(source, "readline"):
-        yield from (line for _, line in _utf8_lines(source, "<stdin>" if name is None else name, max_line_bytes))
-        return
-    with open(os.fspath(source), "rb") as file:
-        name = os.fspath(source) if name is None else name
-        yield from (line for _, line in _utf8_lines(file, name, max_line_bytes))
+        return _lines_of(source, "<stdin>" if name is None else name, max_line_bytes, close=False)
+    file = open(os.fspath(source), "rb")
+    return _lines_of(file, os.fspath(source) if name is None else name, max_line_bytes, close=True)
+
+
+def _lines_of(file, name, max_line_bytes, close: bool) -> Iterator[str]:
+    try:
+        for _, line in _utf8_lines(file, name, max_line_bytes):
+            yield line
+    finally:
+        if close:
+            file.close()
 
 
 def read_lines(source, name=None, *, max_line_bytes: int | None = None) -> list[str]:
