@@ -14,8 +14,10 @@ import math
 import os
 import re
 import runpy
+import stat
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -510,7 +512,7 @@ def test_eval_exact_match_agrees_with_the_python_api(capsys, tmp_path):
     from s2sext.data import build_vocabs, encode_pairs
     from s2sext.train import train
 
-    # a model that has learned enough to end its outputs with <eos> (about 1 s)
+    # a model that has learned enough to end its outputs with <eos>
     pairs = make_task("reverse", 1500, seed=0, max_length=5)
     src_vocab, tgt_vocab = build_vocabs(pairs, "char", "char")
     trained = Seq2Seq(src_vocab, tgt_vocab, embed_size=16, hidden_size=48, seed=0)
@@ -765,6 +767,10 @@ def test_missing_data_file_is_one_error_line(capsys, tmp_path):
     ("--hidden", "0", "positive integer"),
     ("--epochs", "two", "positive integer"),
     ("--dropout", "-0.5", ">= 0"),
+    ("--dropout", "1", "< 1"),  # once refused only after the data had been loaded
+    ("--dropout", "5", "< 1"),
+    ("--teacher-forcing", "linear:c=1,c=2", "c is given twice"),  # once: the last value won
+    ("--lr", "0", "> 0"),
     ("--clip", "nan", ">= 0"),
     ("--valid-split", "0", "fraction"),
     ("--valid-split", "2.5", "whole number"),
@@ -797,8 +803,6 @@ def test_infinite_valid_split_is_an_argparse_error(capsys, argv):
 
 
 def test_bad_model_values_are_one_error_line(capsys, tmp_path):
-    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--dropout", "1.0", "--out", tmp_path / "m.s2s")
-    assert_one_error_line(rc, err, "dropout")
     rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--attention", "none", "--style", "bahdanau",
                      "--out", tmp_path / "m.s2s")
     assert_one_error_line(rc, err, "bahdanau")
@@ -909,7 +913,12 @@ def test_translate_refuses_a_10_mb_line_before_encoding_it(capsys, monkeypatch, 
     _forbid_encoding(monkeypatch)
     rc, out, err = run(capsys, "translate", "--model", model_path, *options, inputs)
     assert out == ""
-    assert_one_error_line(rc, err, f"{inputs}:2: the source has 10,000,000 char tokens; the longest accepted "
+    # 64 bytes a token of the limit: the line is refused before it is read whole
+    assert_one_error_line(rc, err, f"{inputs}:2: the line has more than 8,192 bytes")
+    inputs.write_text("abc\n" + "x" * 1_000 + "\nabc\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, *options, inputs)
+    assert out == ""
+    assert_one_error_line(rc, err, f"{inputs}:2: the source has 1,000 char tokens; the longest accepted "
                                    "is 128 (the model's max_source_length", "--truncate")
 
 
@@ -948,10 +957,10 @@ def test_translate_10_mb_line_on_stdin_in_bounded_memory(tmp_path, model_path):
         result = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(peak_file), sys.executable, "-m", "s2sext",
                                  "translate", "--model", str(model_path)], stdin=stdin, capture_output=True,
                                 env=env, timeout=120)
-    assert_one_error_line(result.returncode, result.stderr.decode(), "<stdin>:1: the source has 10,000,000 char tokens")
+    assert_one_error_line(result.returncode, result.stderr.decode(), "<stdin>:1: the line has more than 8,192 bytes")
     assert result.stdout == b""
     peak = int(peak_file.read_text()) * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, else KiB
-    # the interpreter, numpy and the model take about 70 MB, the line 10 MB twice over
+    # the interpreter, numpy and the model, and at most 8 KiB of the line
     assert peak < 250e6, f"peak resident memory {peak / 1e6:.0f} MB"
 
 
@@ -997,12 +1006,21 @@ def test_location_attention_model_refuses_a_longer_limit(capsys, tmp_path):
 def test_eval_refuses_long_sources_and_targets_naming_the_line(capsys, monkeypatch, tmp_path, model_path, model):
     """A 10 MB line once made eval end in a MemoryError traceback."""
     data = tmp_path / "test.tsv"
+    # a line of more bytes than its token limits allow (64 a token: 64 x (128 + 1,024)) is refused
+    # before it is read whole, with --truncate too
     data.write_text("abc\tcba\n" + "x" * 10_000_000 + "\txyz\n", encoding="utf-8")
+    for options in ([], ["--truncate"]):
+        with monkeypatch.context() as patch:
+            _forbid_encoding(patch)
+            rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, *options)
+        assert out == ""
+        assert_one_error_line(rc, err, f"{data}:2: the line has more than 73,728 bytes")
+    data.write_text("abc\tcba\n" + "x" * 1_000 + "\txyz\n", encoding="utf-8")
     with monkeypatch.context() as patch:
         _forbid_encoding(patch)
         rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data)
     assert out == ""
-    assert_one_error_line(rc, err, f"{data}:2: the source has 10,000,000 char tokens; the longest accepted is 128")
+    assert_one_error_line(rc, err, f"{data}:2: the source has 1,000 char tokens; the longest accepted is 128")
     # --truncate cuts the source and evaluates
     rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--truncate")
     assert rc == 0, err
@@ -1023,16 +1041,20 @@ def test_train_refuses_long_lines_naming_them(capsys, monkeypatch, tmp_path):
     """A 10 MB line once made train end in a MemoryError traceback."""
     good = write_tsv_pairs(tmp_path / "good.tsv", make_task("reverse", 20, seed=5))
     bad = tmp_path / "bad.tsv"
-    bad.write_text("ab\tba\n" + "x" * 10_000_000 + "\tx\n", encoding="utf-8")
+    bad.write_text("ab\tba\n" + "x" * 10_000 + "\tx\n", encoding="utf-8")
     common = ["--hidden", "8", "--embed", "4", "--epochs", "1", "--no-progress", "--out", tmp_path / "m.s2s"]
     for argv in (["--data", bad, "--valid", good], ["--data", good, "--valid", bad]):
         with monkeypatch.context() as patch:
             _forbid_encoding(patch)
             rc, out, err = run(capsys, "train", *argv, *common)
         assert out == ""
-        assert_one_error_line(rc, err, f"{bad}:2: the source has 10,000,000 char tokens; the longest accepted is "
+        assert_one_error_line(rc, err, f"{bad}:2: the source has 10,000 char tokens; the longest accepted is "
                                        "1,024 (--max-source-length raises the limit; --truncate cuts")
     assert not (tmp_path / "m.s2s").exists()
+    huge = tmp_path / "huge.tsv"  # over 64 bytes a token of the limits: refused before it is read whole
+    huge.write_text("ab\tba\n" + "x" * 10_000_000 + "\tx\n", encoding="utf-8")
+    rc, out, err = run(capsys, "train", "--data", huge, "--valid", good, *common)
+    assert_one_error_line(rc, err, f"{huge}:2: the line has more than {64 * (1024 + 1024):,} bytes")
     rc, _, err = run(capsys, "train", "--data", good, "--valid", bad, "--max-source-length", "5000", *common)
     assert_one_error_line(rc, err, f"{bad}:2:", "the longest accepted is 5,000 (--max-source-length")
     long_target = tmp_path / "target.tsv"
@@ -1237,3 +1259,215 @@ def test_help_shows_defaults(capsys, command, texts):
     for text in texts:
         assert text in out, text
     assert "(default: None)" not in out and "(default: False)" not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings of the review after issue 10: each test failed before its fix
+
+
+def test_output_that_is_a_fifo_is_refused_and_kept(capsys, tmp_path):
+    """--out naming a FIFO or a device (run as root: --out /dev/null) once replaced it with a
+    regular file; only a FIFO in a temporary folder is used here."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.s2s"
+    link.symlink_to(fifo)
+    for option, path in (("--out", fifo), ("--checkpoint", link)):
+        argv = ["--out", tmp_path / "m.s2s", "--checkpoint", tmp_path / "ck.s2s"]
+        argv[argv.index(option) + 1] = path
+        rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", *argv)
+        assert_one_error_line(rc, err, f"{option} {path}: is a FIFO, not a regular file")
+        assert out == "" and "epoch" not in err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.s2s", "pipe"]
+
+
+def test_translate_with_stdin_closed_is_one_error_line(tmp_path, model_path):
+    """``s2sext translate --model m.s2s <&-`` (sys.stdin is None) once ended in a traceback."""
+    result = subprocess.run([sys.executable, "-m", "s2sext", "translate", "--model", str(model_path)],
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                            preexec_fn=lambda: os.close(0))
+    assert result.stdout == b""
+    assert_one_error_line(result.returncode, result.stderr.decode(), "stdin is closed")
+
+
+def test_translate_into_a_closed_pipe_exits_quietly(tmp_path, model_path):
+    """``| head -1`` once ended in "s2sext: error: Broken pipe", status 2."""
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abc\n" * 20_000, encoding="utf-8")
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line is written
+    try:
+        result = subprocess.run([sys.executable, "-m", "s2sext", "translate", "--model", str(model_path),
+                                 "--max-length", "2", str(inputs)], stdout=write, stderr=subprocess.PIPE,
+                                timeout=120)
+    finally:
+        os.close(write)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == b""
+
+
+def test_an_endless_line_on_stdin_is_refused_in_bounded_memory(tmp_path, model_path):
+    """``translate /dev/zero`` and an endless line on stdin once read the whole input first:
+    the line is refused after 64 bytes a token of the limit, under a 2 GiB address-space cap."""
+    pytest.importorskip("resource")
+    if "asan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("AddressSanitizer reserves terabytes of address space")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", S2SEXT_NUM_THREADS="1")
+    endless = "import sys\nwhile True: sys.stdout.buffer.write(bytes(1 << 16))\n"
+    producer = subprocess.Popen([sys.executable, "-c", endless], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        result = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(tmp_path / "peak"), sys.executable, "-m",
+                                 "s2sext", "translate", "--model", str(model_path)], stdin=producer.stdout,
+                                capture_output=True, env=env, timeout=120)
+    finally:
+        producer.stdout.close()
+        producer.kill()
+        producer.wait()
+    assert_one_error_line(result.returncode, result.stderr.decode(), "<stdin>:1: the line has more than 8,192 bytes")
+    if os.path.exists("/dev/zero"):  # the same from a file that never ends
+        result = subprocess.run([sys.executable, "-m", "s2sext", "eval", "--model", str(model_path), "--data",
+                                 "/dev/zero"], capture_output=True, env=env, timeout=120)
+        assert_one_error_line(result.returncode, result.stderr.decode(), "/dev/zero:1: the line has more than")
+
+
+def test_eval_counts_targets_with_the_target_tokenizer(capsys, tmp_path):
+    """eval once counted target tokens with the source tokenizer: a char source / word target
+    model refused a 3-word target of 17 characters as longer than --max-target-length 5."""
+    pairs = [(f"{a} {b}", f"word{a} word{b} end") for a in range(10) for b in range(10)]
+    model = Seq2Seq([s for s, _ in pairs], [t for _, t in pairs], embed_size=4, hidden_size=8,
+                    src_tokenizer="char", tgt_tokenizer="word", seed=0)
+    model_path = tmp_path / "m.s2s"
+    model.save(model_path)
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs[:5])
+    rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--max-target-length", "5",
+                       "--max-length", "4")
+    assert rc == 0, err
+    assert out.endswith("/5)\n")
+    # a target of spaces has char tokens but no words: refused naming the target's tokenizer
+    (tmp_path / "spaces.tsv").write_text("1 2\t   \n", encoding="utf-8")
+    rc, out, err = run(capsys, "eval", "--model", model_path, "--data", tmp_path / "spaces.tsv")
+    assert_one_error_line(rc, err, "the target '   ' has no word tokens")
+
+
+def test_resume_reads_targets_with_the_checkpoints_target_tokenizer(capsys, tmp_path):
+    """train --resume once applied the source tokenizer to both sides."""
+    pairs = [(f"{a}{b}", f"w{a} w{b}") for a in range(10) for b in range(10)]
+    model = Seq2Seq([s for s, _ in pairs], [t for _, t in pairs], embed_size=4, hidden_size=8,
+                    src_tokenizer="char", tgt_tokenizer="word", seed=0)
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    checkpoint = tmp_path / "ck.s2s"
+    from s2sext.data import encode_pairs, split_pairs
+    from s2sext.train import train
+
+    train_pairs, valid_pairs = split_pairs(pairs, 0.1, seed=0)
+    encode = lambda p: encode_pairs(p, model.src_vocab, model.tgt_vocab, "char", "word")  # noqa: E731
+    train(model, encode(train_pairs), encode(valid_pairs), epochs=1, batch_size=32, checkpoint=checkpoint,
+          out=tmp_path / "m.s2s", seed=0, progress=False, log=lambda m: None)
+    # targets of two words but five characters: within --max-target-length 2 in word tokens only
+    rc, out, err = run(capsys, "train", "--data", data, "--resume", checkpoint, "--checkpoint", checkpoint,
+                       "--epochs", "2", "--max-target-length", "2", "--no-progress", "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert "resuming" in out
+
+
+def test_truncate_message_is_singular_for_one_token(capsys, tmp_path, model_path):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("abc\nabd\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", model_path, "--max-source-length", "1", "--truncate",
+                       "--max-length", "2", inputs)
+    assert rc == 0, err
+    assert err == f"s2sext: {inputs}: cut 2 sources longer than 1 token to their first token (--truncate)\n"
+
+
+def test_a_bug_keeps_its_traceback(capsys, monkeypatch, tmp_path):
+    """main() once turned every ValueError/TypeError into one error line, a bug's too."""
+    def buggy(args):
+        return None + 1  # a TypeError raised by Python, not by an s2sext check
+
+    monkeypatch.setattr(s2sext.cli, "cmd_kernels", buggy)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["kernels"])
+    # code of the package itself: a builtin's ValueError is a bug, a raise statement's is a check
+    source = ("def bug(args):\n    return int('not a number')\n"
+              "def check(args):\n    raise ValueError(\n        'a check of the arguments failed')\n")
+    namespace = {}
+    exec(compile(source, os.path.join(os.path.dirname(s2sext.cli.__file__), "commands.py"), "exec"), namespace)
+    monkeypatch.setattr(s2sext.cli, "cmd_kernels", namespace["bug"])
+    with pytest.raises(ValueError, match="invalid literal"):
+        main(["kernels"])
+    monkeypatch.setattr(s2sext.cli, "cmd_kernels", namespace["check"])
+    rc, _, err = run(capsys, "kernels")
+    assert_one_error_line(rc, err, "a check of the arguments failed")
+    # the library's own checks stay one line
+    rc, _, err = run(capsys, "train", *TINY, "--valid-split", "400", "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, "400")
+
+
+def test_word_model_max_source_length_is_counted_in_tokens(capsys, tmp_path):
+    """--tokenizer word once set max_source_length from the characters of the longest source."""
+    pairs = [(" ".join(["longword"] * 70), "x"), ("a b", "y")] * 10
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    out_path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", "--data", data, "--tokenizer", "word", "--valid-split", "2", "--hidden", "8",
+                     "--embed", "4", "--epochs", "1", "--no-progress", "--out", out_path)
+    assert rc == 0, err
+    assert Seq2Seq.load(out_path).config.max_source_length == 140  # 2 x 70 words (not 2 x 629 characters)
+
+
+def test_help_carries_no_timings():
+    """Machine-specific timings in help text went stale ("about 2-4 minutes on 2 cores")."""
+    text = " ".join(build_all_help())
+    assert not re.search(r"\b(minutes?|seconds?)\b|\bon \d+ cores?\b", text)
+
+
+def build_all_help():
+    """The --help text of s2sext and of every command."""
+    import argparse
+
+    parser = s2sext.cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [parser.format_help()] + [p.format_help() for p in sub.choices.values()]
+
+
+def test_plot_writes_through_the_one_atomic_writer(capsys, monkeypatch, tmp_path, model_path):
+    """plot once had its own temporary file (NAME.tmp-PID.png, left behind when killed)."""
+    pytest.importorskip("matplotlib")
+    from s2sext import serialize
+
+    calls = []
+    real = serialize.atomic_write
+    monkeypatch.setattr(serialize, "atomic_write", lambda path, write: (calls.append(path), real(path, write))[1])
+    out_path = tmp_path / "a.png"
+    rc, _, err = run(capsys, "plot", "--model", model_path, "abc", "--out", out_path)
+    assert rc == 0, err
+    assert calls == [str(out_path)] or calls == [out_path]
+    assert out_path.read_bytes().startswith(PNG_SIGNATURE) and os.listdir(tmp_path) == ["a.png"]
+
+
+def test_translate_streams_an_endless_pipe_in_batches(model_path):
+    """translate once read all of stdin before translating: an endless pipe of short lines
+    (``yes abc |``) grew without bound and printed nothing. Now each batch is printed as it is
+    done; the reader takes a few lines and closes the pipe."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", S2SEXT_NUM_THREADS="1")
+    endless = "import sys\nwhile True: sys.stdout.buffer.write(b'abc\\n' * 1024)\n"
+    producer = subprocess.Popen([sys.executable, "-c", endless], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    translate = subprocess.Popen([sys.executable, "-m", "s2sext", "translate", "--model", str(model_path),
+                                  "--batch-size", "4", "--max-length", "3"], stdin=producer.stdout,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    producer.stdout.close()
+    watchdog = threading.Timer(60, translate.kill)  # reading all of stdin first would never print
+    watchdog.start()
+    try:
+        first = [translate.stdout.readline() for _ in range(8)]
+        translate.stdout.close()  # the reader goes away, as head does
+        assert translate.wait(timeout=120) == 141
+        assert translate.stderr.read() == b""
+    finally:
+        watchdog.cancel()
+        translate.kill()
+        translate.wait()
+        translate.stderr.close()
+        producer.kill()
+        producer.wait()
+    assert len(set(first)) == 1 and first[0].endswith(b"\n")

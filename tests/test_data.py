@@ -633,3 +633,71 @@ def test_batches_check_arguments_when_called():
         data.batches([[1], [2]], [[1], []], 4)
     with pytest.raises(ValueError, match="src_seqs is empty"):
         data.batches([], [], 4)
+
+
+def test_write_tsv_killed_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """write_tsv once had its own temporary-file pattern (.NAME.<hex>.tmp, left behind when the
+    writer was killed); it now writes through serialize.atomic_write, whose temporary is unnamed
+    while written (O_TMPFILE) and named after the writer's process, removed by the next write."""
+    from s2sext import serialize
+
+    calls = []
+    real = serialize.atomic_write
+
+    def spy(path, write):
+        calls.append(os.fspath(path))
+        return real(path, write)
+
+    monkeypatch.setattr(serialize, "atomic_write", spy)
+    path = tmp_path / "out.tsv"
+    data.write_tsv(path, [("a", "b")])
+    assert calls == [str(path)]
+    stale = tmp_path / ".out.tsv.999999999.0123abcd.tmp"  # a killed writer's, its process gone
+    stale.write_text("partial")
+    data.write_tsv(path, [("c", "d")])
+    assert os.listdir(tmp_path) == ["out.tsv"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_write_tsv_to_a_fifo_is_refused(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is a FIFO, not a regular file"):
+        data.write_tsv(fifo, [("a", "b")])
+    assert os.listdir(tmp_path) == ["pipe"]
+
+
+def test_error_messages_quote_at_most_40_characters_of_the_input(tmp_path):
+    """read_tsv once put a whole side into its message: a 10 MB line of spaces wrote 10 MB."""
+    path = tmp_path / "spaces.tsv"
+    path.write_text("a\t" + " " * 1_000_000 + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        data.read_tsv(path, "word")
+    assert len(str(info.value)) < 200
+    assert f"the target {' ' * 40!r}... (1,000,000 characters) has no word tokens" in str(info.value)
+    long = "x" * 1_000_000
+    for call in (lambda: data.encode_pairs([(" " * 1_000_000, "a")], Vocab.of_size(5), Vocab.of_size(5), "word",
+                                           "word"),
+                 lambda: data.write_tsv(tmp_path / "w.tsv", [(long + "\t", "a")]),
+                 lambda: data.get_tokenizer(long),
+                 lambda: data.make_task(long, 1),
+                 lambda: Vocab(list(SPECIALS) + [long, long])):
+        with pytest.raises((TypeError, ValueError)) as info:
+            call()
+        assert len(str(info.value)) < 300, str(info.value)[:300]
+    assert data.short_repr("abc") == "'abc'"
+
+
+def test_read_tsv_counts_each_side_with_its_tokenizer(tmp_path):
+    """read_tsv once applied one tokenizer to both sides, so eval counted target tokens with the
+    source tokenizer."""
+    path = tmp_path / "d.tsv"
+    path.write_text("abcdef\tone two\n", encoding="utf-8")
+    assert data.read_tsv(path, "char", tgt_tokenizer="word", max_source_tokens=6, max_target_tokens=2) == [
+        ("abcdef", "one two")]
+    with pytest.raises(DataError, match="the target has 7 char tokens"):
+        data.read_tsv(path, "char", max_source_tokens=6, max_target_tokens=2)
+    with pytest.raises(DataError, match="the source has 6 char tokens; the longest accepted is 5"):
+        data.read_tsv(path, "char", tgt_tokenizer="word", max_source_tokens=5, max_target_tokens=2)
+    with pytest.raises(ValueError, match="tgt_tokenizer needs tokenizer"):
+        data.read_tsv(path, tgt_tokenizer="word")

@@ -772,3 +772,22 @@ def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
     write_model_file(link, {"v": 1}, {})
     assert link.is_symlink()
     assert read_model_file(tmp_path / "model.s2sx")[0] == {"v": 1}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_save_to_a_fifo_is_refused_and_the_fifo_kept(tmp_path):
+    """Saving to a FIFO or a device once replaced it with a regular file (as root, --out
+    /dev/null replaced the device); a FIFO in a temporary folder stands for both here."""
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.s2sx"
+    link.symlink_to(fifo)
+    for path in (fifo, link):
+        with pytest.raises(ValueError, match=re.escape(f"{path}: is a FIFO, not a regular file")):
+            write_model_file(path, {}, {"w": np.zeros(2, np.float32)})
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["link.s2sx", "pipe"]
+    with pytest.raises(ValueError, match="is a directory"):
+        write_model_file(tmp_path, {}, {})

@@ -1,5 +1,5 @@
 """Reading text input (s2sext.data): read_lines for files and streams alike, token counts and
-truncation without building token lists, and read_tsv's length limits.
+truncation without building token lists, read_tsv's length limits, and the byte cap on a line.
 
 The CLI's use of these (stdin, --truncate, the limits' error lines) is tested in test_cli.py.
 """
@@ -7,7 +7,8 @@ import io
 
 import pytest
 
-from s2sext.data import CharTokenizer, DataError, WordTokenizer, read_lines, read_tsv, token_limit_problem
+from s2sext.data import (BYTES_PER_TOKEN, CharTokenizer, DataError, WordTokenizer, iter_lines, line_byte_limit,
+                         read_lines, read_tsv, token_limit_problem)
 
 # Unicode whitespace that str.split() splits on, beyond ASCII: NEL, no-break space, ideographic
 # space, and the ASCII separators \x1c-\x1f.
@@ -51,7 +52,7 @@ def test_read_lines_refuses_invalid_utf8_naming_the_line(tmp_path):
 
 
 def test_read_lines_refuses_a_text_stream():
-    with pytest.raises(TypeError, match="binary stream; its read\\(\\) gave str"):
+    with pytest.raises(TypeError, match="binary stream; its readline\\(\\) gave str"):
         read_lines(io.StringIO("abc\n"))
 
 
@@ -104,3 +105,59 @@ def test_read_tsv_limits_name_the_line(tmp_path):
         read_tsv(path, max_source_tokens=5)
     with pytest.raises(ValueError, match="max_target_tokens must be >= 1, got 0"):
         read_tsv(path, "char", max_target_tokens=0)
+
+
+class _Endless(io.RawIOBase):
+    """A stream of NUL bytes that never ends (as /dev/zero), counting what was read from it."""
+
+    def __init__(self):
+        self.read_bytes = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        buffer[:] = bytes(len(buffer))
+        self.read_bytes += len(buffer)
+        return len(buffer)
+
+
+def test_read_lines_refuses_an_endless_line_after_reading_its_cap():
+    """read_lines once read its whole input at once: /dev/zero or an endless pipe took all memory."""
+    raw = _Endless()
+    with pytest.raises(DataError, match=r"^<stdin>:1: the line has more than 1,000 bytes"):
+        read_lines(io.BufferedReader(raw, buffer_size=4096), max_line_bytes=1000)
+    assert raw.read_bytes <= 2 * 4096  # the cap and a buffer's worth, not the input
+
+
+@pytest.mark.parametrize("line, ok", [(b"x" * 64, True), (b"x" * 64 + b"\r", True), (b"\xef\xbb\xbf" + b"x" * 64, True),
+                                      (b"x" * 65, False)])
+def test_the_line_cap_counts_the_line_without_its_ending(tmp_path, line, ok):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"a\n" + line + b"\n" if not line.startswith(b"\xef") else line + b"\n")
+    for source in (path, io.BytesIO(path.read_bytes())):  # files and streams alike
+        if ok:
+            assert read_lines(source, max_line_bytes=line_byte_limit(1))[-1] == "x" * 64
+        else:
+            with pytest.raises(DataError, match=":2: the line has more than 64 bytes"):
+                read_lines(source, max_line_bytes=line_byte_limit(1))
+    assert BYTES_PER_TOKEN == 64 and line_byte_limit(3, 5) == 64 * 8
+
+
+def test_read_tsv_caps_lines_by_its_token_limits(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_bytes(b"a\tb\n" + b" " * 200 + b"a\tb\n")  # 2 tokens, 204 bytes: over 64 x (1 + 2)
+    with pytest.raises(DataError, match=":2: the line has more than 192 bytes"):
+        read_tsv(path, "word", max_source_tokens=1, max_target_tokens=2)
+    assert len(read_tsv(path, "word", max_source_tokens=1, max_target_tokens=2, max_line_bytes=300)) == 2
+
+
+def test_iter_lines_checks_its_arguments_when_called(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        iter_lines(tmp_path / "absent.txt")
+    with pytest.raises(ValueError, match="max_line_bytes must be >= 1"):
+        iter_lines(io.BytesIO(b""), max_line_bytes=0)
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"a\nb\n")
+    lines = iter_lines(path)
+    assert next(lines) == "a" and list(lines) == ["b"]

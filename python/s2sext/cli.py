@@ -2,7 +2,10 @@
 import-opennmt.
 
 Bad arguments and bad data end in one ``s2sext: error: ...`` line on stderr (exit status 2),
-never a traceback; so does running out of memory.
+never a traceback; so does running out of memory. A traceback means a bug in s2sext: a ValueError
+or TypeError is one error line only when s2sext's own checks raised it. When the reader of stdout
+goes away (``| head -1``) the command stops quietly with status 141, the status of a process that
+SIGPIPE ended.
 
 Every numeric option is range-checked when the command line is parsed. Sources and targets are
 checked against their limits (in tokens) before anything is encoded, so one huge input line is
@@ -14,14 +17,22 @@ refused (or, with ``--truncate``, cut) instead of costing memory in proportion t
   ``DEFAULT_MAX_TOKENS``;
 * targets (``train``, ``eval``): ``--max-target-length``, default ``DEFAULT_MAX_TOKENS``.
 
-Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``). Outputs are checked
-for writability before any work starts.
+Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``), and no line may have
+more than ``data.BYTES_PER_TOKEN`` (64) bytes per token of its limits (a TSV line: the source's
+plus the target's), with or without ``--truncate``: such a line is refused after reading that
+many bytes, so an endless line (``/dev/zero``) costs memory bounded by the limits. ``translate``
+reads, translates and prints ``--batch-size`` lines at a time, so an endless pipe is translated
+as it comes (a bad line ends the command after the batches before it were printed). Outputs are
+checked before any work starts: a directory, FIFO or device (``--out /dev/null``) is refused, as
+is a missing or unwritable directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import dis
 import io
+import itertools
 import math
 import os
 import sys
@@ -30,6 +41,8 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+
+from .data import short_repr
 
 # The default longest source (train) and target (train, eval) in tokens: fairseq's default
 # max-source/target-positions. A longer line is refused naming it, unless the option is raised.
@@ -81,25 +94,29 @@ def _int_in(high, low=1):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {short_repr(text)}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {short_repr(text)}")
         return value
 
     return parse
 
 
-def _float_in(high=math.inf):
-    """An argparse type: a finite number in [0, high]."""
-    expected = "a finite number >= 0" if high == math.inf else f"a number from 0 to {high:g}"
+def _float_in(low=0.0, high=math.inf, *, open_low=False, open_high=False):
+    """An argparse type: a finite number from ``low`` to ``high``, each end included unless open."""
+    expected = f"a finite number {'>' if open_low else '>='} {low:g}"
+    if high != math.inf:
+        expected += f" and {'<' if open_high else '<='} {high:g}"
 
     def parse(text):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not (0 <= value <= high and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {short_repr(text)}") from None
+        above = value > low if open_low else value >= low
+        below = value < high if open_high else value <= high
+        if not (math.isfinite(value) and above and below):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {short_repr(text)}")
         return value
 
     return parse
@@ -115,6 +132,8 @@ _beam = _int_in(1_000)  # also --n-best, which may not exceed it
 _threads = _int_in(MAX_THREADS)
 _seed = _int_in(2**63 - 1, low=0)  # kept in checkpoints as a JSON integer that int64 holds
 _non_negative_float = _float_in()
+_learning_rate = _float_in(open_low=True)
+_dropout = _float_in(high=1.0, open_high=True)  # the model's own range: dropout 1 would zero every input
 
 
 def _fraction_or_count(text):
@@ -123,24 +142,15 @@ def _fraction_or_count(text):
         if not np.isfinite(value):
             raise ValueError(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {short_repr(text)}") from None
     if value >= 1:
         if value != int(value) or value > MAX_PAIRS:
             raise argparse.ArgumentTypeError(
-                f"expected a fraction in (0, 1) or a count (a whole number up to {MAX_PAIRS:,}), got {text!r}")
+                f"expected a fraction in (0, 1) or a count (a whole number up to {MAX_PAIRS:,}), "
+                f"got {short_repr(text)}")
         return int(value)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
-    return value
-
-
-def _learning_rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {short_repr(text)}")
     return value
 
 
@@ -185,6 +195,14 @@ def _model_limits(args, model):
 def _fit(texts, tokenizer, limit, where, truncate=False, hint="", side="source"):
     """``texts`` with each one longer than ``limit`` tokens cut to its first ``limit`` (``truncate``,
     said on stderr) or refused, naming ``where(i)``; nothing is tokenized unless it is too long."""
+    texts, cut = _cut_or_refuse(texts, tokenizer, limit, where, truncate, hint, side)
+    _say_cut(where, cut, limit)
+    return texts
+
+
+def _cut_or_refuse(texts, tokenizer, limit, where, truncate, hint, side="source", first=0):
+    """(``texts`` within ``limit``, how many were cut) for ``_fit``; ``texts[i]`` is item
+    ``first + i`` of the whole input for ``where``."""
     from .data import get_tokenizer, token_limit_problem
 
     tokenizer = get_tokenizer(tokenizer)
@@ -194,59 +212,75 @@ def _fit(texts, tokenizer, limit, where, truncate=False, hint="", side="source")
         if problem is None:
             continue
         if not truncate:
-            raise CliError(f"{where(i)}: {problem} ({hint})")
+            raise CliError(f"{where(first + i)}: {problem} ({hint})")
         texts[i] = tokenizer.truncate(text, limit)
         cut += 1
+    return texts, cut
+
+
+def _say_cut(where, cut, limit):
+    """The note on stderr that ``cut`` sources were cut to ``limit`` tokens (none if 0)."""
     if cut:
-        print(f"s2sext: {where(None)}: cut {cut} source{'s' if cut > 1 else ''} longer than {limit:,} tokens "
-              f"to their first {limit:,} (--truncate)", file=sys.stderr)
-    return texts
+        tokens = "token" if limit == 1 else "tokens"
+        print(f"s2sext: {where(None)}: cut {cut} source{'s' if cut > 1 else ''} longer than {limit:,} {tokens} "
+              f"to their first {'token' if limit == 1 else f'{limit:,}'} (--truncate)", file=sys.stderr)
 
 
-def _read_pairs(path, tokenizer, limits):
-    """The pairs of a TSV file within ``limits``; a line beyond them is refused naming it."""
-    from .data import DataError, read_tsv
+def _read_pairs(path, tokenizers, limits):
+    """The pairs of a TSV file within ``limits``, sources and targets tokenized with
+    ``tokenizers`` = (source's, target's); a line beyond them is refused naming it, as is a line
+    of more bytes than the limits allow (``data.line_byte_limit``), even with --truncate."""
+    from .data import DataError, line_byte_limit, read_tsv
 
     try:
-        pairs = read_tsv(path, tokenizer, max_source_tokens=None if limits.truncate else limits.source,
-                         max_target_tokens=limits.target)
+        pairs = read_tsv(path, tokenizers[0], tgt_tokenizer=tokenizers[1],
+                         max_source_tokens=None if limits.truncate else limits.source,
+                         max_target_tokens=limits.target, max_line_bytes=line_byte_limit(limits.source, limits.target))
     except DataError as exc:
         for side, hint in (("source", limits.source_hint), ("target", limits.target_hint)):
             if exc.problem.startswith(f"the {side} has "):
                 raise CliError(f"{exc} ({hint})") from None
         raise
     if limits.truncate:
-        sources = _fit([s for s, _ in pairs], tokenizer, limits.source, lambda i: path, truncate=True)
+        sources = _fit([s for s, _ in pairs], tokenizers[0], limits.source, lambda i: path, truncate=True)
         pairs = [(source, target) for source, (_, target) in zip(sources, pairs)]
     return pairs
 
 
-def _read_lines(path):
-    """The lines of a UTF-8 file, or of stdin for None or "-", checked alike."""
-    from .data import read_lines
+def _iter_lines(path, max_tokens):
+    """The lines of a UTF-8 file, or of stdin for None or "-", checked alike and read as they are
+    needed; a line of more bytes than ``max_tokens`` tokens may take (``data.line_byte_limit``) is
+    refused before it is read whole, so an endless line (``/dev/zero``) costs no more memory than
+    the limit."""
+    from .data import iter_lines, line_byte_limit
 
+    cap = line_byte_limit(max_tokens)
     if path not in (None, "-"):
-        return read_lines(path)
+        return iter_lines(path, max_line_bytes=cap)
+    if sys.stdin is None:  # started with stdin closed (``<&-``)
+        raise CliError("stdin is closed; give an input file or pipe the lines in")
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream put in place of stdin: back to bytes, escaped ones as they came
         stream = io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))
-    return read_lines(stream, "<stdin>")
+    return iter_lines(stream, "<stdin>", max_line_bytes=cap)
 
 
 def _check_output(option, path):
-    """Refuse, before any work, an output that could not be written: its directory missing or not
-    writable, or the path a directory. Probes with an unnamed temporary file (``O_TMPFILE`` where
-    the OS has it), so nothing is left behind."""
+    """Refuse, before any work, an output that could not be written: what ``atomic_write`` would
+    refuse (``serialize.output_target``: a directory, FIFO or device, a missing directory), or a
+    directory that is not writable. Probes with an unnamed temporary file (``O_TMPFILE`` where the
+    OS has it), so nothing is left behind."""
+    from .serialize import output_target
+
     if path is None:
         return
     path = os.fspath(path)
-    target = os.path.realpath(path)  # a symlink's target is what gets written
-    if os.path.isdir(target):
-        raise CliError(f"{option} {path}: is a directory")
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        problem = "is not a directory" if os.path.exists(folder) else "does not exist"
-        raise CliError(f"{option} {path}: the directory {folder} {problem}")
+    try:
+        folder = os.path.dirname(output_target(path))
+    except ValueError as exc:
+        raise CliError(f"{option} {exc}") from None
+    except OSError as exc:
+        raise CliError(f"{option} {path}: {exc.strerror}") from None
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -265,28 +299,29 @@ def _set_threads(args):
         set_num_threads(args.threads)
 
 
-def _load_pairs(args, limits):
-    """(train pairs, valid pairs) from --data/--task and --valid/--valid-split, within ``limits``."""
+def _load_pairs(args, limits, tokenizers):
+    """(train pairs, valid pairs) from --data/--task and --valid/--valid-split, within ``limits``,
+    counted with ``tokenizers`` = (source's, target's)."""
     from .data import make_task, split_pairs
 
     if args.data and args.task:
         raise CliError("give either --data FILE.tsv or --task NAME, not both")
     if args.data:
-        pairs = _read_pairs(args.data, args.tokenizer, limits)
+        pairs = _read_pairs(args.data, tokenizers, limits)
         source = args.data
     elif args.task:
         pairs = make_task(args.task, args.task_size, seed=args.seed)
         where = lambda i: f"task {args.task}" + ("" if i is None else f", pair {i + 1}")  # noqa: E731
-        sources = _fit([s for s, _ in pairs], args.tokenizer, limits.source, where, limits.truncate,
+        sources = _fit([s for s, _ in pairs], tokenizers[0], limits.source, where, limits.truncate,
                        limits.source_hint)
-        targets = _fit([t for _, t in pairs], args.tokenizer, limits.target, where, hint=limits.target_hint,
+        targets = _fit([t for _, t in pairs], tokenizers[1], limits.target, where, hint=limits.target_hint,
                        side="target")
         pairs = list(zip(sources, targets))
         source = f"task {args.task} ({args.task_size} generated pairs, seed {args.seed})"
     else:
         raise CliError("give the training data: --data FILE.tsv or --task dates|addition|reverse")
     if args.valid:
-        valid = _read_pairs(args.valid, args.tokenizer, limits)
+        valid = _read_pairs(args.valid, tokenizers, limits)
         train = pairs
     else:
         train, valid = split_pairs(pairs, args.valid_split, seed=args.seed)
@@ -300,12 +335,12 @@ def _load_pairs(args, limits):
 
 
 def _model_from_args(args, train_pairs):
-    from .data import build_vocabs
+    from .data import build_vocabs, get_tokenizer
     from .model import Seq2Seq
 
     src_vocab, tgt_vocab = build_vocabs(train_pairs, args.tokenizer, args.tokenizer)
     attention = None if args.attention == "none" else args.attention
-    longest = max(len(s) for s, _ in train_pairs)
+    longest = max(get_tokenizer(args.tokenizer).count(s) for s, _ in train_pairs)  # in tokens, as the limit
     return Seq2Seq(
         src_vocab, tgt_vocab, embed_size=args.embed, hidden_size=args.hidden, num_layers=args.layers,
         bidirectional=args.bidirectional, dropout=args.dropout, attention=attention,
@@ -342,15 +377,17 @@ def cmd_train(args):
                            f"(got --seed {args.seed}) so the data and batches continue as they were")
         if extra["epoch"] >= args.epochs:
             raise CliError(f"{args.resume} has already trained {extra['epoch']} epochs; ask for more with --epochs")
-        args.tokenizer = model.config.src_tokenizer
+        tokenizers = (model.config.src_tokenizer, model.config.tgt_tokenizer)
         print(f"resuming {args.resume}: the model's settings come from the checkpoint", flush=True)
         limit, origin = model.config.max_source_length, "the checkpoint's max_source_length"
-    elif args.max_source_length:
-        limit, origin = args.max_source_length, "--max-source-length"
     else:
-        limit, origin = DEFAULT_MAX_TOKENS, "--max-source-length raises the limit"
+        tokenizers = (args.tokenizer, args.tokenizer)
+        if args.max_source_length:
+            limit, origin = args.max_source_length, "--max-source-length"
+        else:
+            limit, origin = DEFAULT_MAX_TOKENS, "--max-source-length raises the limit"
     limits = _Limits(limit, f"{origin}; --truncate cuts longer sources", args.max_target_length, args.truncate)
-    train_pairs, valid_pairs, source = _load_pairs(args, limits)
+    train_pairs, valid_pairs, source = _load_pairs(args, limits, tokenizers)
     if not args.resume:
         model = _model_from_args(args, train_pairs)
     out_mtime = os.path.getmtime(args.out) if args.out and os.path.exists(args.out) else None
@@ -383,12 +420,18 @@ def cmd_translate(args):
     _set_threads(args)
     model = Seq2Seq.load(args.model)
     limits = _model_limits(args, model)
-    lines = _read_lines(args.input)
+    lines = _iter_lines(args.input, limits.source)
     where = args.input if args.input not in (None, "-") else "<stdin>"
-    lines = _fit(lines, model.config.src_tokenizer, limits.source,
-                 lambda i: where if i is None else f"{where}:{i + 1}", limits.truncate, limits.source_hint)
-    for start in range(0, len(lines), args.batch_size):
-        chunk = lines[start:start + args.batch_size]
+    name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
+    # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
+    start, cut = 0, 0
+    while True:
+        chunk = list(itertools.islice(lines, args.batch_size))
+        if not chunk:
+            break
+        chunk, cut_here = _cut_or_refuse(chunk, model.config.src_tokenizer, limits.source, name, limits.truncate,
+                                         limits.source_hint, first=start)
+        cut += cut_here
         keep = [i for i, text in enumerate(chunk) if text.strip()]
         results = [""] * len(chunk)
         if keep:
@@ -404,6 +447,9 @@ def cmd_translate(args):
                 print(" ||| ".join(f"{text} ({score:.4f})" for text, score in r))
             else:
                 print(r)
+        sys.stdout.flush()  # each batch's lines as soon as they are ready, for a reader at the pipe's end
+        start += len(chunk)
+    _say_cut(name, cut, limits.source)
     return 0
 
 
@@ -413,7 +459,8 @@ def cmd_eval(args):
 
     _set_threads(args)
     model = Seq2Seq.load(args.model)
-    pairs = _read_pairs(args.data, model.config.src_tokenizer, _model_limits(args, model))
+    pairs = _read_pairs(args.data, (model.config.src_tokenizer, model.config.tgt_tokenizer),
+                        _model_limits(args, model))
     # the same criterion as training's validation: every target token, then <eos>
     result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
                       with_loss=False, max_length=args.max_length)
@@ -555,7 +602,7 @@ def build_parser():
     m.add_argument("--hidden", type=_size, default=256, help="LSTM hidden size")
     m.add_argument("--layers", type=_layers, default=1, help="LSTM layers")
     m.add_argument("--bidirectional", action="store_true", help="a bidirectional encoder")
-    m.add_argument("--dropout", type=_non_negative_float, default=0.0, help="between LSTM layers, below 1")
+    m.add_argument("--dropout", type=_dropout, default=0.0, help="between LSTM layers, in [0, 1)")
     m.add_argument("--max-source-length", type=_length, default=None, metavar="N",
                    help=f"the longest source in tokens, refused beyond (default: {DEFAULT_MAX_TOKENS}), and the "
                         "model's max_source_length (default: max(128, 2 x the longest source))")
@@ -584,7 +631,7 @@ def build_parser():
     p.add_argument("--beam", type=_beam, default=1, help="beam size (1: greedy)")
     p.add_argument("--n-best", type=_beam, default=1, help="print the K best, ' ||| '-separated")
     p.add_argument("--max-length", type=_length, default=50, help="longest output in tokens")
-    p.add_argument("--length-penalty", type=_float_in(10), default=0.0, help="GNMT alpha (0: none)")
+    p.add_argument("--length-penalty", type=_float_in(high=10), default=0.0, help="GNMT alpha (0: none)")
     p.add_argument("--batch-size", type=_batch_size, default=64, help="lines decoded together")
     p.add_argument("--max-source-length", type=_length, metavar="N", help=model_length_help)
     p.add_argument("--truncate", action="store_true", help=truncate_help)
@@ -614,7 +661,7 @@ def build_parser():
     p.set_defaults(func=cmd_plot)
 
     p = command("demo", help="train the dates task and show what attention learned",
-                description="Train dot attention on generated dates (about 2-4 minutes on 2 cores), "
+                description="Train dot attention on generated dates, "
                             "print translations and held-out accuracy, write the heatmap.")
     p.add_argument("--out-dir", default="s2sext-demo", help="where the model and heatmap go")
     p.add_argument("--size", type=_pairs, default=50000, help="generated pairs")
@@ -641,6 +688,28 @@ def build_parser():
     return parser
 
 
+# The folder of s2sext's Python modules, where the raise statements of its argument and data checks are.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _raised_by_s2sext(exc):
+    """Whether ``exc`` (a ValueError, TypeError or ArithmeticError) was raised by a ``raise``
+    statement in s2sext's Python code: the library's argument and data checks, whose messages are
+    meant for the user. The same types raised by Python, numpy or the compiled core under s2sext's
+    code (indexing None, a bad unpacking, an argument the Python layer should have checked) are
+    bugs and keep their traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if os.path.dirname(os.path.abspath(code.co_filename)) != _PACKAGE_DIR:
+        return False
+    # the instruction that raised: a raise statement's, not an operation's or a call's
+    return any(op.offset == tb.tb_lasti and op.opname == "RAISE_VARARGS" for op in dis.get_instructions(code))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -652,11 +721,29 @@ def main(argv=None) -> int:
     from .serialize import ModelFileError
 
     try:
-        return int(args.func(args) or 0)
-    except (CliError, DataError, ModelFileError, ValueError, TypeError, ArithmeticError,
-            PlotUnavailableError) as exc:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe is reported here, not at exit
+        return status
+    except (CliError, DataError, ModelFileError, PlotUnavailableError) as exc:
         print(f"s2sext: error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, TypeError, ArithmeticError) as exc:  # ArithmeticError: training that diverged
+        if not _raised_by_s2sext(exc):
+            raise  # a bug: its traceback is what a report needs
+        print(f"s2sext: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (``| head -1``): stop quietly, as cat or grep do, with the status a
+        # shell shows for a process ended by SIGPIPE (128 + 13). Output still buffered would raise
+        # again when the interpreter flushes it at exit, so stdout is pointed at devnull first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # no file descriptor behind sys.stdout (a test's)
+            pass
+        finally:
+            os.close(devnull)
+        return 141
     except MemoryError as exc:  # numpy's and the C++ core's (std::bad_alloc) alike
         detail = f" ({exc})" if str(exc) else ""
         print(f"s2sext: error: out of memory{detail}; smaller inputs, batches, beams or models need less",

@@ -26,7 +26,6 @@ import math
 import numbers
 import os
 import re
-import secrets
 from collections import Counter
 from collections.abc import Sequence
 from typing import Callable, Iterable, Iterator
@@ -50,7 +49,11 @@ __all__ = [
     "get_tokenizer",
     "pad_batch",
     "DataError",
+    "iter_lines",
     "read_lines",
+    "BYTES_PER_TOKEN",
+    "line_byte_limit",
+    "short_repr",
     "read_tsv",
     "token_limit_problem",
     "write_tsv",
@@ -78,10 +81,20 @@ PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 # Argument checks shared by the public functions
 
 
+def short_repr(value, limit: int = 40) -> str:
+    """``repr(value)``, but of a str only its first ``limit`` characters and its length when it is
+    longer (of anything else the repr's first ``limit`` characters): error messages quote input
+    this way, so a 10 MB line does not become a 10 MB message."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _check_int(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as a Python int, or TypeError/ValueError naming ``name``. bool is not an int here."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {short_repr(value)}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -94,7 +107,7 @@ def _check_token_list(tokens, name: str) -> list:
     """``tokens`` as a list of str. A bare str is refused: it is text, not tokens."""
     if isinstance(tokens, str):
         raise TypeError(
-            f"{name} must be a sequence of str tokens, got the str {tokens[:40]!r}; "
+            f"{name} must be a sequence of str tokens, got the str {short_repr(tokens)}; "
             "tokenize it first (CharTokenizer or WordTokenizer)"
         )
     try:
@@ -103,7 +116,7 @@ def _check_token_list(tokens, name: str) -> list:
         raise TypeError(f"{name} must be a sequence of str tokens, got {type(tokens).__name__}") from None
     for position, token in enumerate(tokens):
         if not isinstance(token, str):
-            raise TypeError(f"{name}[{position}] must be a str token, got {type(token).__name__} {token!r}")
+            raise TypeError(f"{name}[{position}] must be a str token, got {type(token).__name__} {short_repr(token)}")
     return tokens
 
 
@@ -128,7 +141,7 @@ def _check_pairs(pairs, name: str = "pairs") -> list:
             or not isinstance(pair[0], str)
             or not isinstance(pair[1], str)
         ):
-            raise TypeError(f"{name}[{index}] must be a (source, target) pair of str, got {pair!r}")
+            raise TypeError(f"{name}[{index}] must be a (source, target) pair of str, got {short_repr(pair)}")
         checked.append((pair[0], pair[1]))
     return checked
 
@@ -172,7 +185,7 @@ class Vocab:
                 raise ValueError(f"tokens[{position}] is the empty string; tokens must be non-empty")
             if token in ids:
                 raise ValueError(
-                    f"tokens[{position}] = {token!r} repeats tokens[{ids[token]}]; tokens must be unique"
+                    f"tokens[{position}] = {short_repr(token)} repeats tokens[{ids[token]}]; tokens must be unique"
                 )
             ids[token] = position
         self._tokens = tokens
@@ -274,7 +287,7 @@ class Vocab:
     def index(self, token: str) -> int:
         """The id of ``token``; ``UNK_ID`` for a token not in the vocabulary."""
         if not isinstance(token, str):
-            raise TypeError(f"token must be a str, got {type(token).__name__} {token!r}")
+            raise TypeError(f"token must be a str, got {type(token).__name__} {short_repr(token)}")
         return self._ids.get(token, UNK_ID)
 
     def encode(self, tokens: Sequence[str], add_eos: bool = False) -> list[int]:
@@ -400,7 +413,7 @@ def get_tokenizer(name) -> CharTokenizer | WordTokenizer:
             f"tokenizer must be one of {sorted(TOKENIZERS)} or a tokenizer, got {type(name).__name__}"
         )
     if name not in TOKENIZERS:
-        raise ValueError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {name!r}")
+        raise ValueError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {short_repr(name)}")
     return TOKENIZERS[name]()
 
 
@@ -494,18 +507,43 @@ class DataError(ValueError):
         return (type(self), (self.path, self.lineno, self.problem))
 
 
-def _utf8_lines(data: bytes, path) -> Iterator[tuple[int, str]]:
-    """``(lineno, text)`` of every line of ``data`` (1-based): lines end at ``"\\n"``, one ``"\\r"``
-    before it is dropped, as is a UTF-8 byte-order mark at the start; invalid UTF-8 raises
-    :class:`DataError` naming ``path`` and the line."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    lines = data.split(b"\n")
-    if lines[-1] == b"":  # the newline that ends the last line starts no new one
-        lines.pop()
-    for lineno, raw_line in enumerate(lines, start=1):
+# A line's byte cap for token limits: a line of more bytes is refused before it is decoded or
+# tokenized, so reading costs memory and work bounded by the limits, not by the input (an endless
+# line from /dev/zero is refused after BYTES_PER_TOKEN x the limit bytes). 64 bytes a token leaves
+# room for any UTF-8 character (at most 4 bytes) and for long words with their spacing.
+BYTES_PER_TOKEN = 64
+
+
+def line_byte_limit(*max_tokens: int) -> int:
+    """The most bytes a line may have whose fields have at most ``max_tokens`` tokens each:
+    ``BYTES_PER_TOKEN`` x their sum (a TSV line holds a source and a target)."""
+    return BYTES_PER_TOKEN * sum(_check_int(n, "max_tokens", minimum=1) for n in max_tokens)
+
+
+def _utf8_lines(file, path, max_line_bytes: int | None = None) -> Iterator[tuple[int, str]]:
+    """``(lineno, text)`` of every line read from the binary file ``file`` (1-based): lines end at
+    ``"\\n"``, one ``"\\r"`` before it is dropped, as is a UTF-8 byte-order mark at the start;
+    invalid UTF-8 raises :class:`DataError` naming ``path`` and the line, and so does a line of
+    more than ``max_line_bytes`` bytes (without its ending), which is never read whole."""
+    # a line's ending and a byte-order mark are read with it, beyond the cap
+    size = -1 if max_line_bytes is None else max_line_bytes + 5
+    lineno = 0
+    while True:
+        raw_line = file.readline(size)
+        if not isinstance(raw_line, bytes):
+            raise TypeError(f"source must be a path or a binary stream; its readline() gave {type(raw_line).__name__}")
+        if not raw_line:
+            return
+        lineno += 1
+        if lineno == 1 and raw_line.startswith(b"\xef\xbb\xbf"):
+            raw_line = raw_line[3:]
+        if raw_line.endswith(b"\n"):
+            raw_line = raw_line[:-1]
         if raw_line.endswith(b"\r"):
             raw_line = raw_line[:-1]
+        if max_line_bytes is not None and len(raw_line) > max_line_bytes:
+            raise DataError(path, lineno, f"the line has more than {max_line_bytes:,} bytes, the most its token "
+                                          f"limit allows ({BYTES_PER_TOKEN} bytes a token)")
         try:
             yield lineno, raw_line.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -514,8 +552,9 @@ def _utf8_lines(data: bytes, path) -> Iterator[tuple[int, str]]:
             ) from None
 
 
-def read_lines(source, name=None) -> list[str]:
-    """The lines of UTF-8 text, read from a path or a binary stream (e.g. ``sys.stdin.buffer``).
+def iter_lines(source, name=None, *, max_line_bytes: int | None = None) -> Iterator[str]:
+    """The lines of UTF-8 text, read one at a time from a path or a binary stream (e.g.
+    ``sys.stdin.buffer``), so an endless input can be consumed as it comes.
 
     Lines are split as :func:`read_tsv` splits them (at ``"\\n"``; a ``"\\r"`` before it and a
     leading byte-order mark dropped); empty lines are kept, and a final newline ends the last line
@@ -523,27 +562,43 @@ def read_lines(source, name=None) -> list[str]:
 
     Parameters
     ----------
-    source : str, os.PathLike or binary stream
+    source : str, os.PathLike or binary stream (with ``readline``)
     name : str, optional
         What error messages call the input (default: the path, or ``"<stdin>"`` for a stream).
+    max_line_bytes : int, optional
+        The most bytes a line may have (without its ending; see :func:`line_byte_limit`); a longer
+        one is refused after reading at most that many bytes of it. None: no limit.
 
     Raises
     ------
     DataError (a ValueError)
-        Invalid UTF-8, as ``"{name}:{lineno}: invalid UTF-8 ..."``.
+        Invalid UTF-8 or a line over ``max_line_bytes``, as ``"{name}:{lineno}: ..."``.
+    TypeError
+        ``source`` is a text stream.
     OSError
         The file cannot be opened.
     """
-    if hasattr(source, "read"):
-        data = source.read()
-        if not isinstance(data, bytes):
-            raise TypeError(f"source must be a path or a binary stream; its read() gave {type(data).__name__}")
-        name = "<stdin>" if name is None else name
-    else:
-        with open(os.fspath(source), "rb") as file:
-            data = file.read()
-        name = os.fspath(source) if name is None else name
-    return [line for _, line in _utf8_lines(data, name)]
+    # checked and opened here, at the call, not when the first line is taken
+    if max_line_bytes is not None:
+        max_line_bytes = _check_int(max_line_bytes, "max_line_bytes", minimum=1)
+    if hasattr(source, "readline"):
+        return _lines_of(source, "<stdin>" if name is None else name, max_line_bytes, close=False)
+    file = open(os.fspath(source), "rb")
+    return _lines_of(file, os.fspath(source) if name is None else name, max_line_bytes, close=True)
+
+
+def _lines_of(file, name, max_line_bytes, close: bool) -> Iterator[str]:
+    try:
+        for _, line in _utf8_lines(file, name, max_line_bytes):
+            yield line
+    finally:
+        if close:
+            file.close()
+
+
+def read_lines(source, name=None, *, max_line_bytes: int | None = None) -> list[str]:
+    """``list(iter_lines(source, name, max_line_bytes=max_line_bytes))``: every line at once."""
+    return list(iter_lines(source, name, max_line_bytes=max_line_bytes))
 
 
 def token_limit_problem(text: str, tokenizer, limit: int, side: str = "source") -> str | None:
@@ -561,7 +616,8 @@ def token_limit_problem(text: str, tokenizer, limit: int, side: str = "source") 
     return f"the {side} has {count:,} {tokenizer.name} tokens; the longest accepted is {limit:,}"
 
 
-def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=None) -> list[tuple[str, str]]:
+def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=None, max_line_bytes=None,
+             tgt_tokenizer=None) -> list[tuple[str, str]]:
     """The ``(source, target)`` pairs of a UTF-8 file holding one ``source<TAB>target`` per line.
 
     A line ends at ``"\\n"``; one ``"\\r"`` before it (``"\\r\\n"`` endings) is dropped, as is a UTF-8
@@ -573,9 +629,15 @@ def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=
     path : str or os.PathLike
     tokenizer : None, a name or a tokenizer
         If given, each side must also give at least one token with it (a word tokenizer finds
-        none in a side of spaces only).
+        none in a side of spaces only); the targets' tokenizer too unless ``tgt_tokenizer`` is given.
     max_source_tokens, max_target_tokens : int, optional
         The most tokens (with ``tokenizer``, which they need) a source or target may have.
+    max_line_bytes : int, optional
+        The most bytes a line may have (see :func:`line_byte_limit`); a longer one is refused
+        before it is read whole. Default: ``line_byte_limit(max_source_tokens, max_target_tokens)``
+        when both are given, else no limit.
+    tgt_tokenizer : None, a name or a tokenizer
+        The targets' tokenizer, when it differs from the sources' (it needs ``tokenizer``).
 
     Returns
     -------
@@ -585,23 +647,40 @@ def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=
     ------
     DataError (a ValueError)
         A non-empty line without exactly one TAB, with an empty source or target (or one without
-        tokens, or more than the maximum), or with invalid UTF-8 (message ``"{path}:{lineno}:
-        ..."``, 1-based), or a file with no pairs.
+        tokens, or more than the maximum), with invalid UTF-8 or over ``max_line_bytes`` (message
+        ``"{path}:{lineno}: ..."``, 1-based), or a file with no pairs.
     OSError
         The file cannot be opened.
     """
     path = os.fspath(path)
-    tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
+    tokenizers = {}
+    if tokenizer is not None:
+        tokenizers["source"] = get_tokenizer(tokenizer)
+        tokenizers["target"] = tokenizers["source"] if tgt_tokenizer is None else get_tokenizer(tgt_tokenizer)
+    elif tgt_tokenizer is not None:
+        raise ValueError("tgt_tokenizer needs tokenizer (the sources' tokenizer)")
     limits = {}
     for side, limit in (("source", max_source_tokens), ("target", max_target_tokens)):
         if limit is not None:
             limits[side] = _check_int(limit, f"max_{side}_tokens", minimum=1)
             if tokenizer is None:
                 raise ValueError(f"max_{side}_tokens needs a tokenizer to count tokens with")
+    if max_line_bytes is None and len(limits) == 2:
+        max_line_bytes = line_byte_limit(limits["source"], limits["target"])
+    elif max_line_bytes is not None:
+        max_line_bytes = _check_int(max_line_bytes, "max_line_bytes", minimum=1)
     with open(path, "rb") as file:
-        data = file.read()
+        lines = _utf8_lines(file, path, max_line_bytes)
+        pairs = _pairs_of_lines(lines, path, tokenizers, limits)
+    if not pairs:
+        raise DataError(path, None, "no pairs (the file is empty or has only empty lines)")
+    return pairs
+
+
+def _pairs_of_lines(lines, path, tokenizers, limits) -> list[tuple[str, str]]:
+    """read_tsv's pairs of ``(lineno, line)``, each line checked as it comes."""
     pairs = []
-    for lineno, line in _utf8_lines(data, path):
+    for lineno, line in lines:
         if not line:
             continue
         tabs = line.count("\t")
@@ -612,26 +691,27 @@ def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=
             raise DataError(path, lineno, "empty source (the line starts with the TAB)")
         if not target:
             raise DataError(path, lineno, "empty target (the line ends with the TAB)")
-        if tokenizer is not None:
-            for side, text in (("source", source), ("target", target)):
-                if side in limits:
-                    problem = token_limit_problem(text, tokenizer, limits[side], side)
-                    if problem:
-                        raise DataError(path, lineno, problem)
-                if not tokenizer.count(text):
-                    raise DataError(path, lineno, f"the {side} {text!r} has no {tokenizer.name} tokens")
+        for side, text in (("source", source), ("target", target)):
+            if side not in tokenizers:
+                continue
+            if side in limits:
+                problem = token_limit_problem(text, tokenizers[side], limits[side], side)
+                if problem:
+                    raise DataError(path, lineno, problem)
+            if not tokenizers[side].count(text):
+                raise DataError(path, lineno,
+                                f"the {side} {short_repr(text)} has no {tokenizers[side].name} tokens")
         pairs.append((source, target))
-    if not pairs:
-        raise DataError(path, None, "no pairs (the file is empty or has only empty lines)")
     return pairs
 
 
 def write_tsv(path, pairs: Sequence[tuple[str, str]]) -> None:
     """Write ``pairs`` as ``source<TAB>target\\n`` lines in UTF-8, atomically.
 
-    The text goes to a temporary file in the same directory, which then replaces ``path``
-    (``os.replace``): readers see the old file or the complete new one, never a partial one. On
-    failure the temporary file is removed and ``path`` is unchanged.
+    Written as model files are (``s2sext.serialize.atomic_write``): the text goes to a temporary
+    file in the same directory, which then replaces ``path``, so readers see the old file or the
+    complete new one, never a partial one; on failure ``path`` is unchanged and no temporary file
+    is left. A symlink is written through to its target.
 
     Parameters
     ----------
@@ -642,8 +722,13 @@ def write_tsv(path, pairs: Sequence[tuple[str, str]]) -> None:
     Raises
     ------
     TypeError, ValueError
-        A pair that ``read_tsv`` could not read back (checked before anything is written).
+        A pair that ``read_tsv`` could not read back (checked before anything is written), or
+        ``path`` is not a regular file (a directory, FIFO or device).
+    OSError
+        The file cannot be written.
     """
+    from .serialize import atomic_write
+
     path = os.fspath(path)
     pairs = _check_pairs(pairs)
     if not pairs:
@@ -654,32 +739,10 @@ def write_tsv(path, pairs: Sequence[tuple[str, str]]) -> None:
                 raise ValueError(f"pairs[{index}] has an empty {side}")
             for character in ("\t", "\n", "\r"):
                 if character in text:
-                    raise ValueError(f"pairs[{index}] {side} {text!r} contains {character!r}")
+                    raise ValueError(f"pairs[{index}] {side} {short_repr(text)} contains {character!r}")
     data = "".join(f"{source}\t{target}\n" for source, target in pairs).encode("utf-8")
 
-    directory, name = os.path.split(path)
-    # os.open with O_EXCL rather than tempfile.mkstemp: the file gets the umask's permissions, as a
-    # plain open() would, instead of mkstemp's 0600.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-        try:
-            descriptor = os.open(temporary, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda file: file.write(data))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -767,7 +830,8 @@ def format_date(day: datetime.date, template: str) -> str:
         return template.format_map(fields)
     except (KeyError, IndexError, AttributeError, ValueError) as error:
         raise ValueError(
-            f"template {template!r} is not a date template: {error!r}; the fields are {sorted(fields)}"
+            f"template {short_repr(template)} is not a date template: {short_repr(error)}; "
+            f"the fields are {sorted(fields)}"
         ) from None
 
 
@@ -781,7 +845,7 @@ def make_dates(n: int, seed: int = 0, formats: Sequence[str] = DATE_FORMATS) -> 
     n = _check_int(n, "n", minimum=1)
     seed = _check_seed(seed)
     if isinstance(formats, str) or not isinstance(formats, Sequence) or len(formats) == 0:
-        raise TypeError(f"formats must be a non-empty sequence of str templates, got {formats!r}")
+        raise TypeError(f"formats must be a non-empty sequence of str templates, got {short_repr(formats)}")
     formats = tuple(formats)
     for template in formats:
         format_date(FIRST_DATE, template)
@@ -828,7 +892,7 @@ def make_reverse(
     if not isinstance(alphabet, str):
         raise TypeError(f"alphabet must be a str, got {type(alphabet).__name__}")
     if not alphabet or any(character in alphabet for character in "\t\n\r"):
-        raise ValueError(f"alphabet must be a non-empty str without TAB or newline, got {alphabet!r}")
+        raise ValueError(f"alphabet must be a non-empty str without TAB or newline, got {short_repr(alphabet)}")
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_length, max_length + 1, size=n)
     letters = rng.integers(len(alphabet), size=int(lengths.sum()))
@@ -851,7 +915,7 @@ TASKS: dict[str, Callable[..., list[tuple[str, str]]]] = {
 def make_task(name: str, n: int, seed: int = 0, **options) -> list[tuple[str, str]]:
     """``n`` pairs of the built-in task ``name`` (a key of ``TASKS``); ``options`` go to its maker."""
     if not isinstance(name, str) or name not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {short_repr(name)}")
     return TASKS[name](n, seed=seed, **options)
 
 
@@ -949,9 +1013,9 @@ def encode_pairs(
         src_tokens = src_tokenizer.tokenize(source)
         tgt_tokens = tgt_tokenizer.tokenize(target)
         if not src_tokens:
-            raise ValueError(f"pairs[{index}] source {source!r} has no tokens")
+            raise ValueError(f"pairs[{index}] source {short_repr(source)} has no tokens")
         if not tgt_tokens:
-            raise ValueError(f"pairs[{index}] target {target!r} has no tokens")
+            raise ValueError(f"pairs[{index}] target {short_repr(target)} has no tokens")
         if reverse_source:
             src_tokens.reverse()
         src_seqs.append(src_vocab.encode(src_tokens))

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from .data import get_tokenizer
+from . import serialize
 
 
 class PlotUnavailableError(RuntimeError):
@@ -43,7 +44,8 @@ def attention_for_text(model, text, max_length=50):
 
 def plot_attention(model, text, path, max_length=50, title=None):
     """Write the attention heatmap of ``model`` translating ``text`` to ``path`` (PNG, SVG, PDF
-    by extension); returns the translation. The file is written to a temporary name first."""
+    by extension, PNG without one); returns the translation. Written atomically
+    (``s2sext.serialize.atomic_write``): ``path`` holds the old file or the whole new one."""
     plt = _pyplot()
     if model.config.attention is None:
         raise ValueError("this model has no attention (attention=None): there is nothing to plot")
@@ -62,14 +64,10 @@ def plot_attention(model, text, path, max_length=50, title=None):
     ax.set_title(title or f"{text!r} -> {translation!r}", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    path = os.fspath(path)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp-{os.getpid()}{ext or '.png'}"
+    ext = os.path.splitext(os.fspath(path))[1]
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        # the one atomic writer (serialize): a killed save leaves no temporary file
+        serialize.atomic_write(path, lambda file: fig.savefig(file, format=ext[1:].lower() or "png", dpi=120))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return translation

@@ -188,7 +188,8 @@ def write_model_file(
         tensor is not an ndarray or has another dtype (the message names the tensor and the dtype).
     ValueError
         An empty or non-UTF-8 tensor name, more than 32 dimensions, a header nested too deeply (the
-        message gives its key path) or longer than ``MAX_HEADER_BYTES``.
+        message gives its key path) or longer than ``MAX_HEADER_BYTES``; or `path` (through its
+        symlinks) is a directory, FIFO, device or socket (:func:`output_target`), left as it is.
     OSError
         The file cannot be written; `path` is left as it was.
     """
@@ -267,9 +268,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     (O_TMPFILE) and named ``.NAME.PID.XXXXXXXX.tmp`` for the instant before the rename (or the
     whole write elsewhere); such names left by a killed writer whose process is gone are removed
     by the next write of the same file.
+
+    Raises
+    ------
+    ValueError
+        `path` (or its symlink's target) exists and is not a regular file (see :func:`output_target`).
+    OSError
+        The directory is missing or the file cannot be written; `path` is left as it was.
     """
-    # Write through symlinks: the rename replaces the final target, not the link.
-    target = os.path.realpath(os.fsdecode(os.fspath(path)))
+    target = output_target(path)
     directory, name = os.path.split(target)
     _remove_stale_temporaries(directory, name)
     fd, tmp = _create_temporary(directory, name)
@@ -290,6 +297,43 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
                 pass
         raise
     _fsync_directory(directory)
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def output_target(path: str | os.PathLike) -> str:
+    """The file that writing `path` creates or replaces: `path` with its symlinks resolved (a write
+    goes through a link to its target and keeps the link). The one check of an output path, shared
+    by :func:`atomic_write` and the command line's check of its outputs before any work.
+
+    Raises
+    ------
+    ValueError
+        The target exists and is not a regular file (a directory, FIFO, device or socket): the
+        rename would replace it, so that, say, ``--out /dev/null`` would put a regular file in
+        place of the device.
+    FileNotFoundError, NotADirectoryError
+        The target's directory does not exist, or is not a directory (``strerror`` says which).
+    """
+    path = os.fsdecode(os.fspath(path))
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = next((what for test, what in _NOT_REGULAR if test(mode)), "a special file")
+        if kind == "a directory":
+            raise ValueError(f"{path}: is a directory")
+        raise ValueError(f"{path}: is {kind}, not a regular file")
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise NotADirectoryError(errno.ENOTDIR, f"the directory {directory} is not a directory", path)
+        raise FileNotFoundError(errno.ENOENT, f"the directory {directory} does not exist", path)
+    return target
 
 
 def _temporary_name(name: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from .data import EOS_ID, PAD_ID, SOS_ID, batches, pad_batch
+from .data import EOS_ID, PAD_ID, SOS_ID, batches, pad_batch, short_repr
 
 # ---------------------------------------------------------------------------------------------
 # Teacher-forcing schedules (Bengio et al., 2015, "Scheduled Sampling")
@@ -46,13 +46,14 @@ class TeacherForcingSchedule:
 
     def __post_init__(self):
         if self.kind not in self.KINDS:
-            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; got {self.kind!r}")
+            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; "
+                             f"got {short_repr(self.kind)}")
         # checked first, as NaN passes the range checks below written as "x < bound": c=nan once
         # gave eps_i = NaN, which __call__ turned into the floor (silently no teacher forcing)
         for name in ("k", "c", "floor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"schedule parameter {name} must be a number; got {value!r}")
+                raise TypeError(f"schedule parameter {name} must be a number; got {short_repr(value)}")
             if not math.isfinite(value):
                 raise ValueError(f"schedule parameter {name} must be a finite number; got {name}={value}")
         if not 0.0 <= self.floor <= 1.0:
@@ -91,28 +92,31 @@ class TeacherForcingSchedule:
             value = None
         if value is not None:
             if not math.isfinite(value):
-                raise ValueError(f"teacher-forcing probability must be a number in [0, 1]; got {text!r}")
+                raise ValueError(f"teacher-forcing probability must be a number in [0, 1]; got {short_repr(text)}")
             return cls("constant", value)
         kind, _, rest = text.partition(":")
         kind = kind.strip().replace("-", "_")
         if kind not in cls.KINDS:
-            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(cls.KINDS)}; got {text!r}")
-        values = {}
-        defaults = {"constant": {}, "linear": {}, "exponential": {"k": 0.999}, "inverse_sigmoid": {"k": 1000.0}}
-        values.update(defaults[kind])
+            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(cls.KINDS)}; got {short_repr(text)}")
+        given = {}
         for item in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, value = item.partition("=")
             if not eq and kind == "constant":
                 key, value = "k", key
-            if key.strip() not in ("k", "c", "floor"):
-                raise ValueError(f"unknown schedule parameter {key!r} in {text!r} (use k, c, floor)")
+            key = key.strip()
+            if key not in ("k", "c", "floor"):
+                raise ValueError(f"unknown schedule parameter {short_repr(key)} in {short_repr(text)} "
+                                 "(use k, c, floor)")
+            if key in given:  # a repeated key is a typo, not an override
+                raise ValueError(f"schedule parameter {key} is given twice in {short_repr(text)}")
             try:
-                values[key.strip()] = float(value)
+                given[key] = float(value)
             except ValueError:
-                raise ValueError(f"schedule parameter {key.strip()} must be a number in {text!r}") from None
-        if kind == "linear" and "c" not in values:
-            raise ValueError(f"linear schedule needs c (the decrease per update); got {text!r}")
-        return cls(kind, **values)
+                raise ValueError(f"schedule parameter {key} must be a number in {short_repr(text)}") from None
+        if kind == "linear" and "c" not in given:
+            raise ValueError(f"linear schedule needs c (the decrease per update); got {short_repr(text)}")
+        defaults = {"constant": {}, "linear": {}, "exponential": {"k": 0.999}, "inverse_sigmoid": {"k": 1000.0}}
+        return cls(kind, **{**defaults[kind], **given})
 
     def describe(self) -> str:
         if self.kind == "constant":
@@ -219,7 +223,7 @@ def make_optimizer(name: str, params: dict, lr: float):
         return Adam(params, lr=lr)
     if name == "sgd":
         return SGD(params, lr=lr)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
+    raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {short_repr(name)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,9 +345,9 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     schedule = TeacherForcingSchedule.parse(teacher_forcing)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+            raise ValueError(f"{name} must be an integer >= 1; got {short_repr(value)}")
     if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip >= 0):
-        raise ValueError(f"clip must be a number >= 0 (0 or None: no clipping); got {clip!r}")
+        raise ValueError(f"clip must be a number >= 0 (0 or None: no clipping); got {short_repr(clip)}")
     if valid_data is not None and len(valid_data[0]) == 0:
         raise ValueError("valid_data is empty; pass None to train without validation")
     src_seqs, tgt_seqs = train_data
