@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from reference import assert_close
 from s2sext import Seq2Seq
-from s2sext.opennmt import convert_file, from_opennmt, load_checkpoint, read_safetensors
+from s2sext.opennmt import convert_file, from_opennmt, load_checkpoint, read_safetensors, safe_load_supported
 
 VS, VT, E, H = 11, 13, 6, 8  # source and target vocabulary sizes, embedding and hidden sizes
 B, S, T = 3, 7, 5
@@ -169,9 +169,8 @@ class TwinNMT(nn.Module):
         return argparse.Namespace(**opt)
 
 
-# Reading .pt files needs torch.serialization.safe_globals (torch >= 2.5); dict checkpoints do not.
-needs_safe_load = pytest.mark.skipif(not hasattr(torch.serialization, "safe_globals"),
-                                     reason="load_checkpoint needs torch >= 2.5")
+# Reading .pt files needs the placeholder form of torch.serialization.safe_globals (torch >= 2.6); dict checkpoints do not.
+needs_safe_load = pytest.mark.skipif(not safe_load_supported(), reason="load_checkpoint needs torch >= 2.6")
 
 SRC_TOKENS = ONMT_SPECIALS_3X + [f"s{i}" for i in range(VS - 4)]
 TGT_TOKENS = ONMT_SPECIALS_3X + [f"t{i}" for i in range(VT - 4)]
@@ -729,6 +728,22 @@ REFUSALS = {
     "embedding sizes": (dict(), lambda ck: ck["model"].update({"decoder.embeddings.make_embedding.emb_luts.0.weight":
                                                                torch.zeros(VT, 5)}),
                         r"src_word_vec_size 6 and tgt_word_vec_size 5 differ"),
+    # from a review: each of these ended in an IndexError, numpy's broadcast error, a silently
+    # overwritten tensor, a string taken for a flag or a NotImplementedError
+    "1-D embedding": (dict(), lambda ck: ck["model"].update({"encoder.embeddings.make_embedding.emb_luts.0.weight":
+                                                             torch.zeros(VS)}),
+                      r"emb_luts.0.weight' has shape \(11,\); expected 2 dimensions"),
+    "generator rows": (dict(), lambda ck: ck["generator"].update(bias=torch.zeros(VT - 1)),
+                       r"'generator.bias' has shape \(12,\); expected \(13,\)"),
+    "generator in both": (dict(), lambda ck: ck["model"].update({"generator.weight": torch.zeros(VT, H)}),
+                          r"'generator.weight' both in 'model' and in 'generator'"),
+    "input_feed text": (dict(), lambda ck: setattr(ck["opt"], "input_feed", "0"),
+                        r"input_feed must be the integer 0 or 1; got '0'"),
+    "bias length": (dict(), lambda ck: ck["model"].update({"decoder.rnn.layers.1.bias_hh": torch.zeros(4 * H - 1)}),
+                    r"'decoder.rnn.layers.1.bias_hh' has shape \(31,\)"),
+    "meta tensor": (dict(), lambda ck: ck["model"].update({"decoder.rnn.layers.1.bias_hh":
+                                                           torch.empty(4 * H, device="meta")}),
+                    r"'decoder.rnn.layers.1.bias_hh' cannot be read as float32"),
 }
 
 
@@ -794,13 +809,16 @@ def test_cli_import_opennmt(tmp_path, capsys):
     out = tmp_path / "imported.s2s"
     assert main(["import-opennmt", str(tmp_path / "ck.pt"), str(out)]) == 0
     captured = capsys.readouterr()
-    assert "2 layer(s), hidden 8, attention general, input feeding on, vocabularies 11/13" in captured.out
+    assert "rnn encoder, 2 layer(s), hidden 8, attention general, input feeding on, vocabularies 11/13" in captured.out
     assert "s2sext: note:" in captured.err and "onmt_tokenize" in captured.err
     text = "s3 s0 zzz s5 s5"
     assert Seq2Seq.load(out).translate([text], max_length=8) == from_opennmt(
         checkpoint(twin)).translate([text], max_length=8)
+    torch.save(checkpoint(TwinNMT(1, "mlp", True, brnn=True)), tmp_path / "mlp.pt")
+    assert main(["import-opennmt", str(tmp_path / "mlp.pt"), str(tmp_path / "mlp.s2s")]) == 0
+    assert "brnn encoder, 1 layer(s), hidden 8, attention mlp (concat with query bias" in capsys.readouterr().out
     # a refusal is one error line, and no model file is written
-    torch.save(checkpoint(TwinNMT(1, "dot", False), encoder_type="brnn"), tmp_path / "bad.pt")
+    torch.save(checkpoint(TwinNMT(1, "dot", False), encoder_type="brnn"), tmp_path / "bad.pt")  # opt vs weights
     assert main(["import-opennmt", str(tmp_path / "bad.pt"), str(tmp_path / "bad.s2s")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("s2sext: error: ") and err.count("\n") == 1

@@ -541,17 +541,21 @@ def cmd_import_opennmt(args):
     _check_output("OUT", args.out)
     try:
         from . import opennmt  # imports torch: only this command needs it
+        if not opennmt.safe_load_supported():
+            raise ImportError(f"torch >= 2.6 (this is {opennmt.torch.__version__})")
     except ImportError as exc:
-        raise CliError(f"import-opennmt needs PyTorch ({exc})") from None
+        raise CliError(f"import-opennmt needs PyTorch: {exc}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         model = opennmt.convert_file(args.checkpoint, args.out, weights=args.weights)
     for w in caught:
         print(f"s2sext: note: {w.message}", file=sys.stderr)
     cfg = model.config
-    print(f"imported {args.checkpoint}: {cfg.num_layers} layer(s), hidden {cfg.hidden_size}, "
-          f"attention {cfg.attention or 'none'}, input feeding {'on' if cfg.input_feeding else 'off'}, "
-          f"vocabularies {len(model.src_vocab)}/{len(model.tgt_vocab)} -> {args.out}")
+    attention = {None: "none", "concat": "mlp (concat with query bias, no tanh)"}.get(cfg.attention, cfg.attention)
+    print(f"imported {args.checkpoint}: {'brnn' if cfg.bidirectional else 'rnn'} encoder, {cfg.num_layers} "
+          f"layer(s), hidden {cfg.hidden_size}, attention {attention}, input feeding "
+          f"{'on' if cfg.input_feeding else 'off'}, vocabularies {len(model.src_vocab)}/{len(model.tgt_vocab)} "
+          f"-> {args.out}")
     return 0
 
 

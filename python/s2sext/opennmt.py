@@ -108,6 +108,14 @@ def _placeholder(name: str):
     return None
 
 
+def safe_load_supported() -> bool:
+    """Whether this torch can load a checkpoint with placeholders for its globals: the
+    ``(object, "module.name")`` form of ``torch.serialization.safe_globals`` and
+    ``get_unsafe_globals_in_checkpoint`` (torch 2.6 and later)."""
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+    return (major, minor) >= (2, 6) and hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint")
+
+
 def load_checkpoint(path) -> dict:
     """The dict an OpenNMT-py ``.pt`` checkpoint holds, read without running code from the file.
 
@@ -123,8 +131,8 @@ def load_checkpoint(path) -> dict:
         loaded, and nothing in it runs).
     """
     path = os.fspath(path)
-    if not hasattr(torch.serialization, "safe_globals"):
-        raise ImportError(f"reading OpenNMT-py checkpoints needs torch >= 2.5; this is torch {torch.__version__}")
+    if not safe_load_supported():
+        raise ImportError(f"reading OpenNMT-py checkpoints needs torch >= 2.6; this is torch {torch.__version__}")
     with open(path, "rb"):  # FileNotFoundError / IsADirectoryError as open() raises them
         pass
     allowed = [argparse.Namespace]
@@ -300,6 +308,8 @@ def _cross_check(opt: dict, arch: dict) -> None:
             value = opt.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0 and value != arch[letter]:
                 raise ValueError(f"OpenNMT-py option {name} = {value}, but the weights have {letter} = {arch[letter]}")
+    if "input_feed" in opt and (type(opt["input_feed"]) is not int or opt["input_feed"] not in (0, 1)):
+        raise ValueError(f"OpenNMT-py option input_feed must be the integer 0 or 1; got {opt['input_feed']!r}")
     if "input_feed" in opt and bool(opt["input_feed"]) != arch["input_feed"]:
         raise ValueError(f"OpenNMT-py option input_feed = {opt['input_feed']!r}, but the decoder weights are "
                          + ("nn.LSTMCell layers (input_feed 1)" if arch["input_feed"] else "an nn.LSTM (input_feed 0)"))
@@ -414,7 +424,10 @@ def _float32(name: str, value) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         if not value.dtype.is_floating_point:
             raise ValueError(f"checkpoint tensor {name!r} has dtype {value.dtype}; expected a float tensor")
-        return value.detach().to("cpu", torch.float32).numpy()
+        try:
+            return value.detach().to("cpu", torch.float32).numpy()
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. a meta tensor holds no data
+            raise ValueError(f"checkpoint tensor {name!r} cannot be read as float32 ({exc})") from None
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
         return value.astype(np.float32)
     raise ValueError(f"checkpoint entry {name!r} is a {type(value).__name__}; expected a float tensor")
@@ -438,7 +451,10 @@ def _state_dict(checkpoint, weights) -> dict:
         if not isinstance(model, dict) or not isinstance(generator, dict):
             raise ValueError("checkpoint['model'] and checkpoint['generator'] must be state dicts")
         raw = dict(model)
-        raw.update({f"generator.{k}": v for k, v in generator.items()})
+        for k, v in generator.items():
+            if f"generator.{k}" in raw:
+                raise ValueError(f"checkpoint has 'generator.{k}' both in 'model' and in 'generator'")
+            raw[f"generator.{k}"] = v
     state = {}
     for name, value in raw.items():
         if not isinstance(name, str):
@@ -474,9 +490,11 @@ def _lstm_layers(state: dict, template: str, side: str) -> int:
 
 
 def _architecture(state: dict) -> dict:
-    for name in (SRC_EMB, TGT_EMB, "generator.weight", "generator.bias"):
+    for name, ndim in ((SRC_EMB, 2), (TGT_EMB, 2), ("generator.weight", 2), ("generator.bias", 1)):
         if name not in state:
             raise ValueError(f"the checkpoint has no {name!r}: not an OpenNMT-py RNN model")
+        if state[name].ndim != ndim:
+            raise ValueError(f"checkpoint tensor {name!r} has shape {state[name].shape}; expected {ndim} dimensions")
     L_enc = _lstm_layers(state, "encoder.rnn.{w}_l{k}", "encoder")
     # brnn: one nn.LSTM(bidirectional=True) of hidden_size/2 per direction (onmt/encoders/rnn_encoder.py)
     brnn = "encoder.rnn.weight_ih_l0_reverse" in state
@@ -496,6 +514,11 @@ def _architecture(state: dict) -> dict:
         raise ValueError(f"the encoder's hidden size is {H} and the decoder's {H_dec}; s2sext uses one hidden_size")
     if E_tgt != E:
         raise ValueError(f"src_word_vec_size {E} and tgt_word_vec_size {E_tgt} differ; s2sext uses one embed_size")
+    V = state[TGT_EMB].shape[0]  # the generator's rows follow the target vocabulary
+    for name, shape in (("generator.weight", (V, H)), ("generator.bias", (V,))):
+        if state[name].shape != shape:
+            raise ValueError(f"checkpoint tensor {name!r} has shape {state[name].shape}; expected {shape} "
+                             f"({V} target tokens, hidden size {H})")
     if "decoder.attn.linear_in.weight" in state:
         attention = "general"
     elif "decoder.attn.linear_query.weight" in state:

@@ -884,11 +884,11 @@ def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decode
                 if value.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
                     raise TypeError(f"{name!r} has dtype {value.dtype}; expected a float tensor")
                 value = value.detach().cpu().to(torch.float32).numpy()
-            values.append(np.asarray(value))
-        value = values[0] if how == "copy" else values[0] + values[1]
-        if value.shape != shapes[param]:
-            raise ValueError(f"{sources[0]!r} has shape {value.shape}; s2sext parameter {param!r} needs {shapes[param]}")
-        model.params[param][...] = value
+            value = np.asarray(value)
+            if value.shape != shapes[param]:  # each of a summed pair too, before numpy would broadcast them
+                raise ValueError(f"{name!r} has shape {value.shape}; s2sext parameter {param!r} needs {shapes[param]}")
+            values.append(value)
+        model.params[param][...] = values[0] if how == "copy" else values[0] + values[1]
     return model
 
 
