@@ -40,8 +40,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 import numpy as np
 
 from .data import SPECIALS
+from .serialize import object_without_repeated_keys
 
-__all__ = ["load_checkpoint", "read_safetensors", "from_opennmt", "convert_file"]
+__all__ = ["load_checkpoint", "read_safetensors", "from_opennmt", "convert_file", "safe_load_supported"]
 
 # OpenNMT-py's special tokens (onmt/constants.py, DefaultTokens), each with the s2sext special it
 # becomes, in s2sext id order (<pad> <sos> <eos> <unk>).
@@ -170,15 +171,6 @@ _ST_DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<
 _ST_MAX_HEADER = 100 * 1024 * 1024  # the limit of the safetensors library itself
 
 
-def _no_duplicates(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key!r} appears twice")
-        out[key] = value
-    return out
-
-
 def _int_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
 
@@ -204,7 +196,7 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
         raw_header = f.read(n)
         data = f.read()
     try:
-        header = json.loads(raw_header.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        header = json.loads(raw_header.decode("utf-8"), object_pairs_hook=object_without_repeated_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: the safetensors header is not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict):

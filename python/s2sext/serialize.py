@@ -634,6 +634,17 @@ def _is_count(x: Any) -> bool:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def object_without_repeated_keys(pairs: list) -> dict:
+    """A ``json.loads`` ``object_pairs_hook`` that refuses a key given twice (ValueError), where
+    ``json`` would keep the last one silently."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"key {key!r} repeated")
+        obj[key] = value
+    return obj
+
+
 def _loads(raw: bytes) -> Any:
     """Strict JSON as docs/model-format.md defines it (the C++ reader's rules): UTF-8; no
     NaN/Infinity; integers within int64 and other numbers finite; no repeated keys (readers in
@@ -656,18 +667,10 @@ def _loads(raw: bytes) -> Any:
             raise ValueError(f"number {text[:30]} overflows a double")
         return value
 
-    def unique(pairs: list) -> dict:
-        obj = {}
-        for key, value in pairs:
-            if key in obj:
-                raise ValueError(f"key {key!r} repeated")
-            obj[key] = value
-        return obj
-
     try:
         text = raw.decode("utf-8")
         doc = json.loads(
-            text, parse_constant=no_constants, parse_int=integer, parse_float=finite, object_pairs_hook=unique
+            text, parse_constant=no_constants, parse_int=integer, parse_float=finite, object_pairs_hook=object_without_repeated_keys
         )
     except RecursionError:
         raise ValueError("nested too deeply") from None
