@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from s2sext import ModelFileError, Seq2Seq, _core
+from s2sext.decoding import check_float32_range
 
 BASES = {
     "dot": dict(attention="dot"),
@@ -121,18 +122,28 @@ def patched(raw: bytes, offset: int, fmt: str, value, fix_crc: bool = True) -> b
 
 
 def verdicts(path):
-    """(Python accepts, C++ accepts). A Python failure other than ModelFileError propagates."""
+    """(Python accepts, C++ accepts). A Python failure other than ModelFileError propagates.
+
+    A valid file whose weights could overflow float32 (a mutated data byte) is read by Seq2Seq.load
+    but refused by the C++ API, which compiles it (the model layer refuses it when it decodes):
+    there the C++ refusal must carry the model layer's message, and then counts as agreement."""
     try:
-        Seq2Seq.load(path)
+        model = Seq2Seq.load(path)
         python = True
     except ModelFileError:
         python = False
     try:
         _core.check_model_file(str(path))
         cpp = True
-    except ValueError:
-        cpp = False
-    return python, cpp
+    except ValueError as e:
+        cpp = str(e)
+    if python:
+        try:
+            check_float32_range(model.config.as_dict(), model.params)
+        except ValueError as e:
+            assert cpp is not True and cpp.endswith(str(e)), f"the model layer refuses to decode: {e}; C++: {cpp}"
+            return python, True
+    return python, cpp is True
 
 
 def check_same_verdict(path, content: bytes, expected: bool | None, what: str):
@@ -427,6 +438,19 @@ def test_version_2_headers(bases, tmp_path):
     ]
     for what, raw, edit, expected in cases:
         check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), expected, what)
+
+
+def test_weights_past_float32_are_read_by_python_and_refused_by_the_cpp_api(tmp_path):
+    """Valid files both read before the C++ engine refused overflowing weights; now the C++ API
+    refuses them with the model layer's decoding message (verdicts() counts that as agreement)."""
+    for value in (np.inf, np.nan, 3e38):
+        model = Seq2Seq(list("abcd"), list("wxyz"), embed_size=3, hidden_size=4, seed=0, attention="dot")
+        model.params["out.weight"][0, 0] = value
+        model.save(tmp_path / "m.s2s")
+        content = (tmp_path / "m.s2s").read_bytes()
+        check_same_verdict(tmp_path / "m.s2s", content, True, f"out.weight[0, 0] = {value}")
+        with pytest.raises(ValueError, match=r"the model's logits can reach .* \(out.weight, out.bias\), past float32"):
+            _core.check_model_file(str(tmp_path / "m.s2s"))
 
 
 @pytest.mark.parametrize("layers", [10**6, 10**7, 10**8])
