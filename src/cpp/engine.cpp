@@ -536,7 +536,6 @@ void check_lengths(int64_t max_length, int64_t min_length) {
     throw std::invalid_argument("min_length must lie in [0, max_length]; got " + std::to_string(min_length));
 }
 
-
 // ---- the float32 range check ------------------------------------------------------------------
 // The rule of s2sext.decoding.check_float32_range (the model layer's numpy decoders apply that
 // one; tests hold the two to the same verdict and message): every input of a product is bounded
