@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -475,6 +477,60 @@ def test_many_keys_are_checked_in_linear_time(bases, tmp_path):
     # a search per key (quadratic) took 20 s for 100k keys; a hash set takes a fraction of a second
     assert time.perf_counter() - start < 5.0
     Seq2Seq.load(path)
+
+
+def long_headers(raw: bytes):
+    """(what, file, expected verdict): headers made of millions of tiny values,
+    where the format allows any value (meta.extra) and where it wants a scalar, a string, a tensor
+    entry or at most 32 dimensions."""
+    zeros = [0] * 2_000_000  # "0," each: 4 MB of header (a tree of ~200 MB)
+
+    def first_shape(doc, data):
+        doc["tensors"][0]["shape"] = zeros
+
+    def top_key(doc, data):
+        doc["x"] = zeros
+
+    def tensors(doc, data):
+        doc["tensors"] = zeros
+
+    compact = dict(separators=(",", ":"))
+    for what, edit, expected in [("meta.extra", set_meta("extra", zeros), True),
+                                 ("meta.extra objects", set_meta("extra", [{}] * 1_000_000), True),
+                                 ("src_vocab", set_meta("src_vocab", zeros), False),
+                                 ("meta.version", set_meta("version", zeros), False),
+                                 ("config num_layers", set_config("num_layers", zeros), False),
+                                 ("a tensor's shape", first_shape, False), ("the tensor table", tensors, False),
+                                 ("a third top-level key", top_key, False)]:
+        yield what, edited(raw, edit, **compact), expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak resident size from /proc")
+def test_long_headers_take_memory_bounded_by_the_header(bases, tmp_path):
+    """The C++ parser built a tree of ~100 bytes per JSON value: a 16 MiB header of zeros in
+    meta.extra took 0.85 GB. It now keeps only what the reader reads (JsonKeep, model_file.h); the
+    verdicts stay the Python loader's."""
+    paths, largest = [], 0
+    for i, (what, content, expected) in enumerate(long_headers(bases["dot"])):
+        path = tmp_path / f"m{i}.s2s"
+        check_same_verdict(path, content, expected, what)
+        paths.append(str(path))
+        largest = max(largest, len(content))
+    # the peak resident size of a fresh process (VmHWM: ru_maxrss would carry this process's over
+    # the fork), after the import and after the loads
+    code = ("import sys\nfrom s2sext import _core\n"
+            "def peak():\n"
+            "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) * 1024\n"
+            "before = peak()\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n        _core.check_model_file(path)\n    except ValueError:\n        pass\n"
+            "print(peak() - before)")
+    grown = int(subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True,
+                               check=True).stdout)
+    # the reader holds the file's bytes and a copy of the header (2x the file); 4x leaves the
+    # allocator its slack and stays far below the tree's ~60x
+    assert grown < 4 * largest, f"peak RSS grew {grown / 2**20:.0f} MiB for files of {largest / 2**20:.0f} MiB"
 
 
 def test_cpp_config_check_refuses_sizes_that_overflow():
