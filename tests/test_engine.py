@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import s2sext
-from s2sext import Decoder, ModelFileError, Seq2Seq
+from s2sext import Decoder, ModelFileError, Seq2Seq, _core
+from s2sext.decoding import check_float32_range
 
 VARIANTS = [
     (None, "luong", False),
@@ -278,6 +279,69 @@ def test_float32_overflow_is_refused_alike(attention, style, feeding):
         model.compile()
 
 
+def range_verdicts(model, dtype="float32"):
+    """The messages of the model layer's check (numpy) and of the compiled engine's (C++), None
+    where a check lets the model through."""
+    try:
+        check_float32_range(model.config.as_dict(), model.params)
+        python = None
+    except ValueError as e:
+        python = str(e)
+    try:
+        model.compile(dtype)
+        cpp = None
+    except ValueError as e:
+        cpp = str(e).removeprefix("Decoder: ")
+    return python, cpp
+
+
+RANGE_MODELS = [(f"{a}-{s}{'-if' if f else ''}-{'bi' if bi else 'uni'}", dict(
+    attention=a, attention_style=s, input_feeding=f, bidirectional=bi, num_layers=2)) for a, s, f in VARIANTS
+    for bi in (False, True)] + [(name, {"num_layers": 1, **options}) for name, (options, _) in FEATURES.items()]
+
+
+@pytest.mark.parametrize("options", [o for _, o in RANGE_MODELS], ids=[n for n, _ in RANGE_MODELS])
+def test_cpp_range_check_gives_the_python_verdict(options):
+    """The compiled engine's bound (engine.cpp) is the model layer's (decoding.check_float32_range),
+    computed again in C++: the same verdict and message for every parameter set past, near and
+    within the range alone, and for whole models scaled so that products of two weights cross it."""
+    model = Seq2Seq(12, 9, embed_size=6, hidden_size=8, max_source_length=10, seed=3, **options)
+    original = {name: value.copy() for name, value in model.params.items()}
+    refused = passed = 0
+    cases = [(name, value) for name in original for value in (1e36, 3e37, 2e38, np.inf, np.nan)]
+    cases += [(None, scale) for scale in (1e17, 1e18, 3e18, 1e19, 1e20)]
+    for name, value in cases:
+        for key, array in original.items():
+            model.params[key][...] = array
+        if name is None:
+            scaled(model, value)
+        else:
+            model.params[name][...] = np.float32(value)
+        python, cpp = range_verdicts(model)
+        assert cpp == python, f"{name} = {value}"
+        refused += python is not None
+        passed += python is None
+    assert refused and passed  # both verdicts occur
+    python, cpp = range_verdicts(model, "bfloat16")  # bf16 storage: bounded from the float32 weights
+    assert cpp == python
+
+
+def test_cpp_translator_refuses_a_model_file_past_float32(tmp_path):
+    """The C++ API (s2sext::Translator::load, over the same engine) refused nothing here: it
+    decoded a model with weights of 1e30 silently. It now refuses the file with the engine's
+    message; the file itself is valid, and Seq2Seq.load reads it (to inspect or retrain)."""
+    path = tmp_path / "m.s2s"
+    model = peaked_model("concat", "bahdanau", False, 2, True)
+    model.save(path)
+    _core.check_model_file(str(path))
+    scaled(model, 1e30).save(path)
+    with pytest.raises(ValueError, match=r"model file .*: the model's encoder.l0 gates can reach .* past float32's"):
+        _core.check_model_file(str(path))
+    Seq2Seq.load(path)
+    with pytest.raises(ValueError, match=r"the model's encoder.l0 gates can reach"):
+        Decoder.load(path)
+
+
 @pytest.mark.parametrize("attention,style,feeding", VARIANTS, ids=[f"{a}-{s}{'-if' if f else ''}" for a, s, f in VARIANTS])
 def test_large_weights_within_float32_decode_alike(attention, style, feeding):
     """Output weights of 1e30 give logits of about 1e31: large, but no sum can overflow (the
@@ -286,3 +350,5 @@ def test_large_weights_within_float32_decode_alike(attention, style, feeding):
     src, lengths = batch()
     np.testing.assert_array_equal(model.compile().greedy(src, lengths, max_length=8),
                                   model.greedy(src, lengths, max_length=8))
+    assert range_verdicts(model) == (None, None)
+    assert range_verdicts(model, "bfloat16") == (None, None)

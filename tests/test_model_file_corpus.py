@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -23,6 +25,7 @@ import numpy as np
 import pytest
 
 from s2sext import ModelFileError, Seq2Seq, _core
+from s2sext.decoding import check_float32_range
 
 BASES = {
     "dot": dict(attention="dot"),
@@ -121,18 +124,28 @@ def patched(raw: bytes, offset: int, fmt: str, value, fix_crc: bool = True) -> b
 
 
 def verdicts(path):
-    """(Python accepts, C++ accepts). A Python failure other than ModelFileError propagates."""
+    """(Python accepts, C++ accepts). A Python failure other than ModelFileError propagates.
+
+    A valid file whose weights could overflow float32 (a mutated data byte) is read by Seq2Seq.load
+    but refused by the C++ API, which compiles it (the model layer refuses it when it decodes):
+    there the C++ refusal must carry the model layer's message, and then counts as agreement."""
     try:
-        Seq2Seq.load(path)
+        model = Seq2Seq.load(path)
         python = True
     except ModelFileError:
         python = False
     try:
         _core.check_model_file(str(path))
         cpp = True
-    except ValueError:
-        cpp = False
-    return python, cpp
+    except ValueError as e:
+        cpp = str(e)
+    if python:
+        try:
+            check_float32_range(model.config.as_dict(), model.params)
+        except ValueError as e:
+            assert cpp is not True and cpp.endswith(str(e)), f"the model layer refuses to decode: {e}; C++: {cpp}"
+            return python, True
+    return python, cpp is True
 
 
 def check_same_verdict(path, content: bytes, expected: bool | None, what: str):
@@ -429,6 +442,19 @@ def test_version_2_headers(bases, tmp_path):
         check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), expected, what)
 
 
+def test_weights_past_float32_are_read_by_python_and_refused_by_the_cpp_api(tmp_path):
+    """Valid files both read before the C++ engine refused overflowing weights; now the C++ API
+    refuses them with the model layer's decoding message (verdicts() counts that as agreement)."""
+    for value in (np.inf, np.nan, 3e38):
+        model = Seq2Seq(list("abcd"), list("wxyz"), embed_size=3, hidden_size=4, seed=0, attention="dot")
+        model.params["out.weight"][0, 0] = value
+        model.save(tmp_path / "m.s2s")
+        content = (tmp_path / "m.s2s").read_bytes()
+        check_same_verdict(tmp_path / "m.s2s", content, True, f"out.weight[0, 0] = {value}")
+        with pytest.raises(ValueError, match=r"the model's logits can reach .* \(out.weight, out.bias\), past float32"):
+            _core.check_model_file(str(tmp_path / "m.s2s"))
+
+
 @pytest.mark.parametrize("layers", [10**6, 10**7, 10**8])
 def test_a_huge_layer_count_is_refused_at_once(bases, tmp_path, layers):
     path = tmp_path / "m.s2s"
@@ -451,6 +477,60 @@ def test_many_keys_are_checked_in_linear_time(bases, tmp_path):
     # a search per key (quadratic) took 20 s for 100k keys; a hash set takes a fraction of a second
     assert time.perf_counter() - start < 5.0
     Seq2Seq.load(path)
+
+
+def long_headers(raw: bytes):
+    """(what, file, expected verdict): headers made of millions of tiny values,
+    where the format allows any value (meta.extra) and where it wants a scalar, a string, a tensor
+    entry or at most 32 dimensions."""
+    zeros = [0] * 2_000_000  # "0," each: 4 MB of header (a tree of ~200 MB)
+
+    def first_shape(doc, data):
+        doc["tensors"][0]["shape"] = zeros
+
+    def top_key(doc, data):
+        doc["x"] = zeros
+
+    def tensors(doc, data):
+        doc["tensors"] = zeros
+
+    compact = dict(separators=(",", ":"))
+    for what, edit, expected in [("meta.extra", set_meta("extra", zeros), True),
+                                 ("meta.extra objects", set_meta("extra", [{}] * 1_000_000), True),
+                                 ("src_vocab", set_meta("src_vocab", zeros), False),
+                                 ("meta.version", set_meta("version", zeros), False),
+                                 ("config num_layers", set_config("num_layers", zeros), False),
+                                 ("a tensor's shape", first_shape, False), ("the tensor table", tensors, False),
+                                 ("a third top-level key", top_key, False)]:
+        yield what, edited(raw, edit, **compact), expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak resident size from /proc")
+def test_long_headers_take_memory_bounded_by_the_header(bases, tmp_path):
+    """The C++ parser built a tree of ~100 bytes per JSON value: a 16 MiB header of zeros in
+    meta.extra took 0.85 GB. It now keeps only what the reader reads (JsonKeep, model_file.h); the
+    verdicts stay the Python loader's."""
+    paths, largest = [], 0
+    for i, (what, content, expected) in enumerate(long_headers(bases["dot"])):
+        path = tmp_path / f"m{i}.s2s"
+        check_same_verdict(path, content, expected, what)
+        paths.append(str(path))
+        largest = max(largest, len(content))
+    # the peak resident size of a fresh process (VmHWM: ru_maxrss would carry this process's over
+    # the fork), after the import and after the loads
+    code = ("import sys\nfrom s2sext import _core\n"
+            "def peak():\n"
+            "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) * 1024\n"
+            "before = peak()\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n        _core.check_model_file(path)\n    except ValueError:\n        pass\n"
+            "print(peak() - before)")
+    grown = int(subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True,
+                               check=True).stdout)
+    # the reader holds the file's bytes and a copy of the header (2x the file); 4x leaves the
+    # allocator its slack and stays far below the tree's ~60x
+    assert grown < 4 * largest, f"peak RSS grew {grown / 2**20:.0f} MiB for files of {largest / 2**20:.0f} MiB"
 
 
 def test_cpp_config_check_refuses_sizes_that_overflow():

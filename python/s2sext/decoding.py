@@ -61,8 +61,11 @@ def check_float32_range(config: dict, params: dict) -> None:
     partial sum of it in any order. Past float32's range the result would be inf or NaN, and which
     one depends on the order and fusion of the sums, which differ between the model layer (its
     kernels, the batch size) and the compiled decoder (its table of embedding products): with
-    weights of 1e30 the two gave different tokens. Such a model is refused, by both, up front.
-    Costs one pass over the parameters.
+    weights of 1e30 the two gave different tokens. Such a model is refused, by both, up front:
+    this function serves the model layer's greedy and beam search (per call); the compiled decoder
+    and the C++ API apply the same rule, with the same message, in C++ when the engine is built
+    (``check_float32_range`` in src/cpp/engine.cpp; tests/test_engine.py holds the two to one
+    verdict). Costs one pass over the parameters.
     """
     H, L = config["hidden_size"], config["num_layers"]
     ones = np.ones(H)

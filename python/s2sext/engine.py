@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .data import PAD_ID, Vocab
-from .decoding import check_beam_args, check_float32_range, check_lengths, check_translate_args
+from .decoding import check_beam_args, check_lengths, check_translate_args
 
 DTYPES = ("float32", "bfloat16")
 
@@ -32,10 +32,10 @@ class Decoder:
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
         self.dtype = dtype
+        # the engine checks every parameter's presence and shape, then refuses weights that could
+        # overflow float32 (ValueError), by the rule the model layer's decoders apply
+        # (s2sext.decoding.check_float32_range)
         self._engine = _core.Engine(self.config, {k: np.asarray(v, np.float32) for k, v in params.items()}, dtype)
-        # after the engine has checked every parameter's presence and shape; the model layer
-        # refuses the same models when it decodes
-        check_float32_range(self.config, params)
 
     @classmethod
     def from_model(cls, model, dtype: str = "float32") -> "Decoder":

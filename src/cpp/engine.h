@@ -66,7 +66,9 @@ struct EngineWeights;  // engine.cpp
 
 class Engine {
  public:
-  // Checks every parameter's presence and shape (std::invalid_argument naming it).
+  // Checks every parameter's presence and shape, then that no pre-activation, score or logit of
+  // decoding can overflow float32 (bounded from the weights, the rule of
+  // s2sext.decoding.check_float32_range): std::invalid_argument naming the parameter.
   Engine(const EngineConfig& config, const std::map<std::string, Tensor>& params,
          WeightType weights = WeightType::float32);
   ~Engine();

@@ -30,8 +30,8 @@ class JsonParser {
  public:
   explicit JsonParser(const std::string& text) : s_(text) {}
 
-  Json parse() {
-    Json v = value(0);
+  Json parse(JsonKeep keep) {
+    Json v = value(0, keep);
     skip_space();
     if (i_ != s_.size()) fail("trailing characters");
     return v;
@@ -52,12 +52,65 @@ class JsonParser {
     }
     return false;
   }
-  // depth: the number of arrays and objects around this value
-  Json value(int depth) {
+  // What a member of an object kept by `keep` keeps (the reader's needs, model_file.h).
+  static JsonKeep member_keep(JsonKeep keep, const std::string& key) {
+    switch (keep) {
+      case JsonKeep::model_header:
+        return key == "meta" ? JsonKeep::model_meta : key == "tensors" ? JsonKeep::tensor_table : JsonKeep::kind_only;
+      case JsonKeep::model_meta:
+        if (key == "kind" || key == "version") return JsonKeep::scalar;
+        if (key == "config") return JsonKeep::config;
+        return key == "src_vocab" || key == "tgt_vocab" ? JsonKeep::strings : JsonKeep::kind_only;
+      case JsonKeep::config:
+        return JsonKeep::scalar;
+      case JsonKeep::tensor_entry:
+        return key == "shape" ? JsonKeep::dims : JsonKeep::scalar;
+      default:
+        return JsonKeep::all;
+    }
+  }
+  // What the elements of an array kept by `keep` keep.
+  static JsonKeep element_keep(JsonKeep keep) {
+    switch (keep) {
+      case JsonKeep::tensor_table:
+        return JsonKeep::tensor_entry;
+      case JsonKeep::strings:
+      case JsonKeep::dims:
+        return JsonKeep::scalar;
+      default:
+        return JsonKeep::all;
+    }
+  }
+  // Whether an array kept by `keep` stores its next element: the reader refuses an array with an
+  // element of the wrong kind (or a shape of more than 32 dimensions), so past the first such
+  // element (or 33 dimensions) the rest is only checked.
+  static bool store_next(JsonKeep keep, const std::vector<Json>& stored) {
+    if (stored.empty()) return true;
+    switch (keep) {
+      case JsonKeep::tensor_table:
+        return stored.back().kind == Json::Kind::object;
+      case JsonKeep::strings:
+        return stored.back().kind == Json::Kind::string;
+      case JsonKeep::dims:
+        return stored.size() <= 32;
+      default:
+        return true;
+    }
+  }
+  // depth: the number of arrays and objects around this value. keep: what to build of it
+  // (JsonKeep); a value of another kind than its policy expects is checked as strictly but kept
+  // as its kind only (no members, elements or string).
+  Json value(int depth, JsonKeep keep) {
     skip_space();
     if (i_ >= s_.size()) fail("unexpected end");
     Json v;
     const char c = s_[i_];
+    const bool object_policy = keep == JsonKeep::all || keep == JsonKeep::model_header ||
+                               keep == JsonKeep::model_meta || keep == JsonKeep::config ||
+                               keep == JsonKeep::tensor_entry;
+    const bool array_policy = keep == JsonKeep::all || keep == JsonKeep::tensor_table ||
+                              keep == JsonKeep::strings || keep == JsonKeep::dims;
+    if ((c == '{' && !object_policy) || (c == '[' && !array_policy)) keep = JsonKeep::kind_only;
     if ((c == '{' || c == '[') && depth + 1 > kMaxJsonDepth)
       fail("nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
     if (c == '{') {
@@ -68,6 +121,7 @@ class JsonParser {
         ++i_;
         return v;
       }
+      std::vector<std::string> skipped_keys;  // kind_only: the keys, for the repeated-key check
       for (;;) {
         skip_space();
         if (i_ >= s_.size() || s_[i_] != '"') fail("expected a key");
@@ -75,7 +129,13 @@ class JsonParser {
         skip_space();
         if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':'");
         ++i_;
-        v.object.emplace_back(std::move(key), value(depth + 1));
+        if (keep == JsonKeep::kind_only) {
+          value(depth + 1, keep);
+          skipped_keys.push_back(std::move(key));
+        } else {
+          const JsonKeep member = member_keep(keep, key);
+          v.object.emplace_back(std::move(key), value(depth + 1, member));
+        }
         skip_space();
         if (i_ < s_.size() && s_[i_] == ',') {
           ++i_;
@@ -83,7 +143,13 @@ class JsonParser {
         }
         if (i_ < s_.size() && s_[i_] == '}') {
           ++i_;
-          check_unique_keys(v);
+          std::vector<std::string_view> keys;
+          keys.reserve(keep == JsonKeep::kind_only ? skipped_keys.size() : v.object.size());
+          if (keep == JsonKeep::kind_only)
+            keys.assign(skipped_keys.begin(), skipped_keys.end());
+          else
+            for (const auto& kv : v.object) keys.push_back(kv.first);
+          check_unique_keys(keys);
           return v;
         }
         fail("expected ',' or '}'");
@@ -98,7 +164,10 @@ class JsonParser {
         return v;
       }
       for (;;) {
-        v.array.push_back(value(depth + 1));
+        if (keep == JsonKeep::kind_only || !store_next(keep, v.array))
+          value(depth + 1, JsonKeep::kind_only);
+        else
+          v.array.push_back(value(depth + 1, element_keep(keep)));
         skip_space();
         if (i_ < s_.size() && s_[i_] == ',') {
           ++i_;
@@ -114,6 +183,7 @@ class JsonParser {
     if (c == '"') {
       v.kind = Json::Kind::string;
       v.string = string();
+      if (keep == JsonKeep::kind_only) std::string().swap(v.string);
       return v;
     }
     if (take("true")) {
@@ -164,18 +234,17 @@ class JsonParser {
   }
   // Once per object, after its last member: a hash set over the keys, so an object of n keys
   // costs O(n) (small objects compare pairwise, cheaper than a set).
-  void check_unique_keys(const Json& v) const {
-    const auto& members = v.object;
-    if (members.size() <= 8) {
-      for (size_t a = 0; a < members.size(); ++a)
-        for (size_t b = a + 1; b < members.size(); ++b)
-          if (members[a].first == members[b].first) fail("repeated key '" + members[b].first + "'");
+  void check_unique_keys(const std::vector<std::string_view>& keys) const {
+    if (keys.size() <= 8) {
+      for (size_t a = 0; a < keys.size(); ++a)
+        for (size_t b = a + 1; b < keys.size(); ++b)
+          if (keys[a] == keys[b]) fail("repeated key '" + std::string(keys[b]) + "'");
       return;
     }
     std::unordered_set<std::string_view> seen;
-    seen.reserve(members.size());
-    for (const auto& kv : members)
-      if (!seen.insert(kv.first).second) fail("repeated key '" + kv.first + "'");
+    seen.reserve(keys.size());
+    for (std::string_view key : keys)
+      if (!seen.insert(key).second) fail("repeated key '" + std::string(key) + "'");
   }
   static void put_utf8(std::string& out, uint32_t cp) {
     if (cp < 0x80) {
@@ -280,7 +349,7 @@ uint32_t read_u32(const unsigned char* p) {
 
 }  // namespace
 
-Json parse_json(const std::string& text) { return JsonParser(text).parse(); }
+Json parse_json(const std::string& text, JsonKeep keep) { return JsonParser(text).parse(keep); }
 
 uint32_t crc32(const unsigned char* data, size_t size) {
   static uint32_t table[256];
@@ -426,7 +495,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   if (D > E) throw fail("corrupted (data section starts past its end)");
   Json top;
   try {
-    top = parse_json(std::string(reinterpret_cast<const char*>(&bytes[24]), J));
+    top = parse_json(std::string(reinterpret_cast<const char*>(&bytes[24]), J), JsonKeep::model_header);
   } catch (const std::invalid_argument& e) {
     throw fail(std::string("corrupted header: ") + e.what());
   }
@@ -508,11 +577,13 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   for (auto [key, dest, size] : {std::make_tuple("src_vocab", &out.src_vocab, c.src_vocab),
                                  std::make_tuple("tgt_vocab", &out.tgt_vocab, c.tgt_vocab)}) {
     const Json& list = meta_get(*meta, key, Json::Kind::array);
+    // (the kinds first: the parser stores no element past a non-string, JsonKeep::strings)
+    for (const Json& t : list.array)
+      if (t.kind != Json::Kind::string) throw fail(std::string(key) + " holds a non-string");
     if (int64_t(list.array.size()) != size)
       throw fail(std::string(key) + " has " + std::to_string(list.array.size()) + " tokens; the configuration says " +
                  std::to_string(size));
     for (const Json& t : list.array) {
-      if (t.kind != Json::Kind::string) throw fail(std::string(key) + " holds a non-string");
       if (t.string.empty()) throw fail(std::string(key) + " holds an empty token");
       dest->push_back(t.string);
     }

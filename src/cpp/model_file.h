@@ -38,10 +38,21 @@ struct Json {
 constexpr uint64_t kMaxHeaderBytes = uint64_t(1) << 24;
 constexpr int kMaxJsonDepth = 64;
 
+// What parse_json builds. A parse tree costs ~100 bytes per value (a 16 MiB header of `[0,0,...]`
+// took about 1 GB), so the model reader (model_header) keeps only what it reads: the top object's
+// `tensors` (tensor_table: entries, tensor_entry: scalar members and a shape of dims) and `meta`
+// (model_meta: the scalars `kind` and `version`, `config` with scalar members, the vocabularies as
+// strings). Every other value (`meta.extra`, a checkpoint's state, a container where the format
+// has a scalar) is checked as strictly and kept as its kind only (kind_only: an empty object,
+// array or string), and an array stops storing after an element of the wrong kind or 33
+// dimensions, which the reader refuses anyway. The verdict is that of the whole tree.
+enum class JsonKeep { all, model_header, model_meta, config, scalar, strings, tensor_table, tensor_entry, dims,
+                      kind_only };
+
 // Strict JSON (RFC 8259) as the model file restricts it: throws std::invalid_argument on bad
 // syntax, repeated keys (found in linear time), bad UTF-8 or lone surrogates, integers outside
 // int64, numbers that overflow a double, nesting deeper than kMaxJsonDepth.
-Json parse_json(const std::string& text);
+Json parse_json(const std::string& text, JsonKeep keep = JsonKeep::all);
 
 // CRC-32 (ISO-HDLC, zlib's crc32).
 uint32_t crc32(const unsigned char* data, size_t size);
