@@ -717,21 +717,47 @@ void check_float32_range(const EngineConfig& cfg, const std::map<std::string, Te
 
 }  // namespace
 
+void check_engine_config(const EngineConfig& c) {
+  if (c.src_vocab < 5 || c.tgt_vocab < 5)
+    throw std::invalid_argument("src_vocab_size and tgt_vocab_size must be >= 5 (got " + std::to_string(c.src_vocab) +
+                                " and " + std::to_string(c.tgt_vocab) + ")");
+  if (c.embed < 1 || c.hidden < 1 || c.layers < 1 || c.max_source_length < 1)
+    throw std::invalid_argument("embed_size, hidden_size, num_layers and max_source_length must be >= 1");
+  const bool attention = c.attention != EngineAttention::none;
+  if (!attention && (c.bahdanau || c.input_feeding))
+    throw std::invalid_argument("attention_style 'bahdanau' and input_feeding need an attention kind");
+  if (c.input_feeding && c.bahdanau) throw std::invalid_argument("input_feeding needs attention_style 'luong'");
+  if (c.bridge_concat && !(c.bidirectional && c.hidden % 2 == 0))
+    throw std::invalid_argument("bridge 'concat' needs bidirectional and an even hidden_size");
+  if (!c.combine_tanh && !attention) throw std::invalid_argument("combine_activation 'none' needs an attention kind");
+  if (c.query_bias && c.attention != EngineAttention::concat)
+    throw std::invalid_argument("attention_query_bias needs attention 'concat'");
+  // Every parameter's bytes (float32) below 2^63. Shapes of docs/model.md; each listed shape is
+  // the largest of its family (biases and the bridge's [H, 2H] are smaller than [4H, H]; bridge
+  // "concat" halves the encoder's sizes).
+  const int64_t H = c.hidden, E = c.embed, extra = attention && (c.input_feeding || c.bahdanau) ? H : 0;
+  int64_t G = 0, dec_in = 0, enc_in = 0;
+  bool ok = !__builtin_mul_overflow(H, int64_t(4), &G) && !__builtin_add_overflow(E, extra, &dec_in) &&
+            !__builtin_mul_overflow(H, int64_t(c.bidirectional ? 2 : 1), &enc_in);
+  auto fits = [&](int64_t rows, int64_t cols) {
+    int64_t n = 0;
+    return !__builtin_mul_overflow(rows, cols, &n) && !__builtin_mul_overflow(n, int64_t(sizeof(float)), &n);
+  };
+  ok = ok && fits(c.src_vocab, E) && fits(c.tgt_vocab, E) && fits(c.tgt_vocab, H) && fits(G, dec_in) && fits(G, H) &&
+       (c.layers == 1 || fits(G, enc_in)) &&
+       (c.attention != EngineAttention::location || fits(c.max_source_length, H));
+  if (!ok) throw std::invalid_argument("the configuration's sizes give a parameter too large to store (2^63 bytes or more)");
+}
+
 Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& params, WeightType type)
     : w_(new EngineWeights()) {
+  check_engine_config(cfg);  // first: the sizes below are computed from cfg
   EngineWeights& w = *w_;
   w.cfg = cfg;
   w.type = type;
   const int64_t H = cfg.hidden, E = cfg.embed, G = 4 * H, L = cfg.layers, D = cfg.bidirectional ? 2 : 1;
   const int64_t V = cfg.tgt_vocab;
-  if (H < 1 || E < 1 || L < 1 || cfg.src_vocab < 5 || V < 5)
-    throw std::invalid_argument("the configuration needs hidden, embed, layers >= 1 and vocabularies >= 5");
   const bool attention = cfg.attention != EngineAttention::none;
-  if (!attention && (cfg.bahdanau || cfg.input_feeding))
-    throw std::invalid_argument("Bahdanau style and input feeding need an attention kind");
-  if (cfg.input_feeding && cfg.bahdanau) throw std::invalid_argument("input feeding is Luong-only");
-  if (cfg.attention == EngineAttention::location && cfg.max_source_length < 1)
-    throw std::invalid_argument("location attention needs max_source_length >= 1");
   w.G = G;
   w.src_embed = copy_of(need(params, "src_embed", {cfg.src_vocab, E}));
   w.tgt_embed = copy_of(need(params, "tgt_embed", {V, E}));
@@ -745,11 +771,6 @@ Engine::Engine(const EngineConfig& cfg, const std::map<std::string, Tensor>& par
     l.b = copy_of(need(params, p + ".b", {4 * h}));
     return l;
   };
-  if (cfg.bridge_concat && !(cfg.bidirectional && H % 2 == 0))
-    throw std::invalid_argument("bridge 'concat' needs a bidirectional encoder and an even hidden size");
-  if (cfg.query_bias && cfg.attention != EngineAttention::concat)
-    throw std::invalid_argument("the attention query bias needs concat attention");
-  if (!cfg.combine_tanh && !attention) throw std::invalid_argument("combine_activation 'none' needs attention");
   const int64_t He = cfg.bridge_concat ? H / 2 : H;
   for (int64_t l = 0; l < L; ++l) {
     const int64_t in = l == 0 ? E : D * He;

@@ -64,6 +64,13 @@ struct Hypothesis {
 
 struct EngineWeights;  // engine.cpp
 
+// The configuration rules of docs/model-format.md ("The Seq2Seq header") that an EngineConfig can
+// express: sizes >= 1 (vocabularies >= 5), the attention style's combinations, the version-2
+// options' (bridge "concat": bidirectional, even hidden; combine "none": attention; query bias:
+// concat), and every parameter's byte count below 2^63 in checked arithmetic (so that no size
+// computed from the configuration overflows). Throws std::invalid_argument naming the first rule broken.
+void check_engine_config(const EngineConfig& config);
+
 class Engine {
  public:
   // Checks every parameter's presence and shape, then that no pre-activation, score or logit of

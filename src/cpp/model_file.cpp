@@ -369,37 +369,6 @@ uint32_t crc32(const unsigned char* data, size_t size) {
 
 // ---- the container and the Seq2Seq header ---------------------------------------------------------
 
-void check_engine_config(const EngineConfig& c) {
-  if (c.src_vocab < 5 || c.tgt_vocab < 5)
-    throw std::invalid_argument("src_vocab_size and tgt_vocab_size must be >= 5 (got " + std::to_string(c.src_vocab) +
-                                " and " + std::to_string(c.tgt_vocab) + ")");
-  if (c.embed < 1 || c.hidden < 1 || c.layers < 1 || c.max_source_length < 1)
-    throw std::invalid_argument("embed_size, hidden_size, num_layers and max_source_length must be >= 1");
-  const bool attention = c.attention != EngineAttention::none;
-  if (!attention && (c.bahdanau || c.input_feeding))
-    throw std::invalid_argument("attention_style 'bahdanau' and input_feeding need an attention kind");
-  if (c.input_feeding && c.bahdanau) throw std::invalid_argument("input_feeding needs attention_style 'luong'");
-  if (c.bridge_concat && !(c.bidirectional && c.hidden % 2 == 0))
-    throw std::invalid_argument("bridge 'concat' needs bidirectional and an even hidden_size");
-  if (!c.combine_tanh && !attention) throw std::invalid_argument("combine_activation 'none' needs an attention kind");
-  if (c.query_bias && c.attention != EngineAttention::concat)
-    throw std::invalid_argument("attention_query_bias needs attention 'concat'");
-  // Every parameter's bytes (float32) below 2^63. Shapes of docs/model.md; each listed shape is
-  // the largest of its family (biases and the bridge's [H, 2H] are smaller than [4H, H]; bridge
-  // "concat" halves the encoder's sizes).
-  const int64_t H = c.hidden, E = c.embed, extra = attention && (c.input_feeding || c.bahdanau) ? H : 0;
-  int64_t G = 0, dec_in = 0, enc_in = 0;
-  bool ok = !__builtin_mul_overflow(H, int64_t(4), &G) && !__builtin_add_overflow(E, extra, &dec_in) &&
-            !__builtin_mul_overflow(H, int64_t(c.bidirectional ? 2 : 1), &enc_in);
-  auto fits = [&](int64_t rows, int64_t cols) {
-    int64_t n = 0;
-    return !__builtin_mul_overflow(rows, cols, &n) && !__builtin_mul_overflow(n, int64_t(sizeof(float)), &n);
-  };
-  ok = ok && fits(c.src_vocab, E) && fits(c.tgt_vocab, E) && fits(c.tgt_vocab, H) && fits(G, dec_in) && fits(G, H) &&
-       (c.layers == 1 || fits(G, enc_in)) &&
-       (c.attention != EngineAttention::location || fits(c.max_source_length, H));
-  if (!ok) throw std::invalid_argument("the configuration's sizes give a parameter too large to store (2^63 bytes or more)");
-}
 
 namespace {
 

@@ -65,13 +65,6 @@ struct Seq2SeqFile {
   std::map<std::string, Tensor> params;  // float32 parameters by name
 };
 
-// The configuration rules of docs/model-format.md ("The Seq2Seq header") that an EngineConfig can
-// express: sizes >= 1 (vocabularies >= 5), the attention style's combinations, the version-2
-// options' (bridge "concat": bidirectional, even hidden; combine "none": attention; query bias:
-// concat), and every parameter's byte count below 2^63 in checked arithmetic (so that no size
-// computed from the configuration overflows). Throws std::invalid_argument naming the first rule broken.
-void check_engine_config(const EngineConfig& config);
-
 // Reads and checks a file written by s2sext.Seq2Seq.save: the container's checks, then the Seq2Seq
 // header's (docs/model-format.md); the parameters' presence and shapes are the Engine's to check.
 // The work is bounded by the file's size: its preamble, size and trailer are checked before the
