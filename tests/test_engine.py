@@ -9,7 +9,7 @@ import pytest
 
 import s2sext
 from s2sext import Decoder, ModelFileError, Seq2Seq, _core
-from s2sext.decoding import check_float32_range
+from s2sext.decoding import _FLOAT32_SAFE, _check_float32_range_exactly, _coarse_float32_bound, check_float32_range
 
 VARIANTS = [
     (None, "luong", False),
@@ -324,6 +324,28 @@ def test_cpp_range_check_gives_the_python_verdict(options):
     assert refused and passed  # both verdicts occur
     python, cpp = range_verdicts(model, "bfloat16")  # bf16 storage: bounded from the float32 weights
     assert cpp == python
+
+
+@pytest.mark.parametrize("options", [o for _, o in RANGE_MODELS], ids=[n for n, _ in RANGE_MODELS])
+def test_coarse_float32_bound_only_accepts_what_the_exact_rule_accepts(options):
+    """check_float32_range skips the exact float64 pass when a bound from the largest weight and the
+    largest dimension is already inside the range; that shortcut must never accept a model the
+    exact rule refuses (scales from ordinary weights to past float32), and it must be taken for
+    ordinary weights (else the shortcut is dead code)."""
+    model = Seq2Seq(12, 9, embed_size=6, hidden_size=8, max_source_length=10, seed=3, **options)
+    assert _coarse_float32_bound(model.params) <= _FLOAT32_SAFE
+    shortcut = exact_refusals = 0
+    for scale in (1.0, 1e3, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e12, 1e15, 1e18, 1e20):
+        for seed in range(3):
+            scaled(model, scale, seed=seed)
+            try:
+                _check_float32_range_exactly(model.config.as_dict(), model.params)
+            except ValueError:
+                exact_refusals += 1
+                assert _coarse_float32_bound(model.params) > _FLOAT32_SAFE, (scale, seed)
+                continue
+            shortcut += _coarse_float32_bound(model.params) <= _FLOAT32_SAFE
+    assert shortcut and exact_refusals
 
 
 def test_cpp_translator_refuses_a_model_file_past_float32(tmp_path):
