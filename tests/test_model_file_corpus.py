@@ -667,3 +667,33 @@ def test_a_long_but_valid_max_source_length_compiles():
     # max_source_length matters only to location attention; any int64 passes to the C++ engine
     model = Seq2Seq(list("abcd"), list("wxyz"), embed_size=3, hidden_size=4, max_source_length=2**63 - 1)
     model.compile()
+
+
+def test_messages_quote_at_most_a_few_bytes_of_the_file(bases, tmp_path):
+    """A refusal quotes strings from the file shortened (the C++ reader put a repeated key, a kind, a
+    tokenizer or a tensor name into its message whole: a 1 MB name gave a 1 MB message)."""
+    long = "k" * 1_000_000
+    raw = bases[next(iter(bases))]
+    repeated_table_entry = lambda d, _: d["tensors"].append(dict(d["tensors"][0]))  # noqa: E731
+    cases = {
+        "kind": set_meta("kind", long),
+        "tokenizer": set_config("src_tokenizer", long),
+        "attention": set_config("attention", long),
+        "attention_style": set_config("attention_style", long),
+        "config keys": lambda d, _: d["meta"]["config"].update({f"{long[:50]}{i}": 0 for i in range(100)}),
+        "repeated key": set_meta("extra", Raw('{"' + long + '": 1, "' + long + '": 2}')),
+        "tensor name": lambda d, _: d["tensors"][0].update(name=long),
+        "tensor dtype": lambda d, _: d["tensors"][0].update(dtype=long),
+        "version": set_meta("version", 2.5),
+    }
+    path = tmp_path / "long.s2s"
+    for what, edit in cases.items():
+        path.write_bytes(edited(raw, edit))
+        with pytest.raises(ModelFileError) as python:
+            Seq2Seq.load(path)
+        with pytest.raises(ValueError) as cpp:
+            _core.check_model_file(str(path))
+        for loader, exc in (("Python", python), ("C++", cpp)):
+            # bounded whatever the file holds: the path, a rule, at most 8 quoted strings of 40 bytes
+            assert len(str(exc.value)) < 1000, f"{what}: the {loader} message has {len(str(exc.value))} characters"
+    assert "version 2.5 is not supported" in str(cpp.value)  # the last case: not 2.500000

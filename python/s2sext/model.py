@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
-from .data import Vocab, get_tokenizer
+from .data import Vocab, get_tokenizer, short_repr
 
 DTYPE = np.float32
 
@@ -121,7 +121,7 @@ class Config:
         def positive_int(name, minimum=1):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value < 2**63:
-                raise ValueError(f"{name} must be an integer in [{minimum}, 2**63); got {value!r}")
+                raise ValueError(f"{name} must be an integer in [{minimum}, 2**63); got {short_repr(value)}")
 
         for name in ("embed_size", "hidden_size", "num_layers", "max_source_length"):
             positive_int(name)
@@ -129,40 +129,41 @@ class Config:
         positive_int("tgt_vocab_size", 5)
         # compared as given, not through float(): a huge int would overflow
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (float, int)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1); got {self.dropout!r:.40}")
+            raise ValueError(f"dropout must be a number in [0, 1); got {short_repr(self.dropout)}")
         if self.attention is not None and self.attention not in ops.ATTENTION_KINDS:
             raise ValueError(
-                f"attention must be None or one of {', '.join(ops.ATTENTION_KINDS)}; got {self.attention!r}"
+                f"attention must be None or one of {', '.join(ops.ATTENTION_KINDS)}; got {short_repr(self.attention)}"
             )
         if self.attention_style not in ATTENTION_STYLES:
-            raise ValueError(f"attention_style must be 'luong' or 'bahdanau'; got {self.attention_style!r}")
+            raise ValueError(f"attention_style must be 'luong' or 'bahdanau'; got {short_repr(self.attention_style)}")
         if self.attention is None and self.attention_style != "luong":
             raise ValueError("attention_style='bahdanau' needs an attention kind; got attention=None")
         if self.input_feeding and (self.attention is None or self.attention_style != "luong"):
             raise ValueError("input_feeding needs Luong-style attention (attention_style='luong', attention set)")
         for name in ("bidirectional", "input_feeding", "reverse_source", "attention_query_bias"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+                raise TypeError(f"{name} must be a bool; got {short_repr(getattr(self, name))}")
         if self.bridge not in BRIDGES:
-            raise ValueError(f"bridge must be 'linear' or 'concat'; got {self.bridge!r:.60}")
+            raise ValueError(f"bridge must be 'linear' or 'concat'; got {short_repr(self.bridge)}")
         if self.bridge == "concat" and not (self.bidirectional and self.hidden_size % 2 == 0):
             raise ValueError(
                 "bridge='concat' needs bidirectional=True and an even hidden_size (each direction has "
-                f"hidden_size/2 units); got bidirectional={self.bidirectional!r}, hidden_size={self.hidden_size!r}"
+                f"hidden_size/2 units); got bidirectional={short_repr(self.bidirectional)}, "
+                f"hidden_size={short_repr(self.hidden_size)}"
             )
         if self.combine_activation not in COMBINE_ACTIVATIONS:
-            raise ValueError(f"combine_activation must be 'tanh' or 'none'; got {self.combine_activation!r:.60}")
+            raise ValueError(f"combine_activation must be 'tanh' or 'none'; got {short_repr(self.combine_activation)}")
         if self.combine_activation != "tanh" and self.attention is None:
             raise ValueError("combine_activation='none' needs an attention kind (without attention there is no combine layer)")
         if self.attention_query_bias and self.attention != "concat":
-            raise ValueError(f"attention_query_bias needs attention='concat'; got attention={self.attention!r}")
+            raise ValueError(f"attention_query_bias needs attention='concat'; got attention={short_repr(self.attention)}")
         get_tokenizer(self.src_tokenizer)
         get_tokenizer(self.tgt_tokenizer)
         # Layers past the second repeat the second's shapes, so two layers show every shape (the
         # check stays O(1) for any num_layers).
         for name, shape in iter_parameter_shapes(self, max_layers=2):
             if math.prod(shape) * DTYPE().itemsize >= 2**63:
-                raise ValueError(f"the configuration's parameter {name!r} of shape {shape} is too large to store")
+                raise ValueError(f"the configuration's parameter {short_repr(name)} of shape {shape} is too large to store")
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -190,7 +191,9 @@ class Config:
         fields = [k for k in cls.__dataclass_fields__ if version >= 2 or k not in VERSION2_DEFAULTS]
         unknown = set(d) - set(fields)
         if unknown:
-            raise ValueError(f"unknown model configuration keys for version {version}: {sorted(unknown)}")
+            listed = ", ".join(short_repr(k) for k in sorted(unknown)[:8]) + (f", ... ({len(unknown)} keys)"
+                                                                             if len(unknown) > 8 else "")
+            raise ValueError(f"unknown model configuration keys for version {version}: {listed}")
         missing = [k for k in fields if k not in d]
         if missing:
             raise ValueError(f"the model configuration lacks the keys {missing}")

@@ -588,7 +588,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
         if problem:
             raise fail(f"corrupted: tensor entry {i} {problem}")
         if e["name"] in names:
-            raise fail(f"corrupted: tensor name {e['name']!r} appears twice")
+            raise fail(f"corrupted: tensor name {_quoted(e['name'])} appears twice")
         names.add(e["name"])
         end = max(end, e["offset"] + e["nbytes"])
     if data_start + end != body_length:
@@ -598,7 +598,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     previous_end, previous_name = 0, None
     for e in sorted(entries, key=lambda e: (e["offset"], e["nbytes"])):
         if e["offset"] < previous_end:
-            raise fail(f"corrupted: tensors {previous_name!r} and {e['name']!r} overlap")
+            raise fail(f"corrupted: tensors {_quoted(previous_name)} and {_quoted(e['name'])} overlap")
         previous_end, previous_name = e["offset"] + e["nbytes"], e["name"]
     return meta, entries, data_start
 
@@ -609,21 +609,21 @@ def _entry_problem(e: Any, data_length: int) -> str | None:
         return f"must be an object with keys {sorted(_TENSOR_KEYS)}, got {e!r:.200}"
     name, code, shape, offset, nbytes = e["name"], e["dtype"], e["shape"], e["offset"], e["nbytes"]
     if not isinstance(name, str) or not name:
-        return f"has name {name!r}; names are non-empty strings"
+        return f"has name {_quoted(name)}; names are non-empty strings"
     if not isinstance(code, str) or code not in _DTYPE_CODES:
-        return f"({name!r}) has unknown dtype {code!r}; known are {sorted(_DTYPE_CODES)}"
+        return f"({_quoted(name)}) has unknown dtype {_quoted(code)}; known are {sorted(_DTYPE_CODES)}"
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
-        return f"({name!r}) has shape {shape!r:.200}; expected at most {MAX_NDIM} non-negative ints"
+        return f"({_quoted(name)}) has shape {_quoted(shape)}; expected at most {MAX_NDIM} non-negative ints"
     if not _is_count(offset) or offset % ALIGNMENT:
-        return f"({name!r}) has offset {offset!r}; expected a non-negative multiple of {ALIGNMENT}"
+        return f"({_quoted(name)}) has offset {_quoted(offset)}; expected a non-negative multiple of {ALIGNMENT}"
     itemsize = _DTYPE_CODES[code].itemsize
     if math.prod(d for d in shape if d) * itemsize > _INT64_MAX:
-        return f"({name!r}) has shape {shape} too large to address"
+        return f"({_quoted(name)}) has shape {shape} too large to address"
     if not _is_count(nbytes) or nbytes != math.prod(shape) * itemsize:
         needed = math.prod(shape) * itemsize
-        return f"({name!r}) has nbytes {nbytes!r}; shape {shape} of {code} needs {needed}"
+        return f"({_quoted(name)}) has nbytes {_quoted(nbytes)}; shape {shape} of {code} needs {needed}"
     if offset + nbytes > data_length:
-        return f"({name!r}) ends at {offset + nbytes}, past the {data_length}-byte data section"
+        return f"({_quoted(name)}) ends at {offset + nbytes}, past the {data_length}-byte data section"
     return None
 
 
@@ -634,13 +634,20 @@ def _is_count(x: Any) -> bool:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _quoted(value: Any) -> str:
+    """``repr(value)`` shortened to 40 characters and its length: a reader's messages quote what the
+    file holds this way, so they stay short whatever it holds."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}... ({len(text):,} characters)"
+
+
 def object_without_repeated_keys(pairs: list) -> dict:
     """A ``json.loads`` ``object_pairs_hook`` that refuses a key given twice (ValueError), where
     ``json`` would keep the last one silently."""
     obj = {}
     for key, value in pairs:
         if key in obj:
-            raise ValueError(f"key {key!r} repeated")
+            raise ValueError(f"key {_quoted(key)} repeated")
         obj[key] = value
     return obj
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -25,6 +26,21 @@ const Json* Json::find(const std::string& key) const {
 }
 
 namespace {
+
+// A string from the file as an error message quotes it: at most 40 bytes of it, so that a message
+// stays short whatever the file holds.
+std::string quote(std::string_view text) {
+  if (text.size() <= 40) return "'" + std::string(text) + "'";
+  return "'" + std::string(text.substr(0, 40)) + "...' (" + std::to_string(text.size()) + " bytes)";
+}
+
+// A JSON number as a message shows it: an integer as written, other numbers in %g.
+std::string number_text(const Json& v) {
+  if (v.integral) return std::to_string(v.integer);
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v.number);
+  return text;
+}
 
 class JsonParser {
  public:
@@ -238,13 +254,13 @@ class JsonParser {
     if (keys.size() <= 8) {
       for (size_t a = 0; a < keys.size(); ++a)
         for (size_t b = a + 1; b < keys.size(); ++b)
-          if (keys[a] == keys[b]) fail("repeated key '" + std::string(keys[b]) + "'");
+          if (keys[a] == keys[b]) fail("repeated key " + quote(keys[b]));
       return;
     }
     std::unordered_set<std::string_view> seen;
     seen.reserve(keys.size());
     for (std::string_view key : keys)
-      if (!seen.insert(key).second) fail("repeated key '" + std::string(key) + "'");
+      if (!seen.insert(key).second) fail("repeated key " + quote(key));
   }
   static void put_utf8(std::string& out, uint32_t cp) {
     if (cp < 0x80) {
@@ -481,10 +497,10 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     return *v;
   };
   const Json& kind = meta_get(*meta, "kind", Json::Kind::string);
-  if (kind.string != "s2sext-seq2seq") throw fail("not a Seq2Seq model (kind '" + kind.string + "')");
+  if (kind.string != "s2sext-seq2seq") throw fail("not a Seq2Seq model (kind " + quote(kind.string) + ")");
   const Json& ver = meta_get(*meta, "version", Json::Kind::number);
   if (!ver.integral || (ver.integer != 1 && ver.integer != 2))
-    throw fail("Seq2Seq header version " + std::to_string(ver.number) + " is not supported (expected 1 or 2)");
+    throw fail("Seq2Seq header version " + number_text(ver) + " is not supported (expected 1 or 2)");
   const bool v2 = ver.integer == 2;
   const Json& cfg = meta_get(*meta, "config", Json::Kind::object);
   const size_t n_keys = std::size(kConfigKeys) + (v2 ? std::size(kVersion2Keys) : 0);
@@ -494,7 +510,10 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     for (const char* key : kVersion2Keys) exact = exact && cfg.find(key);
   if (!exact) {
     std::string keys;
-    for (const auto& kv : cfg.object) keys += (keys.empty() ? "'" : ", '") + kv.first.substr(0, 40) + "'";
+    size_t listed = 0;
+    for (const auto& kv : cfg.object)
+      if (listed++ < 8) keys += (keys.empty() ? "" : ", ") + quote(kv.first);
+    if (listed > 8) keys += ", ... (" + std::to_string(listed) + " keys)";
     throw fail("config must have exactly the " + std::to_string(n_keys) + " keys of a version " +
                std::to_string(ver.integer) + " header (docs/model-format.md); it has " + keys);
   }
@@ -521,23 +540,23 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   if (att->kind != Json::Kind::null && (att->kind != Json::Kind::string || att->string == "none"))
     throw fail("config 'attention' must be null or the name of a kind");
   const std::string a = att->kind == Json::Kind::null ? "none" : att->string;
-  if (!engine_attention_from_name(a, &c.attention)) throw fail("config 'attention' is '" + a + "', not a known kind");
+  if (!engine_attention_from_name(a, &c.attention)) throw fail("config 'attention' is " + quote(a) + ", not a known kind");
   const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
-  if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is '" + style + "'");
+  if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is " + quote(style));
   c.bahdanau = style == "bahdanau";
   if (v2) {
     const std::string bridge = meta_get(cfg, "bridge", Json::Kind::string).string;
-    if (bridge != "linear" && bridge != "concat") throw fail("config 'bridge' is '" + bridge.substr(0, 40) + "'");
+    if (bridge != "linear" && bridge != "concat") throw fail("config 'bridge' is " + quote(bridge));
     c.bridge_concat = bridge == "concat";
     const std::string act = meta_get(cfg, "combine_activation", Json::Kind::string).string;
-    if (act != "tanh" && act != "none") throw fail("config 'combine_activation' is '" + act.substr(0, 40) + "'");
+    if (act != "tanh" && act != "none") throw fail("config 'combine_activation' is " + quote(act));
     c.combine_tanh = act == "tanh";
     c.query_bias = boolean("attention_query_bias");
   }
   out.src_tokenizer = meta_get(cfg, "src_tokenizer", Json::Kind::string).string;
   out.tgt_tokenizer = meta_get(cfg, "tgt_tokenizer", Json::Kind::string).string;
   for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
-    if (*t != "char" && *t != "word") throw fail("tokenizer '" + *t + "' is not 'char' or 'word'");
+    if (*t != "char" && *t != "word") throw fail("tokenizer " + quote(*t) + " is not 'char' or 'word'");
   try {
     check_engine_config(c);
   } catch (const std::invalid_argument& e) {
@@ -562,10 +581,11 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     std::unordered_set<std::string_view> seen;
     seen.reserve(dest->size());
     for (const std::string& t : *dest)
-      if (!seen.insert(t).second) throw fail(std::string(key) + " holds the token '" + t.substr(0, 40) + "' twice");
+      if (!seen.insert(t).second) throw fail(std::string(key) + " holds the token " + quote(t) + " twice");
   }
 
-  // the tensor table: float32 parameters (others, e.g. an optimiser's state, are skipped)
+  // the tensor table: every float32 tensor is copied into params (other dtypes are checked, not
+  // read); the Engine then checks the parameters' presence and shapes
   std::vector<std::pair<uint64_t, uint64_t>> spans;
   std::set<std::string> names;
   for (const Json& t : tensors->array) {
@@ -582,28 +602,28 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     uint64_t itemsize = dtype->string == "f32" || dtype->string == "i32" ? 4
                         : dtype->string == "f64" || dtype->string == "i64" ? 8
                         : dtype->string == "u16" ? 2 : 0;
-    if (!itemsize) throw fail("tensor '" + name->string + "' has unknown dtype '" + dtype->string + "'");
-    if (shape->array.size() > 32) throw fail("tensor '" + name->string + "' has more than 32 dimensions");
-    if (!names.insert(name->string).second) throw fail("tensor '" + name->string + "' appears twice");
+    if (!itemsize) throw fail("tensor " + quote(name->string) + " has unknown dtype " + quote(dtype->string));
+    if (shape->array.size() > 32) throw fail("tensor " + quote(name->string) + " has more than 32 dimensions");
+    if (!names.insert(name->string).second) throw fail("tensor " + quote(name->string) + " appears twice");
     Tensor tensor;
     // the product of the non-zero dimensions times the itemsize must stay below 2^63
     const uint64_t limit = uint64_t(std::numeric_limits<int64_t>::max()) / itemsize;
     uint64_t count = 1, nonzero = 1;
     for (const Json& d : shape->array) {
-      if (!d.integral || d.integer < 0) throw fail("tensor '" + name->string + "' has a bad shape");
+      if (!d.integral || d.integer < 0) throw fail("tensor " + quote(name->string) + " has a bad shape");
       tensor.shape.push_back(d.integer);
       if (d.integer == 0) {
         count = 0;
         continue;
       }
-      if (nonzero > limit / uint64_t(d.integer)) throw fail("tensor '" + name->string + "' is too large");
+      if (nonzero > limit / uint64_t(d.integer)) throw fail("tensor " + quote(name->string) + " is too large");
       nonzero *= uint64_t(d.integer);
       count *= uint64_t(d.integer);
     }
     if (offset->integer < 0 || offset->integer % 64 || nbytes->integer < 0 ||
         uint64_t(nbytes->integer) != count * itemsize || uint64_t(offset->integer) > E - D ||
         uint64_t(nbytes->integer) > E - D - uint64_t(offset->integer))
-      throw fail("tensor '" + name->string + "' lies outside the data section or has a wrong size");
+      throw fail("tensor " + quote(name->string) + " lies outside the data section or has a wrong size");
     spans.emplace_back(uint64_t(offset->integer), uint64_t(nbytes->integer));
     if (dtype->string != "f32") continue;
     tensor.values.resize(count);
