@@ -697,3 +697,32 @@ def test_messages_quote_at_most_a_few_bytes_of_the_file(bases, tmp_path):
             # bounded whatever the file holds: the path, a rule, at most 8 quoted strings of 40 bytes
             assert len(str(exc.value)) < 1000, f"{what}: the {loader} message has {len(str(exc.value))} characters"
     assert "version 2.5 is not supported" in str(cpp.value)  # the last case: not 2.500000
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_pipe_is_refused_after_its_first_bytes(bases, tmp_path):
+    """A pipe has no size to check the header against: both loaders read it to its end, so a valid
+    24-byte head followed by an endless stream took memory without bound. Both now refuse it
+    after the head. (The writer stops after 64 MiB, so the old readers fail this test, not hang.)"""
+    import threading
+
+    head = bases[next(iter(bases))][:24]
+    fifo = tmp_path / "model.pipe"
+    os.mkfifo(fifo)
+
+    def write():
+        try:
+            with open(fifo, "wb") as f:
+                f.write(head)
+                for _ in range(64):
+                    f.write(bytes(1 << 20))
+        except BrokenPipeError:  # the reader stopped reading: what the fix does
+            pass
+
+    for load, error in ((Seq2Seq.load, ModelFileError), (lambda p: _core.check_model_file(str(p)), ValueError)):
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        with pytest.raises(error, match="is not a regular file"):
+            load(fifo)
+        writer.join(timeout=30)
+        assert not writer.is_alive()

@@ -472,23 +472,23 @@ def read_model_file(path: str | os.PathLike) -> Tuple[Dict[str, Any], Dict[str, 
         path = os.fsdecode(path)
     # Work bounded by the file: the magic and version are checked from the first 24 bytes, then
     # the header length against the size and the trailer, before the rest is read (once: model
-    # files are a few MB). A pipe or a device has no size to check: it is read to its end.
+    # files are a few MB). A pipe or a device has no size to check: after its first 24 bytes it
+    # is refused, since reading it to its end could take without bound.
     with open(path, "rb") as f:
         head = f.read(_PREAMBLE.size)
         _check_ends(path, head, None, b"")
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            data = head + f.read()
-        else:
-            size = info.st_size
-            tail = b""
-            if size >= _PREAMBLE.size + _TRAILER.size:
-                f.seek(size - _TRAILER.size)
-                tail = f.read(_TRAILER.size)
-            _check_ends(path, head, size, tail)
-            f.seek(0)
-            data = bytearray(size)  # read in place: the file's size in memory, not twice
-            del data[f.readinto(data) :]  # less if the file shrank meanwhile: then truncated
+            raise _failure(path, "is not a regular file (a pipe or a device); a model is read from a file")
+        size = info.st_size
+        tail = b""
+        if size >= _PREAMBLE.size + _TRAILER.size:
+            f.seek(size - _TRAILER.size)
+            tail = f.read(_TRAILER.size)
+        _check_ends(path, head, size, tail)
+        f.seek(0)
+        data = bytearray(size)  # read in place: the file's size in memory, not twice
+        del data[f.readinto(data) :]  # less if the file shrank meanwhile: then truncated
     header, entries, data_start = _parse(path, data)
     tensors = {}
     for e in entries:

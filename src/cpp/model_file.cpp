@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -421,7 +422,8 @@ void check_ends(const Failure& fail, const unsigned char* head, size_t head_n, i
 }
 
 // The whole file, read only after check_ends has passed on its first and last bytes and its size
-// (a foreign or lying file costs O(1) to refuse; a pipe, which has no size, is read to its end).
+// (a foreign or lying file costs O(1) to refuse; a pipe or a device, which has no size, is refused
+// after its first 24 bytes: reading it to its end could take without bound).
 std::vector<unsigned char> read_file(const Failure& fail) {
   std::ifstream in(fail.path, std::ios::binary);
   if (!in) throw fail("cannot be opened");
@@ -429,16 +431,14 @@ std::vector<unsigned char> read_file(const Failure& fail) {
   in.read(reinterpret_cast<char*>(head), kPreamble);
   const size_t head_n = size_t(in.gcount());
   check_ends(fail, head, head_n, -1, nullptr);
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(fail.path, error))
+    throw fail("is not a regular file (a pipe or a device); a model is read from a file");
   in.clear();
   in.seekg(0, std::ios::end);
   const std::streamoff end = in ? std::streamoff(in.tellg()) : -1;
+  if (end < 0) throw fail("cannot be read (its size is unknown)");
   std::vector<unsigned char> bytes;
-  if (end < 0) {
-    in.clear();
-    bytes.assign(head, head + head_n);
-    bytes.insert(bytes.end(), std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    return bytes;
-  }
   unsigned char tail[kTrailer];
   bool have_tail = false;
   if (uint64_t(end) >= kPreamble + kTrailer) {
