@@ -823,3 +823,12 @@ def test_cli_import_opennmt(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("s2sext: error: ") and err.count("\n") == 1
     assert not (tmp_path / "bad.s2s").exists()
+
+
+def test_path_arguments_are_checked_by_name():
+    for call, name in ((lambda: from_opennmt(42), "checkpoint"), (lambda: load_checkpoint(None), "path"),
+                       (lambda: read_safetensors(3.5), "path"),
+                       (lambda: from_opennmt({**checkpoint(TwinNMT(1, "dot", False)), "model": None}, weights=7),
+                        "weights")):
+        with pytest.raises(TypeError, match=rf"^{name}.* must be a path \(str or os.PathLike\), got "):
+            call()

@@ -117,6 +117,13 @@ def safe_load_supported() -> bool:
     return (major, minor) >= (2, 6) and hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint")
 
 
+def _path(value, name: str) -> str:
+    """``os.fspath(value)``, with a TypeError that names the argument."""
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return os.fsdecode(os.fspath(value))
+
+
 def load_checkpoint(path) -> dict:
     """The dict an OpenNMT-py ``.pt`` checkpoint holds, read without running code from the file.
 
@@ -131,7 +138,7 @@ def load_checkpoint(path) -> dict:
         The file is not a PyTorch checkpoint, or its pickle refers to any other global (it is not
         loaded, and nothing in it runs).
     """
-    path = os.fspath(path)
+    path = _path(path, "path")
     if not safe_load_supported():
         raise ImportError(f"reading OpenNMT-py checkpoints needs torch >= 2.6; this is torch {torch.__version__}")
     with open(path, "rb"):  # FileNotFoundError / IsADirectoryError as open() raises them
@@ -182,7 +189,7 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
     JSON header (no repeated keys), each entry's dtype (F64, F32, F16, BF16), shape and offsets,
     and that the entries cover the data exactly. Raises ValueError naming the path and the entry.
     """
-    path = os.fspath(path)
+    path = _path(path, "path")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
@@ -431,7 +438,7 @@ def _state_dict(checkpoint, weights) -> dict:
         if checkpoint.get("model") is not None:
             raise ValueError("the checkpoint holds its weights ('model'); weights= is only for checkpoints saved "
                              "with -save_format safetensors")
-        raw = dict(read_safetensors(weights))
+        raw = dict(read_safetensors(_path(weights, "weights")))
     else:
         if checkpoint.get("model") is None:
             raise ValueError("the checkpoint holds no weights ('model'): one saved with -save_format safetensors "
@@ -592,7 +599,7 @@ def from_opennmt(checkpoint, weights=None, return_info=False):
 
     source = checkpoint
     if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
+        checkpoint = load_checkpoint(_path(checkpoint, "checkpoint (a path or the dict it holds)"))
     opt = _options(checkpoint)
     _check_options(opt)
     layout, src_entry, tgt_entry = _vocab_entries(checkpoint)
