@@ -1,4 +1,4 @@
-"""The C++ API (src/cpp/s2sext.h) and its example program: built on their own with CMake (no
+"""The C++ API (src/cpp/api/s2sext.h) and its example program: built on their own with CMake (no
 Python), they load a model the tests train and translate exactly as Python does.
 
 Needs cmake, a C++ compiler and the build's BLAS package (scipy-openblas32); skipped without them

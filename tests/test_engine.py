@@ -1,4 +1,4 @@
-"""The compiled decoder (s2sext.Decoder, src/cpp/engine.cpp) against the model layer: the same greedy
+"""The compiled decoder (s2sext.Decoder, src/cpp/engine/engine.cpp) against the model layer: the same greedy
 tokens and the same beam hypotheses and scores for every architecture, bf16 weights close to fp32,
 concurrent calls equal to serial ones, and clear errors."""
 

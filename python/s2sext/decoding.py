@@ -14,7 +14,7 @@ import numpy as np
 from .data import EOS_ID, PAD_ID, SOS_ID, _check_int
 from .model import EncoderState
 
-# The compiled decoder's limits (src/cpp/engine.h: kMaxBeamSize), checked here for the model layer
+# The compiled decoder's limits (src/cpp/engine/engine.h: kMaxBeamSize), checked here for the model layer
 # too so that both refuse the same arguments: step counts are int64, beams at most this many.
 MAX_BEAM_SIZE = 65536
 _INT64_MAX = 2**63 - 1
@@ -64,7 +64,7 @@ def check_float32_range(config: dict, params: dict) -> None:
     weights of 1e30 the two gave different tokens. Such a model is refused, by both, up front:
     this function serves the model layer's greedy and beam search (per call); the compiled decoder
     and the C++ API apply the same rule, with the same message, in C++ when the engine is built
-    (``check_float32_range`` in src/cpp/engine.cpp; tests/test_engine.py holds the two to one
+    (``check_float32_range`` in src/cpp/engine/engine.cpp; tests/test_engine.py holds the two to one
     verdict). Costs one pass over the parameters; a model whose coarse bound is far inside the
     range (every realistic one) is accepted after a cheap pass of max/min reductions.
     """

@@ -1,5 +1,5 @@
 """The compiled decoder: a trained :class:`s2sext.Seq2Seq` prepared once, then the encoder and the
-whole greedy or beam decode run in C++ (``src/cpp/engine.cpp``) with the GIL released.
+whole greedy or beam decode run in C++ (``src/cpp/engine/engine.cpp``) with the GIL released.
 
 One Python call per batch of inputs, no Python per step. A :class:`Decoder` is immutable: any
 number of Python threads may decode with one at once (``serial=True`` keeps each call on its own

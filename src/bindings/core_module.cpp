@@ -13,17 +13,17 @@
 #include <string>
 #include <vector>
 
-#include "attention.h"
-#include "blas.h"
-#include "block_cache.h"
-#include "cpu.h"
-#include "dense.h"
-#include "engine.h"
-#include "lstm.h"
-#include "model_file.h"
-#include "optim.h"
-#include "parallel.h"
-#include "s2sext.h"
+#include "ops/attention.h"
+#include "runtime/blas.h"
+#include "runtime/block_cache.h"
+#include "kernels/cpu.h"
+#include "ops/dense.h"
+#include "engine/engine.h"
+#include "ops/lstm.h"
+#include "api/model_file.h"
+#include "ops/optim.h"
+#include "runtime/parallel.h"
+#include "api/s2sext.h"
 
 namespace py = pybind11;
 

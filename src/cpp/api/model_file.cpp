@@ -1,4 +1,4 @@
-#include "model_file.h"
+#include "api/model_file.h"
 
 #include <algorithm>
 #include <cctype>

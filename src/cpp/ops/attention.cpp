@@ -4,16 +4,16 @@
 // kernels; the weighted sums and their gradients are one small BLAS product per batch row;
 // projections shared by all rows (q W_a, W_q q, W_k hs) are single BLAS products. Threads take
 // batch rows.
-#include "attention.h"
+#include "ops/attention.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "blas.h"
-#include "kernels.h"
-#include "parallel.h"
-#include "workspace.h"
+#include "runtime/blas.h"
+#include "kernels/kernels.h"
+#include "runtime/parallel.h"
+#include "runtime/workspace.h"
 
 namespace s2s {
 namespace {

@@ -1,3 +1,3 @@
 // The fused kernels for the portable instruction set (flags in CMakeLists.txt).
 #define S2S_TARGET portable
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"

@@ -3,9 +3,9 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include "engine.h"
-#include "model_file.h"
-#include "s2sext.h"
+#include "engine/engine.h"
+#include "api/model_file.h"
+#include "api/s2sext.h"
 
 namespace s2sext {
 

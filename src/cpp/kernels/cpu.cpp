@@ -1,7 +1,7 @@
 // Run-time choice of the SIMD path. At start-up the best path the CPU supports is chosen, unless
 // the environment variable S2SEXT_KERNEL_PATH names another (so tests can run every path on one
 // machine). The choice is one atomic integer; kernels themselves keep no state.
-#include "cpu.h"
+#include "kernels/cpu.h"
 
 #include <atomic>
 #include <cstdio>

@@ -1,10 +1,10 @@
-#include "dense.h"
+#include "ops/dense.h"
 
 #include <vector>
 
-#include "blas.h"
-#include "kernels.h"
-#include "parallel.h"
+#include "runtime/blas.h"
+#include "kernels/kernels.h"
+#include "runtime/parallel.h"
 
 namespace s2s {
 

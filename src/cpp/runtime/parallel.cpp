@@ -1,5 +1,5 @@
 // The thread pool behind parallel_ranges (see parallel.h).
-#include "parallel.h"
+#include "runtime/parallel.h"
 
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>

@@ -1,15 +1,15 @@
 // LSTM forward and backward; shapes and argument order in lstm.h.
 // Letters: B batch, S time steps, I input size, H hidden size, G = 4H.
-#include "lstm.h"
+#include "ops/lstm.h"
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "blas.h"
-#include "kernels.h"
-#include "parallel.h"
-#include "workspace.h"
+#include "runtime/blas.h"
+#include "kernels/kernels.h"
+#include "runtime/parallel.h"
+#include "runtime/workspace.h"
 
 namespace s2s {
 namespace {

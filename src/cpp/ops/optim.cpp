@@ -1,9 +1,9 @@
-#include "optim.h"
+#include "ops/optim.h"
 
 #include <cmath>
 #include <vector>
 
-#include "parallel.h"
+#include "runtime/parallel.h"
 
 namespace s2s {
 

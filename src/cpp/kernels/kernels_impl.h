@@ -24,7 +24,7 @@
 #include <immintrin.h>
 #endif
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 namespace s2s {
 namespace S2S_TARGET {

@@ -1,4 +1,4 @@
-#include "block_cache.h"
+#include "runtime/block_cache.h"
 
 #include <cstdlib>
 #include <limits>

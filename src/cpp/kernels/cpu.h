@@ -4,7 +4,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 namespace s2s {
 

@@ -1,15 +1,15 @@
 // The only file that calls BLAS (see blas.h). CBLAS is declared here rather than through a header so
 // that the scipy-openblas32 prefix (scipy_cblas_sgemm) and a system CBLAS (cblas_sgemm) share one
 // code path; the enum values are CBLAS's fixed ABI constants.
-#include "blas.h"
+#include "runtime/blas.h"
 
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
 
-#include "kernels.h"
-#include "parallel.h"
-#include "workspace.h"
+#include "kernels/kernels.h"
+#include "runtime/parallel.h"
+#include "runtime/workspace.h"
 
 #if defined(S2S_BLAS_SCIPY_OPENBLAS)
 #define S2S_BLAS(name) scipy_##name

@@ -1,6 +1,6 @@
 // The inference engine (engine.h): encoder and greedy/beam decoding of a Seq2Seq in C++.
 // The model's equations are those of docs/model.md; this file follows them for inference only.
-#include "engine.h"
+#include "engine/engine.h"
 
 #include <algorithm>
 #include <cmath>
@@ -16,11 +16,11 @@
 #include <xmmintrin.h>
 #endif
 
-#include "blas.h"
-#include "dense.h"
-#include "kernels.h"
-#include "lstm.h"
-#include "parallel.h"
+#include "runtime/blas.h"
+#include "ops/dense.h"
+#include "kernels/kernels.h"
+#include "ops/lstm.h"
+#include "runtime/parallel.h"
 
 namespace s2s {
 

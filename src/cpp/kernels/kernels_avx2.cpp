@@ -1,3 +1,3 @@
 // The fused kernels for the avx2 instruction set (flags in CMakeLists.txt).
 #define S2S_TARGET avx2
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
