@@ -524,7 +524,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   };
   auto boolean = [&](const char* key) { return meta_get(cfg, key, Json::Kind::boolean).boolean; };
   Seq2SeqFile out;
-  EngineConfig& c = out.config;
+  ModelConfig& c = out.config;
   c.src_vocab = integer("src_vocab_size");
   c.tgt_vocab = integer("tgt_vocab_size");
   c.embed = integer("embed_size");
@@ -540,7 +540,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   if (att->kind != Json::Kind::null && (att->kind != Json::Kind::string || att->string == "none"))
     throw fail("config 'attention' must be null or the name of a kind");
   const std::string a = att->kind == Json::Kind::null ? "none" : att->string;
-  if (!engine_attention_from_name(a, &c.attention)) throw fail("config 'attention' is " + quote(a) + ", not a known kind");
+  if (!attention_kind_from_name(a, &c.attention)) throw fail("config 'attention' is " + quote(a) + ", not a known kind");
   const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
   if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is " + quote(style));
   c.bahdanau = style == "bahdanau";
@@ -558,7 +558,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
     if (*t != "char" && *t != "word") throw fail("tokenizer " + quote(*t) + " is not 'char' or 'word'");
   try {
-    check_engine_config(c);
+    check_model_config(c);
   } catch (const std::invalid_argument& e) {
     throw fail(std::string("config: ") + e.what());
   }

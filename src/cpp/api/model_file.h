@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/engine.h"
+#include "spec/model_spec.h"
 
 namespace s2s {
 
@@ -58,7 +58,7 @@ Json parse_json(const std::string& text, JsonKeep keep = JsonKeep::all);
 uint32_t crc32(const unsigned char* data, size_t size);
 
 struct Seq2SeqFile {
-  EngineConfig config;
+  ModelConfig config;
   std::string src_tokenizer, tgt_tokenizer;  // "char" or "word"
   bool reverse_source = false;
   std::vector<std::string> src_vocab, tgt_vocab;

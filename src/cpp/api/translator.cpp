@@ -144,8 +144,12 @@ std::vector<std::vector<int64_t>> Translator::greedy(const std::vector<std::vect
   int64_t S = 0;
   pad(sources, src, lengths, S);
   const int64_t B = int64_t(sources.size());
-  int64_t T = 0;
-  const std::vector<int64_t> out = impl_->engine->greedy(src.data(), lengths.data(), B, S, max_length, min_length, &T);
+  s2s::SearchOptions options;
+  options.max_length = max_length;
+  options.min_length = min_length;
+  const s2s::GreedyOutput found = impl_->engine->greedy(src.data(), lengths.data(), B, S, options);
+  const int64_t T = found.steps;
+  const std::vector<int64_t>& out = found.tokens;
   std::vector<std::vector<int64_t>> result(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {  // up to and including <eos> (a model may emit <pad> as a token)
@@ -162,8 +166,13 @@ std::vector<std::vector<Hypothesis>> Translator::beam(const std::vector<std::vec
   std::vector<int64_t> src, lengths;
   int64_t S = 0;
   pad(sources, src, lengths, S);
-  const auto found = impl_->engine->beam(src.data(), lengths.data(), int64_t(sources.size()), S, beam_size, max_length,
-                                         min_length, n_best, length_penalty);
+  s2s::SearchOptions options;
+  options.beam_size = beam_size;
+  options.max_length = max_length;
+  options.min_length = min_length;
+  options.n_best = n_best;
+  options.length_penalty = length_penalty;
+  const auto found = impl_->engine->beam(src.data(), lengths.data(), int64_t(sources.size()), S, options);
   std::vector<std::vector<Hypothesis>> result;
   for (const auto& hyps : found) {
     std::vector<Hypothesis> r;

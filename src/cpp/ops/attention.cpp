@@ -34,6 +34,51 @@ T score_scale(ScoreKind kind, int64_t H) {
   return kind == ScoreKind::scaled_dot && H > 0 ? T(1) / std::sqrt(T(H)) : T(1);  // H = 0: scores are 0
 }
 
+
+// The scores of T_steps queries per batch row and their masked softmax, a [B,T,S] out: the one
+// place scores are computed, for training (all steps) and inference (one step).
+//   dot kinds: a[n,t,s] = scale * query[n,t] . keys[n,s] (query [B,T,H], keys [B,S,H]), float64 sums
+//   concat:    a[n,t,s] = v . tanh(query_proj[n,t] + keys[n,s]) (query_proj [B,T,A], keys [B,S,A])
+//   location:  a holds the scores already
+template <class T>
+void score_rows(T* a, const T* query, const T* query_proj, const T* keys_hs, const T* key_proj, ScoreKind kind,
+                const T* v, const int64_t* lengths, int64_t B, int64_t T_steps, int64_t S, int64_t H, int64_t A) {
+  const KernelTable<T>& k = kernels<T>();
+  const T scale = score_scale<T>(kind, H);
+  const bool dot_kind = kind == ScoreKind::dot || kind == ScoreKind::scaled_dot || kind == ScoreKind::general;
+  parallel_ranges(B, min_batch_per_thread(T_steps * S * (kind == ScoreKind::concat ? A : H)),
+                  [&](int64_t n0, int64_t n1) {
+    std::vector<double> query_f64(dot_kind ? T_steps * H : 0);  // the dot kinds sum in float64
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t L = valid_length(lengths, n, S);
+      T* a_n = a + n * T_steps * S;
+      if (dot_kind) {
+        const T* query_n = query + n * T_steps * H;
+        for (int64_t i = 0; i < T_steps * H; ++i) query_f64[i] = static_cast<double>(query_n[i]);
+        k.dot_scores(keys_hs + n * S * H, H, query_f64.data(), H, a_n, S, T_steps, L, H, scale);
+      }
+      for (int64_t t = 0; t < T_steps; ++t) {
+        const int64_t nt = n * T_steps + t;
+        if (kind == ScoreKind::concat)
+          k.additive_scores(query_proj + nt * A, key_proj + n * S * A, v, a + nt * S, L, A);
+        k.masked_softmax(a + nt * S, L, S);
+      }
+    }
+  });
+}
+
+// query_proj [rows, A] = q [rows, H] @ W_q^T (+ b_q): concat's query projection
+template <class T>
+void concat_query_projection(T* query_proj, const T* q, const AttentionParams<T>& params, int64_t rows, int64_t H,
+                             int64_t A) {
+  T beta = T(0);
+  if (params.b_q) {  // each row starts as b_q, the product is added to it
+    for (int64_t r = 0; r < rows; ++r) std::copy(params.b_q, params.b_q + A, query_proj + r * A);
+    beta = T(1);
+  }
+  gemm<T>(Trans::no, Trans::yes, rows, A, H, T(1), q, H, params.w_q, H, beta, query_proj, A);
+}
+
 }  // namespace
 
 int64_t attention_query_proj_size(ScoreKind kind, const AttentionShape& s) {
@@ -51,51 +96,23 @@ void attention_weight_forward(T* a, T* query_proj, T* key_proj, const T* hs, con
                               ScoreKind kind, const AttentionParams<T>& params, const int64_t* lengths,
                               const AttentionShape& shape) {
   const int64_t B = shape.B, T_steps = shape.T, S = shape.S, H = shape.H, A = shape.A;
-  const KernelTable<T>& k = kernels<T>();
-  const T* query = q;  // the vector each key is dotted with (dot, scaled_dot, general)
   switch (kind) {
     case ScoreKind::dot:
     case ScoreKind::scaled_dot:
       break;
     case ScoreKind::general:  // query_proj = q @ W_a
       gemm<T>(Trans::no, Trans::no, B * T_steps, H, H, T(1), q, H, params.w_a, H, T(0), query_proj, H);
-      query = query_proj;
       break;
     case ScoreKind::location:  // a = q @ W_a[:S]^T, softmaxed below
       gemm<T>(Trans::no, Trans::yes, B * T_steps, S, H, T(1), q, H, params.w_a, H, T(0), a, S);
       break;
-    case ScoreKind::concat: {  // query_proj = q @ W_q^T (+ b_q), key_proj = hs @ W_k^T
-      T beta = T(0);
-      if (params.b_q) {  // each row starts as b_q, the product is added to it
-        for (int64_t r = 0; r < B * T_steps; ++r) std::copy(params.b_q, params.b_q + A, query_proj + r * A);
-        beta = T(1);
-      }
-      gemm<T>(Trans::no, Trans::yes, B * T_steps, A, H, T(1), q, H, params.w_q, H, beta, query_proj, A);
+    case ScoreKind::concat:  // query_proj = q @ W_q^T (+ b_q), key_proj = hs @ W_k^T
+      concat_query_projection(query_proj, q, params, B * T_steps, H, A);
       gemm<T>(Trans::no, Trans::yes, B * S, A, H, T(1), hs, H, params.w_k, H, T(0), key_proj, A);
       break;
-    }
   }
-  const T scale = score_scale<T>(kind, H);
-  const bool dot_kind = kind == ScoreKind::dot || kind == ScoreKind::scaled_dot || kind == ScoreKind::general;
-  parallel_ranges(B, min_batch_per_thread(T_steps * S * (kind == ScoreKind::concat ? A : H)),
-                  [&](int64_t n0, int64_t n1) {
-    std::vector<double> query_f64(dot_kind ? T_steps * H : 0);  // the dot kinds sum in float64
-    for (int64_t n = n0; n < n1; ++n) {
-      const int64_t L = valid_length(lengths, n, S);
-      T* a_n = a + n * T_steps * S;
-      if (dot_kind) {
-        const T* query_n = query + n * T_steps * H;
-        for (int64_t i = 0; i < T_steps * H; ++i) query_f64[i] = static_cast<double>(query_n[i]);
-        k.dot_scores(hs + n * S * H, H, query_f64.data(), H, a_n, S, T_steps, L, H, scale);
-      }
-      for (int64_t t = 0; t < T_steps; ++t) {
-        const int64_t nt = n * T_steps + t;
-        if (kind == ScoreKind::concat)
-          k.additive_scores(query_proj + nt * A, key_proj + n * S * A, params.v, a + nt * S, L, A);
-        k.masked_softmax(a + nt * S, L, S);
-      }
-    }
-  });
+  score_rows<T>(a, kind == ScoreKind::general ? query_proj : q, query_proj, hs, key_proj, kind, params.v, lengths,
+                B, T_steps, S, H, A);
 }
 
 template <class T>
@@ -221,6 +238,43 @@ void weight_sum_backward(T* dhs, T* da, const T* dc, const T* hs, const T* a, in
               H, T(0), dhs + n * S * H, H);
     }
   });
+}
+
+int64_t attention_keys_size(ScoreKind kind, int64_t B, int64_t S, int64_t H, int64_t A) {
+  if (kind == ScoreKind::general) return B * S * H;
+  if (kind == ScoreKind::concat) return B * S * A;
+  return 0;
+}
+
+void attention_keys_inference(float* keys, const float* hs, ScoreKind kind, const AttentionParams<float>& params,
+                              int64_t B, int64_t S, int64_t H, int64_t A) {
+  if (kind == ScoreKind::general)  // keys = hs @ W_a^T: then q . keys[s] = (q W_a) . hs[s]
+    gemm<float>(Trans::no, Trans::yes, B * S, H, H, 1.0f, hs, H, params.w_a, H, 0.0f, keys, H);
+  else if (kind == ScoreKind::concat)  // the key projection of attention_weight_forward
+    gemm<float>(Trans::no, Trans::yes, B * S, A, H, 1.0f, hs, H, params.w_k, H, 0.0f, keys, A);
+}
+
+void attention_step_inference(float* a, float* c, float* query_proj, const float* hs, const float* keys,
+                              const float* q, ScoreKind kind, const AttentionParams<float>& params,
+                              const int64_t* lengths, int64_t B, int64_t S, int64_t H, int64_t A) {
+  switch (kind) {
+    case ScoreKind::dot:
+    case ScoreKind::scaled_dot:
+      score_rows<float>(a, q, nullptr, hs, nullptr, kind, nullptr, lengths, B, 1, S, H, A);
+      break;
+    case ScoreKind::general:
+      score_rows<float>(a, q, nullptr, keys, nullptr, kind, nullptr, lengths, B, 1, S, H, A);
+      break;
+    case ScoreKind::location:  // a = q @ W_a[:S]^T, softmaxed by score_rows
+      gemm<float>(Trans::no, Trans::yes, B, S, H, 1.0f, q, H, params.w_a, H, 0.0f, a, S);
+      score_rows<float>(a, nullptr, nullptr, nullptr, nullptr, kind, nullptr, lengths, B, 1, S, H, A);
+      break;
+    case ScoreKind::concat:
+      concat_query_projection(query_proj, q, params, B, H, A);
+      score_rows<float>(a, nullptr, query_proj, nullptr, keys, kind, params.v, lengths, B, 1, S, H, A);
+      break;
+  }
+  weight_sum_forward<float>(c, hs, a, B, 1, S, H);
 }
 
 #define S2S_INSTANTIATE_ATTENTION(T)                                                              \

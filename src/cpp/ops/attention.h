@@ -77,4 +77,23 @@ template <class T>
 void weight_sum_backward(T* dhs, T* da, const T* dc, const T* hs, const T* a, int64_t B,
                          int64_t T_steps, int64_t S, int64_t H);
 
+// ---- inference: one decoder step at a time over sources whose keys are projected once ----------
+// The scores, softmax and weight sum are those of the functions above (one code path): dot kinds
+// summed in float64; general dots q with keys W_a hs_s (the same score as (q W_a) . hs_s, S*H work
+// per step instead of H^2); concat adds b_q to the query as the training forward does.
+
+// Elements of the keys a kind keeps per input: general [B,S,H], concat [B,S,A], others 0.
+int64_t attention_keys_size(ScoreKind kind, int64_t B, int64_t S, int64_t H, int64_t A);
+
+// out: keys (general: hs @ W_a^T; concat: hs @ W_k^T);  in: hs [B,S,H], params
+void attention_keys_inference(float* keys, const float* hs, ScoreKind kind, const AttentionParams<float>& params,
+                              int64_t B, int64_t S, int64_t H, int64_t A);
+
+// out:     a [B,S], c [B,H] = sum_s a[:,s] hs[:,s]
+// scratch: query_proj [B,A] (concat)
+// in:      hs [B,S,H], keys (attention_keys_inference), q [B,H], params, lengths [B] or nullptr
+void attention_step_inference(float* a, float* c, float* query_proj, const float* hs, const float* keys,
+                              const float* q, ScoreKind kind, const AttentionParams<float>& params,
+                              const int64_t* lengths, int64_t B, int64_t S, int64_t H, int64_t A);
+
 }  // namespace s2s

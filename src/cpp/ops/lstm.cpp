@@ -432,4 +432,45 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
 S2S_INSTANTIATE_LSTM(float)
 S2S_INSTANTIATE_LSTM(double)
 
+void lstm_step_inference(float* h1, float* c1, float* gates, const float* h0, const float* c0,
+                         const WeightMatrix& w_hh, const float* b, int64_t B, int64_t H) {
+  const KernelTable<float>& k = kernels<float>();
+  const int64_t G = 4 * H;
+  matmul(w_hh, h0, B, gates, /*accumulate=*/true);  // gates += h0 @ w_hh^T
+  for (int64_t n = 0; n < B; ++n)
+    k.lstm_gates_forward(gates + n * G, b, c0 + n * H, c1 + n * H, h1 + n * H, H, H);
+}
+
+void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, const WeightMatrix& w_ih,
+                             const WeightMatrix& w_hh, const float* b, const int64_t* lengths, int64_t B,
+                             int64_t S, int64_t I, int64_t H) {
+  const int64_t G = 4 * H;
+  Buffer<float> zeros(static_cast<size_t>(B * H), 0.0f);
+  if (!w_ih.is_bf16() && !w_hh.is_bf16()) {
+    Buffer<float> hx_all(static_cast<size_t>((S + 1) * B * (H + I))), gates(static_cast<size_t>(S * B * G));
+    Buffer<float> c_all(static_cast<size_t>((S + 1) * B * H));
+    lstm_forward<float>(hs, hT, cT, hx_all.data(), gates.data(), c_all.data(), x, zeros.data(), zeros.data(),
+                        w_ih.f32.data(), w_hh.f32.data(), b, lengths, B, S, I, H);
+    return;
+  }
+  Buffer<float> x_proj(static_cast<size_t>(B * S * G)), gates(static_cast<size_t>(B * G));
+  Buffer<float> h(zeros), c(zeros), h_new(zeros), c_new(zeros);
+  matmul(w_ih, x, B * S, x_proj.data(), false);  // [B*S, G]: every step's input product at once
+  std::fill(hs, hs + B * S * H, 0.0f);
+  for (int64_t t = 0; t < S; ++t) {
+    int64_t active = 0;  // rows still running: a prefix, the rows being sorted by length
+    while (active < B && lengths[active] > t) ++active;
+    if (active == 0) break;
+    for (int64_t n = 0; n < active; ++n)
+      std::memcpy(gates.data() + n * G, x_proj.data() + (n * S + t) * G, sizeof(float) * G);
+    lstm_step_inference(h_new.data(), c_new.data(), gates.data(), h.data(), c.data(), w_hh, b, active, H);
+    for (int64_t n = 0; n < active; ++n)
+      std::memcpy(hs + (n * S + t) * H, h_new.data() + n * H, sizeof(float) * H);
+    std::memcpy(h.data(), h_new.data(), sizeof(float) * active * H);  // finished rows keep their state
+    std::memcpy(c.data(), c_new.data(), sizeof(float) * active * H);
+  }
+  std::memcpy(hT, h.data(), sizeof(float) * B * H);
+  std::memcpy(cT, c.data(), sizeof(float) * B * H);
+}
+
 }  // namespace s2s

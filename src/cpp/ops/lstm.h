@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "runtime/matrix.h"
+
 namespace s2s {
 
 // One step.
@@ -59,5 +61,25 @@ template <class T>
 void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dhs, const T* dhT, const T* dcT,
                    const T* hx_all, const T* gates, const T* c_all, const T* w_ih, const T* w_hh,
                    const int64_t* lengths, int64_t B, int64_t S, int64_t I, int64_t H);
+
+// ---- inference: weights prepared once (runtime/matrix.h: float32 or bfloat16), nothing saved ----
+
+// One step of B rows, the recurrence both inference entries share.
+// in/out: gates [B,G]: on entry the input part of the pre-activations (x @ w_ih^T and anything
+//         else the caller feeds in), without b; on return the activations
+// out:    h1 [B,H], c1 [B,H]
+// in:     h0 [B,H], c0 [B,H], w_hh [G,H], b [G] (zeros when gates already hold the bias)
+void lstm_step_inference(float* h1, float* c1, float* gates, const float* h0, const float* c0,
+                         const WeightMatrix& w_hh, const float* b, int64_t B, int64_t H);
+
+// A padded sequence from a zero state, rows sorted by length (longest first; each >= 1).
+// out: hs [B,S,H] (0 past a length), hT [B,H], cT [B,H] (the state after each row's last step)
+// in:  x [B,S,I], w_ih [G,I], w_hh [G,H], b [G], lengths [B]
+// float32 weights run lstm_forward (the training recurrence, into buffers of this call);
+// bfloat16 weights one GEMM for every step's input product, then lstm_step_inference per step
+// over the rows still running.
+void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, const WeightMatrix& w_ih,
+                             const WeightMatrix& w_hh, const float* b, const int64_t* lengths, int64_t B,
+                             int64_t S, int64_t I, int64_t H);
 
 }  // namespace s2s

@@ -1,0 +1,62 @@
+// Weights prepared once for inference, in their storage type, and the one product that reads them.
+//
+// Letters: N rows of a weight (its outputs), K columns (its inputs), M input rows.
+// A WeightMatrix [N, K] holds float32 values or bfloat16 bits (round to nearest even): bfloat16
+// halves the bytes a memory-bound decode step reads, the arithmetic stays float32. Buffers are
+// 64-byte aligned so that the SIMD kernels' rows start on cache lines.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+#include <vector>
+
+namespace s2s {
+
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) {
+    if (n > (std::numeric_limits<size_t>::max() >> 2) / sizeof(T)) throw std::bad_alloc();
+    void* p = std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64 + 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+
+// A 64-byte aligned vector.
+template <class T>
+using Buffer = std::vector<T, AlignedAllocator<T>>;
+
+enum class WeightType { float32, bfloat16 };
+
+struct WeightMatrix {
+  int64_t rows = 0, cols = 0;
+  Buffer<float> f32;      // row-major, when stored as float32
+  Buffer<uint16_t> bf16;  // bfloat16 bits, when stored as bfloat16
+
+  bool is_bf16() const { return !bf16.empty(); }
+};
+
+// Columns [c0, c1) of a row-major float32 [rows, cols] array, stored as `type`.
+WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
+                             WeightType type);
+
+// float32 -> bfloat16 bits, rounding to nearest even (NaN stays NaN).
+uint16_t to_bf16(float x);
+
+// y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to gemm()
+// (BLAS, or the SIMD GEMV for M == 1); bfloat16 weights to the kernel table's widening product,
+// threads taking blocks of 8 weight rows. A matrix without columns gives zeros (or leaves y).
+void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate);
+
+}  // namespace s2s

@@ -1,0 +1,116 @@
+// The model's spec: attention kind names, the configuration's rules and the parameter table (model_spec.h).
+#include "spec/model_spec.h"
+
+#include <stdexcept>
+
+namespace s2s {
+namespace {
+
+const std::pair<const char*, AttentionKind> kAttentionKinds[] = {
+    {"none", AttentionKind::none},         {"dot", AttentionKind::dot},
+    {"scaled_dot", AttentionKind::scaled_dot}, {"general", AttentionKind::general},
+    {"concat", AttentionKind::concat},     {"location", AttentionKind::location}};
+
+}  // namespace
+
+bool attention_kind_from_name(const std::string& name, AttentionKind* kind) {
+  for (const auto& k : kAttentionKinds)
+    if (name == k.first) {
+      *kind = k.second;
+      return true;
+    }
+  return false;
+}
+
+const char* attention_kind_name(AttentionKind kind) {
+  for (const auto& k : kAttentionKinds)
+    if (kind == k.second) return k.first;
+  return "none";
+}
+
+void check_model_config(const ModelConfig& c) {
+  if (c.src_vocab < 5 || c.tgt_vocab < 5)
+    throw std::invalid_argument("src_vocab_size and tgt_vocab_size must be >= 5 (got " + std::to_string(c.src_vocab) +
+                                ", " + std::to_string(c.tgt_vocab) + ")");
+  if (c.embed < 1 || c.hidden < 1 || c.layers < 1 || c.max_source_length < 1)
+    throw std::invalid_argument("embed_size, hidden_size, num_layers and max_source_length must be >= 1");
+  const bool attention = c.has_attention();
+  if (!attention && (c.bahdanau || c.input_feeding))
+    throw std::invalid_argument("attention_style 'bahdanau' and input_feeding need an attention kind");
+  if (c.input_feeding && c.bahdanau) throw std::invalid_argument("input_feeding needs attention_style 'luong'");
+  if (c.bridge_concat && !(c.bidirectional && c.hidden % 2 == 0))
+    throw std::invalid_argument("bridge 'concat' needs bidirectional and an even hidden_size");
+  if (!c.combine_tanh && !attention) throw std::invalid_argument("combine_activation 'none' needs an attention kind");
+  if (c.query_bias && c.attention != AttentionKind::concat)
+    throw std::invalid_argument("attention_query_bias needs attention 'concat'");
+  // Every parameter's bytes (float32) below 2^63. Shapes of docs/model.md; each listed shape is
+  // the largest of its family (biases and the bridge's [H, 2H] are smaller than [4H, H]; bridge
+  // "concat" halves the encoder's sizes).
+  const int64_t H = c.hidden, E = c.embed, extra = attention && (c.input_feeding || c.bahdanau) ? H : 0;
+  int64_t G = 0, dec_in = 0, enc_in = 0;
+  bool ok = !__builtin_mul_overflow(H, int64_t(4), &G) && !__builtin_add_overflow(E, extra, &dec_in) &&
+            !__builtin_mul_overflow(H, int64_t(c.bidirectional ? 2 : 1), &enc_in);
+  auto fits = [&](int64_t rows, int64_t cols) {
+    int64_t n = 0;
+    return !__builtin_mul_overflow(rows, cols, &n) && !__builtin_mul_overflow(n, int64_t(sizeof(float)), &n);
+  };
+  ok = ok && fits(c.src_vocab, E) && fits(c.tgt_vocab, E) && fits(c.tgt_vocab, H) && fits(G, dec_in) && fits(G, H) &&
+       (c.layers == 1 || fits(G, enc_in)) && (c.attention != AttentionKind::location || fits(c.max_source_length, H));
+  if (!ok) throw std::invalid_argument("the configuration's sizes give a parameter too large to store (2^63 bytes or more)");
+}
+
+std::vector<std::pair<std::string, Shape>> parameter_shapes(const ModelConfig& c, int64_t max_layers) {
+  const int64_t E = c.embed, H = c.hidden, He = c.encoder_hidden(), D = c.bidirectional ? 2 : 1;
+  const int64_t L = max_layers > 0 && max_layers < c.layers ? max_layers : c.layers;
+  std::vector<std::pair<std::string, Shape>> table;
+  table.push_back({"src_embed", {c.src_vocab, E}});
+  table.push_back({"tgt_embed", {c.tgt_vocab, E}});
+  for (int64_t k = 0; k < L; ++k) {
+    const int64_t in = k == 0 ? E : D * He;
+    for (const char* suffix : {"", "_reverse"}) {
+      if (*suffix && !c.bidirectional) break;
+      const std::string p = "encoder.l" + std::to_string(k) + suffix;
+      table.push_back({p + ".w_ih", {4 * He, in}});
+      table.push_back({p + ".w_hh", {4 * He, He}});
+      table.push_back({p + ".b", {4 * He}});
+    }
+  }
+  if (c.bidirectional && !c.bridge_concat) {
+    table.push_back({"bridge.h.weight", {H, 2 * H}});
+    table.push_back({"bridge.h.bias", {H}});
+    table.push_back({"bridge.c.weight", {H, 2 * H}});
+    table.push_back({"bridge.c.bias", {H}});
+    if (c.has_attention()) table.push_back({"bridge.memory.weight", {H, 2 * H}});
+  }
+  for (int64_t k = 0; k < L; ++k) {
+    const std::string p = "decoder.l" + std::to_string(k);
+    table.push_back({p + ".w_ih", {4 * H, k == 0 ? c.decoder_input() : H}});
+    table.push_back({p + ".w_hh", {4 * H, H}});
+    table.push_back({p + ".b", {4 * H}});
+  }
+  switch (c.attention) {
+    case AttentionKind::general:
+      table.push_back({"attention.w_a", {H, H}});
+      break;
+    case AttentionKind::location:
+      table.push_back({"attention.w_a", {c.max_source_length, H}});
+      break;
+    case AttentionKind::concat:
+      table.push_back({"attention.w_q", {H, H}});
+      table.push_back({"attention.w_k", {H, H}});
+      table.push_back({"attention.v", {H}});
+      if (c.query_bias) table.push_back({"attention.b_q", {H}});
+      break;
+    default:
+      break;
+  }
+  if (c.has_attention()) {
+    table.push_back({"combine.weight", {H, 2 * H}});
+    table.push_back({"combine.bias", {H}});
+  }
+  table.push_back({"out.weight", {c.tgt_vocab, H}});
+  table.push_back({"out.bias", {c.tgt_vocab}});
+  return table;
+}
+
+}  // namespace s2s

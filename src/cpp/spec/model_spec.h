@@ -1,0 +1,66 @@
+// The model's spec in C++ (docs/model.md, docs/model-format.md): special token ids, attention
+// kinds and styles, the configuration and its rules, and the table of parameter names and shapes.
+// python/s2sext/spec.py is the same table in Python; tests/test_spec.py holds the two equal.
+//
+// Letters: V vocabulary, E embedding size, H hidden size (He = an encoder direction's), G = 4H,
+// L layers, D directions (1 or 2).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace s2s {
+
+// The special tokens every vocabulary starts with.
+constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
+
+enum class AttentionKind { none, dot, scaled_dot, general, concat, location };
+
+// The kind named as in a model's config ("none" for no attention); false if the name is unknown.
+bool attention_kind_from_name(const std::string& name, AttentionKind* kind);
+const char* attention_kind_name(AttentionKind kind);
+
+struct ModelConfig {
+  int64_t src_vocab = 0, tgt_vocab = 0, embed = 0, hidden = 0, layers = 1;
+  bool bidirectional = false;
+  AttentionKind attention = AttentionKind::dot;
+  bool bahdanau = false;       // attention style: false = Luong
+  bool input_feeding = false;  // Luong only
+  int64_t max_source_length = 0;
+  // bridge "concat" (bidirectional, even hidden: H/2 units per direction, the decoder starts from
+  // [h_fwd; h_bwd] and attends over the concatenated outputs, no bridge.*), combine_activation
+  // "tanh" or "none", concat's query bias attention.b_q.
+  bool bridge_concat = false;
+  bool combine_tanh = true;
+  bool query_bias = false;
+
+  bool has_attention() const { return attention != AttentionKind::none; }
+  // Each encoder direction's hidden size: H, or H/2 with bridge "concat".
+  int64_t encoder_hidden() const { return bridge_concat ? hidden / 2 : hidden; }
+  // The decoder's first-layer input: the embedding, then the context (Bahdanau) or the previous
+  // attentional state (input feeding).
+  int64_t decoder_input() const { return embed + (has_attention() && (bahdanau || input_feeding) ? hidden : 0); }
+};
+
+// The configuration rules of docs/model-format.md ("The Seq2Seq header") that a ModelConfig can
+// express: sizes >= 1 (vocabularies >= 5), the attention style's combinations, the version-2
+// options' (bridge "concat": bidirectional, even hidden; combine "none": attention; query bias:
+// concat), and every parameter's byte count below 2^63 in checked arithmetic (so that no size
+// computed from the configuration overflows). Throws std::invalid_argument naming the first rule broken.
+void check_model_config(const ModelConfig& config);
+
+using Shape = std::vector<int64_t>;
+
+// Every parameter's name and shape, in the order of docs/model.md (and of the model file).
+// max_layers > 0 stops each LSTM stack after that many layers (layers past the second repeat the
+// second's shapes). Call after check_model_config.
+std::vector<std::pair<std::string, Shape>> parameter_shapes(const ModelConfig& config, int64_t max_layers = 0);
+
+// A float32 parameter as stored in the model file: shape and row-major values.
+struct Tensor {
+  Shape shape;
+  std::vector<float> values;
+};
+
+}  // namespace s2s
