@@ -74,32 +74,19 @@ const KindSpec& parse_kind(const Checker& ck, py::handle kind_in) {
   ck.value_error("unknown kind '" + kind + "'; expected one of " + known);
 }
 
-// The kind's parameter arrays, in KindSpec order, as the core's AttentionParams; with grads, the
-// matching gradient arrays (same order) as its AttentionParamGrads.
-template <class T>
-s2s::AttentionParams<T> attention_params(s2s::ScoreKind kind, const std::vector<const T*>& w) {
-  s2s::AttentionParams<T> p;
-  if (kind == s2s::ScoreKind::general || kind == s2s::ScoreKind::location) p.w_a = w[0];
+// The kind's parameter arrays (or their gradients), in KindSpec order, as the core's
+// AttentionParams (or AttentionParamGrads, whose members have the same names).
+template <class P, class Ptr>
+P params_by_kind(s2s::ScoreKind kind, const std::vector<Ptr>& arrays) {
+  P p;
+  if (kind == s2s::ScoreKind::general || kind == s2s::ScoreKind::location) p.w_a = arrays[0];
   if (kind == s2s::ScoreKind::concat) {
-    p.w_q = w[0];
-    p.w_k = w[1];
-    p.v = w[2];
-    if (w.size() == 4) p.b_q = w[3];
+    p.w_q = arrays[0];
+    p.w_k = arrays[1];
+    p.v = arrays[2];
+    if (arrays.size() == 4) p.b_q = arrays[3];
   }
   return p;
-}
-
-template <class T>
-s2s::AttentionParamGrads<T> attention_param_grads(s2s::ScoreKind kind, const std::vector<T*>& dw) {
-  s2s::AttentionParamGrads<T> dp;
-  if (kind == s2s::ScoreKind::general || kind == s2s::ScoreKind::location) dp.w_a = dw[0];
-  if (kind == s2s::ScoreKind::concat) {
-    dp.w_q = dw[0];
-    dp.w_k = dw[1];
-    dp.v = dw[2];
-    if (dw.size() == 4) dp.b_q = dw[3];
-  }
-  return dp;
 }
 
 py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle kind_in, py::handle params_in,
@@ -144,7 +131,7 @@ py::tuple attention_weight_forward(py::handle hs_in, py::handle q_in, py::handle
                      " positions and W_a only S_max = " + std::to_string(S_max) + " rows");
     py::object lengths = ck.lengths(lengths_in, 1, " (attention needs at least one position to attend to)");
 
-    const s2s::AttentionParams<T> p = attention_params<T>(spec.kind, params);
+    const auto p = params_by_kind<s2s::AttentionParams<T>>(spec.kind, params);
     const s2s::AttentionShape shape{B, T_steps, S, H, A, S_max};
     const int64_t qp_size = s2s::attention_query_proj_size(spec.kind, shape);
     const int64_t kp_size = s2s::attention_key_proj_size(spec.kind, shape);
@@ -208,8 +195,8 @@ py::tuple attention_weight_backward(py::handle da_in, py::handle cache_in) {
       dw.push_back(grad.mutable_data());
       dparams[i] = grad;
     }
-    const s2s::AttentionParams<T> p = attention_params<T>(spec.kind, w);
-    const s2s::AttentionParamGrads<T> dp = attention_param_grads<T>(spec.kind, dw);
+    const auto p = params_by_kind<s2s::AttentionParams<T>>(spec.kind, w);
+    const auto dp = params_by_kind<s2s::AttentionParamGrads<T>>(spec.kind, dw);
     auto dhs = empty<T>({B, S, H}), dq = empty<T>({B, T_steps, H});
     const int64_t* len = lengths_ptr(cache.lengths);
     const T* qp = cptr_or_null<T>(cache.query_proj);
