@@ -1,5 +1,5 @@
 // The inference engine's bindings: a model's configuration (a dict, checked with the model file's
-// rules, engine.h's check_engine_config), the Engine class that s2sext.Decoder wraps (greedy and
+// rules, spec/model_spec.h's check_model_config), the Engine class that s2sext.Decoder wraps (greedy and
 // beam decoding of a batch of source ids without the GIL), and check_model_file, the C++ API's
 // verdict on a model file.
 #include <pybind11/pybind11.h>
@@ -22,10 +22,10 @@ namespace bindings {
 
 namespace {
 
-s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get,
+s2s::ModelConfig engine_config_values(const std::function<py::object(const char*)>& get,
                                        const std::function<py::object(const char*, py::object)>& get_or);
 
-s2s::EngineConfig engine_config(const py::dict& d) {
+s2s::ModelConfig engine_config(const py::dict& d) {
   auto get = [&](const char* key) -> py::object {
     if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
     return d[key];
@@ -33,23 +33,23 @@ s2s::EngineConfig engine_config(const py::dict& d) {
   auto get_or = [&](const char* key, py::object fallback) -> py::object {
     return d.contains(key) ? py::object(d[key]) : fallback;
   };
-  s2s::EngineConfig c;
+  s2s::ModelConfig c;
   try {
     c = engine_config_values(get, get_or);
   } catch (const py::cast_error&) {
     throw py::type_error("config holds a value of the wrong type (integers, bools and strings expected)");
   }
   try {
-    s2s::check_engine_config(c);  // the model file's rules, before any size is computed from c
+    s2s::check_model_config(c);  // the model file's rules, before any size is computed from c
   } catch (const std::invalid_argument& e) {
     throw py::value_error(std::string("config: ") + e.what());
   }
   return c;
 }
 
-s2s::EngineConfig engine_config_values(const std::function<py::object(const char*)>& get,
+s2s::ModelConfig engine_config_values(const std::function<py::object(const char*)>& get,
                                        const std::function<py::object(const char*, py::object)>& get_or) {
-  s2s::EngineConfig c;
+  s2s::ModelConfig c;
   c.src_vocab = get("src_vocab_size").cast<int64_t>();
   c.tgt_vocab = get("tgt_vocab_size").cast<int64_t>();
   c.embed = get("embed_size").cast<int64_t>();
@@ -59,7 +59,7 @@ s2s::EngineConfig engine_config_values(const std::function<py::object(const char
   c.max_source_length = get("max_source_length").cast<int64_t>();
   const py::object att = get("attention");
   const std::string kind = att.is_none() ? "none" : att.cast<std::string>();
-  if (!s2s::engine_attention_from_name(kind, &c.attention))
+  if (!s2s::attention_kind_from_name(kind, &c.attention))
     throw py::value_error("config attention '" + kind + "' is not a known kind");
   const std::string style = get("attention_style").cast<std::string>();
   if (style != "luong" && style != "bahdanau") throw py::value_error("config attention_style '" + style + "' is unknown");
@@ -110,7 +110,7 @@ class PyEngine {
   PyEngine(const py::dict& config, const py::dict& params, const std::string& weights) {
     if (weights != "float32" && weights != "bfloat16")
       throw py::value_error("dtype must be 'float32' or 'bfloat16', got '" + weights + "'");
-    const s2s::EngineConfig cfg = engine_config(config);
+    const s2s::ModelConfig cfg = engine_config(config);
     std::map<std::string, s2s::Tensor> tensors;
     for (auto item : params) {
       const std::string name = py::str(item.first);
@@ -129,31 +129,46 @@ class PyEngine {
     }
   }
 
-  py::array greedy(py::handle src_in, py::handle lengths_in, int64_t max_length, int64_t min_length, bool serial) {
+  // tokens int64 [B, T], or (tokens, attention float32 [B, T, S]) with return_attention
+  py::object greedy(py::handle src_in, py::handle lengths_in, int64_t max_length, int64_t min_length, bool serial,
+                    bool return_attention) {
     Checker ck("Decoder.greedy");
     SourceBatch sb = source_batch(ck, src_in, lengths_in);
-    std::vector<int64_t> tokens;
-    int64_t steps = 0;
+    s2s::SearchOptions options;
+    options.max_length = max_length;
+    options.min_length = min_length;
+    options.return_attention = return_attention;
+    s2s::GreedyOutput found;
     try {
       py::gil_scoped_release nogil;
-      tokens = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, max_length, min_length, &steps, serial);
+      found = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, options, serial);
     } catch (const std::invalid_argument& e) {
       ck.value_error(e.what());
     }
-    Array<int64_t> out(std::vector<py::ssize_t>{sb.B, steps});
-    std::copy(tokens.begin(), tokens.end(), out.mutable_data());
-    return out;
+    Array<int64_t> tokens(std::vector<py::ssize_t>{sb.B, found.steps});
+    std::copy(found.tokens.begin(), found.tokens.end(), tokens.mutable_data());
+    if (!return_attention) return std::move(tokens);
+    Array<float> attention(std::vector<py::ssize_t>{sb.B, found.steps, sb.S});
+    std::copy(found.attention.begin(), found.attention.end(), attention.mutable_data());
+    return py::make_tuple(tokens, attention);
   }
 
+  // per input a list of (tokens int64 [n], score, log_prob[, attention float32 [n, S]]), best first
   py::list beam(py::handle src_in, py::handle lengths_in, int64_t beam_size, int64_t max_length, int64_t min_length,
-                int64_t n_best, double length_penalty, bool serial) {
+                int64_t n_best, double length_penalty, bool serial, bool return_attention) {
     Checker ck("Decoder.beam");
     SourceBatch sb = source_batch(ck, src_in, lengths_in);
+    s2s::SearchOptions options;
+    options.beam_size = beam_size;
+    options.max_length = max_length;
+    options.min_length = min_length;
+    options.n_best = n_best;
+    options.length_penalty = length_penalty;
+    options.return_attention = return_attention;
     std::vector<std::vector<s2s::Hypothesis>> result;
     try {
       py::gil_scoped_release nogil;
-      result = engine_->beam(sb.src.data(), sb.lengths.data(), sb.B, sb.S, beam_size, max_length, min_length, n_best,
-                             length_penalty, serial);
+      result = engine_->beam(sb.src.data(), sb.lengths.data(), sb.B, sb.S, options, serial);
     } catch (const std::invalid_argument& e) {
       ck.value_error(e.what());
     }
@@ -161,9 +176,16 @@ class PyEngine {
     for (const auto& hyps : result) {
       py::list items;
       for (const auto& h : hyps) {
-        Array<int64_t> tokens(std::vector<py::ssize_t>{static_cast<py::ssize_t>(h.tokens.size())});
+        const auto n = static_cast<py::ssize_t>(h.tokens.size());
+        Array<int64_t> tokens(std::vector<py::ssize_t>{n});
         std::copy(h.tokens.begin(), h.tokens.end(), tokens.mutable_data());
-        items.append(py::make_tuple(tokens, h.score, h.log_prob));
+        if (!return_attention) {
+          items.append(py::make_tuple(tokens, h.score, h.log_prob));
+          continue;
+        }
+        Array<float> attention(std::vector<py::ssize_t>{n, sb.S});
+        std::copy(h.attention.begin(), h.attention.end(), attention.mutable_data());
+        items.append(py::make_tuple(tokens, h.score, h.log_prob, attention));
       }
       out.append(items);
     }
@@ -196,9 +218,10 @@ void register_engine(py::module_& m) {
       .def(py::init<const py::dict&, const py::dict&, const std::string&>(), py::arg("config"), py::arg("params"),
            py::arg("dtype"))
       .def("greedy", &PyEngine::greedy, py::arg("src_ids"), py::arg("lengths"), py::arg("max_length"),
-           py::arg("min_length"), py::arg("serial"))
+           py::arg("min_length"), py::arg("serial"), py::arg("return_attention") = false)
       .def("beam", &PyEngine::beam, py::arg("src_ids"), py::arg("lengths"), py::arg("beam_size"), py::arg("max_length"),
-           py::arg("min_length"), py::arg("n_best"), py::arg("length_penalty"), py::arg("serial"))
+           py::arg("min_length"), py::arg("n_best"), py::arg("length_penalty"), py::arg("serial"),
+           py::arg("return_attention") = false)
       .def_property_readonly("dtype", &PyEngine::weights);
   m.def("check_model_file", &check_model_file, py::arg("path"),
         "Loads a model file with the C++ API (s2sext::Translator::load) and discards the result;\n"

@@ -152,7 +152,7 @@ std::vector<std::vector<Hypothesis>> beam_search(DecoderStep& decoder, int64_t B
           }
           std::reverse(h.tokens.begin(), h.tokens.end());
           const int64_t n = int64_t(h.tokens.size());
-          for (int64_t i = 0; i < n / 2; ++i)  // rows of S, last step first -> first step first
+          for (int64_t i = 0; options.return_attention && i < n / 2; ++i)  // rows of S: last step first -> first
             std::swap_ranges(h.attention.begin() + i * S, h.attention.begin() + (i + 1) * S,
                              h.attention.begin() + (n - 1 - i) * S);
           h.log_prob = score;

@@ -15,7 +15,7 @@ namespace {
 
 // Rows of src [B, row] repeated `times` each: [B*times, row].
 Buffer<float> repeat_rows(const Buffer<float>& src, int64_t B, int64_t row, int64_t times) {
-  if (times == 1) return src;
+  if (times == 1 || src.empty()) return src;  // (no memory or keys without attention)
   Buffer<float> out(src.size() * times);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < times; ++j)
