@@ -146,7 +146,7 @@ def test_default_features_are_todays_model():
     (dict(combine_activation="relu"), ValueError, "combine_activation must be 'tanh' or 'none'; got 'relu'"),
     (dict(combine_activation="none", attention=None), ValueError, "combine_activation='none' needs an attention"),
     (dict(attention_query_bias=True), ValueError, "attention_query_bias needs attention='concat'; got attention='dot'"),
-    (dict(attention="concat", attention_query_bias=1), TypeError, "attention_query_bias must be a bool; got 1"),
+    (dict(attention="concat", attention_query_bias=1), TypeError, "attention_query_bias must be a bool, got 1"),
 ])
 def test_feature_options_are_checked(options, error, match):
     with pytest.raises(error, match=match):

@@ -12,7 +12,7 @@
 
 from . import data, decoding, ops, train
 from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads
-from .data import Vocab
+from .text import Vocab
 from .engine import Decoder
 from .model import Attention, Config, Encoder, RecurrentDecoder, Seq2Seq
 from .serialize import ModelFileError

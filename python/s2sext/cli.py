@@ -31,18 +31,19 @@ from __future__ import annotations
 
 import argparse
 import dis
-import io
 import itertools
 import math
 import os
 import sys
-import tempfile
 import time
-from typing import NamedTuple
 
 import numpy as np
 
-from .data import short_repr
+from .checks import short_repr
+from .cli_inputs import (CliError, Limits, check_output, cut_or_refuse, fit, input_lines, model_limits, read_pairs,
+                         say_cut)
+from .spec import ATTENTION_KINDS, ATTENTION_STYLES, TOKENIZER_NAMES
+from .tasks import TASKS
 
 # The default longest source (train) and target (train, eval) in tokens: fairseq's default
 # max-source/target-positions. A longer line is refused naming it, unless the option is raised.
@@ -67,10 +68,6 @@ DEMO_EXAMPLES = [
     "23rd of March 2001",
     "25.12.99",
 ]
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -164,137 +161,12 @@ def _schedule(text):
 
 
 # ---------------------------------------------------------------------------------------------
-# Inputs, limits and outputs
-
-
-class _Limits(NamedTuple):
-    """The most tokens a source and a target may have, where the source's limit comes from (said
-    when a source has more), and whether a longer source is cut (``--truncate``) instead of refused."""
-
-    source: int
-    source_hint: str
-    target: int | None
-    truncate: bool
-
-    target_hint = "--max-target-length raises the limit"
-
-
-def _model_limits(args, model):
-    """translate and eval: the model's max_source_length, or --max-source-length where the model
-    allows it (location attention has one weight row per source position, so none beyond)."""
-    limit, hint = model.config.max_source_length, "the model's max_source_length"
-    if args.max_source_length is not None:
-        if model.config.attention == "location" and args.max_source_length > limit:
-            raise CliError(f"--max-source-length {args.max_source_length}: the model's location attention "
-                           f"accepts at most {limit} source tokens (its max_source_length)")
-        limit, hint = args.max_source_length, "--max-source-length"
-    return _Limits(limit, f"{hint}; --truncate cuts longer sources", getattr(args, "max_target_length", None),
-                   args.truncate)
-
-
-def _fit(texts, tokenizer, limit, where, truncate=False, hint="", side="source"):
-    """``texts`` with each one longer than ``limit`` tokens cut to its first ``limit`` (``truncate``,
-    said on stderr) or refused, naming ``where(i)``; nothing is tokenized unless it is too long."""
-    texts, cut = _cut_or_refuse(texts, tokenizer, limit, where, truncate, hint, side)
-    _say_cut(where, cut, limit)
-    return texts
-
-
-def _cut_or_refuse(texts, tokenizer, limit, where, truncate, hint, side="source", first=0):
-    """(``texts`` within ``limit``, how many were cut) for ``_fit``; ``texts[i]`` is item
-    ``first + i`` of the whole input for ``where``."""
-    from .data import get_tokenizer, token_limit_problem
-
-    tokenizer = get_tokenizer(tokenizer)
-    texts, cut = list(texts), 0
-    for i, text in enumerate(texts):
-        problem = token_limit_problem(text, tokenizer, limit, side)
-        if problem is None:
-            continue
-        if not truncate:
-            raise CliError(f"{where(first + i)}: {problem} ({hint})")
-        texts[i] = tokenizer.truncate(text, limit)
-        cut += 1
-    return texts, cut
-
-
-def _say_cut(where, cut, limit):
-    """The note on stderr that ``cut`` sources were cut to ``limit`` tokens (none if 0)."""
-    if cut:
-        tokens = "token" if limit == 1 else "tokens"
-        print(f"s2sext: {where(None)}: cut {cut} source{'s' if cut > 1 else ''} longer than {limit:,} {tokens} "
-              f"to their first {'token' if limit == 1 else f'{limit:,}'} (--truncate)", file=sys.stderr)
-
-
-def _read_pairs(path, tokenizers, limits):
-    """The pairs of a TSV file within ``limits``, sources and targets tokenized with
-    ``tokenizers`` = (source's, target's); a line beyond them is refused naming it, as is a line
-    of more bytes than the limits allow (``data.line_byte_limit``), even with --truncate."""
-    from .data import DataError, line_byte_limit, read_tsv
-
-    try:
-        pairs = read_tsv(path, tokenizers[0], tgt_tokenizer=tokenizers[1],
-                         max_source_tokens=None if limits.truncate else limits.source,
-                         max_target_tokens=limits.target, max_line_bytes=line_byte_limit(limits.source, limits.target))
-    except DataError as exc:
-        for side, hint in (("source", limits.source_hint), ("target", limits.target_hint)):
-            if exc.problem.startswith(f"the {side} has "):
-                raise CliError(f"{exc} ({hint})") from None
-        raise
-    if limits.truncate:
-        sources = _fit([s for s, _ in pairs], tokenizers[0], limits.source, lambda i: path, truncate=True)
-        pairs = [(source, target) for source, (_, target) in zip(sources, pairs)]
-    return pairs
-
-
-def _iter_lines(path, max_tokens):
-    """The lines of a UTF-8 file, or of stdin for None or "-", checked alike and read as they are
-    needed; a line of more bytes than ``max_tokens`` tokens may take (``data.line_byte_limit``) is
-    refused before it is read whole, so an endless line (``/dev/zero``) costs no more memory than
-    the limit."""
-    from .data import iter_lines, line_byte_limit
-
-    cap = line_byte_limit(max_tokens)
-    if path not in (None, "-"):
-        return iter_lines(path, max_line_bytes=cap)
-    if sys.stdin is None:  # started with stdin closed (``<&-``)
-        raise CliError("stdin is closed; give an input file or pipe the lines in")
-    stream = getattr(sys.stdin, "buffer", None)
-    if stream is None:  # a text stream put in place of stdin: back to bytes, escaped ones as they came
-        stream = io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))
-    return iter_lines(stream, "<stdin>", max_line_bytes=cap)
-
-
-def _check_output(option, path):
-    """Refuse, before any work, an output that could not be written: what ``atomic_write`` would
-    refuse (``serialize.output_target``: a directory, FIFO or device, a missing directory), or a
-    directory that is not writable. Probes with an unnamed temporary file (``O_TMPFILE`` where the
-    OS has it), so nothing is left behind."""
-    from .serialize import output_target
-
-    if path is None:
-        return
-    path = os.fspath(path)
-    try:
-        folder = os.path.dirname(output_target(path))
-    except ValueError as exc:
-        raise CliError(f"{option} {exc}") from None
-    except OSError as exc:
-        raise CliError(f"{option} {path}: {exc.strerror}") from None
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise CliError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})") from None
-
-
-# ---------------------------------------------------------------------------------------------
 # Commands
 
 
 def _set_threads(args):
     if getattr(args, "threads", None):
-        from . import set_num_threads
+        from ._core import set_num_threads
 
         set_num_threads(args.threads)
 
@@ -307,21 +179,21 @@ def _load_pairs(args, limits, tokenizers):
     if args.data and args.task:
         raise CliError("give either --data FILE.tsv or --task NAME, not both")
     if args.data:
-        pairs = _read_pairs(args.data, tokenizers, limits)
+        pairs = read_pairs(args.data, tokenizers, limits)
         source = args.data
     elif args.task:
         pairs = make_task(args.task, args.task_size, seed=args.seed)
         where = lambda i: f"task {args.task}" + ("" if i is None else f", pair {i + 1}")  # noqa: E731
-        sources = _fit([s for s, _ in pairs], tokenizers[0], limits.source, where, limits.truncate,
+        sources = fit([s for s, _ in pairs], tokenizers[0], limits.source, where, limits.truncate,
                        limits.source_hint)
-        targets = _fit([t for _, t in pairs], tokenizers[1], limits.target, where, hint=limits.target_hint,
+        targets = fit([t for _, t in pairs], tokenizers[1], limits.target, where, hint=limits.target_hint,
                        side="target")
         pairs = list(zip(sources, targets))
         source = f"task {args.task} ({args.task_size} generated pairs, seed {args.seed})"
     else:
         raise CliError("give the training data: --data FILE.tsv or --task dates|addition|reverse")
     if args.valid:
-        valid = _read_pairs(args.valid, tokenizers, limits)
+        valid = read_pairs(args.valid, tokenizers, limits)
         train = pairs
     else:
         train, valid = split_pairs(pairs, args.valid_split, seed=args.seed)
@@ -361,8 +233,8 @@ def cmd_train(args):
     from .train import train
 
     _set_threads(args)
-    _check_output("--out", args.out)
-    _check_output("--checkpoint", args.checkpoint)
+    check_output("--out", args.out)
+    check_output("--checkpoint", args.checkpoint)
     if args.checkpoint and os.path.realpath(args.checkpoint) == os.path.realpath(args.out):
         raise CliError(f"--out and --checkpoint are the same file ({args.out}); the checkpoint would "
                        "overwrite the best model")
@@ -386,7 +258,7 @@ def cmd_train(args):
             limit, origin = args.max_source_length, "--max-source-length"
         else:
             limit, origin = DEFAULT_MAX_TOKENS, "--max-source-length raises the limit"
-    limits = _Limits(limit, f"{origin}; --truncate cuts longer sources", args.max_target_length, args.truncate)
+    limits = Limits(limit, f"{origin}; --truncate cuts longer sources", args.max_target_length, args.truncate)
     train_pairs, valid_pairs, source = _load_pairs(args, limits, tokenizers)
     if not args.resume:
         model = _model_from_args(args, train_pairs)
@@ -419,8 +291,8 @@ def cmd_translate(args):
         raise CliError(f"--n-best ({args.n_best}) must not exceed --beam ({args.beam})")
     _set_threads(args)
     model = Seq2Seq.load(args.model)
-    limits = _model_limits(args, model)
-    lines = _iter_lines(args.input, limits.source)
+    limits = model_limits(args, model)
+    lines = input_lines(args.input, limits.source)
     where = args.input if args.input not in (None, "-") else "<stdin>"
     name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
     # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
@@ -429,7 +301,7 @@ def cmd_translate(args):
         chunk = list(itertools.islice(lines, args.batch_size))
         if not chunk:
             break
-        chunk, cut_here = _cut_or_refuse(chunk, model.config.src_tokenizer, limits.source, name, limits.truncate,
+        chunk, cut_here = cut_or_refuse(chunk, model.config.src_tokenizer, limits.source, name, limits.truncate,
                                          limits.source_hint, first=start)
         cut += cut_here
         keep = [i for i, text in enumerate(chunk) if text.strip()]
@@ -449,7 +321,7 @@ def cmd_translate(args):
                 print(r)
         sys.stdout.flush()  # each batch's lines as soon as they are ready, for a reader at the pipe's end
         start += len(chunk)
-    _say_cut(name, cut, limits.source)
+    say_cut(name, cut, limits.source)
     return 0
 
 
@@ -459,8 +331,8 @@ def cmd_eval(args):
 
     _set_threads(args)
     model = Seq2Seq.load(args.model)
-    pairs = _read_pairs(args.data, (model.config.src_tokenizer, model.config.tgt_tokenizer),
-                        _model_limits(args, model))
+    pairs = read_pairs(args.data, (model.config.src_tokenizer, model.config.tgt_tokenizer),
+                        model_limits(args, model))
     # the same criterion as training's validation: every target token, then <eos>
     result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
                       with_loss=False, max_length=args.max_length)
@@ -472,9 +344,9 @@ def cmd_plot(args):
     from .model import Seq2Seq
     from .plot import plot_attention
 
-    _check_output("--out", args.out)
+    check_output("--out", args.out)
     model = Seq2Seq.load(args.model)
-    _fit([args.text], model.config.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
+    fit([args.text], model.config.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
          hint="the model's max_source_length")
     translation = plot_attention(model, args.text, args.out)
     print(f"{args.text} -> {translation}; heatmap written to {args.out}")
@@ -483,7 +355,7 @@ def cmd_plot(args):
 
 def cmd_demo(args):
     """Train the dates task with dot attention, print translations and held-out accuracy, plot."""
-    from . import cpu_info, get_num_threads
+    from ._core import cpu_info, get_num_threads
     from .data import make_dates, split_pairs
     from .train import evaluate, train
 
@@ -538,7 +410,7 @@ def cmd_kernels(args):
 def cmd_import_opennmt(args):
     import warnings
 
-    _check_output("OUT", args.out)
+    check_output("OUT", args.out)
     try:
         from . import opennmt  # imports torch: only this command needs it
         if not opennmt.safe_load_supported():
@@ -573,9 +445,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    from .model import ATTENTION_STYLES
-    from .ops import ATTENTION_KINDS
-
     parser = _Parser(
         prog="s2sext", description="Sequence-to-sequence models with attention on s2sext's C++ kernels.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -588,12 +457,12 @@ def build_parser():
                 description="Train a Seq2Seq model; writes the best model (by validation exact match).")
     data = p.add_argument_group("data")
     data.add_argument("--data", metavar="FILE.tsv", help="training pairs, 'source<TAB>target' per line (UTF-8)")
-    data.add_argument("--task", choices=["dates", "addition", "reverse"], help="a built-in generated task")
+    data.add_argument("--task", choices=list(TASKS), help="a built-in generated task")
     data.add_argument("--task-size", type=_pairs, default=50000, help="pairs to generate for --task")
     data.add_argument("--valid", metavar="FILE.tsv", help="validation pairs (default: split off the data)")
     data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
                       help="fraction or count held out when --valid is not given")
-    data.add_argument("--tokenizer", choices=["char", "word"], default="char", help="how lines become tokens")
+    data.add_argument("--tokenizer", choices=list(TOKENIZER_NAMES), default="char", help="how lines become tokens")
     data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
     data.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
                       help="refuse a target of more tokens")

@@ -1,36 +1,37 @@
-"""Data for the seq2seq models: vocabularies, tokenizers, TSV files, built-in tasks and padded batches.
+"""Data for the seq2seq models: TSV files and lines of text, pairs split and encoded, padded batches.
 
 Numpy and the standard library only. Text flows one way::
 
-    pairs (source, target) of str                read_tsv / make_task
-      -> tokens (list of str)                    CharTokenizer / WordTokenizer
+    pairs (source, target) of str                read_tsv / make_task (s2sext.tasks)
+      -> tokens (list of str)                    CharTokenizer / WordTokenizer (s2sext.text)
       -> ids (list of int)                       Vocab.encode, encode_pairs
-      -> padded int64 arrays [B, S] / [B, T]     pad_batch, batches
+      -> padded int64 arrays [B, S] / [B, T]     pad_batch (s2sext.padding), batches
 
 Shape letters: ``B`` batch, ``S`` source length, ``T`` target length (``len(target)``, without
 ``<sos>``/``<eos>``: the model adds those). Lengths are int64 ``[B]`` arrays; positions at or past a
 row's length hold ``pad_id``.
 
-Every vocabulary starts with the same four specials, ``<pad>``=0, ``<sos>``=1, ``<eos>``=2,
-``<unk>``=3, so the ids of the specials never depend on the data.
-
-The built-in tasks (``make_dates``, ``make_addition``, ``make_reverse``) are generated in code and are
-deterministic given ``seed``. They sample with replacement, so a list of pairs may contain duplicates;
-nothing here removes them.
+The names of :mod:`s2sext.text`, :mod:`s2sext.tasks`, :mod:`s2sext.padding` and the specials of
+:mod:`s2sext.spec` are importable from here too, where they lived before.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 import numbers
 import os
-import re
-from collections import Counter
 from collections.abc import Sequence
-from typing import Callable, Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
+
+from . import serialize
+from .checks import check_int, is_int, short_repr
+from .padding import _id_array, _pad_arrays, pad_batch
+from .spec import EOS, EOS_ID, PAD, PAD_ID, SOS, SOS_ID, SPECIALS, UNK, UNK_ID
+from .tasks import (DATE_FORMATS, FIRST_DATE, LAST_DATE, TASKS, format_date, make_addition, make_dates, make_reverse,
+                    make_task)
+from .text import CharTokenizer, TOKENIZERS, Vocab, WordTokenizer, get_tokenizer
 
 __all__ = [
     "PAD",
@@ -72,52 +73,7 @@ __all__ = [
     "batches",
 ]
 
-PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
-SPECIALS = (PAD, SOS, EOS, UNK)
-PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-
-
-# ----------------------------------------------------------------------------------------------------
-# Argument checks shared by the public functions
-
-
-def short_repr(value, limit: int = 40) -> str:
-    """``repr(value)``, but of a str only its first ``limit`` characters and its length when it is
-    longer (of anything else the repr's first ``limit`` characters): error messages quote input
-    this way, so a 10 MB line does not become a 10 MB message."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value):,} characters)"
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
-
-
-def _check_int(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as a Python int, or TypeError/ValueError naming ``name``. bool is not an int here."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {short_repr(value)}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
-def _check_token_list(tokens, name: str) -> list:
-    """``tokens`` as a list of str. A bare str is refused: it is text, not tokens."""
-    if isinstance(tokens, str):
-        raise TypeError(
-            f"{name} must be a sequence of str tokens, got the str {short_repr(tokens)}; "
-            "tokenize it first (CharTokenizer or WordTokenizer)"
-        )
-    try:
-        tokens = list(tokens)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of str tokens, got {type(tokens).__name__}") from None
-    for position, token in enumerate(tokens):
-        if not isinstance(token, str):
-            raise TypeError(f"{name}[{position}] must be a str token, got {type(token).__name__} {short_repr(token)}")
-    return tokens
+_check_int = check_int  # the name decoding.py and older callers import from here
 
 
 def _check_pairs(pairs, name: str = "pairs") -> list:
@@ -144,345 +100,6 @@ def _check_pairs(pairs, name: str = "pairs") -> list:
             raise TypeError(f"{name}[{index}] must be a (source, target) pair of str, got {short_repr(pair)}")
         checked.append((pair[0], pair[1]))
     return checked
-
-
-def _check_seed(seed) -> int:
-    return _check_int(seed, "seed", minimum=0)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Vocabulary
-
-
-class Vocab:
-    """An immutable token <-> id table whose first four entries are ``<pad> <sos> <eos> <unk>``.
-
-    Parameters
-    ----------
-    tokens : sequence of str
-        Every token, in id order: ``tokens[i]`` has id ``i``. Must start with ``SPECIALS`` in order and
-        hold no empty string and no duplicate.
-
-    Raises
-    ------
-    TypeError
-        ``tokens`` is not a sequence of str.
-    ValueError
-        The specials are missing or out of order, or a token is empty or repeated.
-    """
-
-    __slots__ = ("_tokens", "_ids")
-
-    def __init__(self, tokens: Sequence[str]):
-        tokens = tuple(_check_token_list(tokens, "tokens"))
-        if tokens[: len(SPECIALS)] != SPECIALS:
-            raise ValueError(
-                f"tokens must start with the specials {list(SPECIALS)}, got {list(tokens[: len(SPECIALS)])}"
-            )
-        ids: dict[str, int] = {}
-        for position, token in enumerate(tokens):
-            if token == "":
-                raise ValueError(f"tokens[{position}] is the empty string; tokens must be non-empty")
-            if token in ids:
-                raise ValueError(
-                    f"tokens[{position}] = {short_repr(token)} repeats tokens[{ids[token]}]; tokens must be unique"
-                )
-            ids[token] = position
-        self._tokens = tokens
-        self._ids = ids
-
-    @classmethod
-    def build(
-        cls, token_sequences: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
-    ) -> Vocab:
-        """A vocabulary of the tokens in ``token_sequences``, most frequent first.
-
-        Order: the four specials, then tokens by descending count, ties broken by the token string,
-        so the result does not depend on the order of the data. Tokens equal to a special are not
-        counted (they already have their id).
-
-        Parameters
-        ----------
-        token_sequences : iterable of sequences of str
-            Already tokenized text, e.g. ``[["a", "b"], ["b"]]``.
-        min_freq : int, default 1
-            Tokens seen fewer times are left out (they encode to ``UNK_ID``).
-        max_size : int or None
-            The most entries in the vocabulary, the four specials included (``>= 4``); the least
-            frequent tokens are left out. ``None``: no limit.
-        """
-        min_freq = _check_int(min_freq, "min_freq", minimum=1)
-        if max_size is not None:
-            max_size = _check_int(max_size, "max_size", minimum=len(SPECIALS))
-        if isinstance(token_sequences, (str, bytes)):
-            raise TypeError(
-                "token_sequences must be an iterable of token lists, got a str; tokenize the text first"
-            )
-        counts: Counter[str] = Counter()
-        for index, sequence in enumerate(token_sequences):
-            counts.update(_check_token_list(sequence, f"token_sequences[{index}]"))
-        for special in SPECIALS:
-            counts.pop(special, None)
-        counts.pop("", None)
-        ranked = sorted((token for token, count in counts.items() if count >= min_freq),
-                        key=lambda token: (-counts[token], token))
-        if max_size is not None:
-            ranked = ranked[: max_size - len(SPECIALS)]
-        return cls(SPECIALS + tuple(ranked))
-
-    @classmethod
-    def of_size(cls, size: int) -> Vocab:
-        """A vocabulary of ``size`` entries: the specials, then ``"t4" .. f"t{size - 1}"`` (``size >= 4``).
-
-        For models built from a vocabulary size rather than from text.
-        """
-        size = _check_int(size, "size", minimum=len(SPECIALS))
-        return cls(SPECIALS + tuple(f"t{i}" for i in range(len(SPECIALS), size)))
-
-    @classmethod
-    def coerce(cls, vocab) -> Vocab:
-        """A Vocab from a Vocab (returned as is), an int size (``of_size``) or a sequence of tokens.
-
-        A token sequence that starts with the four specials is used as is. Otherwise the specials are
-        prepended and any copies of them inside the sequence are dropped, so ``["a", "b"]`` gives
-        ``<pad> <sos> <eos> <unk> a b``.
-        """
-        if isinstance(vocab, Vocab):
-            return vocab
-        if isinstance(vocab, numbers.Integral) and not isinstance(vocab, bool):
-            return cls.of_size(vocab)
-        if isinstance(vocab, (list, tuple)):
-            tokens = tuple(_check_token_list(vocab, "vocab"))
-            if tokens[: len(SPECIALS)] == SPECIALS:
-                return cls(tokens)
-            return cls(SPECIALS + tuple(token for token in tokens if token not in SPECIALS))
-        raise TypeError(
-            f"vocab must be a Vocab, an int size or a list/tuple of str tokens, got {type(vocab).__name__}"
-        )
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        """Every token in id order."""
-        return self._tokens
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-    def __contains__(self, token) -> bool:
-        return token in self._ids
-
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, Vocab):
-            return NotImplemented
-        return self._tokens == other._tokens
-
-    def __hash__(self) -> int:
-        return hash(self._tokens)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(repr(token) for token in self._tokens[:8])
-        more = ", ..." if len(self._tokens) > 8 else ""
-        return f"Vocab(size={len(self)}, tokens=[{shown}{more}])"
-
-    def index(self, token: str) -> int:
-        """The id of ``token``; ``UNK_ID`` for a token not in the vocabulary."""
-        if not isinstance(token, str):
-            raise TypeError(f"token must be a str, got {type(token).__name__} {short_repr(token)}")
-        return self._ids.get(token, UNK_ID)
-
-    def encode(self, tokens: Sequence[str], add_eos: bool = False) -> list[int]:
-        """Ids of ``tokens`` (unknown ones -> ``UNK_ID``), with ``EOS_ID`` appended if ``add_eos``.
-
-        ``tokens`` is a sequence of str tokens, not a str: tokenize text first.
-        """
-        ids = [self._ids.get(token, UNK_ID) for token in _check_token_list(tokens, "tokens")]
-        if add_eos:
-            ids.append(EOS_ID)
-        return ids
-
-    def decode(self, ids, strip: bool = True) -> list[str]:
-        """Tokens of ``ids`` (a sequence of int or a 1-D integer array).
-
-        With ``strip`` (the default) decoding stops at the first ``<eos>`` and ``<pad>``/``<sos>`` are
-        dropped, which turns a decoder's output row into its tokens. ``strip=False`` maps every id.
-
-        Raises
-        ------
-        TypeError
-            An id is not an integer.
-        ValueError
-            An id is outside ``[0, len(self))``, or ``ids`` is not 1-D.
-        """
-        id_array = _id_array(ids, "ids", allow_empty=True)
-        if id_array.size and (id_array.min() < 0 or id_array.max() >= len(self._tokens)):
-            position = int(np.flatnonzero((id_array < 0) | (id_array >= len(self._tokens)))[0])
-            raise ValueError(
-                f"ids[{position}] = {int(id_array[position])} is outside the vocabulary "
-                f"[0, {len(self._tokens)})"
-            )
-        tokens = []
-        for token_id in id_array.tolist():
-            if strip:
-                if token_id == EOS_ID:
-                    break
-                if token_id in (PAD_ID, SOS_ID):
-                    continue
-            tokens.append(self._tokens[token_id])
-        return tokens
-
-
-# ----------------------------------------------------------------------------------------------------
-# Tokenizers
-
-
-class _Tokenizer:
-    """Tokenizers hold no state: two of the same class are equal."""
-
-    name = ""
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-class CharTokenizer(_Tokenizer):
-    """One token per character: ``"ab c"`` -> ``["a", "b", " ", "c"]``; detokenize joins with ``""``."""
-
-    name = "char"
-
-    def tokenize(self, text: str) -> list[str]:
-        """Every character of ``text`` (a str), in order."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        return list(text)
-
-    def count(self, text: str) -> int:
-        """``len(tokenize(text))``, without building the list."""
-        return len(text)
-
-    def truncate(self, text: str, n: int) -> str:
-        """``text`` holding only its first ``n`` tokens."""
-        return text[:n]
-
-    def detokenize(self, tokens: Sequence[str]) -> str:
-        """``tokens`` joined with no separator."""
-        return "".join(_check_token_list(tokens, "tokens"))
-
-
-class WordTokenizer(_Tokenizer):
-    """Tokens split on runs of whitespace (``str.split()``); detokenize joins with one space."""
-
-    name = "word"
-
-    def tokenize(self, text: str) -> list[str]:
-        """The whitespace-separated words of ``text`` (a str); no empty tokens."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        return text.split()
-
-    def count(self, text: str) -> int:
-        """``len(tokenize(text))``, without building the list (a 10 MB line would make millions of
-        strings); ``\\S+`` finds the same words as ``str.split()`` (both use Unicode whitespace)."""
-        return sum(1 for _ in _WORD.finditer(text))
-
-    def truncate(self, text: str, n: int) -> str:
-        """The first ``n`` words of ``text`` joined by single spaces (they tokenize as before)."""
-        return " ".join(text.split(None, n)[:n])
-
-    def detokenize(self, tokens: Sequence[str]) -> str:
-        """``tokens`` joined with single spaces."""
-        return " ".join(_check_token_list(tokens, "tokens"))
-
-
-_WORD = re.compile(r"\S+")
-
-TOKENIZERS = {"char": CharTokenizer, "word": WordTokenizer}
-
-
-def get_tokenizer(name) -> CharTokenizer | WordTokenizer:
-    """The tokenizer called ``name`` (``"char"`` or ``"word"``); a tokenizer instance is returned as is."""
-    if isinstance(name, (CharTokenizer, WordTokenizer)):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(
-            f"tokenizer must be one of {sorted(TOKENIZERS)} or a tokenizer, got {type(name).__name__}"
-        )
-    if name not in TOKENIZERS:
-        raise ValueError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {short_repr(name)}")
-    return TOKENIZERS[name]()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Padding
-
-
-def _id_array(sequence, name: str, allow_empty: bool) -> np.ndarray:
-    """``sequence`` (ints or a 1-D integer array) as a 1-D int64 array, or TypeError/ValueError naming it."""
-    if isinstance(sequence, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of int ids, got {type(sequence).__name__}")
-    try:
-        array = np.asarray(sequence)
-    except (ValueError, OverflowError) as error:
-        raise ValueError(f"{name} must be a sequence of int ids: {error}") from None
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (a sequence of int ids), got shape {array.shape}")
-    if array.size == 0:
-        if not allow_empty:
-            raise ValueError(
-                f"{name} is empty; sequences must hold at least one id (or pass allow_empty=True)"
-            )
-        return np.zeros(0, dtype=np.int64)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold int ids, got dtype {array.dtype}")
-    if array.dtype.kind == "u" and array.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} holds ids too large for int64, max {array.max()}")
-    return array.astype(np.int64, copy=False)
-
-
-def _pad_arrays(arrays: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Checked 1-D int64 arrays -> (``ids`` [B, max_len], ``pad_id`` past each length; ``lengths`` [B])."""
-    lengths = np.fromiter((array.size for array in arrays), dtype=np.int64, count=len(arrays))
-    ids = np.full((len(arrays), int(lengths.max())), pad_id, dtype=np.int64)
-    for row, array in enumerate(arrays):
-        ids[row, : array.size] = array
-    return ids, lengths
-
-
-def pad_batch(sequences, pad_id: int = PAD_ID, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Pad ``B`` id sequences of different lengths into one array.
-
-    Parameters
-    ----------
-    sequences : sequence of B sequences of int (or 1-D integer arrays)
-    pad_id : int, default PAD_ID
-        The value at positions at or past a row's length.
-    allow_empty : bool, default False
-        Whether a sequence may have no ids (its row is all ``pad_id``).
-
-    Returns
-    -------
-    ids : (B, max_len) int64 ndarray, C-contiguous
-    lengths : (B,) int64 ndarray
-
-    Raises
-    ------
-    ValueError
-        ``sequences`` is empty, or ``sequences[i]`` is empty (without ``allow_empty``) or not 1-D.
-    TypeError
-        An id is not an integer (floats and bools are refused).
-    """
-    pad_id = _check_int(pad_id, "pad_id", minimum=np.iinfo(np.int64).min, maximum=np.iinfo(np.int64).max)
-    if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__len__"):
-        raise TypeError(f"sequences must be a sequence of id sequences, got {type(sequences).__name__}")
-    if len(sequences) == 0:
-        raise ValueError("sequences is empty; a batch needs at least one sequence")
-    arrays = [_id_array(sequence, f"sequences[{i}]", allow_empty) for i, sequence in enumerate(sequences)]
-    return _pad_arrays(arrays, pad_id)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -517,7 +134,7 @@ BYTES_PER_TOKEN = 64
 def line_byte_limit(*max_tokens: int) -> int:
     """The most bytes a line may have whose fields have at most ``max_tokens`` tokens each:
     ``BYTES_PER_TOKEN`` x their sum (a TSV line holds a source and a target)."""
-    return BYTES_PER_TOKEN * sum(_check_int(n, "max_tokens", minimum=1) for n in max_tokens)
+    return BYTES_PER_TOKEN * sum(check_int(n, "max_tokens", minimum=1) for n in max_tokens)
 
 
 def _utf8_lines(file, path, max_line_bytes: int | None = None) -> Iterator[tuple[int, str]]:
@@ -580,7 +197,7 @@ def iter_lines(source, name=None, *, max_line_bytes: int | None = None) -> Itera
     """
     # checked and opened here, at the call, not when the first line is taken
     if max_line_bytes is not None:
-        max_line_bytes = _check_int(max_line_bytes, "max_line_bytes", minimum=1)
+        max_line_bytes = check_int(max_line_bytes, "max_line_bytes", minimum=1)
     if hasattr(source, "readline"):
         return _lines_of(source, "<stdin>" if name is None else name, max_line_bytes, close=False)
     file = open(os.fspath(source), "rb")
@@ -607,7 +224,7 @@ def token_limit_problem(text: str, tokenizer, limit: int, side: str = "source") 
     list, and only when ``text`` has more than ``limit`` characters (no tokenizer gives more tokens
     than characters)."""
     tokenizer = get_tokenizer(tokenizer)
-    limit = _check_int(limit, "limit", minimum=1)
+    limit = check_int(limit, "limit", minimum=1)
     if len(text) <= limit:
         return None
     count = tokenizer.count(text)
@@ -662,13 +279,13 @@ def read_tsv(path, tokenizer=None, *, max_source_tokens=None, max_target_tokens=
     limits = {}
     for side, limit in (("source", max_source_tokens), ("target", max_target_tokens)):
         if limit is not None:
-            limits[side] = _check_int(limit, f"max_{side}_tokens", minimum=1)
+            limits[side] = check_int(limit, f"max_{side}_tokens", minimum=1)
             if tokenizer is None:
                 raise ValueError(f"max_{side}_tokens needs a tokenizer to count tokens with")
     if max_line_bytes is None and len(limits) == 2:
         max_line_bytes = line_byte_limit(limits["source"], limits["target"])
     elif max_line_bytes is not None:
-        max_line_bytes = _check_int(max_line_bytes, "max_line_bytes", minimum=1)
+        max_line_bytes = check_int(max_line_bytes, "max_line_bytes", minimum=1)
     with open(path, "rb") as file:
         lines = _utf8_lines(file, path, max_line_bytes)
         pairs = _pairs_of_lines(lines, path, tokenizers, limits)
@@ -727,8 +344,6 @@ def write_tsv(path, pairs: Sequence[tuple[str, str]]) -> None:
     OSError
         The file cannot be written.
     """
-    from .serialize import atomic_write
-
     path = os.fspath(path)
     pairs = _check_pairs(pairs)
     if not pairs:
@@ -742,181 +357,7 @@ def write_tsv(path, pairs: Sequence[tuple[str, str]]) -> None:
                     raise ValueError(f"pairs[{index}] {side} {short_repr(text)} contains {character!r}")
     data = "".join(f"{source}\t{target}\n" for source, target in pairs).encode("utf-8")
 
-    atomic_write(path, lambda file: file.write(data))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Built-in tasks
-
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December")
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")  # date.weekday()
-
-FIRST_DATE = datetime.date(1950, 1, 1)
-LAST_DATE = datetime.date(2049, 12, 31)
-
-# Templates for format_date. Fields: {yyyy} 1994, {yy} 94, {mm} 09, {m} 9, {dd} 07, {d} 7, {dth} 7th,
-# {Month} September, {month} september, {MONTH} SEPTEMBER, {Mon} Sep, {Weekday} Tuesday,
-# {weekday} tuesday, {WEEKDAY} TUESDAY, {Wkd} Tue.
-# Every source has one reading: numeric dates with "/" are month first, with "." day first, with "-"
-# year first, and a two-digit year within FIRST_DATE..LAST_DATE names one century (50-99 -> 19xx,
-# 00-49 -> 20xx). The longest source is 29 characters ("Wednesday, September 13, 1950").
-DATE_FORMATS = (
-    "{month} {d}, {yyyy}",
-    "{Month} {d}, {yyyy}",
-    "{MONTH} {d}, {yyyy}",
-    "{Mon} {d}, {yyyy}",
-    "{Mon} {d} {yyyy}",
-    "{Month} {dth}, {yyyy}",
-    "{d} {Month} {yyyy}",
-    "{d} {Mon} {yyyy}",
-    "{dd} {Mon} {yy}",
-    "{dth} of {Month} {yyyy}",
-    "{Weekday}, {Month} {d}, {yyyy}",
-    "{weekday}, {month} {d}, {yyyy}",
-    "{WEEKDAY}, {MONTH} {d}, {yyyy}",
-    "{Wkd}, {Mon} {d}, {yyyy}",
-    "{Wkd} {d} {Mon} {yyyy}",
-    "{m}/{d}/{yy}",
-    "{mm}/{dd}/{yyyy}",
-    "{dd}.{mm}.{yy}",
-    "{dd}.{mm}.{yyyy}",
-    "{yyyy}-{mm}-{dd}",
-)
-
-
-def _ordinal(number: int) -> str:
-    """``1`` -> ``"1st"``, ``2`` -> ``"2nd"``, ``11`` -> ``"11th"``, ``23`` -> ``"23rd"``."""
-    if 11 <= number % 100 <= 13:
-        return f"{number}th"
-    suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
-    return f"{number}{suffix}"
-
-
-def _date_fields(day: datetime.date) -> dict[str, str]:
-    month = _MONTHS[day.month - 1]
-    weekday = _WEEKDAYS[day.weekday()]
-    return {
-        "yyyy": f"{day.year:04d}",
-        "yy": f"{day.year % 100:02d}",
-        "mm": f"{day.month:02d}",
-        "m": str(day.month),
-        "dd": f"{day.day:02d}",
-        "d": str(day.day),
-        "dth": _ordinal(day.day),
-        "Month": month,
-        "month": month.lower(),
-        "MONTH": month.upper(),
-        "Mon": month[:3],
-        "Weekday": weekday,
-        "weekday": weekday.lower(),
-        "WEEKDAY": weekday.upper(),
-        "Wkd": weekday[:3],
-    }
-
-
-def format_date(day: datetime.date, template: str) -> str:
-    """``day`` written with ``template``, a ``str.format`` template over the fields of ``DATE_FORMATS``.
-
-    English names are built in (no locale): ``format_date(date(1984, 9, 25), "{Wkd}, {Mon} {d}, {yyyy}")``
-    is ``"Tue, Sep 25, 1984"``.
-    """
-    if not isinstance(day, datetime.date):
-        raise TypeError(f"day must be a datetime.date, got {type(day).__name__}")
-    if not isinstance(template, str):
-        raise TypeError(f"template must be a str, got {type(template).__name__}")
-    fields = _date_fields(day)
-    try:
-        return template.format_map(fields)
-    except (KeyError, IndexError, AttributeError, ValueError) as error:
-        raise ValueError(
-            f"template {short_repr(template)} is not a date template: {short_repr(error)}; "
-            f"the fields are {sorted(fields)}"
-        ) from None
-
-
-def make_dates(n: int, seed: int = 0, formats: Sequence[str] = DATE_FORMATS) -> list[tuple[str, str]]:
-    """``n`` pairs (human-readable date, ISO ``YYYY-MM-DD``), e.g. ``("Sep 27, 1994", "1994-09-27")``.
-
-    Dates are uniform over ``FIRST_DATE .. LAST_DATE`` (1950-01-01 .. 2049-12-31), each written with a
-    template drawn uniformly from ``formats``. With the default formats every source has exactly one
-    correct target and is at most 29 characters. Deterministic given ``seed``; may hold duplicates.
-    """
-    n = _check_int(n, "n", minimum=1)
-    seed = _check_seed(seed)
-    if isinstance(formats, str) or not isinstance(formats, Sequence) or len(formats) == 0:
-        raise TypeError(f"formats must be a non-empty sequence of str templates, got {short_repr(formats)}")
-    formats = tuple(formats)
-    for template in formats:
-        format_date(FIRST_DATE, template)
-    rng = np.random.default_rng(seed)
-    ordinals = rng.integers(FIRST_DATE.toordinal(), LAST_DATE.toordinal() + 1, size=n)
-    format_indices = rng.integers(len(formats), size=n)
-    pairs = []
-    for ordinal, format_index in zip(ordinals.tolist(), format_indices.tolist()):
-        day = datetime.date.fromordinal(ordinal)
-        pairs.append((format_date(day, formats[format_index]), day.isoformat()))
-    return pairs
-
-
-def make_addition(n: int, seed: int = 0, max_digits: int = 3) -> list[tuple[str, str]]:
-    """``n`` pairs ``("a+b", str(a + b))``, e.g. ``("16+75", "91")``.
-
-    ``a`` and ``b`` are uniform in ``[0, 10**max_digits)``, written without leading zeros
-    (``1 <= max_digits <= 18``). Deterministic given ``seed``; may hold duplicates.
-    """
-    n = _check_int(n, "n", minimum=1)
-    seed = _check_seed(seed)
-    max_digits = _check_int(max_digits, "max_digits", minimum=1, maximum=18)
-    operands = np.random.default_rng(seed).integers(0, 10**max_digits, size=(n, 2))
-    return [(f"{a}+{b}", str(a + b)) for a, b in operands.tolist()]
-
-
-def make_reverse(
-    n: int,
-    seed: int = 0,
-    min_length: int = 1,
-    max_length: int = 12,
-    alphabet: str = "abcdefghijklmnopqrstuvwxyz",
-) -> list[tuple[str, str]]:
-    """``n`` pairs (random string, the string reversed), e.g. ``("abc", "cba")``.
-
-    Lengths are uniform in ``[min_length, max_length]`` (``min_length >= 1``), characters uniform over
-    ``alphabet`` (a non-empty str without TAB or newline). Deterministic given ``seed``; may hold
-    duplicates.
-    """
-    n = _check_int(n, "n", minimum=1)
-    seed = _check_seed(seed)
-    min_length = _check_int(min_length, "min_length", minimum=1)
-    max_length = _check_int(max_length, "max_length", minimum=min_length)
-    if not isinstance(alphabet, str):
-        raise TypeError(f"alphabet must be a str, got {type(alphabet).__name__}")
-    if not alphabet or any(character in alphabet for character in "\t\n\r"):
-        raise ValueError(f"alphabet must be a non-empty str without TAB or newline, got {short_repr(alphabet)}")
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(min_length, max_length + 1, size=n)
-    letters = rng.integers(len(alphabet), size=int(lengths.sum()))
-    characters = np.array(list(alphabet))[letters]
-    ends = np.cumsum(lengths)
-    pairs = []
-    for start, end in zip((ends - lengths).tolist(), ends.tolist()):
-        source = "".join(characters[start:end].tolist())
-        pairs.append((source, source[::-1]))
-    return pairs
-
-
-TASKS: dict[str, Callable[..., list[tuple[str, str]]]] = {
-    "dates": make_dates,
-    "addition": make_addition,
-    "reverse": make_reverse,
-}
-
-
-def make_task(name: str, n: int, seed: int = 0, **options) -> list[tuple[str, str]]:
-    """``n`` pairs of the built-in task ``name`` (a key of ``TASKS``); ``options`` go to its maker."""
-    if not isinstance(name, str) or name not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {short_repr(name)}")
-    return TASKS[name](n, seed=seed, **options)
+    serialize.atomic_write(path, lambda file: file.write(data))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -943,8 +384,8 @@ def split_pairs(pairs: Sequence[tuple[str, str]], valid=0.1, seed: int = 0) -> t
         ``valid`` is out of range, or one part would be empty.
     """
     pairs = _check_pairs(pairs)
-    seed = _check_seed(seed)
-    if isinstance(valid, numbers.Integral) and not isinstance(valid, bool):
+    seed = check_int(seed, "seed", minimum=0)
+    if is_int(valid):
         valid_count = int(valid)
     elif isinstance(valid, numbers.Real) and not isinstance(valid, bool):
         if not 0.0 < valid < 1.0:
@@ -1046,8 +487,8 @@ def batches(
         )
     if len(src_seqs) == 0:
         raise ValueError("src_seqs is empty; there is nothing to batch")
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
-    seed = _check_seed(seed)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     src_arrays = [_id_array(sequence, f"src_seqs[{i}]", False) for i, sequence in enumerate(src_seqs)]
     tgt_arrays = [_id_array(sequence, f"tgt_seqs[{i}]", False) for i, sequence in enumerate(tgt_seqs)]
     if shuffle:

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from . import cpu_info, ops
+from . import ops
+from ._core import cpu_info
 
 
 def _loss_and_grads(x, q, weights, lengths):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from .data import PAD_ID, Vocab
 from .decoding import check_beam_args, check_lengths, check_translate_args
+from .seq2seq_file import read_seq2seq
+from .spec import PAD_ID
+from .text import Vocab, decode_ids, encode_texts
 
 DTYPES = ("float32", "bfloat16")
 
@@ -44,9 +46,8 @@ class Decoder:
     @classmethod
     def load(cls, path, dtype: str = "float32") -> "Decoder":
         """Compile a model file written by ``Seq2Seq.save`` (ModelFileError if it is not one)."""
-        from .model import Seq2Seq
-
-        return cls.from_model(Seq2Seq.load(path), dtype)
+        config, src_vocab, tgt_vocab, params = read_seq2seq(path)
+        return cls(config.as_dict(), params, src_vocab, tgt_vocab, dtype)
 
     def greedy(self, src_ids, lengths=None, max_length=50, min_length=0, serial=False):
         """Greedy decoding: int [B, S] -> int [B, T], as :meth:`s2sext.Seq2Seq.greedy` (each row up
@@ -91,8 +92,6 @@ class Decoder:
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
         ``n_best > 1`` a list of lists of ``(text, score)``."""
-        from .model import decode_ids, encode_texts
-
         beam, n_best = check_translate_args(beam, n_best)
         src, lengths = encode_texts(texts, self.src_vocab, self.config["src_tokenizer"], self.config["reverse_source"])
         tgt_tokenizer = self.config["tgt_tokenizer"]

@@ -39,8 +39,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 
 import numpy as np
 
-from .data import SPECIALS
-from .serialize import object_without_repeated_keys
+from .checks import is_int
+from .spec import SPECIALS
+from .strict_json import object_without_repeated_keys
+from .torch_state_dict import seq2seq_from_state_dict
 
 __all__ = ["load_checkpoint", "read_safetensors", "from_opennmt", "convert_file", "safe_load_supported"]
 
@@ -179,7 +181,7 @@ _ST_MAX_HEADER = 100 * 1024 * 1024  # the limit of the safetensors library itsel
 
 
 def _int_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    return isinstance(value, list) and all(is_int(x) for x in value)
 
 
 def read_safetensors(path) -> dict[str, np.ndarray]:
@@ -305,7 +307,7 @@ def _cross_check(opt: dict, arch: dict) -> None:
     for letter, names in expected.items():
         for name in names:
             value = opt.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0 and value != arch[letter]:
+            if is_int(value) and value > 0 and value != arch[letter]:
                 raise ValueError(f"OpenNMT-py option {name} = {value}, but the weights have {letter} = {arch[letter]}")
     if "input_feed" in opt and (type(opt["input_feed"]) is not int or opt["input_feed"] not in (0, 1)):
         raise ValueError(f"OpenNMT-py option input_feed must be the integer 0 or 1; got {opt['input_feed']!r}")
@@ -595,8 +597,6 @@ def from_opennmt(checkpoint, weights=None, return_info=False):
         or the tensor), its options disagree with its weights, its vocabularies cannot be mapped,
         or a file is unreadable or unsafe.
     """
-    from .torch import seq2seq_from_state_dict
-
     source = checkpoint
     if not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(_path(checkpoint, "checkpoint (a path or the dict it holds)"))

@@ -36,12 +36,11 @@ import math
 import numpy as np
 
 from . import _core
+from .spec import ATTENTION_KINDS
 
 LSTMCellCache = _core.LSTMCellCache
 LSTMCache = _core.LSTMCache
 AttentionCache = _core.AttentionCache
-
-ATTENTION_KINDS = ("dot", "scaled_dot", "general", "concat", "location")
 
 __all__ = [
     "lstm_cell_forward",

@@ -6,8 +6,9 @@ import os
 
 import numpy as np
 
-from .data import get_tokenizer
 from . import serialize
+from .spec import EOS
+from .text import get_tokenizer
 
 
 class PlotUnavailableError(RuntimeError):
@@ -34,8 +35,8 @@ def attention_for_text(model, text, max_length=50):
     ids, attention = model.greedy(src_ids, lengths, max_length=max_length, return_attention=True)
     source_tokens = get_tokenizer(model.config.src_tokenizer).tokenize(text)
     out_tokens = [model.tgt_vocab.tokens[i] for i in ids[0]]
-    if "<eos>" in out_tokens:
-        out_tokens = out_tokens[: out_tokens.index("<eos>") + 1]
+    if EOS in out_tokens:
+        out_tokens = out_tokens[: out_tokens.index(EOS) + 1]
     weights = attention[0, : len(out_tokens), : len(source_tokens)]
     if model.config.reverse_source:  # the model read the source backwards; show it in reading order
         weights = weights[:, ::-1]

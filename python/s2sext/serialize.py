@@ -30,6 +30,10 @@ from typing import Any, BinaryIO, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
+from .checks import is_int
+# object_without_repeated_keys is importable from here, where it lived before
+from .strict_json import MAX_JSON_DEPTH, object_without_repeated_keys, quoted, strict_loads  # noqa: F401
+
 __all__ = ["ModelFileError", "write_model_file", "read_model_file", "FORMAT_VERSION"]
 
 MAGIC = b"S2SXMDL\x00"
@@ -40,9 +44,6 @@ MAX_NDIM = 32
 # The JSON header's limit (it holds the vocabularies: about a million word tokens fit). A reader
 # refuses a longer one from the preamble alone, before reading the file.
 MAX_HEADER_BYTES = 2**24
-# Arrays and objects nested inside each other, the header's top-level object counted as 1 (so the
-# caller's header, "meta", is at depth 2). Both readers refuse deeper JSON.
-MAX_JSON_DEPTH = 64
 
 # magic, version, reserved, json_length
 _PREAMBLE = struct.Struct("<8sIIQ")
@@ -567,7 +568,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     if reserved != 0:
         raise fail(f"corrupted: the reserved preamble field is {reserved}, must be 0")
     try:
-        doc = _loads(data[_PREAMBLE.size : _PREAMBLE.size + json_length])
+        doc = strict_loads(data[_PREAMBLE.size : _PREAMBLE.size + json_length])
     except ValueError as exc:
         raise fail(f"corrupted: the header is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or set(doc) != {"tensors", "meta"}:
@@ -588,7 +589,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
         if problem:
             raise fail(f"corrupted: tensor entry {i} {problem}")
         if e["name"] in names:
-            raise fail(f"corrupted: tensor name {_quoted(e['name'])} appears twice")
+            raise fail(f"corrupted: tensor name {quoted(e['name'])} appears twice")
         names.add(e["name"])
         end = max(end, e["offset"] + e["nbytes"])
     if data_start + end != body_length:
@@ -598,7 +599,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     previous_end, previous_name = 0, None
     for e in sorted(entries, key=lambda e: (e["offset"], e["nbytes"])):
         if e["offset"] < previous_end:
-            raise fail(f"corrupted: tensors {_quoted(previous_name)} and {_quoted(e['name'])} overlap")
+            raise fail(f"corrupted: tensors {quoted(previous_name)} and {quoted(e['name'])} overlap")
         previous_end, previous_name = e["offset"] + e["nbytes"], e["name"]
     return meta, entries, data_start
 
@@ -609,104 +610,26 @@ def _entry_problem(e: Any, data_length: int) -> str | None:
         return f"must be an object with keys {sorted(_TENSOR_KEYS)}, got {e!r:.200}"
     name, code, shape, offset, nbytes = e["name"], e["dtype"], e["shape"], e["offset"], e["nbytes"]
     if not isinstance(name, str) or not name:
-        return f"has name {_quoted(name)}; names are non-empty strings"
+        return f"has name {quoted(name)}; names are non-empty strings"
     if not isinstance(code, str) or code not in _DTYPE_CODES:
-        return f"({_quoted(name)}) has unknown dtype {_quoted(code)}; known are {sorted(_DTYPE_CODES)}"
+        return f"({quoted(name)}) has unknown dtype {quoted(code)}; known are {sorted(_DTYPE_CODES)}"
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
-        return f"({_quoted(name)}) has shape {_quoted(shape)}; expected at most {MAX_NDIM} non-negative ints"
+        return f"({quoted(name)}) has shape {quoted(shape)}; expected at most {MAX_NDIM} non-negative ints"
     if not _is_count(offset) or offset % ALIGNMENT:
-        return f"({_quoted(name)}) has offset {_quoted(offset)}; expected a non-negative multiple of {ALIGNMENT}"
+        return f"({quoted(name)}) has offset {quoted(offset)}; expected a non-negative multiple of {ALIGNMENT}"
     itemsize = _DTYPE_CODES[code].itemsize
     if math.prod(d for d in shape if d) * itemsize > _INT64_MAX:
-        return f"({_quoted(name)}) has shape {shape} too large to address"
+        return f"({quoted(name)}) has shape {shape} too large to address"
     if not _is_count(nbytes) or nbytes != math.prod(shape) * itemsize:
         needed = math.prod(shape) * itemsize
-        return f"({_quoted(name)}) has nbytes {_quoted(nbytes)}; shape {shape} of {code} needs {needed}"
+        return f"({quoted(name)}) has nbytes {quoted(nbytes)}; shape {shape} of {code} needs {needed}"
     if offset + nbytes > data_length:
-        return f"({_quoted(name)}) ends at {offset + nbytes}, past the {data_length}-byte data section"
+        return f"({quoted(name)}) ends at {offset + nbytes}, past the {data_length}-byte data section"
     return None
 
 
 def _is_count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _INT64_MAX
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _quoted(value: Any) -> str:
-    """``repr(value)`` shortened to 40 characters and its length: a reader's messages quote what the
-    file holds this way, so they stay short whatever it holds."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:40]}... ({len(text):,} characters)"
-
-
-def object_without_repeated_keys(pairs: list) -> dict:
-    """A ``json.loads`` ``object_pairs_hook`` that refuses a key given twice (ValueError), where
-    ``json`` would keep the last one silently."""
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"key {_quoted(key)} repeated")
-        obj[key] = value
-    return obj
-
-
-def _loads(raw: bytes) -> Any:
-    """Strict JSON as docs/model-format.md defines it (the C++ reader's rules): UTF-8; no
-    NaN/Infinity; integers within int64 and other numbers finite; no repeated keys (readers in
-    other languages differ on which duplicate wins); no lone surrogate escapes; arrays and objects
-    nested at most MAX_JSON_DEPTH deep."""
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    def integer(text: str) -> int:
-        # the length test first: int() of thousands of digits is slow, then refused
-        value = int(text) if len(text) <= 20 else None
-        if value is None or not _INT64_MIN <= value <= _INT64_MAX:
-            raise ValueError(f"integer {text[:30]}{'...' if len(text) > 30 else ''} is outside int64")
-        return value
-
-    def finite(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            raise ValueError(f"number {text[:30]} overflows a double")
-        return value
-
-    try:
-        text = raw.decode("utf-8")
-        doc = json.loads(
-            text, parse_constant=no_constants, parse_int=integer, parse_float=finite, object_pairs_hook=object_without_repeated_keys
-        )
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    _check_parsed(doc, check_strings="\\u" in text)
-    return doc
-
-
-def _check_parsed(doc: Any, check_strings: bool) -> None:
-    """The rules json.loads does not apply: the nesting depth, and (when the text has \\u escapes,
-    the only way to write one) no lone surrogate in a string."""
-
-    def bad_string(x: Any) -> bool:
-        return check_strings and isinstance(x, str) and not x.isascii() and _SURROGATE.search(x) is not None
-
-    stack = [(doc, 1)] if isinstance(doc, (list, dict)) else []
-    if bad_string(doc):
-        raise ValueError("a string holds a lone surrogate escape")
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
-        items = value.values() if isinstance(value, dict) else value
-        for item in items:
-            if isinstance(item, (list, dict)):
-                stack.append((item, depth + 1))
-            elif bad_string(item):
-                raise ValueError("a string holds a lone surrogate escape")
-        if isinstance(value, dict) and any(bad_string(key) for key in value):
-            raise ValueError("a key holds a lone surrogate escape")
+    return is_int(x) and 0 <= x <= _INT64_MAX
 
 
 def _expected_size(data: bytes, json_length: int) -> Tuple[int, bool] | None:
@@ -716,7 +639,7 @@ def _expected_size(data: bytes, json_length: int) -> Tuple[int, bool] | None:
     if json_end + _TRAILER.size > len(data):
         return json_end + _TRAILER.size, False  # the header itself is cut off
     try:
-        entries = _loads(data[_PREAMBLE.size : json_end])["tensors"]
+        entries = strict_loads(data[_PREAMBLE.size : json_end])["tensors"]
         end = max([e["offset"] + e["nbytes"] for e in entries], default=0)
     except (ValueError, KeyError, TypeError):
         return None

@@ -39,7 +39,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 import numpy as np
 
 from . import ops
-from .data import _check_int
+from .checks import check_bool, check_int, is_int
+from .spec import ATTENTION_KINDS, attention_parameter_shapes
+from .torch_equations import attention_reference, cell_reference, differentiable_grads, lstm_reference
+from .torch_state_dict import DEFAULT_NAMES, convert_gate_order, seq2seq_from_state_dict, seq2seq_to_state_dict
 
 __all__ = [
     "LSTMFunction",
@@ -133,9 +136,9 @@ def _lengths(lengths, B, S=None, minimum=0):
         arr = np.asarray(lengths)
     if arr.dtype == object:  # numpy keeps Python ints beyond int64 as objects
         items = arr.ravel().tolist()
-        huge = [(i, v) for i, v in enumerate(items) if isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        huge = [(i, v) for i, v in enumerate(items) if is_int(v)
                 and not -2**63 <= v < 2**63]
-        if huge and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+        if huge and all(is_int(v) for v in items):
             i, v = huge[0]
             bound = f"<= S{'' if S is None else f' = {S}'}" if v > 0 else f">= {minimum}"
             raise ShapeError(f"lengths[{i}] = {v} is out of range; expected a length {bound}")
@@ -150,99 +153,10 @@ def _check_kind(kind):
     """An attention kind: TypeError for a non-str, ValueError (as Attention's constructor) for an
     unknown one."""
     if not isinstance(kind, str):
-        raise TypeError(f"kind must be a str, one of {', '.join(ops.ATTENTION_KINDS)}, got {type(kind).__name__}")
-    if kind not in ops.ATTENTION_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
+        raise TypeError(f"kind must be a str, one of {', '.join(ATTENTION_KINDS)}, got {type(kind).__name__}")
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ATTENTION_KINDS)}, got {kind!r}")
     return kind
-
-
-# ---------------------------------------------------------------------------------------------
-# The Functions' equations in torch ops: differentiable to any order
-#
-# A Function's backward runs its fused kernel when autograd calls it with grad mode off (the
-# usual backward). With create_graph=True grad mode is on, and the gradients must themselves be a
-# graph (a gradient penalty, gradgradcheck): the backward then recomputes the forward with these
-# torch ops from the saved inputs and differentiates that with create_graph=True. They also run
-# the Functions under torch.func transforms and forward-mode AD, and LSTM(proj_size > 0), which
-# the kernels do not have. Gate order i, f, g, o (CONVENTIONS.md).
-
-
-def _cell_reference(gates_x, h, c, w_hh, w_hr=None):
-    """One LSTM step from its input's gate contribution ``gates_x = x @ w_ih.T + b`` [B, 4H]:
-    ``(h1, c1)``; with ``w_hr`` [P, H] the output is projected, ``h1 = w_hr @ (o * tanh(c1))``."""
-    i, f, g, o = (gates_x + h @ w_hh.T).chunk(4, dim=-1)
-    c1 = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h1 = torch.sigmoid(o) * torch.tanh(c1)
-    return (h1 if w_hr is None else h1 @ w_hr.T), c1
-
-
-def _lstm_reference(x, h0, c0, w_ih, w_hh, b, lengths=None, w_hr=None):
-    """:class:`LSTMFunction`'s ``(hs, hT, cT)`` in torch ops (state carried past a length,
-    outputs zero there), optionally with a projection ``w_hr`` [P, H] (h is then [B, P])."""
-    B, S = x.shape[0], x.shape[1]
-    valid = None
-    if lengths is not None:
-        valid = torch.arange(S).unsqueeze(0) < torch.as_tensor(lengths, dtype=torch.long).unsqueeze(1)  # [B, S]
-        # padding (even NaN) must reach neither an output nor a gradient, as in the kernel
-        x = torch.where(valid.unsqueeze(2), x, torch.zeros((), dtype=x.dtype))
-    gates_x = x @ w_ih.T
-    if b is not None:
-        gates_x = gates_x + b
-    h, c, hs = h0, c0, []
-    for t in range(S):
-        h1, c1 = _cell_reference(gates_x[:, t], h, c, w_hh, w_hr)
-        if valid is None:
-            h, c = h1, c1
-            hs.append(h1)
-        else:
-            m = valid[:, t].unsqueeze(1)
-            h, c = torch.where(m, h1, h), torch.where(m, c1, c)
-            hs.append(torch.where(m, h1, torch.zeros((), dtype=h1.dtype)))
-    hs = torch.stack(hs, dim=1) if hs else h0.new_zeros(B, 0, h0.shape[-1])
-    return hs, h, c
-
-
-def _attention_reference(hs, q, kind, lengths, *params):
-    """:class:`AttentionWeightFunction`'s masked softmax in torch ops."""
-    q3 = q.unsqueeze(1) if q.dim() == 2 else q  # [B, T, H]
-    S = hs.shape[1]
-    if kind in ("dot", "scaled_dot"):
-        scores = q3 @ hs.transpose(1, 2)
-        if kind == "scaled_dot":
-            scores = scores / math.sqrt(hs.shape[2])
-    elif kind == "general":  # q . (W_a hs_s)
-        scores = q3 @ (hs @ params[0].T).transpose(1, 2)
-    elif kind == "concat":  # v . tanh(W_q q (+ b_q) + W_k hs_s)
-        w_q, w_k, v = params[:3]
-        query_proj = q3 @ w_q.T if len(params) == 3 else q3 @ w_q.T + params[3]
-        scores = torch.tanh(query_proj.unsqueeze(2) + (hs @ w_k.T).unsqueeze(1)) @ v
-    elif kind == "location":  # (W_a q)_s for s < S
-        scores = q3 @ params[0][:S].T
-    else:  # as the kernel refuses it (the torch.func path reaches here without the kernel)
-        raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
-    if lengths is not None:
-        masked = torch.arange(S).unsqueeze(0) >= torch.as_tensor(lengths, dtype=torch.long).unsqueeze(1)
-        scores = scores.masked_fill(masked.unsqueeze(1), float("-inf"))
-    a = torch.softmax(scores, dim=-1)
-    return a.squeeze(1) if q.dim() == 2 else a
-
-
-def _differentiable_grads(reference, inputs, needs, grad_outputs):
-    """The gradients of ``reference(*inputs)`` against ``grad_outputs``, as a graph
-    (create_graph=True), for the inputs whose ``needs`` entry is true (None for the others).
-    An input the equations do not use (``hs`` of location scores) gets zeros, as from the kernel."""
-    with torch.enable_grad():
-        outputs = reference(*inputs)
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad and g is not None]
-    wanted = [t for t, n in zip(inputs, needs) if n]
-    grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
-                                     allow_unused=True))
-    result = []
-    for t, n in zip(inputs, needs):
-        g = next(grads) if n else None
-        result.append(torch.zeros_like(t) if n and g is None else g)
-    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +175,7 @@ class _KernelFunction(torch.autograd.Function):
     """A Function whose forward and backward are s2sext kernels and whose ``reference`` (its
     equations in torch ops) serves wherever a kernel cannot: under torch.func transforms and
     forward-mode AD (``apply`` runs the reference instead), and in a backward asked for a graph
-    (create_graph=True: see ``_differentiable_grads``).
+    (create_graph=True: see ``differentiable_grads``).
 
     ``apply`` first runs ``prepare`` (the arguments' types, device and dtypes, lengths and kind:
     the checks torch tensors need) and then, on either path, the kernel's own checks of shapes and
@@ -304,7 +218,7 @@ class LSTMFunction(_KernelFunction):
 
     @staticmethod
     def reference(x, h0, c0, w_ih, w_hh, b, lengths=None):
-        return _lstm_reference(x, h0, c0, w_ih, w_hh, b, lengths)
+        return lstm_reference(x, h0, c0, w_ih, w_hh, b, lengths)
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b, lengths):
@@ -316,7 +230,7 @@ class LSTMFunction(_KernelFunction):
     @staticmethod
     def backward(ctx, dhs, dhT, dcT):
         if torch.is_grad_enabled():  # create_graph=True
-            grads = _differentiable_grads(lambda *t: LSTMFunction.reference(*t, ctx.lengths), ctx.saved_tensors,
+            grads = differentiable_grads(lambda *t: LSTMFunction.reference(*t, ctx.lengths), ctx.saved_tensors,
                                           ctx.needs_input_grad[:6], (dhs, dhT, dcT))
             return (*grads, None)
         dx, dh0, dc0, dw_ih, dw_hh, db = ops.lstm_backward(_grad(dhs), _grad(dhT), _grad(dcT), ctx.cache)
@@ -338,7 +252,7 @@ class LSTMCellFunction(_KernelFunction):
 
     @staticmethod
     def reference(x, h0, c0, w_ih, w_hh, b):
-        return _cell_reference(x @ w_ih.T + b, h0, c0, w_hh)
+        return cell_reference(x @ w_ih.T + b, h0, c0, w_hh)
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b):
@@ -350,7 +264,7 @@ class LSTMCellFunction(_KernelFunction):
     @staticmethod
     def backward(ctx, dh1, dc1):
         if torch.is_grad_enabled():  # create_graph=True
-            return tuple(_differentiable_grads(LSTMCellFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
+            return tuple(differentiable_grads(LSTMCellFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
                                                (dh1, dc1)))
         grads = ops.lstm_cell_backward(_grad(dh1), _grad(dc1), ctx.cache)
         return tuple(_out(g) for g in grads)
@@ -373,7 +287,7 @@ class AttentionWeightFunction(_KernelFunction):
 
     @staticmethod
     def reference(hs, q, kind, lengths, *params):
-        return _attention_reference(hs, q, kind, lengths, *params)
+        return attention_reference(hs, q, kind, lengths, *params)
 
     @staticmethod
     def forward(ctx, hs, q, kind, lengths, *params):
@@ -386,7 +300,7 @@ class AttentionWeightFunction(_KernelFunction):
     def backward(ctx, da):
         if torch.is_grad_enabled():  # create_graph=True
             needs = (*ctx.needs_input_grad[:2], *ctx.needs_input_grad[4:])
-            grads = _differentiable_grads(
+            grads = differentiable_grads(
                 lambda hs, q, *p: AttentionWeightFunction.reference(hs, q, ctx.kind, ctx.lengths, *p),
                 ctx.saved_tensors, needs, (da,))
             return (grads[0], grads[1], None, None, *grads[2:])
@@ -418,7 +332,7 @@ class WeightSumFunction(_KernelFunction):
     @staticmethod
     def backward(ctx, dc):
         if torch.is_grad_enabled():  # create_graph=True
-            return tuple(_differentiable_grads(WeightSumFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
+            return tuple(differentiable_grads(WeightSumFunction.reference, ctx.saved_tensors, ctx.needs_input_grad,
                                                (dc,)))
         hs, a = ctx.saved_tensors
         dhs, da = ops.weight_sum_backward(_grad(dc), hs.detach().numpy(), a.detach().numpy())
@@ -475,7 +389,7 @@ def _repack(x, like):
 
 def _nn_int(name, value, allow_bool=False):
     """As nn.LSTM checks a size's type (``isinstance(value, int)``: a numpy integer is refused, and
-    a bool accepted only where nn.LSTM takes one), a TypeError otherwise. Not data._check_int,
+    a bool accepted only where nn.LSTM takes one), a TypeError otherwise. Not checks.check_int,
     which accepts numpy integers and refuses bools."""
     if not isinstance(value, int) or (isinstance(value, bool) and not allow_bool):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
@@ -491,7 +405,7 @@ def _nn_positive_int(name, value, allow_bool=False):
 
 def _positive_int(name, value):
     """A size of s2sext's own modules (Attention): the project's int check (a bool is not an int)."""
-    return _check_int(value, name, minimum=1)
+    return check_int(value, name, minimum=1)
 
 
 def _shape(t):
@@ -674,7 +588,7 @@ class LSTM(torch.nn.Module):
         h_n, c_n = [], []
         lengths_list = None if lengths is None else lengths.tolist()
         # the kernels, or torch ops for a projection (differentiable to any order either way)
-        run = _lstm_reference if self.proj_size else LSTMFunction.apply
+        run = lstm_reference if self.proj_size else LSTMFunction.apply
         for layer in range(self.num_layers):
             outputs = []
             for d, suffix in enumerate(self._suffixes()):
@@ -713,8 +627,8 @@ class Attention(torch.nn.Module):
     def __init__(self, kind, hidden_size, attention_size=None, max_source_length=None, dtype=None,
                  query_bias=False):
         super().__init__()
-        if kind not in ops.ATTENTION_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(ops.ATTENTION_KINDS)}, got {kind!r}")
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ATTENTION_KINDS)}, got {kind!r}")
         _positive_int("hidden_size", hidden_size)
         if attention_size is not None:
             _positive_int("attention_size", attention_size)
@@ -722,32 +636,23 @@ class Attention(torch.nn.Module):
             if max_source_length is None:
                 raise ValueError("location attention needs max_source_length")
             _positive_int("max_source_length", max_source_length)
-        if not isinstance(query_bias, bool):
-            raise TypeError(f"query_bias must be a bool, got {query_bias!r}")
+        check_bool(query_bias, "query_bias")
         if query_bias and kind != "concat":
             raise ValueError(f"query_bias is concat's option; got kind={kind!r}")
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise DTypeError(f"s2sext.torch.Attention supports float32 and float64; got dtype={dtype}")
         self.kind, self.hidden_size = kind, hidden_size
         kw = {"dtype": dtype or torch.get_default_dtype()}
-        H, A = hidden_size, attention_size or hidden_size
-        bound = 1.0 / math.sqrt(H)
-        if kind == "general":
-            self.w_a = torch.nn.Parameter(torch.empty(H, H, **kw).uniform_(-bound, bound))
-        elif kind == "location":
-            self.w_a = torch.nn.Parameter(torch.empty(max_source_length, H, **kw).uniform_(-bound, bound))
-        elif kind == "concat":
-            self.w_q = torch.nn.Parameter(torch.empty(A, H, **kw).uniform_(-bound, bound))
-            self.w_k = torch.nn.Parameter(torch.empty(A, H, **kw).uniform_(-bound, bound))
-            self.v = torch.nn.Parameter(torch.empty(A, **kw).uniform_(-bound, bound))
-            if query_bias:
-                self.b_q = torch.nn.Parameter(torch.empty(A, **kw).uniform_(-bound, bound))
+        bound = 1.0 / math.sqrt(hidden_size)
+        shapes = attention_parameter_shapes(kind, query_bias, H=hidden_size, A=attention_size or hidden_size,
+                                            S_max=max_source_length)
+        for name, shape in shapes:
+            setattr(self, name, torch.nn.Parameter(torch.empty(*shape, **kw).uniform_(-bound, bound)))
+        self._param_names = tuple(name for name, _ in shapes)
         self.query_bias = query_bias
 
     def params(self):
-        if self.kind == "concat":
-            return (self.w_q, self.w_k, self.v) + ((self.b_q,) if self.query_bias else ())
-        return (self.w_a,) if self.kind in ("general", "location") else ()
+        return tuple(getattr(self, name) for name in self._param_names)
 
     def forward(self, hs, q, lengths=None):
         for name, t, ranks in (("hs", hs, (3,)), ("q", q, (2, 3))):
@@ -764,142 +669,3 @@ class Attention(torch.nn.Module):
         a = AttentionWeightFunction.apply(hs, q, self.kind, lengths_np, *params)
         return WeightSumFunction.apply(hs, a), a
 
-
-# ---------------------------------------------------------------------------------------------
-# Weight layouts and state dicts
-
-
-def convert_gate_order(weight, layout):
-    """LSTM weights or biases from another library's gate layout to PyTorch's (i, f, g, o).
-
-    ``layout="keras"``: Keras/TensorFlow kernels ``[in, 4H]`` with gates (i, f, c, o) -> ``[4H, in]``.
-    ``layout="dlfs2"``: "Deep Learning from Scratch 2" ``Wx``/``Wh`` ``[in, 4H]`` with gates
-    (f, g, i, o) -> ``[4H, in]``. A bias ``[4H]`` is only reordered. Returns a numpy array.
-    """
-    w = np.asarray(weight)
-    if w.ndim not in (1, 2) or w.shape[-1] % 4:
-        raise ValueError(f"weight must be [in, 4H] or [4H] with 4H divisible by 4; got shape {w.shape}")
-    H = w.shape[-1] // 4
-    order = {"keras": (0, 1, 2, 3), "dlfs2": (2, 0, 1, 3)}  # source block of i, f, g, o
-    if layout not in order:
-        raise ValueError(f"layout must be 'keras' or 'dlfs2', got {layout!r}")
-    blocks = [w[..., k * H:(k + 1) * H] for k in order[layout]]
-    out = np.concatenate(blocks, axis=-1)
-    return np.ascontiguousarray(out.T if out.ndim == 2 else out)
-
-
-# Default names of a PyTorch seq2seq made of nn.Embedding, nn.LSTM (encoder and decoder),
-# nn.Linear and attention parameters: s2sext name -> PyTorch state-dict name. An LSTM entry names
-# the nn.LSTM's prefix; its weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k} + bias_hh_l{k} (and
-# _reverse) become encoder.l{k}.w_ih, .w_hh, .b. Decoders written with nn.LSTMCell per layer map
-# with decoder_cells="decoder.cells.{k}" instead.
-DEFAULT_NAMES = {
-    "src_embed": "encoder.embedding.weight",
-    "tgt_embed": "decoder.embedding.weight",
-    "encoder": "encoder.lstm",
-    "decoder": "decoder.lstm",
-    "bridge.h.weight": "bridge_h.weight",
-    "bridge.h.bias": "bridge_h.bias",
-    "bridge.c.weight": "bridge_c.weight",
-    "bridge.c.bias": "bridge_c.bias",
-    "bridge.memory.weight": "bridge_memory.weight",
-    "attention.w_a": "attention.w_a",
-    "attention.w_q": "attention.w_q",
-    "attention.w_k": "attention.w_k",
-    "attention.v": "attention.v",
-    "attention.b_q": "attention.b_q",
-    "combine.weight": "decoder.combine.weight",
-    "combine.bias": "decoder.combine.bias",
-    "out.weight": "decoder.out.weight",
-    "out.bias": "decoder.out.bias",
-}
-
-
-def _lstm_names(prefix, layer, reverse, cells):
-    if cells:
-        base = prefix.format(k=layer)
-        return f"{base}.weight_ih", f"{base}.weight_hh", f"{base}.bias_ih", f"{base}.bias_hh"
-    s = "_reverse" if reverse else ""
-    return (f"{prefix}.weight_ih_l{layer}{s}", f"{prefix}.weight_hh_l{layer}{s}", f"{prefix}.bias_ih_l{layer}{s}",
-            f"{prefix}.bias_hh_l{layer}{s}")
-
-
-def _mapping(config, names, decoder_cells):
-    """s2sext parameter -> (PyTorch names, how): how is 'copy' or 'sum' (an LSTM's two biases)."""
-    from .model import parameter_shapes
-
-    unknown = set(names or {}) - set(DEFAULT_NAMES)
-    if unknown:
-        raise ValueError(f"names has keys that are not s2sext parts: {sorted(unknown)} (see DEFAULT_NAMES)")
-    names = {**DEFAULT_NAMES, **(names or {})}
-    out = {}
-    for param in parameter_shapes(config):
-        part, _, leaf = param.partition(".l") if param.startswith(("encoder.", "decoder.")) else (param, "", "")
-        if leaf:
-            which = "encoder" if param.startswith("encoder.") else "decoder"
-            layer_text, _, kind = leaf.partition(".")
-            reverse = layer_text.endswith("_reverse")
-            layer = int(layer_text.replace("_reverse", ""))
-            cells = which == "decoder" and decoder_cells is not None
-            prefix = decoder_cells if cells else names[which]
-            w_ih, w_hh, b_ih, b_hh = _lstm_names(prefix, layer, reverse, cells)
-            out[param] = {"w_ih": ((w_ih,), "copy"), "w_hh": ((w_hh,), "copy"), "b": ((b_ih, b_hh), "sum")}[kind]
-        else:
-            out[param] = ((names[param],), "copy")
-    return out
-
-
-def seq2seq_from_state_dict(state_dict, src_vocab, tgt_vocab, names=None, decoder_cells=None, strict=True,
-                            ignore_prefixes=(), **config):
-    """An :class:`s2sext.Seq2Seq` holding a PyTorch model's weights.
-
-    ``config`` takes :class:`s2sext.Seq2Seq`'s keyword arguments (``embed_size``, ``hidden_size``,
-    ``num_layers``, ``bidirectional``, ``attention``, ``attention_style``, ``input_feeding``,
-    ``max_source_length``, tokenizers, ``reverse_source``, ``bridge``, ``combine_activation``,
-    ``attention_query_bias``); ``names`` overrides entries of
-    ``DEFAULT_NAMES``; ``decoder_cells`` (e.g. ``"decoder.cells.{k}"``) reads a decoder made of one
-    ``nn.LSTMCell`` per layer. LSTM biases are summed (``b = bias_ih + bias_hh``). A missing name or a
-    wrong shape raises ``KeyError``/``ValueError`` naming both parameters. With ``strict`` (as
-    ``load_state_dict``), state-dict entries the mapping does not use raise ``ValueError`` too, except
-    names starting with one of ``ignore_prefixes`` (e.g. tied copies of weights).
-    """
-    from .model import Seq2Seq, parameter_shapes
-
-    model = Seq2Seq(src_vocab, tgt_vocab, **config)
-    shapes = parameter_shapes(model.config)
-    mapping = _mapping(model.config, names, decoder_cells)
-    if strict:
-        used = {name for sources, _ in mapping.values() for name in sources}
-        unused = [k for k in state_dict if k not in used and not k.startswith(tuple(ignore_prefixes))]
-        if unused:
-            raise ValueError(f"state dict entries that no s2sext parameter takes: {unused} "
-                             "(a different architecture? pass strict=False to drop them)")
-    for param, (sources, how) in mapping.items():
-        values = []
-        for name in sources:
-            if name not in state_dict:
-                raise KeyError(f"state dict has no {name!r} (for s2sext parameter {param!r})")
-            value = state_dict[name]
-            if isinstance(value, torch.Tensor):
-                if value.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-                    raise TypeError(f"{name!r} has dtype {value.dtype}; expected a float tensor")
-                value = value.detach().cpu().to(torch.float32).numpy()
-            value = np.asarray(value)
-            if value.shape != shapes[param]:  # each of a summed pair too, before numpy would broadcast them
-                raise ValueError(f"{name!r} has shape {value.shape}; s2sext parameter {param!r} needs {shapes[param]}")
-            values.append(value)
-        model.params[param][...] = values[0] if how == "copy" else values[0] + values[1]
-    return model
-
-
-def seq2seq_to_state_dict(model, names=None, decoder_cells=None):
-    """The inverse of :func:`seq2seq_from_state_dict`: PyTorch name -> tensor (float32). An LSTM's
-    ``b`` goes to ``bias_ih`` and ``bias_hh`` is zero, so importing the result gives ``model``'s
-    weights exactly."""
-    state = {}
-    for param, (targets, how) in _mapping(model.config, names, decoder_cells).items():
-        value = torch.from_numpy(np.array(model.params[param]))
-        state[targets[0]] = value
-        if how == "sum":
-            state[targets[1]] = torch.zeros_like(value)
-    return state

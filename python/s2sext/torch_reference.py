@@ -53,12 +53,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .checks import check_int, check_real
+from .spec import (ATTENTION_KINDS, ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, EOS_ID, PAD_ID, SOS_ID, UNK_ID,
+                   attention_parameter_shapes, decoder_input_size, parameter_table)
+
 __all__ = ["TorchSeq2Seq", "param_shapes", "normalize_config", "ATTENTION_KINDS", "PAD", "SOS",
            "EOS", "UNK"]
 
-ATTENTION_KINDS = ("dot", "scaled_dot", "general", "concat", "location")
-ATTENTION_STYLES = ("luong", "bahdanau")
-PAD, SOS, EOS, UNK = 0, 1, 2, 3
+PAD, SOS, EOS, UNK = PAD_ID, SOS_ID, EOS_ID, UNK_ID
 
 _REQUIRED = ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size")
 _DEFAULTS = {
@@ -75,15 +77,8 @@ _DEFAULTS = {
 }
 
 
-def _positive_int(cfg, key):
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"config[{key!r}] must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def normalize_config(config: dict) -> dict:
-    """The config with defaults filled in and every value checked (ValueError naming the key)."""
+    """The config with defaults filled in and every value checked (TypeError or ValueError naming the key)."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     for key in _REQUIRED:
@@ -92,92 +87,37 @@ def normalize_config(config: dict) -> dict:
     cfg = dict(_DEFAULTS)
     cfg.update({k: config[k] for k in config if k in _REQUIRED or k in _DEFAULTS})
     for key in _REQUIRED + ("num_layers",):
-        cfg[key] = _positive_int(cfg, key)
+        cfg[key] = check_int(cfg[key], f"config[{key!r}]", minimum=1)
     for key in ("bidirectional", "input_feeding", "attention_query_bias"):
         if not isinstance(cfg[key], (bool, np.bool_)):
             raise ValueError(f"config[{key!r}] must be a bool, got {cfg[key]!r}")
         cfg[key] = bool(cfg[key])
-    dropout = cfg["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"config['dropout'] must be a float in [0, 1), got {dropout!r}")
-    cfg["dropout"] = float(dropout)
+    cfg["dropout"] = float(check_real(cfg["dropout"], "config['dropout']", 0, 1, open_maximum=True))
     if cfg["attention"] is not None and cfg["attention"] not in ATTENTION_KINDS:
         raise ValueError(f"config['attention'] must be None or one of {ATTENTION_KINDS}, "
                          f"got {cfg['attention']!r}")
     if cfg["attention_style"] not in ATTENTION_STYLES:
         raise ValueError(f"config['attention_style'] must be one of {ATTENTION_STYLES}, "
                          f"got {cfg['attention_style']!r}")
-    if cfg["bridge"] not in ("linear", "concat") or (
+    if cfg["bridge"] not in BRIDGES or (
             cfg["bridge"] == "concat" and not (cfg["bidirectional"] and cfg["hidden_size"] % 2 == 0)):
         raise ValueError(f"config['bridge'] must be 'linear', or 'concat' with bidirectional and an "
                          f"even hidden_size, got {cfg['bridge']!r}")
-    if cfg["combine_activation"] not in ("tanh", "none"):
+    if cfg["combine_activation"] not in COMBINE_ACTIVATIONS:
         raise ValueError(f"config['combine_activation'] must be 'tanh' or 'none', "
                          f"got {cfg['combine_activation']!r}")
     if cfg["attention_query_bias"] and cfg["attention"] != "concat":
         raise ValueError("config['attention_query_bias'] needs attention 'concat'")
-    if cfg["attention"] == "location":
-        if cfg["max_source_length"] is None:
-            raise ValueError("config['max_source_length'] is required for location attention")
-        cfg["max_source_length"] = _positive_int(cfg, "max_source_length")
-    elif cfg["max_source_length"] is not None:
-        cfg["max_source_length"] = _positive_int(cfg, "max_source_length")
+    if cfg["attention"] == "location" and cfg["max_source_length"] is None:
+        raise ValueError("config['max_source_length'] is required for location attention")
+    if cfg["max_source_length"] is not None:
+        cfg["max_source_length"] = check_int(cfg["max_source_length"], "config['max_source_length']", minimum=1)
     return cfg
-
-
-def _decoder_input_size(cfg) -> int:
-    """J_0: E, plus H with input feeding or the Bahdanau style (only with attention)."""
-    extra = cfg["attention"] is not None and (cfg["input_feeding"]
-                                              or cfg["attention_style"] == "bahdanau")
-    return cfg["embed_size"] + (cfg["hidden_size"] if extra else 0)
 
 
 def param_shapes(config: dict) -> Dict[str, Tuple[int, ...]]:
     """Every parameter of the model with its shape, in s2sext names (the table of docs/model.md)."""
-    cfg = normalize_config(config)
-    E, H, L = cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"]
-    He = H // 2 if cfg["bridge"] == "concat" else H
-    D = 2 if cfg["bidirectional"] else 1
-    att = cfg["attention"]
-    shapes: Dict[str, Tuple[int, ...]] = {
-        "src_embed": (cfg["src_vocab_size"], E),
-        "tgt_embed": (cfg["tgt_vocab_size"], E),
-    }
-    for k in range(L):
-        in_size = E if k == 0 else D * He
-        for sfx in ("", "_reverse")[:D]:
-            shapes[f"encoder.l{k}{sfx}.w_ih"] = (4 * He, in_size)
-            shapes[f"encoder.l{k}{sfx}.w_hh"] = (4 * He, He)
-            shapes[f"encoder.l{k}{sfx}.b"] = (4 * He,)
-    if D == 2 and cfg["bridge"] == "linear":
-        shapes["bridge.h.weight"] = (H, 2 * H)
-        shapes["bridge.h.bias"] = (H,)
-        shapes["bridge.c.weight"] = (H, 2 * H)
-        shapes["bridge.c.bias"] = (H,)
-        if att is not None:
-            shapes["bridge.memory.weight"] = (H, 2 * H)
-    for k in range(L):
-        in_size = _decoder_input_size(cfg) if k == 0 else H
-        shapes[f"decoder.l{k}.w_ih"] = (4 * H, in_size)
-        shapes[f"decoder.l{k}.w_hh"] = (4 * H, H)
-        shapes[f"decoder.l{k}.b"] = (4 * H,)
-    if att == "general":
-        shapes["attention.w_a"] = (H, H)
-    elif att == "location":
-        shapes["attention.w_a"] = (cfg["max_source_length"], H)
-    elif att == "concat":
-        shapes["attention.w_q"] = (H, H)
-        shapes["attention.w_k"] = (H, H)
-        shapes["attention.v"] = (H,)
-        if cfg["attention_query_bias"]:
-            shapes["attention.b_q"] = (H,)
-    if att is not None:
-        shapes["combine.weight"] = (H, 2 * H)
-        shapes["combine.bias"] = (H,)
-    shapes["out.weight"] = (cfg["tgt_vocab_size"], H)
-    shapes["out.bias"] = (cfg["tgt_vocab_size"],)
-    return shapes
+    return dict(parameter_table(normalize_config(config)))
 
 
 class _Attention(nn.Module):
@@ -187,21 +127,12 @@ class _Attention(nn.Module):
                  query_bias: bool = False):
         super().__init__()
         self.kind = kind
-        H = hidden_size
-        bound = 1.0 / math.sqrt(H)
-
-        def param(*shape):
-            return nn.Parameter(torch.empty(*shape, dtype=dtype).uniform_(-bound, bound))
-
-        if kind == "general":
-            self.w_a = param(H, H)
-        elif kind == "location":
-            self.w_a = param(max_source_length, H)
-        elif kind == "concat":
-            self.w_q = param(H, H)
-            self.w_k = param(H, H)
-            self.v = param(H)
-            self.b_q = param(H) if query_bias else None
+        bound = 1.0 / math.sqrt(hidden_size)
+        shapes = attention_parameter_shapes(kind, query_bias, H=hidden_size, A=hidden_size, S_max=max_source_length)
+        for name, shape in shapes:
+            setattr(self, name, nn.Parameter(torch.empty(*shape, dtype=dtype).uniform_(-bound, bound)))
+        if kind == "concat" and not query_bias:
+            self.b_q = None
 
 
 class _Memory:
@@ -288,7 +219,7 @@ class TorchSeq2Seq(nn.Module):
             self.bridge = nn.ModuleDict(bridge)
         else:
             self.bridge = None
-        J0 = _decoder_input_size(cfg)
+        J0 = decoder_input_size(cfg)
         self.decoder = nn.ModuleList(
             [nn.LSTMCell(J0 if k == 0 else H, H, **fk) for k in range(L)])
         # The all-steps path: one multi-layer nn.LSTM whose parameters are the cells' (tied).
@@ -622,9 +553,7 @@ class TorchSeq2Seq(nn.Module):
         """Greedy decoding: starts from ``<sos>`` and feeds each step's argmax back, for exactly
         `max_length` steps (no early stop at ``<eos>``). Runs in eval mode (no dropout) and
         restores the module's mode. Returns int64 [B, max_length]."""
-        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) \
-                or max_length < 0:
-            raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
+        max_length = check_int(max_length, "max_length", minimum=0)
         was_training = self.training
         self.eval()
         try:

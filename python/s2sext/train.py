@@ -14,7 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from .data import EOS_ID, PAD_ID, SOS_ID, batches, pad_batch, short_repr
+from .checks import check_real, short_repr
+from .data import batches
+from .padding import pad_batch
+from .seq2seq_file import read_seq2seq
+from .spec import EOS_ID, PAD_ID, SOS_ID
 
 # ---------------------------------------------------------------------------------------------
 # Teacher-forcing schedules (Bengio et al., 2015, "Scheduled Sampling")
@@ -346,8 +350,8 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {short_repr(value)}")
-    if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip >= 0):
-        raise ValueError(f"clip must be a number >= 0 (0 or None: no clipping); got {short_repr(clip)}")
+    if clip is not None:
+        check_real(clip, "clip", 0, expected="a number >= 0 (0 or None: no clipping)")
     if valid_data is not None and len(valid_data[0]) == 0:
         raise ValueError("valid_data is empty; pass None to train without validation")
     src_seqs, tgt_seqs = train_data
@@ -358,20 +362,18 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     best = None
     history = []
     if resume is not None:
-        from .model import Seq2Seq
-
-        loaded, extra, extra_tensors = Seq2Seq.load(resume, return_extra=True)
-        if loaded.config != model.config:
+        config, src_vocab, tgt_vocab, params, extra, extra_tensors = read_seq2seq(resume, return_extra=True)
+        if config != model.config:
             raise ValueError(f"{resume}: the checkpoint's model configuration differs from this model's")
-        for name in ("src_vocab", "tgt_vocab"):
-            if getattr(loaded, name) != getattr(model, name):
+        for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
+            if vocab != getattr(model, name):
                 raise ValueError(f"{resume}: the checkpoint's {name} differs from this model's")
         if extra.get("seed") != seed:
             raise ValueError(f"{resume}: the checkpoint was trained with seed {extra.get('seed')!r}, not {seed!r}; "
                              "resume with the same seed so the batches continue as they were")
         if extra.get("optimizer") != opt.name:
             raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
-        for name, value in loaded.params.items():
+        for name, value in params.items():
             model.params[name][...] = value
         opt.load_state(extra_tensors, extra["updates"])
         first_epoch = int(extra["epoch"])

@@ -1,0 +1,134 @@
+"""The model's configuration: :class:`Config`, everything that fixes a Seq2Seq's shapes and
+behaviour, with the rules of docs/model-format.md ("The Seq2Seq header") that a saved one obeys."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .checks import check_bool, check_int, check_real, short_repr
+from .spec import (ATTENTION_KINDS, ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, decoder_input_size,
+                   encoder_hidden_size, iter_parameter_shapes)
+from .text import get_tokenizer
+
+__all__ = ["Config", "VERSION2_DEFAULTS"]
+
+# The configuration keys that a version-2 Seq2Seq header adds (docs/model-format.md): a model whose
+# values are all these defaults is written as version 1, without them, byte for byte as before.
+VERSION2_DEFAULTS = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False}
+
+
+def _either(choices) -> str:
+    """``('a', 'b')`` -> ``"'a' or 'b'"``."""
+    return " or ".join(repr(choice) for choice in choices)
+
+
+@dataclass
+class Config:
+    """Everything that fixes the model's shapes and behaviour (saved in the model file)."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    embed_size: int = 16
+    hidden_size: int = 256
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    attention: str | None = "dot"
+    attention_style: str = "luong"
+    input_feeding: bool = False
+    max_source_length: int = 128
+    src_tokenizer: str = "char"
+    tgt_tokenizer: str = "char"
+    reverse_source: bool = False
+    bridge: str = "linear"
+    combine_activation: str = "tanh"
+    attention_query_bias: bool = False
+
+    def validate(self) -> None:
+        """The rules of docs/model-format.md ("The Seq2Seq header"), which the C++ loader applies
+        too: types, ranges, and sizes whose every parameter fits a model file (below 2**63 bytes)."""
+        for name in ("embed_size", "hidden_size", "num_layers", "max_source_length"):
+            check_int(getattr(self, name), name, 1, 2**63 - 1, expected="an integer in [1, 2**63)")
+        for name in ("src_vocab_size", "tgt_vocab_size"):
+            check_int(getattr(self, name), name, 5, 2**63 - 1, expected="an integer in [5, 2**63)")
+        check_real(self.dropout, "dropout", 0, 1, open_maximum=True)
+        if self.attention is not None and self.attention not in ATTENTION_KINDS:
+            raise ValueError(
+                f"attention must be None or one of {', '.join(ATTENTION_KINDS)}; got {short_repr(self.attention)}"
+            )
+        if self.attention_style not in ATTENTION_STYLES:
+            raise ValueError(f"attention_style must be {_either(ATTENTION_STYLES)}; got {short_repr(self.attention_style)}")
+        if self.attention is None and self.attention_style != "luong":
+            raise ValueError("attention_style='bahdanau' needs an attention kind; got attention=None")
+        if self.input_feeding and (self.attention is None or self.attention_style != "luong"):
+            raise ValueError("input_feeding needs Luong-style attention (attention_style='luong', attention set)")
+        for name in ("bidirectional", "input_feeding", "reverse_source", "attention_query_bias"):
+            check_bool(getattr(self, name), name)
+        if self.bridge not in BRIDGES:
+            raise ValueError(f"bridge must be {_either(BRIDGES)}; got {short_repr(self.bridge)}")
+        if self.bridge == "concat" and not (self.bidirectional and self.hidden_size % 2 == 0):
+            raise ValueError(
+                "bridge='concat' needs bidirectional=True and an even hidden_size (each direction has "
+                f"hidden_size/2 units); got bidirectional={short_repr(self.bidirectional)}, "
+                f"hidden_size={short_repr(self.hidden_size)}"
+            )
+        if self.combine_activation not in COMBINE_ACTIVATIONS:
+            raise ValueError(f"combine_activation must be {_either(COMBINE_ACTIVATIONS)}; got {short_repr(self.combine_activation)}")
+        if self.combine_activation != "tanh" and self.attention is None:
+            raise ValueError("combine_activation='none' needs an attention kind (without attention there is no combine layer)")
+        if self.attention_query_bias and self.attention != "concat":
+            raise ValueError(f"attention_query_bias needs attention='concat'; got attention={short_repr(self.attention)}")
+        get_tokenizer(self.src_tokenizer)
+        get_tokenizer(self.tgt_tokenizer)
+        # Layers past the second repeat the second's shapes, so two layers show every shape (the
+        # check stays O(1) for any num_layers).
+        for name, shape in iter_parameter_shapes(self, max_layers=2):
+            if math.prod(shape) * DTYPE().itemsize >= 2**63:
+                raise ValueError(f"the configuration's parameter {short_repr(name)} of shape {shape} is too large to store")
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @property
+    def file_version(self) -> int:
+        """The Seq2Seq header version this configuration is saved as: 1 when every key of
+        ``VERSION2_DEFAULTS`` has its default, else 2."""
+        return 1 if all(getattr(self, k) == v for k, v in VERSION2_DEFAULTS.items()) else 2
+
+    def as_file_dict(self) -> dict:
+        """The configuration as a model file stores it: version 1 omits ``VERSION2_DEFAULTS``'s keys."""
+        d = self.as_dict()
+        if self.file_version == 1:
+            for k in VERSION2_DEFAULTS:
+                del d[k]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, version: int = 2) -> "Config":
+        """A validated Config from a dict with exactly the keys of a saved configuration of this
+        header ``version`` (version 1: without ``VERSION2_DEFAULTS``'s keys, which take their defaults)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"the configuration must be a dict; got {type(d).__name__}")
+        fields = [k for k in cls.__dataclass_fields__ if version >= 2 or k not in VERSION2_DEFAULTS]
+        unknown = set(d) - set(fields)
+        if unknown:
+            listed = ", ".join(short_repr(k) for k in sorted(unknown)[:8]) + (f", ... ({len(unknown)} keys)"
+                                                                             if len(unknown) > 8 else "")
+            raise ValueError(f"unknown model configuration keys for version {version}: {listed}")
+        missing = [k for k in fields if k not in d]
+        if missing:
+            raise ValueError(f"the model configuration lacks the keys {missing}")
+        config = cls(**d)
+        config.validate()
+        return config
+
+    @property
+    def encoder_hidden_size(self) -> int:
+        """Each encoder direction's hidden size: hidden_size, or half of it with bridge='concat'."""
+        return encoder_hidden_size(self)
+
+    @property
+    def decoder_input_size(self) -> int:
+        """The first decoder layer's input size (``J_0`` of docs/model.md)."""
+        return decoder_input_size(self)

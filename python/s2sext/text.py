@@ -1,0 +1,345 @@
+"""Text and ids: the tokenizers, the vocabulary, and strings <-> padded id arrays.
+
+Text flows one way::
+
+    str                                          the caller's text
+      -> tokens (list of str)                    CharTokenizer / WordTokenizer
+      -> ids (list of int)                       Vocab.encode
+      -> padded int64 arrays [B, S]              encode_texts (padding.pad_batch)
+
+and a decoder's output row back: ids -> tokens (``Vocab.decode``, stopping at ``<eos>``) -> str
+(``decode_ids``). Every vocabulary starts with the four specials of :mod:`s2sext.spec`
+(``<pad>``=0, ``<sos>``=1, ``<eos>``=2, ``<unk>``=3).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Iterable
+
+import numpy as np
+
+from .checks import check_int, is_int, short_repr
+from .padding import _id_array, pad_batch
+from .spec import EOS_ID, PAD_ID, SOS_ID, SPECIALS, UNK_ID
+
+__all__ = ["Vocab", "CharTokenizer", "WordTokenizer", "TOKENIZERS", "get_tokenizer", "encode_texts", "decode_ids"]
+
+
+def _check_token_list(tokens, name: str) -> list:
+    """``tokens`` as a list of str. A bare str is refused: it is text, not tokens."""
+    if isinstance(tokens, str):
+        raise TypeError(
+            f"{name} must be a sequence of str tokens, got the str {short_repr(tokens)}; "
+            "tokenize it first (CharTokenizer or WordTokenizer)"
+        )
+    try:
+        tokens = list(tokens)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of str tokens, got {type(tokens).__name__}") from None
+    for position, token in enumerate(tokens):
+        if not isinstance(token, str):
+            raise TypeError(f"{name}[{position}] must be a str token, got {type(token).__name__} {short_repr(token)}")
+    return tokens
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+
+class Vocab:
+    """An immutable token <-> id table whose first four entries are ``<pad> <sos> <eos> <unk>``.
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        Every token, in id order: ``tokens[i]`` has id ``i``. Must start with ``SPECIALS`` in order and
+        hold no empty string and no duplicate.
+
+    Raises
+    ------
+    TypeError
+        ``tokens`` is not a sequence of str.
+    ValueError
+        The specials are missing or out of order, or a token is empty or repeated.
+    """
+
+    __slots__ = ("_tokens", "_ids")
+
+    def __init__(self, tokens: Sequence[str]):
+        tokens = tuple(_check_token_list(tokens, "tokens"))
+        if tokens[: len(SPECIALS)] != SPECIALS:
+            raise ValueError(
+                f"tokens must start with the specials {list(SPECIALS)}, got {list(tokens[: len(SPECIALS)])}"
+            )
+        ids: dict[str, int] = {}
+        for position, token in enumerate(tokens):
+            if token == "":
+                raise ValueError(f"tokens[{position}] is the empty string; tokens must be non-empty")
+            if token in ids:
+                raise ValueError(
+                    f"tokens[{position}] = {short_repr(token)} repeats tokens[{ids[token]}]; tokens must be unique"
+                )
+            ids[token] = position
+        self._tokens = tokens
+        self._ids = ids
+
+    @classmethod
+    def build(
+        cls, token_sequences: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
+    ) -> Vocab:
+        """A vocabulary of the tokens in ``token_sequences``, most frequent first.
+
+        Order: the four specials, then tokens by descending count, ties broken by the token string,
+        so the result does not depend on the order of the data. Tokens equal to a special are not
+        counted (they already have their id).
+
+        Parameters
+        ----------
+        token_sequences : iterable of sequences of str
+            Already tokenized text, e.g. ``[["a", "b"], ["b"]]``.
+        min_freq : int, default 1
+            Tokens seen fewer times are left out (they encode to ``UNK_ID``).
+        max_size : int or None
+            The most entries in the vocabulary, the four specials included (``>= 4``); the least
+            frequent tokens are left out. ``None``: no limit.
+        """
+        min_freq = check_int(min_freq, "min_freq", minimum=1)
+        if max_size is not None:
+            max_size = check_int(max_size, "max_size", minimum=len(SPECIALS))
+        if isinstance(token_sequences, (str, bytes)):
+            raise TypeError(
+                "token_sequences must be an iterable of token lists, got a str; tokenize the text first"
+            )
+        counts: Counter[str] = Counter()
+        for index, sequence in enumerate(token_sequences):
+            counts.update(_check_token_list(sequence, f"token_sequences[{index}]"))
+        for special in SPECIALS:
+            counts.pop(special, None)
+        counts.pop("", None)
+        ranked = sorted((token for token, count in counts.items() if count >= min_freq),
+                        key=lambda token: (-counts[token], token))
+        if max_size is not None:
+            ranked = ranked[: max_size - len(SPECIALS)]
+        return cls(SPECIALS + tuple(ranked))
+
+    @classmethod
+    def of_size(cls, size: int) -> Vocab:
+        """A vocabulary of ``size`` entries: the specials, then ``"t4" .. f"t{size - 1}"`` (``size >= 4``).
+
+        For models built from a vocabulary size rather than from text.
+        """
+        size = check_int(size, "size", minimum=len(SPECIALS))
+        return cls(SPECIALS + tuple(f"t{i}" for i in range(len(SPECIALS), size)))
+
+    @classmethod
+    def coerce(cls, vocab) -> Vocab:
+        """A Vocab from a Vocab (returned as is), an int size (``of_size``) or a sequence of tokens.
+
+        A token sequence that starts with the four specials is used as is. Otherwise the specials are
+        prepended and any copies of them inside the sequence are dropped, so ``["a", "b"]`` gives
+        ``<pad> <sos> <eos> <unk> a b``.
+        """
+        if isinstance(vocab, Vocab):
+            return vocab
+        if is_int(vocab):
+            return cls.of_size(vocab)
+        if isinstance(vocab, (list, tuple)):
+            tokens = tuple(_check_token_list(vocab, "vocab"))
+            if tokens[: len(SPECIALS)] == SPECIALS:
+                return cls(tokens)
+            return cls(SPECIALS + tuple(token for token in tokens if token not in SPECIALS))
+        raise TypeError(
+            f"vocab must be a Vocab, an int size or a list/tuple of str tokens, got {type(vocab).__name__}"
+        )
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """Every token in id order."""
+        return self._tokens
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __contains__(self, token) -> bool:
+        return token in self._ids
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Vocab):
+            return NotImplemented
+        return self._tokens == other._tokens
+
+    def __hash__(self) -> int:
+        return hash(self._tokens)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(token) for token in self._tokens[:8])
+        more = ", ..." if len(self._tokens) > 8 else ""
+        return f"Vocab(size={len(self)}, tokens=[{shown}{more}])"
+
+    def index(self, token: str) -> int:
+        """The id of ``token``; ``UNK_ID`` for a token not in the vocabulary."""
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, got {type(token).__name__} {short_repr(token)}")
+        return self._ids.get(token, UNK_ID)
+
+    def encode(self, tokens: Sequence[str], add_eos: bool = False) -> list[int]:
+        """Ids of ``tokens`` (unknown ones -> ``UNK_ID``), with ``EOS_ID`` appended if ``add_eos``.
+
+        ``tokens`` is a sequence of str tokens, not a str: tokenize text first.
+        """
+        ids = [self._ids.get(token, UNK_ID) for token in _check_token_list(tokens, "tokens")]
+        if add_eos:
+            ids.append(EOS_ID)
+        return ids
+
+    def decode(self, ids, strip: bool = True) -> list[str]:
+        """Tokens of ``ids`` (a sequence of int or a 1-D integer array).
+
+        With ``strip`` (the default) decoding stops at the first ``<eos>`` and ``<pad>``/``<sos>`` are
+        dropped, which turns a decoder's output row into its tokens. ``strip=False`` maps every id.
+
+        Raises
+        ------
+        TypeError
+            An id is not an integer.
+        ValueError
+            An id is outside ``[0, len(self))``, or ``ids`` is not 1-D.
+        """
+        id_array = _id_array(ids, "ids", allow_empty=True)
+        if id_array.size and (id_array.min() < 0 or id_array.max() >= len(self._tokens)):
+            position = int(np.flatnonzero((id_array < 0) | (id_array >= len(self._tokens)))[0])
+            raise ValueError(
+                f"ids[{position}] = {int(id_array[position])} is outside the vocabulary "
+                f"[0, {len(self._tokens)})"
+            )
+        tokens = []
+        for token_id in id_array.tolist():
+            if strip:
+                if token_id == EOS_ID:
+                    break
+                if token_id in (PAD_ID, SOS_ID):
+                    continue
+            tokens.append(self._tokens[token_id])
+        return tokens
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+
+class _Tokenizer:
+    """Tokenizers hold no state: two of the same class are equal."""
+
+    name = ""
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class CharTokenizer(_Tokenizer):
+    """One token per character: ``"ab c"`` -> ``["a", "b", " ", "c"]``; detokenize joins with ``""``."""
+
+    name = "char"
+
+    def tokenize(self, text: str) -> list[str]:
+        """Every character of ``text`` (a str), in order."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return list(text)
+
+    def count(self, text: str) -> int:
+        """``len(tokenize(text))``, without building the list."""
+        return len(text)
+
+    def truncate(self, text: str, n: int) -> str:
+        """``text`` holding only its first ``n`` tokens."""
+        return text[:n]
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        """``tokens`` joined with no separator."""
+        return "".join(_check_token_list(tokens, "tokens"))
+
+
+class WordTokenizer(_Tokenizer):
+    """Tokens split on runs of whitespace (``str.split()``); detokenize joins with one space."""
+
+    name = "word"
+
+    def tokenize(self, text: str) -> list[str]:
+        """The whitespace-separated words of ``text`` (a str); no empty tokens."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return text.split()
+
+    def count(self, text: str) -> int:
+        """``len(tokenize(text))``, without building the list (a 10 MB line would make millions of
+        strings); ``\\S+`` finds the same words as ``str.split()`` (both use Unicode whitespace)."""
+        return sum(1 for _ in _WORD.finditer(text))
+
+    def truncate(self, text: str, n: int) -> str:
+        """The first ``n`` words of ``text`` joined by single spaces (they tokenize as before)."""
+        return " ".join(text.split(None, n)[:n])
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        """``tokens`` joined with single spaces."""
+        return " ".join(_check_token_list(tokens, "tokens"))
+
+
+_WORD = re.compile(r"\S+")
+
+# spec.TOKENIZER_NAMES, which tests hold equal to these keys, names them where text is not imported
+TOKENIZERS = {tokenizer.name: tokenizer for tokenizer in (CharTokenizer, WordTokenizer)}
+
+
+def get_tokenizer(name) -> CharTokenizer | WordTokenizer:
+    """The tokenizer called ``name`` (``"char"`` or ``"word"``); a tokenizer instance is returned as is."""
+    if isinstance(name, (CharTokenizer, WordTokenizer)):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"tokenizer must be one of {sorted(TOKENIZERS)} or a tokenizer, got {type(name).__name__}"
+        )
+    if name not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {short_repr(name)}")
+    return TOKENIZERS[name]()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Strings <-> ids
+
+
+def encode_texts(texts, src_vocab, src_tokenizer, reverse_source):
+    """Strings -> (src_ids int [B, S], lengths int [B]): tokenized, reversed if asked, looked up."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a single string")
+    tokenizer = get_tokenizer(src_tokenizer)
+    seqs = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str; got {type(text).__name__}")
+        tokens = tokenizer.tokenize(text)
+        if not tokens:
+            raise ValueError(f"texts[{i}] is empty after tokenisation")
+        if reverse_source:
+            tokens = tokens[::-1]
+        seqs.append(src_vocab.encode(tokens))
+    if not seqs:
+        raise ValueError("texts is empty")
+    return pad_batch(seqs)
+
+
+def decode_ids(ids, tgt_vocab, tgt_tokenizer) -> str:
+    """Target ids -> text (stops at ``<eos>``, drops ``<pad>``/``<sos>``)."""
+    return get_tokenizer(tgt_tokenizer).detokenize(tgt_vocab.decode([int(i) for i in ids]))

@@ -1,0 +1,78 @@
+"""s2sext.spec is the one table of the model's parameters: docs/model.md's parameter table says the
+same, row for row, and the modules that name kinds, specials and tokenizers take them from it."""
+
+import itertools
+import os
+import re
+
+import pytest
+
+from s2sext import ops, spec
+from s2sext.config import Config
+from s2sext.text import TOKENIZERS
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "model.md")
+
+
+def doc_rows():
+    """The (name, shape) pairs of docs/model.md's parameter table, names and shapes as written
+    (``encoder.l{k}.w_ih``, ``[4He, I_k]``): a row's later names (``.w_hh``) replace the first one's
+    last part, and "as above" repeats the row above's shapes."""
+    with open(DOC, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    start = lines.index("| name | shape | when |") + 2
+    rows, previous = [], None
+    for line in itertools.takewhile(lambda l: l.startswith("|"), lines[start:]):
+        name_cell, shape_cell, _ = [cell.strip() for cell in line.strip("|").split("|")]
+        names = re.findall(r"`([^`]+)`", name_cell)
+        names = [names[0]] + [names[0].rsplit(".", 1)[0] + n if n.startswith(".") else n for n in names[1:]]
+        shapes = previous if shape_cell == "as above" else re.findall(r"`([^`]+)`", shape_cell)
+        assert len(shapes) == len(names), line
+        rows += zip(names, shapes)
+        previous = shapes
+    return rows
+
+
+def configs():
+    """Configurations that between them have every row of the table."""
+    base = dict(src_vocab_size=7, tgt_vocab_size=9, embed_size=5, hidden_size=6, num_layers=2,
+                bidirectional=False, attention="dot", attention_style="luong", input_feeding=False,
+                max_source_length=11, bridge="linear", combine_activation="tanh", attention_query_bias=False)
+    for kind in (None,) + spec.ATTENTION_KINDS:
+        for bidirectional, bridge in ((False, "linear"), (True, "linear"), (True, "concat")):
+            yield {**base, "attention": kind, "bidirectional": bidirectional, "bridge": bridge}
+    yield {**base, "attention": "concat", "attention_query_bias": True}
+
+
+def test_the_parameter_table_of_docs_model_md_is_the_spec():
+    ours = {(name, letters) for config in configs() for name, letters, _ in spec.iter_parameter_rows(config)}
+    assert sorted(ours) == sorted(set(doc_rows()))
+
+
+@pytest.mark.parametrize("config", list(configs()))
+def test_parameter_table_gives_every_shape_of_a_config(config):
+    table = spec.parameter_table(config)
+    assert table == spec.parameter_table(Config(**config))
+    assert len({name for name, _ in table}) == len(table)
+    assert all(isinstance(d, int) and d > 0 for _, shape in table for d in shape)
+    shapes = dict(table)
+    H, E = config["hidden_size"], config["embed_size"]
+    He = H // 2 if config["bridge"] == "concat" else H
+    assert shapes["encoder.l1.w_ih"] == (4 * He, (2 if config["bidirectional"] else 1) * He)
+    assert shapes["decoder.l0.w_ih"] == (4 * H, E)
+    assert shapes["out.weight"] == (config["tgt_vocab_size"], H)
+
+
+def test_names_come_from_the_spec():
+    assert ops.ATTENTION_KINDS is spec.ATTENTION_KINDS
+    assert tuple(TOKENIZERS) == spec.TOKENIZER_NAMES
+    assert spec.SPECIALS[spec.PAD_ID] == spec.PAD and spec.SPECIALS[spec.SOS_ID] == spec.SOS
+    assert spec.SPECIALS[spec.EOS_ID] == spec.EOS and spec.SPECIALS[spec.UNK_ID] == spec.UNK
+
+
+def test_attention_parameters():
+    assert spec.attention_parameter_names("dot") == ()
+    assert spec.attention_parameter_names("concat", query_bias=True) == ("w_q", "w_k", "v", "b_q")
+    assert spec.attention_parameter_shapes("concat", True, H=4, A=3) == [
+        ("w_q", (3, 4)), ("w_k", (3, 4)), ("v", (3,)), ("b_q", (3,))]
+    assert spec.attention_parameter_shapes("location", H=4, S_max=9) == [("w_a", (9, 4))]
