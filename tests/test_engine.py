@@ -1,5 +1,6 @@
-"""The compiled decoder (s2sext.Decoder, src/cpp/engine/engine.cpp) against the model layer: the same greedy
-tokens and the same beam hypotheses and scores for every architecture, bf16 weights close to fp32,
+"""The compiled decoder (s2sext.Decoder: the C++ search, src/cpp/engine/) against the plain numpy reference
+search over the model layer's step (tests/reference_search.py): the same greedy tokens, attention weights
+and the same beam hypotheses and scores for every architecture, bf16 weights close to fp32,
 concurrent calls equal to serial ones, and clear errors."""
 
 import threading
@@ -10,6 +11,8 @@ import pytest
 import s2sext
 from s2sext import Decoder, ModelFileError, Seq2Seq, _core
 from s2sext.decoding import _FLOAT32_SAFE, _check_float32_range_exactly, _coarse_float32_bound, check_float32_range
+
+import reference_search
 
 VARIANTS = [
     (None, "luong", False),
@@ -44,13 +47,24 @@ def test_greedy_and_beam_equal_the_model_layer(attention, style, feeding, layers
     model = peaked_model(attention, style, feeding, layers, bidirectional)
     src, lengths = batch()
     dec = model.compile()
-    np.testing.assert_array_equal(dec.greedy(src, lengths, max_length=8, min_length=1),
-                                  model.greedy(src, lengths, max_length=8, min_length=1))
-    ours = dec.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2, length_penalty=0.6)
-    ref = model.beam_search(src, lengths, beam_size=3, max_length=8, n_best=2, length_penalty=0.6)
+    ids, weights = dec.greedy(src, lengths, max_length=8, min_length=1, return_attention=True)
+    ref_ids, ref_weights = reference_search.greedy_search(model, src, lengths, max_length=8, min_length=1,
+                                                          return_attention=True)
+    np.testing.assert_array_equal(ids, ref_ids)
+    # the weights are a softmax of float32 scores whose last bits differ (general: q . (W_a hs) here,
+    # (q W_a) . hs in the reference); 1e-5 is a few float32 roundings of numbers at most 1
+    np.testing.assert_allclose(weights, ref_weights, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(model.greedy(src, lengths, max_length=8, min_length=1), ids)
+    ours = dec.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2, length_penalty=0.6,
+                          return_attention=True)
+    ref = reference_search.beam_search(model, src, lengths, beam_size=3, max_length=8, n_best=2, length_penalty=0.6)
+    assert [[h["tokens"] for h in hyps] for hyps in model.beam_search(src, lengths, beam_size=3, max_length=8,
+                                                                       n_best=2, length_penalty=0.6)] == \
+        [[list(t) for t, *_ in hyps] for hyps in ours]
     for hyps_engine, hyps_model in zip(ours, ref):
-        assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
-        for (_, score, log_prob), h in zip(hyps_engine, hyps_model):
+        assert [list(t) for t, *_ in hyps_engine] == [h["tokens"] for h in hyps_model]
+        for (_, score, log_prob, weights), h in zip(hyps_engine, hyps_model):
+            np.testing.assert_allclose(weights, h["attention"], rtol=0, atol=1e-5)
             # both sum float32 logits' log-softmax in float64; the logits differ in the last bits
             # (the engine folds the embedding product into a table): 1e-5 relative covers that
             assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
@@ -95,6 +109,7 @@ def test_features_greedy_and_beam_equal_the_model_layer(feature, tmp_path):
     assert len({tuple(row) for row in expected}) >= 3
     if options.get("attention_query_bias"):  # the bias matters: without it the scores move 100x past 1e-5
         scores = [h[1] for hyps in ours for h in hyps]
+        model.unfreeze()  # (decoded above: the arrays are read-only while a decoder is kept)
         model.params["attention.b_q"][...] = 0
         ours = model.compile().hypotheses(src, lengths, beam_size=3, max_length=8, min_length=1, n_best=2,
                                           length_penalty=0.6)
@@ -237,9 +252,10 @@ def test_bfloat16_path_is_exact_on_bf16_representable_weights(attention, style, 
         model.params[name][...] = value
     src, lengths = batch(4)
     bf16 = model.compile("bfloat16")
-    np.testing.assert_array_equal(bf16.greedy(src, lengths, max_length=8), model.greedy(src, lengths, max_length=8))
+    np.testing.assert_array_equal(bf16.greedy(src, lengths, max_length=8),
+                                  reference_search.greedy_search(model, src, lengths, max_length=8))
     ours = bf16.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2)
-    ref = model.beam_search(src, lengths, beam_size=3, max_length=8, n_best=2)
+    ref = reference_search.beam_search(model, src, lengths, beam_size=3, max_length=8, n_best=2)
     for hyps_engine, hyps_model in zip(ours, ref):
         assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
         for (_, score, _), h in zip(hyps_engine, hyps_model):
@@ -371,6 +387,6 @@ def test_large_weights_within_float32_decode_alike(attention, style, feeding):
     model = scaled(peaked_model(attention, style, feeding, 2, True), 1e30, ("out.",))
     src, lengths = batch()
     np.testing.assert_array_equal(model.compile().greedy(src, lengths, max_length=8),
-                                  model.greedy(src, lengths, max_length=8))
+                                  reference_search.greedy_search(model, src, lengths, max_length=8))
     assert range_verdicts(model) == (None, None)
     assert range_verdicts(model, "bfloat16") == (None, None)

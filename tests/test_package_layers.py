@@ -32,9 +32,7 @@ LAYERS = [
 ]
 
 # Edges that break the order today, each with the change that removes it.
-KNOWN_EXCEPTIONS = {
-    ("decoding", "model"): "removed when Seq2Seq decodes through the compiled search (issue 11)",
-}
+KNOWN_EXCEPTIONS = {}
 
 LAYER_OF = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 

@@ -49,15 +49,17 @@ class Decoder:
         config, src_vocab, tgt_vocab, params = read_seq2seq(path)
         return cls(config.as_dict(), params, src_vocab, tgt_vocab, dtype)
 
-    def greedy(self, src_ids, lengths=None, max_length=50, min_length=0, serial=False):
-        """Greedy decoding: int [B, S] -> int [B, T], as :meth:`s2sext.Seq2Seq.greedy` (each row up
-        to and including ``<eos>``, then ``<pad>``; ``T <= max_length``)."""
+    def greedy(self, src_ids, lengths=None, max_length=50, min_length=0, serial=False, return_attention=False):
+        """Greedy decoding: int [B, S] -> int [B, T] (each row up to and including ``<eos>``, then
+        ``<pad>``; ``T <= max_length``; ``<eos>`` is not chosen before step ``min_length``). With
+        ``return_attention``, also the attention weights behind each chosen token, float32
+        [B, T, S] (zeros without attention and after ``<eos>``)."""
         max_length, min_length = check_lengths(max_length, min_length)
-        return self._engine.greedy(src_ids, lengths, max_length, min_length, bool(serial))
+        return self._engine.greedy(src_ids, lengths, max_length, min_length, bool(serial), bool(return_attention))
 
     def beam(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
              length_penalty=0.0, serial=False):
-        """Beam search with the rules of :func:`s2sext.decoding.beam_search`.
+        """Beam search with the rules of :meth:`hypotheses`.
 
         Returns
         -------
@@ -81,13 +83,22 @@ class Decoder:
         return ids, scores
 
     def hypotheses(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
-                   length_penalty=0.0, serial=False):
+                   length_penalty=0.0, serial=False, return_attention=False):
         """Beam search as lists: per input up to ``n_best`` tuples ``(tokens int [n], score,
-        log_prob)``, best first."""
+        log_prob)``, best first; with ``return_attention`` each tuple ends with the attention
+        weights behind each token, float32 [n, S].
+
+        At each step every live hypothesis is extended by every token; the ``beam_size`` best
+        extensions of each input (by total log-probability) are kept. An extension ending in
+        ``<eos>`` is finished and leaves the beam. An input stops when it has ``n_best`` finished
+        hypotheses and no live one can still beat them (a bound that holds for
+        ``length_penalty >= 0``), when no hypothesis is live, or at ``max_length``, where live
+        hypotheses are finished without ``<eos>``. ``score`` is ``log_prob /
+        decoding.length_penalty_factor(len(tokens), length_penalty)``."""
         max_length, min_length = check_lengths(max_length, min_length)
         beam_size, n_best, length_penalty = check_beam_args(beam_size, n_best, length_penalty)
         return self._engine.beam(src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty,
-                                 bool(serial))
+                                 bool(serial), bool(return_attention))
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with

@@ -18,10 +18,11 @@ import numpy as np
 
 from .checks import check_int, check_real
 from .config import VERSION2_DEFAULTS, Config
+from .engine import Decoder
 from .layers import Attention, Encoder, EncoderState, RecurrentDecoder, masked_cross_entropy
 from .seq2seq_file import FILE_KIND, file_header, read_seq2seq, seq2seq_from_header
 from .serialize import write_model_file
-from .spec import (ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, aligned_array, iter_parameter_shapes,
+from .spec import (ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, aligned_array, iter_parameter_shapes, unfreeze_parameters,
                    parameter_table)
 from .text import Vocab, decode_ids, encode_texts
 
@@ -128,6 +129,7 @@ class Seq2Seq:
         )
         self.config.validate()
         self.params = _params if _params is not None else init_parameters(self.config, np.random.default_rng(seed))
+        self._search_decoder = None  # (key, Decoder): see search_decoder
         self.encoder = Encoder(self.config)
         self.decoder = RecurrentDecoder(self.config)
 
@@ -277,21 +279,28 @@ class Seq2Seq:
         Each row holds the chosen tokens up to and including ``<eos>`` and ``<pad>`` after it;
         ``T <= max_length`` is the longest row. ``<eos>`` is not chosen before step ``min_length``.
         With ``return_attention``, also returns the attention weights of the chosen output,
-        float [B, T, S] (zeros without attention). Memory grows with the steps taken, not with
-        ``max_length``. Arguments are checked as :class:`s2sext.Decoder` checks them
-        (``decoding.check_lengths``), and a model whose weights could overflow float32 is refused
-        (``decoding.check_float32_range``).
+        float32 [B, T, S] (zeros without attention). Runs the one C++ search through the compiled
+        decoder (:meth:`search_decoder`); a model whose weights could overflow float32 is refused
+        (ValueError).
         """
-        from .decoding import greedy_search
-
-        return greedy_search(self, src_ids, lengths, max_length, min_length, return_attention)
+        src, lengths = self._check_source(src_ids, lengths)
+        return self.search_decoder().greedy(src, lengths, max_length, min_length, return_attention=return_attention)
 
     def beam_search(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
                     length_penalty=0.0):
-        """Beam search; see :func:`s2sext.decoding.beam_search` for the returned lists."""
-        from .decoding import beam_search
+        """Beam search (the rules of :meth:`s2sext.Decoder.hypotheses`, the same C++ search).
 
-        return beam_search(self, src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty)
+        Returns
+        -------
+        list (one per input) of up to ``n_best`` dicts, best first: ``tokens`` (list of int, ending in
+        ``<eos>`` when finished), ``score`` (``log_prob / length_penalty_factor(len(tokens), alpha)``),
+        ``log_prob`` (float) and ``attention`` (float32 [len(tokens), S], zeros without attention).
+        """
+        src, lengths = self._check_source(src_ids, lengths)
+        found = self.search_decoder().hypotheses(src, lengths, beam_size, max_length, min_length, n_best,
+                                                 length_penalty, return_attention=True)
+        return [[{"tokens": tokens.tolist(), "score": score, "log_prob": log_prob, "attention": attention}
+                 for tokens, score, log_prob, attention in hyps] for hyps in found]
 
     def encode_texts(self, texts):
         """Strings -> (src_ids int [B, S], lengths int [B]) with this model's tokenizer and vocab."""
@@ -302,26 +311,39 @@ class Seq2Seq:
         return decode_ids(ids, self.tgt_vocab, self.config.tgt_tokenizer)
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
-        """Strings in, strings out: a list of ``len(texts)`` strings, or with ``n_best > 1`` a list
-        of lists of ``(text, score)``."""
-        from .decoding import check_translate_args
-
-        beam, n_best = check_translate_args(beam, n_best)
-        src, lengths = self.encode_texts(texts)
-        if beam == 1 and n_best == 1:
-            ids = self.greedy(src, lengths, max_length, min_length)
-            return [self.decode_ids(row) for row in ids]
-        results = self.beam_search(src, lengths, beam, max_length, min_length, n_best, length_penalty)
-        if n_best == 1:
-            return [self.decode_ids(hyps[0]["tokens"]) if hyps else "" for hyps in results]
-        return [[(self.decode_ids(h["tokens"]), h["score"]) for h in hyps] for hyps in results]
+        """Strings in, strings out (:meth:`s2sext.Decoder.translate`): a list of ``len(texts)``
+        strings, or with ``n_best > 1`` a list of lists of ``(text, score)``."""
+        return self.search_decoder().translate(texts, beam, n_best, max_length, min_length, length_penalty)
 
     def compile(self, dtype="float32"):
-        """The compiled decoder (:class:`s2sext.Decoder`): encoder and decoding in C++, weights
-        prepared once (``dtype="bfloat16"`` stores the LSTM, combine and output matrices in bfloat16)."""
-        from .engine import Decoder
-
+        """A new compiled decoder (:class:`s2sext.Decoder`): a snapshot of the weights prepared once,
+        encoder and decoding in C++ (``dtype="bfloat16"`` stores the LSTM, combine and output
+        matrices in bfloat16)."""
         return Decoder.from_model(self, dtype)
+
+    def search_decoder(self) -> Decoder:
+        """The float32 compiled decoder that :meth:`greedy`, :meth:`beam_search` and :meth:`translate`
+        run on, built on first use and kept while the parameters are unchanged.
+
+        While it is kept the parameter arrays are read-only, so that no write can leave it stale:
+        s2sext's optimisers and loaders make them writeable again (:meth:`unfreeze`) before they
+        write, and the next decode sees that and builds a new one. Code that writes into
+        ``model.params`` itself calls ``model.unfreeze()`` first (numpy raises "assignment
+        destination is read-only" otherwise); replacing an array in the dict is seen too.
+        """
+        key = tuple((name, id(value)) for name, value in self.params.items())
+        cached = self._search_decoder
+        if cached is None or cached[0] != key or any(value.flags.writeable for value in self.params.values()):
+            self._search_decoder = None
+            decoder = Decoder.from_model(self)
+            for value in self.params.values():
+                value.flags.writeable = False
+            self._search_decoder = (key, decoder)
+        return self._search_decoder[1]
+
+    def unfreeze(self) -> None:
+        """Make the parameter arrays writeable again (see :meth:`search_decoder`)."""
+        unfreeze_parameters(self.params)
 
     # -- files -----------------------------------------------------------------------------------
 

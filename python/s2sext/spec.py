@@ -60,6 +60,14 @@ def aligned_array(values, dtype=DTYPE, alignment=64):
     return out
 
 
+def unfreeze_parameters(params: dict) -> None:
+    """Make every array of a parameter dict writeable again: Seq2Seq marks them read-only while it
+    keeps a compiled decoder of them (Seq2Seq.search_decoder), and rebuilds that decoder when it
+    finds one writeable. Every writer of parameters in place calls this first."""
+    for value in params.values():
+        value.flags.writeable = True
+
+
 def attention_parameter_names(kind: str, query_bias: bool = False) -> tuple[str, ...]:
     """The names of attention ``kind``'s parameters (``w_a``; ``w_q``, ``w_k``, ``v`` [, ``b_q``])."""
     return tuple(name for name, _ in _attention_rows(kind, query_bias))

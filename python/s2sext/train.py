@@ -18,7 +18,7 @@ from .checks import check_real, short_repr
 from .data import batches
 from .padding import pad_batch
 from .seq2seq_file import read_seq2seq
-from .spec import EOS_ID, PAD_ID, SOS_ID
+from .spec import EOS_ID, PAD_ID, SOS_ID, unfreeze_parameters
 
 # ---------------------------------------------------------------------------------------------
 # Teacher-forcing schedules (Bengio et al., 2015, "Scheduled Sampling")
@@ -170,6 +170,7 @@ class Adam:
 
     def step(self, grads: dict, scale: float = 1.0) -> None:
         self.steps += 1
+        unfreeze_parameters(self.params)  # (a compiled decoder of the old weights is dropped)
         names = list(self.params)
         _core.adam_update(
             [self.params[k] for k in names], [grads[k] for k in names], [self.m[k] for k in names],
@@ -203,6 +204,7 @@ class SGD:
 
     def step(self, grads: dict, scale: float = 1.0) -> None:
         self.steps += 1
+        unfreeze_parameters(self.params)  # (a compiled decoder of the old weights is dropped)
         for name, p in self.params.items():
             g = grads[name] * p.dtype.type(scale) if scale != 1.0 else grads[name]
             if self.velocity is not None:
@@ -373,6 +375,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
                              "resume with the same seed so the batches continue as they were")
         if extra.get("optimizer") != opt.name:
             raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
+        model.unfreeze()
         for name, value in params.items():
             model.params[name][...] = value
         opt.load_state(extra_tensors, extra["updates"])

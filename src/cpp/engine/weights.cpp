@@ -18,7 +18,7 @@ std::string shape_text(const Shape& shape) {
 
 // Every parameter of the configuration's table present with its shape and value count.
 void check_parameters(const ModelConfig& cfg, const std::map<std::string, Tensor>& params) {
-  for (const auto& [name, shape] : parameter_shapes(cfg)) {
+  visit_parameters(cfg, [&](const std::string& name, const Shape& shape) {
     auto it = params.find(name);
     if (it == params.end()) throw std::invalid_argument("parameter '" + name + "' is missing");
     if (it->second.shape != shape)
@@ -29,7 +29,7 @@ void check_parameters(const ModelConfig& cfg, const std::map<std::string, Tensor
     if (it->second.values.size() != count)
       throw std::invalid_argument("parameter '" + name + "' holds " + std::to_string(it->second.values.size()) +
                                   " values for its shape's " + std::to_string(count));
-  }
+  });
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The model's spec: attention kind names, the configuration's rules and the parameter table (model_spec.h).
 #include "spec/model_spec.h"
 
+#include <functional>
 #include <stdexcept>
 
 namespace s2s {
@@ -59,57 +60,62 @@ void check_model_config(const ModelConfig& c) {
   if (!ok) throw std::invalid_argument("the configuration's sizes give a parameter too large to store (2^63 bytes or more)");
 }
 
-std::vector<std::pair<std::string, Shape>> parameter_shapes(const ModelConfig& c, int64_t max_layers) {
+void visit_parameters(const ModelConfig& c, const std::function<void(const std::string&, const Shape&)>& visit,
+                      int64_t max_layers) {
   const int64_t E = c.embed, H = c.hidden, He = c.encoder_hidden(), D = c.bidirectional ? 2 : 1;
   const int64_t L = max_layers > 0 && max_layers < c.layers ? max_layers : c.layers;
-  std::vector<std::pair<std::string, Shape>> table;
-  table.push_back({"src_embed", {c.src_vocab, E}});
-  table.push_back({"tgt_embed", {c.tgt_vocab, E}});
+  visit("src_embed", {c.src_vocab, E});
+  visit("tgt_embed", {c.tgt_vocab, E});
   for (int64_t k = 0; k < L; ++k) {
     const int64_t in = k == 0 ? E : D * He;
     for (const char* suffix : {"", "_reverse"}) {
       if (*suffix && !c.bidirectional) break;
       const std::string p = "encoder.l" + std::to_string(k) + suffix;
-      table.push_back({p + ".w_ih", {4 * He, in}});
-      table.push_back({p + ".w_hh", {4 * He, He}});
-      table.push_back({p + ".b", {4 * He}});
+      visit(p + ".w_ih", {4 * He, in});
+      visit(p + ".w_hh", {4 * He, He});
+      visit(p + ".b", {4 * He});
     }
   }
   if (c.bidirectional && !c.bridge_concat) {
-    table.push_back({"bridge.h.weight", {H, 2 * H}});
-    table.push_back({"bridge.h.bias", {H}});
-    table.push_back({"bridge.c.weight", {H, 2 * H}});
-    table.push_back({"bridge.c.bias", {H}});
-    if (c.has_attention()) table.push_back({"bridge.memory.weight", {H, 2 * H}});
+    visit("bridge.h.weight", {H, 2 * H});
+    visit("bridge.h.bias", {H});
+    visit("bridge.c.weight", {H, 2 * H});
+    visit("bridge.c.bias", {H});
+    if (c.has_attention()) visit("bridge.memory.weight", {H, 2 * H});
   }
   for (int64_t k = 0; k < L; ++k) {
     const std::string p = "decoder.l" + std::to_string(k);
-    table.push_back({p + ".w_ih", {4 * H, k == 0 ? c.decoder_input() : H}});
-    table.push_back({p + ".w_hh", {4 * H, H}});
-    table.push_back({p + ".b", {4 * H}});
+    visit(p + ".w_ih", {4 * H, k == 0 ? c.decoder_input() : H});
+    visit(p + ".w_hh", {4 * H, H});
+    visit(p + ".b", {4 * H});
   }
   switch (c.attention) {
     case AttentionKind::general:
-      table.push_back({"attention.w_a", {H, H}});
+      visit("attention.w_a", {H, H});
       break;
     case AttentionKind::location:
-      table.push_back({"attention.w_a", {c.max_source_length, H}});
+      visit("attention.w_a", {c.max_source_length, H});
       break;
     case AttentionKind::concat:
-      table.push_back({"attention.w_q", {H, H}});
-      table.push_back({"attention.w_k", {H, H}});
-      table.push_back({"attention.v", {H}});
-      if (c.query_bias) table.push_back({"attention.b_q", {H}});
+      visit("attention.w_q", {H, H});
+      visit("attention.w_k", {H, H});
+      visit("attention.v", {H});
+      if (c.query_bias) visit("attention.b_q", {H});
       break;
     default:
       break;
   }
   if (c.has_attention()) {
-    table.push_back({"combine.weight", {H, 2 * H}});
-    table.push_back({"combine.bias", {H}});
+    visit("combine.weight", {H, 2 * H});
+    visit("combine.bias", {H});
   }
-  table.push_back({"out.weight", {c.tgt_vocab, H}});
-  table.push_back({"out.bias", {c.tgt_vocab}});
+  visit("out.weight", {c.tgt_vocab, H});
+  visit("out.bias", {c.tgt_vocab});
+}
+
+std::vector<std::pair<std::string, Shape>> parameter_shapes(const ModelConfig& c, int64_t max_layers) {
+  std::vector<std::pair<std::string, Shape>> table;
+  visit_parameters(c, [&](const std::string& name, const Shape& shape) { table.push_back({name, shape}); }, max_layers);
   return table;
 }
 

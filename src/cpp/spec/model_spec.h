@@ -6,6 +6,7 @@
 // L layers, D directions (1 or 2).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +57,10 @@ using Shape = std::vector<int64_t>;
 // max_layers > 0 stops each LSTM stack after that many layers (layers past the second repeat the
 // second's shapes). Call after check_model_config.
 std::vector<std::pair<std::string, Shape>> parameter_shapes(const ModelConfig& config, int64_t max_layers = 0);
+// The same table one entry at a time, in the same order (a visitor that throws stops it: a
+// configuration of 10^7 layers is refused at its first missing parameter, without a table).
+void visit_parameters(const ModelConfig& config, const std::function<void(const std::string&, const Shape&)>& visit,
+                      int64_t max_layers = 0);
 
 // A float32 parameter as stored in the model file: shape and row-major values.
 struct Tensor {
