@@ -12,10 +12,10 @@
 
 from . import data, decoding, ops, train
 from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads
-from .text import Vocab
 from .engine import Decoder
 from .model import Attention, Config, Encoder, RecurrentDecoder, Seq2Seq
 from .serialize import ModelFileError
+from .text import Vocab
 
 __version__ = "0.1.0"
 

@@ -58,7 +58,8 @@ class Config:
                 f"attention must be None or one of {', '.join(ATTENTION_KINDS)}; got {short_repr(self.attention)}"
             )
         if self.attention_style not in ATTENTION_STYLES:
-            raise ValueError(f"attention_style must be {_either(ATTENTION_STYLES)}; got {short_repr(self.attention_style)}")
+            raise ValueError(
+                f"attention_style must be {_either(ATTENTION_STYLES)}; got {short_repr(self.attention_style)}")
         if self.attention is None and self.attention_style != "luong":
             raise ValueError("attention_style='bahdanau' needs an attention kind; got attention=None")
         if self.input_feeding and (self.attention is None or self.attention_style != "luong"):
@@ -74,7 +75,8 @@ class Config:
                 f"hidden_size={short_repr(self.hidden_size)}"
             )
         if self.combine_activation not in COMBINE_ACTIVATIONS:
-            raise ValueError(f"combine_activation must be {_either(COMBINE_ACTIVATIONS)}; got {short_repr(self.combine_activation)}")
+            raise ValueError(f"combine_activation must be {_either(COMBINE_ACTIVATIONS)}; "
+                             f"got {short_repr(self.combine_activation)}")
         if self.combine_activation != "tanh" and self.attention is None:
             raise ValueError("combine_activation='none' needs an attention kind (without attention there is no combine layer)")
         if self.attention_query_bias and self.attention != "concat":

@@ -49,7 +49,6 @@ def _linear_backward(d_out, x, weight, grads, weight_name, bias_name=None, need_
     return dx
 
 
-
 def _dropout_mask(shape, rate, rng):
     """Inverted dropout: 0 with probability ``rate``, else ``1/(1-rate)``; None when off."""
     if rate <= 0.0 or rng is None:
@@ -69,8 +68,6 @@ def _reverse_index(lengths: np.ndarray, steps: int):
     rt = np.where(t < lengths, lengths - 1 - t, t)
     rb = np.broadcast_to(np.arange(lengths.shape[0])[:, None], rt.shape)
     return rb, rt
-
-
 
 
 # ---------------------------------------------------------------------------------------------

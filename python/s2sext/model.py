@@ -59,7 +59,6 @@ def init_parameters(config: Config, rng: np.random.Generator) -> dict[str, np.nd
     return params
 
 
-
 def _as_ids(name, value, ndim):
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":

@@ -668,4 +668,3 @@ class Attention(torch.nn.Module):
         lengths_np = None if lengths is None else _lengths(lengths, hs.shape[0])
         a = AttentionWeightFunction.apply(hs, q, self.kind, lengths_np, *params)
         return WeightSumFunction.apply(hs, a), a
-

@@ -19,7 +19,6 @@ from .spec import ATTENTION_KINDS
 __all__ = ["cell_reference", "lstm_reference", "attention_reference", "differentiable_grads"]
 
 
-
 def cell_reference(gates_x, h, c, w_hh, w_hr=None):
     """One LSTM step from its input's gate contribution ``gates_x = x @ w_ih.T + b`` [B, 4H]:
     ``(h1, c1)``; with ``w_hr`` [P, H] the output is projected, ``h1 = w_hr @ (o * tanh(c1))``."""

@@ -14,7 +14,6 @@ from .model import Seq2Seq, parameter_shapes
 __all__ = ["convert_gate_order", "DEFAULT_NAMES", "seq2seq_from_state_dict", "seq2seq_to_state_dict"]
 
 
-
 def convert_gate_order(weight, layout):
     """LSTM weights or biases from another library's gate layout to PyTorch's (i, f, g, o).
 
