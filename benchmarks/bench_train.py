@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels import (  # noqa: E402 - the machine report is shared with the kernel benchmark
+from bench_common import (  # noqa: E402 - the machine report is shared with the other benchmarks
     BUSY_FRACTION,
     ENV_OVERRIDES,
     limit_numpy_threads,

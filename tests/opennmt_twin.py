@@ -18,17 +18,9 @@ from s2sext.opennmt import safe_load_supported
 
 
 VS, VT, E, H = 11, 13, 6, 8  # source and target vocabulary sizes, embedding and hidden sizes
-
-
 B, S, T = 3, 7, 5
-
-
 ONMT_SPECIALS_3X = ["<unk>", "<blank>", "<s>", "</s>"]  # 3.x -default_specials, ids 0..3
-
-
 UNK, BLANK, BOS, EOS = 0, 1, 2, 3  # their OpenNMT ids
-
-
 # OpenNMT token -> s2sext token for the specials; ordinary tokens keep their spelling.
 TO_S2SEXT = {"<blank>": "<pad>", "<s>": "<sos>", "</s>": "<eos>", "<unk>": "<unk>"}
 
@@ -169,10 +161,7 @@ class TwinNMT(nn.Module):
 # Reading .pt files needs the placeholder form of torch.serialization.safe_globals (torch >= 2.6); dict checkpoints do not.
 needs_safe_load = pytest.mark.skipif(not safe_load_supported(), reason="load_checkpoint needs torch >= 2.6")
 
-
 SRC_TOKENS = ONMT_SPECIALS_3X + [f"s{i}" for i in range(VS - 4)]
-
-
 TGT_TOKENS = ONMT_SPECIALS_3X + [f"t{i}" for i in range(VT - 4)]
 
 

@@ -10,7 +10,6 @@ from s2sext.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-
 # The tiny model every training run here uses (epochs are given per call).
 TINY = ["--task", "reverse", "--task-size", "300", "--hidden", "16", "--embed", "8",
         "--batch-size", "32", "--no-progress"]

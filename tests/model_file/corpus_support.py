@@ -139,14 +139,8 @@ def check_same_verdict(path, content: bytes, expected: bool | None, what: str):
 CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size", "num_layers", "bidirectional",
                "dropout", "attention", "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
                "tgt_tokenizer", "reverse_source")
-
-
 VERSION2_KEYS = ("bridge", "combine_activation", "attention_query_bias")
-
-
 DELETE = object()
-
-
 VALUES = [
     DELETE, None, True, False, 0, 1, 3, 4, 5, 6, -1, 2**31, 2**62, 2**63 - 1, -(2**63),
     Raw("9223372036854775808"), Raw("-9223372036854775809"), Raw("1" + "0" * 4300), Raw("1e400"), Raw("-1e400"),
