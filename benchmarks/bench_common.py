@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -232,6 +233,13 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def not_importable(error: ImportError) -> int:
+    """Says on stderr that s2sext cannot be imported and how to build it; main()'s exit status."""
+    print(f"error: s2sext is not importable ({error}); build it first "
+          "(pip install --no-build-isolation -e .)", file=sys.stderr)
+    return 2
 
 
 def limit_numpy_threads(threads, script):

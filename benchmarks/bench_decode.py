@@ -68,7 +68,8 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402 - sibling modules of this script
-    BUSY_FRACTION, Mode, OtherLoad, fmt_time, limit_numpy_threads, machine_header, time_group, write_atomic)
+    BUSY_FRACTION, Mode, OtherLoad, fmt_time, limit_numpy_threads, machine_header, not_importable, time_group,
+    write_atomic)
 from decode_sides import (  # noqa: E402 - sibling modules of this script
     BATCH, BEAM, CONFIGS, Config, EAGER, EOS, EOS_BIAS, OPSET, ORT, OURS, OURS_BF16, PROBE_SENTENCE,
     REF_NUMPY, REF_OURS, SCRIPT, export_onnx, ort_greedy, ort_sessions, reference_fns, script_loop,
@@ -378,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import s2sext
     except ImportError as e:
-        print(f"error: s2sext is not importable ({e}); build it first "
-              "(pip install --no-build-isolation -e .)", file=sys.stderr)
-        return 2
+        return not_importable(e)
 
     header = machine_header(np, torch, s2sext, args.threads, previous_threads,
                             threads_note=f"; ONNX Runtime intra_op_num_threads={args.threads}, inter_op_num_threads=1",

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402 - sibling modules of this script
     BUSY_FRACTION, Mode, OtherLoad, fmt_ratio, fmt_time, limit_numpy_threads, machine_header, time_one,
-    time_pair, write_atomic)
+    not_importable, time_pair, write_atomic)
 
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -386,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         import s2sext
         from s2sext import ops
     except ImportError as e:
-        print(f"error: s2sext is not importable ({e}); build it first "
-              "(pip install --no-build-isolation -e .)", file=sys.stderr)
-        return 2
+        return not_importable(e)
 
     header = machine_header(np, torch, s2sext, args.threads, previous_threads)
 

@@ -74,17 +74,22 @@ def test_word_tsv_with_blank_source_names_file_and_line(capsys, tmp_path, comman
     assert f"{bad}:2:" in err.strip().splitlines()[-1]
 
 
+def _reading_a_model(command, model, tmp_path):
+    """The argv of `command` (translate, eval, plot or train --resume) reading the model file `model`;
+    a TSV file of pairs in tmp_path as data, outputs p.png and m.s2s there."""
+    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
+    return {
+        "translate": ["translate", "--model", model, data],
+        "eval": ["eval", "--model", model, "--data", data],
+        "plot": ["plot", "--model", model, "abc", "--out", tmp_path / "p.png"],
+        "train --resume": ["train", *TINY, "--resume", model, "--out", tmp_path / "m.s2s"],
+    }[command]
+
+
 @pytest.mark.parametrize("command", ["translate", "eval", "plot", "train --resume"])
 def test_missing_model_file_is_one_error_line(capsys, tmp_path, command):
     missing = tmp_path / "no-such-model.s2s"
-    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
-    argv = {
-        "translate": ["translate", "--model", missing, data],
-        "eval": ["eval", "--model", missing, "--data", data],
-        "plot": ["plot", "--model", missing, "abc", "--out", tmp_path / "p.png"],
-        "train --resume": ["train", *TINY, "--resume", missing, "--out", tmp_path / "m.s2s"],
-    }[command]
-    rc, out, err = run(capsys, *argv)
+    rc, out, err = run(capsys, *_reading_a_model(command, missing, tmp_path))
     assert "model written" not in out
     assert_one_error_line(rc, err, missing, "No such file")
 
@@ -111,14 +116,7 @@ def test_corrupted_model_file_is_one_error_line_naming_it(capsys, tmp_path, mode
     bad = tmp_path / "bad.s2s"
     bad.write_bytes(model_path.read_bytes())
     _corrupt(bad, how)
-    data = write_tsv_pairs(tmp_path / "d.tsv", make_task("reverse", 20, seed=6))
-    argv = {
-        "translate": ["translate", "--model", bad, data],
-        "eval": ["eval", "--model", bad, "--data", data],
-        "plot": ["plot", "--model", bad, "abc", "--out", tmp_path / "p.png"],
-        "train --resume": ["train", *TINY, "--resume", bad, "--out", tmp_path / "m.s2s"],
-    }[command]
-    rc, out, err = run(capsys, *argv)
+    rc, out, err = run(capsys, *_reading_a_model(command, bad, tmp_path))
     assert "model written" not in out and "exact match" not in out
     assert_one_error_line(rc, err, bad)
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "m.s2s").exists()
