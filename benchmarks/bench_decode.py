@@ -3,7 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py [--quick]
         [--threads 1] [--configs dates,nmt] [--out benchmarks/results/decode.md] [--seed 0]
 
-Letters (docs/CONVENTIONS): V vocabulary (source = target), E embedding, H hidden, S source length,
+Letters (as in docs/model.md): V vocabulary (source = target), E embedding, H hidden, S source length,
 T decoder steps, K beam size, B batch. Two configurations (issue 4, item 7):
 
     dates  V=59    E=16   H=256  S=29  T=10
@@ -52,367 +52,37 @@ included) and the peak RSS of loading the dates model file and translating one s
 .png unless --out is given, so a smoke run never replaces the quoted table. Exit status 1 if a check
 failed or a side errored.
 """
-
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import json
-import math
 import os
-import platform
 import string
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels import (  # noqa: E402 - the timing and machine report are shared with the kernel benchmark
-    BUSY_FRACTION,
-    ENV_OVERRIDES,
-    fmt_ratio,
-    fmt_time,
-    limit_numpy_threads,
-    machine_header,
-    Mode,
-    OtherLoad,
-    _quartiles,
-    _run_for,
-    _sample,
-    _typical,
-    write_atomic,
-)
+
+from bench_common import (  # noqa: E402 - sibling modules of this script
+    BUSY_FRACTION, Mode, OtherLoad, fmt_time, limit_numpy_threads, machine_header, not_importable, time_group,
+    write_atomic)
+from decode_sides import (  # noqa: E402 - sibling modules of this script
+    BATCH, BEAM, CONFIGS, Config, EAGER, EOS, EOS_BIAS, OPSET, ORT, OURS, OURS_BF16, PROBE_SENTENCE,
+    REF_NUMPY, REF_OURS, SCRIPT, export_onnx, ort_greedy, ort_sessions, reference_fns, script_loop,
+    torch_peers)
+from decode_report import CaseResult, ConfigResult, Timed, chart, command, markdown  # noqa: E402
+
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SOS, EOS = 1, 2
-EOS_BIAS = -1e4  # out.bias[<eos>] on every side: no side picks <eos>, so all run T argmax-fed steps
-BATCH = 32
-BEAM = 5
 N_CHECK = 4  # batch-1 sources whose tokens are compared before timing
-OPSET = 17
-
-
-@dataclass(frozen=True)
-class Config:
-    name: str
-    V: int
-    E: int
-    H: int
-    S: int
-    T: int
-
-    @property
-    def shape(self) -> str:
-        return f"V={self.V} E={self.E} H={self.H} S={self.S} T={self.T}"
-
-
-CONFIGS = {
-    "dates": Config("dates", V=59, E=16, H=256, S=29, T=10),
-    "nmt": Config("nmt", V=8000, E=256, H=512, S=30, T=30),
-}
 
 # Decodes are longer than single kernels: larger samples and budgets than bench_kernels' modes.
 FULL = Mode(sample_s=0.2, settle_s=0.15, reps=11, min_reps=5, budget_s=30.0, warmup_s=0.3)
 QUICK = Mode(sample_s=0.02, settle_s=0.1, reps=3, min_reps=3, budget_s=1.5, warmup_s=0.05)
-
-# Names of the sides (rows of the tables, bars of the chart).
-OURS, OURS_BF16 = "s2sext", "s2sext bf16"
-EAGER, SCRIPT, ORT = "torch eager", "TorchScript", "ONNX Runtime"
-REF_OURS, REF_NUMPY = "reference (our GEMV)", "reference (numpy GEMV)"
-
-
-# --------------------------------------------------------------------------------------------------
-# timing: several sides, interleaved
-
-
-@dataclass
-class Stats:
-    median_ns: float
-    q1_ns: float
-    q3_ns: float
-    reps: int
-    inner: int
-
-
-def time_group(fns: dict[str, Callable[[], object]], mode: Mode) -> dict[str, Stats]:
-    """Medians of every side, sampled in rounds of alternating order (A B C, C B A, ...).
-
-    As bench_kernels.time_pair, generalised to any number of sides: each side is warmed up on its own
-    and its samples sized from its typical call; a sample that follows another side is preceded by
-    mode.settle_s of its own untimed calls."""
-    names = list(fns)
-    typical = {k: _typical(_run_for(fns[k], mode.warmup_s)) for k in names}
-    inner = {k: max(1, round(mode.sample_s * 1e9 / typical[k])) for k in names}
-    round_ns = sum(max(mode.settle_s * 1e9, typical[k]) + inner[k] * typical[k] for k in names)
-    reps = int(min(max(mode.budget_s * 1e9 // round_ns, mode.min_reps), mode.reps))
-    schedule = [k for r in range(reps) for k in (names if r % 2 == 0 else names[::-1])]
-    samples: dict[str, list[float]] = {k: [] for k in names}
-    gc.collect()
-    gc.disable()  # a collection inside one side's sample would be charged to that side
-    try:
-        previous = None
-        for k in schedule:
-            if k != previous:
-                _run_for(fns[k], mode.settle_s)
-                previous = k
-            samples[k].append(_sample(fns[k], inner[k]))
-    finally:
-        gc.enable()
-    out = {}
-    for k in names:
-        q1, med, q3 = _quartiles(samples[k])
-        out[k] = Stats(med, q1, q3, reps, inner[k])
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# the PyTorch peers
-
-
-def torch_peers(torch):
-    """The PyTorch modules, defined here because torch is imported only after the thread settings."""
-    nn = torch.nn
-    Tensor = torch.Tensor
-
-    class GreedyLoop(nn.Module):
-        """Encoder nn.LSTM, then `steps` argmax-fed steps of LSTMCell + dot attention + tanh(W_c[c;h])."""
-
-        def __init__(self, twin):
-            super().__init__()
-            self.src_embed = twin.src_embed
-            self.encoder = twin.encoder
-            self.tgt_embed = twin.tgt_embed
-            self.cell = twin.decoder[0]
-            self.combine = twin.combine
-            self.out = twin.out
-
-        def forward(self, src: Tensor, steps: int) -> Tensor:
-            memory, (h_n, c_n) = self.encoder(self.src_embed(src))  # memory [B, S, H]
-            h, c = h_n[0], c_n[0]
-            y = torch.full((src.shape[0],), 1, dtype=torch.long)  # <sos>
-            ys = []
-            for _ in range(steps):
-                h, c = self.cell(self.tgt_embed(y), (h, c))
-                a = torch.softmax(torch.bmm(memory, h.unsqueeze(2)), dim=1)  # [B, S, 1]
-                context = torch.bmm(a.transpose(1, 2), memory).squeeze(1)  # [B, H]
-                o = torch.tanh(self.combine(torch.cat([context, h], dim=1)))
-                y = self.out(o).argmax(dim=1)
-                ys.append(y)
-            return torch.stack(ys, dim=1)
-
-    class EncoderPart(nn.Module):
-        def __init__(self, twin):
-            super().__init__()
-            self.src_embed = twin.src_embed
-            self.encoder = twin.encoder
-
-        def forward(self, src: Tensor):
-            memory, (h_n, c_n) = self.encoder(self.src_embed(src))
-            return memory, h_n[0], c_n[0]
-
-    class StepPart(nn.Module):
-        def __init__(self, twin):
-            super().__init__()
-            self.tgt_embed = twin.tgt_embed
-            self.cell = twin.decoder[0]
-            self.combine = twin.combine
-            self.out = twin.out
-
-        def forward(self, y: Tensor, h: Tensor, c: Tensor, memory: Tensor):
-            h, c = self.cell(self.tgt_embed(y), (h, c))
-            a = torch.softmax(torch.bmm(memory, h.unsqueeze(2)), dim=1)
-            context = torch.bmm(a.transpose(1, 2), memory).squeeze(1)
-            o = torch.tanh(self.combine(torch.cat([context, h], dim=1)))
-            return self.out(o), h, c
-
-    def beam_search(loop: GreedyLoop, src: Tensor, K: int, steps: int):
-        """Batch-1 beam search with the K beams as rows; exactly `steps` steps.
-        Returns (best tokens int64 [steps], its log-probability)."""
-        memory, (h_n, c_n) = loop.encoder(loop.src_embed(src))
-        S, H = memory.shape[1], memory.shape[2]
-        memory = memory.expand(K, S, H).contiguous()
-        h, c = h_n[0].expand(K, H).contiguous(), c_n[0].expand(K, H).contiguous()
-        scores = torch.full((K,), -math.inf)
-        scores[0] = 0.0  # one live hypothesis at the start
-        y = torch.full((K,), 1, dtype=torch.long)
-        V = loop.out.out_features
-        tokens, parents = [], []
-        for _ in range(steps):
-            h, c = loop.cell(loop.tgt_embed(y), (h, c))
-            a = torch.softmax(torch.bmm(memory, h.unsqueeze(2)), dim=1)
-            context = torch.bmm(a.transpose(1, 2), memory).squeeze(1)
-            o = torch.tanh(loop.combine(torch.cat([context, h], dim=1)))
-            logp = torch.log_softmax(loop.out(o), dim=1)  # [K, V]
-            scores, idx = (scores.unsqueeze(1) + logp).view(-1).topk(K)
-            parent = torch.div(idx, V, rounding_mode="floor")
-            y = idx - parent * V
-            h, c = h.index_select(0, parent), c.index_select(0, parent)
-            tokens.append(y)
-            parents.append(parent)
-        tok = torch.stack(tokens).tolist()
-        par = torch.stack(parents).tolist()
-        seq, slot = [], 0  # topk is sorted: slot 0 holds the best
-        for t in range(steps - 1, -1, -1):
-            seq.append(tok[t][slot])
-            slot = par[t][slot]
-        return seq[::-1], float(scores[0])
-
-    return GreedyLoop, EncoderPart, StepPart, beam_search
-
-
-def script_loop(torch, loop):
-    """(the scripted and frozen module, how) or (None, the error): a failure is a row, not a crash."""
-    with warnings.catch_warnings():
-        # torch.jit.script is deprecated in this torch ("Please switch to torch.compile or
-        # torch.export"); it still works, and the report says it is deprecated.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            scripted = torch.jit.script(loop.eval())
-        except Exception as e:  # noqa: BLE001 - any failure means "no TorchScript row"
-            return None, f"torch.jit.script failed: {type(e).__name__}: {e}".splitlines()[0]
-        try:
-            return torch.jit.freeze(scripted), "torch.jit.script + torch.jit.freeze"
-        except Exception as e:  # noqa: BLE001 - freezing is an optimisation; keep the scripted module
-            return scripted, f"torch.jit.script (freeze failed: {type(e).__name__})"
-
-
-def export_onnx(torch, encoder, step, cfg: Config, directory: str):
-    """Exports both parts with a dynamic batch axis; returns (encoder path, step path, exporter)."""
-    src = torch.zeros((1, cfg.S), dtype=torch.long)
-    y = torch.full((1,), SOS, dtype=torch.long)
-    h = torch.zeros((1, cfg.H))
-    memory = torch.zeros((1, cfg.S, cfg.H))
-    enc_path = os.path.join(directory, f"{cfg.name}-encoder.onnx")
-    step_path = os.path.join(directory, f"{cfg.name}-step.onnx")
-    jobs = [
-        (encoder, (src,), enc_path, ["src"], ["memory", "h", "c"],
-         {"src": {0: "B"}, "memory": {0: "B"}, "h": {0: "B"}, "c": {0: "B"}}),
-        (step, (y, h, h, memory), step_path, ["y", "h", "c", "memory"], ["logits", "h_out", "c_out"],
-         {"y": {0: "B"}, "h": {0: "B"}, "c": {0: "B"}, "memory": {0: "B"}, "logits": {0: "B"},
-          "h_out": {0: "B"}, "c_out": {0: "B"}}),
-    ]
-    exporter = "torch.onnx.export (default exporter)"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated, and says so
-        for module, args, path, inputs, outputs, axes in jobs:
-            kwargs = dict(input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                          opset_version=OPSET)
-            if exporter.endswith("(default exporter)"):
-                try:
-                    torch.onnx.export(module, args, path, **kwargs)
-                    continue
-                except Exception as e:  # noqa: BLE001 - e.g. the dynamo exporter needs onnxscript
-                    exporter = (f"torch.onnx.export(dynamo=False) (the default exporter failed: "
-                                f"{type(e).__name__}: {str(e).splitlines()[0][:80]})")
-            torch.onnx.export(module, args, path, dynamo=False, **kwargs)
-    return enc_path, step_path, exporter
-
-
-def ort_sessions(ort, enc_path, step_path, threads: int):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    providers = ["CPUExecutionProvider"]
-    return (ort.InferenceSession(enc_path, opts, providers=providers),
-            ort.InferenceSession(step_path, opts, providers=providers))
-
-
-def ort_greedy(np, enc, step, src, steps: int):
-    """The exported encoder once, then `steps` exported steps, argmax in numpy."""
-    memory, h, c = enc.run(None, {"src": src})
-    B = src.shape[0]
-    y = np.full(B, SOS, np.int64)
-    out = np.empty((B, steps), np.int64)
-    for t in range(steps):
-        logits, h, c = step.run(None, {"y": y, "h": h, "c": c, "memory": memory})
-        y = logits.argmax(axis=1)
-        out[:, t] = y
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# the physical reference
-
-
-def reference_fns(np, ops, params, cfg: Config, src_row, uses_table: bool):
-    """(ours, numpy, ours on 1x1 operands, numpy on 1x1 operands): the matrix-vector products of a
-    batch-1 greedy decode over the model's weight matrices (see the module docstring)."""
-    rng = np.random.default_rng(7)
-    S, T, H, E = cfg.S, cfg.T, cfg.H, cfg.E
-
-    def vec(n):
-        return rng.uniform(-1, 1, n).astype(np.float32)
-
-    X = np.ascontiguousarray(params["src_embed"][src_row])  # [S, E]
-    memory = rng.uniform(-1, 1, (S, H)).astype(np.float32)  # the encoder's outputs stand in
-    memory_t = np.ascontiguousarray(memory.T)  # [H, S]: the context as one more row-major GEMV
-    mats = {
-        "enc_w_ih": params["encoder.l0.w_ih"],  # [4H, E]
-        "enc_w_hh": params["encoder.l0.w_hh"],  # [4H, H]
-        "dec_w_ih": params["decoder.l0.w_ih"],  # [4H, E]
-        "dec_w_hh": params["decoder.l0.w_hh"],  # [4H, H]
-        "combine": params["combine.weight"],  # [H, 2H]
-        "out": params["out.weight"],  # [V, H]
-    }
-    h, e, a, ch, o = vec(H), vec(E), vec(S), vec(2 * H), vec(H)
-    h1, e1, a1, ch1, o1 = (v[None] for v in (h, e, a, ch, o))
-
-    def ours_with(m, X_, mem, mem_t, h1_, e1_, a1_, ch1_, o1_):
-        lf = ops.linear_forward
-
-        def run():
-            lf(X_, m["enc_w_ih"])  # all S input products at once, as the encoder does
-            for _ in range(S):
-                lf(h1_, m["enc_w_hh"])
-            for _ in range(T):
-                if not uses_table:
-                    lf(e1_, m["dec_w_ih"])
-                lf(h1_, m["dec_w_hh"])
-                lf(h1_, mem)  # scores [1, S]
-                lf(a1_, mem_t)  # context [1, H]
-                lf(ch1_, m["combine"])
-                lf(o1_, m["out"])
-        return run
-
-    def numpy_with(m, X_, mem, h_, e_, a_, ch_, o_):
-        dot = np.dot
-        xw = np.empty((X_.shape[0], m["enc_w_ih"].shape[0]), np.float32)
-        g = np.empty(m["enc_w_hh"].shape[0], np.float32)
-        sc = np.empty(mem.shape[0], np.float32)
-        ctx = np.empty(mem.shape[1], np.float32)
-        oc = np.empty(m["combine"].shape[0], np.float32)
-        lo = np.empty(m["out"].shape[0], np.float32)
-        w_ih_t = m["enc_w_ih"].T
-
-        def run():
-            dot(X_, w_ih_t, out=xw)
-            for _ in range(S):
-                dot(m["enc_w_hh"], h_, out=g)
-            for _ in range(T):
-                if not uses_table:
-                    dot(m["dec_w_ih"], e_, out=g)
-                dot(m["dec_w_hh"], h_, out=g)
-                dot(mem, h_, out=sc)
-                dot(a_, mem, out=ctx)
-                dot(m["combine"], ch_, out=oc)
-                dot(m["out"], o_, out=lo)
-        return run
-
-    # The same calls on 1x1 operands: what the Python calls themselves cost.
-    one = np.ones((1, 1), np.float32)
-    tiny = {k: one for k in mats}
-    one_v = np.ones(1, np.float32)
-    return (ours_with(mats, X, memory, memory_t, h1, e1, a1, ch1, o1),
-            numpy_with(mats, X, memory, h, e, a, ch, o),
-            ours_with(tiny, one, one, one, one, one, one, one, one),
-            numpy_with(tiny, one, one, one_v, one_v, one_v, one_v, one_v))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,7 +105,6 @@ with open("/proc/self/status") as f:
     out["vmhwm_kib"] = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
 print(json.dumps(out))
 """
-PROBE_SENTENCE = "September 27, 1994"
 # Peak RSS is the process's VmHWM (/proc/self/status), not getrusage's ru_maxrss: on Linux, exec keeps
 # in ru_maxrss the high-water mark of the image it replaced, here the forked copy of this benchmark
 # process (torch loaded, hundreds of MB), so ru_maxrss of the child reports the parent's size.
@@ -498,36 +167,6 @@ def import_and_memory(model_path: str) -> dict:
         "translation": load["translation"],
         "torch_imported": load["torch_imported"] or any(r["torch_imported"] for r in imports),
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# one configuration
-
-
-@dataclass
-class Timed:
-    """One side of one case: its median (None if it did not run) and why not, or its check."""
-
-    stats: Stats | None = None
-    error: str = ""
-    check: str = ""
-
-
-@dataclass
-class CaseResult:
-    case: str  # "greedy1", "beam", "batch32"
-    sides: dict[str, Timed] = field(default_factory=dict)
-    other_load: float | None = None
-
-
-@dataclass
-class ConfigResult:
-    cfg: Config
-    cases: dict[str, CaseResult] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    failed: bool = False
-    model_path: str | None = None  # the saved model file (the dates one feeds the memory probe)
-    reference_net: dict[str, float] = field(default_factory=dict)  # reference minus its call overhead
 
 
 def token_check(np, got, want) -> tuple[bool, str]:
@@ -710,251 +349,6 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
 
 
 # --------------------------------------------------------------------------------------------------
-# report
-
-
-def med(res: ConfigResult, case: str, side: str) -> float | None:
-    c = res.cases.get(case)
-    t = c.sides.get(side) if c else None
-    return t.stats.median_ns if t and t.stats else None
-
-
-def cell(ns: float | None, case: str, cfg: Config) -> str:
-    if ns is None:
-        return "—"
-    if case == "batch32":
-        return f"{fmt_time(ns)} ({BATCH / (ns * 1e-9):,.0f} sent/s)"
-    return f"{fmt_time(ns)} ({fmt_time(ns / cfg.T)}/token)"
-
-
-CASE_TITLES = {"greedy1": "batch-1 greedy", "beam": f"beam {BEAM}, batch 1",
-               "batch32": f"batch-{BATCH} greedy"}
-
-
-def config_table(res: ConfigResult) -> list[str]:
-    cfg = res.cfg
-    out = [f"### {cfg.name} ({cfg.shape})", "",
-           "| case | peer | s2sext | peer | peer / s2sext | check |",
-           "| --- | --- | ---: | ---: | ---: | --- |"]
-    for key, case in res.cases.items():
-        busy = case.other_load is not None and case.other_load > BUSY_FRACTION
-        ours = med(res, key, OURS)
-        order = [EAGER, SCRIPT, ORT, OURS_BF16, REF_OURS, REF_NUMPY]
-        for i, side in enumerate(sorted((k for k in case.sides if k != OURS), key=order.index)):
-            timed = case.sides[side]
-            title = CASE_TITLES[key] + (f" (machine busy: other processes took {case.other_load:.0%} of "
-                                        "the CPUs)" if busy and i == 0 else "")
-            if side == OURS_BF16:  # bf16 is ours; its peer is our float32
-                b = timed.stats.median_ns if timed.stats else None
-                ratio = fmt_ratio(ours / b) if b and ours else "—"
-                out.append(f"| {title}, bfloat16 | s2sext float32 | {cell(b, key, cfg)} | "
-                           f"{cell(ours, key, cfg)} | {ratio} | {timed.error or timed.check} |")
-                continue
-            peer = timed.stats.median_ns if timed.stats else None
-            ratio = fmt_ratio(peer / ours) if peer and ours else "—"
-            check = timed.error or timed.check
-            if key == "beam" and side == EAGER:
-                check = f"{check}; s2sext: {case.sides[OURS].check}"
-            elif key != "beam" and side == EAGER and OURS in case.sides:
-                check = f"s2sext: {case.sides[OURS].error or case.sides[OURS].check}"
-            out.append(f"| {title} | {side} | {cell(ours, key, cfg)} | {cell(peer, key, cfg)} | {ratio} "
-                       f"| {check} |")
-    return out
-
-
-@dataclass
-class Target:
-    label: str
-    config: str
-    want: float
-    kind: str  # ">=" speedup, "<=" ratio, "<" absolute
-    unit: str = "x"
-
-
-TARGETS = [
-    Target("dates: batch-1 greedy, torch eager / s2sext", "dates", 2.5, ">="),
-    Target("dates: batch-1 greedy, ONNX Runtime / s2sext", "dates", 1.4, ">="),
-    Target("dates: batch-1 greedy, s2sext / physical reference", "dates", 1.25, "<="),
-    Target("nmt: batch-1 greedy, torch eager / s2sext", "nmt", 2.5, ">="),
-    Target("nmt: batch-1 greedy, ONNX Runtime / s2sext", "nmt", 1.3, ">="),
-    Target(f"dates: beam {BEAM}, torch eager beam (batched) / s2sext", "dates", 4.0, ">="),
-    Target("nmt: batch-1 greedy, s2sext float32 / s2sext bfloat16", "nmt", 1.6, ">="),
-    Target("process peak RSS (load the dates model, translate one sentence)", "probe", 80.0, "<", " MB"),
-    Target("`import s2sext` (numpy's import included)", "probe", 0.3, "<", " s"),
-]
-
-
-def reference_ns(res: ConfigResult) -> float | None:
-    values = [v for v in (med(res, "greedy1", REF_OURS), med(res, "greedy1", REF_NUMPY)) if v]
-    return min(values) if values else None
-
-
-def reference_net_ns(res: ConfigResult) -> float | None:
-    values = [v for v in (res.reference_net.get(REF_OURS), res.reference_net.get(REF_NUMPY)) if v]
-    return min(values) if values else None
-
-
-def target_value(t: Target, results: dict[str, ConfigResult], mem: dict | None) -> float | None:
-    if t.config == "probe":
-        if not mem:
-            return None
-        return mem["peak_rss_mib"] * 1.048576 if t.unit == " MB" else mem["import_total_s"]
-    res = results.get(t.config)
-    if res is None:
-        return None
-    ours = med(res, "greedy1", OURS)
-    if "reference" in t.label:
-        ref = reference_ns(res)
-        return ours / ref if ours and ref else None
-    if "bfloat16" in t.label:
-        b = med(res, "greedy1", OURS_BF16)
-        return ours / b if ours and b else None
-    if "beam" in t.label:
-        o, p = med(res, "beam", OURS), med(res, "beam", EAGER)
-        return p / o if o and p else None
-    peer = med(res, "greedy1", EAGER if "eager" in t.label else ORT)
-    return peer / ours if ours and peer else None
-
-
-def targets_table(results, mem, args) -> list[str]:
-    out = ["| target (1 thread, batch 1, greedy, fixed output length unless stated) | wanted | measured | |",
-           "| --- | ---: | ---: | --- |"]
-    for t in TARGETS:
-        v = target_value(t, results, mem)
-        want = f"{t.kind} {t.want:g}{t.unit}"
-        if v is None:
-            why = "not measured" + (" (--quick runs dates only)" if args.quick and t.config == "nmt" else "")
-            out.append(f"| {t.label} | {want} | — | {why} |")
-            continue
-        met = v >= t.want if t.kind == ">=" else v <= t.want if t.kind == "<=" else v < t.want
-        shown = f"{v:.2f}{t.unit}" if t.unit != "x" else fmt_ratio(v)
-        verdict = "met" if met else "**NOT met**"
-        if "reference" in t.label:
-            net = reference_net_ns(results[t.config])
-            if net:
-                verdict += (f" (against the reference net of Python call overhead: "
-                            f"{fmt_ratio(med(results[t.config], 'greedy1', OURS) / net)})")
-        if args.threads != 1 and t.config != "probe":
-            verdict += f" (at {args.threads} threads; the target is at 1)"
-        out.append(f"| {t.label} | {want} | {shown} | {verdict} |")
-    return out
-
-
-def command(args) -> str:
-    cmd = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py"
-    cmd += " --quick" if args.quick else ""
-    cmd += f" --threads {args.threads}" if args.threads != 1 else ""
-    cmd += f" --configs {','.join(args.configs)}" if args.configs_given else ""
-    cmd += f" --seed {args.seed}" if args.seed != 0 else ""
-    return cmd
-
-
-def markdown(args, mode, header, results, mem, notes, png_name) -> str:
-    out = ["# s2sext decoding vs PyTorch eager, TorchScript and ONNX Runtime (CPU)", ""]
-    kind = (f"quick smoke run: short budgets, {', '.join(args.configs)} only; no measurement of the targets"
-            if args.quick else "full run")
-    out.append(f"Written by `{command(args)}` ({kind}), "
-               f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {args.threads} thread(s) "
-               "on every side.")
-    out.append("")
-    out.append(
-        "Same weights on every side (random, `Seq2Seq(seed)`, copied into PyTorch in float32); every side "
-        "runs exactly T argmax-fed decoder steps (`out.bias[<eos>]` = -1e4 everywhere so no side stops or "
-        "masks; s2sext is called with `min_length = max_length = T`). s2sext is one Python call per decode "
-        "(`Decoder.greedy` / `Decoder.beam`, the loop in C++); torch eager runs an nn.LSTM encoder and a "
-        "Python loop of nn.LSTMCell + bmm dot attention + tanh(Linear([c; h])) + Linear + argmax under "
-        "`torch.inference_mode()`; TorchScript is that module scripted and frozen (deprecated in this torch "
-        "version); ONNX Runtime runs the exported encoder and one exported decoder step, looped from Python "
-        "with numpy argmax. The torch beam search batches the K beams as rows (log_softmax, topk over K*V, "
-        "index_select by parent, backtrack). Tokens were compared with torch eager's before timing.")
-    out.append("")
-    out.append(
-        f"Medians of up to {mode.reps} samples per side, sides sampled in rounds of alternating order, a "
-        f"sample that follows another side only after {mode.settle_s:g} s of untimed calls of its own "
-        "side (the other library's spinning threads asleep, the side's weights back in cache: these are "
-        "warm-cache, steady-state times of decoding the same input again). peer / s2sext > 1 means s2sext "
-        "is faster; for the bfloat16 rows it is s2sext float32 / s2sext bfloat16. Times include each "
-        "side's Python calls.")
-    out.append("")
-    out += [f"- {k}: {v}" for k, v in header]
-    for res in results.values():
-        out.append("")
-        out += config_table(res)
-        out.append("")
-        out += [f"- {n}" for n in res.notes]
-    out.append("")
-    out.append("### Targets (issue 4)")
-    out.append("")
-    out += targets_table(results, mem, args)
-    out.append("")
-    if mem:
-        out.append(
-            f"Import and memory, in a separate process that never imports torch (`'torch' in sys.modules` "
-            f"was {mem['torch_imported']}): `import s2sext` {mem['import_total_s']:.3f} s, best of 3 fresh "
-            f"processes with a warm file cache (numpy {mem['import_numpy_s']:.3f} s of it, s2sext itself "
-            f"{mem['import_s2sext_s']:.3f} s; peak RSS after the import {mem['import_rss_mib']:.1f} MiB); "
-            f"`Decoder.load` of the dates model file and `translate([{PROBE_SENTENCE!r}])` peak at "
-            f"{mem['peak_rss_mib']:.1f} MiB RSS (= {mem['peak_rss_mib'] * 1.048576:.1f} MB; "
-            f"{mem['peak_source']} of /proc/self/status. `ru_maxrss` says {mem['maxrss_mib']:.0f} MiB, but on "
-            "Linux it keeps across exec the high-water mark of the forked copy of this torch-loaded benchmark "
-            "process).")
-    else:
-        out.append("Import and memory: not measured (dates configuration not run).")
-    out.append("")
-    out.append(f"![per-token latency and throughput]({png_name})")
-    if notes:
-        out.append("")
-        out += notes
-    return "\n".join(out) + "\n"
-
-
-def chart(results: dict[str, ConfigResult], path: Path, title: str) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        return f"no chart: {e}"
-    panels = [("greedy1", "batch-1 greedy: µs per token",
-               [OURS, OURS_BF16, EAGER, SCRIPT, ORT, REF_OURS, REF_NUMPY]),
-              ("beam", f"beam {BEAM}: µs per output token", [OURS, EAGER]),
-              ("batch32", f"batch-{BATCH} greedy: sentences / s", [OURS, EAGER, SCRIPT, ORT])]
-    colors = {OURS: "#1f77b4", OURS_BF16: "#6baed6", EAGER: "#d62728", SCRIPT: "#ff7f0e", ORT: "#2ca02c",
-              REF_OURS: "#7f7f7f", REF_NUMPY: "#bdbdbd"}
-    names = list(results)
-    # One panel per configuration and case, linear from zero, so bar heights compare directly.
-    fig, axes = plt.subplots(len(names), 3, figsize=(15, 4.2 * len(names)), squeeze=False)
-    for row, name in zip(axes, names):
-        cfg = results[name].cfg
-        for ax, (case, label, sides) in zip(row, panels):
-            shown = [(side, med(results[name], case, side)) for side in sides]
-            shown = [(side, BATCH / (ns * 1e-9) if case == "batch32" else ns / cfg.T / 1e3)
-                     for side, ns in shown if ns is not None]
-            bars = ax.bar(range(len(shown)), [v for _, v in shown], color=[colors[k] for k, _ in shown])
-            ax.bar_label(bars, fmt="%.0f" if case == "batch32" else "%.1f", fontsize=7)
-            ax.set_xticks(range(len(shown)), [k for k, _ in shown], fontsize=7,
-                          rotation=30, ha="right")
-            ax.set_title(f"{name} ({cfg.shape})\n{label}"
-                         + (" (higher is better)" if case == "batch32" else " (lower is better)"), fontsize=9)
-            ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
-    return None
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -985,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import s2sext
     except ImportError as e:
-        print(f"error: s2sext is not importable ({e}); build it first "
-              "(pip install --no-build-isolation -e .)", file=sys.stderr)
-        return 2
+        return not_importable(e)
 
     header = machine_header(np, torch, s2sext, args.threads, previous_threads,
                             threads_note=f"; ONNX Runtime intra_op_num_threads={args.threads}, inter_op_num_threads=1",

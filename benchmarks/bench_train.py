@@ -38,7 +38,6 @@ import gc
 import itertools
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,11 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels import (  # noqa: E402 - the machine report is shared with the kernel benchmark
+from bench_common import (  # noqa: E402 - the machine report is shared with the other benchmarks
     BUSY_FRACTION,
-    ENV_OVERRIDES,
     limit_numpy_threads,
     machine_header,
+    not_importable,
     OtherLoad,
     write_atomic,
 )
@@ -400,9 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         from s2sext.torch_reference import TorchSeq2Seq
         from s2sext.train import Adam
     except ImportError as e:
-        print(f"error: s2sext is not importable ({e}); build it first "
-              "(pip install --no-build-isolation -e .)", file=sys.stderr)
-        return 2
+        return not_importable(e)
 
     header = machine_header(np, torch, s2sext, args.threads, previous_threads,
                             extra_rows=[("torch parallel_info", "; ".join(

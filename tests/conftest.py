@@ -9,9 +9,8 @@ The PyTorch references and the tolerance rule live in reference.py (imported by 
 import os
 
 # One thread for PyTorch (OpenMP) and for numpy's OpenBLAS, the references' thread pools. On a
-# small machine the idle threads of a pool spin while another library works and every call gets
-# 30-100x slower (measured on 2 cores: lstm_forward+backward at B=3, S=13, H=255 took 0.13 s instead
-# of 4 ms while PyTorch's and an OpenBLAS pool spun). OpenBLAS reads the variable when it loads.
+# small machine the idle threads of a pool spin while another library works, taking the cores from
+# it and making every call many times slower. OpenBLAS reads the variable when it loads.
 # s2sext's own bundled OpenBLAS is single-threaded regardless; its threads are tested in
 # test_parallel.py.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -33,8 +33,8 @@ LAYOUTS = ("contiguous", "transposed", "strided", "fortran", "float16", "big-end
 # ---------------------------------------------------------------- references (plain torch)
 
 def lstm_loop_ref(x, h0, c0, w_ih, w_hh, b, lengths, dhs, dhT, dcT, dtype=torch.float64):
-    """The LSTM of docs/CONVENTIONS.md step by step in torch: past a length the state is carried
-    and the output is zero. Returns the outputs and the gradients of sum <output, upstream>."""
+    """The LSTM (PyTorch's equations and gate order i, f, g, o, as docs/model.md says) step by step
+    in torch: past a length the state is carried and the output is zero. Returns the outputs and the gradients of sum <output, upstream>."""
     B, S, _ = x.shape
     H = w_hh.shape[1]
     xt, h0t, c0t = _tensor(x, dtype, True), _tensor(h0, dtype, True), _tensor(c0, dtype, True)

@@ -1,7 +1,7 @@
 """Reading text input (s2sext.data): read_lines for files and streams alike, token counts and
 truncation without building token lists, read_tsv's length limits, and the byte cap on a line.
 
-The CLI's use of these (stdin, --truncate, the limits' error lines) is tested in test_cli.py.
+The CLI's use of these (stdin, --truncate, the limits' error lines) is tested in tests/cli/ (test_cli_input_limits.py).
 """
 import io
 

@@ -229,47 +229,6 @@ def test_training_argument_errors(tmp_path):
         train(tiny_model(attention="dot"), data, epochs=2, resume=ckpt, seed=3, progress=False, log=lambda m: None)
 
 
-# ---------------------------------------------------------------------------------------------
-# The compiled core's type stub matches what the module registers
-
-
-def _stub_names():
-    """{name: None for a function, or the set of public members of a class} of _core.pyi."""
-    import ast
-    from pathlib import Path
-
-    import s2sext
-
-    tree = ast.parse((Path(s2sext.__file__).parent / "_core.pyi").read_text(encoding="utf-8"))
-    names = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            names[node.name] = None
-        elif isinstance(node, ast.ClassDef):
-            members = set()
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):
-                    members.add(item.name)
-                elif isinstance(item, ast.AnnAssign):
-                    members.add(item.target.id)
-            names[node.name] = members
-    return names
-
-
-def test_core_stub_lists_exactly_the_registered_names():
-    """_core.pyi once listed LSTMCache.x_tm/h_all (long gone) and lacked Engine, linear_*,
-    adam_update, grad_sum_squares and check_model_file."""
-    from s2sext import _core
-
-    stub = _stub_names()
-    registered = {name for name in dir(_core) if not name.startswith("_")}
-    assert set(stub) == registered, (sorted(set(stub) - registered), sorted(registered - set(stub)))
-    for name, members in stub.items():
-        if members is not None:
-            public = {m for m in dir(getattr(_core, name)) if not m.startswith("_")}
-            assert members == public, (name, sorted(members - public), sorted(public - members))
-
-
 @pytest.mark.parametrize("text", ["linear:c=1,c=2", "exponential:k=0.9,floor=0.1,k=0.5", "linear:c=1, c = 2"])
 def test_schedule_refuses_a_repeated_parameter(text):
     """A repeated key was once accepted, the last value winning."""

@@ -182,8 +182,7 @@ void gemv(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alp
 // float32 GEMV with explicit SIMD where the target has it: eight rows at a time, x loaded once per
 // column block, and the eight row sums reduced together by a hadd tree (the horizontal reduction
 // costs about as much as the loads when each row's sum is reduced on its own). 256-bit vectors on
-// the AVX-512 path too: measured here, eight 512-bit row streams ran at 68 GB/s from L2 against
-// 94 GB/s for eight 256-bit ones.
+// the AVX-512 path too: eight 512-bit row streams read from L2 more slowly than eight 256-bit ones.
 #if defined(__AVX2__) && defined(__FMA__)
 inline __m256 hsum8_rows(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6,
                          __m256 r7) {
@@ -211,8 +210,8 @@ inline VecF vfma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a, b, c); }
 // class of columns (mod 8) in increasing order; the 64-column blocks of the two-level sum are
 // folded lane by lane (a lane's block starts at another vector than its neighbours'), masked
 // lanes at both ends are left untouched, and the totals are rotated back before the final sum.
-// Measured on the B=1 LSTM cell (w_hh [1024, 256]): 11.8 us with 32-byte aligned rows, 13.1-13.7
-// us with 16-byte aligned ones (numpy's default) before this path.
+// Without this path, rows that are not 32-byte aligned (numpy's default alignment is 16 bytes)
+// split a cache line on every other load, which slows the batch-1 LSTM cell.
 // p - m floats, computed on the address: vector 0's masked loads start before the arrays, and
 // pointer arithmetic may not leave an array.
 inline const float* floats_before(const float* p, int64_t m) {
@@ -280,8 +279,8 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
   // The columns are grouped into lanes from column 0 whatever the addresses, so a result never
   // depends on where the arrays happen to lie (a run that reloads its weights computes the same
   // bits). Row loads are aligned when W is 32-byte aligned and ldw a multiple of 8, which is how
-  // Seq2Seq allocates its parameters; a load that splits a cache line costs about a quarter more
-  // bandwidth here, so rows that start elsewhere take gemv_rows8_shifted when K allows.
+  // Seq2Seq allocates its parameters; a load that splits a cache line costs more bandwidth, so
+  // rows that start elsewhere take gemv_rows8_shifted when K allows.
   const int64_t shift = static_cast<int64_t>(reinterpret_cast<uintptr_t>(W) % 32) / 4;
   const bool shifted = shift != 0 && reinterpret_cast<uintptr_t>(W) % 4 == 0 && ldw % 8 == 0 && K % 8 == 0 && K >= 8;
   int64_t n = 0;

@@ -83,9 +83,8 @@ constexpr int64_t kMaxGemvRows = 8;
 // A product whose inner dimension is at least this long, with A transposed (a weight gradient,
 // dW = dY^T @ X over many rows), is split along K: each thread sums its share of the rows into its
 // own copy of C, and the copies are added. Splitting the rows of C instead has each thread pack
-// every other column block of dY^T, which measured slower than one thread on some shapes; at
-// K = 3712 (an LSTM's dW_hh, B=128, S=29, H=256) the K split took 7.3 ms against 8.2-10.4 ms on 2
-// threads. Below this K the extra pass over C would cost more than the split saves.
+// every other column block of dY^T, which made the split slower than one thread on some shapes.
+// Below this K the extra pass over C would cost more than the split saves.
 constexpr int64_t kMinSplitInner = 1024;
 // The split keeps (ranges - 1) extra copies of C in the caller's scratch, which stays allocated:
 // at most this many elements in all (16 MiB of float32), so a large output (an output layer's

@@ -61,7 +61,8 @@ struct RegionGuard {
   }
 };
 
-// Spin this many pause instructions (about 0.1 ms) before a worker sleeps.
+// Spin this many pause instructions before a worker sleeps: a job that follows soon (the next
+// kernel of the same step) finds the workers awake, and an idle pool soon gives the cores back.
 constexpr int kSpinRounds = 2000;
 
 // One job at a time. Protocol: the caller fills the job's fields, then under mutex_ opens the job

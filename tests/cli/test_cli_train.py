@@ -1,0 +1,241 @@
+"""``s2sext train``: options reaching the model file, TSV data, teacher forcing, threads, and
+--checkpoint/--resume.
+
+Commands run in-process through ``main(argv)`` (output read with capsys) unless a test says
+otherwise; the shared helpers are in cli_support.py and the shared tiny model in conftest.py.
+"""
+import math
+import re
+
+import numpy as np
+
+import s2sext
+import s2sext.cli
+from s2sext import Seq2Seq
+from s2sext.data import make_task
+
+from cli_support import TINY, assert_one_error_line, run, write_tsv_pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+def test_train_builtin_task_writes_a_loadable_model(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "2", "--out", out_path)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    loaded = Seq2Seq.load(out_path)
+    cfg = loaded.config
+    assert (cfg.embed_size, cfg.hidden_size, cfg.num_layers, cfg.attention, cfg.attention_style) == \
+        (8, 16, 1, "dot", "luong")
+    assert (cfg.src_tokenizer, cfg.tgt_tokenizer, cfg.bidirectional, cfg.reverse_source) == \
+        ("char", "char", False, False)
+
+    lines = out.splitlines()
+    m = re.fullmatch(r"data: task reverse \(300 generated pairs, seed 0\): (\d+) training pairs, "
+                     r"(\d+) validation pairs", lines[0])
+    assert m, lines[0]
+    n_train, n_valid = int(m.group(1)), int(m.group(2))
+    assert n_train == 270 and 1 <= n_valid <= 30  # 10% held out, minus sources also seen in training
+    assert lines[1].startswith(f"model: {loaded.num_parameters:,} parameters; attention dot (luong), "
+                               f"embed 8, hidden 16, layers 1; vocab ")
+    assert lines[1].endswith(f"vocab {cfg.src_vocab_size}/{cfg.tgt_vocab_size}")
+    m = re.fullmatch(rf"best epoch ([12]): exact match (\d+\.\d\d)% on {n_valid} validation pairs; "
+                     rf"model written to {re.escape(str(out_path))}", lines[-1])
+    assert m, lines[-1]
+    # one log line per epoch (on stderr, with the progress bar)
+    epochs = re.findall(r"^epoch (\d+): train loss (\d+\.\d+), .*; valid loss \d+\.\d+, exact match "
+                        r"\d+\.\d\d%$", err, re.M)
+    assert [e for e, _ in epochs] == ["1", "2"], err
+    assert all(math.isfinite(float(loss)) for _, loss in epochs)
+
+
+def test_train_architecture_options_reach_the_model_file(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path, "--attention", "concat",
+                       "--style", "bahdanau", "--layers", "2", "--bidirectional", "--dropout", "0.2",
+                       "--reverse-source", "--tokenizer", "word", "--optimizer", "sgd", "--lr", "0.1",
+                       "--clip", "1", "--seed", "7")
+    assert rc == 0, err
+    cfg = Seq2Seq.load(out_path).config
+    assert (cfg.attention, cfg.attention_style, cfg.num_layers, cfg.bidirectional, cfg.dropout,
+            cfg.reverse_source, cfg.src_tokenizer, cfg.tgt_tokenizer) == \
+        ("concat", "bahdanau", 2, True, 0.2, True, "word", "word")
+    assert "attention concat (bahdanau)" in out and "layers 2, bidirectional" in out
+
+
+def test_train_location_attention_and_max_source_length(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path, "--attention", "location",
+                     "--max-source-length", "20", "--input-feeding")
+    assert rc == 0, err
+    cfg = Seq2Seq.load(out_path).config
+    assert (cfg.attention, cfg.max_source_length, cfg.input_feeding) == ("location", 20, True)
+
+
+def test_train_and_valid_from_tsv_files(capsys, tmp_path):
+    pairs = make_task("reverse", 50, seed=3)
+    train_tsv = write_tsv_pairs(tmp_path / "train.tsv", pairs[:40])
+    valid_tsv = write_tsv_pairs(tmp_path / "valid.tsv", pairs[40:])
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", "--data", train_tsv, "--valid", valid_tsv, "--hidden", "16",
+                       "--embed", "8", "--epochs", "1", "--batch-size", "16", "--no-progress", "--out", out_path)
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"data: {train_tsv}: 40 training pairs, 10 validation pairs"
+    assert out.splitlines()[-1].endswith(f"on 10 validation pairs; model written to {out_path}")
+    loaded = Seq2Seq.load(out_path)
+    # the vocabularies come from the training file only
+    assert set(loaded.src_vocab.tokens[4:]) == {c for s, _ in pairs[:40] for c in s}
+
+
+def test_train_tsv_with_valid_split_count(capsys, tmp_path):
+    pairs = make_task("reverse", 50, seed=4)
+    data = write_tsv_pairs(tmp_path / "all.tsv", pairs)
+    rc, out, err = run(capsys, "train", "--data", data, "--valid-split", "12", "--hidden", "8", "--embed", "4",
+                       "--epochs", "1", "--no-progress", "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"data: {data}: 38 training pairs, 12 validation pairs"
+
+
+def test_train_word_tokenizer_from_tsv_and_translate(capsys, tmp_path):
+    pairs = [("the cat sleeps", "le chat dort"), ("a dog runs", "un chien court"),
+             ("the dog sleeps", "le chien dort"), ("a cat runs", "un chat court")] * 3
+    data = write_tsv_pairs(tmp_path / "w.tsv", pairs)
+    out_path = tmp_path / "w.s2s"
+    rc, out, err = run(capsys, "train", "--data", data, "--valid", data, "--tokenizer", "word", "--hidden", "8",
+                       "--embed", "4", "--epochs", "2", "--no-progress", "--out", out_path)
+    assert rc == 0, err
+    loaded = Seq2Seq.load(out_path)
+    assert loaded.config.src_tokenizer == loaded.config.tgt_tokenizer == "word"
+    words = {"le", "chat", "dort", "un", "chien", "court"}
+    assert set(loaded.tgt_vocab.tokens[4:]) == words
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("the cat runs\n\na dog sleeps\n", encoding="utf-8")
+    rc, out, err = run(capsys, "translate", "--model", out_path, "--max-length", "6", inputs)
+    assert rc == 0, err
+    lines = out.split("\n")
+    assert lines[-1] == "" and len(lines) == 4  # three lines, each ended by a newline
+    assert lines[1] == ""
+    for line in (lines[0], lines[2]):
+        assert set(line.split()) <= words | {"<unk>"}
+        assert "  " not in line  # words joined by single spaces
+    assert [lines[0], lines[2]] == loaded.translate(["the cat runs", "a dog sleeps"], max_length=6)
+
+
+def test_train_teacher_forcing_schedule(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path,
+                       "--teacher-forcing", "linear:c=0.01,floor=0.5")
+    assert rc == 0, err
+    assert out_path.exists()
+    # 270 training pairs in batches of 32: 9 updates with eps_i = max(0.5, 1 - 0.01 i)
+    expected = np.mean([max(0.5, 1 - 0.01 * i) for i in range(9)])
+    assert re.search(rf"^epoch 1: .*teacher forcing {expected:.3f}; ", err, re.M), err
+
+
+def test_train_threads_option(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--threads", "1", "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert s2sext.get_num_threads() == 1  # (the autouse fixture restores it)
+
+
+def _weights_and_state(path):
+    model, extra, extra_tensors = Seq2Seq.load(path, return_extra=True)
+    return model.params, extra, extra_tensors
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(capsys, tmp_path):
+    """Train 1 epoch with --checkpoint, then --resume to 2 epochs: the weights, optimiser state and
+    best model equal those of one uninterrupted 2-epoch run exactly (same seed, same threads)."""
+    common = [*TINY, "--seed", "3", "--threads", "1"]
+    full_ck, full_out = tmp_path / "full.ckpt", tmp_path / "full.s2s"
+    rc, full_stdout, err = run(capsys, "train", *common, "--epochs", "2", "--checkpoint", full_ck, "--out", full_out)
+    assert rc == 0, err
+
+    part_ck, part_out = tmp_path / "part.ckpt", tmp_path / "part.s2s"
+    rc, _, err = run(capsys, "train", *common, "--epochs", "1", "--checkpoint", part_ck, "--out", part_out)
+    assert rc == 0, err
+    _, extra, _ = _weights_and_state(part_ck)
+    assert extra["epoch"] == 1 and extra["updates"] == 9 and extra["optimizer"] == "adam"
+
+    resumed_ck = tmp_path / "resumed.ckpt"
+    rc, resumed_stdout, err = run(capsys, "train", *common, "--epochs", "2", "--resume", part_ck,
+                                  "--checkpoint", resumed_ck, "--out", part_out)
+    assert rc == 0, err
+    assert f"resumed from {part_ck} after epoch 1 (9 updates)" in err
+    assert re.findall(r"^epoch (\d+):", err, re.M) == ["2"]  # only the remaining epoch is trained
+
+    full_params, full_extra, full_tensors = _weights_and_state(full_ck)
+    resumed_params, resumed_extra, resumed_tensors = _weights_and_state(resumed_ck)
+    assert full_params.keys() == resumed_params.keys()
+    for name in full_params:
+        assert np.array_equal(full_params[name], resumed_params[name]), name
+    assert full_tensors.keys() == resumed_tensors.keys() and full_tensors
+    for name in full_tensors:  # Adam's moments
+        assert np.array_equal(full_tensors[name], resumed_tensors[name]), name
+    assert resumed_extra["epoch"] == full_extra["epoch"] == 2
+    assert resumed_extra["updates"] == full_extra["updates"] == 18
+    assert resumed_extra["best"] == full_extra["best"]
+    assert [r["epoch"] for r in resumed_extra["history"]] == [1, 2]
+    for a, b in zip(full_extra["history"], resumed_extra["history"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+    # the best model (--out) and the summary line agree too
+    best_full, best_resumed = Seq2Seq.load(full_out).params, Seq2Seq.load(part_out).params
+    for name in best_full:
+        assert np.array_equal(best_full[name], best_resumed[name]), name
+    summary = re.compile(r"^best epoch (\d+): exact match (\S+)% on (\d+) validation pairs", re.M)
+    assert summary.search(full_stdout).groups() == summary.search(resumed_stdout).groups()
+
+
+def test_resume_with_another_optimizer_is_one_error_line(capsys, tmp_path):
+    ck = tmp_path / "ck.s2s"
+    assert run(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", ck, "--out", tmp_path / "m.s2s")[0] == 0
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "2", "--resume", ck, "--optimizer", "sgd",
+                     "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, ck, "sgd")
+
+
+def test_resume_that_trains_nothing_does_not_claim_a_written_model(capsys, tmp_path):
+    ck = tmp_path / "ck.s2s"
+    assert run(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", ck, "--out", tmp_path / "a.s2s")[0] == 0
+    new_out = tmp_path / "new.s2s"
+    rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--resume", ck, "--out", new_out)
+    if rc == 0 and f"model written to {new_out}" in out:
+        assert new_out.exists()
+    else:
+        assert_one_error_line(rc, err)
+
+
+def test_resume_reads_targets_with_the_checkpoints_target_tokenizer(capsys, tmp_path):
+    """train --resume once applied the source tokenizer to both sides."""
+    pairs = [(f"{a}{b}", f"w{a} w{b}") for a in range(10) for b in range(10)]
+    model = Seq2Seq([s for s, _ in pairs], [t for _, t in pairs], embed_size=4, hidden_size=8,
+                    src_tokenizer="char", tgt_tokenizer="word", seed=0)
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    checkpoint = tmp_path / "ck.s2s"
+    from s2sext.data import encode_pairs, split_pairs
+    from s2sext.train import train
+
+    train_pairs, valid_pairs = split_pairs(pairs, 0.1, seed=0)
+    encode = lambda p: encode_pairs(p, model.src_vocab, model.tgt_vocab, "char", "word")  # noqa: E731
+    train(model, encode(train_pairs), encode(valid_pairs), epochs=1, batch_size=32, checkpoint=checkpoint,
+          out=tmp_path / "m.s2s", seed=0, progress=False, log=lambda m: None)
+    # targets of two words but five characters: within --max-target-length 2 in word tokens only
+    rc, out, err = run(capsys, "train", "--data", data, "--resume", checkpoint, "--checkpoint", checkpoint,
+                       "--epochs", "2", "--max-target-length", "2", "--no-progress", "--out", tmp_path / "m.s2s")
+    assert rc == 0, err
+    assert "resuming" in out
+
+
+def test_word_model_max_source_length_is_counted_in_tokens(capsys, tmp_path):
+    """--tokenizer word once set max_source_length from the characters of the longest source."""
+    pairs = [(" ".join(["longword"] * 70), "x"), ("a b", "y")] * 10
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    out_path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", "--data", data, "--tokenizer", "word", "--valid-split", "2", "--hidden", "8",
+                     "--embed", "4", "--epochs", "1", "--no-progress", "--out", out_path)
+    assert rc == 0, err
+    assert Seq2Seq.load(out_path).config.max_source_length == 140  # 2 x 70 words (not 2 x 629 characters)
