@@ -1,5 +1,5 @@
 """Type stub of the compiled core. Use s2sext.ops: these names are private."""
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,10 +53,11 @@ def linear_backward(dy: ArrayLike, x: ArrayLike, w: ArrayLike, y: ArrayLike, act
 
 class Engine:
     def __init__(self, config: dict[str, Any], params: dict[str, ArrayLike], dtype: str) -> None: ...
-    def greedy(self, src_ids: ArrayLike, lengths: ArrayLike, max_length: int, min_length: int, serial: bool
-               ) -> np.ndarray: ...
+    def greedy(self, src_ids: ArrayLike, lengths: ArrayLike, max_length: int, min_length: int, serial: bool,
+               return_attention: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]: ...
     def beam(self, src_ids: ArrayLike, lengths: ArrayLike, beam_size: int, max_length: int, min_length: int,
-             n_best: int, length_penalty: float, serial: bool) -> List[List[Tuple[np.ndarray, float, float]]]: ...
+             n_best: int, length_penalty: float, serial: bool, return_attention: bool = False
+             ) -> List[List[Tuple[Any, ...]]]: ...
     @property
     def dtype(self) -> str: ...
 
