@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sext.decoding import check_beam_args, check_float32_range, check_lengths, length_penalty_factor
+from s2sext.decoding import check_beam_args, check_lengths, length_penalty_factor
 from s2sext.layers import EncoderState
 from s2sext.spec import EOS_ID, PAD_ID, SOS_ID
 
@@ -36,7 +36,6 @@ def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, ret
     """
     max_length, min_length = check_lengths(max_length, min_length)
     src, lengths, restore = _by_length(model, src_ids, lengths)
-    check_float32_range(model.config.as_dict(), model.params)
     enc = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B, S = src.shape
@@ -102,7 +101,6 @@ def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_le
     max_length, min_length = check_lengths(max_length, min_length)
     K, n_best, alpha = check_beam_args(beam_size, n_best, length_penalty)
     src, lengths, restore = _by_length(model, src_ids, lengths)
-    check_float32_range(model.config.as_dict(), model.params)
     enc0 = model.encoder.forward(model.params, src, lengths)  # src checked by _by_length
     decoder, params = model.decoder, model.params
     B = enc0.lengths.shape[0]

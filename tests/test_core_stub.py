@@ -149,8 +149,8 @@ def test_classes_have_the_same_public_members():
 
 @pytest.mark.parametrize("label, compiled, name, node, method", [pytest.param(*f, id=f[0]) for f in _functions()])
 def test_parameters_match(label, compiled, name, node, method):
-    """As many parameters as the compiled function, defaults on the same ones, and the same names where
-    the binding names them (pybind11 calls an unnamed one arg0, arg1, ...: it is positional only)."""
+    """As many parameters as the compiled function, defaults on the same ones, and the same names: every
+    binding names its parameters (pybind11 would call an unnamed one arg0, arg1, ...)."""
     assert compiled is not None, f"{label}: not in _core"
     stub = _stub_params(node, method)
     signatures = _compiled_signatures(compiled, name, method)
@@ -158,6 +158,6 @@ def test_parameters_match(label, compiled, name, node, method):
     params = signatures[0]
     assert len(stub) == len(params), (label, [p for p, _ in stub], [p for p, _ in params])
     for (stub_name, stub_default), (compiled_name, compiled_default) in zip(stub, params):
-        if not POSITIONAL.fullmatch(compiled_name):
-            assert stub_name == compiled_name, (label, [p for p, _ in stub], [p for p, _ in params])
+        assert not POSITIONAL.fullmatch(compiled_name), f"{label}: the binding leaves {stub_name} unnamed"
+        assert stub_name == compiled_name, (label, [p for p, _ in stub], [p for p, _ in params])
         assert stub_default == compiled_default, f"{label}({stub_name}): a default on one side only"

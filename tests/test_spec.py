@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from s2sext import ops, spec
+from s2sext import _core, ops, spec
 from s2sext.config import Config
 from s2sext.text import TOKENIZERS
 
@@ -76,3 +76,45 @@ def test_attention_parameters():
     assert spec.attention_parameter_shapes("concat", True, H=4, A=3) == [
         ("w_q", (3, 4)), ("w_k", (3, 4)), ("v", (3,)), ("b_q", (3,))]
     assert spec.attention_parameter_shapes("location", H=4, S_max=9) == [("w_a", (9, 4))]
+
+
+# ---------------------------------------------------------------------------------------------
+# The C++ core's spec (src/cpp/spec/model_spec.h) is the same table
+
+
+@pytest.mark.parametrize("config", list(configs()))
+def test_the_cpp_parameter_table_is_python_s(config):
+    assert _core.parameter_table(config) == [(name, tuple(shape)) for name, shape in spec.parameter_table(config)]
+
+
+def test_the_cpp_parameter_table_with_more_layers_and_feeding():
+    base = {**next(configs()), "attention": "dot"}
+    for changes in (dict(num_layers=3, bidirectional=True), dict(input_feeding=True),
+                    dict(attention="concat", attention_style="bahdanau"), dict(attention=None, num_layers=1)):
+        config = {**base, **changes}
+        assert _core.parameter_table(config) == [(n, tuple(s)) for n, s in spec.parameter_table(config)]
+
+
+def test_the_cpp_kinds_and_special_ids_are_python_s():
+    assert tuple(_core.attention_kinds()) == spec.ATTENTION_KINDS
+    assert _core.special_ids() == {token: i for i, token in enumerate(spec.SPECIALS)}
+    assert [spec.PAD_ID, spec.SOS_ID, spec.EOS_ID, spec.UNK_ID] == [0, 1, 2, 3]
+
+
+def test_the_cpp_configuration_reader_refuses_what_config_refuses():
+    base = {**next(configs()), "attention": "dot"}
+    for changes, match in [(dict(bridge="mlp"), r"config 'bridge' is 'mlp', not 'linear' or 'concat'"),
+                           (dict(attention="luong"), r"config 'attention' is 'luong', not a known kind"),
+                           (dict(attention="none"), r"config 'attention' must be null or the name of a kind"),
+                           (dict(hidden_size=4.0), r"config 'hidden_size' must be an integer"),
+                           (dict(bidirectional=1), r"config 'bidirectional' must be true or false"),
+                           (dict(attention_style=None), r"config 'attention_style' must be a string"),
+                           (dict(input_feeding=True, attention_style="bahdanau"), r"config: input_feeding needs")]:
+        with pytest.raises(ValueError, match=match):
+            _core.parameter_table({**base, **changes})
+        with pytest.raises((TypeError, ValueError)):
+            Config(**{**base, **changes}).validate()
+    config = dict(base)
+    del config["hidden_size"]
+    with pytest.raises(ValueError, match="config lacks 'hidden_size'"):
+        _core.parameter_table(config)

@@ -282,8 +282,7 @@ class Seq2Seq:
         decoder (:meth:`search_decoder`); a model whose weights could overflow float32 is refused
         (ValueError).
         """
-        src, lengths = self._check_source(src_ids, lengths)
-        return self.search_decoder().greedy(src, lengths, max_length, min_length, return_attention=return_attention)
+        return self.search_decoder().greedy(src_ids, lengths, max_length, min_length, return_attention=return_attention)
 
     def beam_search(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
                     length_penalty=0.0):
@@ -295,8 +294,7 @@ class Seq2Seq:
         ``<eos>`` when finished), ``score`` (``log_prob / length_penalty_factor(len(tokens), alpha)``),
         ``log_prob`` (float) and ``attention`` (float32 [len(tokens), S], zeros without attention).
         """
-        src, lengths = self._check_source(src_ids, lengths)
-        found = self.search_decoder().hypotheses(src, lengths, beam_size, max_length, min_length, n_best,
+        found = self.search_decoder().hypotheses(src_ids, lengths, beam_size, max_length, min_length, n_best,
                                                  length_penalty, return_attention=True)
         return [[{"tokens": tokens.tolist(), "score": score, "log_prob": log_prob, "attention": attention}
                  for tokens, score, log_prob, attention in hyps] for hyps in found]

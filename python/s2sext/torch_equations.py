@@ -5,7 +5,7 @@ backward). With create_graph=True grad mode is on, and the gradients must themse
 gradient penalty, gradgradcheck): the backward then recomputes the forward with these torch ops
 from the saved inputs and differentiates that with create_graph=True. They also run the Functions
 under torch.func transforms and forward-mode AD, and LSTM(proj_size > 0), which the kernels do not
-have. Gate order i, f, g, o (CONVENTIONS.md). Imports torch.
+have. Gate order i, f, g, o, as torch.nn.LSTM (docs/model.md). Imports torch.
 """
 
 from __future__ import annotations

@@ -261,10 +261,11 @@ void register_attention(py::module_& m) {
       .def_readonly("a", &AttentionCache::a, "[B, T, S] weights")
       .def_readonly("query_proj", &AttentionCache::query_proj, "general: q W_a, flat [B*T*H]; concat: W_q q, flat [B*T*A]; else None")
       .def_readonly("key_proj", &AttentionCache::key_proj, "concat: W_k hs, flat [B*S*A]; else None");
-  m.def("attention_weight_forward", &attention_weight_forward);
-  m.def("attention_weight_backward", &attention_weight_backward);
-  m.def("weight_sum_forward", &weight_sum_forward);
-  m.def("weight_sum_backward", &weight_sum_backward);
+  m.def("attention_weight_forward", &attention_weight_forward, py::arg("hs"), py::arg("q"), py::arg("kind"),
+        py::arg("params"), py::arg("lengths"));
+  m.def("attention_weight_backward", &attention_weight_backward, py::arg("da"), py::arg("cache"));
+  m.def("weight_sum_forward", &weight_sum_forward, py::arg("hs"), py::arg("a"));
+  m.def("weight_sum_backward", &weight_sum_backward, py::arg("dc"), py::arg("hs"), py::arg("a"));
 }
 
 }  // namespace bindings

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/block_cache.h"
+#include "spec/model_spec.h"
 
 namespace bindings {
 
@@ -218,5 +219,10 @@ void register_dense(py::module_& m);
 void register_engine(py::module_& m);
 void register_optim(py::module_& m);
 void register_machine(py::module_& m);
+void register_spec(py::module_& m);
+
+// A configuration dict (Seq2Seq's Config.as_dict()) read by the core's one reader
+// (spec/model_spec.h read_model_config): ValueError naming the key.
+s2s::ModelConfig model_config(const py::dict& config);
 
 }  // namespace bindings

@@ -1,12 +1,10 @@
-// The inference engine's bindings: a model's configuration (a dict, checked with the model file's
-// rules, spec/model_spec.h's check_model_config), the Engine class that s2sext.Decoder wraps (greedy and
-// beam decoding of a batch of source ids without the GIL), and check_model_file, the C++ API's
-// verdict on a model file.
+// The compiled decoder's bindings: the Engine class that s2sext.Decoder wraps (greedy and beam
+// decoding of a batch of source ids without the GIL; its configuration read by spec.cpp's
+// model_config), and check_model_file, the C++ API's verdict on a model file.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -17,65 +15,12 @@
 #include "api/s2sext.h"
 #include "common.h"
 #include "engine/engine.h"
+#include "engine/range_check.h"
+#include "engine/weights.h"
 
 namespace bindings {
 
 namespace {
-
-s2s::ModelConfig engine_config_values(const std::function<py::object(const char*)>& get,
-                                       const std::function<py::object(const char*, py::object)>& get_or);
-
-s2s::ModelConfig engine_config(const py::dict& d) {
-  auto get = [&](const char* key) -> py::object {
-    if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
-    return d[key];
-  };
-  auto get_or = [&](const char* key, py::object fallback) -> py::object {
-    return d.contains(key) ? py::object(d[key]) : fallback;
-  };
-  s2s::ModelConfig c;
-  try {
-    c = engine_config_values(get, get_or);
-  } catch (const py::cast_error&) {
-    throw py::type_error("config holds a value of the wrong type (integers, bools and strings expected)");
-  }
-  try {
-    s2s::check_model_config(c);  // the model file's rules, before any size is computed from c
-  } catch (const std::invalid_argument& e) {
-    throw py::value_error(std::string("config: ") + e.what());
-  }
-  return c;
-}
-
-s2s::ModelConfig engine_config_values(const std::function<py::object(const char*)>& get,
-                                       const std::function<py::object(const char*, py::object)>& get_or) {
-  s2s::ModelConfig c;
-  c.src_vocab = get("src_vocab_size").cast<int64_t>();
-  c.tgt_vocab = get("tgt_vocab_size").cast<int64_t>();
-  c.embed = get("embed_size").cast<int64_t>();
-  c.hidden = get("hidden_size").cast<int64_t>();
-  c.layers = get("num_layers").cast<int64_t>();
-  c.bidirectional = get("bidirectional").cast<bool>();
-  c.max_source_length = get("max_source_length").cast<int64_t>();
-  const py::object att = get("attention");
-  const std::string kind = att.is_none() ? "none" : att.cast<std::string>();
-  if (!s2s::attention_kind_from_name(kind, &c.attention))
-    throw py::value_error("config attention '" + kind + "' is not a known kind");
-  const std::string style = get("attention_style").cast<std::string>();
-  if (style != "luong" && style != "bahdanau") throw py::value_error("config attention_style '" + style + "' is unknown");
-  c.bahdanau = style == "bahdanau";
-  c.input_feeding = get("input_feeding").cast<bool>();
-  // docs/model-format.md's version-2 keys: a config without them has their defaults
-  const py::object bridge = get_or("bridge", py::str("linear"));
-  const std::string bridge_s = bridge.cast<std::string>();
-  if (bridge_s != "linear" && bridge_s != "concat") throw py::value_error("config bridge '" + bridge_s + "' is unknown");
-  c.bridge_concat = bridge_s == "concat";
-  const std::string act = get_or("combine_activation", py::str("tanh")).cast<std::string>();
-  if (act != "tanh" && act != "none") throw py::value_error("config combine_activation '" + act + "' is unknown");
-  c.combine_tanh = act == "tanh";
-  c.query_bias = get_or("attention_query_bias", py::bool_(false)).cast<bool>();
-  return c;
-}
 
 struct SourceBatch {
   Array<int64_t> src;
@@ -105,21 +50,41 @@ SourceBatch source_batch(const Checker& ck, py::handle src_in, py::handle length
   return sb;
 }
 
+// {name: float32 array} -> the core's tensors (a copy: the core keeps none of Python's memory)
+std::map<std::string, s2s::Tensor> tensors_of(const py::dict& params) {
+  std::map<std::string, s2s::Tensor> tensors;
+  for (auto item : params) {
+    const std::string name = py::str(item.first);
+    Array<float> a(py::reinterpret_borrow<py::object>(item.second));
+    s2s::Tensor t;
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) t.shape.push_back(a.shape(i));
+    t.values.assign(a.data(), a.data() + a.size());
+    tensors.emplace(name, std::move(t));
+  }
+  return tensors;
+}
+
+// The engine's checks of a model's weights without building it: each parameter against the
+// table, then the float32 range rule (engine/range_check.h).
+void check_float32_range(const py::dict& config, const py::dict& params) {
+  const s2s::ModelConfig cfg = model_config(config);
+  const std::map<std::string, s2s::Tensor> tensors = tensors_of(params);
+  try {
+    py::gil_scoped_release nogil;
+    s2s::check_engine_parameters(cfg, tensors);
+    s2s::check_float32_range(cfg, tensors);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+}
+
 class PyEngine {
  public:
   PyEngine(const py::dict& config, const py::dict& params, const std::string& weights) {
     if (weights != "float32" && weights != "bfloat16")
       throw py::value_error("dtype must be 'float32' or 'bfloat16', got '" + weights + "'");
-    const s2s::ModelConfig cfg = engine_config(config);
-    std::map<std::string, s2s::Tensor> tensors;
-    for (auto item : params) {
-      const std::string name = py::str(item.first);
-      Array<float> a(py::reinterpret_borrow<py::object>(item.second));
-      s2s::Tensor t;
-      for (py::ssize_t i = 0; i < a.ndim(); ++i) t.shape.push_back(a.shape(i));
-      t.values.assign(a.data(), a.data() + a.size());
-      tensors.emplace(name, std::move(t));
-    }
+    const s2s::ModelConfig cfg = model_config(config);
+    const std::map<std::string, s2s::Tensor> tensors = tensors_of(params);
     try {
       py::gil_scoped_release nogil;
       engine_.reset(new s2s::Engine(cfg, tensors, weights == "bfloat16" ? s2s::WeightType::bfloat16
@@ -223,6 +188,9 @@ void register_engine(py::module_& m) {
            py::arg("min_length"), py::arg("n_best"), py::arg("length_penalty"), py::arg("serial"),
            py::arg("return_attention") = false)
       .def_property_readonly("dtype", &PyEngine::weights);
+  m.def("check_float32_range", &check_float32_range, py::arg("config"), py::arg("params"),
+        "ValueError unless every parameter of the configuration is present with its shape and no\n"
+        "pre-activation, score or logit of decoding can overflow float32 (the engine's checks).");
   m.def("check_model_file", &check_model_file, py::arg("path"),
         "Loads a model file with the C++ API (s2sext::Translator::load) and discards the result;\n"
         "ValueError with the C++ loader's message if it refuses the file.");

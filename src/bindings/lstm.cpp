@@ -180,10 +180,12 @@ void register_lstm(py::module_& m) {
       .def_readonly("lengths", &LSTMCache::lengths, "int64 [B] or None")
       .def_readonly("gates", &LSTMCache::gates, "[S, B, 4H] gate activations, time-major (0 past a length)")
       .def_readonly("c_all", &LSTMCache::c_all, "[S+1, B, H] cell state before step 0 and after each step");
-  m.def("lstm_cell_forward", &lstm_cell_forward);
-  m.def("lstm_cell_backward", &lstm_cell_backward);
-  m.def("lstm_forward", &lstm_forward);
-  m.def("lstm_backward", &lstm_backward);
+  m.def("lstm_cell_forward", &lstm_cell_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"),
+        py::arg("w_hh"), py::arg("b"));
+  m.def("lstm_cell_backward", &lstm_cell_backward, py::arg("dh1"), py::arg("dc1"), py::arg("cache"));
+  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b"), py::arg("lengths"));
+  m.def("lstm_backward", &lstm_backward, py::arg("dhs"), py::arg("dhT"), py::arg("dcT"), py::arg("cache"));
 }
 
 }  // namespace bindings

@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   bindings::register_engine(m);
   bindings::register_optim(m);
   bindings::register_machine(m);
+  bindings::register_spec(m);
 }

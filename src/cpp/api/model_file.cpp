@@ -29,11 +29,8 @@ const Json* Json::find(const std::string& key) const {
 namespace {
 
 // A string from the file as an error message quotes it: at most 40 bytes of it, so that a message
-// stays short whatever the file holds.
-std::string quote(std::string_view text) {
-  if (text.size() <= 40) return "'" + std::string(text) + "'";
-  return "'" + std::string(text.substr(0, 40)) + "...' (" + std::to_string(text.size()) + " bytes)";
-}
+// stays short whatever the file holds (spec/model_spec.h).
+std::string quote(std::string_view text) { return quoted(std::string(text)); }
 
 // A JSON number as a message shows it: an integer as written, other numbers in %g.
 std::string number_text(const Json& v) {
@@ -517,53 +514,36 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     throw fail("config must have exactly the " + std::to_string(n_keys) + " keys of a version " +
                std::to_string(ver.integer) + " header (docs/model-format.md); it has " + keys);
   }
-  auto integer = [&](const char* key) {
-    const Json& v = meta_get(cfg, key, Json::Kind::number);
-    if (!v.integral) throw fail(std::string("config '") + key + "' must be an integer");
-    return v.integer;
-  };
-  auto boolean = [&](const char* key) { return meta_get(cfg, key, Json::Kind::boolean).boolean; };
   Seq2SeqFile out;
-  ModelConfig& c = out.config;
-  c.src_vocab = integer("src_vocab_size");
-  c.tgt_vocab = integer("tgt_vocab_size");
-  c.embed = integer("embed_size");
-  c.hidden = integer("hidden_size");
-  c.layers = integer("num_layers");
-  c.max_source_length = integer("max_source_length");
-  c.bidirectional = boolean("bidirectional");
-  c.input_feeding = boolean("input_feeding");
-  out.reverse_source = boolean("reverse_source");
+  try {
+    out.config = read_model_config([&](const char* key) {
+      ConfigValue v;
+      const Json* j = cfg.find(key);
+      if (!j) return v;
+      switch (j->kind) {
+        case Json::Kind::null: v.kind = ConfigValue::Kind::null; break;
+        case Json::Kind::boolean: v.kind = ConfigValue::Kind::boolean; v.boolean = j->boolean; break;
+        case Json::Kind::string: v.kind = ConfigValue::Kind::string; v.string = j->string; break;
+        case Json::Kind::number:
+          v.kind = j->integral ? ConfigValue::Kind::integer : ConfigValue::Kind::other;
+          v.integer = j->integer;
+          break;
+        default: v.kind = ConfigValue::Kind::other; break;
+      }
+      return v;
+    });
+  } catch (const std::invalid_argument& e) {
+    throw fail(e.what());
+  }
+  out.reverse_source = meta_get(cfg, "reverse_source", Json::Kind::boolean).boolean;
   const double dropout = meta_get(cfg, "dropout", Json::Kind::number).number;
   if (!(dropout >= 0 && dropout < 1)) throw fail("config 'dropout' must be a number in [0, 1)");
-  const Json* att = cfg.find("attention");
-  if (att->kind != Json::Kind::null && (att->kind != Json::Kind::string || att->string == "none"))
-    throw fail("config 'attention' must be null or the name of a kind");
-  const std::string a = att->kind == Json::Kind::null ? "none" : att->string;
-  if (!attention_kind_from_name(a, &c.attention)) throw fail("config 'attention' is " + quote(a) + ", not a known kind");
-  const std::string style = meta_get(cfg, "attention_style", Json::Kind::string).string;
-  if (style != "luong" && style != "bahdanau") throw fail("config 'attention_style' is " + quote(style));
-  c.bahdanau = style == "bahdanau";
-  if (v2) {
-    const std::string bridge = meta_get(cfg, "bridge", Json::Kind::string).string;
-    if (bridge != "linear" && bridge != "concat") throw fail("config 'bridge' is " + quote(bridge));
-    c.bridge_concat = bridge == "concat";
-    const std::string act = meta_get(cfg, "combine_activation", Json::Kind::string).string;
-    if (act != "tanh" && act != "none") throw fail("config 'combine_activation' is " + quote(act));
-    c.combine_tanh = act == "tanh";
-    c.query_bias = boolean("attention_query_bias");
-  }
   out.src_tokenizer = meta_get(cfg, "src_tokenizer", Json::Kind::string).string;
   out.tgt_tokenizer = meta_get(cfg, "tgt_tokenizer", Json::Kind::string).string;
   for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
     if (*t != "char" && *t != "word") throw fail("tokenizer " + quote(*t) + " is not 'char' or 'word'");
-  try {
-    check_model_config(c);
-  } catch (const std::invalid_argument& e) {
-    throw fail(std::string("config: ") + e.what());
-  }
-  for (auto [key, dest, size] : {std::make_tuple("src_vocab", &out.src_vocab, c.src_vocab),
-                                 std::make_tuple("tgt_vocab", &out.tgt_vocab, c.tgt_vocab)}) {
+  for (auto [key, dest, size] : {std::make_tuple("src_vocab", &out.src_vocab, out.config.src_vocab),
+                                 std::make_tuple("tgt_vocab", &out.tgt_vocab, out.config.tgt_vocab)}) {
     const Json& list = meta_get(*meta, key, Json::Kind::array);
     // (the kinds first: the parser stores no element past a non-string, JsonKeep::strings)
     for (const Json& t : list.array)

@@ -20,7 +20,7 @@ namespace s2s {
 namespace {
 
 // Denormal results and inputs flushed to zero while a decode runs (a decoder's states decay
-// towards zero; denormal arithmetic is up to 100x slower on x86). The caller's mode is restored.
+// towards zero; denormal arithmetic takes a slow path on x86). The caller's mode is restored.
 class FlushDenormals {
  public:
 #if defined(__SSE__) || defined(__x86_64__)
@@ -32,18 +32,22 @@ class FlushDenormals {
 #endif
 };
 
+// The source of a decode: the one check of its values (the Python layer checks only types and
+// ranks); the messages are those the model layer gave before it decoded through this engine.
 void check_source(const ModelConfig& cfg, const int64_t* src, const int64_t* lengths, int64_t B, int64_t S) {
-  if (B < 1 || S < 1) throw std::invalid_argument("src must have shape [B, S] with B, S >= 1");
-  for (int64_t i = 0; i < B * S; ++i)
-    if (src[i] < 0 || src[i] >= cfg.src_vocab)
-      throw std::invalid_argument("src ids must lie in [0, " + std::to_string(cfg.src_vocab) + "); got " +
-                                  std::to_string(src[i]));
-  for (int64_t b = 0; b < B; ++b)
-    if (lengths[b] < 1 || lengths[b] > S)
-      throw std::invalid_argument("lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
-                                  " is out of range; expected 1 <= length <= S = " + std::to_string(S));
+  if (B < 1 || S < 1) throw std::invalid_argument("src_ids must have shape [B, S] with B, S >= 1");
+  const auto [id_min, id_max] = std::minmax_element(src, src + B * S);
+  if (*id_min < 0 || *id_max >= cfg.src_vocab)
+    throw std::invalid_argument("src_ids must lie in [0, " + std::to_string(cfg.src_vocab) +
+                                ") (the source vocabulary); got min " + std::to_string(*id_min) + ", max " +
+                                std::to_string(*id_max));
+  const auto [len_min, len_max] = std::minmax_element(lengths, lengths + B);
+  if (*len_min < 1 || *len_max > S)
+    throw std::invalid_argument("lengths must lie in [1, S=" + std::to_string(S) + "]; got min " +
+                                std::to_string(*len_min) + ", max " + std::to_string(*len_max));
   if (cfg.attention == AttentionKind::location && S > cfg.max_source_length)
-    throw std::invalid_argument("src has " + std::to_string(S) + " steps; location attention accepts at most " +
+    throw std::invalid_argument("src_ids has " + std::to_string(S) +
+                                " steps; location attention accepts at most max_source_length=" +
                                 std::to_string(cfg.max_source_length));
 }
 

@@ -16,8 +16,9 @@ std::string shape_text(const Shape& shape) {
   return "(" + text + ")";
 }
 
-// Every parameter of the configuration's table present with its shape and value count.
-void check_parameters(const ModelConfig& cfg, const std::map<std::string, Tensor>& params) {
+}  // namespace
+
+void check_engine_parameters(const ModelConfig& cfg, const std::map<std::string, Tensor>& params) {
   visit_parameters(cfg, [&](const std::string& name, const Shape& shape) {
     auto it = params.find(name);
     if (it == params.end()) throw std::invalid_argument("parameter '" + name + "' is missing");
@@ -32,11 +33,9 @@ void check_parameters(const ModelConfig& cfg, const std::map<std::string, Tensor
   });
 }
 
-}  // namespace
-
 void prepare_engine_weights(EngineWeights& w, const ModelConfig& cfg, const std::map<std::string, Tensor>& params,
                             WeightType type) {
-  check_parameters(cfg, params);
+  check_engine_parameters(cfg, params);
   auto values = [&](const std::string& name) { return params.at(name).values.data(); };
   auto copy = [&](const std::string& name) {
     const std::vector<float>& v = params.at(name).values;

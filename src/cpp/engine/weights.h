@@ -41,6 +41,10 @@ struct EngineWeights {
   Buffer<float> out_b;
 };
 
+// Every parameter of the configuration's table present with its shape and value count, else
+// std::invalid_argument naming the first one that is not.
+void check_engine_parameters(const ModelConfig& cfg, const std::map<std::string, Tensor>& params);
+
 // The weights of a model; std::invalid_argument naming the first missing or misshapen parameter.
 // The configuration must have passed check_model_config.
 void prepare_engine_weights(EngineWeights& w, const ModelConfig& cfg, const std::map<std::string, Tensor>& params,

@@ -91,12 +91,11 @@ std::vector<int64_t> balanced_row_bounds(const int64_t* lengths, int64_t B, int6
 // The input product folded into each step's recurrent product ([h | x] @ [w_hh | w_ih]^T, K = H + I)
 // or done as one GEMM over all S*B rows up front (and dx as one GEMM after the sweep). Folding
 // saves writing the [S*B, 4H] gates before the steps and rereading dgates for dx, passes with
-// little arithmetic per byte when I is small: at B=128, S=29, I=16, H=256 on 2 threads those two
-// GEMMs took 1.5 and 1.05 ms, and folding made each step's product about 12% dearer: 2% faster
-// overall. At I=256, H=512 (B=64, S=30) folding was 11% slower: a large input keeps the GEMMs,
-// where BLAS runs near its peak. Up to 8 rows the steps' products are GEMVs (blas.cpp), which
-// gain nothing from it, and copying the weights side by side cost a batch-1 decode of the dates
-// model (I=16, H=256, S=29) about 70 us of 800.
+// little arithmetic per byte when I is small, at the price of a dearer product per step; with a
+// large input the GEMMs over all rows win, where BLAS runs near its peak. Up to 8 rows the steps'
+// products are GEMVs (blas.cpp), which gain nothing from it, and copying the weights side by side
+// would cost a batch-1 decode. (The measurements behind the threshold:
+// benchmarks/results/design-measurements.md.)
 bool fold_input(int64_t B, int64_t I, int64_t H) { return B > 8 && 4 * I <= H; }
 
 // [w_hh | w_ih] as one [G, H+I] matrix, in this thread's scratch.
@@ -269,8 +268,8 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
   const std::vector<int64_t> active = active_rows(lengths, B, S);
   // Row n at step t: dgates from dh (the state's gradient plus dhs[n, t]) and dc; false for padding,
   // whose dgates are zero and whose carried state's gradients pass through unchanged. db_sum gains
-  // the row's dgates while they are in cache (a pass over all S*B rows afterwards took 0.8 ms at
-  // B=128, S=29, H=256).
+  // the row's dgates while they are in cache (a separate pass over all S*B rows would read them
+  // all again).
   auto row_backward = [&](int64_t t, int64_t n, T* dh_step, T* db_sum) {
     T* dgates_nt = dgates + (t * B + n) * G;
     if (lengths && t >= lengths[n]) {

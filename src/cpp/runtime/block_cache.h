@@ -1,8 +1,8 @@
 // A cache of large freed memory blocks, reused by later requests of the same size class.
 //
 // Training allocates the same large buffers every step (an LSTM's saved gates are S*B*4H floats).
-// Fresh memory from the system costs a page fault per 4 KiB page on first touch, which on a virtual
-// machine measured 10% of a training step; blocks kept here are already mapped. Sizes are rounded
+// Fresh memory from the system costs a page fault per 4 KiB page on first touch, a visible share of
+// a training step on a virtual machine; blocks kept here are already mapped. Sizes are rounded
 // up to classes 1/8 of a power of two apart (at most 12.5% slack), a request takes a cached block
 // of exactly its class, and the cache keeps at most limit_bytes (default 256 MiB) of free blocks:
 // beyond that a released block goes back to the system.

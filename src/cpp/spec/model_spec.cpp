@@ -29,6 +29,67 @@ const char* attention_kind_name(AttentionKind kind) {
   return "none";
 }
 
+std::string quoted(const std::string& text) {
+  if (text.size() <= 40) return "'" + text + "'";
+  return "'" + text.substr(0, 40) + "...' (" + std::to_string(text.size()) + " bytes)";
+}
+
+ModelConfig read_model_config(const std::function<ConfigValue(const char* key)>& get) {
+  using Kind = ConfigValue::Kind;
+  auto value = [&](const char* key, bool required) {
+    ConfigValue v = get(key);
+    if (required && v.kind == Kind::absent) throw std::invalid_argument(std::string("config lacks '") + key + "'");
+    return v;
+  };
+  auto integer = [&](const char* key) {
+    const ConfigValue v = value(key, true);
+    if (v.kind != Kind::integer) throw std::invalid_argument(std::string("config '") + key + "' must be an integer");
+    return v.integer;
+  };
+  // absent (a version-2 key): false
+  auto boolean = [&](const char* key, bool required) {
+    const ConfigValue v = value(key, required);
+    if (v.kind == Kind::absent) return false;
+    if (v.kind != Kind::boolean) throw std::invalid_argument(std::string("config '") + key + "' must be true or false");
+    return v.boolean;
+  };
+  // a string naming one of two choices; absent: the first (version-2 keys) unless required
+  auto choice = [&](const char* key, const char* first, const char* second, bool required) {
+    const ConfigValue v = value(key, required);
+    if (v.kind == Kind::absent) return true;
+    if (v.kind != Kind::string) throw std::invalid_argument(std::string("config '") + key + "' must be a string");
+    if (v.string != first && v.string != second)
+      throw std::invalid_argument(std::string("config '") + key + "' is " + quoted(v.string) + ", not '" + first +
+                                  "' or '" + second + "'");
+    return v.string == first;
+  };
+  ModelConfig c;
+  c.src_vocab = integer("src_vocab_size");
+  c.tgt_vocab = integer("tgt_vocab_size");
+  c.embed = integer("embed_size");
+  c.hidden = integer("hidden_size");
+  c.layers = integer("num_layers");
+  c.max_source_length = integer("max_source_length");
+  c.bidirectional = boolean("bidirectional", true);
+  c.input_feeding = boolean("input_feeding", true);
+  const ConfigValue att = value("attention", true);
+  if (att.kind != Kind::null && (att.kind != Kind::string || att.string == "none"))
+    throw std::invalid_argument("config 'attention' must be null or the name of a kind");
+  const std::string kind = att.kind == Kind::null ? "none" : att.string;
+  if (!attention_kind_from_name(kind, &c.attention))
+    throw std::invalid_argument("config 'attention' is " + quoted(kind) + ", not a known kind");
+  c.bahdanau = !choice("attention_style", "luong", "bahdanau", true);
+  c.bridge_concat = !choice("bridge", "linear", "concat", false);
+  c.combine_tanh = choice("combine_activation", "tanh", "none", false);
+  c.query_bias = boolean("attention_query_bias", false);
+  try {
+    check_model_config(c);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("config: ") + e.what());
+  }
+  return c;
+}
+
 void check_model_config(const ModelConfig& c) {
   if (c.src_vocab < 5 || c.tgt_vocab < 5)
     throw std::invalid_argument("src_vocab_size and tgt_vocab_size must be >= 5 (got " + std::to_string(c.src_vocab) +

@@ -51,6 +51,26 @@ struct ModelConfig {
 // computed from the configuration overflows). Throws std::invalid_argument naming the first rule broken.
 void check_model_config(const ModelConfig& config);
 
+// One value of a configuration as its reader found it (a model file's JSON, a Python dict).
+struct ConfigValue {
+  enum class Kind { absent, null, integer, boolean, string, other };
+  Kind kind = Kind::absent;
+  int64_t integer = 0;
+  bool boolean = false;
+  std::string string;
+};
+
+// The ModelConfig of a configuration's keys (docs/model-format.md, "The Seq2Seq header"), each
+// read through `get`: the sizes, bidirectional, input_feeding, attention (null or a kind's name),
+// attention_style, and the version-2 keys bridge, combine_activation and attention_query_bias,
+// which take their defaults when absent; then check_model_config. Keys the engine does not use
+// (dropout, tokenizers, reverse_source) are the caller's. The one reader of both the model file
+// and the bindings: std::invalid_argument naming the key ("config 'bridge' is 'mlp', not ...").
+ModelConfig read_model_config(const std::function<ConfigValue(const char* key)>& get);
+
+// text in single quotes, cut after 40 bytes (a value from a file may be any size)
+std::string quoted(const std::string& text);
+
 using Shape = std::vector<int64_t>;
 
 // Every parameter's name and shape, in the order of docs/model.md (and of the model file).

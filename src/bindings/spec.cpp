@@ -1,0 +1,86 @@
+// The model's spec as the C++ core has it (spec/model_spec.h): a configuration dict read by the one
+// configuration reader the model file uses too, the parameter table, the attention kinds and the
+// special ids; tests hold them equal to python/s2sext/spec.py's.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common.h"
+#include "spec/model_spec.h"
+
+namespace bindings {
+
+s2s::ModelConfig model_config(const py::dict& d) {
+  const py::object numpy = py::module_::import("numpy");
+  const py::object numpy_bool = numpy.attr("bool_"), numpy_integer = numpy.attr("integer");
+  auto lookup = [&](const char* key) {
+    using Kind = s2s::ConfigValue::Kind;
+    s2s::ConfigValue v;
+    if (!d.contains(key)) return v;
+    const py::object value = d[key];
+    if (value.is_none()) {
+      v.kind = Kind::null;
+    } else if (py::isinstance<py::bool_>(value) || py::isinstance(value, numpy_bool)) {  // (before int: True is one)
+      v.kind = Kind::boolean;
+      v.boolean = value.cast<bool>();
+    } else if (py::isinstance<py::int_>(value) || py::isinstance(value, numpy_integer)) {
+      v.kind = Kind::integer;
+      try {
+        v.integer = value.cast<int64_t>();
+      } catch (const py::cast_error&) {
+        throw py::value_error(std::string("config '") + key + "' is an integer outside int64");
+      }
+    } else if (py::isinstance<py::str>(value)) {
+      v.kind = Kind::string;
+      v.string = value.cast<std::string>();
+    } else {
+      v.kind = Kind::other;
+    }
+    return v;
+  };
+  try {
+    return s2s::read_model_config(lookup);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+}
+
+void register_spec(py::module_& m) {
+  m.def(
+      "parameter_table",
+      [](const py::dict& config) {
+        py::list table;
+        s2s::visit_parameters(model_config(config), [&](const std::string& name, const s2s::Shape& shape) {
+          table.append(py::make_tuple(name, py::tuple(py::cast(shape))));
+        });
+        return table;
+      },
+      py::arg("config"),
+      "[(name, shape)] of every parameter of a configuration dict, in the model file's order: the\n"
+      "C++ core's table (spec/model_spec.h); ValueError for a configuration it refuses.");
+  m.def(
+      "attention_kinds",
+      [] {
+        py::list kinds;
+        for (auto kind : {s2s::AttentionKind::dot, s2s::AttentionKind::scaled_dot, s2s::AttentionKind::general,
+                          s2s::AttentionKind::concat, s2s::AttentionKind::location})
+          kinds.append(s2s::attention_kind_name(kind));
+        return kinds;
+      },
+      "The attention kinds of a model's configuration, as the C++ core names them.");
+  m.def(
+      "special_ids", [] {
+        py::dict ids;
+        ids["<pad>"] = s2s::kPadId;
+        ids["<sos>"] = s2s::kSosId;
+        ids["<eos>"] = s2s::kEosId;
+        ids["<unk>"] = s2s::kUnkId;
+        return ids;
+      },
+      "{token: id} of the special tokens every vocabulary starts with, as the C++ core has them.");
+}
+
+}  // namespace bindings
