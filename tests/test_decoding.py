@@ -273,3 +273,57 @@ def test_huge_length_penalty_and_max_length_decode_alike(penalty, max_length):
         for (_, score, _), h in zip(hyps_engine, hyps_model):
             # float32 logits that differ in the last bits, log-softmax in float64 (test_engine.py)
             assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
+
+
+def test_the_compiled_decoder_is_kept_until_the_parameters_change():
+    """Seq2Seq decodes through one compiled decoder while its parameters stay as they are; every
+    way of changing them (s2sext's optimisers, an in-place edit after unfreeze, a new array in the
+    dict) makes the next decode compile the new weights, and an edit without unfreeze raises
+    instead of decoding with stale weights."""
+    from s2sext.train import SGD, Adam
+
+    model = small_model()
+    src = np.array([[5, 6, 7, 8]])
+    first = model.greedy(src, max_length=6)
+    kept = model.search_decoder()
+    model.greedy(src, max_length=6)
+    assert model.search_decoder() is kept
+    with pytest.raises(ValueError, match="read-only"):
+        model.params["out.bias"][EOS] = 100.0
+    model.unfreeze()
+    model.params["out.bias"][EOS] = 100.0
+    assert model.greedy(src, max_length=6).tolist() == [[EOS]] != first.tolist()
+    assert model.search_decoder() is not kept
+    model.params["out.bias"] = np.zeros_like(model.params["out.bias"])  # a new array: seen by its identity
+    np.testing.assert_array_equal(model.greedy(src, max_length=6), first)
+    grads = {name: np.ones_like(value) for name, value in model.params.items()}
+    for optimizer in (Adam(model.params, lr=0.5), SGD(model.params, lr=0.5)):
+        before = model.search_decoder()
+        optimizer.step(grads)
+        assert model.search_decoder() is not before
+        np.testing.assert_array_equal(model.greedy(src, max_length=6),
+                                      model.compile().greedy(src, max_length=6))  # the new weights
+
+
+def test_a_model_that_decoded_can_be_copied():
+    import copy
+    import pickle
+
+    model = small_model()
+    src = np.array([[5, 6, 7, 8]])
+    expected = model.greedy(src, max_length=6)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(clone.greedy(src, max_length=6), expected)
+        clone.unfreeze()
+        clone.params["out.bias"][...] += 1.0  # the copy's arrays are its own
+    np.testing.assert_array_equal(model.greedy(src, max_length=6), expected)
+
+
+def test_the_old_names_of_the_search_still_decode():
+    from s2sext import decoding
+
+    model = small_model()
+    src = np.array([[5, 6, 7, 8], [4, 5, 6, 7]])
+    np.testing.assert_array_equal(decoding.greedy_search(model, src, max_length=6), model.greedy(src, max_length=6))
+    assert [[h["tokens"] for h in hyps] for hyps in decoding.beam_search(model, src, beam_size=3, n_best=2)] == \
+        [[h["tokens"] for h in hyps] for hyps in model.beam_search(src, beam_size=3, n_best=2)]

@@ -78,3 +78,15 @@ def length_penalty_factor(length, alpha):
         return ((5.0 + length) / 6.0) ** alpha
     except OverflowError:
         return math.inf
+
+
+def greedy_search(model, src_ids, lengths=None, max_length=50, min_length=0, return_attention=False):
+    """``model.greedy(...)``: greedy decoding with the C++ search (kept under its old name; the
+    search itself is src/cpp/engine/search.cpp)."""
+    return model.greedy(src_ids, lengths, max_length, min_length, return_attention)
+
+
+def beam_search(model, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
+                length_penalty=0.0):
+    """``model.beam_search(...)``: beam search with the C++ search (kept under its old name)."""
+    return model.beam_search(src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty)

@@ -342,6 +342,16 @@ class Seq2Seq:
         """Make the parameter arrays writeable again (see :meth:`search_decoder`)."""
         unfreeze_parameters(self.params)
 
+    def __getstate__(self) -> dict:
+        # a copy (copy.deepcopy, pickle) compiles its own decoder when it first decodes
+        return {**self.__dict__, "_search_decoder": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        # unpickled arrays are read-only views of their bytes (they were read-only while a decoder
+        # was kept) and lose the kernels' alignment: the copy gets aligned, writeable arrays
+        self.params = {name: aligned_array(value) for name, value in self.params.items()}
+
     # -- files -----------------------------------------------------------------------------------
 
     FILE_KIND = FILE_KIND

@@ -99,10 +99,7 @@ class PyEngine {
                     bool return_attention) {
     Checker ck("Decoder.greedy");
     SourceBatch sb = source_batch(ck, src_in, lengths_in);
-    s2s::SearchOptions options;
-    options.max_length = max_length;
-    options.min_length = min_length;
-    options.return_attention = return_attention;
+    const s2s::SearchOptions options{1, max_length, min_length, 1, 0.0, return_attention};
     s2s::GreedyOutput found;
     try {
       py::gil_scoped_release nogil;
@@ -123,13 +120,7 @@ class PyEngine {
                 int64_t n_best, double length_penalty, bool serial, bool return_attention) {
     Checker ck("Decoder.beam");
     SourceBatch sb = source_batch(ck, src_in, lengths_in);
-    s2s::SearchOptions options;
-    options.beam_size = beam_size;
-    options.max_length = max_length;
-    options.min_length = min_length;
-    options.n_best = n_best;
-    options.length_penalty = length_penalty;
-    options.return_attention = return_attention;
+    const s2s::SearchOptions options{beam_size, max_length, min_length, n_best, length_penalty, return_attention};
     std::vector<std::vector<s2s::Hypothesis>> result;
     try {
       py::gil_scoped_release nogil;

@@ -144,9 +144,7 @@ std::vector<std::vector<int64_t>> Translator::greedy(const std::vector<std::vect
   int64_t S = 0;
   pad(sources, src, lengths, S);
   const int64_t B = int64_t(sources.size());
-  s2s::SearchOptions options;
-  options.max_length = max_length;
-  options.min_length = min_length;
+  const s2s::SearchOptions options{1, max_length, min_length, 1, 0.0, false};
   const s2s::GreedyOutput found = impl_->engine->greedy(src.data(), lengths.data(), B, S, options);
   const int64_t T = found.steps;
   const std::vector<int64_t>& out = found.tokens;
@@ -166,12 +164,7 @@ std::vector<std::vector<Hypothesis>> Translator::beam(const std::vector<std::vec
   std::vector<int64_t> src, lengths;
   int64_t S = 0;
   pad(sources, src, lengths, S);
-  s2s::SearchOptions options;
-  options.beam_size = beam_size;
-  options.max_length = max_length;
-  options.min_length = min_length;
-  options.n_best = n_best;
-  options.length_penalty = length_penalty;
+  const s2s::SearchOptions options{beam_size, max_length, min_length, n_best, length_penalty, false};
   const auto found = impl_->engine->beam(src.data(), lengths.data(), int64_t(sources.size()), S, options);
   std::vector<std::vector<Hypothesis>> result;
   for (const auto& hyps : found) {

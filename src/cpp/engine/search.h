@@ -26,6 +26,7 @@ class DecoderStep {
   virtual void reorder(const int64_t* parents) = 0;
 };
 
+// Brace-initialised in this order: {beam_size, max_length, min_length, n_best, length_penalty, return_attention}.
 struct SearchOptions {
   int64_t beam_size = 1, max_length = 50, min_length = 0, n_best = 1;
   double length_penalty = 0.0;  // GNMT's alpha: score = log P / ((5 + |Y|) / 6)^alpha
