@@ -15,7 +15,6 @@ namespace {
 
 // Rows of src [B, row] repeated `times` each: [B*times, row].
 Buffer<float> repeat_rows(const Buffer<float>& src, int64_t B, int64_t row, int64_t times) {
-  if (times == 1 || src.empty()) return src;  // (no memory or keys without attention)
   Buffer<float> out(src.size() * times);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < times; ++j)
@@ -27,16 +26,12 @@ Buffer<float> repeat_rows(const Buffer<float>& src, int64_t B, int64_t row, int6
 
 Seq2SeqStep::Seq2SeqStep(const EngineWeights& w, const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
                          int64_t beams)
-    : w_(w), R_(B * beams), S_(S), H_(w.cfg.hidden) {
+    : w_(w), B_(B), K_(beams), R_(B * beams), S_(S), H_(w.cfg.hidden), lengths_(lengths, lengths + B) {
   encode(src, lengths, B, S);
   const int64_t R = R_, H = H_;
-  if (beams > 1) {
-    memory_ = repeat_rows(memory_, B, S * H, beams);
-    keys_ = repeat_rows(keys_, B, S * H, beams);
+  if (beams > 1)  // the beams of an input start from its state (the source stays once per input)
     for (auto* states : {&h_, &c_})
       for (auto& s : *states) s = repeat_rows(s, B, H, beams);
-  }
-  for (int64_t b = 0; b < B; ++b) lengths_.insert(lengths_.end(), beams, lengths[b]);
   if (w.cfg.input_feeding) feed_.assign(static_cast<size_t>(R * H), 0.0f);
   const size_t RH = static_cast<size_t>(R * H);
   context_.resize(RH);
@@ -126,7 +121,7 @@ void Seq2SeqStep::encode(const int64_t* src, const int64_t* lengths, int64_t B, 
 
 void Seq2SeqStep::attend(const float* query, float* a, float* context) {
   attention_step_inference(a, context, query_proj_.data(), memory_.data(), keys_.data(), query, w_.score_kind,
-                           w_.attention_params, lengths_.data(), R_, S_, H_, H_);
+                           w_.attention_params, lengths_.data(), B_, K_, S_, H_, H_);
 }
 
 void Seq2SeqStep::step(const int64_t* tokens, float* logits, float* attention) {

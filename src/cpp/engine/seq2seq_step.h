@@ -1,7 +1,7 @@
 // The Seq2Seq model's decoder step for the search (search.h): the encoder runs once at
 // construction, then each step feeds tokens through the decoder LSTM, attention and output layer.
 //
-// Letters: R rows (inputs, or inputs * K beams), S source positions, H hidden size, E embedding
+// Letters: B inputs, K beams per input (1 for greedy), R = B*K rows, S source positions, H hidden size, E embedding
 // size, V target vocabulary, G = 4H, A attention size (= H).
 //
 // The recurrence and the attention are the training ops' inference entries (ops/lstm.h,
@@ -19,7 +19,7 @@ namespace s2s {
 class Seq2SeqStep : public DecoderStep {
  public:
   // Encodes src [B,S] (rows sorted by length, longest first; lengths [B] in 1..S) and repeats
-  // each input's state `beams` times (row b*beams + j).
+  // each input's state `beams` times (row b*beams + j); the attention's source stays once per input.
   Seq2SeqStep(const EngineWeights& w, const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
               int64_t beams);
 
@@ -32,14 +32,14 @@ class Seq2SeqStep : public DecoderStep {
  private:
   // memory [B,S,H], h and c per layer [B,H]: the encoder's outputs and the decoder's first state
   void encode(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S);
-  // context [R,H] and weights a [R,S] of queries [R,H]
+  // context [R,H] and weights a [R,S] of queries [R,H] (the beams of input b: rows b*K .. b*K+K-1)
   void attend(const float* query, float* a, float* context);
 
   const EngineWeights& w_;
-  const int64_t R_, S_, H_;
-  Buffer<float> memory_;           // [R,S,H] the attention's source states
-  Buffer<float> keys_;             // ops/attention.h attention_keys_inference, [R,S,H] or empty
-  std::vector<int64_t> lengths_;   // [R]
+  const int64_t B_, K_, R_, S_, H_;  // inputs, beams per input, rows = B*K
+  std::vector<int64_t> lengths_;   // [B]
+  Buffer<float> memory_;           // [B,S,H] the attention's source states
+  Buffer<float> keys_;             // ops/attention.h attention_keys_inference, [B,S,H] or empty
   std::vector<Buffer<float>> h_, c_;  // per layer [R,H]: the decoder's state
   Buffer<float> feed_;             // Luong input feeding: the previous attentional state [R,H]
   // scratch of the steps, allocated once (no allocation inside the step loop)

@@ -351,8 +351,30 @@ void dot_scores(const T* keys, int64_t ldk, const double* queries, int64_t ldq, 
     }
   }
   for (; t < n_q; ++t) {
+    // one query (a decoder step, or the last queries of a block): four keys share each query load
+    // and their four sums run side by side (one sum alone waits on its own additions)
     const double* q_t = queries + t * ldq;
-    for (int64_t s = 0; s < S; ++s) {
+    int64_t s = 0;
+    for (; s + 4 <= S; s += 4) {
+      const T* k0 = keys + s * ldk;
+      const T* k1 = k0 + ldk;
+      const T* k2 = k1 + ldk;
+      const T* k3 = k2 + ldk;
+      double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
+      for (int64_t h = 0; h < H; ++h) {
+        const double q_h = q_t[h];
+        acc0 += static_cast<double>(k0[h]) * q_h;
+        acc1 += static_cast<double>(k1[h]) * q_h;
+        acc2 += static_cast<double>(k2[h]) * q_h;
+        acc3 += static_cast<double>(k3[h]) * q_h;
+      }
+      e[t * lde + s] = static_cast<T>(acc0 * scale);
+      e[t * lde + s + 1] = static_cast<T>(acc1 * scale);
+      e[t * lde + s + 2] = static_cast<T>(acc2 * scale);
+      e[t * lde + s + 3] = static_cast<T>(acc3 * scale);
+    }
+    for (; s < S; ++s) {
       const T* key = keys + s * ldk;
       double acc = 0;
 #pragma omp simd reduction(+ : acc)

@@ -256,25 +256,25 @@ void attention_keys_inference(float* keys, const float* hs, ScoreKind kind, cons
 
 void attention_step_inference(float* a, float* c, float* query_proj, const float* hs, const float* keys,
                               const float* q, ScoreKind kind, const AttentionParams<float>& params,
-                              const int64_t* lengths, int64_t B, int64_t S, int64_t H, int64_t A) {
+                              const int64_t* lengths, int64_t B, int64_t T_q, int64_t S, int64_t H, int64_t A) {
   switch (kind) {
     case ScoreKind::dot:
     case ScoreKind::scaled_dot:
-      score_rows<float>(a, q, nullptr, hs, nullptr, kind, nullptr, lengths, B, 1, S, H, A);
+      score_rows<float>(a, q, nullptr, hs, nullptr, kind, nullptr, lengths, B, T_q, S, H, A);
       break;
     case ScoreKind::general:
-      score_rows<float>(a, q, nullptr, keys, nullptr, kind, nullptr, lengths, B, 1, S, H, A);
+      score_rows<float>(a, q, nullptr, keys, nullptr, kind, nullptr, lengths, B, T_q, S, H, A);
       break;
     case ScoreKind::location:  // a = q @ W_a[:S]^T, softmaxed by score_rows
-      gemm<float>(Trans::no, Trans::yes, B, S, H, 1.0f, q, H, params.w_a, H, 0.0f, a, S);
-      score_rows<float>(a, nullptr, nullptr, nullptr, nullptr, kind, nullptr, lengths, B, 1, S, H, A);
+      gemm<float>(Trans::no, Trans::yes, B * T_q, S, H, 1.0f, q, H, params.w_a, H, 0.0f, a, S);
+      score_rows<float>(a, nullptr, nullptr, nullptr, nullptr, kind, nullptr, lengths, B, T_q, S, H, A);
       break;
     case ScoreKind::concat:
-      concat_query_projection(query_proj, q, params, B, H, A);
-      score_rows<float>(a, nullptr, query_proj, nullptr, keys, kind, params.v, lengths, B, 1, S, H, A);
+      concat_query_projection(query_proj, q, params, B * T_q, H, A);
+      score_rows<float>(a, nullptr, query_proj, nullptr, keys, kind, params.v, lengths, B, T_q, S, H, A);
       break;
   }
-  weight_sum_forward<float>(c, hs, a, B, 1, S, H);
+  weight_sum_forward<float>(c, hs, a, B, T_q, S, H);
 }
 
 #define S2S_INSTANTIATE_ATTENTION(T)                                                              \

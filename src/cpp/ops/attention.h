@@ -89,11 +89,13 @@ int64_t attention_keys_size(ScoreKind kind, int64_t B, int64_t S, int64_t H, int
 void attention_keys_inference(float* keys, const float* hs, ScoreKind kind, const AttentionParams<float>& params,
                               int64_t B, int64_t S, int64_t H, int64_t A);
 
-// out:     a [B,S], c [B,H] = sum_s a[:,s] hs[:,s]
-// scratch: query_proj [B,A] (concat)
-// in:      hs [B,S,H], keys (attention_keys_inference), q [B,H], params, lengths [B] or nullptr
+// T_q queries per source (the beams of one input share its source: their scores are one block of
+// queries against its keys, their contexts one [T_q,S] x [S,H] product).
+// out:     a [B,T_q,S], c [B,T_q,H] = sum_s a[b,t,s] hs[b,s]
+// scratch: query_proj [B,T_q,A] (concat)
+// in:      hs [B,S,H], keys (attention_keys_inference), q [B,T_q,H], params, lengths [B] or nullptr
 void attention_step_inference(float* a, float* c, float* query_proj, const float* hs, const float* keys,
                               const float* q, ScoreKind kind, const AttentionParams<float>& params,
-                              const int64_t* lengths, int64_t B, int64_t S, int64_t H, int64_t A);
+                              const int64_t* lengths, int64_t B, int64_t T_q, int64_t S, int64_t H, int64_t A);
 
 }  // namespace s2s
