@@ -298,7 +298,7 @@ def test_float32_overflow_is_refused_alike(attention, style, feeding):
 
 def range_verdicts(model, dtype="float32"):
     """The messages of the numpy reference of the rule (tests/reference_range.py) and of the
-    compiled engine's check (C++, through the Decoder and through decoding.check_float32_range,
+    compiled decoder's check (C++, through the Decoder and through decoding.check_float32_range,
     which must agree), None where a check lets the model through."""
     try:
         reference_range.check_float32_range(model.config.as_dict(), model.params)
@@ -325,7 +325,7 @@ RANGE_MODELS = [(f"{a}-{s}{'-if' if f else ''}-{'bi' if bi else 'uni'}", dict(
 
 @pytest.mark.parametrize("options", [o for _, o in RANGE_MODELS], ids=[n for n, _ in RANGE_MODELS])
 def test_cpp_range_check_gives_the_python_verdict(options):
-    """The compiled engine's bound (engine/range_check.cpp) is the numpy reference's, computed
+    """The compiled decoder's bound (engine/range_check.cpp) is the numpy reference's, computed
     independently: the same verdict and message for every parameter set past, near and
     within the range alone, and for whole models scaled so that products of two weights cross it."""
     model = Seq2Seq(12, 9, embed_size=6, hidden_size=8, max_source_length=10, seed=3, **options)

@@ -22,8 +22,8 @@ from .engine import Decoder
 from .layers import Attention, Encoder, EncoderState, RecurrentDecoder, masked_cross_entropy
 from .seq2seq_file import FILE_KIND, file_header, read_seq2seq, seq2seq_from_header
 from .serialize import write_model_file
-from .spec import (ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, aligned_array, iter_parameter_shapes, unfreeze_parameters,
-                   parameter_table)
+from .spec import (ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, aligned_array, iter_parameter_shapes,
+                   parameter_table, unfreeze_parameters)
 from .text import Vocab, decode_ids, encode_texts
 
 __all__ = ["Seq2Seq", "Config", "Encoder", "Attention", "RecurrentDecoder", "EncoderState", "masked_cross_entropy",

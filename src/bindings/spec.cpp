@@ -74,10 +74,8 @@ void register_spec(py::module_& m) {
   m.def(
       "special_ids", [] {
         py::dict ids;
-        ids["<pad>"] = s2s::kPadId;
-        ids["<sos>"] = s2s::kSosId;
-        ids["<eos>"] = s2s::kEosId;
-        ids["<unk>"] = s2s::kUnkId;
+        const int64_t id_of[4] = {s2s::kPadId, s2s::kSosId, s2s::kEosId, s2s::kUnkId};
+        for (int k = 0; k < 4; ++k) ids[s2s::kSpecialTokens[k]] = id_of[k];
         return ids;
       },
       "{token: id} of the special tokens every vocabulary starts with, as the C++ core has them.");

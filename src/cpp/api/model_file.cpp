@@ -555,9 +555,8 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
       if (t.string.empty()) throw fail(std::string(key) + " holds an empty token");
       dest->push_back(t.string);
     }
-    static const char* specials[4] = {"<pad>", "<sos>", "<eos>", "<unk>"};
     for (int k = 0; k < 4; ++k)
-      if ((*dest)[k] != specials[k]) throw fail(std::string(key) + " does not start with <pad> <sos> <eos> <unk>");
+      if ((*dest)[k] != kSpecialTokens[k]) throw fail(std::string(key) + " does not start with <pad> <sos> <eos> <unk>");
     std::unordered_set<std::string_view> seen;
     seen.reserve(dest->size());
     for (const std::string& t : *dest)

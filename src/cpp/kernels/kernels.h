@@ -44,7 +44,8 @@ struct KernelTable {
   void (*bias_activation)(T* row, const T* bias, int64_t n, bool apply_tanh);
   // d_pre[n] = dy * (1 - y^2): the backward of y = tanh(pre).
   void (*tanh_backward)(const T* dy, const T* y, T* d_pre, int64_t n);
-  // bfloat16 weights, float32 arithmetic (the inference engine's bf16 storage), for M <= 8 inputs:
+  // bfloat16 weights, float32 arithmetic (the compiled decoder's bf16 storage, runtime/matrix.h),
+  // for M <= 8 inputs:
   // Y[m, n] = sum_k W[n, k] X[m, k] + beta * Y[m, n] for n < N, m < M. W holds bf16 bits, rows ldw
   // apart; X and Y rows are ldx and ldy apart. Each weight row is widened once and used for all M.
   void (*gemm_bf16)(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,

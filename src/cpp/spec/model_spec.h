@@ -13,8 +13,9 @@
 
 namespace s2s {
 
-// The special tokens every vocabulary starts with.
+// The special tokens every vocabulary starts with, in this order: their ids are their positions.
 constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
+constexpr const char* kSpecialTokens[4] = {"<pad>", "<sos>", "<eos>", "<unk>"};
 
 enum class AttentionKind { none, dot, scaled_dot, general, concat, location };
 
