@@ -375,3 +375,23 @@ def test_large_weights_within_float32_decode_alike(attention, style, feeding):
                                   reference_search.greedy_search(model, src, lengths, max_length=8))
     assert range_verdicts(model) == (None, None)
     assert range_verdicts(model, "bfloat16") == (None, None)
+
+
+def test_new_arguments_are_checked():
+    model = peaked_model("dot", "luong", False, 1, False)
+    dec = model.compile()
+    src = np.full((1, 3), 5)
+    for bad in ("yes", 1, None):
+        with pytest.raises(TypeError, match="return_attention must be a bool"):
+            dec.greedy(src, return_attention=bad)
+        with pytest.raises(TypeError, match="return_attention must be a bool"):
+            dec.hypotheses(src, return_attention=bad)
+    params = dict(model.params)
+    del params["out.bias"]
+    with pytest.raises(ValueError, match="parameter 'out.bias' is missing"):
+        check_float32_range(model.config.as_dict(), params)
+    params = {**model.params, "out.bias": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match=r"parameter 'out.bias' has shape \(3\); expected \(9\)"):
+        check_float32_range(model.config.as_dict(), params)
+    with pytest.raises(ValueError, match="config lacks 'hidden_size'"):
+        check_float32_range({k: v for k, v in model.config.as_dict().items() if k != "hidden_size"}, model.params)

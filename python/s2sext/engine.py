@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from .checks import check_bool
 from .decoding import check_beam_args, check_lengths, check_translate_args
 from .seq2seq_file import read_seq2seq
 from .spec import PAD_ID
@@ -55,7 +56,8 @@ class Decoder:
         ``return_attention``, also the attention weights behind each chosen token, float32
         [B, T, S] (zeros without attention and after ``<eos>``)."""
         max_length, min_length = check_lengths(max_length, min_length)
-        return self._engine.greedy(src_ids, lengths, max_length, min_length, bool(serial), bool(return_attention))
+        return self._engine.greedy(src_ids, lengths, max_length, min_length, bool(serial),
+                                   check_bool(return_attention, "return_attention"))
 
     def beam(self, src_ids, lengths=None, beam_size=5, max_length=50, min_length=0, n_best=1,
              length_penalty=0.0, serial=False):
@@ -98,7 +100,7 @@ class Decoder:
         max_length, min_length = check_lengths(max_length, min_length)
         beam_size, n_best, length_penalty = check_beam_args(beam_size, n_best, length_penalty)
         return self._engine.beam(src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty,
-                                 bool(serial), bool(return_attention))
+                                 bool(serial), check_bool(return_attention, "return_attention"))
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
