@@ -206,19 +206,25 @@ def _load_pairs(args, limits, tokenizers):
     return train, valid, source
 
 
+def _side_tokenizers(args):
+    """(source's, target's) tokenizer names: --src-tokenizer / --tgt-tokenizer, else --tokenizer."""
+    return args.src_tokenizer or args.tokenizer, args.tgt_tokenizer or args.tokenizer
+
+
 def _model_from_args(args, train_pairs):
     from .data import build_vocabs, get_tokenizer
     from .model import Seq2Seq
 
-    src_vocab, tgt_vocab = build_vocabs(train_pairs, args.tokenizer, args.tokenizer)
+    src_tokenizer, tgt_tokenizer = _side_tokenizers(args)
+    src_vocab, tgt_vocab = build_vocabs(train_pairs, src_tokenizer, tgt_tokenizer)
     attention = None if args.attention == "none" else args.attention
-    longest = max(get_tokenizer(args.tokenizer).count(s) for s, _ in train_pairs)  # in tokens, as the limit
+    longest = max(get_tokenizer(src_tokenizer).count(s) for s, _ in train_pairs)  # in tokens, as the limit
     return Seq2Seq(
         src_vocab, tgt_vocab, embed_size=args.embed, hidden_size=args.hidden, num_layers=args.layers,
         bidirectional=args.bidirectional, dropout=args.dropout, attention=attention,
         attention_style=args.style, input_feeding=args.input_feeding, seed=args.seed,
         max_source_length=max(args.max_source_length, 1) if args.max_source_length else max(128, 2 * longest),
-        src_tokenizer=args.tokenizer, tgt_tokenizer=args.tokenizer, reverse_source=args.reverse_source,
+        src_tokenizer=src_tokenizer, tgt_tokenizer=tgt_tokenizer, reverse_source=args.reverse_source,
     )
 
 
@@ -253,7 +259,7 @@ def cmd_train(args):
         print(f"resuming {args.resume}: the model's settings come from the checkpoint", flush=True)
         limit, origin = model.config.max_source_length, "the checkpoint's max_source_length"
     else:
-        tokenizers = (args.tokenizer, args.tokenizer)
+        tokenizers = _side_tokenizers(args)
         if args.max_source_length:
             limit, origin = args.max_source_length, "--max-source-length"
         else:
@@ -371,7 +377,7 @@ def cmd_demo(args):
           f"(SIMD {info['kernel_path']}, BLAS core {info['blas']['core'] or '?'})")
     print(f"data: {len(train_pairs)} training pairs, {len(valid_pairs)} held-out pairs "
           f"(none of their sources seen in training), e.g. {train_pairs[0][0]!r} -> {train_pairs[0][1]!r}")
-    ns = argparse.Namespace(tokenizer="char", attention="dot", style="luong", input_feeding=False,
+    ns = argparse.Namespace(tokenizer="char", src_tokenizer=None, tgt_tokenizer=None, attention="dot", style="luong", input_feeding=False,
                             embed=16, hidden=256, layers=1, bidirectional=False, dropout=0.0, seed=args.seed,
                             max_source_length=None, reverse_source=True)
     model = _model_from_args(ns, train_pairs)
@@ -462,7 +468,12 @@ def build_parser():
     data.add_argument("--valid", metavar="FILE.tsv", help="validation pairs (default: split off the data)")
     data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
                       help="fraction or count held out when --valid is not given")
-    data.add_argument("--tokenizer", choices=list(TOKENIZER_NAMES), default="char", help="how lines become tokens")
+    data.add_argument("--tokenizer", choices=list(TOKENIZER_NAMES), default="char",
+                      help="how lines become tokens, on both sides unless one of the next two says otherwise")
+    data.add_argument("--src-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
+                      help="how sources become tokens (default: --tokenizer's)")
+    data.add_argument("--tgt-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
+                      help="how targets become tokens (default: --tokenizer's)")
     data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
     data.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
                       help="refuse a target of more tokens")

@@ -14,7 +14,7 @@ import s2sext.cli
 from s2sext import Seq2Seq
 from s2sext.data import make_task
 
-from cli_support import TINY, assert_one_error_line, run, write_tsv_pairs
+from cli_support import TINY, assert_one_error_line, run, run_argparse_error, write_tsv_pairs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +122,29 @@ def test_train_word_tokenizer_from_tsv_and_translate(capsys, tmp_path):
         assert set(line.split()) <= words | {"<unk>"}
         assert "  " not in line  # words joined by single spaces
     assert [lines[0], lines[2]] == loaded.translate(["the cat runs", "a dog sleeps"], max_length=6)
+
+
+def test_train_per_side_tokenizers(capsys, tmp_path):
+    """Characters in, words out (a pronunciation lexicon's shape): --src-tokenizer and
+    --tgt-tokenizer each override --tokenizer for their side, and the model file keeps both."""
+    pairs = [("cat", "K AE T"), ("act", "AE K T"), ("tack", "T AE K"), ("at", "AE T")] * 3
+    data = write_tsv_pairs(tmp_path / "g2p.tsv", pairs)
+    for argv, sides in [(("--src-tokenizer", "char", "--tgt-tokenizer", "word"), ("char", "word")),
+                        (("--tokenizer", "word", "--src-tokenizer", "char"), ("char", "word")),
+                        (("--tgt-tokenizer", "word"), ("char", "word")),
+                        (("--tokenizer", "word", "--tgt-tokenizer", "char"), ("word", "char"))]:
+        out_path = tmp_path / "g2p.s2s"
+        rc, out, err = run(capsys, "train", "--data", data, "--valid", data, *argv, "--hidden", "8", "--embed", "4",
+                           "--epochs", "1", "--no-progress", "--out", out_path)
+        assert rc == 0, err
+        loaded = Seq2Seq.load(out_path)
+        assert (loaded.config.src_tokenizer, loaded.config.tgt_tokenizer) == sides
+        src_tokens = {"c", "a", "t", "k"} if sides[0] == "char" else {"cat", "act", "tack", "at"}
+        tgt_tokens = {"K", "AE", "T"} if sides[1] == "word" else {"K", "A", "E", "T", " "}
+        assert set(loaded.src_vocab.tokens[4:]) == src_tokens
+        assert set(loaded.tgt_vocab.tokens[4:]) == tgt_tokens
+    err = run_argparse_error(capsys, "train", "--data", data, "--src-tokenizer", "bytes", "--out", tmp_path / "x.s2s")
+    assert "--src-tokenizer: invalid choice: 'bytes' (choose from 'char', 'word')" in err
 
 
 def test_train_teacher_forcing_schedule(capsys, tmp_path):
