@@ -434,3 +434,13 @@ def test_read_tsv_counts_each_side_with_its_tokenizer(tmp_path):
         data.read_tsv(path, "char", tgt_tokenizer="word", max_source_tokens=5, max_target_tokens=2)
     with pytest.raises(ValueError, match="tgt_tokenizer needs tokenizer"):
         data.read_tsv(path, tgt_tokenizer="word")
+
+
+def test_build_vocabs_limits_each_side():
+    pairs = [("aab", "xxyz"), ("aac", "xxy")]
+    src, tgt = data.build_vocabs(pairs, "char", "char", src_max_size=5, tgt_max_size=6)
+    assert list(src.tokens[4:]) == ["a"] and list(tgt.tokens[4:]) == ["x", "y"]
+    src, tgt = data.build_vocabs(pairs, "char", "char", max_size=5)  # one size for both sides, as before
+    assert list(src.tokens[4:]) == ["a"] and list(tgt.tokens[4:]) == ["x"]
+    with pytest.raises(ValueError, match="max_size must be"):
+        data.build_vocabs(pairs, "char", "char", tgt_max_size=3)

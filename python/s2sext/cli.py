@@ -120,6 +120,7 @@ def _float_in(low=0.0, high=math.inf, *, open_low=False, open_high=False):
 
 
 _size = _int_in(65_536)  # embedding and hidden sizes
+_vocab_size = _int_in(10_000_000, low=5)  # the four specials and at least one token
 _layers = _int_in(64)
 _length = _int_in(MAX_TOKENS)
 _pairs = _int_in(MAX_PAIRS)
@@ -216,7 +217,12 @@ def _model_from_args(args, train_pairs):
     from .model import Seq2Seq
 
     src_tokenizer, tgt_tokenizer = _side_tokenizers(args)
-    src_vocab, tgt_vocab = build_vocabs(train_pairs, src_tokenizer, tgt_tokenizer)
+    src_vocab, tgt_vocab = build_vocabs(train_pairs, src_tokenizer, tgt_tokenizer, args.min_frequency,
+                                        src_max_size=args.src_vocab_size, tgt_max_size=args.tgt_vocab_size)
+    for side, vocab in (("source", src_vocab), ("target", tgt_vocab)):
+        if len(vocab) < 5:  # the four specials and at least one token
+            raise CliError(f"--min-frequency {args.min_frequency} leaves no {side} token besides the four "
+                           "specials; lower it")
     attention = None if args.attention == "none" else args.attention
     longest = max(get_tokenizer(src_tokenizer).count(s) for s, _ in train_pairs)  # in tokens, as the limit
     return Seq2Seq(
@@ -377,7 +383,8 @@ def cmd_demo(args):
           f"(SIMD {info['kernel_path']}, BLAS core {info['blas']['core'] or '?'})")
     print(f"data: {len(train_pairs)} training pairs, {len(valid_pairs)} held-out pairs "
           f"(none of their sources seen in training), e.g. {train_pairs[0][0]!r} -> {train_pairs[0][1]!r}")
-    ns = argparse.Namespace(tokenizer="char", src_tokenizer=None, tgt_tokenizer=None, attention="dot", style="luong", input_feeding=False,
+    ns = argparse.Namespace(tokenizer="char", src_tokenizer=None, tgt_tokenizer=None, src_vocab_size=None,
+                            tgt_vocab_size=None, min_frequency=1, attention="dot", style="luong", input_feeding=False,
                             embed=16, hidden=256, layers=1, bidirectional=False, dropout=0.0, seed=args.seed,
                             max_source_length=None, reverse_source=True)
     model = _model_from_args(ns, train_pairs)
@@ -474,6 +481,12 @@ def build_parser():
                       help="how sources become tokens (default: --tokenizer's)")
     data.add_argument("--tgt-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
                       help="how targets become tokens (default: --tokenizer's)")
+    data.add_argument("--src-vocab-size", type=_vocab_size, default=None, metavar="N",
+                      help="keep the N-4 most frequent source tokens besides the four specials (default: all)")
+    data.add_argument("--tgt-vocab-size", type=_vocab_size, default=None, metavar="N",
+                      help="keep the N-4 most frequent target tokens besides the four specials (default: all)")
+    data.add_argument("--min-frequency", type=_int_in(10**9), default=1, metavar="N",
+                      help="keep only tokens seen at least N times in the training data, on both sides")
     data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
     data.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
                       help="refuse a target of more tokens")

@@ -410,17 +410,23 @@ def build_vocabs(
     tgt_tokenizer,
     min_freq: int = 1,
     max_size: int | None = None,
+    *,
+    src_max_size: int | None = None,
+    tgt_max_size: int | None = None,
 ) -> tuple[Vocab, Vocab]:
     """(source vocabulary, target vocabulary) of ``pairs``, each ``Vocab.build`` of the tokenized side.
 
-    Tokenizers are instances or names (``"char"``, ``"word"``); ``min_freq`` and ``max_size`` apply
-    to both sides.
+    Tokenizers are instances or names (``"char"``, ``"word"``); ``min_freq`` applies to both sides,
+    ``max_size`` too unless ``src_max_size`` / ``tgt_max_size`` set that side's (sizes count the
+    four specials).
     """
     pairs = _check_pairs(pairs)
     src_tokenizer = get_tokenizer(src_tokenizer)
     tgt_tokenizer = get_tokenizer(tgt_tokenizer)
-    src_vocab = Vocab.build((src_tokenizer.tokenize(source) for source, _ in pairs), min_freq, max_size)
-    tgt_vocab = Vocab.build((tgt_tokenizer.tokenize(target) for _, target in pairs), min_freq, max_size)
+    src_vocab = Vocab.build((src_tokenizer.tokenize(source) for source, _ in pairs), min_freq,
+                            max_size if src_max_size is None else src_max_size)
+    tgt_vocab = Vocab.build((tgt_tokenizer.tokenize(target) for _, target in pairs), min_freq,
+                            max_size if tgt_max_size is None else tgt_max_size)
     return src_vocab, tgt_vocab
 
 

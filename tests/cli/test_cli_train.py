@@ -147,6 +147,28 @@ def test_train_per_side_tokenizers(capsys, tmp_path):
     assert "--src-tokenizer: invalid choice: 'bytes' (choose from 'char', 'word')" in err
 
 
+def test_train_vocabulary_limits(capsys, tmp_path):
+    """--src-vocab-size / --tgt-vocab-size keep each side's most frequent tokens (the four specials
+    counted), --min-frequency drops rare tokens on both sides; dropped tokens read as <unk>."""
+    pairs = [("aab", "xxy"), ("aac", "xxz"), ("abd", "xyw")] * 2
+    data = write_tsv_pairs(tmp_path / "v.tsv", pairs)
+    out_path = tmp_path / "v.s2s"
+    common = ("--data", data, "--valid", data, "--hidden", "8", "--embed", "4", "--epochs", "1", "--no-progress",
+              "--out", out_path)
+    rc, out, err = run(capsys, "train", *common, "--src-vocab-size", "6", "--tgt-vocab-size", "5")
+    assert rc == 0, err
+    loaded = Seq2Seq.load(out_path)
+    assert list(loaded.src_vocab.tokens[4:]) == ["a", "b"] and list(loaded.tgt_vocab.tokens[4:]) == ["x"]
+    rc, out, err = run(capsys, "train", *common, "--min-frequency", "3")  # counts: a 10, b 4, c 2, d 2; x 10, y 4
+    assert rc == 0, err
+    loaded = Seq2Seq.load(out_path)
+    assert set(loaded.src_vocab.tokens[4:]) == {"a", "b"} and set(loaded.tgt_vocab.tokens[4:]) == {"x", "y"}
+    rc, out, err = run(capsys, "train", *common, "--min-frequency", "100")
+    assert_one_error_line(rc, err, "--min-frequency 100 leaves no source token besides the four specials")
+    err = run_argparse_error(capsys, "train", *common, "--src-vocab-size", "4")
+    assert "--src-vocab-size: expected an integer from 5 to 10,000,000, got '4'" in err
+
+
 def test_train_teacher_forcing_schedule(capsys, tmp_path):
     out_path = tmp_path / "m.s2s"
     rc, out, err = run(capsys, "train", *TINY, "--epochs", "1", "--out", out_path,
