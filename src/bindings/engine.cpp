@@ -100,7 +100,7 @@ class PyEngine {
     Checker ck("Decoder.greedy");
     SourceBatch sb = source_batch(ck, src_in, lengths_in);
     const s2s::SearchOptions options{1, max_length, min_length, 1, 0.0, return_attention};
-    s2s::GreedyOutput found;
+    s2s::GreedyResult found;
     try {
       py::gil_scoped_release nogil;
       found = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, options, serial);

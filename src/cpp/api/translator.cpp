@@ -145,7 +145,7 @@ std::vector<std::vector<int64_t>> Translator::greedy(const std::vector<std::vect
   pad(sources, src, lengths, S);
   const int64_t B = int64_t(sources.size());
   const s2s::SearchOptions options{1, max_length, min_length, 1, 0.0, false};
-  const s2s::GreedyOutput found = impl_->engine->greedy(src.data(), lengths.data(), B, S, options);
+  const s2s::GreedyResult found = impl_->engine->greedy(src.data(), lengths.data(), B, S, options);
   const int64_t T = found.steps;
   const std::vector<int64_t>& out = found.tokens;
   std::vector<std::vector<int64_t>> result(static_cast<size_t>(B));

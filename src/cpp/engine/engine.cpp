@@ -98,7 +98,7 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 const ModelConfig& Engine::config() const { return w_->cfg; }
 WeightType Engine::weight_type() const { return w_->type; }
 
-GreedyOutput Engine::greedy(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
+GreedyResult Engine::greedy(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
                             const SearchOptions& options_in, bool serial) const {
   SearchOptions options = options_in;
   options.beam_size = options.n_best = 1;
@@ -110,7 +110,7 @@ GreedyOutput Engine::greedy(const int64_t* src, const int64_t* lengths, int64_t 
   check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
   Seq2SeqStep decoder(*w_, sorted.src.data(), sorted.lengths.data(), B, S, 1);
   const GreedyResult found = greedy_search(decoder, options);
-  GreedyOutput out;
+  GreedyResult out;
   const int64_t T = out.steps = found.steps;
   out.tokens.resize(static_cast<size_t>(B * T));
   if (options.return_attention) out.attention.resize(static_cast<size_t>(B * T * S));

@@ -21,13 +21,6 @@ namespace s2s {
 
 struct EngineWeights;  // weights.h
 
-// The rows of a greedy decode, in input order.
-struct GreedyOutput {
-  int64_t steps = 0;             // T (the longest row, at most max_length)
-  std::vector<int64_t> tokens;   // [B,T]: each row up to and including <eos>, then <pad>
-  std::vector<float> attention;  // [B,T,S] when asked (zeros without attention and after <eos>)
-};
-
 class Engine {
  public:
   // Checks the configuration (check_model_config), every parameter's presence and shape
@@ -44,7 +37,8 @@ class Engine {
 
   // Greedy decoding (options.beam_size and n_best are ignored). src [B,S] token ids, lengths [B]
   // (1..S; nullptr: all S). serial: run on the calling thread only.
-  GreedyOutput greedy(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S, const SearchOptions& options,
+  // Returns the rows in input order.
+  GreedyResult greedy(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S, const SearchOptions& options,
                       bool serial = false) const;
 
   // Beam search, the beams of all inputs as one batch of B*K rows. Returns per input (in input

@@ -37,6 +37,7 @@ struct SearchOptions {
 // 1 <= n_best <= beam_size <= kMaxBeamSize and length_penalty >= 0.
 void check_search_options(const SearchOptions& options);
 
+// A greedy decode's rows (greedy_search: the decoder's row order; Engine::greedy: input order).
 struct GreedyResult {
   int64_t steps = 0;              // T: the longest row (at most max_length)
   std::vector<int64_t> tokens;    // [R,T]: each row up to and including <eos>, then <pad>
