@@ -40,8 +40,8 @@ import time
 import numpy as np
 
 from .checks import short_repr
-from .cli_inputs import (CliError, Limits, check_output, cut_or_refuse, fit, input_lines, model_limits, read_pairs,
-                         say_cut)
+from .cli_inputs import (CliError, Limits, UnknownTokens, check_output, cut_or_refuse, fit, input_lines, model_limits,
+                         read_pairs, say_cut)
 from .spec import ATTENTION_KINDS, ATTENTION_STYLES, TOKENIZER_NAMES
 from .tasks import TASKS
 
@@ -241,6 +241,27 @@ def _encode(model, pairs):
                         model.config.tgt_tokenizer, reverse_source=model.config.reverse_source)
 
 
+def _warn_unknown_pairs(model, pairs, where, vocabulary="the model's"):
+    """The unknown-token warnings of a TSV file's sources and targets (see UnknownTokens)."""
+    cfg = model.config
+    UnknownTokens(model.src_vocab, cfg.src_tokenizer).add(s for s, _ in pairs).warn(where, vocabulary)
+    UnknownTokens(model.tgt_vocab, cfg.tgt_tokenizer, "target").add(t for _, t in pairs).warn(where, vocabulary)
+
+
+def _vocabulary_coverage(model, train_pairs):
+    """One line: each side's vocabulary size and the share of the training tokens it covers (below
+    100% when --src/tgt-vocab-size or --min-frequency left tokens out)."""
+    cfg = model.config
+    parts = []
+    for side, vocab, tokenizer, texts in (("source", model.src_vocab, cfg.src_tokenizer, (s for s, _ in train_pairs)),
+                                          ("target", model.tgt_vocab, cfg.tgt_tokenizer, (t for _, t in train_pairs))):
+        tally = UnknownTokens(vocab, tokenizer, side).add(texts)
+        covered = 1 - tally.unknown / tally.tokens if tally.tokens else 1.0
+        parts.append(f"{side} {len(vocab):,} tokens covering {100 * covered:.2f}% of the training {side}s' "
+                     f"{tally.tokens:,} tokens")
+    return "vocabulary: " + "; ".join(parts)
+
+
 def cmd_train(args):
     from .train import train
 
@@ -281,6 +302,8 @@ def cmd_train(args):
           f"({cfg.attention_style}), embed {cfg.embed_size}, hidden {cfg.hidden_size}, layers {cfg.num_layers}"
           f"{', bidirectional' if cfg.bidirectional else ''}; vocab {cfg.src_vocab_size}/{cfg.tgt_vocab_size}",
           flush=True)
+    print(_vocabulary_coverage(model, train_pairs), flush=True)
+    _warn_unknown_pairs(model, valid_pairs, args.valid or "the validation split", "the")
     history = train(
         model, _encode(model, train_pairs), _encode(model, valid_pairs), epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
@@ -309,6 +332,7 @@ def cmd_translate(args):
     name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
     # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
     start, cut = 0, 0
+    unknown = UnknownTokens(model.src_vocab, model.config.src_tokenizer)
     while True:
         chunk = list(itertools.islice(lines, args.batch_size))
         if not chunk:
@@ -317,6 +341,7 @@ def cmd_translate(args):
                                          limits.source_hint, first=start)
         cut += cut_here
         keep = [i for i, text in enumerate(chunk) if text.strip()]
+        unknown.add(chunk[i] for i in keep)
         results = [""] * len(chunk)
         if keep:
             try:
@@ -334,6 +359,7 @@ def cmd_translate(args):
         sys.stdout.flush()  # each batch's lines as soon as they are ready, for a reader at the pipe's end
         start += len(chunk)
     say_cut(name, cut, limits.source)
+    unknown.warn(where)
     return 0
 
 
@@ -345,6 +371,7 @@ def cmd_eval(args):
     model = Seq2Seq.load(args.model)
     pairs = read_pairs(args.data, (model.config.src_tokenizer, model.config.tgt_tokenizer),
                         model_limits(args, model))
+    _warn_unknown_pairs(model, pairs, args.data)
     # the same criterion as training's validation: every target token, then <eos>
     result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
                       with_loss=False, max_length=args.max_length)
@@ -360,6 +387,7 @@ def cmd_plot(args):
     model = Seq2Seq.load(args.model)
     fit([args.text], model.config.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
          hint="the model's max_source_length")
+    UnknownTokens(model.src_vocab, model.config.src_tokenizer).add([args.text]).warn("TEXT")
     translation = plot_attention(model, args.text, args.out)
     print(f"{args.text} -> {translation}; heatmap written to {args.out}")
     return 0

@@ -8,6 +8,7 @@ import io
 import os
 import sys
 import tempfile
+from collections import Counter
 from typing import NamedTuple
 
 
@@ -72,6 +73,45 @@ def say_cut(where, cut, limit):
         tokens = "token" if limit == 1 else "tokens"
         print(f"s2sext: {where(None)}: cut {cut} source{'s' if cut > 1 else ''} longer than {limit:,} {tokens} "
               f"to their first {'token' if limit == 1 else f'{limit:,}'} (--truncate)", file=sys.stderr)
+
+
+class UnknownTokens:
+    """A tally of the tokens of some texts that a vocabulary lacks (they are read as ``<unk>``), for
+    one warning line on stderr: how many texts hold one, how many tokens and which, most frequent
+    first. Texts are tokenized as the model tokenizes them."""
+
+    EXAMPLES = 5  # the most frequent unknown tokens quoted in the warning
+
+    def __init__(self, vocab, tokenizer, side="source"):
+        from .data import get_tokenizer
+
+        self.vocab, self.tokenizer, self.side = vocab, get_tokenizer(tokenizer), side
+        self.texts = self.with_unknown = self.tokens = self.unknown = 0
+        self.counts = Counter()
+
+    def add(self, texts):
+        for text in texts:
+            tokens = self.tokenizer.tokenize(text)
+            unknown = [token for token in tokens if token not in self.vocab]
+            self.texts += 1
+            self.tokens += len(tokens)
+            if unknown:
+                self.with_unknown += 1
+                self.unknown += len(unknown)
+                self.counts.update(unknown)
+        return self
+
+    def warn(self, where, vocabulary="the model's"):
+        """Print the warning (nothing when every token is known)."""
+        if not self.unknown:
+            return
+        examples = ", ".join(f"{token!r} x{n}" for token, n in self.counts.most_common(self.EXAMPLES))
+        more = f" and {len(self.counts) - self.EXAMPLES} more" if len(self.counts) > self.EXAMPLES else ""
+        texts = f"{self.texts:,} {self.side}{'' if self.texts == 1 else 's'}"
+        verb = "holds" if self.with_unknown == 1 else "hold"
+        print(f"s2sext: warning: {where}: {self.with_unknown:,} of {texts} {verb} tokens not in {vocabulary} "
+              f"{self.side} vocabulary, read as <unk> ({self.unknown:,} of {self.tokens:,} tokens, "
+              f"{len(self.counts):,} distinct): {examples}{more}", file=sys.stderr)
 
 
 def read_pairs(path, tokenizers, limits):
