@@ -497,8 +497,8 @@ def build_parser():
     p = command("train", help="train a model on a TSV file or a built-in task",
                 description="Train a Seq2Seq model; writes the best model (by validation exact match).")
     data = p.add_argument_group("data")
-    data.add_argument("--data", metavar="FILE.tsv", help="training pairs, 'source<TAB>target' per line (UTF-8)")
-    data.add_argument("--task", choices=list(TASKS), help="a built-in generated task")
+    data.add_argument("--data", metavar="FILE.tsv", help="training pairs, 'source<TAB>target' per line (UTF-8); required unless --task is given")
+    data.add_argument("--task", choices=list(TASKS), help="a built-in generated task, instead of --data")
     data.add_argument("--task-size", type=_pairs, default=50000, help="pairs to generate for --task")
     data.add_argument("--valid", metavar="FILE.tsv", help="validation pairs (default: split off the data)")
     data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
@@ -542,8 +542,8 @@ def build_parser():
                         "'exponential:k=0.999', 'inverse_sigmoid:k=500'")
     t.add_argument("--seed", type=_seed, default=0, help="seeds the data, weights and batches")
     t.add_argument("--out", default="model.s2s", metavar="MODEL", help="where the best model goes")
-    t.add_argument("--checkpoint", metavar="FILE", help="write a resumable checkpoint after every epoch")
-    t.add_argument("--resume", metavar="FILE", help="continue from a checkpoint")
+    t.add_argument("--checkpoint", metavar="FILE", help="write a resumable checkpoint after every epoch (default: none)")
+    t.add_argument("--resume", metavar="FILE", help="continue from a checkpoint (default: start afresh)")
     t.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -608,7 +608,8 @@ def build_parser():
     p.add_argument("checkpoint", metavar="CKPT.pt", help="the OpenNMT-py checkpoint")
     p.add_argument("out", metavar="OUT", help="the s2sext model file to write")
     p.add_argument("--weights", metavar="FILE.safetensors",
-                   help="the weights of a checkpoint saved with -save_format safetensors")
+                   help="the weights of a checkpoint saved with -save_format safetensors "
+                        "(default: those inside CKPT.pt)")
     p.set_defaults(func=cmd_import_opennmt)
     return parser
 

@@ -128,3 +128,28 @@ def build_all_help():
     parser = s2sext.cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [parser.format_help()] + [p.format_help() for p in sub.choices.values()]
+
+
+def _every_option():
+    """(command, argparse action) for every option and positional of every command, but --help."""
+    import argparse
+
+    parser = s2sext.cli.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [(name, action) for name, sub in commands.choices.items() for action in sub._actions
+            if not isinstance(action, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("command,action", _every_option(),
+                         ids=lambda v: v if isinstance(v, str) else (v.option_strings or [v.dest])[0])
+def test_every_option_has_a_one_line_help_with_its_default(command, action):
+    """Issue 12's rule for the help: a one-line description, and the default said -- shown by the
+    formatter for a value, in words where the default is None (what happens without the option);
+    a flag's default is off."""
+    import argparse
+
+    assert action.help and "\n" not in action.help, f"{command} {action.option_strings}: no one-line help"
+    flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+    if action.default is None and not flag and not action.required and action.option_strings:
+        assert re.search(r"default|required|instead of", action.help), \
+            f"{command} {action.option_strings}: the help does not say what happens without it"
