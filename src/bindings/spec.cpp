@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common.h"
+#include "spec/lowercase.h"
 #include "spec/model_spec.h"
 
 namespace bindings {
@@ -79,6 +80,25 @@ void register_spec(py::module_& m) {
         return ids;
       },
       "{token: id} of the special tokens every vocabulary starts with, as the C++ core has them.");
+  m.def(
+      "lowercase",
+      [](const py::str& text) {
+        // UTF-8 by Python's codec: a lone surrogate raises its UnicodeEncodeError (a ValueError)
+        const py::object encoded = py::reinterpret_steal<py::object>(PyUnicode_AsUTF8String(text.ptr()));
+        if (!encoded) throw py::error_already_set();
+        std::string utf8 = encoded.cast<std::string>();
+        {
+          py::gil_scoped_release release;
+          utf8 = s2s::lowercase_utf8(utf8);
+        }
+        return py::str(utf8);
+      },
+      py::arg("text"),
+      "``text`` lowercased by s2sext's one rule (spec/lowercase.h): each code point's own lowercase\n"
+      "form, as str.lower gives it for that code point alone, so a word-final capital sigma becomes\n"
+      "σ, not ς; the C++ Translator applies the same code.");
+  m.def("lowercase_unicode_version", &s2s::lowercase_unicode_version,
+        "The Unicode version of the lowercase table (the Python that generated it).");
 }
 
 }  // namespace bindings
