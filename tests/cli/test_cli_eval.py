@@ -94,7 +94,8 @@ def test_eval_names_the_word_error_rate_for_a_word_model(capsys, tmp_path):
                     tgt_tokenizer="word", seed=0)
     model.save(tmp_path / "m.s2s")
     output = tmp_path / "out.txt"
-    rc, out, err = run(capsys, "eval", "--model", tmp_path / "m.s2s", "--data", write_tsv_pairs(tmp_path / "d.tsv", pairs),
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    rc, out, err = run(capsys, "eval", "--model", tmp_path / "m.s2s", "--data", data,
                        "--metric", "token_error_rate", "--output", output)
     assert rc == 0, err
     outputs = model.translate([s for s, _ in pairs], max_length=8)
@@ -177,7 +178,8 @@ def test_train_metric_bleu_logs_it(capsys, tmp_path):
     assert rc == 0, err
     assert re.search(r"^epoch 1: train loss .*, exact match \d+\.\d\d%, token error rate \d+\.\d\d%, BLEU \d+\.\d\d$",
                      err, re.M), err
-    assert re.fullmatch(r"best epoch 1: BLEU \d+\.\d\d on \d+ validation pairs; model written to .*", out.splitlines()[-1])
+    assert re.fullmatch(r"best epoch 1: BLEU \d+\.\d\d on \d+ validation pairs; model written to .*",
+                        out.splitlines()[-1])
 
 
 def test_help_lists_the_metric_options(capsys):
