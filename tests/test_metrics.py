@@ -315,6 +315,13 @@ def test_resuming_with_another_metric_is_refused(tmp_path, monkeypatch, tiny):
     with pytest.raises(ValueError, match="picked its best epoch by token_error_rate, not exact_match"):
         train(model, data, data, epochs=2, batch_size=8, progress=False, resume=tmp_path / "ck.s2s",
               log=lambda m: None)
+    # a checkpoint that does not say (an older s2sext's)
+    _, extra, tensors = Seq2Seq.load(tmp_path / "ck.s2s", return_extra=True)
+    del extra["metric"]
+    model.save(tmp_path / "old.s2s", extra_tensors=tensors, extra=extra)
+    with pytest.raises(ValueError, match="by the validation accuracy of an older s2sext, not exact_match"):
+        train(model, data, data, epochs=2, batch_size=8, progress=False, resume=tmp_path / "old.s2s",
+              log=lambda m: None)
 
 
 def test_training_needs_sacrebleu_only_for_bleu_and_chrf(tmp_path, monkeypatch, tiny, no_sacrebleu):

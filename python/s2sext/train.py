@@ -422,9 +422,11 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         if extra.get("seed") != seed:
             raise ValueError(f"{resume}: the checkpoint was trained with seed {extra.get('seed')!r}, not {seed!r}; "
                              "resume with the same seed so the batches continue as they were")
-        if extra.get("metric", "exact_match") != metric:
-            raise ValueError(f"{resume}: the checkpoint picked its best epoch by {extra.get('metric', 'exact_match')}, "
-                             f"not {metric}; resume with the same metric")
+        # a checkpoint of an older s2sext kept its best accuracy as a fraction and no scores per epoch
+        picked_by = extra.get("metric", "the validation accuracy of an older s2sext")
+        if picked_by != metric:
+            raise ValueError(f"{resume}: the checkpoint picked its best epoch by {picked_by}, not {metric}; "
+                             "resume with the same metric")
         if extra.get("optimizer") != opt.name:
             raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
         model.unfreeze()
