@@ -17,7 +17,7 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 LAYERS = [
     ["_core"],
     ["checks", "strict_json"],
-    ["spec"],
+    ["spec", "metrics"],
     ["ops", "padding", "tasks"],
     ["text"],
     ["config", "serialize"],

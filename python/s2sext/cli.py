@@ -42,6 +42,7 @@ import numpy as np
 from .checks import short_repr
 from .cli_inputs import (CliError, Limits, UnknownTokens, check_output, cut_or_refuse, fit, input_lines, model_limits,
                          read_pairs, say_cut)
+from .metrics import METRIC_NAMES
 from .spec import ATTENTION_KINDS, ATTENTION_STYLES, TOKENIZER_NAMES
 from .tasks import TASKS
 
@@ -263,9 +264,11 @@ def _vocabulary_coverage(model, train_pairs):
 
 
 def cmd_train(args):
-    from .train import train
+    from .metrics import describe
+    from .train import selection_key, train
 
     _set_threads(args)
+    _require_metrics([args.metric])
     check_output("--out", args.out)
     check_output("--checkpoint", args.checkpoint)
     if args.checkpoint and os.path.realpath(args.checkpoint) == os.path.realpath(args.out):
@@ -308,13 +311,13 @@ def cmd_train(args):
         model, _encode(model, train_pairs), _encode(model, valid_pairs), epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
         teacher_forcing=args.teacher_forcing, seed=args.seed, out=args.out, checkpoint=args.checkpoint,
-        resume=args.resume, progress=not args.no_progress, stream=sys.stderr,
+        resume=args.resume, progress=not args.no_progress, stream=sys.stderr, metric=args.metric,
     )
-    best = max(history, key=lambda r: (r.get("valid_accuracy", 0.0), -r.get("valid_loss", 0.0)))
+    best = max(history, key=lambda r: selection_key(r, args.metric))
     written = os.path.exists(args.out) and os.path.getmtime(args.out) != out_mtime
     where = f"model written to {args.out}" if written else (
         f"that epoch was before --resume, so {args.out} was not rewritten (the checkpoint's run wrote it)")
-    print(f"best epoch {best['epoch']}: exact match {100 * best.get('valid_accuracy', 0):.2f}% "
+    print(f"best epoch {best['epoch']}: {describe(args.metric, best[f'valid_{args.metric}'])} "
           f"on {len(valid_pairs)} validation pairs; {where}")
     return 0
 
@@ -363,19 +366,55 @@ def cmd_translate(args):
     return 0
 
 
+def _require_metrics(names):
+    """``names`` checked to be computable here, before any work (a CliError naming the extra if not)."""
+    from .metrics import MetricUnavailableError, require
+
+    try:
+        return require(names)
+    except MetricUnavailableError as exc:
+        raise CliError(f"--metric {' '.join(names)}: {exc}") from None
+
+
 def cmd_eval(args):
+    from .metrics import ERROR_RATE_NAMES, METRIC_NAMES, METRICS, MetricUnavailableError, require
     from .model import Seq2Seq
+    from .serialize import atomic_write
     from .train import evaluate
 
     _set_threads(args)
+    check_output("--output", args.output)
+    missing = None
+    if args.metric:
+        names = _require_metrics(list(dict.fromkeys(args.metric)))
+    else:  # all that can be computed here; BLEU and chrF only with sacrebleu
+        names = METRIC_NAMES
+        try:
+            require(names)
+        except MetricUnavailableError as exc:
+            names, missing = tuple(n for n in names if not METRICS[n].needs_sacrebleu), exc
     model = Seq2Seq.load(args.model)
     pairs = read_pairs(args.data, (model.config.src_tokenizer, model.config.tgt_tokenizer),
                         model_limits(args, model))
     _warn_unknown_pairs(model, pairs, args.data)
-    # the same criterion as training's validation: every target token, then <eos>
+    # scored against the targets as written: a hypothesis' <unk> matches no reference token
     result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
-                      with_loss=False, max_length=args.max_length)
-    print(f"exact match: {100 * result['accuracy']:.2f}% ({result['correct']}/{result['total']})")
+                      with_loss=False, max_length=args.max_length, metrics=names, references=[t for _, t in pairs])
+    tokenizer = model.config.tgt_tokenizer
+    details = {
+        "exact_match": ("", f" ({result['correct']}/{result['total']})"),
+        "token_error_rate": (f" ({ERROR_RATE_NAMES[tokenizer]})",
+                             f" ({result['edits']} edits / {result['reference_tokens']} reference {tokenizer} tokens)"),
+    }
+    for name in names:
+        metric, value = METRICS[name], result["metrics"][name]
+        label, detail = details.get(name) or ("", f" ({result['signatures'][name]})")
+        print(f"{metric.label}{label}: {value:.2f}{metric.unit}{detail}")
+    if missing is not None:
+        print(f"s2sext: note: {missing}", file=sys.stderr)
+    if args.output:
+        text = "".join(model.decode_ids(h) + "\n" for h in result["hypotheses"]).encode("utf-8")
+        atomic_write(args.output, lambda f: f.write(text))
     return 0
 
 
@@ -495,7 +534,7 @@ def build_parser():
 
     truncate_help = "cut a source longer than the limit to its first tokens instead of refusing it"
     p = command("train", help="train a model on a TSV file or a built-in task",
-                description="Train a Seq2Seq model; writes the best model (by validation exact match).")
+                description="Train a Seq2Seq model; writes the best model (by the validation --metric).")
     data = p.add_argument_group("data")
     data.add_argument("--data", metavar="FILE.tsv", help="training pairs, 'source<TAB>target' per line (UTF-8); required unless --task is given")
     data.add_argument("--task", choices=list(TASKS), help="a built-in generated task, instead of --data")
@@ -541,6 +580,8 @@ def build_parser():
                    help="probability of feeding the ground truth: '1.0', 'constant:0.8', 'linear:c=1e-4,floor=0.5', "
                         "'exponential:k=0.999', 'inverse_sigmoid:k=500'")
     t.add_argument("--seed", type=_seed, default=0, help="seeds the data, weights and batches")
+    t.add_argument("--metric", choices=list(METRIC_NAMES), default="exact_match",
+                   help="the validation score that picks the best epoch, ties broken by loss (bleu, chrf: sacrebleu)")
     t.add_argument("--out", default="model.s2s", metavar="MODEL", help="where the best model goes")
     t.add_argument("--checkpoint", metavar="FILE", help="write a resumable checkpoint after every epoch (default: none)")
     t.add_argument("--resume", metavar="FILE", help="continue from a checkpoint (default: start afresh)")
@@ -563,8 +604,9 @@ def build_parser():
     p.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
     p.set_defaults(func=cmd_translate)
 
-    p = command("eval", help="exact-match accuracy on a TSV file",
-                description="Translate every source of a TSV file and count exact matches.")
+    p = command("eval", help="score a model on a TSV file: exact match, token error rate, BLEU, chrF",
+                description="Translate every source of a TSV file and score the outputs against the targets "
+                            "(BLEU and chrF need sacrebleu: pip install 's2sext[metrics]').")
     p.add_argument("--model", required=True, metavar="MODEL", help="a model file")
     p.add_argument("--data", required=True, metavar="FILE.tsv", help="'source<TAB>target' per line (UTF-8)")
     p.add_argument("--beam", type=_beam, default=1, help="beam size (1: greedy)")
@@ -575,6 +617,9 @@ def build_parser():
     p.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
                    help="refuse a target of more tokens")
     p.add_argument("--truncate", action="store_true", help=truncate_help)
+    p.add_argument("--metric", choices=list(METRIC_NAMES), action="append",
+                   help="a score to print, repeatable (default: all; BLEU and chrF when sacrebleu is installed)")
+    p.add_argument("--output", metavar="FILE", help="write the outputs there, one line per pair, in input order (default: none)")
     p.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
     p.set_defaults(func=cmd_eval)
 

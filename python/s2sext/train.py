@@ -17,8 +17,10 @@ from . import _core
 from .checks import check_real, short_repr
 from .data import batches
 from .padding import pad_batch
+from .metrics import describe, require, score_corpus, selection_value
 from .seq2seq_file import read_seq2seq
 from .spec import EOS_ID, PAD_ID, SOS_ID, unfreeze_parameters
+from .text import get_tokenizer
 
 # ---------------------------------------------------------------------------------------------
 # Teacher-forcing schedules (Bengio et al., 2015, "Scheduled Sampling")
@@ -249,15 +251,41 @@ def target_arrays(tgt_ids: np.ndarray, tgt_lengths: np.ndarray):
     return tgt_in, tgt_out, tgt_lengths + 1
 
 
-def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, max_length=None):
-    """Exact-match accuracy of greedy (or beam) decoding, and the teacher-forced loss.
+def _until_eos(row) -> list:
+    """A decoded row's token ids before its first ``<eos>`` (all of them when it never ended)."""
+    row = [int(x) for x in row]
+    return row[:row.index(EOS_ID)] if EOS_ID in row else row
 
-    An output is correct when it is the target followed by ``<eos>``. Decoding runs at most
-    ``max_length`` steps (default: the batch's longest target + 5).
 
-    Returns a dict: ``correct``, ``total``, ``accuracy`` and ``loss`` (mean per target token).
+def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, max_length=None,
+             metrics=("exact_match", "token_error_rate"), references=None):
+    """Decode every source greedily (or with a beam) and score the outputs; the teacher-forced loss.
+
+    Decoding runs the compiled decoder for at most ``max_length`` steps (default: the batch's
+    longest target + 5). A hypothesis is the output's tokens before ``<eos>``, or all of them when
+    decoding stopped at ``max_length``; it matches when its tokens equal the reference's.
+
+    Parameters
+    ----------
+    metrics : sequence of str
+        The scores to compute, names of :data:`s2sext.metrics.METRICS` (BLEU and chrF need sacrebleu,
+        checked before decoding starts).
+    references : list of str, optional
+        The targets as text. Without them the references are ``tgt_seqs`` read through the model's
+        target vocabulary, where a token outside it reads ``<unk>`` and a hypothesis' ``<unk>``
+        matches it; with them a hypothesis' ``<unk>`` matches no reference token.
+
+    Returns
+    -------
+    dict: ``correct``, ``total``, ``accuracy`` (the fraction correct), ``loss`` (mean per target
+    token), ``hypotheses`` (each a list of token ids without ``<eos>``, in input order), ``metrics``
+    (name -> score in the metric's unit), ``edits`` and ``reference_tokens`` (the token error
+    rate's counts) and ``signatures`` (sacrebleu's, of BLEU and chrF).
     """
-    correct = total = 0
+    metrics = require(metrics)
+    if references is not None and len(references) != len(tgt_seqs):
+        raise ValueError(f"references must hold one text per target ({len(tgt_seqs)}); got {len(references)}")
+    hypotheses = []
     loss_sum = token_count = 0.0
     for start in range(0, len(src_seqs), batch_size):
         src_b = src_seqs[start:start + batch_size]
@@ -265,16 +293,10 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
         src_ids, src_len = pad_batch(src_b)
         max_len = max_length or max(len(t) for t in tgt_b) + 5
         if beam == 1:
-            out = model.greedy(src_ids, src_len, max_length=max_len)
-            predictions = [list(row) for row in out]
+            rows = model.greedy(src_ids, src_len, max_length=max_len)
         else:
-            results = model.beam_search(src_ids, src_len, beam_size=beam, max_length=max_len)
-            predictions = [r[0]["tokens"] for r in results]
-        for pred, tgt in zip(predictions, tgt_b):
-            pred = [int(x) for x in pred]
-            want = list(tgt) + [EOS_ID]
-            correct += pred[: len(want)] == want
-        total += len(src_b)
+            rows = [r[0]["tokens"] for r in model.beam_search(src_ids, src_len, beam_size=beam, max_length=max_len)]
+        hypotheses.extend(_until_eos(row) for row in rows)
         if with_loss:
             tgt_ids, tgt_len = pad_batch(tgt_b, allow_empty=True)
             tgt_in, tgt_out, lengths = target_arrays(tgt_ids, tgt_len)
@@ -282,12 +304,32 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
                                                   need_grads=False)
             loss_sum += loss * stats["tokens"]
             token_count += stats["tokens"]
+    tokenizer = get_tokenizer(model.config.tgt_tokenizer)
+    hypothesis_tokens = [model.tgt_vocab.decode(h) for h in hypotheses]
+    if references is None:
+        reference_tokens = [model.tgt_vocab.decode(t) for t in tgt_seqs]
+        references = [tokenizer.detokenize(t) for t in reference_tokens]
+    else:
+        reference_tokens = [tokenizer.tokenize(text) for text in references]
+    scores = score_corpus(hypothesis_tokens, reference_tokens, [tokenizer.detokenize(t) for t in hypothesis_tokens],
+                          list(references), names=metrics)
     return {
-        "correct": correct,
-        "total": total,
-        "accuracy": correct / total if total else 0.0,
+        "correct": scores.matches,
+        "total": scores.sentences,
+        "accuracy": scores.matches / scores.sentences,
         "loss": loss_sum / token_count if token_count else float("nan"),
+        "hypotheses": hypotheses,
+        "metrics": scores.values,
+        "edits": scores.edits,
+        "reference_tokens": scores.reference_tokens,
+        "signatures": scores.signatures,
     }
+
+
+def selection_key(record: dict, metric: str) -> tuple:
+    """How an epoch's history record ranks for picking the best epoch: by the validation
+    ``metric`` (better first), ties broken by the lower validation loss."""
+    return selection_value(metric, record[f"valid_{metric}"]), -record["valid_loss"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +363,7 @@ class _Progress:
 
 def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optimizer="adam", lr=1e-3,
           clip=5.0, teacher_forcing="1.0", seed=0, out=None, checkpoint=None, resume=None,
-          progress=True, stream=None, valid_batch_size=512, log=None):
+          progress=True, stream=None, valid_batch_size=512, log=None, metric="exact_match"):
     """Train ``model`` in place.
 
     Parameters
@@ -333,18 +375,22 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         ``eps_i`` per update (see :class:`TeacherForcingSchedule`); ``1.0`` is plain teacher
         forcing and uses the all-steps-at-once path where the architecture allows it.
     out : path or None
-        Where the best model (by validation accuracy, then loss; or the last epoch without
+        Where the best model (by validation ``metric``, then loss; or the last epoch without
         validation data) is written.
     checkpoint : path or None
         Written after every epoch with the optimiser state, for ``resume``.
     resume : path or None
         A checkpoint to continue from: weights, optimiser state and epoch count are restored, and
         the remaining epochs see the same batches they would have seen in one uninterrupted run.
+    metric : str
+        The score of :data:`s2sext.metrics.METRICS` that picks the best epoch (``bleu`` and ``chrf``
+        need sacrebleu, and are computed only when they pick).
 
     Returns
     -------
     list of dicts, one per epoch: ``epoch``, ``train_loss``, ``train_token_accuracy``,
-    ``seconds``, ``feed_prob`` and, with validation data, ``valid_loss``, ``valid_accuracy``.
+    ``seconds``, ``feed_prob`` and, with validation data, ``valid_loss``, ``valid_accuracy`` (a
+    fraction) and ``valid_<name>`` for exact_match, token_error_rate and ``metric`` (in its unit).
     """
     stream = stream if stream is not None else sys.stderr
     log = log if log is not None else (lambda msg: print(msg, file=stream, flush=True))
@@ -354,6 +400,9 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
             raise ValueError(f"{name} must be an integer >= 1; got {short_repr(value)}")
     if clip is not None:
         check_real(clip, "clip", 0, expected="a number >= 0 (0 or None: no clipping)")
+    # exact match and token error rate always (cheap); BLEU or chrF only when they pick, so that
+    # training needs no sacrebleu
+    valid_metrics = tuple(dict.fromkeys(require(("exact_match", "token_error_rate", metric))))
     if valid_data is not None and len(valid_data[0]) == 0:
         raise ValueError("valid_data is empty; pass None to train without validation")
     src_seqs, tgt_seqs = train_data
@@ -373,6 +422,11 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         if extra.get("seed") != seed:
             raise ValueError(f"{resume}: the checkpoint was trained with seed {extra.get('seed')!r}, not {seed!r}; "
                              "resume with the same seed so the batches continue as they were")
+        # a checkpoint of an older s2sext kept its best accuracy as a fraction and no scores per epoch
+        picked_by = extra.get("metric", "the validation accuracy of an older s2sext")
+        if picked_by != metric:
+            raise ValueError(f"{resume}: the checkpoint picked its best epoch by {picked_by}, not {metric}; "
+                             "resume with the same metric")
         if extra.get("optimizer") != opt.name:
             raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
         model.unfreeze()
@@ -417,10 +471,11 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         }
         is_best = valid_data is None
         if valid_data is not None:
-            result = evaluate(model, valid_data[0], valid_data[1], batch_size=valid_batch_size)
+            result = evaluate(model, valid_data[0], valid_data[1], batch_size=valid_batch_size, metrics=valid_metrics)
             record["valid_loss"] = result["loss"]
             record["valid_accuracy"] = result["accuracy"]
-            key = (result["accuracy"], -result["loss"])
+            record.update({f"valid_{name}": value for name, value in result["metrics"].items()})
+            key = selection_key(record, metric)
             is_best = best is None or key > tuple(best)
             if is_best:
                 best = list(key)
@@ -428,12 +483,13 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         msg = (f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
                f"{record['seconds']:.2f} s, teacher forcing {record['feed_prob']:.3f}")
         if valid_data is not None:
-            msg += f"; valid loss {record['valid_loss']:.4f}, exact match {100 * record['valid_accuracy']:.2f}%"
+            msg += f"; valid loss {record['valid_loss']:.4f}, " + ", ".join(
+                describe(name, record[f"valid_{name}"]) for name in valid_metrics)
         log(msg)
         if out is not None and is_best:
             model.save(out)
         if checkpoint is not None:
             extra = {"optimizer": opt.name, "updates": opt.steps, "epoch": epoch + 1, "best": best,
-                     "history": history, "seed": seed}
+                     "history": history, "seed": seed, "metric": metric}
             model.save(checkpoint, extra_tensors=opt.state_tensors(), extra=extra)
     return history

@@ -47,7 +47,7 @@ def test_train_builtin_task_writes_a_loadable_model(capsys, tmp_path):
     assert m, lines[-1]
     # one log line per epoch (on stderr, with the progress bar)
     epochs = re.findall(r"^epoch (\d+): train loss (\d+\.\d+), .*; valid loss \d+\.\d+, exact match "
-                        r"\d+\.\d\d%$", err, re.M)
+                        r"\d+\.\d\d%, token error rate \d+\.\d\d%$", err, re.M)
     assert [e for e, _ in epochs] == ["1", "2"], err
     assert all(math.isfinite(float(loss)) for _, loss in epochs)
 

@@ -231,7 +231,7 @@ def test_eval_exact_match_agrees_with_the_python_api(capsys, tmp_path):
     for batch_size in ("256", "7"):
         rc, out, err = run(capsys, "eval", "--model", path, "--data", data, "--batch-size", batch_size)
         assert rc == 0, err
-        m = re.fullmatch(r"exact match: (\d+\.\d\d)% \((\d+)/(\d+)\)\n", out)
+        m = re.match(r"exact match: (\d+\.\d\d)% \((\d+)/(\d+)\)\n", out)
         assert m, out
         assert int(m.group(3)) == len(eval_pairs)
         assert int(m.group(2)) == expected
@@ -244,7 +244,7 @@ def test_eval_on_task_pairs_counts_what_translate_gets_right(capsys, tmp_path, m
     rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--beam", "2")
     assert rc == 0, err
     correct = sum(p == t for p, (_, t) in zip(model.translate([s for s, _ in pairs], beam=2), pairs))
-    assert out == f"exact match: {100 * correct / 25:.2f}% ({correct}/25)\n"
+    assert out.splitlines()[0] == f"exact match: {100 * correct / 25:.2f}% ({correct}/25)"
 
 
 def test_eval_counts_targets_with_the_target_tokenizer(capsys, tmp_path):
@@ -259,7 +259,7 @@ def test_eval_counts_targets_with_the_target_tokenizer(capsys, tmp_path):
     rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--max-target-length", "5",
                        "--max-length", "4")
     assert rc == 0, err
-    assert out.endswith("/5)\n")
+    assert out.splitlines()[0].endswith("/5)")
     # a target of spaces has char tokens but no words: refused naming the target's tokenizer
     (tmp_path / "spaces.tsv").write_text("1 2\t   \n", encoding="utf-8")
     rc, out, err = run(capsys, "eval", "--model", model_path, "--data", tmp_path / "spaces.tsv")
