@@ -5,7 +5,7 @@
     python examples/english_lemmas.py baseline data/lemmas               # copy and suffix rules
     s2sext train --data data/lemmas/train.tsv --valid data/lemmas/valid.tsv \\
         --src-tokenizer char --tgt-tokenizer char --attention general --embed 64 --hidden 256 \\
-        --epochs 1 --out lemmas.s2s
+        --epochs 10 --out lemmas.s2s
     s2sext eval --model lemmas.s2s --data data/lemmas/test.tsv
     cut -f1 data/lemmas/test.tsv | s2sext translate --model lemmas.s2s > test.out
     python examples/english_lemmas.py score data/lemmas/test.tsv test.out  # same metrics as baseline
@@ -67,6 +67,8 @@ MAX_LEXICON_BYTES = 64 * 1024 * 1024
 CATEGORIES = frozenset({"noun", "verb", "adj", "adv", "aux"})
 SPLIT_NAMES = ("train", "valid", "test")
 MAX_SUFFIX_CHOICES = range(0, 11)
+# The longest line the TSV and output files may have: the longest word of the lexicon has 22 characters.
+MAX_LINE_BYTES = 4096
 
 
 class LexiconError(ValueError):
@@ -250,9 +252,9 @@ def _report(name, result):
 
 
 def cmd_baseline(args) -> int:
-    train = read_tsv(_split_path(args.data_dir, "train"))
-    valid = read_tsv(_split_path(args.data_dir, "valid"))
-    test = read_tsv(_split_path(args.data_dir, "test"))
+    train = read_tsv(_split_path(args.data_dir, "train"), max_line_bytes=MAX_LINE_BYTES)
+    valid = read_tsv(_split_path(args.data_dir, "valid"), max_line_bytes=MAX_LINE_BYTES)
+    test = read_tsv(_split_path(args.data_dir, "test"), max_line_bytes=MAX_LINE_BYTES)
     references = [t for _, t in test]
     _report("copy (test)", scores([s for s, _ in test], references))
     start = time.perf_counter()
@@ -271,8 +273,8 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_score(args) -> int:
-    pairs = read_tsv(args.data)
-    hypotheses = read_lines(args.hypotheses)
+    pairs = read_tsv(args.data, max_line_bytes=MAX_LINE_BYTES)
+    hypotheses = read_lines(args.hypotheses, max_line_bytes=MAX_LINE_BYTES)
     if len(hypotheses) != len(pairs):
         raise ValueError(f"{args.hypotheses} has {len(hypotheses):,} lines for {len(pairs):,} pairs in {args.data}")
     _report(os.path.basename(args.hypotheses), scores(hypotheses, [t for _, t in pairs]))
