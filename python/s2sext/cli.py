@@ -538,7 +538,7 @@ def build_parser():
     t.add_argument("--patience", type=_epochs, default=None, metavar="N",
                    help="stop when the validation metric (that picks the best model) has not improved for N epochs")
     t.add_argument("--time-budget", type=_float_in(open_low=True), default=None, metavar="SECONDS",
-                   help="stop before an epoch that would end past this many seconds (the best model is kept)")
+                   help="stop before an epoch that would end past SECONDS of wall time (the best model is kept)")
     t.add_argument("--skip-long", action="store_true",
                    help="drop training and validation pairs beyond --max-source-length/--max-target-length "
                         "(counted on stderr) instead of refusing them")
