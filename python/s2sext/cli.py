@@ -17,6 +17,10 @@ refused (or, with ``--truncate``, cut) instead of costing memory in proportion t
   ``DEFAULT_MAX_TOKENS``;
 * targets (``train``, ``eval``): ``--max-target-length``, default ``DEFAULT_MAX_TOKENS``.
 
+``train --skip-long`` drops the training and validation pairs beyond these two limits instead
+(their count is printed; the vocabularies come from the pairs kept); its lines are read within
+``MAX_TOKENS`` per side.
+
 Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``), and no line may have
 more than ``data.BYTES_PER_TOKEN`` (64) bytes per token of its limits (a TSV line: the source's
 plus the target's), with or without ``--truncate``: such a line is refused after reading that
@@ -227,7 +231,6 @@ def _model_from_args(args, train_pairs):
                            "specials; lower it")
     attention = None if args.attention == "none" else args.attention
     longest = max(get_tokenizer(src_tokenizer).count(s) for s, _ in train_pairs)  # in tokens, as the limit
-    longest = min(longest, args.max_source_length or DEFAULT_MAX_TOKENS)  # lower only with --skip-long
     return Seq2Seq(
         src_vocab, tgt_vocab, embed_size=args.embed, hidden_size=args.hidden, num_layers=args.layers,
         bidirectional=args.bidirectional, dropout=args.dropout, attention=attention,
@@ -280,7 +283,17 @@ def cmd_train(args):
         limits = Limits(MAX_TOKENS, limits.source_hint, MAX_TOKENS, False)
     train_pairs, valid_pairs, source = _load_pairs(args, limits, tokenizers)
     if not args.resume:
-        model = _model_from_args(args, train_pairs)
+        kept = train_pairs
+        if args.skip_long:  # the vocabularies and lengths of the pairs that train() keeps (it counts the drops)
+            from .data import get_tokenizer
+
+            src_tok, tgt_tok = (get_tokenizer(t) for t in tokenizers)
+            kept = [(s, t) for s, t in train_pairs
+                    if src_tok.count(s) <= limit and tgt_tok.count(t) <= args.max_target_length]
+            if not kept:
+                raise CliError(f"every training pair is longer than {limit} source or {args.max_target_length} target "
+                               "tokens (--skip-long); raise --max-source-length or --max-target-length")
+        model = _model_from_args(args, kept)
     out_mtime = os.path.getmtime(args.out) if args.out and os.path.exists(args.out) else None
     print(f"data: {source}: {len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs", flush=True)
     cfg = model.config

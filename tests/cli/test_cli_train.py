@@ -337,11 +337,16 @@ def test_train_skip_long_drops_pairs_and_says_how_many(capsys, tmp_path):
     assert rc == 0, err
     assert ("dropped 8 of 20 training pairs and 2 of 5 validation pairs longer than 5 source / 6 target tokens"
             in err.splitlines())
-    record = Seq2Seq.load(tmp_path / "m.s2s", return_extra=True)[1]["training"]
+    model, extra, _ = Seq2Seq.load(tmp_path / "m.s2s", return_extra=True)
+    # the vocabularies come from the pairs kept: d, e, f, g occur only in dropped ones
+    assert set(model.src_vocab.tokens[4:]) == set(model.tgt_vocab.tokens[4:]) == set("abc")
+    record = extra["training"]
     assert record["length_filter"] == {"max_source_length": 5, "max_target_length": 6, "train_pairs_dropped": 8,
                                        "train_pairs_kept": 12, "valid_pairs_dropped": 2, "valid_pairs_kept": 3}
     rc, _, err = run(capsys, *common, "--skip-long", "--truncate")
     assert_one_error_line(rc, err, "--truncate", "--skip-long", "not both")
+    rc, _, err = run(capsys, *common[:-4], "--max-source-length", "1", "--skip-long")
+    assert_one_error_line(rc, err, "every training pair is longer than 1 source or 1024 target tokens")
 
 
 def test_train_resume_continues_schedule_and_stopping(capsys, tmp_path):
