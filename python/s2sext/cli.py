@@ -17,6 +17,10 @@ refused (or, with ``--truncate``, cut) instead of costing memory in proportion t
   ``DEFAULT_MAX_TOKENS``;
 * targets (``train``, ``eval``): ``--max-target-length``, default ``DEFAULT_MAX_TOKENS``.
 
+``train --skip-long`` drops the training and validation pairs beyond these two limits instead
+(their count is printed; the vocabularies come from the pairs kept); its lines are read within
+``MAX_TOKENS`` per side.
+
 Text input, from files or stdin, must be UTF-8 (``s2sext.data.read_lines``), and no line may have
 more than ``data.BYTES_PER_TOKEN`` (64) bytes per token of its limits (a TSV line: the source's
 plus the target's), with or without ``--truncate``: such a line is refused after reading that
@@ -133,6 +137,8 @@ _seed = _int_in(2**63 - 1, low=0)  # kept in checkpoints as a JSON integer that 
 _non_negative_float = _float_in()
 _learning_rate = _float_in(open_low=True)
 _dropout = _float_in(high=1.0, open_high=True)  # the model's own range: dropout 1 would zero every input
+_decay = _float_in(high=1.0, open_low=True, open_high=True)  # 1 would be no decay, PyTorch's plateau refuses it
+_batch_tokens = _int_in(100_000_000)
 
 
 def _fraction_or_count(text):
@@ -295,9 +301,23 @@ def cmd_train(args):
         else:
             limit, origin = DEFAULT_MAX_TOKENS, "--max-source-length raises the limit"
     limits = Limits(limit, f"{origin}; --truncate cuts longer sources", args.max_target_length, args.truncate)
+    if args.skip_long and args.truncate:
+        raise CliError("give --truncate (cut long sources) or --skip-long (drop long pairs), not both")
+    if args.skip_long:  # read every line the length options accept; train() drops those beyond the limits
+        limits = Limits(MAX_TOKENS, limits.source_hint, MAX_TOKENS, False)
     train_pairs, valid_pairs, source = _load_pairs(args, limits, tokenizers)
     if not args.resume:
-        model = _model_from_args(args, train_pairs)
+        kept = train_pairs
+        if args.skip_long:  # the vocabularies and lengths of the pairs that train() keeps (it counts the drops)
+            from .data import get_tokenizer
+
+            src_tok, tgt_tok = (get_tokenizer(t) for t in tokenizers)
+            kept = [(s, t) for s, t in train_pairs
+                    if src_tok.count(s) <= limit and tgt_tok.count(t) <= args.max_target_length]
+            if not kept:
+                raise CliError(f"every training pair is longer than {limit} source or {args.max_target_length} target "
+                               "tokens (--skip-long); raise --max-source-length or --max-target-length")
+        model = _model_from_args(args, kept)
     out_mtime = os.path.getmtime(args.out) if args.out and os.path.exists(args.out) else None
     print(f"data: {source}: {len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs", flush=True)
     cfg = model.config
@@ -311,7 +331,12 @@ def cmd_train(args):
         model, _encode(model, train_pairs), _encode(model, valid_pairs), epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
         teacher_forcing=args.teacher_forcing, seed=args.seed, out=args.out, checkpoint=args.checkpoint,
-        resume=args.resume, progress=not args.no_progress, stream=sys.stderr, metric=args.metric,
+        resume=args.resume, progress=not args.no_progress, stream=sys.stderr, metric=args.metric, lr_schedule=args.lr_schedule,
+        lr_decay=args.lr_decay, lr_step_epochs=args.lr_step_epochs, warmup_steps=args.warmup_steps, min_lr=args.min_lr,
+        lr_patience=args.lr_patience, label_smoothing=args.label_smoothing, embed_dropout=args.embed_dropout,
+        patience=args.patience, time_budget=args.time_budget, batch_tokens=args.batch_tokens,
+        max_source_length=limit if args.skip_long else None,
+        max_target_length=args.max_target_length if args.skip_long else None,
     )
     best = max(history, key=lambda r: selection_key(r, args.metric))
     written = os.path.exists(args.out) and os.path.getmtime(args.out) != out_mtime
@@ -572,8 +597,33 @@ def build_parser():
                         "model's max_source_length (default: max(128, 2 x the longest source))")
     t = p.add_argument_group("training")
     t.add_argument("--batch-size", type=_batch_size, default=128, help="pairs per update")
+    t.add_argument("--batch-tokens", type=_batch_tokens, default=None, metavar="N",
+                   help="instead of --batch-size: batches of at most N padded tokens (rows x the longest side), "
+                        "of pairs of similar length; a longer pair is a batch of its own")
     t.add_argument("--epochs", type=_epochs, default=3, help="passes over the training pairs")
     t.add_argument("--lr", type=_learning_rate, default=1e-3, help="learning rate")
+    t.add_argument("--lr-schedule", choices=["constant", "step", "exponential", "plateau"], default="constant",
+                   help="step: x decay every --lr-step-epochs; exponential: x decay every epoch; plateau: x decay "
+                        "after more than --lr-patience epochs without improvement (PyTorch's ReduceLROnPlateau)")
+    t.add_argument("--lr-decay", type=_decay, default=0.5, help="the factor of each decrease, in (0, 1)")
+    t.add_argument("--lr-step-epochs", type=_epochs, default=1, metavar="N", help="epochs between step decreases")
+    t.add_argument("--lr-patience", type=_int_in(1_000_000, low=0), default=1, metavar="N",
+                   help="plateau: epochs without improvement tolerated before a decrease")
+    t.add_argument("--min-lr", type=_non_negative_float, default=0.0, help="no decay goes below this rate")
+    t.add_argument("--warmup-steps", type=_int_in(10**9, low=0), default=0, metavar="N",
+                   help="raise the rate linearly over the first N updates (with any schedule)")
+    t.add_argument("--label-smoothing", type=_float_in(high=1.0), default=0.0,
+                   help="PyTorch's label smoothing eps in [0, 1] (the training loss shown is the smoothed one)")
+    t.add_argument("--embed-dropout", type=_dropout, default=0.0, help="dropout on the embedded inputs, in [0, 1)")
+    t.add_argument("--patience", type=_epochs, default=None, metavar="N",
+                   help="stop when the validation metric (that picks the best model) has not improved for N epochs "
+                        "(default: never)")
+    t.add_argument("--time-budget", type=_float_in(open_low=True), default=None, metavar="SECONDS",
+                   help="stop before an epoch that would end past SECONDS of wall time, keeping the best model "
+                        "(default: no limit)")
+    t.add_argument("--skip-long", action="store_true",
+                   help="drop training and validation pairs beyond --max-source-length/--max-target-length "
+                        "(counted on stderr) instead of refusing them")
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="the update rule")
     t.add_argument("--clip", type=_non_negative_float, default=5.0, help="global gradient-norm clip (0: off)")
     t.add_argument("--teacher-forcing", type=_schedule, default="1.0", metavar="SCHEDULE",

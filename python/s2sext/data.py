@@ -71,6 +71,10 @@ __all__ = [
     "build_vocabs",
     "encode_pairs",
     "batches",
+    "token_batch_indices",
+    "batches_of_indices",
+    "token_batches",
+    "drop_long_pairs",
 ]
 
 _check_int = check_int  # the name decoding.py and older callers import from here
@@ -487,16 +491,9 @@ def batches(
 
     Arguments are checked when ``batches`` is called, not when the first batch is taken.
     """
-    if len(src_seqs) != len(tgt_seqs):
-        raise ValueError(
-            f"src_seqs and tgt_seqs must have the same length, got {len(src_seqs)} and {len(tgt_seqs)}"
-        )
-    if len(src_seqs) == 0:
-        raise ValueError("src_seqs is empty; there is nothing to batch")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
-    src_arrays = [_id_array(sequence, f"src_seqs[{i}]", False) for i, sequence in enumerate(src_seqs)]
-    tgt_arrays = [_id_array(sequence, f"tgt_seqs[{i}]", False) for i, sequence in enumerate(tgt_seqs)]
+    src_arrays, tgt_arrays = _id_arrays(src_seqs, tgt_seqs)
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(src_arrays)).tolist()
     else:
@@ -505,8 +502,96 @@ def batches(
 
 
 def _batch_generator(src_arrays, tgt_arrays, order, batch_size):
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
+    return _padded_batches(src_arrays, tgt_arrays, (order[start : start + batch_size]
+                                                    for start in range(0, len(order), batch_size)))
+
+
+def _padded_batches(src_arrays, tgt_arrays, index_lists):
+    for chosen in index_lists:
         src_ids, src_lengths = _pad_arrays([src_arrays[i] for i in chosen], PAD_ID)
         tgt_ids, tgt_lengths = _pad_arrays([tgt_arrays[i] for i in chosen], PAD_ID)
         yield src_ids, src_lengths, tgt_ids, tgt_lengths
+
+
+def _id_arrays(src_seqs, tgt_seqs):
+    if len(src_seqs) != len(tgt_seqs):
+        raise ValueError(
+            f"src_seqs and tgt_seqs must have the same length, got {len(src_seqs)} and {len(tgt_seqs)}"
+        )
+    if len(src_seqs) == 0:
+        raise ValueError("src_seqs is empty; there is nothing to batch")
+    src_arrays = [_id_array(sequence, f"src_seqs[{i}]", False) for i, sequence in enumerate(src_seqs)]
+    tgt_arrays = [_id_array(sequence, f"tgt_seqs[{i}]", False) for i, sequence in enumerate(tgt_seqs)]
+    return src_arrays, tgt_arrays
+
+
+# How many batches' worth of pairs (at the mean pair size) are sorted by length together: enough
+# that a pool's batches are of nearly even length, few enough that a batch's pairs still change
+# from epoch to epoch (OpenNMT-py's pool_factor plays this part).
+POOL_BATCHES = 64
+
+
+def token_batch_indices(src_seqs, tgt_seqs, max_tokens: int, seed: int = 0) -> list[list[int]]:
+    """The batches of one epoch as lists of pair indices, each batch costing at most
+    ``max_tokens`` padded tokens: ``rows * max(S, T)`` where ``S`` and ``T`` are the batch's longest
+    source and target (``T`` without ``<sos>``/``<eos>``).
+
+    Built as fairseq and OpenNMT-py build theirs: the pairs in a random order
+    (``numpy.random.default_rng(seed)``), cut into pools of about ``POOL_BATCHES`` batches, each
+    pool sorted by ``max(len(source), len(target))`` (stable) and cut greedily into batches, and
+    finally the batches of every pool shuffled together with the same generator. So batches hold
+    pairs of similar length (little padding, even cost), the order is new for each seed, and the
+    same seed gives the same batches (resume relies on it). Every pair appears in exactly one
+    batch; a pair whose own ``max(S, T)`` exceeds ``max_tokens`` forms a batch of its own.
+    """
+    max_tokens = check_int(max_tokens, "max_tokens", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    src_arrays, tgt_arrays = _id_arrays(src_seqs, tgt_seqs)
+    sizes = np.fromiter((max(s.size, t.size) for s, t in zip(src_arrays, tgt_arrays)), np.int64, len(src_arrays))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(sizes))
+    pool = max(1, POOL_BATCHES * max_tokens // max(1, int(sizes.mean())))
+    plan = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(sizes[chunk], kind="stable")]
+        current, longest = [], 0
+        for i in chunk.tolist():
+            size = int(sizes[i])
+            if current and (len(current) + 1) * max(longest, size) > max_tokens:
+                plan.append(current)
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, size)
+        plan.append(current)
+    return [plan[k] for k in rng.permutation(len(plan)).tolist()]
+
+
+def batches_of_indices(src_seqs, tgt_seqs, index_lists) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The padded batches (as :func:`batches` yields them) of ``index_lists``, e.g. those of
+    :func:`token_batch_indices`; each list's pairs in its order."""
+    src_arrays, tgt_arrays = _id_arrays(src_seqs, tgt_seqs)
+    for k, chosen in enumerate(index_lists):
+        if not chosen or not all(is_int(i) and 0 <= i < len(src_arrays) for i in chosen):
+            raise ValueError(f"index_lists[{k}] must be a non-empty list of pair indices in [0, {len(src_arrays)})")
+    return _padded_batches(src_arrays, tgt_arrays, index_lists)
+
+
+def token_batches(src_seqs, tgt_seqs, max_tokens: int, seed: int = 0):
+    """One pass over the pairs in the batches of :func:`token_batch_indices`, padded as
+    :func:`batches` pads them."""
+    return batches_of_indices(src_seqs, tgt_seqs, token_batch_indices(src_seqs, tgt_seqs, max_tokens, seed))
+
+
+def drop_long_pairs(src_seqs, tgt_seqs, max_source_length=None, max_target_length=None):
+    """``(src_seqs, tgt_seqs, dropped)``: the pairs whose source has at most ``max_source_length``
+    tokens and whose target at most ``max_target_length`` (None: no limit on that side), in their
+    order, and how many were dropped."""
+    if len(src_seqs) != len(tgt_seqs):
+        raise ValueError(
+            f"src_seqs and tgt_seqs must have the same length, got {len(src_seqs)} and {len(tgt_seqs)}"
+        )
+    src_max = math.inf if max_source_length is None else check_int(max_source_length, "max_source_length", minimum=1)
+    tgt_max = math.inf if max_target_length is None else check_int(max_target_length, "max_target_length", minimum=1)
+    kept = [i for i, (s, t) in enumerate(zip(src_seqs, tgt_seqs)) if len(s) <= src_max and len(t) <= tgt_max]
+    return [src_seqs[i] for i in kept], [tgt_seqs[i] for i in kept], len(src_seqs) - len(kept)

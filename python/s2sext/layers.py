@@ -91,10 +91,14 @@ class Encoder:
     def __init__(self, config: Config):
         self.config = config
 
-    def forward(self, params, src, lengths, rng=None) -> EncoderState:
-        """src int [B, S], lengths int [B] (1..S) -> EncoderState. ``rng`` enables dropout."""
+    def forward(self, params, src, lengths, rng=None, embed_dropout=0.0, embed_rng=None) -> EncoderState:
+        """src int [B, S], lengths int [B] (1..S) -> EncoderState. ``rng`` enables the dropout
+        between layers; ``embed_rng`` enables ``embed_dropout`` on the embedded source [B, S, E]."""
         cfg = self.config
         x = params["src_embed"][src]  # [B, S, E]
+        embed_mask = _dropout_mask(x.shape, embed_dropout, embed_rng)
+        if embed_mask is not None:
+            x = x * embed_mask
         S = src.shape[1]
         rev = _reverse_index(lengths, S) if cfg.bidirectional else None
         layer_caches, dropout_masks = [], []
@@ -123,7 +127,7 @@ class Encoder:
             if mask is not None:
                 x = x * mask
             dropout_masks.append(mask)
-        caches = {"layers": layer_caches, "dropout": dropout_masks, "src": src, "top": x}
+        caches = {"layers": layer_caches, "dropout": dropout_masks, "src": src, "top": x, "embed_mask": embed_mask}
         if cfg.bidirectional and cfg.bridge == "linear":
             h0 = [ops.linear_forward(f, params["bridge.h.weight"], params["bridge.h.bias"]) for f in finals_h]
             c0 = [ops.linear_forward(f, params["bridge.c.weight"], params["bridge.c.bias"]) for f in finals_c]
@@ -181,6 +185,9 @@ class Encoder:
             grads[f"{p}.w_ih"] += dw_ih
             grads[f"{p}.w_hh"] += dw_hh
             grads[f"{p}.b"] += db
+        # in the forward pass this was x = src_embed[src] * embed_mask, so d(src_embed row) = d_x * embed_mask
+        if caches["embed_mask"] is not None:
+            d_x = d_x * caches["embed_mask"]
         _embed_backward(grads["src_embed"], caches["src"], d_x)
 
 
@@ -261,10 +268,15 @@ class RecurrentDecoder:
         cfg = self.config
         return cfg.attention is None or (cfg.attention_style == "luong" and not cfg.input_feeding)
 
-    def forward_all_steps(self, params, enc: EncoderState, tgt_in, tgt_lengths, rng=None):
-        """tgt_in int [B, T] -> logits [B, T, V], attention [B, T, S] or None, cache."""
+    def forward_all_steps(self, params, enc: EncoderState, tgt_in, tgt_lengths, rng=None, embed_dropout=0.0,
+                          embed_rng=None):
+        """tgt_in int [B, T] -> logits [B, T, V], attention [B, T, S] or None, cache. ``rng``
+        enables the dropout between layers, ``embed_rng`` ``embed_dropout`` on the embedded inputs."""
         cfg = self.config
-        x = params["tgt_embed"][tgt_in]
+        x = params["tgt_embed"][tgt_in]  # [B, T, E]
+        embed_mask = _dropout_mask(x.shape, embed_dropout, embed_rng)
+        if embed_mask is not None:
+            x = x * embed_mask
         lstm_caches, masks = [], []
         for k in range(cfg.num_layers):
             p = f"decoder.l{k}"
@@ -281,13 +293,13 @@ class RecurrentDecoder:
         if self.attention is not None:
             a, context, att_cache = self.attention.forward(params, enc.memory, h_top, enc.lengths)
         o, logits, combined = self._output_forward(params, h_top, context)
-        cache = (tgt_in, lstm_caches, masks, combined, att_cache, o)
+        cache = (tgt_in, embed_mask, lstm_caches, masks, combined, att_cache, o)
         return logits, a, cache
 
     def backward_all_steps(self, params, enc: EncoderState, d_logits, cache, grads):
         """-> (dL/dmemory or None, dL/dh0 per layer, dL/dc0 per layer)."""
         cfg = self.config
-        tgt_in, lstm_caches, masks, combined, att_cache, o = cache
+        tgt_in, embed_mask, lstm_caches, masks, combined, att_cache, o = cache
         d_h, d_context = self._output_backward(params, d_logits, None, combined, o, grads)
         d_memory = None
         if self.attention is not None:
@@ -303,6 +315,8 @@ class RecurrentDecoder:
             grads[f"{p}.w_ih"] += dw_ih
             grads[f"{p}.w_hh"] += dw_hh
             grads[f"{p}.b"] += db
+        if embed_mask is not None:  # the forward's x = tgt_embed[tgt_in] * embed_mask
+            d_h = d_h * embed_mask
         _embed_backward(grads["tgt_embed"], tgt_in, d_h)
         return d_memory, d_h0, d_c0
 
@@ -315,12 +329,16 @@ class RecurrentDecoder:
         feed = np.zeros((B, cfg.hidden_size), enc.h0[0].dtype) if cfg.input_feeding else None
         return list(enc.h0), list(enc.c0), feed
 
-    def step_forward(self, params, enc: EncoderState, tokens, state, rng=None):
+    def step_forward(self, params, enc: EncoderState, tokens, state, rng=None, embed_dropout=0.0, embed_rng=None):
         """One decoder step: tokens int [B] -> logits [B, V], attention [B, S] or None, new state,
-        cache (for :meth:`step_backward`)."""
+        cache (for :meth:`step_backward`). ``rng`` enables the dropout between layers,
+        ``embed_rng`` ``embed_dropout`` on the embedded tokens."""
         cfg = self.config
         h, c, feed = state
         e = params["tgt_embed"][tokens]  # [B, E]
+        embed_mask = _dropout_mask(e.shape, embed_dropout, embed_rng)
+        if embed_mask is not None:
+            e = e * embed_mask
         a = context = att_cache = None
         bahdanau = self.attention is not None and cfg.attention_style == "bahdanau"
         if bahdanau:
@@ -347,14 +365,14 @@ class RecurrentDecoder:
             a, context, att_cache = self.attention.forward(params, enc.memory, h_top, enc.lengths)
         o, logits, combined = self._output_forward(params, h_top, context)
         new_feed = o if cfg.input_feeding else None
-        cache = (tokens, cell_caches, masks, combined, att_cache, o, bahdanau)
+        cache = (tokens, embed_mask, cell_caches, masks, combined, att_cache, o, bahdanau)
         return logits, a, (new_h, new_c, new_feed), cache
 
     def step_backward(self, params, d_logits, d_state, cache, grads):
         """Backward of one step. ``d_state`` = (dh per layer, dc per layer, d_feed) w.r.t. the step's
         output state (entries may be None); returns (dL/dmemory or None, d_state w.r.t. its input)."""
         cfg = self.config
-        tokens, cell_caches, masks, combined, att_cache, o, bahdanau = cache
+        tokens, embed_mask, cell_caches, masks, combined, att_cache, o, bahdanau = cache
         d_h_next, d_c_next, d_feed = d_state
         d_h_top, d_context = self._output_backward(params, d_logits, d_feed, combined, o, grads)
         d_memory = None
@@ -383,7 +401,8 @@ class RecurrentDecoder:
             d_h_prev[-1] = d_h_prev[-1] + d_query_prev
         elif cfg.input_feeding:
             d_feed_prev = d_x[:, E:]
-        _embed_backward(grads["tgt_embed"], tokens, d_x[:, :E])
+        d_e = d_x[:, :E] if embed_mask is None else d_x[:, :E] * embed_mask  # the forward's e * embed_mask
+        _embed_backward(grads["tgt_embed"], tokens, d_e)
         return d_memory, (d_h_prev, d_c_prev, d_feed_prev)
 
 
@@ -391,12 +410,23 @@ class RecurrentDecoder:
 # Loss
 
 
-def masked_cross_entropy(logits, targets, lengths):
-    """Mean cross-entropy over the valid steps of a batch and its gradient.
+def masked_cross_entropy(logits, targets, lengths, label_smoothing=0.0):
+    """Mean (label-smoothed) cross-entropy over the valid steps of a batch and its gradient.
 
     logits float [B, T, V], targets int [B, T], lengths int [B] -> (loss, dL/dlogits [B, T, V],
     number of valid tokens, number of correctly predicted valid tokens).
+
+    With ``label_smoothing = eps`` in [0, 1] each valid step's loss is PyTorch's
+    (``torch.nn.functional.cross_entropy(..., label_smoothing=eps)``)::
+
+        loss_bt = (1 - eps) * (-log p[y_bt]) + eps * mean over all V classes of (-log p[v])
+
+    so the smoothed target distribution is ``(1 - eps) * onehot(y) + eps / V`` and, with
+    ``p = softmax(logits)``, ``dloss_bt/dlogits = p - (1 - eps) * onehot(y) - eps / V``.
+    ``eps = 0`` is the plain negative log-likelihood; ``correct`` counts argmax hits either way.
     """
+    if not 0.0 <= label_smoothing <= 1.0:  # NaN fails too
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
     B, T, V = logits.shape
     valid = np.arange(T)[None, :] < lengths[:, None]  # [B, T]
     count = int(valid.sum())
@@ -405,10 +435,21 @@ def masked_cross_entropy(logits, targets, lengths):
     total = exp.sum(axis=-1, keepdims=True)
     log_total = np.log(total)
     target_logit = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
-    nll = (log_total[..., 0] - target_logit) * valid
-    loss = float(nll.sum(dtype=np.float64) / count)
-    d_logits = exp / total
-    np.put_along_axis(d_logits, targets[..., None], np.take_along_axis(d_logits, targets[..., None], -1) - 1, -1)
+    # in the forward pass this was -log p[y] = log_total - shifted[y]
+    nll = log_total[..., 0] - target_logit  # [B, T]
+    if label_smoothing:
+        # and the mean over classes of -log p[v] = log_total - mean(shifted)
+        uniform = log_total[..., 0] - shifted.mean(axis=-1, dtype=np.float64)
+        per_step = (1.0 - label_smoothing) * nll + label_smoothing * uniform
+    else:
+        per_step = nll
+    loss = float((per_step * valid).sum(dtype=np.float64) / count)
+    d_logits = exp / total  # p
+    target_weight = 1.0 - label_smoothing
+    np.put_along_axis(d_logits, targets[..., None],
+                      np.take_along_axis(d_logits, targets[..., None], -1) - target_weight, -1)
+    if label_smoothing:
+        d_logits -= logits.dtype.type(label_smoothing / V)
     d_logits *= (valid / count)[..., None].astype(logits.dtype)
     correct = int(((logits.argmax(axis=-1) == targets) & valid).sum())
     return loss, d_logits, count, correct

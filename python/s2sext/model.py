@@ -169,7 +169,8 @@ class Seq2Seq:
         return {name: np.zeros_like(p) for name, p in self.params.items()}
 
     def loss_and_grads(self, src, src_lengths, tgt_in, tgt_out, tgt_lengths, feed_prob=1.0, rng=None,
-                       train=True, need_grads=True, force_step_path=False):
+                       train=True, need_grads=True, force_step_path=False, label_smoothing=0.0,
+                       embed_dropout=0.0):
         """Loss and gradients on one batch.
 
         Parameters
@@ -187,6 +188,13 @@ class Seq2Seq:
             (scheduled sampling; no gradient flows through the choice).
         rng : numpy Generator or None
             Draws the sampling decisions and the dropout masks (dropout only when ``train``).
+        label_smoothing : float in [0, 1]
+            ``eps`` of :func:`masked_cross_entropy` (PyTorch's definition); the loss returned is the
+            smoothed one. 0 (the default) is the plain negative log-likelihood.
+        embed_dropout : float in [0, 1)
+            Inverted dropout on the embedded source and target inputs, elementwise (each of the
+            ``E`` components dropped on its own, as OpenNMT-py's dropout on embeddings), only when
+            ``train`` and ``rng`` is given; the backward applies the same masks.
 
         Returns
         -------
@@ -209,7 +217,10 @@ class Seq2Seq:
         for name, ids in (("tgt_in", tgt_in), ("tgt_out", tgt_out)):
             if ids.min() < 0 or ids.max() >= self.config.tgt_vocab_size:
                 raise ValueError(f"{name} must lie in [0, {self.config.tgt_vocab_size}) (the target vocabulary)")
+        check_real(label_smoothing, "label_smoothing", 0, 1)
+        check_real(embed_dropout, "embed_dropout", 0, 1, open_maximum=True)
         drop_rng = rng if (train and self.config.dropout > 0) else None
+        embed = {"embed_dropout": float(embed_dropout), "embed_rng": rng if (train and embed_dropout > 0) else None}
         params = self.params
         # Rows sorted by source length, longest first: the LSTM kernels then skip finished rows at
         # each step (as packed sequences do). The loss is a mean over tokens, so order is free.
@@ -217,13 +228,13 @@ class Seq2Seq:
         if np.any(order != np.arange(B)):
             src, src_lengths = src[order], src_lengths[order]
             tgt_in, tgt_out, tgt_lengths = tgt_in[order], tgt_out[order], tgt_lengths[order]
-        enc = self.encoder.forward(params, src, src_lengths, drop_rng)
+        enc = self.encoder.forward(params, src, src_lengths, drop_rng, **embed)
         grads = self.zero_grads() if need_grads else None
         fed_truth = 1.0
         decoder_inputs = tgt_in
         if feed_prob >= 1.0 and self.decoder.can_run_all_steps() and not force_step_path:
-            logits, _, cache = self.decoder.forward_all_steps(params, enc, tgt_in, tgt_lengths, drop_rng)
-            loss, d_logits, count, correct = masked_cross_entropy(logits, tgt_out, tgt_lengths)
+            logits, _, cache = self.decoder.forward_all_steps(params, enc, tgt_in, tgt_lengths, drop_rng, **embed)
+            loss, d_logits, count, correct = masked_cross_entropy(logits, tgt_out, tgt_lengths, label_smoothing)
             if need_grads:
                 d_memory, d_h0, d_c0 = self.decoder.backward_all_steps(params, enc, d_logits, cache, grads)
                 self.encoder.backward(params, enc, d_memory, d_h0, d_c0, grads)
@@ -244,13 +255,13 @@ class Seq2Seq:
                 elif t > 0:
                     tokens = tgt_in[:, t]
                     fed += B
-                logits_t, _, state, cache = self.decoder.step_forward(params, enc, tokens, state, drop_rng)
+                logits_t, _, state, cache = self.decoder.step_forward(params, enc, tokens, state, drop_rng, **embed)
                 step_logits.append(logits_t)
                 step_caches.append(cache)
             if T > 1:
                 fed_truth = fed / (B * (T - 1))
             logits = np.stack(step_logits, axis=1)
-            loss, d_logits, count, correct = masked_cross_entropy(logits, tgt_out, tgt_lengths)
+            loss, d_logits, count, correct = masked_cross_entropy(logits, tgt_out, tgt_lengths, label_smoothing)
             if need_grads:
                 L = self.config.num_layers
                 d_state = ([None] * L, [None] * L, None)

@@ -1,5 +1,7 @@
-"""Training for :class:`s2sext.Seq2Seq`: teacher forcing and scheduled sampling, masked
-cross-entropy, Adam/SGD, global gradient-norm clipping, validation, best checkpoint, resume.
+"""Training for :class:`s2sext.Seq2Seq`: teacher forcing and scheduled sampling, masked (optionally
+label-smoothed) cross-entropy, Adam/SGD with a learning-rate schedule (:mod:`s2sext.schedules`),
+global gradient-norm clipping, batches of pairs or of tokens, validation, best model, early
+stopping, a time budget, resume.
 
 Everything is numpy + the C++ kernels; runs are reproducible for a given seed and thread count.
 """
@@ -9,126 +11,22 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
-from .checks import check_real, short_repr
-from .data import batches
+from .checks import check_int, check_real, short_repr
+from .data import batches, batches_of_indices, drop_long_pairs, token_batch_indices
 from .padding import pad_batch
 from .metrics import describe, require, score_corpus, selection_value
-from .seq2seq_file import read_seq2seq
+from .schedules import LearningRateSchedule, TeacherForcingSchedule
+from .seq2seq_file import file_header, read_seq2seq
+from .serialize import write_model_file
 from .spec import EOS_ID, PAD_ID, SOS_ID, unfreeze_parameters
 from .text import get_tokenizer
 
-# ---------------------------------------------------------------------------------------------
-# Teacher-forcing schedules (Bengio et al., 2015, "Scheduled Sampling")
-
-
-@dataclass(frozen=True)
-class TeacherForcingSchedule:
-    """The probability ``eps_i`` of feeding the ground truth at training update ``i`` (from 0).
-
-    ===============  ==========================================  =================
-    kind             eps_i                                       parameters
-    ===============  ==========================================  =================
-    constant         ``k``                                       ``k`` (default 1)
-    linear           ``max(floor, k - c * i)``                   ``k=1, c, floor=0``
-    exponential      ``max(floor, k ** i)``                      ``k < 1, floor=0``
-    inverse_sigmoid  ``max(floor, k / (k + exp(i / k)))``        ``k >= 1, floor=0``
-    ===============  ==========================================  =================
-
-    Parsed from strings such as ``"1.0"``, ``"constant:0.9"``, ``"linear:c=1e-4,floor=0.5"``,
-    ``"exponential:k=0.999"`` or ``"inverse_sigmoid:k=500,floor=0.2"``.
-    """
-
-    kind: str = "constant"
-    k: float = 1.0
-    c: float = 0.0
-    floor: float = 0.0
-
-    KINDS = ("constant", "linear", "exponential", "inverse_sigmoid")
-
-    def __post_init__(self):
-        if self.kind not in self.KINDS:
-            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(self.KINDS)}; "
-                             f"got {short_repr(self.kind)}")
-        # checked first, as NaN passes the range checks below written as "x < bound": c=nan once
-        # gave eps_i = NaN, which __call__ turned into the floor (silently no teacher forcing)
-        for name in ("k", "c", "floor"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"schedule parameter {name} must be a number; got {short_repr(value)}")
-            if not math.isfinite(value):
-                raise ValueError(f"schedule parameter {name} must be a finite number; got {name}={value}")
-        if not 0.0 <= self.floor <= 1.0:
-            raise ValueError(f"schedule floor must lie in [0, 1]; got {self.floor}")
-        if self.kind == "constant" and not 0.0 <= self.k <= 1.0:
-            raise ValueError(f"constant schedule k must lie in [0, 1]; got {self.k}")
-        if self.kind == "linear" and (not 0.0 <= self.k <= 1.0 or self.c < 0):
-            raise ValueError(f"linear schedule needs 0 <= k <= 1 and c >= 0; got k={self.k}, c={self.c}")
-        if self.kind == "exponential" and not 0.0 < self.k < 1.0:
-            raise ValueError(f"exponential schedule needs 0 < k < 1; got k={self.k}")
-        if self.kind == "inverse_sigmoid" and self.k < 1.0:
-            raise ValueError(f"inverse_sigmoid schedule needs k >= 1; got k={self.k}")
-
-    def __call__(self, step: int) -> float:
-        if self.kind == "constant":
-            eps = self.k
-        elif self.kind == "linear":
-            eps = self.k - self.c * step
-        elif self.kind == "exponential":
-            eps = self.k ** step
-        else:
-            x = step / self.k
-            eps = self.k / (self.k + math.exp(x)) if x < 700 else 0.0
-        return float(min(1.0, max(self.floor, eps)))
-
-    @classmethod
-    def parse(cls, text: str) -> "TeacherForcingSchedule":
-        if isinstance(text, TeacherForcingSchedule):
-            return text
-        if not isinstance(text, str):
-            raise TypeError(f"teacher-forcing schedule must be a string; got {type(text).__name__}")
-        text = text.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            value = None
-        if value is not None:
-            if not math.isfinite(value):
-                raise ValueError(f"teacher-forcing probability must be a number in [0, 1]; got {short_repr(text)}")
-            return cls("constant", value)
-        kind, _, rest = text.partition(":")
-        kind = kind.strip().replace("-", "_")
-        if kind not in cls.KINDS:
-            raise ValueError(f"teacher-forcing schedule must be one of {', '.join(cls.KINDS)}; got {short_repr(text)}")
-        given = {}
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq and kind == "constant":
-                key, value = "k", key
-            key = key.strip()
-            if key not in ("k", "c", "floor"):
-                raise ValueError(f"unknown schedule parameter {short_repr(key)} in {short_repr(text)} "
-                                 "(use k, c, floor)")
-            if key in given:  # a repeated key is a typo, not an override
-                raise ValueError(f"schedule parameter {key} is given twice in {short_repr(text)}")
-            try:
-                given[key] = float(value)
-            except ValueError:
-                raise ValueError(f"schedule parameter {key} must be a number in {short_repr(text)}") from None
-        if kind == "linear" and "c" not in given:
-            raise ValueError(f"linear schedule needs c (the decrease per update); got {short_repr(text)}")
-        defaults = {"constant": {}, "linear": {}, "exponential": {"k": 0.999}, "inverse_sigmoid": {"k": 1000.0}}
-        return cls(kind, **{**defaults[kind], **given})
-
-    def describe(self) -> str:
-        if self.kind == "constant":
-            return f"constant:{self.k:g}"
-        return f"{self.kind}:k={self.k:g},c={self.c:g},floor={self.floor:g}"
-
+__all__ = ["TeacherForcingSchedule", "LearningRateSchedule", "Adam", "SGD", "grad_norm", "clip_scale", "clip_grad_norm",
+           "make_optimizer", "target_arrays", "evaluate", "train"]
 
 # ---------------------------------------------------------------------------------------------
 # Optimisers and clipping
@@ -156,7 +54,21 @@ def clip_grad_norm(grads: dict, max_norm: float | None) -> float:
     return total
 
 
-class Adam:
+class _SettableRate:
+    """``lr``, the rate the next :meth:`step` uses: a learning-rate schedule sets it before each
+    update (a finite number >= 0; 0 is where a decay with ``min_lr=0`` may end)."""
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        check_real(value, "lr", 0, math.inf, open_maximum=True, expected="a finite number >= 0")
+        self._lr = float(value)
+
+
+class Adam(_SettableRate):
     """Adam (Kingma & Ba) as PyTorch computes it, updating the parameter arrays in place; one fused
     C++ pass per array (``scale`` applies global-norm clipping on the way)."""
 
@@ -165,7 +77,8 @@ class Adam:
     def __init__(self, params: dict, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         if not lr > 0:
             raise ValueError(f"lr must be > 0; got {lr}")
-        self.params, self.lr, self.beta1, self.beta2, self.eps = params, float(lr), beta1, beta2, eps
+        self.params, self.beta1, self.beta2, self.eps = params, beta1, beta2, eps
+        self.lr = lr
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
         self.v = {k: np.zeros_like(v) for k, v in params.items()}
         self.steps = 0
@@ -192,7 +105,7 @@ class Adam:
         self.steps = int(steps)
 
 
-class SGD:
+class SGD(_SettableRate):
     """Plain SGD with optional momentum."""
 
     name = "sgd"
@@ -200,7 +113,8 @@ class SGD:
     def __init__(self, params: dict, lr=0.1, momentum=0.0):
         if not lr > 0:
             raise ValueError(f"lr must be > 0; got {lr}")
-        self.params, self.lr, self.momentum = params, float(lr), float(momentum)
+        self.params, self.momentum = params, float(momentum)
+        self.lr = lr
         self.velocity = {k: np.zeros_like(v) for k, v in params.items()} if momentum else None
         self.steps = 0
 
@@ -361,9 +275,73 @@ class _Progress:
             self.bar.close()
 
 
+def _check_options(epochs, batch_size, batch_tokens, clip, label_smoothing, embed_dropout, patience, time_budget):
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {short_repr(value)}")
+    if batch_tokens is not None:
+        check_int(batch_tokens, "batch_tokens", minimum=1)
+    if clip is not None:
+        check_real(clip, "clip", 0, expected="a number >= 0 (0 or None: no clipping)")
+    check_real(label_smoothing, "label_smoothing", 0, 1)
+    check_real(embed_dropout, "embed_dropout", 0, 1, open_maximum=True)
+    if patience is not None:
+        check_int(patience, "patience", minimum=1)
+    if time_budget is not None:
+        check_real(time_budget, "time_budget", 0, math.inf, open_maximum=True,
+                   expected="a finite number of seconds > 0")
+        if time_budget == 0:
+            raise ValueError("time_budget must be a finite number of seconds > 0, got 0")
+
+
+def _filter_lengths(train_data, valid_data, max_source_length, max_target_length, log):
+    """Drop the pairs beyond the length limits from both sets, saying how many; -> the two sets and
+    the filtering record."""
+    if max_source_length is None and max_target_length is None:
+        return train_data, valid_data, None
+    src, tgt, dropped = drop_long_pairs(train_data[0], train_data[1], max_source_length, max_target_length)
+    record = {"max_source_length": max_source_length, "max_target_length": max_target_length,
+              "train_pairs_dropped": dropped, "train_pairs_kept": len(src)}
+    where = f"longer than {max_source_length or 'any'} source / {max_target_length or 'any'} target tokens"
+    said = f"dropped {dropped:,} of {len(train_data[0]):,} training pairs"
+    if not src:
+        raise ValueError(f"every training pair is {where}; raise the limits")
+    if valid_data is not None:
+        v_src, v_tgt, v_dropped = drop_long_pairs(valid_data[0], valid_data[1], max_source_length, max_target_length)
+        record.update(valid_pairs_dropped=v_dropped, valid_pairs_kept=len(v_src))
+        said += f" and {v_dropped:,} of {len(valid_data[0]):,} validation pairs"
+        if not v_src:
+            raise ValueError(f"every validation pair is {where}; raise the limits")
+        valid_data = (v_src, v_tgt)
+    log(f"{said} {where}")
+    return (src, tgt), valid_data, record
+
+
+def _rewrite_best(out, model, record, log):
+    """Write the final training record into the best model's file ``out``, which holds the weights
+    of the best epoch (written then, possibly by the run before a resume). Only a file that this
+    run's record describes is rewritten: the same configuration, vocabularies, seed and best epoch."""
+    try:
+        config, src_vocab, tgt_vocab, params, extra, _ = read_seq2seq(out, return_extra=True)
+    except (OSError, ValueError) as exc:
+        log(f"note: {out} was not updated with the final training record ({exc})")
+        return
+    written = extra.get("training", {}) if isinstance(extra, dict) else {}
+    same = (config == model.config and src_vocab == model.src_vocab and tgt_vocab == model.tgt_vocab
+            and isinstance(written, dict) and written.get("seed") == record["seed"]
+            and written.get("best_epoch") == record["best_epoch"])
+    if not same:
+        log(f"note: {out} does not hold this run's best epoch {record['best_epoch']}; left as it is")
+        return
+    write_model_file(out, file_header(config, src_vocab, tgt_vocab, {**extra, "training": record}), params)
+
+
 def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optimizer="adam", lr=1e-3,
           clip=5.0, teacher_forcing="1.0", seed=0, out=None, checkpoint=None, resume=None,
-          progress=True, stream=None, valid_batch_size=512, log=None, metric="exact_match"):
+          progress=True, stream=None, valid_batch_size=512, log=None, lr_schedule="constant", lr_decay=0.5,
+          lr_step_epochs=1, warmup_steps=0, min_lr=0.0, lr_patience=1, label_smoothing=0.0, embed_dropout=0.0,
+          patience=None, time_budget=None, batch_tokens=None, max_source_length=None, max_target_length=None,
+          clock=time.monotonic, metric="exact_match"):
     """Train ``model`` in place.
 
     Parameters
@@ -374,43 +352,81 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     teacher_forcing : str or TeacherForcingSchedule
         ``eps_i`` per update (see :class:`TeacherForcingSchedule`); ``1.0`` is plain teacher
         forcing and uses the all-steps-at-once path where the architecture allows it.
+    lr, lr_schedule, lr_decay, lr_step_epochs, warmup_steps, min_lr, lr_patience
+        The learning rate of every update: :class:`LearningRateSchedule` (``constant``, ``step``,
+        ``exponential``, ``plateau``; ``plateau`` needs ``valid_data``).
+    label_smoothing : float in [0, 1]
+        PyTorch's label smoothing (:func:`s2sext.layers.masked_cross_entropy`). The training loss
+        reported is the smoothed loss that is optimised (``train_loss_kind`` says so); the
+        validation loss stays the plain negative log-likelihood.
+    embed_dropout : float in [0, 1)
+        Inverted dropout on the embedded source and target inputs, while training only.
+    patience : int or None
+        Stop when the validation metric has not improved (``is_best``) for this many epochs in a
+        row (needs ``valid_data``).
+    time_budget : float or None
+        Seconds of wall time (``clock``) this call may take: before each epoch after the first, if
+        the time spent so far plus the longest epoch so far (training, validation and saving)
+        would exceed it, training stops. The best model is in ``out`` as always.
+    batch_tokens : int or None
+        Batches of at most this many padded tokens (:func:`s2sext.data.token_batch_indices`,
+        length-bucketed, deterministic per seed and epoch) instead of ``batch_size`` pairs; a pair
+        longer than it forms a batch of its own.
+    max_source_length, max_target_length : int or None
+        Drop training and validation pairs with more source or target tokens (counts logged and
+        recorded) instead of training on them.
     out : path or None
         Where the best model (by validation ``metric``, then loss; or the last epoch without
-        validation data) is written.
+        validation data) is written. Its header's ``extra["training"]`` records every setting
+        above, the seed, the epochs run, the best epoch and why training stopped
+        (``stop_reason``: ``"epochs"``, ``"patience"`` or ``"time_budget"``; ``None`` while
+        running); :meth:`s2sext.Seq2Seq.load` with ``return_extra=True`` gives it back.
     checkpoint : path or None
-        Written after every epoch with the optimiser state, for ``resume``.
+        Written after every epoch with the optimiser and schedule state, for ``resume``.
     resume : path or None
-        A checkpoint to continue from: weights, optimiser state and epoch count are restored, and
-        the remaining epochs see the same batches they would have seen in one uninterrupted run.
+        A checkpoint to continue from: weights, optimiser state, learning-rate schedule state,
+        patience count and epoch count are restored, and the remaining epochs see the same batches
+        and rates they would have seen in one uninterrupted run. The learning-rate settings must be
+        the checkpoint's.
     metric : str
         The score of :data:`s2sext.metrics.METRICS` that picks the best epoch (``bleu`` and ``chrf``
         need sacrebleu, and are computed only when they pick).
+    clock : callable
+        Seconds as a float, for ``time_budget`` (tests pass a fake clock).
 
     Returns
     -------
-    list of dicts, one per epoch: ``epoch``, ``train_loss``, ``train_token_accuracy``,
-    ``seconds``, ``feed_prob`` and, with validation data, ``valid_loss``, ``valid_accuracy`` (a
-    fraction) and ``valid_<name>`` for exact_match, token_error_rate and ``metric`` (in its unit).
+    list of dicts, one per epoch: ``epoch``, ``train_loss``, ``train_loss_kind``,
+    ``train_token_accuracy``, ``lr`` (the rate of the epoch's last update), ``seconds``,
+    ``feed_prob`` and, with validation data, ``valid_loss``, ``valid_accuracy`` (a fraction) and
+    ``valid_<name>`` for exact_match, token_error_rate and ``metric`` (in its unit).
     """
+    started = clock()
     stream = stream if stream is not None else sys.stderr
     log = log if log is not None else (lambda msg: print(msg, file=stream, flush=True))
     schedule = TeacherForcingSchedule.parse(teacher_forcing)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {short_repr(value)}")
-    if clip is not None:
-        check_real(clip, "clip", 0, expected="a number >= 0 (0 or None: no clipping)")
+    _check_options(epochs, batch_size, batch_tokens, clip, label_smoothing, embed_dropout, patience, time_budget)
+    rates = LearningRateSchedule(lr_schedule, lr, decay=lr_decay, step_epochs=lr_step_epochs,
+                                 warmup_steps=warmup_steps, min_lr=min_lr, patience=lr_patience)
     # exact match and token error rate always (cheap); BLEU or chrF only when they pick, so that
     # training needs no sacrebleu
     valid_metrics = tuple(dict.fromkeys(require(("exact_match", "token_error_rate", metric))))
     if valid_data is not None and len(valid_data[0]) == 0:
         raise ValueError("valid_data is empty; pass None to train without validation")
+    for name, needs in (("patience", patience is not None), ("lr_schedule='plateau'", rates.kind == "plateau")):
+        if needs and valid_data is None:
+            raise ValueError(f"{name} needs valid_data: it watches the validation metric")
     src_seqs, tgt_seqs = train_data
     if len(src_seqs) != len(tgt_seqs) or not src_seqs:
         raise ValueError(f"train_data must hold equally many (>0) sources and targets; got {len(src_seqs)} and {len(tgt_seqs)}")
+    (src_seqs, tgt_seqs), valid_data, filtering = _filter_lengths(train_data, valid_data, max_source_length,
+                                                                  max_target_length, log)
     opt = make_optimizer(optimizer, model.params, lr)
+    loss_kind = f"label-smoothed cross-entropy (eps {label_smoothing:g})" if label_smoothing else "cross-entropy"
     first_epoch = 0
     best = None
+    best_epoch = None
+    since_best = 0  # validation epochs since the last that improved
     history = []
     if resume is not None:
         config, src_vocab, tgt_vocab, params, extra, extra_tensors = read_seq2seq(resume, return_extra=True)
@@ -429,29 +445,68 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
                              "resume with the same metric")
         if extra.get("optimizer") != opt.name:
             raise ValueError(f"{resume}: checkpoint optimiser is {extra.get('optimizer')!r}, not {opt.name!r}")
+        saved = extra.get("lr_schedule")
+        if saved is None and rates.settings() != LearningRateSchedule("constant", lr).settings():
+            raise ValueError(f"{resume}: the checkpoint has no learning-rate schedule (it was written before they "
+                             "existed); resume it with the constant schedule, no warmup")
+        if saved is not None and saved.get("settings") != rates.settings():
+            raise ValueError(f"{resume}: the checkpoint's learning-rate settings {saved.get('settings')} differ from "
+                             f"these {rates.settings()}; resume with the same ones so the rates continue as they were")
         model.unfreeze()
         for name, value in params.items():
             model.params[name][...] = value
         opt.load_state(extra_tensors, extra["updates"])
         first_epoch = int(extra["epoch"])
+        rates.load_state(saved["state"] if saved is not None else
+                         {"epochs_done": first_epoch, "plateau_rate": rates.lr, "bad_epochs": 0})
         best = extra.get("best")
+        best_epoch = extra.get("best_epoch")
+        since_best = int(extra.get("epochs_since_best", 0))
         history = list(extra.get("history", []))
         log(f"resumed from {resume} after epoch {first_epoch} ({opt.steps} updates)")
+
+    def training_record(epochs_run, stop_reason):
+        return {
+            "optimizer": opt.name, "lr_schedule": rates.settings(), "label_smoothing": float(label_smoothing),
+            "train_loss_kind": loss_kind, "embed_dropout": float(embed_dropout),
+            "clip": None if clip is None else float(clip), "teacher_forcing": schedule.describe(),
+            "batch_size": None if batch_tokens is not None else int(batch_size),
+            "batch_tokens": None if batch_tokens is None else int(batch_tokens), "length_filter": filtering,
+            "patience": patience, "time_budget": None if time_budget is None else float(time_budget),
+            "seed": seed, "epochs": int(epochs), "epochs_run": epochs_run, "metric": metric,
+            "best_epoch": best_epoch, "stop_reason": stop_reason,
+        }
+
     updates = opt.steps
+    stop_reason = "epochs"
+    longest_epoch = 0.0  # seconds, training + validation + saving, in this call
     for epoch in range(first_epoch, epochs):
+        epoch_started = clock()
+        if time_budget is not None and longest_epoch and epoch_started - started + longest_epoch > time_budget:
+            stop_reason = "time_budget"
+            log(f"stopping before epoch {epoch + 1}: {epoch_started - started:.1f} s spent, and another epoch "
+                f"(up to {longest_epoch:.1f} s so far) would overrun the time budget of {time_budget:g} s")
+            break
         rng = np.random.default_rng([seed, epoch])
         start = time.perf_counter()
-        n_batches = (len(src_seqs) + batch_size - 1) // batch_size
+        batch_seed = seed * 1000003 + epoch
+        if batch_tokens is not None:
+            plan = token_batch_indices(src_seqs, tgt_seqs, batch_tokens, seed=batch_seed)
+            n_batches, epoch_batches = len(plan), batches_of_indices(src_seqs, tgt_seqs, plan)
+        else:
+            n_batches = (len(src_seqs) + batch_size - 1) // batch_size
+            epoch_batches = batches(src_seqs, tgt_seqs, batch_size, shuffle=True, seed=batch_seed)
         bar = _Progress(n_batches, f"epoch {epoch + 1}/{epochs}", progress, stream)
         loss_sum = tokens = correct = 0.0
         feed_probs = []
-        for src_ids, src_len, tgt_ids, tgt_len in batches(src_seqs, tgt_seqs, batch_size, shuffle=True,
-                                                          seed=seed * 1000003 + epoch):
+        for src_ids, src_len, tgt_ids, tgt_len in epoch_batches:
             tgt_in, tgt_out, lengths = target_arrays(tgt_ids, tgt_len)
             feed_prob = schedule(updates)
             feed_probs.append(feed_prob)
+            opt.lr = rates.rate(updates)
             loss, grads, stats = model.loss_and_grads(src_ids, src_len, tgt_in, tgt_out, lengths,
-                                                      feed_prob=feed_prob, rng=rng, train=True)
+                                                      feed_prob=feed_prob, rng=rng, train=True,
+                                                      label_smoothing=label_smoothing, embed_dropout=embed_dropout)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss} at update {updates}")
             opt.step(grads, scale=clip_scale(grad_norm(grads), clip))
@@ -465,7 +520,9 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / tokens,
+            "train_loss_kind": loss_kind,
             "train_token_accuracy": correct / tokens,
+            "lr": opt.lr,
             "seconds": time.perf_counter() - start,
             "feed_prob": float(np.mean(feed_probs)),
         }
@@ -480,16 +537,32 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
             if is_best:
                 best = list(key)
         history.append(record)
-        msg = (f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
+        msg = (f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, lr {record['lr']:.3g}, "
                f"{record['seconds']:.2f} s, teacher forcing {record['feed_prob']:.3f}")
         if valid_data is not None:
             msg += f"; valid loss {record['valid_loss']:.4f}, " + ", ".join(
                 describe(name, record[f"valid_{name}"]) for name in valid_metrics)
         log(msg)
+        rates.end_epoch(is_best if valid_data is not None else None)
+        since_best = 0 if is_best else since_best + 1
+        if is_best:
+            best_epoch = epoch + 1
+        stop = patience is not None and since_best >= patience
         if out is not None and is_best:
-            model.save(out)
+            model.save(out, extra={"training": training_record(epoch + 1, None)})
         if checkpoint is not None:
             extra = {"optimizer": opt.name, "updates": opt.steps, "epoch": epoch + 1, "best": best,
-                     "history": history, "seed": seed, "metric": metric}
+                     "best_epoch": best_epoch, "epochs_since_best": since_best, "history": history, "seed": seed,
+                     "metric": metric,
+                     "lr_schedule": {"settings": rates.settings(), "state": rates.state()},
+                     "training": training_record(epoch + 1, "patience" if stop else None)}
             model.save(checkpoint, extra_tensors=opt.state_tensors(), extra=extra)
+        longest_epoch = max(longest_epoch, clock() - epoch_started)
+        if stop:
+            stop_reason = "patience"
+            log(f"stopping after epoch {epoch + 1}: the validation metric has not improved for {since_best} "
+                f"epochs (patience {patience}); the best was epoch {best_epoch}")
+            break
+    if out is not None and best_epoch is not None:
+        _rewrite_best(out, model, training_record(len(history), stop_reason), log)
     return history

@@ -8,6 +8,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 
 import s2sext
 import s2sext.cli
@@ -284,3 +285,109 @@ def test_word_model_max_source_length_is_counted_in_tokens(capsys, tmp_path):
                      "--embed", "4", "--epochs", "1", "--no-progress", "--out", out_path)
     assert rc == 0, err
     assert Seq2Seq.load(out_path).config.max_source_length == 140  # 2 x 70 words (not 2 x 629 characters)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training that converges on real data: schedules, smoothing, stopping, token batches, filtering
+
+
+def test_train_the_documented_command_records_its_settings(capsys, tmp_path, monkeypatch):
+    """The command issue 12 names, verbatim (plus a tiny model's sizes), on a small pair of TSV files."""
+    pairs = [(f"{a}{b}{c}", f"w{c} w{b} w{a}") for a in range(6) for b in range(6) for c in range(3)]
+    write_tsv_pairs(tmp_path / "T.tsv", pairs[:90])
+    write_tsv_pairs(tmp_path / "V.tsv", pairs[90:])
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, "train", "--data", "T.tsv", "--valid", "V.tsv", "--src-tokenizer", "char",
+                       "--tgt-tokenizer", "word", "--time-budget", "1800", "--patience", "3", "--lr-schedule",
+                       "plateau", "--label-smoothing", "0.1", "--out", "M.s2s", "--hidden", "8", "--embed", "4",
+                       "--no-progress")
+    assert rc == 0, err
+    assert re.findall(r"^epoch (\d+): train loss \d+\.\d+, lr 0\.001, ", err, re.M) == ["1", "2", "3"]
+    model, extra, _ = Seq2Seq.load(tmp_path / "M.s2s", return_extra=True)
+    record = extra["training"]
+    assert record["lr_schedule"]["kind"] == "plateau" and record["lr_schedule"]["lr"] == 0.001
+    assert (record["label_smoothing"], record["patience"], record["time_budget"]) == (0.1, 3, 1800.0)
+    assert (record["epochs_run"], record["stop_reason"], record["seed"]) == (3, "epochs", 0)
+    assert (record["batch_size"], record["batch_tokens"], record["length_filter"]) == (128, None, None)
+    assert (model.config.src_tokenizer, model.config.tgt_tokenizer) == ("char", "word")
+
+
+def test_train_schedule_options_reach_the_rates(capsys, tmp_path):
+    out_path = tmp_path / "m.s2s"
+    rc, _, err = run(capsys, "train", *TINY, "--epochs", "3", "--out", out_path, "--lr", "0.01", "--lr-schedule",
+                     "step", "--lr-decay", "0.1", "--lr-step-epochs", "2", "--warmup-steps", "4", "--min-lr",
+                     "0.0005", "--embed-dropout", "0.1", "--batch-tokens", "100")
+    assert rc == 0, err
+    assert re.findall(r"^epoch \d+: train loss \d+\.\d+, lr (\S+), ", err, re.M) == ["0.01", "0.01", "0.001"]
+    record = Seq2Seq.load(out_path, return_extra=True)[1]["training"]
+    assert record["lr_schedule"] == {"kind": "step", "lr": 0.01, "decay": 0.1, "step_epochs": 2, "warmup_steps": 4,
+                                     "min_lr": 0.0005, "patience": 1}
+    assert (record["embed_dropout"], record["batch_size"], record["batch_tokens"]) == (0.1, None, 100)
+
+
+def test_train_skip_long_drops_pairs_and_says_how_many(capsys, tmp_path):
+    pairs = [("ab", "ba"), ("abcdefg", "gfedcba"), ("abc", "cba"), ("bca", "acbacbacb"), ("cab", "bac")] * 4
+    data = write_tsv_pairs(tmp_path / "d.tsv", pairs)
+    valid = write_tsv_pairs(tmp_path / "v.tsv", pairs[:5])
+    common = ["train", "--data", data, "--valid", valid, "--hidden", "8", "--embed", "4", "--epochs", "1",
+              "--no-progress", "--out", tmp_path / "m.s2s", "--max-source-length", "5", "--max-target-length", "6"]
+    rc, _, err = run(capsys, *common)
+    assert_one_error_line(rc, err, "the source has 7 char tokens; the longest accepted is 5")
+    rc, _, err = run(capsys, *common, "--skip-long")
+    assert rc == 0, err
+    assert ("dropped 8 of 20 training pairs and 2 of 5 validation pairs longer than 5 source / 6 target tokens"
+            in err.splitlines())
+    model, extra, _ = Seq2Seq.load(tmp_path / "m.s2s", return_extra=True)
+    # the vocabularies come from the pairs kept: d, e, f, g occur only in dropped ones
+    assert set(model.src_vocab.tokens[4:]) == set(model.tgt_vocab.tokens[4:]) == set("abc")
+    record = extra["training"]
+    assert record["length_filter"] == {"max_source_length": 5, "max_target_length": 6, "train_pairs_dropped": 8,
+                                       "train_pairs_kept": 12, "valid_pairs_dropped": 2, "valid_pairs_kept": 3}
+    rc, _, err = run(capsys, *common, "--skip-long", "--truncate")
+    assert_one_error_line(rc, err, "--truncate", "--skip-long", "not both")
+    rc, _, err = run(capsys, *common[:-4], "--max-source-length", "1", "--skip-long")
+    assert_one_error_line(rc, err, "every training pair is longer than 1 source or 1024 target tokens")
+
+
+def test_train_resume_continues_schedule_and_stopping(capsys, tmp_path):
+    """--resume with a plateau schedule, warmup, token batches and --patience: the checkpoint of two
+    runs split by --resume equals that of one run, history (rates) included."""
+    common = [*TINY, "--seed", "5", "--threads", "1", "--lr", "0.02", "--lr-schedule", "plateau", "--lr-patience",
+              "0", "--warmup-steps", "5", "--batch-tokens", "90", "--patience", "4", "--label-smoothing", "0.05"]
+    rc, _, err = run(capsys, "train", *common, "--epochs", "3", "--checkpoint", tmp_path / "full.ck",
+                     "--out", tmp_path / "full.s2s")
+    assert rc == 0, err
+    rc, _, err = run(capsys, "train", *common, "--epochs", "1", "--checkpoint", tmp_path / "part.ck",
+                     "--out", tmp_path / "part.s2s")
+    assert rc == 0, err
+    rc, _, err = run(capsys, "train", *common, "--epochs", "3", "--resume", tmp_path / "part.ck",
+                     "--checkpoint", tmp_path / "resumed.ck", "--out", tmp_path / "part.s2s")
+    assert rc == 0, err
+    full_params, full_extra, _ = _weights_and_state(tmp_path / "full.ck")
+    resumed_params, resumed_extra, _ = _weights_and_state(tmp_path / "resumed.ck")
+    for name in full_params:
+        assert np.array_equal(full_params[name], resumed_params[name]), name
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(full_extra["history"]) == strip(resumed_extra["history"])
+    assert full_extra["lr_schedule"] == resumed_extra["lr_schedule"]
+    rc, _, err = run(capsys, "train", *common, "--epochs", "3", "--resume", tmp_path / "part.ck", "--lr-decay", "0.2",
+                     "--out", tmp_path / "part.s2s")
+    assert_one_error_line(rc, err, "learning-rate settings", "differ")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--lr-decay", "0"), ("--lr-decay", "1"), ("--lr-decay", "nan"), ("--lr-decay", "-0.5"),
+    ("--lr-step-epochs", "0"), ("--lr-patience", "-1"), ("--warmup-steps", "-1"), ("--min-lr", "-1"),
+    ("--min-lr", "nan"), ("--label-smoothing", "1.5"), ("--label-smoothing", "nan"), ("--embed-dropout", "1"),
+    ("--embed-dropout", "-0.1"), ("--patience", "0"), ("--patience", "-2"), ("--time-budget", "0"),
+    ("--time-budget", "-10"), ("--time-budget", "nan"), ("--time-budget", "inf"), ("--batch-tokens", "0"),
+    ("--lr-schedule", "cosine"),
+])
+def test_train_refuses_bad_schedule_and_stopping_values(capsys, option, value):
+    err = run_argparse_error(capsys, "train", *TINY, option, value)
+    assert option in err and value in err
+
+
+def test_train_refuses_min_lr_above_lr(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", *TINY, "--lr", "0.001", "--min-lr", "0.01", "--out", tmp_path / "m.s2s")
+    assert_one_error_line(rc, err, "min_lr must be a number in [0, lr=0.001]", "0.01")
