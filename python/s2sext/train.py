@@ -364,7 +364,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     best = None
     history = []
     if resume is not None:
-        config, src_vocab, tgt_vocab, params, extra, extra_tensors = read_seq2seq(resume, return_extra=True)
+        config, src_vocab, tgt_vocab, params, _, extra, extra_tensors = read_seq2seq(resume, return_extra=True)
         if config != model.config:
             raise ValueError(f"{resume}: the checkpoint's model configuration differs from this model's")
         for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
