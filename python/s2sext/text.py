@@ -385,18 +385,17 @@ class SentencePieceTokenizer(_Tokenizer):
                              f"got {short_repr(model_type)}")
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of str sentences, got a single str")
-
-        def sentences():
-            for i, text in enumerate(texts):
-                if not isinstance(text, str):
-                    raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
-                yield text
-
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+        if not texts:
+            raise ValueError("texts is empty; a sentencepiece model is trained on at least one sentence")
         spm = _sentencepiece()
         out = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=sentences(), model_writer=out, vocab_size=vocab_size, model_type=model_type,
+                sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size, model_type=model_type,
                 pad_id=PAD_ID, bos_id=SOS_ID, eos_id=EOS_ID, unk_id=UNK_ID, pad_piece=PAD, bos_piece=SOS,
                 eos_piece=EOS, unk_piece=UNK, hard_vocab_limit=False, num_threads=1, minloglevel=2)
         except RuntimeError as exc:

@@ -79,6 +79,13 @@ void register_spec(py::module_& m) {
         return ids;
       },
       "{token: id} of the special tokens every vocabulary starts with, as the C++ core has them.");
+  m.def(
+      "tokenizer_names", [] {
+        py::list names;
+        for (const char* name : s2s::kTokenizerNames) names.append(name);
+        return names;
+      },
+      "The tokenizers a model's configuration may name, as the C++ model reader accepts them.");
 }
 
 }  // namespace bindings
