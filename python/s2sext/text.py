@@ -365,6 +365,12 @@ class SentencePieceTokenizer(_Tokenizer):
         except (RuntimeError, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"model is not a sentencepiece model ({reason})") from None
+        try:
+            pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
+                      if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i))]
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"model is not a sentencepiece model (a piece is not UTF-8: {exc.reason})") from None
+        self._vocab = Vocab(SPECIALS + tuple(piece for piece in pieces if piece not in SPECIALS))
         self._model = model
         self._processor = processor
 
@@ -420,10 +426,7 @@ class SentencePieceTokenizer(_Tokenizer):
 
     def vocab(self) -> Vocab:
         """The s2sext vocabulary of this model: the specials, then its pieces (see the class)."""
-        p = self._processor
-        pieces = (p.id_to_piece(i) for i in range(p.get_piece_size())
-                  if not (p.is_control(i) or p.is_unknown(i) or p.is_unused(i)))
-        return Vocab(SPECIALS + tuple(piece for piece in pieces if piece not in SPECIALS))
+        return self._vocab
 
     def tokenize(self, text: str) -> list[str]:
         """The pieces of ``text`` (a str)."""

@@ -288,6 +288,8 @@ def sentencepiece_cases(tmp_path):
                  lambda b: np.concatenate([b, np.frombuffer(_piece_entry("<ctl>", 3), np.uint8)]), True),
                 ("unused-piece-appended",
                  lambda b: np.concatenate([b, np.frombuffer(_piece_entry("zz", 5), np.uint8)]), None),
+                ("non-utf8-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(b"\x0a\x03\x0a\x01\xff", np.uint8)]), False),
                 ("normal-piece-appended",
                  lambda b: np.concatenate([b, np.frombuffer(_piece_entry("zz"), np.uint8)]), False),
                 ("unknown-type-piece-appended",

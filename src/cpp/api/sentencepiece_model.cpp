@@ -12,12 +12,13 @@
 
 namespace s2s {
 
-const char* const kNoSentencePiece =
+namespace {
+
+// What a build without the library says when a sentencepiece model's text is asked for.
+[[maybe_unused]] const char* const kNoSentencePiece =
     "this model's text is tokenized with sentencepiece, and this build of the s2sext C++ library has no "
     "sentencepiece support: rebuild it with the sentencepiece library installed (Debian/Ubuntu: "
     "libsentencepiece-dev; CMake finds it with pkg-config), or give ids (Translator::greedy, beam)";
-
-namespace {
 
 // The protocol-buffer wire format (https://protobuf.dev/programming-guides/encoding/), as much of
 // it as ModelProto needs: varints, fixed 32/64-bit values and length-delimited fields. Groups
@@ -110,8 +111,6 @@ std::vector<std::string> vocabulary_of_pieces(std::string_view model) {
 
 #ifdef S2SEXT_WITH_SENTENCEPIECE
 
-bool sentencepiece_available() { return true; }
-
 struct SentencePieceText::Impl {
   sentencepiece::SentencePieceProcessor processor;
 };
@@ -143,8 +142,6 @@ std::vector<std::string> sentencepiece_vocabulary(const std::string& model) {
 }
 
 #else
-
-bool sentencepiece_available() { return false; }
 
 struct SentencePieceText::Impl {};
 

@@ -1,5 +1,5 @@
-// A sentencepiece model stored in an s2sext model file (docs/model-format.md, "Sentencepiece
-// sides"): the vocabulary its pieces make, read from the serialized model by every build, and the
+// A sentencepiece model stored in an s2sext model file (docs/model-format.md, "The Seq2Seq
+// header", rule 5): the vocabulary its pieces make, read from the serialized model by every build, and the
 // text <-> pieces work, which needs the sentencepiece library (compiled in when CMake finds it:
 // S2SEXT_WITH_SENTENCEPIECE). Without it a Translator still loads and checks such a model and
 // decodes ids; encode and decode of text throw std::runtime_error saying what is missing.
@@ -10,11 +10,8 @@
 
 namespace s2s {
 
-// Whether this build can turn text into pieces and back (the sentencepiece library is linked).
-bool sentencepiece_available();
-
 // The s2sext vocabulary of a serialized sentencepiece model: the four specials, then the model's
-// pieces in id order, leaving out its control (2), unknown (3) and unused (5) pieces and any piece
+// pieces in id order, leaving out its unknown (type 2), control (3) and unused (5) pieces and any piece
 // spelled like a special. The model is read as protocol-buffer wire format (ModelProto.pieces,
 // each SentencePiece's piece and type); with the library it must also load as a model. Throws
 // std::invalid_argument naming what is wrong.
@@ -23,8 +20,8 @@ std::vector<std::string> sentencepiece_vocabulary(const std::string& model);
 // Text <-> pieces with one model (the library's encoding and decoding).
 class SentencePieceText {
  public:
-  // Throws std::invalid_argument if the library refuses the model. Without the library it only
-  // keeps nothing, and encode and decode throw std::runtime_error (kNoSentencePiece).
+  // Throws std::invalid_argument if the library refuses the model. Without the library it keeps
+  // nothing, and encode and decode throw std::runtime_error naming the library.
   explicit SentencePieceText(const std::string& model);
   ~SentencePieceText();
   SentencePieceText(SentencePieceText&&) noexcept;
@@ -37,8 +34,5 @@ class SentencePieceText {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// What a build without the library says when text of a sentencepiece model is asked for.
-extern const char* const kNoSentencePiece;
 
 }  // namespace s2s
