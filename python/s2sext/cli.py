@@ -567,7 +567,11 @@ def build_parser():
     data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
                       help="fraction or count held out when --valid is not given")
     data.add_argument("--tokenizer", choices=list(TOKENIZER_NAMES), default="char",
-                      help="how lines become tokens, on both sides unless one of the next two says otherwise")
+                      help="how lines become tokens, on both sides unless one of the next two says otherwise "
+                           "(sentencepiece: subwords of a model trained on the training pairs, or given with "
+                           "--src-spm-model/--tgt-spm-model; needs pip install 's2sext[sentencepiece]'; while the "
+                           "data is read, a side whose model is still to be trained counts its length limits in "
+                           "characters)")
     data.add_argument("--src-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
                       help="how sources become tokens (default: --tokenizer's)")
     data.add_argument("--tgt-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
@@ -585,7 +589,7 @@ def build_parser():
                                "default: train one on the training pairs)")
         data.add_argument(f"--{side}-spm-vocab-size", type=_vocab_size, default=None, metavar="N",
                           help=f"the most pieces of the {what} side's sentencepiece model to train, the four "
-                               f"specials counted (default: {DEFAULT_SPM_VOCAB_SIZE:,}; unigram may keep fewer)")
+                               f"specials counted (default: {DEFAULT_SPM_VOCAB_SIZE:,}; a small corpus may give fewer)")
     data.add_argument("--spm-model-type", choices=["unigram", "bpe"], default="unigram",
                       help="the kind of sentencepiece model to train")
     data.add_argument("--shared-spm", action="store_true",

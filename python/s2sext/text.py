@@ -378,12 +378,13 @@ class SentencePieceTokenizer(_Tokenizer):
     def train(cls, texts, vocab_size: int = 8000, model_type: str = "unigram") -> "SentencePieceTokenizer":
         """A model trained in memory on ``texts`` (an iterable of str, one sentence each).
 
-        ``vocab_size`` counts every piece, the four specials included (``>= 5``); with
-        ``"unigram"`` it is a ceiling (sentencepiece's ``hard_vocab_limit=False``: a small corpus
-        gets fewer pieces rather than an error). The model's ids 0-3 are s2sext's specials
-        (``<pad> <sos> <eos> <unk>``), so its ids and the vocabulary's agree; it adds no
-        ``<sos>``/``<eos>`` of its own. Training runs on one thread and the result depends only on
-        the texts and these options: the same call gives the same bytes.
+        ``vocab_size`` counts every piece, the four specials included (``>= 5``); it is a ceiling
+        (sentencepiece's ``hard_vocab_limit=False``: a small corpus gets fewer pieces rather than an
+        error), but must leave room for the texts' characters (ValueError otherwise). The model's
+        ids 0-3 are s2sext's specials (``<pad> <sos> <eos> <unk>``), so its ids and the
+        vocabulary's agree; it adds no ``<sos>``/``<eos>`` of its own. Training runs on one thread
+        and the result depends only on the texts and these options: the same call gives the same
+        bytes (every sentence is used, none sampled; tests/test_sentencepiece.py checks it).
         """
         vocab_size = check_int(vocab_size, "vocab_size", minimum=len(SPECIALS) + 1)
         if model_type not in SENTENCEPIECE_MODEL_TYPES:
