@@ -134,7 +134,7 @@ def test_tokenizers():
     assert char.tokenize("") == [] and word.tokenize("   ") == []
     assert data.get_tokenizer(word) is word
     assert CharTokenizer() == char != word
-    with pytest.raises(ValueError, match=r"tokenizer must be one of \['char', 'word'\], got 'bpe'"):
+    with pytest.raises(ValueError, match=r"tokenizer must be one of \['char', 'sentencepiece', 'word'\], got 'bpe'"):
         data.get_tokenizer("bpe")
     with pytest.raises(TypeError, match="text must be a str, got list"):
         char.tokenize(["a"])

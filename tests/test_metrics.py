@@ -304,7 +304,7 @@ def test_the_metric_picks_the_epoch_that_is_written(tmp_path, monkeypatch, tiny,
         assert line.endswith(f"; valid loss {script['loss']:.4f}, exact match {script['exact_match']:.2f}%, "
                              f"token error rate {script['token_error_rate']:.2f}%"
                              + "".join(f", {describe(n, script[n])}" for n in extra_names))
-    assert read_seq2seq(tmp_path / "ck.s2s", return_extra=True)[4]["metric"] == metric
+    assert read_seq2seq(tmp_path / "ck.s2s", return_extra=True)[5]["metric"] == metric
 
 
 def test_resuming_with_another_metric_is_refused(tmp_path, monkeypatch, tiny):

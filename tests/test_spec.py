@@ -98,6 +98,7 @@ def test_the_cpp_parameter_table_with_more_layers_and_feeding():
 def test_the_cpp_kinds_and_special_ids_are_python_s():
     assert tuple(_core.attention_kinds()) == spec.ATTENTION_KINDS
     assert _core.special_ids() == {token: i for i, token in enumerate(spec.SPECIALS)}
+    assert tuple(_core.tokenizer_names()) == spec.TOKENIZER_NAMES
     assert [spec.PAD_ID, spec.SOS_ID, spec.EOS_ID, spec.UNK_ID] == [0, 1, 2, 3]
 
 

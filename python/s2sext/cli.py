@@ -214,16 +214,107 @@ def _load_pairs(args, limits, tokenizers):
     return train, valid, source
 
 
-def _side_tokenizers(args):
+# The sentencepiece options of `s2sext train` (its "data" group), with the values a caller that does
+# not offer them (the demo) gets.
+_SPM_OPTIONS = {"src_spm_model": None, "tgt_spm_model": None, "src_spm_vocab_size": None, "tgt_spm_vocab_size": None,
+                "spm_model_type": "unigram", "shared_spm": False}
+DEFAULT_SPM_VOCAB_SIZE = 8000
+
+
+def _side_names(args):
     """(source's, target's) tokenizer names: --src-tokenizer / --tgt-tokenizer, else --tokenizer."""
     return args.src_tokenizer or args.tokenizer, args.tgt_tokenizer or args.tokenizer
+
+
+def _spm_options(args) -> dict:
+    """The sentencepiece options of ``args``, checked against the sides' tokenizers."""
+    options = {key: getattr(args, key, default) for key, default in _SPM_OPTIONS.items()}
+    names = dict(zip(("src", "tgt"), _side_names(args)))
+    for side, flag in (("src", "--src-tokenizer"), ("tgt", "--tgt-tokenizer")):
+        given = [option for option, key in ((f"--{side}-spm-model", f"{side}_spm_model"),
+                                            (f"--{side}-spm-vocab-size", f"{side}_spm_vocab_size")) if options[key]]
+        if names[side] != "sentencepiece" and given:
+            raise CliError(f"{given[0]} needs a sentencepiece {'source' if side == 'src' else 'target'} side "
+                           f"({flag} sentencepiece or --tokenizer sentencepiece); it is {names[side]}")
+        if names[side] == "sentencepiece" and getattr(args, f"{side}_vocab_size", None) is not None:
+            raise CliError(f"--{side}-vocab-size applies to char and word sides; a sentencepiece side's vocabulary "
+                           f"is its model's pieces: give --{side}-spm-vocab-size")
+        if options[f"{side}_spm_model"] and options[f"{side}_spm_vocab_size"]:
+            raise CliError(f"--{side}-spm-model gives a trained model; --{side}-spm-vocab-size is for one to train")
+    if options["shared_spm"]:
+        if set(names.values()) != {"sentencepiece"}:
+            raise CliError("--shared-spm needs sentencepiece on both sides (--tokenizer sentencepiece); the sides are "
+                           f"{names['src']} and {names['tgt']}")
+        if options["src_spm_model"] or options["tgt_spm_model"]:
+            raise CliError("--shared-spm trains one model for both sides; to share a trained one, give its file as "
+                           "both --src-spm-model and --tgt-spm-model")
+        sizes = {options["src_spm_vocab_size"], options["tgt_spm_vocab_size"]} - {None}
+        if len(sizes) > 1:
+            raise CliError(f"--shared-spm trains one model: --src-spm-vocab-size and --tgt-spm-vocab-size differ "
+                           f"({options['src_spm_vocab_size']} and {options['tgt_spm_vocab_size']})")
+    return options
+
+
+def _spm_from_file(path, option):
+    from .text import SentencePieceTokenizer
+
+    try:
+        return SentencePieceTokenizer.from_file(path)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
+
+
+def _side_tokenizers(args):
+    """(source's, target's) tokenizer as the data's length limits count with it: --src-tokenizer /
+    --tgt-tokenizer, else --tokenizer; a sentencepiece side's model from --src-spm-model /
+    --tgt-spm-model, and one still to train (on the data being read) counts characters."""
+    options = _spm_options(args)
+    tokenizers = []
+    for side, name in zip(("src", "tgt"), _side_names(args)):
+        if name == "sentencepiece":
+            path = options[f"{side}_spm_model"]
+            tokenizers.append(_spm_from_file(path, f"--{side}-spm-model") if path else "char")
+        else:
+            tokenizers.append(name)
+    return tuple(tokenizers)
+
+
+def _train_tokenizers(args, train_pairs):
+    """(source's, target's) tokenizer of the model: a name, a given sentencepiece model, or one
+    trained on the training pairs (their sources, targets, or both with --shared-spm)."""
+    from .text import SentencePieceTokenizer
+
+    options = _spm_options(args)
+    model_type = options["spm_model_type"]
+
+    def trained(texts, size, what):
+        size = size or DEFAULT_SPM_VOCAB_SIZE
+        try:
+            return SentencePieceTokenizer.train(texts, vocab_size=size, model_type=model_type)
+        except ValueError as exc:
+            raise CliError(f"training the {what} sentencepiece model ({model_type}, vocabulary {size}): {exc}") from None
+
+    if options["shared_spm"]:
+        size = options["src_spm_vocab_size"] or options["tgt_spm_vocab_size"]
+        shared = trained([s for s, _ in train_pairs] + [t for _, t in train_pairs], size, "shared")
+        return shared, shared
+    tokenizers = []
+    for side, name, texts in (("src", _side_names(args)[0], [s for s, _ in train_pairs]),
+                              ("tgt", _side_names(args)[1], [t for _, t in train_pairs])):
+        if name != "sentencepiece":
+            tokenizers.append(name)
+        elif options[f"{side}_spm_model"]:
+            tokenizers.append(_spm_from_file(options[f"{side}_spm_model"], f"--{side}-spm-model"))
+        else:
+            tokenizers.append(trained(texts, options[f"{side}_spm_vocab_size"], "source" if side == "src" else "target"))
+    return tuple(tokenizers)
 
 
 def _model_from_args(args, train_pairs):
     from .data import build_vocabs, get_tokenizer
     from .model import Seq2Seq
 
-    src_tokenizer, tgt_tokenizer = _side_tokenizers(args)
+    src_tokenizer, tgt_tokenizer = _train_tokenizers(args, train_pairs)
     src_vocab, tgt_vocab = build_vocabs(train_pairs, src_tokenizer, tgt_tokenizer, args.min_frequency,
                                         src_max_size=args.src_vocab_size, tgt_max_size=args.tgt_vocab_size)
     for side, vocab in (("source", src_vocab), ("target", tgt_vocab)):
@@ -244,24 +335,22 @@ def _model_from_args(args, train_pairs):
 def _encode(model, pairs):
     from .data import encode_pairs
 
-    return encode_pairs(pairs, model.src_vocab, model.tgt_vocab, model.config.src_tokenizer,
-                        model.config.tgt_tokenizer, reverse_source=model.config.reverse_source)
+    return encode_pairs(pairs, model.src_vocab, model.tgt_vocab, model.src_tokenizer, model.tgt_tokenizer,
+                        reverse_source=model.config.reverse_source)
 
 
 def _warn_unknown_pairs(model, pairs, where, vocabulary="the model's"):
     """The unknown-token warnings of a TSV file's sources and targets (see UnknownTokens)."""
-    cfg = model.config
-    UnknownTokens(model.src_vocab, cfg.src_tokenizer).add(s for s, _ in pairs).warn(where, vocabulary)
-    UnknownTokens(model.tgt_vocab, cfg.tgt_tokenizer, "target").add(t for _, t in pairs).warn(where, vocabulary)
+    UnknownTokens(model.src_vocab, model.src_tokenizer).add(s for s, _ in pairs).warn(where, vocabulary)
+    UnknownTokens(model.tgt_vocab, model.tgt_tokenizer, "target").add(t for _, t in pairs).warn(where, vocabulary)
 
 
 def _vocabulary_coverage(model, train_pairs):
     """One line: each side's vocabulary size and the share of the training tokens it covers (below
     100% when --src/tgt-vocab-size or --min-frequency left tokens out)."""
-    cfg = model.config
     parts = []
-    for side, vocab, tokenizer, texts in (("source", model.src_vocab, cfg.src_tokenizer, (s for s, _ in train_pairs)),
-                                          ("target", model.tgt_vocab, cfg.tgt_tokenizer, (t for _, t in train_pairs))):
+    for side, vocab, tokenizer, texts in (("source", model.src_vocab, model.src_tokenizer, (s for s, _ in train_pairs)),
+                                          ("target", model.tgt_vocab, model.tgt_tokenizer, (t for _, t in train_pairs))):
         tally = UnknownTokens(vocab, tokenizer, side).add(texts)
         covered = 1 - tally.unknown / tally.tokens if tally.tokens else 1.0
         parts.append(f"{side} {len(vocab):,} tokens covering {100 * covered:.2f}% of the training {side}s' "
@@ -291,7 +380,7 @@ def cmd_train(args):
                            f"(got --seed {args.seed}) so the data and batches continue as they were")
         if extra["epoch"] >= args.epochs:
             raise CliError(f"{args.resume} has already trained {extra['epoch']} epochs; ask for more with --epochs")
-        tokenizers = (model.config.src_tokenizer, model.config.tgt_tokenizer)
+        tokenizers = (model.src_tokenizer, model.tgt_tokenizer)
         print(f"resuming {args.resume}: the model's settings come from the checkpoint", flush=True)
         limit, origin = model.config.max_source_length, "the checkpoint's max_source_length"
     else:
@@ -360,12 +449,12 @@ def cmd_translate(args):
     name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
     # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
     start, cut = 0, 0
-    unknown = UnknownTokens(model.src_vocab, model.config.src_tokenizer)
+    unknown = UnknownTokens(model.src_vocab, model.src_tokenizer)
     while True:
         chunk = list(itertools.islice(lines, args.batch_size))
         if not chunk:
             break
-        chunk, cut_here = cut_or_refuse(chunk, model.config.src_tokenizer, limits.source, name, limits.truncate,
+        chunk, cut_here = cut_or_refuse(chunk, model.src_tokenizer, limits.source, name, limits.truncate,
                                          limits.source_hint, first=start)
         cut += cut_here
         keep = [i for i, text in enumerate(chunk) if text.strip()]
@@ -419,7 +508,7 @@ def cmd_eval(args):
         except MetricUnavailableError as exc:
             names, missing = tuple(n for n in names if not METRICS[n].needs_sacrebleu), exc
     model = Seq2Seq.load(args.model)
-    pairs = read_pairs(args.data, (model.config.src_tokenizer, model.config.tgt_tokenizer),
+    pairs = read_pairs(args.data, (model.src_tokenizer, model.tgt_tokenizer),
                         model_limits(args, model))
     _warn_unknown_pairs(model, pairs, args.data)
     # scored against the targets as written: a hypothesis' <unk> matches no reference token
@@ -449,9 +538,9 @@ def cmd_plot(args):
 
     check_output("--out", args.out)
     model = Seq2Seq.load(args.model)
-    fit([args.text], model.config.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
+    fit([args.text], model.src_tokenizer, model.config.max_source_length, lambda i: "TEXT",
          hint="the model's max_source_length")
-    UnknownTokens(model.src_vocab, model.config.src_tokenizer).add([args.text]).warn("TEXT")
+    UnknownTokens(model.src_vocab, model.src_tokenizer).add([args.text]).warn("TEXT")
     translation = plot_attention(model, args.text, args.out)
     print(f"{args.text} -> {translation}; heatmap written to {args.out}")
     return 0
@@ -568,7 +657,11 @@ def build_parser():
     data.add_argument("--valid-split", type=_fraction_or_count, default=0.1,
                       help="fraction or count held out when --valid is not given")
     data.add_argument("--tokenizer", choices=list(TOKENIZER_NAMES), default="char",
-                      help="how lines become tokens, on both sides unless one of the next two says otherwise")
+                      help="how lines become tokens, on both sides unless one of the next two says otherwise "
+                           "(sentencepiece: subwords of a model trained on the training pairs, or given with "
+                           "--src-spm-model/--tgt-spm-model; needs pip install 's2sext[sentencepiece]'; while the "
+                           "data is read, a side whose model is still to be trained counts its length limits in "
+                           "characters)")
     data.add_argument("--src-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
                       help="how sources become tokens (default: --tokenizer's)")
     data.add_argument("--tgt-tokenizer", choices=list(TOKENIZER_NAMES), default=None,
@@ -578,7 +671,19 @@ def build_parser():
     data.add_argument("--tgt-vocab-size", type=_vocab_size, default=None, metavar="N",
                       help="keep the N-4 most frequent target tokens besides the four specials (default: all)")
     data.add_argument("--min-frequency", type=_int_in(10**9), default=1, metavar="N",
-                      help="keep only tokens seen at least N times in the training data, on both sides")
+                      help="keep only tokens seen at least N times in the training data, on both sides (char and "
+                           "word sides)")
+    for side, what in (("src", "source"), ("tgt", "target")):
+        data.add_argument(f"--{side}-spm-model", metavar="FILE.model",
+                          help=f"the {what} side's trained sentencepiece model (with a sentencepiece {what} side; "
+                               "default: train one on the training pairs)")
+        data.add_argument(f"--{side}-spm-vocab-size", type=_vocab_size, default=None, metavar="N",
+                          help=f"the most pieces of the {what} side's sentencepiece model to train, the four "
+                               f"specials counted (default: {DEFAULT_SPM_VOCAB_SIZE:,}; a small corpus may give fewer)")
+    data.add_argument("--spm-model-type", choices=["unigram", "bpe"], default="unigram",
+                      help="the kind of sentencepiece model to train")
+    data.add_argument("--shared-spm", action="store_true",
+                      help="train one sentencepiece model on sources and targets together, for both sides")
     data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
     data.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
                       help="refuse a target of more tokens")
@@ -740,12 +845,13 @@ def main(argv=None) -> int:
     from .data import DataError
     from .plot import PlotUnavailableError
     from .serialize import ModelFileError
+    from .text import SentencePieceUnavailableError
 
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe is reported here, not at exit
         return status
-    except (CliError, DataError, ModelFileError, PlotUnavailableError) as exc:
+    except (CliError, DataError, ModelFileError, PlotUnavailableError, SentencePieceUnavailableError) as exc:
         print(f"s2sext: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, ArithmeticError) as exc:  # ArithmeticError: training that diverged

@@ -7,9 +7,8 @@ import math
 from dataclasses import dataclass
 
 from .checks import check_bool, check_int, check_real, short_repr
-from .spec import (ATTENTION_KINDS, ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, decoder_input_size,
-                   encoder_hidden_size, iter_parameter_shapes)
-from .text import get_tokenizer
+from .spec import (ATTENTION_KINDS, ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, TOKENIZER_NAMES,
+                   decoder_input_size, encoder_hidden_size, iter_parameter_shapes)
 
 __all__ = ["Config", "VERSION2_DEFAULTS"]
 
@@ -81,8 +80,9 @@ class Config:
             raise ValueError("combine_activation='none' needs an attention kind (without attention there is no combine layer)")
         if self.attention_query_bias and self.attention != "concat":
             raise ValueError(f"attention_query_bias needs attention='concat'; got attention={short_repr(self.attention)}")
-        get_tokenizer(self.src_tokenizer)
-        get_tokenizer(self.tgt_tokenizer)
+        for name in ("src_tokenizer", "tgt_tokenizer"):
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in TOKENIZER_NAMES:
+                raise ValueError(f"{name} must be one of {list(TOKENIZER_NAMES)}, got {short_repr(getattr(self, name))}")
         # Layers past the second repeat the second's shapes, so two layers show every shape (the
         # check stays O(1) for any num_layers).
         for name, shape in iter_parameter_shapes(self, max_layers=2):

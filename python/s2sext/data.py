@@ -31,7 +31,7 @@ from .padding import _id_array, _pad_arrays, pad_batch
 from .spec import EOS, EOS_ID, PAD, PAD_ID, SOS, SOS_ID, SPECIALS, UNK, UNK_ID
 from .tasks import (DATE_FORMATS, FIRST_DATE, LAST_DATE, TASKS, format_date, make_addition, make_dates, make_reverse,
                     make_task)
-from .text import CharTokenizer, TOKENIZERS, Vocab, WordTokenizer, get_tokenizer
+from .text import CharTokenizer, SentencePieceTokenizer, TOKENIZERS, Vocab, WordTokenizer, get_tokenizer
 
 __all__ = [
     "PAD",
@@ -225,11 +225,11 @@ def read_lines(source, name=None, *, max_line_bytes: int | None = None) -> list[
 def token_limit_problem(text: str, tokenizer, limit: int, side: str = "source") -> str | None:
     """None when ``text`` has at most ``limit`` tokens, else the problem in words (the token count
     and the limit), for a :class:`DataError` or an error line. Counts without building the token
-    list, and only when ``text`` has more than ``limit`` characters (no tokenizer gives more tokens
-    than characters)."""
+    list, and only when ``text`` has more than ``limit`` characters where the tokenizer gives no
+    more tokens than characters (char, word; a sentencepiece model may give more)."""
     tokenizer = get_tokenizer(tokenizer)
     limit = check_int(limit, "limit", minimum=1)
-    if len(text) <= limit:
+    if tokenizer.at_most_one_token_per_character and len(text) <= limit:
         return None
     count = tokenizer.count(text)
     if count <= limit:
@@ -422,16 +422,26 @@ def build_vocabs(
 
     Tokenizers are instances or names (``"char"``, ``"word"``); ``min_freq`` applies to both sides,
     ``max_size`` too unless ``src_max_size`` / ``tgt_max_size`` set that side's (sizes count the
-    four specials).
+    four specials). A :class:`~s2sext.text.SentencePieceTokenizer` side's vocabulary is its model's
+    (``tokenizer.vocab()``, whatever the pairs hold): ``min_freq`` does not apply to it, and a
+    size for it is refused (its size is chosen when the model is trained).
     """
     pairs = _check_pairs(pairs)
-    src_tokenizer = get_tokenizer(src_tokenizer)
-    tgt_tokenizer = get_tokenizer(tgt_tokenizer)
-    src_vocab = Vocab.build((src_tokenizer.tokenize(source) for source, _ in pairs), min_freq,
-                            max_size if src_max_size is None else src_max_size)
-    tgt_vocab = Vocab.build((tgt_tokenizer.tokenize(target) for _, target in pairs), min_freq,
-                            max_size if tgt_max_size is None else tgt_max_size)
-    return src_vocab, tgt_vocab
+    vocabs = []
+    for side, tokenizer, side_max_size, texts in (
+            ("src", src_tokenizer, src_max_size, (source for source, _ in pairs)),
+            ("tgt", tgt_tokenizer, tgt_max_size, (target for _, target in pairs))):
+        tokenizer = get_tokenizer(tokenizer)
+        size = max_size if side_max_size is None else side_max_size
+        if isinstance(tokenizer, SentencePieceTokenizer):
+            if size is not None:
+                raise ValueError(f"{side}_max_size (or max_size) = {size!r} cannot apply to the sentencepiece "
+                                 f"{side}_tokenizer: its vocabulary is its model's pieces (set vocab_size when "
+                                 "training the model)")
+            vocabs.append(tokenizer.vocab())
+        else:
+            vocabs.append(Vocab.build((tokenizer.tokenize(text) for text in texts), min_freq, size))
+    return vocabs[0], vocabs[1]
 
 
 def encode_pairs(

@@ -15,7 +15,7 @@ from .checks import check_bool
 from .decoding import check_beam_args, check_lengths, check_translate_args
 from .seq2seq_file import read_seq2seq
 from .spec import PAD_ID
-from .text import Vocab, decode_ids, encode_texts
+from .text import Vocab, decode_ids, encode_texts, get_tokenizer
 
 DTYPES = ("float32", "bfloat16")
 
@@ -28,12 +28,17 @@ class Decoder:
     float32: half the bytes per step.
     """
 
-    def __init__(self, config: dict, params: dict, src_vocab: Vocab, tgt_vocab: Vocab, dtype: str = "float32"):
+    def __init__(self, config: dict, params: dict, src_vocab: Vocab, tgt_vocab: Vocab, dtype: str = "float32",
+                 tokenizers: tuple | None = None):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
         self.config = dict(config)
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
+        # (source's, target's) tokenizers; None: those the configuration names (a sentencepiece
+        # side needs its tokenizer given)
+        self.tokenizers = tokenizers if tokenizers is not None else (
+            get_tokenizer(self.config["src_tokenizer"]), get_tokenizer(self.config["tgt_tokenizer"]))
         self.dtype = dtype
         # the engine checks every parameter's presence and shape, then refuses weights that could
         # overflow float32 (ValueError), by the rule the model layer's decoders apply
@@ -42,13 +47,14 @@ class Decoder:
 
     @classmethod
     def from_model(cls, model, dtype: str = "float32") -> "Decoder":
-        return cls(model.config.as_dict(), model.params, model.src_vocab, model.tgt_vocab, dtype)
+        return cls(model.config.as_dict(), model.params, model.src_vocab, model.tgt_vocab, dtype,
+                   (model.src_tokenizer, model.tgt_tokenizer))
 
     @classmethod
     def load(cls, path, dtype: str = "float32") -> "Decoder":
         """Compile a model file written by ``Seq2Seq.save`` (ModelFileError if it is not one)."""
-        config, src_vocab, tgt_vocab, params = read_seq2seq(path)
-        return cls(config.as_dict(), params, src_vocab, tgt_vocab, dtype)
+        config, src_vocab, tgt_vocab, params, tokenizers = read_seq2seq(path)
+        return cls(config.as_dict(), params, src_vocab, tgt_vocab, dtype, tokenizers)
 
     def greedy(self, src_ids, lengths=None, max_length=50, min_length=0, serial=False, return_attention=False):
         """Greedy decoding: int [B, S] -> int [B, T] (each row up to and including ``<eos>``, then
@@ -106,8 +112,8 @@ class Decoder:
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
         ``n_best > 1`` a list of lists of ``(text, score)``."""
         beam, n_best = check_translate_args(beam, n_best)
-        src, lengths = encode_texts(texts, self.src_vocab, self.config["src_tokenizer"], self.config["reverse_source"])
-        tgt_tokenizer = self.config["tgt_tokenizer"]
+        src_tokenizer, tgt_tokenizer = self.tokenizers
+        src, lengths = encode_texts(texts, self.src_vocab, src_tokenizer, self.config["reverse_source"])
         if beam == 1 and n_best == 1:
             ids = self.greedy(src, lengths, max_length, min_length)
             return [decode_ids(row, self.tgt_vocab, tgt_tokenizer) for row in ids]

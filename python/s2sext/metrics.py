@@ -53,7 +53,7 @@ METRICS = {metric.name: metric for metric in (
 METRIC_NAMES = tuple(METRICS)
 
 # The usual name of the token error rate for a target tokenizer (spec.TOKENIZER_NAMES).
-ERROR_RATE_NAMES = {"word": "WER", "char": "CER"}
+ERROR_RATE_NAMES = {"word": "WER", "char": "CER", "sentencepiece": "over pieces"}
 
 INSTALL_HINT = "pip install 's2sext[metrics]'"
 

@@ -20,11 +20,11 @@ from .checks import check_int, check_real
 from .config import VERSION2_DEFAULTS, Config
 from .engine import Decoder
 from .layers import Attention, Encoder, EncoderState, RecurrentDecoder, masked_cross_entropy
-from .seq2seq_file import FILE_KIND, file_header, read_seq2seq, seq2seq_from_header
+from .seq2seq_file import FILE_KIND, file_header, read_seq2seq, seq2seq_from_header, tokenizer_tensors
 from .serialize import write_model_file
 from .spec import (ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, aligned_array, iter_parameter_shapes,
                    parameter_table, unfreeze_parameters)
-from .text import Vocab, decode_ids, encode_texts
+from .text import SentencePieceTokenizer, Vocab, decode_ids, encode_texts, get_tokenizer
 
 __all__ = ["Seq2Seq", "Config", "Encoder", "Attention", "RecurrentDecoder", "EncoderState", "masked_cross_entropy",
            "parameter_shapes", "iter_parameter_shapes", "init_parameters", "encode_texts", "decode_ids",
@@ -91,8 +91,10 @@ class Seq2Seq:
         Seeds the initial weights.
     max_source_length : int
         The longest source ``location`` attention accepts (its weight has this many rows).
-    src_tokenizer, tgt_tokenizer : "char" or "word"
-        Used by :meth:`translate`.
+    src_tokenizer, tgt_tokenizer : "char", "word" or a tokenizer
+        Used by :meth:`translate`; the configuration holds their names. A sentencepiece side is
+        given as its :class:`s2sext.text.SentencePieceTokenizer` (saved with the model), and its
+        vocabulary must be that tokenizer's (``tokenizer.vocab()``).
     reverse_source : bool
         :meth:`translate` reverses the source tokens (train with the same setting).
     bridge : "linear" or "concat"
@@ -118,13 +120,20 @@ class Seq2Seq:
             attention = None
         check_real(dropout, "dropout", 0, 1, open_maximum=True)  # before float(), which overflows for a huge int
         check_int(seed, "seed")
+        self.src_tokenizer = get_tokenizer(src_tokenizer)
+        self.tgt_tokenizer = get_tokenizer(tgt_tokenizer)
+        for side, tokenizer, vocab in (("src", self.src_tokenizer, self.src_vocab),
+                                       ("tgt", self.tgt_tokenizer, self.tgt_vocab)):
+            if isinstance(tokenizer, SentencePieceTokenizer) and tokenizer.vocab() != vocab:
+                raise ValueError(f"{side}_vocab must be the vocabulary of the sentencepiece {side}_tokenizer "
+                                 f"({side}_tokenizer.vocab(), {len(tokenizer.vocab())} tokens); got {vocab!r}")
         self.config = Config(
             src_vocab_size=len(self.src_vocab), tgt_vocab_size=len(self.tgt_vocab), embed_size=embed_size,
             hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
             dropout=float(dropout), attention=attention, attention_style=attention_style,
             input_feeding=input_feeding, max_source_length=max_source_length,
-            src_tokenizer=src_tokenizer, tgt_tokenizer=tgt_tokenizer, reverse_source=reverse_source,
-            bridge=bridge, combine_activation=combine_activation, attention_query_bias=attention_query_bias,
+            src_tokenizer=self.src_tokenizer.name, tgt_tokenizer=self.tgt_tokenizer.name,
+            reverse_source=reverse_source, bridge=bridge, combine_activation=combine_activation, attention_query_bias=attention_query_bias,
         )
         self.config.validate()
         self.params = _params if _params is not None else init_parameters(self.config, np.random.default_rng(seed))
@@ -312,11 +321,11 @@ class Seq2Seq:
 
     def encode_texts(self, texts):
         """Strings -> (src_ids int [B, S], lengths int [B]) with this model's tokenizer and vocab."""
-        return encode_texts(texts, self.src_vocab, self.config.src_tokenizer, self.config.reverse_source)
+        return encode_texts(texts, self.src_vocab, self.src_tokenizer, self.config.reverse_source)
 
     def decode_ids(self, ids) -> str:
         """Target ids -> text: stops at ``<eos>``, joined by the model's tokenizer."""
-        return decode_ids(ids, self.tgt_vocab, self.config.tgt_tokenizer)
+        return decode_ids(ids, self.tgt_vocab, self.tgt_tokenizer)
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out (:meth:`s2sext.Decoder.translate`): a list of ``len(texts)``
@@ -371,9 +380,9 @@ class Seq2Seq:
         return file_header(self.config, self.src_vocab, self.tgt_vocab, extra)
 
     def save(self, path, extra_tensors: dict | None = None, extra: dict | None = None) -> None:
-        """Write weights, vocabularies and configuration to one file (``docs/model-format.md``);
-        the file appears complete or not at all."""
-        tensors = dict(self.params)
+        """Write weights, vocabularies, configuration and any sentencepiece models to one file
+        (``docs/model-format.md``); the file appears complete or not at all."""
+        tensors = {**self.params, **tokenizer_tensors(self.src_tokenizer, self.tgt_tokenizer)}
         if extra_tensors:
             tensors.update(extra_tensors)
         write_model_file(path, self.file_header(extra), tensors)
@@ -383,8 +392,8 @@ class Seq2Seq:
         """Read a file written by :meth:`save`; raises ``ModelFileError`` (a ValueError) if the file
         is not a complete, consistent s2sext model."""
         if return_extra:
-            config, src_vocab, tgt_vocab, params, extra, extra_tensors = read_seq2seq(path, return_extra=True)
-            return cls._from_parts(config, src_vocab, tgt_vocab, params), extra, extra_tensors
+            config, src_vocab, tgt_vocab, params, tokenizers, extra, extra_tensors = read_seq2seq(path, return_extra=True)
+            return cls._from_parts(config, src_vocab, tgt_vocab, params, tokenizers), extra, extra_tensors
         return cls._from_parts(*read_seq2seq(path))
 
     @classmethod
@@ -393,7 +402,9 @@ class Seq2Seq:
         return cls._from_parts(*seq2seq_from_header(header, tensors))
 
     @classmethod
-    def _from_parts(cls, config: Config, src_vocab: Vocab, tgt_vocab: Vocab, params: dict) -> "Seq2Seq":
+    def _from_parts(cls, config: Config, src_vocab: Vocab, tgt_vocab: Vocab, params: dict,
+                    tokenizers: tuple) -> "Seq2Seq":
         cfg = config.as_dict()
         del cfg["src_vocab_size"], cfg["tgt_vocab_size"]
+        cfg["src_tokenizer"], cfg["tgt_tokenizer"] = tokenizers
         return cls(src_vocab, tgt_vocab, _params=params, **cfg)

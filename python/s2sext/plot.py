@@ -8,7 +8,6 @@ import numpy as np
 
 from . import serialize
 from .spec import EOS
-from .text import get_tokenizer
 
 
 class PlotUnavailableError(RuntimeError):
@@ -33,7 +32,7 @@ def attention_for_text(model, text, max_length=50):
     attention float [T, S] with columns in reading order)."""
     src_ids, lengths = model.encode_texts([text])
     ids, attention = model.greedy(src_ids, lengths, max_length=max_length, return_attention=True)
-    source_tokens = get_tokenizer(model.config.src_tokenizer).tokenize(text)
+    source_tokens = model.src_tokenizer.tokenize(text)
     out_tokens = [model.tgt_vocab.tokens[i] for i in ids[0]]
     if EOS in out_tokens:
         out_tokens = out_tokens[: out_tokens.index(EOS) + 1]

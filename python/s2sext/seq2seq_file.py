@@ -6,12 +6,15 @@ through :func:`read_seq2seq`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .config import Config
 from .serialize import ModelFileError, read_model_file
-from .spec import DTYPE, aligned_array, iter_parameter_shapes
-from .text import Vocab
+from .spec import (DTYPE, MAX_SENTENCEPIECE_BYTES, SENTENCEPIECE_TENSOR, SHARED_SENTENCEPIECE_TENSOR, aligned_array,
+                   iter_parameter_shapes)
+from .text import SentencePieceTokenizer, Vocab, get_tokenizer
 
-__all__ = ["FILE_KIND", "file_header", "seq2seq_from_header", "read_seq2seq"]
+__all__ = ["FILE_KIND", "file_header", "tokenizer_tensors", "seq2seq_from_header", "read_seq2seq"]
 
 FILE_KIND = "s2sext-seq2seq"
 
@@ -30,11 +33,48 @@ def file_header(config: Config, src_vocab: Vocab, tgt_vocab: Vocab, extra: dict 
     return header
 
 
-def seq2seq_from_header(header: dict, tensors: dict) -> tuple[Config, Vocab, Vocab, dict]:
-    """``(config, src_vocab, tgt_vocab, params)`` of a file's header and tensors, checked by the
-    rules of docs/model-format.md ("The Seq2Seq header") before any array is copied (KeyError,
-    TypeError or ValueError otherwise); every check's work is bounded by the size of the header and
-    of ``tensors``. ``params`` holds aligned copies of the model's tensors, in the model's order."""
+def tokenizer_tensors(src_tokenizer, tgt_tokenizer) -> dict:
+    """The tensors that store a model's sentencepiece models (docs/model-format.md): none for char
+    and word sides, one per sentencepiece side, or one in all when both sides have the same model."""
+    models = {side: tokenizer.model for side, tokenizer in (("src", src_tokenizer), ("tgt", tgt_tokenizer))
+              if isinstance(tokenizer, SentencePieceTokenizer)}
+    if len(models) == 2 and models["src"] == models["tgt"]:
+        return {SHARED_SENTENCEPIECE_TENSOR: np.frombuffer(models["src"], np.uint8)}
+    return {SENTENCEPIECE_TENSOR.format(side=side): np.frombuffer(model, np.uint8) for side, model in models.items()}
+
+
+def _side_tokenizer(side: str, name: str, vocab: Vocab, tensors: dict):
+    """The tokenizer of one side (``"src"``/``"tgt"``) of a file: a sentencepiece side's model from
+    its tensor, checked to be a sentencepiece model whose pieces are the side's vocabulary."""
+    if name != SentencePieceTokenizer.name:
+        return get_tokenizer(name)
+    tensor_name = SENTENCEPIECE_TENSOR.format(side=side)
+    if tensor_name not in tensors:
+        tensor_name = SHARED_SENTENCEPIECE_TENSOR
+    blob = tensors.get(tensor_name)
+    if blob is None:
+        raise ValueError(f"{side}_tokenizer is 'sentencepiece' and the file holds neither the tensor "
+                         f"{SENTENCEPIECE_TENSOR.format(side=side)!r} nor {SHARED_SENTENCEPIECE_TENSOR!r}")
+    if blob.dtype != np.uint8 or blob.ndim != 1 or not 1 <= blob.size <= MAX_SENTENCEPIECE_BYTES:
+        raise ValueError(f"tensor {tensor_name!r} has shape {blob.shape} dtype {blob.dtype}; a sentencepiece model "
+                         f"is 1 to {MAX_SENTENCEPIECE_BYTES} uint8 bytes [n]")
+    try:
+        tokenizer = SentencePieceTokenizer(blob.tobytes())
+    except ValueError as exc:
+        raise ValueError(f"tensor {tensor_name!r}: {exc}") from None
+    if tokenizer.vocab() != vocab:
+        raise ValueError(f"{side}_vocab is not the vocabulary of the sentencepiece model {tensor_name!r} "
+                         "(its pieces but the control, unknown and unused ones, after the four specials)")
+    return tokenizer
+
+
+def seq2seq_from_header(header: dict, tensors: dict) -> tuple[Config, Vocab, Vocab, dict, tuple]:
+    """``(config, src_vocab, tgt_vocab, params, tokenizers)`` of a file's header and tensors,
+    checked by the rules of docs/model-format.md ("The Seq2Seq header") before any array is copied
+    (KeyError, TypeError or ValueError otherwise); every check's work is bounded by the size of the
+    header and of ``tensors``. ``params`` holds aligned copies of the model's tensors, in the
+    model's order; ``tokenizers`` is (source's, target's), a sentencepiece side's with its stored
+    model (which needs the sentencepiece package: SentencePieceUnavailableError otherwise)."""
     if not isinstance(header, dict) or header.get("kind") != FILE_KIND:
         kind = header.get("kind") if isinstance(header, dict) else None
         raise ValueError(f"header kind is {kind!r:.60}, expected {FILE_KIND!r}")
@@ -60,19 +100,23 @@ def seq2seq_from_header(header: dict, tensors: dict) -> tuple[Config, Vocab, Voc
         if value.shape != shape or value.dtype != DTYPE:
             raise ValueError(f"parameter {name!r} has shape {value.shape} dtype {value.dtype}; expected {shape} float32")
         found.append((name, value))
-    return config, src_vocab, tgt_vocab, {name: aligned_array(value) for name, value in found}
+    tokenizers = (_side_tokenizer("src", config.src_tokenizer, src_vocab, tensors),
+                  _side_tokenizer("tgt", config.tgt_tokenizer, tgt_vocab, tensors))
+    return config, src_vocab, tgt_vocab, {name: aligned_array(value) for name, value in found}, tokenizers
 
 
 def read_seq2seq(path, return_extra: bool = False):
-    """``(config, src_vocab, tgt_vocab, params)`` of the model file ``path``, and with
-    ``return_extra`` also the header's ``extra`` dict and the tensors that are not parameters.
-    Raises ``ModelFileError`` (a ValueError) if the file is not a complete, consistent s2sext model."""
+    """``(config, src_vocab, tgt_vocab, params, tokenizers)`` of the model file ``path``, and with
+    ``return_extra`` also the header's ``extra`` dict and the tensors that are neither parameters
+    nor tokenizer models. Raises ``ModelFileError`` (a ValueError) if the file is not a complete,
+    consistent s2sext model."""
     header, tensors = read_model_file(path)
     try:
-        config, src_vocab, tgt_vocab, params = seq2seq_from_header(header, tensors)
+        config, src_vocab, tgt_vocab, params, tokenizers = seq2seq_from_header(header, tensors)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: not a valid s2sext model: {exc}") from None
     if return_extra:
-        extra_tensors = {k: v for k, v in tensors.items() if k not in params}
-        return config, src_vocab, tgt_vocab, params, header.get("extra", {}), extra_tensors
-    return config, src_vocab, tgt_vocab, params
+        stored = set(params) | set(tokenizer_tensors(*tokenizers))
+        extra_tensors = {k: v for k, v in tensors.items() if k not in stored}
+        return config, src_vocab, tgt_vocab, params, tokenizers, header.get("extra", {}), extra_tensors
+    return config, src_vocab, tgt_vocab, params, tokenizers

@@ -60,6 +60,7 @@ _DTYPE_CODES = {
     "i32": np.dtype("<i4"),
     "i64": np.dtype("<i8"),
     "u16": np.dtype("<u2"),
+    "u8": np.dtype("u1"),
 }
 _CODE_OF = {(dt.kind, dt.itemsize): code for code, dt in _DTYPE_CODES.items()}
 _TENSOR_KEYS = frozenset(("name", "dtype", "shape", "offset", "nbytes"))
@@ -151,7 +152,7 @@ def _le_tensor(name: Any, value: Any) -> np.ndarray:
     if code is None or value.dtype.fields is not None:
         raise TypeError(
             f"tensor {name!r}: dtype {value.dtype} cannot be stored; "
-            "allowed are float32, float64, int32, int64 and uint16"
+            "allowed are float32, float64, int32, int64, uint16 and uint8"
         )
     if value.ndim > MAX_NDIM:
         raise ValueError(f"tensor {name!r}: {value.ndim} dimensions, at most {MAX_NDIM} allowed")
@@ -178,7 +179,8 @@ def write_model_file(
         the file's top-level object and the header too); with the tensor table at most
         ``MAX_HEADER_BYTES`` of JSON. ``read_model_file`` returns an equal dict.
     tensors : dict of str to ndarray
-        Non-empty names; arrays of dtype float32, float64, int32, int64 or uint16 (bfloat16 bits),
+        Non-empty names; arrays of dtype float32, float64, int32, int64, uint16 (bfloat16 bits) or
+        uint8 (bytes, such as a sentencepiece model),
         any shape including 0-d and empty (numpy scalars are stored as 0-d arrays), any layout and
         byte order. They are stored as C-contiguous little-endian data, in the dict's order.
 

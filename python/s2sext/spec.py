@@ -18,7 +18,8 @@ import numpy as np
 
 __all__ = [
     "PAD", "SOS", "EOS", "UNK", "SPECIALS", "PAD_ID", "SOS_ID", "EOS_ID", "UNK_ID",
-    "TOKENIZER_NAMES", "ATTENTION_PARAMETERS", "QUERY_BIAS", "ATTENTION_KINDS", "ATTENTION_STYLES",
+    "TOKENIZER_NAMES", "MAX_SENTENCEPIECE_BYTES", "SENTENCEPIECE_TENSOR", "SHARED_SENTENCEPIECE_TENSOR",
+    "ATTENTION_PARAMETERS", "QUERY_BIAS", "ATTENTION_KINDS", "ATTENTION_STYLES",
     "BRIDGES", "COMBINE_ACTIVATIONS", "DTYPE", "aligned_array", "attention_parameter_names",
     "attention_parameter_shapes", "encoder_hidden_size", "decoder_input_size", "iter_parameter_rows",
     "iter_parameter_shapes", "parameter_table",
@@ -29,7 +30,13 @@ PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIALS = (PAD, SOS, EOS, UNK)
 PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
-TOKENIZER_NAMES = ("char", "word")
+TOKENIZER_NAMES = ("char", "word", "sentencepiece")
+# A sentencepiece side's model is stored in the model file as a uint8 tensor of at most this many
+# bytes (docs/model-format.md): one side's as SENTENCEPIECE_TENSOR.format(side="src" or "tgt"), one
+# model that both sides share once, as SHARED_SENTENCEPIECE_TENSOR.
+MAX_SENTENCEPIECE_BYTES = 2**26
+SENTENCEPIECE_TENSOR = "tokenizer.{side}.sentencepiece"
+SHARED_SENTENCEPIECE_TENSOR = "tokenizer.sentencepiece"
 
 # kind -> its parameters (name, shape), in the order the kernels take them (ops.attention_weight_*).
 ATTENTION_PARAMETERS = {

@@ -3,17 +3,23 @@
 Text flows one way::
 
     str                                          the caller's text
-      -> tokens (list of str)                    CharTokenizer / WordTokenizer
+      -> tokens (list of str)                    CharTokenizer / WordTokenizer / SentencePieceTokenizer
       -> ids (list of int)                       Vocab.encode
       -> padded int64 arrays [B, S]              encode_texts (padding.pad_batch)
 
 and a decoder's output row back: ids -> tokens (``Vocab.decode``, stopping at ``<eos>``) -> str
 (``decode_ids``). Every vocabulary starts with the four specials of :mod:`s2sext.spec`
 (``<pad>``=0, ``<sos>``=1, ``<eos>``=2, ``<unk>``=3).
+
+A sentencepiece side's vocabulary is its model's pieces (:meth:`SentencePieceTokenizer.vocab`), the
+model's bytes are stored in the model file, and the optional ``sentencepiece`` package does the
+work (``pip install 's2sext[sentencepiece]'``; imported only when such a tokenizer is made).
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -23,9 +29,10 @@ import numpy as np
 
 from .checks import check_int, is_int, short_repr
 from .padding import _id_array, pad_batch
-from .spec import EOS_ID, PAD_ID, SOS_ID, SPECIALS, UNK_ID
+from .spec import (EOS, EOS_ID, MAX_SENTENCEPIECE_BYTES, PAD, PAD_ID, SOS, SOS_ID, SPECIALS, UNK, UNK_ID)
 
-__all__ = ["Vocab", "CharTokenizer", "WordTokenizer", "TOKENIZERS", "get_tokenizer", "encode_texts", "decode_ids"]
+__all__ = ["Vocab", "CharTokenizer", "WordTokenizer", "SentencePieceTokenizer", "SentencePieceUnavailableError",
+           "TOKENIZERS", "get_tokenizer", "encode_texts", "decode_ids"]
 
 
 def _check_token_list(tokens, name: str) -> list:
@@ -33,7 +40,7 @@ def _check_token_list(tokens, name: str) -> list:
     if isinstance(tokens, str):
         raise TypeError(
             f"{name} must be a sequence of str tokens, got the str {short_repr(tokens)}; "
-            "tokenize it first (CharTokenizer or WordTokenizer)"
+            "tokenize it first (CharTokenizer, WordTokenizer or SentencePieceTokenizer)"
         )
     try:
         tokens = list(tokens)
@@ -231,9 +238,11 @@ class Vocab:
 
 
 class _Tokenizer:
-    """Tokenizers hold no state: two of the same class are equal."""
+    """Char and word tokenizers hold no state: two of the same class are equal."""
 
     name = ""
+    # whether no text gives more tokens than it has characters (a shortcut for counting limits)
+    at_most_one_token_per_character = True
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other)
@@ -296,13 +305,178 @@ class WordTokenizer(_Tokenizer):
 
 _WORD = re.compile(r"\S+")
 
+
+class SentencePieceUnavailableError(ImportError):
+    """A sentencepiece tokenizer is needed and the ``sentencepiece`` package is not installed."""
+
+
+def _sentencepiece():
+    """The ``sentencepiece`` module, imported only when a sentencepiece tokenizer is made."""
+    try:
+        import sentencepiece
+    except ImportError:
+        raise SentencePieceUnavailableError(
+            "the sentencepiece tokenizer needs the sentencepiece package: pip install 's2sext[sentencepiece]'"
+        ) from None
+    return sentencepiece
+
+
+SENTENCEPIECE_MODEL_TYPES = ("unigram", "bpe")
+
+
+class SentencePieceTokenizer(_Tokenizer):
+    """Subword pieces of a sentencepiece model (``"the cat"`` -> ``["▁the", "▁c", "at"]``);
+    detokenize joins them back into text (sentencepiece's own decoding).
+
+    Parameters
+    ----------
+    model : bytes
+        A serialized sentencepiece model (the content of a ``.model`` file, 1 to
+        ``MAX_SENTENCEPIECE_BYTES`` bytes). :meth:`train` and :meth:`from_file` make one.
+
+    The s2sext vocabulary of such a side is :meth:`vocab`: the four specials at their s2sext ids,
+    then the model's pieces in id order, leaving out its control, unknown and unused pieces (its
+    own ``<s>``/``</s>``/``<unk>``, which the specials stand for) and any piece spelled like a
+    special; docs/model-format.md states the same rule for the file. A piece the vocabulary lacks
+    (text the model has never seen) encodes to ``<unk>``. Two tokenizers are equal when their
+    model bytes are.
+
+    Raises
+    ------
+    SentencePieceUnavailableError
+        (an ImportError) the ``sentencepiece`` package is not installed.
+    TypeError, ValueError
+        ``model`` is not bytes, is empty or too large, or is not a sentencepiece model.
+    """
+
+    name = "sentencepiece"
+    at_most_one_token_per_character = False  # "Q" -> ["▁", "Q"]
+
+    def __init__(self, model):
+        if not isinstance(model, (bytes, bytearray, memoryview)):
+            raise TypeError(f"model must be the bytes of a sentencepiece model, got {type(model).__name__}")
+        model = bytes(model)
+        if not 1 <= len(model) <= MAX_SENTENCEPIECE_BYTES:
+            raise ValueError(f"model must hold 1 to {MAX_SENTENCEPIECE_BYTES} bytes (MAX_SENTENCEPIECE_BYTES), "
+                             f"got {len(model)}")
+        processor = _sentencepiece().SentencePieceProcessor()
+        try:
+            processor.LoadFromSerializedProto(model)
+        except (RuntimeError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"model is not a sentencepiece model ({reason})") from None
+        try:
+            pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
+                      if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i))]
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"model is not a sentencepiece model (a piece is not UTF-8: {exc.reason})") from None
+        self._vocab = Vocab(SPECIALS + tuple(piece for piece in pieces if piece not in SPECIALS))
+        self._model = model
+        self._processor = processor
+
+    @classmethod
+    def train(cls, texts, vocab_size: int = 8000, model_type: str = "unigram") -> "SentencePieceTokenizer":
+        """A model trained in memory on ``texts`` (an iterable of str, one sentence each).
+
+        ``vocab_size`` counts every piece, the four specials included (``>= 5``); it is a ceiling
+        (sentencepiece's ``hard_vocab_limit=False``: a small corpus gets fewer pieces rather than an
+        error), but must leave room for the texts' characters (ValueError otherwise). The model's
+        ids 0-3 are s2sext's specials (``<pad> <sos> <eos> <unk>``), so its ids and the
+        vocabulary's agree; it adds no ``<sos>``/``<eos>`` of its own. Training runs on one thread
+        and the result depends only on the texts and these options: the same call gives the same
+        bytes (every sentence is used, none sampled; tests/test_sentencepiece.py checks it).
+        """
+        vocab_size = check_int(vocab_size, "vocab_size", minimum=len(SPECIALS) + 1)
+        if model_type not in SENTENCEPIECE_MODEL_TYPES:
+            raise ValueError(f"model_type must be one of {list(SENTENCEPIECE_MODEL_TYPES)}, "
+                             f"got {short_repr(model_type)}")
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of str sentences, got a single str")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+        if not texts:
+            raise ValueError("texts is empty; a sentencepiece model is trained on at least one sentence")
+        spm = _sentencepiece()
+        out = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size, model_type=model_type,
+                pad_id=PAD_ID, bos_id=SOS_ID, eos_id=EOS_ID, unk_id=UNK_ID, pad_piece=PAD, bos_piece=SOS,
+                eos_piece=EOS, unk_piece=UNK, hard_vocab_limit=False, num_threads=1, minloglevel=2)
+        except RuntimeError as exc:
+            raise ValueError(f"sentencepiece could not train a model on these texts: {exc}") from None
+        return cls(out.getvalue())
+
+    @classmethod
+    def from_file(cls, path) -> "SentencePieceTokenizer":
+        """The model in the ``.model`` file ``path`` (ValueError if it is larger than
+        ``MAX_SENTENCEPIECE_BYTES`` or not a sentencepiece model)."""
+        with open(path, "rb") as f:
+            model = f.read(MAX_SENTENCEPIECE_BYTES + 1)
+        try:
+            return cls(model)
+        except ValueError as exc:
+            raise ValueError(f"{os.fsdecode(path)}: {exc}") from None
+
+    @property
+    def model(self) -> bytes:
+        """The serialized sentencepiece model (what a model file stores)."""
+        return self._model
+
+    def vocab(self) -> Vocab:
+        """The s2sext vocabulary of this model: the specials, then its pieces (see the class)."""
+        return self._vocab
+
+    def tokenize(self, text: str) -> list[str]:
+        """The pieces of ``text`` (a str)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self._processor.encode(text, out_type=str)
+
+    def count(self, text: str) -> int:
+        """``len(tokenize(text))``."""
+        return len(self._processor.encode(text))
+
+    def truncate(self, text: str, n: int) -> str:
+        """The text of ``text``'s first ``n`` pieces, cut further where that text would tokenize
+        into more than ``n`` pieces (a prefix's pieces need not be the whole's)."""
+        pieces = self.tokenize(text)
+        for keep in range(min(n, len(pieces)), -1, -1):
+            cut = self._processor.decode_pieces(pieces[:keep])
+            if self.count(cut) <= n:
+                return cut
+        return ""
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        """The text of ``tokens`` (sentencepiece's decoding: ``▁`` becomes a space)."""
+        return self._processor.decode_pieces(_check_token_list(tokens, "tokens"))
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self._model == other._model
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._model))
+
+    def __repr__(self) -> str:
+        return f"SentencePieceTokenizer({self._processor.get_piece_size()} pieces, {len(self._model)} bytes)"
+
+    def __getstate__(self) -> dict:
+        return {"model": self._model}  # the processor is rebuilt from the bytes
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model"])
+
+
 # spec.TOKENIZER_NAMES, which tests hold equal to these keys, names them where text is not imported
-TOKENIZERS = {tokenizer.name: tokenizer for tokenizer in (CharTokenizer, WordTokenizer)}
+TOKENIZERS = {tokenizer.name: tokenizer for tokenizer in (CharTokenizer, WordTokenizer, SentencePieceTokenizer)}
 
 
-def get_tokenizer(name) -> CharTokenizer | WordTokenizer:
-    """The tokenizer called ``name`` (``"char"`` or ``"word"``); a tokenizer instance is returned as is."""
-    if isinstance(name, (CharTokenizer, WordTokenizer)):
+def get_tokenizer(name, model: bytes | None = None) -> CharTokenizer | WordTokenizer | SentencePieceTokenizer:
+    """The tokenizer called ``name`` (``"char"``, ``"word"``, or ``"sentencepiece"`` with its
+    ``model`` bytes); a tokenizer instance is returned as is."""
+    if isinstance(name, _Tokenizer):
         return name
     if not isinstance(name, str):
         raise TypeError(
@@ -310,6 +484,13 @@ def get_tokenizer(name) -> CharTokenizer | WordTokenizer:
         )
     if name not in TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {short_repr(name)}")
+    if name == SentencePieceTokenizer.name:
+        if model is None:
+            raise ValueError("the sentencepiece tokenizer needs its model: pass model=bytes of a .model file "
+                             "or a SentencePieceTokenizer")
+        return SentencePieceTokenizer(model)
+    if model is not None:
+        raise ValueError(f"the {name} tokenizer has no model; got model bytes")
     return TOKENIZERS[name]()
 
 

@@ -20,10 +20,9 @@ from .data import batches, batches_of_indices, drop_long_pairs, token_batch_indi
 from .padding import pad_batch
 from .metrics import describe, require, score_corpus, selection_value
 from .schedules import LearningRateSchedule, TeacherForcingSchedule
-from .seq2seq_file import file_header, read_seq2seq
+from .seq2seq_file import file_header, read_seq2seq, tokenizer_tensors
 from .serialize import write_model_file
 from .spec import EOS_ID, PAD_ID, SOS_ID, unfreeze_parameters
-from .text import get_tokenizer
 
 __all__ = ["TeacherForcingSchedule", "LearningRateSchedule", "Adam", "SGD", "grad_norm", "clip_scale", "clip_grad_norm",
            "make_optimizer", "target_arrays", "evaluate", "train"]
@@ -218,7 +217,7 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
                                                   need_grads=False)
             loss_sum += loss * stats["tokens"]
             token_count += stats["tokens"]
-    tokenizer = get_tokenizer(model.config.tgt_tokenizer)
+    tokenizer = model.tgt_tokenizer
     hypothesis_tokens = [model.tgt_vocab.decode(h) for h in hypotheses]
     if references is None:
         reference_tokens = [model.tgt_vocab.decode(t) for t in tgt_seqs]
@@ -322,7 +321,7 @@ def _rewrite_best(out, model, record, log):
     of the best epoch (written then, possibly by the run before a resume). Only a file that this
     run's record describes is rewritten: the same configuration, vocabularies, seed and best epoch."""
     try:
-        config, src_vocab, tgt_vocab, params, extra, _ = read_seq2seq(out, return_extra=True)
+        config, src_vocab, tgt_vocab, params, tokenizers, extra, _ = read_seq2seq(out, return_extra=True)
     except (OSError, ValueError) as exc:
         log(f"note: {out} was not updated with the final training record ({exc})")
         return
@@ -333,7 +332,8 @@ def _rewrite_best(out, model, record, log):
     if not same:
         log(f"note: {out} does not hold this run's best epoch {record['best_epoch']}; left as it is")
         return
-    write_model_file(out, file_header(config, src_vocab, tgt_vocab, {**extra, "training": record}), params)
+    tensors = {**params, **tokenizer_tensors(*tokenizers)}  # the file's own sentencepiece models, kept
+    write_model_file(out, file_header(config, src_vocab, tgt_vocab, {**extra, "training": record}), tensors)
 
 
 def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optimizer="adam", lr=1e-3,
@@ -429,7 +429,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     since_best = 0  # validation epochs since the last that improved
     history = []
     if resume is not None:
-        config, src_vocab, tgt_vocab, params, extra, extra_tensors = read_seq2seq(resume, return_extra=True)
+        config, src_vocab, tgt_vocab, params, _, extra, extra_tensors = read_seq2seq(resume, return_extra=True)
         if config != model.config:
             raise ValueError(f"{resume}: the checkpoint's model configuration differs from this model's")
         for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):

@@ -99,6 +99,13 @@ void register_spec(py::module_& m) {
       "σ, not ς; the C++ Translator applies the same code.");
   m.def("lowercase_unicode_version", &s2s::lowercase_unicode_version,
         "The Unicode version of the lowercase table (the Python that generated it).");
+  m.def(
+      "tokenizer_names", [] {
+        py::list names;
+        for (const char* name : s2s::kTokenizerNames) names.append(name);
+        return names;
+      },
+      "The tokenizers a model's configuration may name, as the C++ model reader accepts them.");
 }
 
 }  // namespace bindings

@@ -153,7 +153,7 @@ def test_train_metric_is_recorded_and_reported(capsys, tmp_path):
     rc, out, err = run(capsys, "train", *TINY, "--epochs", "2", "--out", out_path, "--checkpoint", ck,
                        "--metric", "token_error_rate")
     assert rc == 0, err
-    extra = read_seq2seq(ck, return_extra=True)[4]
+    extra = read_seq2seq(ck, return_extra=True)[5]
     assert extra["metric"] == "token_error_rate"
     rates = [r["valid_token_error_rate"] for r in extra["history"]]
     losses = [r["valid_loss"] for r in extra["history"]]

@@ -145,7 +145,7 @@ def test_train_per_side_tokenizers(capsys, tmp_path):
         assert set(loaded.src_vocab.tokens[4:]) == src_tokens
         assert set(loaded.tgt_vocab.tokens[4:]) == tgt_tokens
     err = run_argparse_error(capsys, "train", "--data", data, "--src-tokenizer", "bytes", "--out", tmp_path / "x.s2s")
-    assert "--src-tokenizer: invalid choice: 'bytes' (choose from 'char', 'word')" in err
+    assert "--src-tokenizer: invalid choice: 'bytes' (choose from 'char', 'word', 'sentencepiece')" in err
 
 
 def test_train_vocabulary_limits(capsys, tmp_path):

@@ -31,6 +31,7 @@ def make_tensors(rng):
         "scalar_i64": np.array(-(2**62), dtype=np.int64),
         "steps": np.arange(-5, 6, dtype=np.int32),
         "bf16_bits": rng.integers(0, 2**16, size=(3, 1, 5), dtype=np.uint16),
+        "blob": rng.integers(0, 256, size=77, dtype=np.uint8),  # an odd length: the next tensor is realigned
         "empty": np.zeros((0, 4), dtype=np.float32),
         "empty_last_axis": np.zeros((3, 0), dtype=np.int64),
         # 1e-45 rounds to the smallest float32 subnormal

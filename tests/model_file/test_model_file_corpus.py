@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 
 
+from s2sext import Seq2Seq
+
 from corpus_support import (
     CONFIG_KEYS, DELETE, Raw, VALUES, VERSION2_KEYS, assemble, check_same_verdict, edited, nested, patched,
     set_config, set_meta, split, verdicts, with_head)
@@ -200,6 +202,154 @@ def test_structured_corpus_gets_the_same_verdict(bases, tmp_path):
         accepted += python
         refused += not python
     assert accepted > 50 and refused > 1000, (accepted, refused)  # the corpus reaches both verdicts
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentencepiece sides (docs/model-format.md, rule 5): the stored model and the vocabulary
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return out
+
+
+def _piece_entry(piece: str, piece_type: int | None = None) -> bytes:
+    """A ModelProto.pieces entry in protocol-buffer wire format (field 1, a SentencePiece message)."""
+    body = b"\x0a" + _varint(len(piece.encode())) + piece.encode()
+    if piece_type is not None:
+        body += b"\x18" + _varint(piece_type)
+    return b"\x0a" + _varint(len(body)) + body
+
+
+def sentencepiece_cases(tmp_path):
+    """(id, file content, expected verdict or None) of models with sentencepiece sides and their
+    mutations. The C++ side here is the bindings' build, which has no sentencepiece library: it reads
+    the pieces from the wire format, so the cases where the library alone would object are left out."""
+    from s2sext.serialize import read_model_file, write_model_file
+    from s2sext.text import SentencePieceTokenizer
+
+    rng = np.random.default_rng(3)
+    words = ["the", "cat", "sat", "on", "mat", "über", "naïve", "caterpillar", "sunset", "doghouse"]
+    texts = [" ".join(words[i] for i in rng.integers(len(words), size=rng.integers(2, 7))) for _ in range(120)]
+    unigram = SentencePieceTokenizer.train(texts, vocab_size=40)
+    bpe = SentencePieceTokenizer.train(texts, vocab_size=40, model_type="bpe")
+    other = SentencePieceTokenizer.train(texts[:40] + ["zebra quagga"] * 5, vocab_size=40)
+    models = {
+        "char-spm": Seq2Seq(list("abcd"), unigram.vocab(), embed_size=3, hidden_size=4, tgt_tokenizer=unigram),
+        "spm-spm": Seq2Seq(bpe.vocab(), unigram.vocab(), embed_size=3, hidden_size=4, src_tokenizer=bpe,
+                           tgt_tokenizer=unigram, attention="general"),
+        "shared": Seq2Seq(unigram.vocab(), unigram.vocab(), embed_size=3, hidden_size=4, src_tokenizer=unigram,
+                          tgt_tokenizer=unigram, reverse_source=True),
+    }
+    path = tmp_path / "spm-base.s2s"
+    out = tmp_path / "spm-case.s2s"
+
+    def variant(edit):
+        header, tensors = read_model_file(path)
+        edit(header, tensors)
+        write_model_file(out, header, tensors)
+        return out.read_bytes()
+
+    def set_blob(name, value):
+        def edit(header, tensors):
+            if value is None:
+                del tensors[name]
+            else:
+                tensors[name] = value(tensors[name]) if callable(value) else value
+        return edit
+
+    for base, model in models.items():
+        model.save(path)
+        yield f"{base}/valid", path.read_bytes(), True
+        side = "tgt" if base == "char-spm" else "src"
+        name = "tokenizer.sentencepiece" if base == "shared" else f"tokenizer.{side}.sentencepiece"
+        blob = read_model_file(path)[1][name]
+        n = blob.size
+        for cut in (1, 2, 10, 100, n // 2, n - 100, n - 1):  # (after the pieces a cut breaks the wire format)
+            yield f"{base}/blob-cut-{cut}", variant(set_blob(name, lambda b, cut=cut: b[:cut])), None
+        for at in (0, 1, 3, 7, 30, 120, 300):  # in the pieces, which come first
+            flipped = blob.copy()
+            flipped[at] ^= 0x55
+            yield f"{base}/blob-byte-{at}", variant(set_blob(name, flipped)), None
+        for label, value, expected in [
+                ("missing", None, False),
+                ("empty", np.zeros(0, np.uint8), False),
+                ("garbage", np.frombuffer(b"not a sentencepiece model", np.uint8), False),
+                ("2-d", lambda b: b.reshape(1, -1), False),
+                ("as-i32", lambda b: b.astype(np.int32), False),
+                ("as-f32", lambda b: b.astype(np.float32), False),
+                ("other-model", np.frombuffer(other.model, np.uint8), False),
+                ("trailing-junk", lambda b: np.concatenate([b, np.frombuffer(b"\xff\xff", np.uint8)]), False),
+                ("control-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(_piece_entry("<ctl>", 3), np.uint8)]), True),
+                ("unused-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(_piece_entry("zz", 5), np.uint8)]), None),
+                ("non-utf8-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(b"\x0a\x03\x0a\x01\xff", np.uint8)]), False),
+                ("normal-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(_piece_entry("zz"), np.uint8)]), False),
+                ("unknown-type-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(_piece_entry("zz", 9), np.uint8)]), False),
+                ("duplicate-piece-appended",
+                 lambda b: np.concatenate([b, np.frombuffer(_piece_entry(model.tgt_vocab.tokens[5]), np.uint8)]),
+                 False)]:
+            yield f"{base}/blob-{label}", variant(set_blob(name, value)), expected
+
+        def vocab_edit(key, change):
+            def edit(header, tensors):
+                header[key] = change(header[key])
+            return edit
+
+        key = f"{side}_vocab"
+        yield f"{base}/vocab-piece-changed", variant(vocab_edit(key, lambda v: v[:5] + ["▁zz"] + v[6:])), False
+        yield f"{base}/vocab-pieces-swapped", variant(vocab_edit(key, lambda v: v[:4] + [v[5], v[4]] + v[6:])), False
+        config_key = f"{side}_tokenizer"
+        yield f"{base}/{side}-tokenizer-char", variant(lambda h, t: h["config"].update({config_key: "char"})), True
+    other_side = "tgt.sentencepiece"
+    models["char-spm"].save(path)
+    yield "char-spm/blob-renamed-to-src", variant(
+        lambda h, t: t.update({"tokenizer.src.sentencepiece": t.pop(f"tokenizer.{other_side}")})), False
+    yield "char-spm/blob-renamed-to-shared", variant(
+        lambda h, t: t.update({"tokenizer.sentencepiece": t.pop(f"tokenizer.{other_side}")})), True
+    yield "char-spm/src-tokenizer-sentencepiece", variant(
+        lambda h, t: h["config"].update(src_tokenizer="sentencepiece")), False
+
+
+def test_sentencepiece_cases_get_the_same_verdict(tmp_path):
+    pytest.importorskip("sentencepiece", reason="the sentencepiece package makes these models")
+    accepted = refused = 0
+    for what, content, expected in sentencepiece_cases(tmp_path):
+        check_same_verdict(tmp_path / "case.s2s", content, expected, what)
+        python, _ = verdicts(tmp_path / "case.s2s")
+        accepted += python
+        refused += not python
+    assert accepted >= 10 and refused >= 60, (accepted, refused)
+
+
+def test_a_model_only_the_sentencepiece_library_refuses(tmp_path):
+    """A second piece of type UNKNOWN: the pieces parse and the vocabulary matches (no unknown piece
+    is a token), sentencepiece itself refuses the model ("unk is already defined"). Python (the package) refuses the file; the bindings' C++
+    reader, built without the library, accepts it as docs/model-format.md says (only ids can be
+    decoded with it; a C++ build with the library refuses it: tests/test_cpp_api.py)."""
+    pytest.importorskip("sentencepiece", reason="the sentencepiece package makes these models")
+    from s2sext import ModelFileError, _core
+    from s2sext.serialize import read_model_file, write_model_file
+
+    path = tmp_path / "m.s2s"
+    for _, content, _ in sentencepiece_cases(tmp_path):  # the first is the valid char-spm base
+        path.write_bytes(content)
+        break
+    header, tensors = read_model_file(path)
+    tensors["tokenizer.tgt.sentencepiece"] = np.concatenate(
+        [tensors["tokenizer.tgt.sentencepiece"], np.frombuffer(_piece_entry("<unk2>", 2), np.uint8)])
+    write_model_file(path, header, tensors)
+    with pytest.raises(ModelFileError, match="tokenizer.tgt.sentencepiece.*not a sentencepiece model"):
+        Seq2Seq.load(path)
+    _core.check_model_file(str(path))
 
 
 # ---------------------------------------------------------------------------------------------

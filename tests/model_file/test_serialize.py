@@ -126,7 +126,7 @@ def test_layout_matches_the_documented_format(model_path):
         layout["data_start"] - 24 - layout["json_length"]
     )
 
-    codes = {"f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "u16": "<u2"}
+    codes = {"f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "u16": "<u2", "u8": "u1"}
     _, tensors = read_model_file(model_path)
     previous_end = 0
     for entry in layout["doc"]["tensors"]:
@@ -150,7 +150,7 @@ def test_layout_matches_the_documented_format(model_path):
 
 @pytest.mark.parametrize(
     "dtype",
-    [np.float16, np.int8, np.uint8, np.int16, np.uint32, np.uint64, np.complex64, np.bool_, object]
+    [np.float16, np.int8, np.int16, np.uint32, np.uint64, np.complex64, np.bool_, object]
     + ["U3"],
 )
 def test_unsupported_tensor_dtype_names_tensor_and_dtype(tmp_path, dtype):

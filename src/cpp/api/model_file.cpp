@@ -1,5 +1,7 @@
 #include "api/model_file.h"
 
+#include "api/sentencepiece_model.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -541,7 +543,8 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   out.src_tokenizer = meta_get(cfg, "src_tokenizer", Json::Kind::string).string;
   out.tgt_tokenizer = meta_get(cfg, "tgt_tokenizer", Json::Kind::string).string;
   for (const std::string* t : {&out.src_tokenizer, &out.tgt_tokenizer})
-    if (*t != "char" && *t != "word") throw fail("tokenizer " + quote(*t) + " is not 'char' or 'word'");
+    if (std::find(std::begin(kTokenizerNames), std::end(kTokenizerNames), *t) == std::end(kTokenizerNames))
+      throw fail("tokenizer " + quote(*t) + " is not 'char', 'word' or 'sentencepiece'");
   for (auto [key, dest, size] : {std::make_tuple("src_vocab", &out.src_vocab, out.config.src_vocab),
                                  std::make_tuple("tgt_vocab", &out.tgt_vocab, out.config.tgt_vocab)}) {
     const Json& list = meta_get(*meta, key, Json::Kind::array);
@@ -563,8 +566,10 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
       if (!seen.insert(t).second) throw fail(std::string(key) + " holds the token " + quote(t) + " twice");
   }
 
-  // the tensor table: every float32 tensor is copied into params (other dtypes are checked, not
-  // read); the Engine then checks the parameters' presence and shapes
+  // the tensor table: every float32 tensor is copied into params, the uint8 tensors that may hold a
+  // sentencepiece model into blobs (other dtypes are checked, not read); the Engine then checks the
+  // parameters' presence and shapes
+  std::map<std::string, std::pair<std::vector<int64_t>, std::string>> blobs;  // name -> (shape, bytes)
   std::vector<std::pair<uint64_t, uint64_t>> spans;
   std::set<std::string> names;
   for (const Json& t : tensors->array) {
@@ -580,7 +585,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     if (name->string.empty()) throw fail("corrupted tensor table (a tensor has an empty name)");
     uint64_t itemsize = dtype->string == "f32" || dtype->string == "i32" ? 4
                         : dtype->string == "f64" || dtype->string == "i64" ? 8
-                        : dtype->string == "u16" ? 2 : 0;
+                        : dtype->string == "u16" ? 2 : dtype->string == "u8" ? 1 : 0;
     if (!itemsize) throw fail("tensor " + quote(name->string) + " has unknown dtype " + quote(dtype->string));
     if (shape->array.size() > 32) throw fail("tensor " + quote(name->string) + " has more than 32 dimensions");
     if (!names.insert(name->string).second) throw fail("tensor " + quote(name->string) + " appears twice");
@@ -604,6 +609,12 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
         uint64_t(nbytes->integer) > E - D - uint64_t(offset->integer))
       throw fail("tensor " + quote(name->string) + " lies outside the data section or has a wrong size");
     spans.emplace_back(uint64_t(offset->integer), uint64_t(nbytes->integer));
+    if (dtype->string == "u8" && (name->string == kSharedSentencePieceTensor ||
+                                  name->string == sentencepiece_tensor("src") ||
+                                  name->string == sentencepiece_tensor("tgt"))) {
+      const char* start = reinterpret_cast<const char*>(&bytes[D + uint64_t(offset->integer)]);
+      blobs.emplace(name->string, std::make_pair(tensor.shape, std::string(start, size_t(count))));
+    }
     if (dtype->string != "f32") continue;
     tensor.values.resize(count);
     const unsigned char* src = &bytes[D + uint64_t(offset->integer)];
@@ -620,6 +631,33 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     end = s.first + s.second;
   }
   if (D + end != E) throw fail("corrupted (the data section does not end at the last tensor)");
+
+  // a sentencepiece side's model (docs/model-format.md, "The Seq2Seq header", rule 5)
+  for (auto [side, tokenizer, vocab, model] :
+       {std::make_tuple("src", &out.src_tokenizer, &out.src_vocab, &out.src_sentencepiece),
+        std::make_tuple("tgt", &out.tgt_tokenizer, &out.tgt_vocab, &out.tgt_sentencepiece)}) {
+    if (*tokenizer != "sentencepiece") continue;
+    std::string tensor_name = sentencepiece_tensor(side);
+    if (!names.count(tensor_name)) tensor_name = kSharedSentencePieceTensor;
+    if (!names.count(tensor_name))
+      throw fail(std::string(side) + "_tokenizer is 'sentencepiece' and the file holds neither the tensor '" +
+                 sentencepiece_tensor(side) + "' nor '" + kSharedSentencePieceTensor + "'");
+    const auto blob = blobs.find(tensor_name);
+    if (blob == blobs.end() || blob->second.first.size() != 1 || blob->second.second.empty() ||
+        blob->second.second.size() > kMaxSentencePieceBytes)
+      throw fail("tensor '" + tensor_name + "' is not a sentencepiece model: 1 to " +
+                 std::to_string(kMaxSentencePieceBytes) + " uint8 bytes [n]");
+    std::vector<std::string> pieces;
+    try {
+      pieces = sentencepiece_vocabulary(blob->second.second);
+    } catch (const std::invalid_argument& e) {
+      throw fail("tensor '" + tensor_name + "': " + e.what());
+    }
+    if (pieces != *vocab)
+      throw fail(std::string(side) + "_vocab is not the vocabulary of the sentencepiece model '" + tensor_name +
+                 "' (its pieces but the control, unknown and unused ones, after the four specials)");
+    *model = blob->second.second;
+  }
   return out;
 }
 

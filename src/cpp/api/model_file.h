@@ -59,7 +59,9 @@ uint32_t crc32(const unsigned char* data, size_t size);
 
 struct Seq2SeqFile {
   ModelConfig config;
-  std::string src_tokenizer, tgt_tokenizer;  // "char" or "word"
+  std::string src_tokenizer, tgt_tokenizer;  // one of kTokenizerNames
+  // a "sentencepiece" side's serialized model (its tensor's bytes), checked against its vocabulary
+  std::string src_sentencepiece, tgt_sentencepiece;
   bool reverse_source = false;
   std::vector<std::string> src_vocab, tgt_vocab;
   std::map<std::string, Tensor> params;  // float32 parameters by name

@@ -37,7 +37,9 @@ class Translator {
   Translator& operator=(Translator&&) noexcept;
 
   // Source text -> source ids, with the model's tokenizer and vocabulary (reversed when the model
-  // was trained on reversed sources; unknown tokens -> <unk>). Throws on an empty result.
+  // was trained on reversed sources; unknown tokens -> <unk>). Throws on an empty result. A
+  // sentencepiece model's text needs a build with the sentencepiece library: without it encode,
+  // decode and translate throw std::runtime_error naming it (greedy and beam on ids work).
   std::vector<int64_t> encode(const std::string& text) const;
   // Target ids -> text: stops at <eos>, drops <pad>/<sos>, joins with the model's tokenizer.
   std::string decode(const std::vector<int64_t>& ids) const;

@@ -6,6 +6,7 @@
 #include "engine/engine.h"
 #include "api/model_file.h"
 #include "api/s2sext.h"
+#include "api/sentencepiece_model.h"
 
 namespace s2sext {
 
@@ -46,6 +47,7 @@ bool is_space(const std::string& ch) {
   return false;
 }
 
+// The char and word tokenizers (python/s2sext/text.py); sentencepiece's is SentencePieceText.
 std::vector<std::string> tokenize(const std::string& tokenizer, const std::string& text) {
   const std::vector<std::string> chars = utf8_chars(text);
   if (tokenizer == "char") return chars;
@@ -69,6 +71,8 @@ struct Translator::Impl {
   std::unique_ptr<s2s::Engine> engine;
   s2s::Seq2SeqFile file;
   std::unordered_map<std::string, int64_t> src_index;
+  // a sentencepiece side's text <-> pieces (null for char and word sides)
+  std::unique_ptr<s2s::SentencePieceText> src_pieces, tgt_pieces;
 };
 
 Translator::Translator() : impl_(new Impl()) {}
@@ -89,12 +93,22 @@ Translator Translator::load(const std::string& path, const std::string& dtype) {
     throw s2s::ModelFileError("model file '" + path + "': " + e.what());
   }
   t.impl_->file.params.clear();  // the engine holds its own prepared copy
+  for (auto [model, pieces] : {std::make_pair(&t.impl_->file.src_sentencepiece, &t.impl_->src_pieces),
+                               std::make_pair(&t.impl_->file.tgt_sentencepiece, &t.impl_->tgt_pieces)})
+    if (!model->empty()) {
+      try {
+        pieces->reset(new s2s::SentencePieceText(*model));
+      } catch (const std::invalid_argument& e) {
+        throw s2s::ModelFileError("model file '" + path + "': " + e.what());
+      }
+    }
   for (size_t i = 0; i < f.src_vocab.size(); ++i) t.impl_->src_index.emplace(f.src_vocab[i], int64_t(i));
   return t;
 }
 
 std::vector<int64_t> Translator::encode(const std::string& text) const {
-  std::vector<std::string> tokens = tokenize(impl_->file.src_tokenizer, text);
+  std::vector<std::string> tokens =
+      impl_->src_pieces ? impl_->src_pieces->encode(text) : tokenize(impl_->file.src_tokenizer, text);
   if (tokens.empty()) throw std::invalid_argument("the text has no tokens");
   if (impl_->file.reverse_source) std::reverse(tokens.begin(), tokens.end());
   std::vector<int64_t> ids;
@@ -107,17 +121,17 @@ std::vector<int64_t> Translator::encode(const std::string& text) const {
 
 std::string Translator::decode(const std::vector<int64_t>& ids) const {
   const auto& vocab = impl_->file.tgt_vocab;
-  const std::string sep = impl_->file.tgt_tokenizer == "word" ? " " : "";
-  std::string out;
-  bool first = true;
+  std::vector<std::string> tokens;
   for (int64_t id : ids) {
     if (id == kEos) break;
     if (id == kPad || id == kSos) continue;
     if (id < 0 || id >= int64_t(vocab.size())) throw std::invalid_argument("id " + std::to_string(id) + " is not in the vocabulary");
-    if (!first) out += sep;
-    out += vocab[static_cast<size_t>(id)];
-    first = false;
+    tokens.push_back(vocab[static_cast<size_t>(id)]);
   }
+  if (impl_->tgt_pieces) return impl_->tgt_pieces->decode(tokens);
+  const std::string sep = impl_->file.tgt_tokenizer == "word" ? " " : "";
+  std::string out;
+  for (size_t i = 0; i < tokens.size(); ++i) out += (i ? sep : "") + tokens[i];
   return out;
 }
 

@@ -17,6 +17,15 @@ namespace s2s {
 constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
 constexpr const char* kSpecialTokens[4] = {"<pad>", "<sos>", "<eos>", "<unk>"};
 
+// The tokenizers a model's config names (python/s2sext/spec.py's TOKENIZER_NAMES). A sentencepiece
+// side's model is a uint8 tensor of 1 to kMaxSentencePieceBytes bytes: "tokenizer.src.sentencepiece"
+// or "tokenizer.tgt.sentencepiece", else (one model both sides share) "tokenizer.sentencepiece".
+constexpr const char* kTokenizerNames[3] = {"char", "word", "sentencepiece"};
+constexpr uint64_t kMaxSentencePieceBytes = uint64_t(1) << 26;
+constexpr const char* kSharedSentencePieceTensor = "tokenizer.sentencepiece";
+// "tokenizer.src.sentencepiece" for side "src"
+inline std::string sentencepiece_tensor(const std::string& side) { return "tokenizer." + side + ".sentencepiece"; }
+
 enum class AttentionKind { none, dot, scaled_dot, general, concat, location };
 
 // The kind named as in a model's config ("none" for no attention); false if the name is unknown.
