@@ -293,3 +293,28 @@ def test_cli_help_describes_the_options(capsys):
 def test_build_vocabs_with_lowercasing_tokenizers():
     src_vocab, tgt_vocab = build_vocabs(PAIRS, WordTokenizer(lowercase=True), "word")
     assert set(src_vocab.tokens[4:]) == {"hello", "world", "good", "day"} and "BONJOUR" in tgt_vocab
+
+
+@pytest.mark.parametrize("options", [["--lowercase", "--src-spm-vocab-size", "30", "--tgt-spm-vocab-size", "30"],
+                                     ["--src-lowercase", "--shared-spm", "--src-spm-vocab-size", "40"]])
+def test_cli_train_lowercase_sentencepiece(capsys, tmp_path, options):
+    pytest.importorskip("sentencepiece")
+    data = tmp_path / "d.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS), encoding="utf-8")
+    out = tmp_path / "m.s2s"
+    rc, _, err = _run(capsys, "train", "--data", data, "--valid", data, "--tokenizer", "sentencepiece", "--hidden",
+                      "8", "--embed", "4", "--epochs", "1", "--no-progress", "--out", out, *options)
+    assert rc == 0, err
+    model = Seq2Seq.load(out)
+    shared = "--shared-spm" in options
+    assert (model.config.src_lowercase, model.config.tgt_lowercase) == (True, not shared)
+    assert model.src_tokenizer.lowercase and model.tgt_tokenizer.lowercase == (not shared)
+    if shared:  # one model, trained on the lowercased sources and the targets as written
+        assert model.src_tokenizer.model == model.tgt_tokenizer.model
+        pieces = "".join(model.src_vocab.tokens[4:])
+        assert {"B", "J", "M"} <= set(pieces)  # capitals of the targets
+        assert not {"H", "W", "G", "A", "Y", "L"} & set(pieces)  # capitals only the sources have
+    else:  # each side's model trained on its lowercased text
+        for vocab in (model.src_vocab, model.tgt_vocab):
+            assert not any(c.isupper() for token in vocab.tokens[4:] for c in token), vocab.tokens
+    assert model.translate(["HELLO WORLD"], max_length=5) == model.translate(["hello world"], max_length=5)

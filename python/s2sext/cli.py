@@ -311,9 +311,9 @@ def _train_tokenizers(args, train_pairs):
     if options["shared_spm"]:
         size = options["src_spm_vocab_size"] or options["tgt_spm_vocab_size"]
         # one model trained on both sides' text, each lowercased where its side lowercases
-        src_text, tgt_text = (get_tokenizer("char", lowercase=lowercase) for lowercase in (src_lowercase, tgt_lowercase))
-        shared = trained([src_text.normalize(s) for s, _ in train_pairs] + [tgt_text.normalize(t) for _, t in train_pairs],
-                         size, "shared", False)
+        src_text, tgt_text = (get_tokenizer("char", lowercase=flag) for flag in (src_lowercase, tgt_lowercase))
+        texts = [src_text.normalize(s) for s, _ in train_pairs] + [tgt_text.normalize(t) for _, t in train_pairs]
+        shared = trained(texts, size, "shared", False)
         return shared.with_lowercase(src_lowercase), shared.with_lowercase(tgt_lowercase)
     tokenizers = []
     for side, name, texts, lowercase in (("src", _side_names(args)[0], [s for s, _ in train_pairs], src_lowercase),
