@@ -335,7 +335,8 @@ class Seq2Seq:
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out (:meth:`s2sext.Decoder.translate`): a list of ``len(texts)``
-        strings, or with ``n_best > 1`` a list of lists of ``(text, score)``."""
+        strings, or with ``n_best > 1`` a list of lists of ``(text, score)``. The texts are read
+        with the model's source tokenizer (lowercased first when ``config.src_lowercase``)."""
         return self.search_decoder().translate(texts, beam, n_best, max_length, min_length, length_penalty)
 
     def compile(self, dtype="float32"):
