@@ -149,3 +149,43 @@ def test_cpp_translates_a_sentencepiece_model(example_program, tmp_path):
     write_model_file(path, header, tensors)
     result = run(example_program, path, "x")
     assert result.returncode == 1 and "not a sentencepiece model" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word", "sentencepiece"])
+def test_cpp_lowercases_sources_as_python_does(example_program, tmp_path, tokenizer):
+    # a model whose source side lowercases (config src_lowercase): the C++ Translator lowercases
+    # the text by the same rule (spec/lowercase.h) before tokenizing it
+    words = ["hello", "world", "istanbul", "i\u0307stanbul", "οδοσ", "ǆ"]
+    if tokenizer == "sentencepiece":
+        pytest.importorskip("sentencepiece", reason="the sentencepiece package trains the model")
+        from s2sext.text import SentencePieceTokenizer
+
+        src_tokenizer = SentencePieceTokenizer.train([" ".join(words[i:] + words[:i]) for i in range(6)] * 5,
+                                                     vocab_size=30, lowercase=True)
+        src_vocab = src_tokenizer.vocab()
+    else:
+        src_tokenizer = tokenizer
+        src_vocab = sorted({c for w in words for c in w}) if tokenizer == "char" else words
+    model = Seq2Seq(src_vocab, list("abcdefgh"), embed_size=6, hidden_size=12, seed=5, attention="general",
+                    src_tokenizer=src_tokenizer, tgt_tokenizer="char", src_lowercase=True)
+    rng = np.random.default_rng(0)
+    for name in model.params:  # peaked, varied outputs
+        model.params[name] = (rng.standard_normal(model.params[name].shape) * 1.5).astype(np.float32)
+    path = tmp_path / "lower.s2s"
+    model.save(path)
+    texts = ["HELLO World", "hello world", "İSTANBUL", "ΟΔΟΣ ǅ", "World HELLO ǅ", "wOrLd"]
+    result = run(example_program, path, *texts)
+    if tokenizer == "sentencepiece" and "tokenizes sentencepiece models" not in (
+            example_program.parent / "configure.log").read_text():
+        assert result.returncode == 1 and "no sentencepiece support" in result.stderr, result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    outputs = result.stdout.split("\n")[:-1]
+    assert outputs == model.translate(texts, max_length=50)
+    assert outputs[0] == outputs[1] and len(set(outputs)) >= 3, outputs
+    # with teeth: the same weights read the capitals differently when the side does not lowercase
+    plain = Seq2Seq(src_vocab, list("abcdefgh"), embed_size=6, hidden_size=12, attention="general",
+                    src_tokenizer=model.src_tokenizer.with_lowercase(False), _params=model.params)
+    assert plain.translate(texts[:2], max_length=50)[0] != outputs[0]
+    result = run(example_program, path, "--beam", "3", *texts)
+    assert result.stdout.split("\n")[:-1] == model.translate(texts, beam=3, max_length=50)

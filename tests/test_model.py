@@ -135,7 +135,8 @@ def test_default_features_are_todays_model():
         header = plain.file_header()
         assert header["version"] == 1
         assert set(header["config"]) == set(plain.config.as_dict()) - {"bridge", "combine_activation",
-                                                                      "attention_query_bias"}
+                                                                      "attention_query_bias", "src_lowercase",
+                                                                      "tgt_lowercase"}
         assert plain.loss_and_grads(*batch)[0] == explicit.loss_and_grads(*batch)[0]
 
 

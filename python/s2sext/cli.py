@@ -226,6 +226,13 @@ def _side_names(args):
     return args.src_tokenizer or args.tokenizer, args.tgt_tokenizer or args.tokenizer
 
 
+def _side_lowercase(args):
+    """(source's, target's) lowercasing: --lowercase for both, --src-lowercase / --tgt-lowercase for
+    one (False for a caller that does not offer them, the demo)."""
+    both = getattr(args, "lowercase", False)
+    return both or getattr(args, "src_lowercase", False), both or getattr(args, "tgt_lowercase", False)
+
+
 def _spm_options(args) -> dict:
     """The sentencepiece options of ``args``, checked against the sides' tokenizers."""
     options = {key: getattr(args, key, default) for key, default in _SPM_OPTIONS.items()}
@@ -255,11 +262,11 @@ def _spm_options(args) -> dict:
     return options
 
 
-def _spm_from_file(path, option):
+def _spm_from_file(path, option, lowercase=False):
     from .text import SentencePieceTokenizer
 
     try:
-        return SentencePieceTokenizer.from_file(path)
+        return SentencePieceTokenizer.from_file(path, lowercase)
     except ValueError as exc:
         raise CliError(f"{option}: {exc}") from None
 
@@ -267,46 +274,57 @@ def _spm_from_file(path, option):
 def _side_tokenizers(args):
     """(source's, target's) tokenizer as the data's length limits count with it: --src-tokenizer /
     --tgt-tokenizer, else --tokenizer; a sentencepiece side's model from --src-spm-model /
-    --tgt-spm-model, and one still to train (on the data being read) counts characters."""
+    --tgt-spm-model, and one still to train (on the data being read) counts characters; each
+    lowercasing as --lowercase / --src-lowercase / --tgt-lowercase say."""
+    from .text import get_tokenizer
+
     options = _spm_options(args)
     tokenizers = []
-    for side, name in zip(("src", "tgt"), _side_names(args)):
+    for side, name, lowercase in zip(("src", "tgt"), _side_names(args), _side_lowercase(args)):
         if name == "sentencepiece":
             path = options[f"{side}_spm_model"]
-            tokenizers.append(_spm_from_file(path, f"--{side}-spm-model") if path else "char")
+            tokenizers.append(_spm_from_file(path, f"--{side}-spm-model", lowercase) if path
+                              else get_tokenizer("char", lowercase=lowercase))
         else:
-            tokenizers.append(name)
+            tokenizers.append(get_tokenizer(name, lowercase=lowercase))
     return tuple(tokenizers)
 
 
 def _train_tokenizers(args, train_pairs):
     """(source's, target's) tokenizer of the model: a name, a given sentencepiece model, or one
-    trained on the training pairs (their sources, targets, or both with --shared-spm)."""
-    from .text import SentencePieceTokenizer
+    trained on the training pairs (their sources, targets, or both with --shared-spm); each
+    lowercasing as --lowercase / --src-lowercase / --tgt-lowercase say (a model to train is
+    trained on the lowercased text)."""
+    from .text import SentencePieceTokenizer, get_tokenizer
 
     options = _spm_options(args)
     model_type = options["spm_model_type"]
+    src_lowercase, tgt_lowercase = _side_lowercase(args)
 
-    def trained(texts, size, what):
+    def trained(texts, size, what, lowercase):
         size = size or DEFAULT_SPM_VOCAB_SIZE
         try:
-            return SentencePieceTokenizer.train(texts, vocab_size=size, model_type=model_type)
+            return SentencePieceTokenizer.train(texts, vocab_size=size, model_type=model_type, lowercase=lowercase)
         except ValueError as exc:
             raise CliError(f"training the {what} sentencepiece model ({model_type}, vocabulary {size}): {exc}") from None
 
     if options["shared_spm"]:
         size = options["src_spm_vocab_size"] or options["tgt_spm_vocab_size"]
-        shared = trained([s for s, _ in train_pairs] + [t for _, t in train_pairs], size, "shared")
-        return shared, shared
+        # one model trained on both sides' text, each lowercased where its side lowercases
+        src_text, tgt_text = (get_tokenizer("char", lowercase=flag) for flag in (src_lowercase, tgt_lowercase))
+        texts = [src_text.normalize(s) for s, _ in train_pairs] + [tgt_text.normalize(t) for _, t in train_pairs]
+        shared = trained(texts, size, "shared", False)
+        return shared.with_lowercase(src_lowercase), shared.with_lowercase(tgt_lowercase)
     tokenizers = []
-    for side, name, texts in (("src", _side_names(args)[0], [s for s, _ in train_pairs]),
-                              ("tgt", _side_names(args)[1], [t for _, t in train_pairs])):
+    for side, name, texts, lowercase in (("src", _side_names(args)[0], [s for s, _ in train_pairs], src_lowercase),
+                                         ("tgt", _side_names(args)[1], [t for _, t in train_pairs], tgt_lowercase)):
         if name != "sentencepiece":
-            tokenizers.append(name)
+            tokenizers.append(get_tokenizer(name, lowercase=lowercase))
         elif options[f"{side}_spm_model"]:
-            tokenizers.append(_spm_from_file(options[f"{side}_spm_model"], f"--{side}-spm-model"))
+            tokenizers.append(_spm_from_file(options[f"{side}_spm_model"], f"--{side}-spm-model", lowercase))
         else:
-            tokenizers.append(trained(texts, options[f"{side}_spm_vocab_size"], "source" if side == "src" else "target"))
+            tokenizers.append(trained(texts, options[f"{side}_spm_vocab_size"], "source" if side == "src" else "target",
+                                      lowercase))
     return tuple(tokenizers)
 
 
@@ -511,7 +529,11 @@ def cmd_eval(args):
     pairs = read_pairs(args.data, (model.src_tokenizer, model.tgt_tokenizer),
                         model_limits(args, model))
     _warn_unknown_pairs(model, pairs, args.data)
-    # scored against the targets as written: a hypothesis' <unk> matches no reference token
+    if model.config.tgt_lowercase:
+        print("s2sext: note: the model lowercases its targets; the references are lowercased before scoring",
+              file=sys.stderr)
+    # scored against the targets as written (lowercased if the model lowercases its targets): a
+    # hypothesis' <unk> matches no reference token
     result = evaluate(model, *_encode(model, pairs), batch_size=args.batch_size, beam=args.beam,
                       with_loss=False, max_length=args.max_length, metrics=names, references=[t for _, t in pairs])
     tokenizer = model.config.tgt_tokenizer
@@ -684,6 +706,15 @@ def build_parser():
                       help="the kind of sentencepiece model to train")
     data.add_argument("--shared-spm", action="store_true",
                       help="train one sentencepiece model on sources and targets together, for both sides")
+    data.add_argument("--lowercase", action="store_true",
+                      help="lowercase sources and targets before tokenizing them (the vocabularies, length limits "
+                           "and training all see lowercased text); the model remembers it, so translate, eval and "
+                           "plot lowercase their inputs the same way, and eval scores against lowercased references")
+    data.add_argument("--src-lowercase", action="store_true",
+                      help="lowercase the sources only (translate, eval and plot then lowercase their inputs)")
+    data.add_argument("--tgt-lowercase", action="store_true",
+                      help="lowercase the targets only (the model writes lowercase text; eval then scores against "
+                           "lowercased references)")
     data.add_argument("--reverse-source", action="store_true", help="feed each source backwards")
     data.add_argument("--max-target-length", type=_length, default=DEFAULT_MAX_TOKENS, metavar="N",
                       help="refuse a target of more tokens")
@@ -761,7 +792,8 @@ def build_parser():
 
     p = command("eval", help="score a model on a TSV file: exact match, token error rate, BLEU, chrF",
                 description="Translate every source of a TSV file and score the outputs against the targets "
-                            "(BLEU and chrF need sacrebleu: pip install 's2sext[metrics]').")
+                            "(BLEU and chrF need sacrebleu: pip install 's2sext[metrics]'). Sources and targets are "
+                            "lowercased where the model lowercases that side (train --lowercase), as in training.")
     p.add_argument("--model", required=True, metavar="MODEL", help="a model file")
     p.add_argument("--data", required=True, metavar="FILE.tsv", help="'source<TAB>target' per line (UTF-8)")
     p.add_argument("--beam", type=_beam, default=1, help="beam size (1: greedy)")

@@ -14,7 +14,8 @@ __all__ = ["Config", "VERSION2_DEFAULTS"]
 
 # The configuration keys that a version-2 Seq2Seq header adds (docs/model-format.md): a model whose
 # values are all these defaults is written as version 1, without them, byte for byte as before.
-VERSION2_DEFAULTS = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False}
+VERSION2_DEFAULTS = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False,
+                     "src_lowercase": False, "tgt_lowercase": False}
 
 
 def _either(choices) -> str:
@@ -43,6 +44,9 @@ class Config:
     bridge: str = "linear"
     combine_activation: str = "tanh"
     attention_query_bias: bool = False
+    # each side's text lowercased before it is tokenized (text.py's tokenizers, lowercase=True)
+    src_lowercase: bool = False
+    tgt_lowercase: bool = False
 
     def validate(self) -> None:
         """The rules of docs/model-format.md ("The Seq2Seq header"), which the C++ loader applies
@@ -63,7 +67,8 @@ class Config:
             raise ValueError("attention_style='bahdanau' needs an attention kind; got attention=None")
         if self.input_feeding and (self.attention is None or self.attention_style != "luong"):
             raise ValueError("input_feeding needs Luong-style attention (attention_style='luong', attention set)")
-        for name in ("bidirectional", "input_feeding", "reverse_source", "attention_query_bias"):
+        for name in ("bidirectional", "input_feeding", "reverse_source", "attention_query_bias", "src_lowercase",
+                     "tgt_lowercase"):
             check_bool(getattr(self, name), name)
         if self.bridge not in BRIDGES:
             raise ValueError(f"bridge must be {_either(BRIDGES)}; got {short_repr(self.bridge)}")

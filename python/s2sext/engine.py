@@ -35,10 +35,12 @@ class Decoder:
         self.config = dict(config)
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
-        # (source's, target's) tokenizers; None: those the configuration names (a sentencepiece
-        # side needs its tokenizer given)
-        self.tokenizers = tokenizers if tokenizers is not None else (
-            get_tokenizer(self.config["src_tokenizer"]), get_tokenizer(self.config["tgt_tokenizer"]))
+        # (source's, target's) tokenizers; None: those the configuration names, lowercasing as it
+        # says (a version-1 configuration has no such keys: no lowercasing; a sentencepiece side
+        # needs its tokenizer given)
+        self.tokenizers = tokenizers if tokenizers is not None else tuple(
+            get_tokenizer(self.config[f"{side}_tokenizer"], lowercase=self.config.get(f"{side}_lowercase", False))
+            for side in ("src", "tgt"))
         self.dtype = dtype
         # the engine checks every parameter's presence and shape, then refuses weights that could
         # overflow float32 (ValueError), by the rule the model layer's decoders apply

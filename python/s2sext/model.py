@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .checks import check_int, check_real
+from .checks import check_bool, check_int, check_real
 from .config import VERSION2_DEFAULTS, Config
 from .engine import Decoder
 from .layers import Attention, Encoder, EncoderState, RecurrentDecoder, masked_cross_entropy
@@ -107,21 +107,26 @@ class Seq2Seq:
         attention has none.
     attention_query_bias : bool
         concat only: the score is ``v . tanh(W_q q + b_q + W_k k)`` with a learned ``attention.b_q``.
+    src_lowercase, tgt_lowercase : bool
+        The side's text is lowercased before it is tokenized (s2sext's one rule, ``_core.lowercase``):
+        :meth:`translate` lowercases its inputs, and a lowercasing target side produces lowercase
+        text. A side whose tokenizer is given as a lowercasing tokenizer lowercases too (the
+        configuration holds ``src_tokenizer.lowercase``). Saved in the file (header version 2).
     """
 
     def __init__(self, src_vocab, tgt_vocab, embed_size=16, hidden_size=256, num_layers=1,
                  bidirectional=False, dropout=0.0, attention="dot", attention_style="luong",
                  input_feeding=False, seed=0, max_source_length=128, src_tokenizer="char",
                  tgt_tokenizer="char", reverse_source=False, bridge="linear", combine_activation="tanh",
-                 attention_query_bias=False, *, _params=None):
+                 attention_query_bias=False, src_lowercase=False, tgt_lowercase=False, *, _params=None):
         self.src_vocab = Vocab.coerce(src_vocab)
         self.tgt_vocab = Vocab.coerce(tgt_vocab)
         if attention == "none":
             attention = None
         check_real(dropout, "dropout", 0, 1, open_maximum=True)  # before float(), which overflows for a huge int
         check_int(seed, "seed")
-        self.src_tokenizer = get_tokenizer(src_tokenizer)
-        self.tgt_tokenizer = get_tokenizer(tgt_tokenizer)
+        self.src_tokenizer = get_tokenizer(src_tokenizer, lowercase=check_bool(src_lowercase, "src_lowercase"))
+        self.tgt_tokenizer = get_tokenizer(tgt_tokenizer, lowercase=check_bool(tgt_lowercase, "tgt_lowercase"))
         for side, tokenizer, vocab in (("src", self.src_tokenizer, self.src_vocab),
                                        ("tgt", self.tgt_tokenizer, self.tgt_vocab)):
             if isinstance(tokenizer, SentencePieceTokenizer) and tokenizer.vocab() != vocab:
@@ -134,6 +139,7 @@ class Seq2Seq:
             input_feeding=input_feeding, max_source_length=max_source_length,
             src_tokenizer=self.src_tokenizer.name, tgt_tokenizer=self.tgt_tokenizer.name,
             reverse_source=reverse_source, bridge=bridge, combine_activation=combine_activation, attention_query_bias=attention_query_bias,
+            src_lowercase=self.src_tokenizer.lowercase, tgt_lowercase=self.tgt_tokenizer.lowercase,
         )
         self.config.validate()
         self.params = _params if _params is not None else init_parameters(self.config, np.random.default_rng(seed))
@@ -329,7 +335,8 @@ class Seq2Seq:
 
     def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
         """Strings in, strings out (:meth:`s2sext.Decoder.translate`): a list of ``len(texts)``
-        strings, or with ``n_best > 1`` a list of lists of ``(text, score)``."""
+        strings, or with ``n_best > 1`` a list of lists of ``(text, score)``. The texts are read
+        with the model's source tokenizer (lowercased first when ``config.src_lowercase``)."""
         return self.search_decoder().translate(texts, beam, n_best, max_length, min_length, length_penalty)
 
     def compile(self, dtype="float32"):

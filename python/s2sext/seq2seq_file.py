@@ -43,11 +43,12 @@ def tokenizer_tensors(src_tokenizer, tgt_tokenizer) -> dict:
     return {SENTENCEPIECE_TENSOR.format(side=side): np.frombuffer(model, np.uint8) for side, model in models.items()}
 
 
-def _side_tokenizer(side: str, name: str, vocab: Vocab, tensors: dict):
-    """The tokenizer of one side (``"src"``/``"tgt"``) of a file: a sentencepiece side's model from
-    its tensor, checked to be a sentencepiece model whose pieces are the side's vocabulary."""
+def _side_tokenizer(side: str, name: str, lowercase: bool, vocab: Vocab, tensors: dict):
+    """The tokenizer of one side (``"src"``/``"tgt"``) of a file, lowercasing as the configuration
+    says: a sentencepiece side's model from its tensor, checked to be a sentencepiece model whose
+    pieces are the side's vocabulary."""
     if name != SentencePieceTokenizer.name:
-        return get_tokenizer(name)
+        return get_tokenizer(name, lowercase=lowercase)
     tensor_name = SENTENCEPIECE_TENSOR.format(side=side)
     if tensor_name not in tensors:
         tensor_name = SHARED_SENTENCEPIECE_TENSOR
@@ -59,7 +60,7 @@ def _side_tokenizer(side: str, name: str, vocab: Vocab, tensors: dict):
         raise ValueError(f"tensor {tensor_name!r} has shape {blob.shape} dtype {blob.dtype}; a sentencepiece model "
                          f"is 1 to {MAX_SENTENCEPIECE_BYTES} uint8 bytes [n]")
     try:
-        tokenizer = SentencePieceTokenizer(blob.tobytes())
+        tokenizer = SentencePieceTokenizer(blob.tobytes(), lowercase)
     except ValueError as exc:
         raise ValueError(f"tensor {tensor_name!r}: {exc}") from None
     if tokenizer.vocab() != vocab:
@@ -100,8 +101,8 @@ def seq2seq_from_header(header: dict, tensors: dict) -> tuple[Config, Vocab, Voc
         if value.shape != shape or value.dtype != DTYPE:
             raise ValueError(f"parameter {name!r} has shape {value.shape} dtype {value.dtype}; expected {shape} float32")
         found.append((name, value))
-    tokenizers = (_side_tokenizer("src", config.src_tokenizer, src_vocab, tensors),
-                  _side_tokenizer("tgt", config.tgt_tokenizer, tgt_vocab, tensors))
+    tokenizers = (_side_tokenizer("src", config.src_tokenizer, config.src_lowercase, src_vocab, tensors),
+                  _side_tokenizer("tgt", config.tgt_tokenizer, config.tgt_lowercase, tgt_vocab, tensors))
     return config, src_vocab, tgt_vocab, {name: aligned_array(value) for name, value in found}, tokenizers
 
 

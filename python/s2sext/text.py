@@ -14,6 +14,12 @@ and a decoder's output row back: ids -> tokens (``Vocab.decode``, stopping at ``
 A sentencepiece side's vocabulary is its model's pieces (:meth:`SentencePieceTokenizer.vocab`), the
 model's bytes are stored in the model file, and the optional ``sentencepiece`` package does the
 work (``pip install 's2sext[sentencepiece]'``; imported only when such a tokenizer is made).
+
+A tokenizer made with ``lowercase=True`` lowercases the text before it splits it, by s2sext's one
+rule (``_core.lowercase``, src/cpp/spec/lowercase.cpp: each code point's own lowercase form, as the
+C++ Translator applies it too), so that whatever tokenizes with it (length limits, vocabularies,
+encoding, the unknown-token tally, validation references) reads the same lowercased text; a
+model's configuration says so per side (``src_lowercase``, ``tgt_lowercase``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .checks import check_int, is_int, short_repr
+from . import _core
+from .checks import check_bool, check_int, is_int, short_repr
 from .padding import _id_array, pad_batch
 from .spec import (EOS, EOS_ID, MAX_SENTENCEPIECE_BYTES, PAD, PAD_ID, SOS, SOS_ID, SPECIALS, UNK, UNK_ID)
 
@@ -238,20 +245,55 @@ class Vocab:
 
 
 class _Tokenizer:
-    """Char and word tokenizers hold no state: two of the same class are equal."""
+    """What every tokenizer has: its ``lowercase`` option. Char and word tokenizers hold nothing
+    else: two of the same class and option are equal.
+
+    Parameters
+    ----------
+    lowercase : bool, default False
+        Lowercase the text before splitting it (``tokenize``, ``count`` and ``truncate`` read the
+        lowercased text; ``detokenize`` joins tokens as they are).
+    """
 
     name = ""
-    # whether no text gives more tokens than it has characters (a shortcut for counting limits)
-    at_most_one_token_per_character = True
+
+    def __init__(self, lowercase: bool = False):
+        self._lowercase = check_bool(lowercase, "lowercase")
+
+    @property
+    def lowercase(self) -> bool:
+        """Whether the text is lowercased before it is split."""
+        return self._lowercase
+
+    @property
+    def at_most_one_token_per_character(self) -> bool:
+        """Whether no text gives more tokens than it has characters (a shortcut for counting
+        limits). Not when lowercasing: 'İ' lowercases to two code points."""
+        return not self._lowercase
+
+    def with_lowercase(self, lowercase: bool) -> "_Tokenizer":
+        """This tokenizer with the ``lowercase`` option set as given (itself if it already is)."""
+        if check_bool(lowercase, "lowercase") == self._lowercase:
+            return self
+        return self._copy(lowercase)
+
+    def _copy(self, lowercase: bool) -> "_Tokenizer":
+        return type(self)(lowercase)
+
+    def normalize(self, text: str) -> str:
+        """``text`` as this tokenizer reads it: lowercased when it lowercases (TypeError if not a str)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return _core.lowercase(text) if self._lowercase else text
 
     def __eq__(self, other) -> bool:
-        return type(self) is type(other)
+        return type(self) is type(other) and self._lowercase == other._lowercase
 
     def __hash__(self) -> int:
-        return hash(type(self))
+        return hash((type(self), self._lowercase))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({'lowercase=True' if self._lowercase else ''})"
 
 
 class CharTokenizer(_Tokenizer):
@@ -260,18 +302,16 @@ class CharTokenizer(_Tokenizer):
     name = "char"
 
     def tokenize(self, text: str) -> list[str]:
-        """Every character of ``text`` (a str), in order."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        return list(text)
+        """Every character of ``text`` (a str; lowercased first with ``lowercase``), in order."""
+        return list(self.normalize(text))
 
     def count(self, text: str) -> int:
         """``len(tokenize(text))``, without building the list."""
-        return len(text)
+        return len(self.normalize(text))
 
     def truncate(self, text: str, n: int) -> str:
-        """``text`` holding only its first ``n`` tokens."""
-        return text[:n]
+        """``text`` (lowercased with ``lowercase``) holding only its first ``n`` tokens."""
+        return self.normalize(text)[:n]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         """``tokens`` joined with no separator."""
@@ -284,19 +324,22 @@ class WordTokenizer(_Tokenizer):
     name = "word"
 
     def tokenize(self, text: str) -> list[str]:
-        """The whitespace-separated words of ``text`` (a str); no empty tokens."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        return text.split()
+        """The whitespace-separated words of ``text`` (a str; lowercased first with ``lowercase``);
+        no empty tokens."""
+        return self.normalize(text).split()
 
     def count(self, text: str) -> int:
         """``len(tokenize(text))``, without building the list (a 10 MB line would make millions of
-        strings); ``\\S+`` finds the same words as ``str.split()`` (both use Unicode whitespace)."""
+        strings); ``\\S+`` finds the same words as ``str.split()`` (both use Unicode whitespace).
+        Lowercasing maps no character to or from whitespace, so the words are counted as written."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         return sum(1 for _ in _WORD.finditer(text))
 
     def truncate(self, text: str, n: int) -> str:
-        """The first ``n`` words of ``text`` joined by single spaces (they tokenize as before)."""
-        return " ".join(text.split(None, n)[:n])
+        """The first ``n`` words of ``text`` (lowercased with ``lowercase``) joined by single spaces
+        (they tokenize as before)."""
+        return " ".join(self.normalize(text).split(None, n)[:n])
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         """``tokens`` joined with single spaces."""
@@ -333,13 +376,16 @@ class SentencePieceTokenizer(_Tokenizer):
     model : bytes
         A serialized sentencepiece model (the content of a ``.model`` file, 1 to
         ``MAX_SENTENCEPIECE_BYTES`` bytes). :meth:`train` and :meth:`from_file` make one.
+    lowercase : bool, default False
+        Lowercase the text before splitting it into pieces (the model is then best trained on
+        lowercased text: ``train(texts, lowercase=True)`` does so).
 
     The s2sext vocabulary of such a side is :meth:`vocab`: the four specials at their s2sext ids,
     then the model's pieces in id order, leaving out its control, unknown and unused pieces (its
     own ``<s>``/``</s>``/``<unk>``, which the specials stand for) and any piece spelled like a
     special; docs/model-format.md states the same rule for the file. A piece the vocabulary lacks
     (text the model has never seen) encodes to ``<unk>``. Two tokenizers are equal when their
-    model bytes are.
+    model bytes and ``lowercase`` are.
 
     Raises
     ------
@@ -352,7 +398,8 @@ class SentencePieceTokenizer(_Tokenizer):
     name = "sentencepiece"
     at_most_one_token_per_character = False  # "Q" -> ["▁", "Q"]
 
-    def __init__(self, model):
+    def __init__(self, model, lowercase: bool = False):
+        super().__init__(lowercase)
         if not isinstance(model, (bytes, bytearray, memoryview)):
             raise TypeError(f"model must be the bytes of a sentencepiece model, got {type(model).__name__}")
         model = bytes(model)
@@ -375,8 +422,10 @@ class SentencePieceTokenizer(_Tokenizer):
         self._processor = processor
 
     @classmethod
-    def train(cls, texts, vocab_size: int = 8000, model_type: str = "unigram") -> "SentencePieceTokenizer":
-        """A model trained in memory on ``texts`` (an iterable of str, one sentence each).
+    def train(cls, texts, vocab_size: int = 8000, model_type: str = "unigram",
+              lowercase: bool = False) -> "SentencePieceTokenizer":
+        """A model trained in memory on ``texts`` (an iterable of str, one sentence each); with
+        ``lowercase``, on the lowercased texts, and the tokenizer lowercases what it splits.
 
         ``vocab_size`` counts every piece, the four specials included (``>= 5``); it is a ceiling
         (sentencepiece's ``hard_vocab_limit=False``: a small corpus gets fewer pieces rather than an
@@ -398,6 +447,8 @@ class SentencePieceTokenizer(_Tokenizer):
                 raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
         if not texts:
             raise ValueError("texts is empty; a sentencepiece model is trained on at least one sentence")
+        if check_bool(lowercase, "lowercase"):
+            texts = [_core.lowercase(text) for text in texts]
         spm = _sentencepiece()
         out = io.BytesIO()
         try:
@@ -407,16 +458,17 @@ class SentencePieceTokenizer(_Tokenizer):
                 eos_piece=EOS, unk_piece=UNK, hard_vocab_limit=False, num_threads=1, minloglevel=2)
         except RuntimeError as exc:
             raise ValueError(f"sentencepiece could not train a model on these texts: {exc}") from None
-        return cls(out.getvalue())
+        return cls(out.getvalue(), lowercase)
 
     @classmethod
-    def from_file(cls, path) -> "SentencePieceTokenizer":
+    def from_file(cls, path, lowercase: bool = False) -> "SentencePieceTokenizer":
         """The model in the ``.model`` file ``path`` (ValueError if it is larger than
-        ``MAX_SENTENCEPIECE_BYTES`` or not a sentencepiece model)."""
+        ``MAX_SENTENCEPIECE_BYTES`` or not a sentencepiece model), lowercasing with ``lowercase``."""
+        check_bool(lowercase, "lowercase")
         with open(path, "rb") as f:
             model = f.read(MAX_SENTENCEPIECE_BYTES + 1)
         try:
-            return cls(model)
+            return cls(model, lowercase)
         except ValueError as exc:
             raise ValueError(f"{os.fsdecode(path)}: {exc}") from None
 
@@ -425,27 +477,30 @@ class SentencePieceTokenizer(_Tokenizer):
         """The serialized sentencepiece model (what a model file stores)."""
         return self._model
 
+    def _copy(self, lowercase: bool) -> "SentencePieceTokenizer":
+        return SentencePieceTokenizer(self._model, lowercase)
+
     def vocab(self) -> Vocab:
         """The s2sext vocabulary of this model: the specials, then its pieces (see the class)."""
         return self._vocab
 
     def tokenize(self, text: str) -> list[str]:
-        """The pieces of ``text`` (a str)."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        return self._processor.encode(text, out_type=str)
+        """The pieces of ``text`` (a str; lowercased first with ``lowercase``)."""
+        return self._processor.encode(self.normalize(text), out_type=str)
 
     def count(self, text: str) -> int:
         """``len(tokenize(text))``."""
-        return len(self._processor.encode(text))
+        return len(self._processor.encode(self.normalize(text)))
 
     def truncate(self, text: str, n: int) -> str:
-        """The text of ``text``'s first ``n`` pieces, cut further where that text would tokenize
-        into more than ``n`` pieces (a prefix's pieces need not be the whole's)."""
+        """The text of ``text``'s first ``n`` pieces (lowercased with ``lowercase``), cut further
+        where that text would tokenize into more than ``n`` pieces (a prefix's pieces need not be
+        the whole's)."""
         pieces = self.tokenize(text)
         for keep in range(min(n, len(pieces)), -1, -1):
             cut = self._processor.decode_pieces(pieces[:keep])
-            if self.count(cut) <= n:
+            # the cut is lowercased text already: counted as it is, not lowercased again
+            if len(self._processor.encode(cut)) <= n:
                 return cut
         return ""
 
@@ -454,30 +509,34 @@ class SentencePieceTokenizer(_Tokenizer):
         return self._processor.decode_pieces(_check_token_list(tokens, "tokens"))
 
     def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self._model == other._model
+        return type(self) is type(other) and self._model == other._model and self._lowercase == other._lowercase
 
     def __hash__(self) -> int:
-        return hash((type(self), self._model))
+        return hash((type(self), self._model, self._lowercase))
 
     def __repr__(self) -> str:
-        return f"SentencePieceTokenizer({self._processor.get_piece_size()} pieces, {len(self._model)} bytes)"
+        return (f"SentencePieceTokenizer({self._processor.get_piece_size()} pieces, {len(self._model)} bytes"
+                f"{', lowercase=True' if self._lowercase else ''})")
 
     def __getstate__(self) -> dict:
-        return {"model": self._model}  # the processor is rebuilt from the bytes
+        return {"model": self._model, "lowercase": self._lowercase}  # the processor is rebuilt from the bytes
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["model"])
+        self.__init__(state["model"], state.get("lowercase", False))
 
 
 # spec.TOKENIZER_NAMES, which tests hold equal to these keys, names them where text is not imported
 TOKENIZERS = {tokenizer.name: tokenizer for tokenizer in (CharTokenizer, WordTokenizer, SentencePieceTokenizer)}
 
 
-def get_tokenizer(name, model: bytes | None = None) -> CharTokenizer | WordTokenizer | SentencePieceTokenizer:
+def get_tokenizer(name, model: bytes | None = None,
+                  lowercase: bool = False) -> CharTokenizer | WordTokenizer | SentencePieceTokenizer:
     """The tokenizer called ``name`` (``"char"``, ``"word"``, or ``"sentencepiece"`` with its
-    ``model`` bytes); a tokenizer instance is returned as is."""
+    ``model`` bytes), lowercasing with ``lowercase``. A tokenizer instance is returned as is, or
+    with ``lowercase`` as a lowercasing copy of itself (a lowercasing one stays one)."""
+    check_bool(lowercase, "lowercase")
     if isinstance(name, _Tokenizer):
-        return name
+        return name.with_lowercase(True) if lowercase else name
     if not isinstance(name, str):
         raise TypeError(
             f"tokenizer must be one of {sorted(TOKENIZERS)} or a tokenizer, got {type(name).__name__}"
@@ -488,10 +547,10 @@ def get_tokenizer(name, model: bytes | None = None) -> CharTokenizer | WordToken
         if model is None:
             raise ValueError("the sentencepiece tokenizer needs its model: pass model=bytes of a .model file "
                              "or a SentencePieceTokenizer")
-        return SentencePieceTokenizer(model)
+        return SentencePieceTokenizer(model, lowercase)
     if model is not None:
         raise ValueError(f"the {name} tokenizer has no model; got model bytes")
-    return TOKENIZERS[name]()
+    return TOKENIZERS[name](lowercase)
 
 
 # ----------------------------------------------------------------------------------------------------

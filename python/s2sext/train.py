@@ -186,7 +186,9 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
     references : list of str, optional
         The targets as text. Without them the references are ``tgt_seqs`` read through the model's
         target vocabulary, where a token outside it reads ``<unk>`` and a hypothesis' ``<unk>``
-        matches it; with them a hypothesis' ``<unk>`` matches no reference token.
+        matches it; with them a hypothesis' ``<unk>`` matches no reference token. They are read
+        as the model's target tokenizer reads text: lowercased when the model lowercases its
+        targets (``tgt_lowercase``), on both the token and the text metrics.
 
     Returns
     -------
@@ -224,6 +226,7 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
         references = [tokenizer.detokenize(t) for t in reference_tokens]
     else:
         reference_tokens = [tokenizer.tokenize(text) for text in references]
+        references = [tokenizer.normalize(text) for text in references]  # the text metrics' too
     scores = score_corpus(hypothesis_tokens, reference_tokens, [tokenizer.detokenize(t) for t in hypothesis_tokens],
                           list(references), names=metrics)
     return {

@@ -22,7 +22,10 @@ BASES = {
     "no-attention": dict(attention=None, num_layers=2, dropout=0.25),
     # a version-2 header: every key that version adds, with a value other than its default
     "v2-brnn-mlp": dict(attention="concat", bidirectional=True, bridge="concat", attention_query_bias=True,
-                        combine_activation="none", input_feeding=True, num_layers=2),
+                        combine_activation="none", input_feeding=True, num_layers=2, src_lowercase=True,
+                        tgt_lowercase=True),
+    # version 2 for lowercasing alone (one side), with word tokenizers
+    "v2-lowercase": dict(attention="dot", src_tokenizer="word", tgt_tokenizer="word", src_lowercase=True),
 }
 
 
@@ -139,7 +142,7 @@ def check_same_verdict(path, content: bytes, expected: bool | None, what: str):
 CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size", "num_layers", "bidirectional",
                "dropout", "attention", "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
                "tgt_tokenizer", "reverse_source")
-VERSION2_KEYS = ("bridge", "combine_activation", "attention_query_bias")
+VERSION2_KEYS = ("bridge", "combine_activation", "attention_query_bias", "src_lowercase", "tgt_lowercase")
 DELETE = object()
 VALUES = [
     DELETE, None, True, False, 0, 1, 3, 4, 5, 6, -1, 2**31, 2**62, 2**63 - 1, -(2**63),

@@ -48,8 +48,9 @@ def test_config_values_that_used_to_divide_the_loaders(bases, tmp_path):
 
 
 def test_version_2_headers(bases, tmp_path):
-    # version 1 = the 14 keys (the version-2 keys take their defaults); version 2 = all 17
-    defaults = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False}
+    # version 1 = the 14 keys (the version-2 keys take their defaults); version 2 = all 19
+    defaults = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False,
+                "src_lowercase": False, "tgt_lowercase": False}
 
     def as_version_2(d, _):
         d["meta"]["version"] = 2
@@ -64,8 +65,9 @@ def test_version_2_headers(bases, tmp_path):
         as_version_2(d, _)
         d["meta"]["config"].update(attention=None, combine_activation="none")
 
-    dot, v2 = bases["dot"], bases["v2-brnn-mlp"]
+    dot, v2, lower = bases["dot"], bases["v2-brnn-mlp"], bases["v2-lowercase"]
     assert split(dot)[0]["meta"]["version"] == 1 and split(v2)[0]["meta"]["version"] == 2
+    assert split(lower)[0]["meta"]["config"]["src_lowercase"] is True
     cases = [("a version-1 file written as version 2 with the defaults", dot, as_version_2, True)]
     for key, value in defaults.items():
         cases.append((f"version 1 with {key}", dot, set_config(key, value), False))
@@ -81,7 +83,15 @@ def test_version_2_headers(bases, tmp_path):
         ("attention_query_bias 1", v2, set_config("attention_query_bias", 1), False),
         ("attention_query_bias with dot", v2, set_config("attention", "dot"), False),
         ("combine_activation 'none' without attention", dot, no_attention_no_tanh, False),
+        ("version 1 with src_lowercase true", dot, set_config("src_lowercase", True), False),
+        ("version 2 with lowercasing alone", lower, set_config("tgt_lowercase", True), True),
+        ("version 2 lowercasing neither side", lower, set_config("src_lowercase", False), True),
+        ("version 2 lowercasing called version 1", lower, set_meta("version", 1), False),
+        ("version 2 without tgt_lowercase", lower, set_config("tgt_lowercase", DELETE), False),
     ]
+    for key in ("src_lowercase", "tgt_lowercase"):
+        for value in (1, 0, "true", None, [], {}, 1.0):
+            cases.append((f"{key} {value!r}", lower, set_config(key, value), False))
     for what, raw, edit, expected in cases:
         check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), expected, what)
 

@@ -459,7 +459,8 @@ const char* const kConfigKeys[] = {"src_vocab_size", "tgt_vocab_size", "embed_si
                                    "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
                                    "tgt_tokenizer",  "reverse_source"};
 // The keys a version-2 header adds (docs/model-format.md); version 1 has none of them (defaults).
-const char* const kVersion2Keys[] = {"bridge", "combine_activation", "attention_query_bias"};
+const char* const kVersion2Keys[] = {"bridge", "combine_activation", "attention_query_bias", "src_lowercase",
+                                     "tgt_lowercase"};
 
 }  // namespace
 
@@ -538,6 +539,13 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     throw fail(e.what());
   }
   out.reverse_source = meta_get(cfg, "reverse_source", Json::Kind::boolean).boolean;
+  // the engine does not use them: read here, as reverse_source (version 1: absent, false)
+  for (auto [key, dest] : {std::make_pair("src_lowercase", &out.src_lowercase),
+                           std::make_pair("tgt_lowercase", &out.tgt_lowercase)}) {
+    const Json* v = cfg.find(key);
+    if (v && v->kind != Json::Kind::boolean) throw fail(std::string("config '") + key + "' must be true or false");
+    *dest = v && v->boolean;
+  }
   const double dropout = meta_get(cfg, "dropout", Json::Kind::number).number;
   if (!(dropout >= 0 && dropout < 1)) throw fail("config 'dropout' must be a number in [0, 1)");
   out.src_tokenizer = meta_get(cfg, "src_tokenizer", Json::Kind::string).string;

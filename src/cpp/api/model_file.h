@@ -63,6 +63,9 @@ struct Seq2SeqFile {
   // a "sentencepiece" side's serialized model (its tensor's bytes), checked against its vocabulary
   std::string src_sentencepiece, tgt_sentencepiece;
   bool reverse_source = false;
+  // each side's text lowercased (spec/lowercase.h) before it is tokenized: config src_lowercase /
+  // tgt_lowercase (version-2 keys; false in a version-1 file)
+  bool src_lowercase = false, tgt_lowercase = false;
   std::vector<std::string> src_vocab, tgt_vocab;
   std::map<std::string, Tensor> params;  // float32 parameters by name
 };

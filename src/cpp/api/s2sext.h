@@ -37,7 +37,8 @@ class Translator {
   Translator& operator=(Translator&&) noexcept;
 
   // Source text -> source ids, with the model's tokenizer and vocabulary (reversed when the model
-  // was trained on reversed sources; unknown tokens -> <unk>). Throws on an empty result. A
+  // was trained on reversed sources; unknown tokens -> <unk>; lowercased first, by the rule of
+  // training, when the model lowercases its sources). Throws on an empty result. A
   // sentencepiece model's text needs a build with the sentencepiece library: without it encode,
   // decode and translate throw std::runtime_error naming it (greedy and beam on ids work).
   std::vector<int64_t> encode(const std::string& text) const;

@@ -7,6 +7,7 @@
 #include "api/model_file.h"
 #include "api/s2sext.h"
 #include "api/sentencepiece_model.h"
+#include "spec/lowercase.h"
 
 namespace s2sext {
 
@@ -107,8 +108,10 @@ Translator Translator::load(const std::string& path, const std::string& dtype) {
 }
 
 std::vector<int64_t> Translator::encode(const std::string& text) const {
+  // a lowercasing source side reads the text as Python's tokenizers do (text.py, lowercase=True)
+  const std::string read = impl_->file.src_lowercase ? s2s::lowercase_utf8(text) : text;
   std::vector<std::string> tokens =
-      impl_->src_pieces ? impl_->src_pieces->encode(text) : tokenize(impl_->file.src_tokenizer, text);
+      impl_->src_pieces ? impl_->src_pieces->encode(read) : tokenize(impl_->file.src_tokenizer, read);
   if (tokens.empty()) throw std::invalid_argument("the text has no tokens");
   if (impl_->file.reverse_source) std::reverse(tokens.begin(), tokens.end());
   std::vector<int64_t> ids;

@@ -1,8 +1,8 @@
-// s2sext's one lowercasing rule, for models that lowercase their text (config "lowercase"): each
-// code point becomes its own lowercase form (Unicode's full lowercase mapping, as Python's str.lower
-// gives it for that code point alone: no context rule for a word-final capital sigma). The Python
-// layer calls this same code (_core.lowercase), so training, the Python decoders and the C++
-// Translator lowercase alike.
+// s2sext's one lowercasing rule, for models that lowercase a side's text (config "src_lowercase" /
+// "tgt_lowercase"): each code point becomes its own lowercase form (Unicode's full lowercase
+// mapping, as Python's str.lower gives it for that code point alone: no context rule for a
+// word-final capital sigma). The Python layer calls this same code (_core.lowercase), so training,
+// the Python decoders and the C++ Translator lowercase alike.
 #pragma once
 
 #include <string>
