@@ -13,7 +13,8 @@ def check_float32_range(config: dict, params: dict) -> None:
     """The rule of s2sext.decoding.check_float32_range, computed exactly (in float64) from the weights."""
     H, L = config["hidden_size"], config["num_layers"]
     ones = np.ones(H)
-    # the version-2 keys of docs/model-format.md, absent from older configuration dicts
+    # the version-2 keys of docs/model-format.md, absent from version-1 configuration dicts (the
+    # version-3 lowercase keys change no weight's range)
     bridge_concat = config.get("bridge", "linear") == "concat"
     combine_tanh = config.get("combine_activation", "tanh") == "tanh"
     query_bias = config.get("attention_query_bias", False)

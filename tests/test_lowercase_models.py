@@ -1,6 +1,6 @@
 """Optional lowercasing per side (config ``src_lowercase`` / ``tgt_lowercase``): the tokenizers'
 ``lowercase`` option, which applies s2sext's one rule (``_core.lowercase``, tests/test_lowercase.py)
-before splitting; the configuration's version-2 keys and the model file; Seq2Seq, the compiled
+before splitting; the configuration's version-3 keys and the model file; Seq2Seq, the compiled
 Decoder and the CLI (the C++ Translator is in tests/test_cpp_api.py)."""
 
 import hashlib
@@ -11,7 +11,7 @@ import pytest
 
 from s2sext import Decoder, Seq2Seq, _core
 from s2sext.cli import main
-from s2sext.config import VERSION2_DEFAULTS, Config
+from s2sext.config import VERSION_DEFAULTS, Config
 from s2sext.data import build_vocabs, token_limit_problem
 from s2sext.serialize import read_model_file
 from s2sext.text import CharTokenizer, WordTokenizer, get_tokenizer
@@ -105,8 +105,9 @@ def test_sentencepiece_tokenizer_lowercase():
 # Configuration and model file
 
 
-def test_the_flags_are_version_2_keys():
-    assert VERSION2_DEFAULTS["src_lowercase"] is False and VERSION2_DEFAULTS["tgt_lowercase"] is False
+def test_the_flags_are_version_3_keys():
+    assert VERSION_DEFAULTS[3] == {"src_lowercase": False, "tgt_lowercase": False}
+    assert VERSION_DEFAULTS[2] == {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False}
     for key in ("src_lowercase", "tgt_lowercase"):
         with pytest.raises(TypeError, match=f"{key} must be a bool, got 1"):
             Config(src_vocab_size=5, tgt_vocab_size=5, **{key: 1}).validate()
@@ -128,19 +129,56 @@ VERSION_1_FILES = [
 ]
 
 
-@pytest.mark.parametrize("options, digest", VERSION_1_FILES)
-def test_a_model_without_lowercasing_is_the_version_1_file_of_before(tmp_path, options, digest):
+# The same for models that need a version-2 key (OpenNMT-py brnn + mlp options, as tests/test_opennmt.py
+# imports them): still written as version 2, byte for byte as main c15a3ef wrote them, whose 17 keys
+# today's readers accept (the lowercase keys were once added to version 2, which refused these files).
+VERSION_2_FILES = [
+    (dict(attention="concat", bidirectional=True, bridge="concat", attention_query_bias=True,
+          combine_activation="none", input_feeding=True, num_layers=2),
+     "c7eed3045a4912a70a1ae782c37148335ed2b04df44660b0ad3e6164797cb061"),
+    (dict(src_tokenizer="word", tgt_tokenizer="word", attention="general", combine_activation="none"),
+     "bfefeab4eb2f419a657adfb0f5e5d57bd2eb89d9acc74d14eeb4034e02ff982d"),
+]
+
+
+def _saved_without_lowercasing(tmp_path, options):
+    """(path, bytes) of the model of ``options`` saved, each time the same bytes whether or not the
+    lowercase flags are given as False."""
+    contents = []
     for explicit in ({}, dict(src_lowercase=False, tgt_lowercase=False)):
         model = Seq2Seq(list("abcHé"), list("xyzW"), embed_size=3, hidden_size=4, seed=0, **options, **explicit)
         _fixed_params(model)
         model.save(tmp_path / "m.s2s")
-        assert hashlib.sha256((tmp_path / "m.s2s").read_bytes()).hexdigest() == digest
-        header, _ = read_model_file(tmp_path / "m.s2s")
-        assert header["version"] == 1 and "src_lowercase" not in header["config"]
+        contents.append((tmp_path / "m.s2s").read_bytes())
+    assert contents[0] == contents[1]
+    return tmp_path / "m.s2s", contents[0]
+
+
+@pytest.mark.parametrize("options, digest", VERSION_1_FILES)
+def test_a_model_without_lowercasing_is_the_version_1_file_of_before(tmp_path, options, digest):
+    path, content = _saved_without_lowercasing(tmp_path, options)
+    assert hashlib.sha256(content).hexdigest() == digest
+    header, _ = read_model_file(path)
+    assert header["version"] == 1 and "src_lowercase" not in header["config"]
+
+
+@pytest.mark.parametrize("options, digest", VERSION_2_FILES)
+def test_a_version_2_model_without_lowercasing_is_the_version_2_file_of_before(tmp_path, options, digest):
+    path, content = _saved_without_lowercasing(tmp_path, options)
+    assert hashlib.sha256(content).hexdigest() == digest
+    header, _ = read_model_file(path)
+    assert header["version"] == 2 and len(header["config"]) == 17
+    assert not {"src_lowercase", "tgt_lowercase"} & set(header["config"])
+    # both readers load the file of before
+    loaded = Seq2Seq.load(path)
+    assert loaded.config == Config(**{**header["config"], "src_lowercase": False, "tgt_lowercase": False})
+    assert not loaded.src_tokenizer.lowercase and not loaded.tgt_tokenizer.lowercase
+    assert not any(t.lowercase for t in Decoder.load(path).tokenizers)
+    _core.check_model_file(str(path))
 
 
 @pytest.mark.parametrize("sides", [(True, False), (False, True), (True, True)])
-def test_a_lowercasing_model_saves_version_2_and_loads_back_equal(tmp_path, sides):
+def test_a_lowercasing_model_saves_version_3_and_loads_back_equal(tmp_path, sides):
     src_lowercase, tgt_lowercase = sides
     model = Seq2Seq(list("abc"), list("xyz"), embed_size=3, hidden_size=4, seed=0, src_tokenizer="word",
                     src_lowercase=src_lowercase, tgt_lowercase=tgt_lowercase)
@@ -148,8 +186,11 @@ def test_a_lowercasing_model_saves_version_2_and_loads_back_equal(tmp_path, side
                                                           CharTokenizer(lowercase=tgt_lowercase))
     model.save(tmp_path / "m.s2s")
     header, _ = read_model_file(tmp_path / "m.s2s")
-    assert header["version"] == 2
+    # version 3 has all 19 keys, the version-2 ones with their defaults here
+    assert header["version"] == 3 and len(header["config"]) == 19
     assert (header["config"]["src_lowercase"], header["config"]["tgt_lowercase"]) == sides
+    assert {k: header["config"][k] for k in VERSION_DEFAULTS[2]} == VERSION_DEFAULTS[2]
+    _core.check_model_file(str(tmp_path / "m.s2s"))
     loaded = Seq2Seq.load(tmp_path / "m.s2s")
     assert loaded.config == model.config
     assert (loaded.src_tokenizer, loaded.tgt_tokenizer) == (model.src_tokenizer, model.tgt_tokenizer)
@@ -162,7 +203,7 @@ def test_a_lowercasing_model_saves_version_2_and_loads_back_equal(tmp_path, side
 
 def test_a_lowercasing_tokenizer_given_to_the_model_sets_the_flag():
     model = Seq2Seq(list("abc"), list("xyz"), hidden_size=4, src_tokenizer=CharTokenizer(lowercase=True))
-    assert model.config.src_lowercase and not model.config.tgt_lowercase and model.config.file_version == 2
+    assert model.config.src_lowercase and not model.config.tgt_lowercase and model.config.file_version == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +279,7 @@ def test_cli_train_lowercase_both_sides(capsys, tmp_path):
     model = Seq2Seq.load(out)
     assert model.config.src_lowercase and model.config.tgt_lowercase
     header, _ = read_model_file(out)
-    assert header["version"] == 2
+    assert header["version"] == 3
     assert header["config"]["src_lowercase"] is True and header["config"]["tgt_lowercase"] is True
     assert set(model.src_vocab.tokens[4:]) == {"hello", "world", "good", "day"}
     assert set(model.tgt_vocab.tokens[4:]) == {"bonjour", "le", "monde", "bonne", "journée", "bon"}

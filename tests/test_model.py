@@ -137,6 +137,11 @@ def test_default_features_are_todays_model():
         assert set(header["config"]) == set(plain.config.as_dict()) - {"bridge", "combine_activation",
                                                                       "attention_query_bias", "src_lowercase",
                                                                       "tgt_lowercase"}
+        # the version-2 options set: version 2, without the version-3 lowercase keys
+        header = Seq2Seq(V_SRC, V_TGT, embed_size=E, hidden_size=8, seed=3, combine_activation="none",
+                         **options).file_header()
+        assert header["version"] == 2
+        assert set(header["config"]) == set(plain.config.as_dict()) - {"src_lowercase", "tgt_lowercase"}
         assert plain.loss_and_grads(*batch)[0] == explicit.loss_and_grads(*batch)[0]
 
 

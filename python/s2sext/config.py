@@ -10,12 +10,19 @@ from .checks import check_bool, check_int, check_real, short_repr
 from .spec import (ATTENTION_KINDS, ATTENTION_STYLES, BRIDGES, COMBINE_ACTIVATIONS, DTYPE, TOKENIZER_NAMES,
                    decoder_input_size, encoder_hidden_size, iter_parameter_shapes)
 
-__all__ = ["Config", "VERSION2_DEFAULTS"]
+__all__ = ["Config", "VERSION_DEFAULTS", "VERSION2_DEFAULTS"]
 
-# The configuration keys that a version-2 Seq2Seq header adds (docs/model-format.md): a model whose
-# values are all these defaults is written as version 1, without them, byte for byte as before.
-VERSION2_DEFAULTS = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False,
-                     "src_lowercase": False, "tgt_lowercase": False}
+# The configuration keys that each Seq2Seq header version after 1 adds, with their defaults
+# (docs/model-format.md): a version-V header has version 1's keys and those of every version up to V.
+# A model is written as the lowest version whose keys hold every value it has set, so a model that
+# needs no later key is written byte for byte as before that version existed. The lowercase keys are
+# a version of their own because version-2 files were written before they existed.
+VERSION_DEFAULTS = {
+    2: {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False},
+    3: {"src_lowercase": False, "tgt_lowercase": False},
+}
+# the keys version 2 adds (s2sext.model exports this name)
+VERSION2_DEFAULTS = VERSION_DEFAULTS[2]
 
 
 def _either(choices) -> str:
@@ -99,25 +106,30 @@ class Config:
 
     @property
     def file_version(self) -> int:
-        """The Seq2Seq header version this configuration is saved as: 1 when every key of
-        ``VERSION2_DEFAULTS`` has its default, else 2."""
-        return 1 if all(getattr(self, k) == v for k, v in VERSION2_DEFAULTS.items()) else 2
+        """The Seq2Seq header version this configuration is saved as: the highest version of
+        ``VERSION_DEFAULTS`` that adds a key without its default here, or 1 when there is none."""
+        return max((version for version, defaults in VERSION_DEFAULTS.items()
+                    if any(getattr(self, k) != v for k, v in defaults.items())), default=1)
 
     def as_file_dict(self) -> dict:
-        """The configuration as a model file stores it: version 1 omits ``VERSION2_DEFAULTS``'s keys."""
-        d = self.as_dict()
-        if self.file_version == 1:
-            for k in VERSION2_DEFAULTS:
-                del d[k]
-        return d
+        """The configuration as a model file stores it: without the keys of versions after its
+        :attr:`file_version`."""
+        return {k: getattr(self, k) for k in self.file_keys(self.file_version)}
 
     @classmethod
-    def from_dict(cls, d: dict, version: int = 2) -> "Config":
+    def file_keys(cls, version: int) -> list[str]:
+        """The keys of a saved configuration of header ``version`` (1, 2 or 3), in field order:
+        all but those that later versions add."""
+        later = {k for v, defaults in VERSION_DEFAULTS.items() if v > version for k in defaults}
+        return [k for k in cls.__dataclass_fields__ if k not in later]
+
+    @classmethod
+    def from_dict(cls, d: dict, version: int = max(VERSION_DEFAULTS)) -> "Config":
         """A validated Config from a dict with exactly the keys of a saved configuration of this
-        header ``version`` (version 1: without ``VERSION2_DEFAULTS``'s keys, which take their defaults)."""
+        header ``version`` (:meth:`file_keys`; the keys of later versions take their defaults)."""
         if not isinstance(d, dict):
             raise TypeError(f"the configuration must be a dict; got {type(d).__name__}")
-        fields = [k for k in cls.__dataclass_fields__ if version >= 2 or k not in VERSION2_DEFAULTS]
+        fields = cls.file_keys(version)
         unknown = set(d) - set(fields)
         if unknown:
             listed = ", ".join(short_repr(k) for k in sorted(unknown)[:8]) + (f", ... ({len(unknown)} keys)"

@@ -111,7 +111,7 @@ class Seq2Seq:
         The side's text is lowercased before it is tokenized (s2sext's one rule, ``_core.lowercase``):
         :meth:`translate` lowercases its inputs, and a lowercasing target side produces lowercase
         text. A side whose tokenizer is given as a lowercasing tokenizer lowercases too (the
-        configuration holds ``src_tokenizer.lowercase``). Saved in the file (header version 2).
+        configuration holds ``src_tokenizer.lowercase``). Saved in the file (header version 3).
     """
 
     def __init__(self, src_vocab, tgt_vocab, embed_size=16, hidden_size=256, num_layers=1,

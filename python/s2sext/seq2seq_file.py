@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Config
+from .config import VERSION_DEFAULTS, Config
 from .serialize import ModelFileError, read_model_file
 from .spec import (DTYPE, MAX_SENTENCEPIECE_BYTES, SENTENCEPIECE_TENSOR, SHARED_SENTENCEPIECE_TENSOR, aligned_array,
                    iter_parameter_shapes)
@@ -80,8 +80,8 @@ def seq2seq_from_header(header: dict, tensors: dict) -> tuple[Config, Vocab, Voc
         kind = header.get("kind") if isinstance(header, dict) else None
         raise ValueError(f"header kind is {kind!r:.60}, expected {FILE_KIND!r}")
     version = header.get("version")
-    if type(version) is not int or version not in (1, 2):
-        raise ValueError(f"model version {version!r:.60} is not supported (expected the integer 1 or 2)")
+    if type(version) is not int or version not in (1, *VERSION_DEFAULTS):
+        raise ValueError(f"model version {version!r:.60} is not supported (expected the integer 1, 2 or 3)")
     for key, kind in (("config", dict), ("src_vocab", list), ("tgt_vocab", list)):
         if not isinstance(header.get(key), kind):
             what = "an object" if kind is dict else "an array of tokens"

@@ -20,12 +20,17 @@ BASES = {
     "location-input-feeding": dict(attention="location", input_feeding=True, max_source_length=6,
                                    src_tokenizer="word", tgt_tokenizer="word", reverse_source=True),
     "no-attention": dict(attention=None, num_layers=2, dropout=0.25),
-    # a version-2 header: every key that version adds, with a value other than its default
+    # a version-2 header: every key that version adds, with a value other than its default (the
+    # options of an imported OpenNMT-py brnn + mlp model)
     "v2-brnn-mlp": dict(attention="concat", bidirectional=True, bridge="concat", attention_query_bias=True,
-                        combine_activation="none", input_feeding=True, num_layers=2, src_lowercase=True,
-                        tgt_lowercase=True),
-    # version 2 for lowercasing alone (one side), with word tokenizers
-    "v2-lowercase": dict(attention="dot", src_tokenizer="word", tgt_tokenizer="word", src_lowercase=True),
+                        combine_activation="none", input_feeding=True, num_layers=2),
+    # a version-3 header for lowercasing alone (one side; the version-2 keys hold their defaults),
+    # with word tokenizers
+    "v3-lowercase": dict(attention="dot", src_tokenizer="word", tgt_tokenizer="word", src_lowercase=True),
+    # a version-3 header with every key of versions 2 and 3 other than its default
+    "v3-brnn-mlp-lowercase": dict(attention="concat", bidirectional=True, bridge="concat",
+                                  attention_query_bias=True, combine_activation="none", num_layers=2,
+                                  src_lowercase=True, tgt_lowercase=True),
 }
 
 
@@ -142,7 +147,15 @@ def check_same_verdict(path, content: bytes, expected: bool | None, what: str):
 CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size", "num_layers", "bidirectional",
                "dropout", "attention", "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
                "tgt_tokenizer", "reverse_source")
-VERSION2_KEYS = ("bridge", "combine_activation", "attention_query_bias", "src_lowercase", "tgt_lowercase")
+# the keys each header version after 1 adds (docs/model-format.md): version V has CONFIG_KEYS and
+# those of versions 2 to V
+VERSION_KEYS = {2: ("bridge", "combine_activation", "attention_query_bias"), 3: ("src_lowercase", "tgt_lowercase")}
+ALL_CONFIG_KEYS = CONFIG_KEYS + VERSION_KEYS[2] + VERSION_KEYS[3]
+
+
+def header_keys(version: int) -> tuple:
+    """The exact config keys of a version-``version`` header."""
+    return CONFIG_KEYS + sum((keys for v, keys in VERSION_KEYS.items() if v <= version), ())
 DELETE = object()
 VALUES = [
     DELETE, None, True, False, 0, 1, 3, 4, 5, 6, -1, 2**31, 2**62, 2**63 - 1, -(2**63),

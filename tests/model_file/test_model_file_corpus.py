@@ -26,7 +26,7 @@ import pytest
 from s2sext import Seq2Seq
 
 from corpus_support import (
-    CONFIG_KEYS, DELETE, Raw, VALUES, VERSION2_KEYS, assemble, check_same_verdict, edited, nested, patched,
+    ALL_CONFIG_KEYS, DELETE, Raw, VALUES, assemble, check_same_verdict, edited, nested, patched,
     set_config, set_meta, split, verdicts, with_head)
 
 
@@ -179,7 +179,7 @@ def corpus(bases):
     for k, (base, raw) in enumerate(bases.items()):
         yield f"{base}/valid", raw, True
         values = VALUES if k == 0 else [DELETE] + VALUES[k::3]
-        for key in CONFIG_KEYS + VERSION2_KEYS:  # in a version-1 file a version-2 key is one too many
+        for key in ALL_CONFIG_KEYS:  # a key of a later version than the file's is one too many
             for i, value in enumerate(values):
                 yield f"{base}/config-{key}-{i}", edited(raw, set_config(key, value)), None
         for name, (edit, expected) in meta_cases(raw).items():
@@ -387,7 +387,7 @@ def mutate(rng, raw: bytes) -> bytes:
     if choice <= 3:  # structured: edit the document, recompute everything
         meta = doc.get("meta") if isinstance(doc, dict) else None
         if choice == 0 and isinstance(meta, dict) and isinstance(meta.get("config"), dict):
-            keys = CONFIG_KEYS + VERSION2_KEYS
+            keys = ALL_CONFIG_KEYS
             set_config(keys[rng.integers(len(keys))], random_value(rng))(doc, data)
         elif choice == 0:
             pass

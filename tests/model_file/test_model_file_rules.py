@@ -16,7 +16,7 @@ import pytest
 from s2sext import ModelFileError, Seq2Seq, _core
 
 from corpus_support import (
-    DELETE, Raw, VERSION2_KEYS, check_same_verdict, edited, nested, set_config, set_meta, split)
+    DELETE, VERSION_KEYS, Raw, check_same_verdict, edited, header_keys, nested, set_config, set_meta, split)
 
 
 def test_config_values_that_used_to_divide_the_loaders(bases, tmp_path):
@@ -47,53 +47,110 @@ def test_config_values_that_used_to_divide_the_loaders(bases, tmp_path):
         check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), False, what)
 
 
-def test_version_2_headers(bases, tmp_path):
-    # version 1 = the 14 keys (the version-2 keys take their defaults); version 2 = all 19
-    defaults = {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False,
-                "src_lowercase": False, "tgt_lowercase": False}
+def test_header_versions(bases, tmp_path):
+    # version 1 = the 14 keys; version 2 adds the 3 of bridge, combine_activation and
+    # attention_query_bias (17); version 3 adds src_lowercase and tgt_lowercase (19). A key of a
+    # later version than the file's is one too many; a missing key of its own version, one too few.
+    defaults = {2: {"bridge": "linear", "combine_activation": "tanh", "attention_query_bias": False},
+                3: {"src_lowercase": False, "tgt_lowercase": False}}
+    assert {v: tuple(d) for v, d in defaults.items()} == VERSION_KEYS
 
-    def as_version_2(d, _):
-        d["meta"]["version"] = 2
-        d["meta"]["config"].update(defaults)
-
-    def without_version_2(d, _):
-        d["meta"]["version"] = 1
-        for key in VERSION2_KEYS:
-            del d["meta"]["config"][key]
+    def as_version(version, *, drop=()):
+        def edit(d, _):
+            d["meta"]["version"] = version
+            for v, keys in defaults.items():
+                if v <= version:
+                    for key, value in keys.items():
+                        d["meta"]["config"].setdefault(key, value)
+            for key in drop:
+                del d["meta"]["config"][key]
+        return edit
 
     def no_attention_no_tanh(d, _):
-        as_version_2(d, _)
+        as_version(2)(d, _)
         d["meta"]["config"].update(attention=None, combine_activation="none")
 
-    dot, v2, lower = bases["dot"], bases["v2-brnn-mlp"], bases["v2-lowercase"]
-    assert split(dot)[0]["meta"]["version"] == 1 and split(v2)[0]["meta"]["version"] == 2
-    assert split(lower)[0]["meta"]["config"]["src_lowercase"] is True
-    cases = [("a version-1 file written as version 2 with the defaults", dot, as_version_2, True)]
-    for key, value in defaults.items():
-        cases.append((f"version 1 with {key}", dot, set_config(key, value), False))
-        cases.append((f"version 2 without {key}", v2, set_config(key, DELETE), False))
-    cases += [
-        ("version 2 without its keys, as version 1", v2, without_version_2, False),  # the shapes then differ
+    def in_turn(*edits):  # each edit works in place
+        def edit(d, data):
+            for one in edits:
+                one(d, data)
+        return edit
+
+    dot, v2, lower, v3 = bases["dot"], bases["v2-brnn-mlp"], bases["v3-lowercase"], bases["v3-brnn-mlp-lowercase"]
+    for raw, version in ((dot, 1), (v2, 2), (lower, 3), (v3, 3)):
+        meta = split(raw)[0]["meta"]
+        assert meta["version"] == version and tuple(meta["config"]) == header_keys(version)
+    assert len(header_keys(1)) == 14 and len(header_keys(2)) == 17 and len(header_keys(3)) == 19
+    cases = [
+        ("a version-1 file written as version 2 with the defaults", dot, as_version(2), True),
+        ("a version-1 file written as version 3 with the defaults", dot, as_version(3), True),
+        ("a version-2 file written as version 3 with the lowercase defaults", v2, as_version(3), True),
+        ("version 3 lowercasing neither side, as version 2", lower,
+         in_turn(set_config("src_lowercase", False), as_version(2, drop=VERSION_KEYS[3])), True),
+        # the flags change no shape: without them a version-3 file is a valid version-2 one
+        ("version 3 of brnn + mlp without its lowercase keys, as version 2", v3, as_version(2, drop=VERSION_KEYS[3]),
+         True),
+        ("version 2 without its keys, as version 1", v2, as_version(1, drop=VERSION_KEYS[2]), False),  # shapes differ
         ("version 2 called version 1", v2, set_meta("version", 1), False),
-        ("version 3", v2, set_meta("version", 3), False),
+        ("version 2 called version 3", v2, set_meta("version", 3), False),
+        ("version 3 called version 2", lower, set_meta("version", 2), False),
+        ("version 3 called version 1", lower, set_meta("version", 1), False),
+        ("version 4", v3, set_meta("version", 4), False),
+        ("version 4 with one more key", v3, in_turn(set_meta("version", 4), set_config("extra_key", False)), False),
+        ("version 0", dot, set_meta("version", 0), False),
+        ("version 3.0", v3, set_meta("version", 3.0), False),
+        ("version '3'", v3, set_meta("version", "3"), False),
         ("bridge 'concat' unidirectional", v2, set_config("bidirectional", False), False),
         ("bridge 'mlp'", v2, set_config("bridge", "mlp"), False),
         ("combine_activation 'relu'", v2, set_config("combine_activation", "relu"), False),
         ("combine_activation None", v2, set_config("combine_activation", None), False),
         ("attention_query_bias 1", v2, set_config("attention_query_bias", 1), False),
         ("attention_query_bias with dot", v2, set_config("attention", "dot"), False),
+        ("version 3: attention_query_bias with dot", v3, set_config("attention", "dot"), False),
+        ("version 3: bridge 'concat' unidirectional", v3, set_config("bidirectional", False), False),
         ("combine_activation 'none' without attention", dot, no_attention_no_tanh, False),
-        ("version 1 with src_lowercase true", dot, set_config("src_lowercase", True), False),
-        ("version 2 with lowercasing alone", lower, set_config("tgt_lowercase", True), True),
-        ("version 2 lowercasing neither side", lower, set_config("src_lowercase", False), True),
-        ("version 2 lowercasing called version 1", lower, set_meta("version", 1), False),
-        ("version 2 without tgt_lowercase", lower, set_config("tgt_lowercase", DELETE), False),
+        ("version 3 with lowercasing alone", lower, set_config("tgt_lowercase", True), True),
+        ("version 3 lowercasing neither side", lower, set_config("src_lowercase", False), True),
     ]
-    for key in ("src_lowercase", "tgt_lowercase"):
+    for key, value in defaults[2].items():
+        cases.append((f"version 1 with {key}", dot, set_config(key, value), False))
+        cases.append((f"version 2 without {key}", v2, set_config(key, DELETE), False))
+        cases.append((f"version 3 missing the version-2 key {key}", lower, set_config(key, DELETE), False))
+        cases.append((f"version 3 of brnn + mlp missing the version-2 key {key}", v3, set_config(key, DELETE), False))
+    for key in VERSION_KEYS[3]:
+        for value in (False, True):
+            cases.append((f"a version-1 file with {key} {value}", dot, set_config(key, value), False))
+            cases.append((f"a version-2 file with {key} {value}", v2, set_config(key, value), False))
+        cases.append((f"version 3 without {key}", lower, set_config(key, DELETE), False))
+        cases.append((f"version 3 of brnn + mlp without {key}", v3, set_config(key, DELETE), False))
         for value in (1, 0, "true", None, [], {}, 1.0):
             cases.append((f"{key} {value!r}", lower, set_config(key, value), False))
     for what, raw, edit, expected in cases:
         check_same_verdict(tmp_path / "m.s2s", edited(raw, edit), expected, what)
+
+
+def test_a_key_of_the_wrong_version_is_named(bases, tmp_path):
+    # each reader names the rule: Python the key that is one too many or missing, C++ the count
+    # of the version's keys
+    path = tmp_path / "m.s2s"
+    for raw, edit, python_message, cpp_message in [
+        (bases["v2-brnn-mlp"], set_config("src_lowercase", False),
+         r"unknown model configuration keys for version 2: 'src_lowercase'",
+         "config must have exactly the 17 keys of a version 2 header"),
+        (bases["dot"], set_config("tgt_lowercase", False),
+         r"unknown model configuration keys for version 1: 'tgt_lowercase'",
+         "config must have exactly the 14 keys of a version 1 header"),
+        (bases["v3-lowercase"], set_config("bridge", DELETE), r"lacks the keys \['bridge'\]",
+         "config must have exactly the 19 keys of a version 3 header"),
+        (bases["v3-lowercase"], set_meta("version", 4), r"model version 4 is not supported \(expected the integer 1, 2 or 3\)",
+         "Seq2Seq header version 4 is not supported (expected 1, 2 or 3)"),
+    ]:
+        path.write_bytes(edited(raw, edit))
+        with pytest.raises(ModelFileError, match=python_message):
+            Seq2Seq.load(path)
+        with pytest.raises(ValueError) as cpp:
+            _core.check_model_file(str(path))
+        assert cpp_message in str(cpp.value)
 
 
 def test_weights_past_float32_are_read_by_python_and_refused_by_the_cpp_api(tmp_path):

@@ -454,13 +454,21 @@ std::vector<unsigned char> read_file(const Failure& fail) {
   return bytes;
 }
 
-const char* const kConfigKeys[] = {"src_vocab_size", "tgt_vocab_size", "embed_size",   "hidden_size",
-                                   "num_layers",     "bidirectional",  "dropout",      "attention",
-                                   "attention_style", "input_feeding", "max_source_length", "src_tokenizer",
-                                   "tgt_tokenizer",  "reverse_source"};
-// The keys a version-2 header adds (docs/model-format.md); version 1 has none of them (defaults).
-const char* const kVersion2Keys[] = {"bridge", "combine_activation", "attention_query_bias", "src_lowercase",
-                                     "tgt_lowercase"};
+// The config keys of the Seq2Seq header by the version that adds them (docs/model-format.md): a
+// version-V header has exactly the keys of versions 1 to V; a key of a later version takes its default.
+// Version 3 exists because version-2 files were written before the lowercase keys did.
+struct ConfigKey {
+  const char* name;
+  int64_t version;
+};
+const ConfigKey kConfigKeys[] = {
+    {"src_vocab_size", 1},  {"tgt_vocab_size", 1},      {"embed_size", 1},           {"hidden_size", 1},
+    {"num_layers", 1},      {"bidirectional", 1},       {"dropout", 1},              {"attention", 1},
+    {"attention_style", 1}, {"input_feeding", 1},       {"max_source_length", 1},    {"src_tokenizer", 1},
+    {"tgt_tokenizer", 1},   {"reverse_source", 1},
+    {"bridge", 2},          {"combine_activation", 2},  {"attention_query_bias", 2},
+    {"src_lowercase", 3},   {"tgt_lowercase", 3}};
+constexpr int64_t kLatestHeaderVersion = 3;
 
 }  // namespace
 
@@ -499,15 +507,17 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   const Json& kind = meta_get(*meta, "kind", Json::Kind::string);
   if (kind.string != "s2sext-seq2seq") throw fail("not a Seq2Seq model (kind " + quote(kind.string) + ")");
   const Json& ver = meta_get(*meta, "version", Json::Kind::number);
-  if (!ver.integral || (ver.integer != 1 && ver.integer != 2))
-    throw fail("Seq2Seq header version " + number_text(ver) + " is not supported (expected 1 or 2)");
-  const bool v2 = ver.integer == 2;
+  if (!ver.integral || ver.integer < 1 || ver.integer > kLatestHeaderVersion)
+    throw fail("Seq2Seq header version " + number_text(ver) + " is not supported (expected 1, 2 or 3)");
   const Json& cfg = meta_get(*meta, "config", Json::Kind::object);
-  const size_t n_keys = std::size(kConfigKeys) + (v2 ? std::size(kVersion2Keys) : 0);
-  bool exact = cfg.object.size() == n_keys;  // keys are unique: the count and each key
-  for (const char* key : kConfigKeys) exact = exact && cfg.find(key);
-  if (v2)
-    for (const char* key : kVersion2Keys) exact = exact && cfg.find(key);
+  size_t n_keys = 0;
+  bool exact = true;  // keys are unique: the count and each key
+  for (const ConfigKey& key : kConfigKeys)
+    if (key.version <= ver.integer) {
+      ++n_keys;
+      exact = exact && cfg.find(key.name);
+    }
+  exact = exact && cfg.object.size() == n_keys;
   if (!exact) {
     std::string keys;
     size_t listed = 0;
@@ -539,7 +549,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     throw fail(e.what());
   }
   out.reverse_source = meta_get(cfg, "reverse_source", Json::Kind::boolean).boolean;
-  // the engine does not use them: read here, as reverse_source (version 1: absent, false)
+  // the engine does not use them: read here, as reverse_source (versions 1 and 2: absent, false)
   for (auto [key, dest] : {std::make_pair("src_lowercase", &out.src_lowercase),
                            std::make_pair("tgt_lowercase", &out.tgt_lowercase)}) {
     const Json* v = cfg.find(key);

@@ -64,7 +64,7 @@ struct Seq2SeqFile {
   std::string src_sentencepiece, tgt_sentencepiece;
   bool reverse_source = false;
   // each side's text lowercased (spec/lowercase.h) before it is tokenized: config src_lowercase /
-  // tgt_lowercase (version-2 keys; false in a version-1 file)
+  // tgt_lowercase (version-3 keys; false in a version-1 or -2 file)
   bool src_lowercase = false, tgt_lowercase = false;
   std::vector<std::string> src_vocab, tgt_vocab;
   std::map<std::string, Tensor> params;  // float32 parameters by name

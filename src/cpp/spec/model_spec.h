@@ -74,8 +74,8 @@ struct ConfigValue {
 // read through `get`: the sizes, bidirectional, input_feeding, attention (null or a kind's name),
 // attention_style, and the version-2 keys bridge, combine_activation and attention_query_bias,
 // which take their defaults when absent; then check_model_config. Keys the engine does not use
-// (dropout, tokenizers, reverse_source, the version-2 src_lowercase/tgt_lowercase) are the caller's. The one reader of both the model file
-// and the bindings: std::invalid_argument naming the key ("config 'bridge' is 'mlp', not ...").
+// (dropout, tokenizers, reverse_source, the version-3 src_lowercase/tgt_lowercase) are the caller's.
+// The one reader of both the model file and the bindings: std::invalid_argument naming the key ("config 'bridge' is 'mlp', not ...").
 ModelConfig read_model_config(const std::function<ConfigValue(const char* key)>& get);
 
 // text in single quotes, cut after 40 bytes (a value from a file may be any size)
