@@ -1,6 +1,7 @@
 #include "api/model_file.h"
 
 #include "api/sentencepiece_model.h"
+#include "spec/utf8.h"
 
 #include <algorithm>
 #include <cctype>
@@ -262,23 +263,6 @@ class JsonParser {
     for (std::string_view key : keys)
       if (!seen.insert(key).second) fail("repeated key " + quote(key));
   }
-  static void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
   uint32_t hex4() {
     if (i_ + 4 > s_.size()) fail("bad \\u escape");
     uint32_t v = 0;
@@ -325,7 +309,7 @@ class JsonParser {
             } else if (cp >= 0xDC00 && cp < 0xE000) {
               fail("lone surrogate");
             }
-            put_utf8(out, cp);
+            append_utf8(out, cp);
             break;
           }
           default:

@@ -6,6 +6,8 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "spec/utf8.h"
+
 namespace s2s {
 
 namespace {
@@ -31,24 +33,6 @@ uint32_t lowercase_code_point(uint32_t cp) {
   --run;  // the last run starting at or before cp (the generator checks that runs do not overlap)
   if (cp > run->last || (cp - run->first) % run->stride != 0) return cp;
   return static_cast<uint32_t>(static_cast<int64_t>(cp) + run->delta);
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 }  // namespace
