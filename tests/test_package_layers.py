@@ -18,7 +18,7 @@ LAYERS = [
     ["_core"],
     ["checks", "strict_json"],
     ["spec", "metrics"],
-    ["ops", "padding", "tasks", "schedules"],
+    ["ops", "padding", "tasks", "schedules", "distributed"],
     ["text"],
     ["config", "serialize"],
     ["layers", "seq2seq_file", "data"],

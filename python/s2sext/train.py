@@ -25,7 +25,7 @@ from .serialize import write_model_file
 from .spec import EOS_ID, PAD_ID, SOS_ID, unfreeze_parameters
 
 __all__ = ["TeacherForcingSchedule", "LearningRateSchedule", "Adam", "SGD", "grad_norm", "clip_scale", "clip_grad_norm",
-           "make_optimizer", "target_arrays", "evaluate", "train"]
+           "make_optimizer", "target_arrays", "evaluate", "SingleProcess", "train"]
 
 # ---------------------------------------------------------------------------------------------
 # Optimisers and clipping
@@ -252,6 +252,53 @@ def selection_key(record: dict, metric: str) -> tuple:
 # The training loop
 
 
+class SingleProcess:
+    """The gradient reducer of a run in one process: every batch is this process's, and there is
+    nothing to reduce or share. :class:`s2sext.distributed.TorchReducer` is the one of a
+    data-parallel run; :func:`train` takes any object with these members."""
+
+    rank = 0
+    world_size = 1
+
+    def shard(self, rows: int) -> slice:
+        """The rows of a global batch of ``rows`` that this process computes."""
+        return slice(0, rows)
+
+    def agree(self, value, name: str) -> None:
+        """Check that every process has an equal ``value``."""
+
+    def broadcast_parameters(self, params: dict) -> None:
+        """Make every process's parameters rank 0's."""
+
+    def reduce(self, grads: dict, loss: float, tokens: int, correct: int):
+        """This shard's mean-over-tokens gradients -> the global batch's, in place; -> the global
+        batch's mean loss, tokens and correct tokens."""
+        return loss, tokens, correct
+
+    def share(self, value):
+        """Rank 0's ``value``."""
+        return value
+
+
+def _default_reducer():
+    """A :class:`s2sext.distributed.TorchReducer` when torch.distributed has a process group of
+    more than one process (torch is then imported already: a plain run never imports it), else
+    :class:`SingleProcess`."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from .distributed import TorchReducer
+
+        return TorchReducer()
+    return SingleProcess()
+
+
+def _shard_rows(arrays, rows: slice):
+    """A shard of a padded batch ``(src_ids, src_len, tgt_ids, tgt_len)``, its padding cut to its
+    own longest source and target."""
+    src_ids, src_len, tgt_ids, tgt_len = (a[rows] for a in arrays)
+    return src_ids[:, :int(src_len.max())], src_len, tgt_ids[:, :int(tgt_len.max())], tgt_len
+
+
 class _Progress:
     """tqdm when installed and wanted, else a line per epoch."""
 
@@ -344,7 +391,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
           progress=True, stream=None, valid_batch_size=512, log=None, lr_schedule="constant", lr_decay=0.5,
           lr_step_epochs=1, warmup_steps=0, min_lr=0.0, lr_patience=1, label_smoothing=0.0, embed_dropout=0.0,
           patience=None, time_budget=None, batch_tokens=None, max_source_length=None, max_target_length=None,
-          clock=time.monotonic, metric="exact_match"):
+          clock=time.monotonic, metric="exact_match", reducer=None):
     """Train ``model`` in place.
 
     Parameters
@@ -396,6 +443,17 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         need sacrebleu, and are computed only when they pick).
     clock : callable
         Seconds as a float, for ``time_budget`` (tests pass a fake clock).
+    reducer : gradient reducer or None
+        Data-parallel training: :class:`s2sext.distributed.TorchReducer` (the default when
+        torch.distributed has an initialised process group of more than one process, else
+        :class:`SingleProcess`). ``batch_size``/``batch_tokens`` stay the global batch; every
+        process must pass the same data and settings. Each process computes its rows of each batch
+        and the reducer averages the gradients by target tokens, so clipping, updates, losses and
+        the learning rates are the one-process run's (to float rounding) when the run draws no
+        random numbers (``embed_dropout`` 0 and teacher forcing 1.0); with dropout or sampled
+        decoder inputs each process draws from its own generator, so those runs are equally
+        random but not the same draws. Rank 0 alone validates, logs and writes ``out`` and
+        ``checkpoint``; the others follow its validation scores and stop decisions.
 
     Returns
     -------
@@ -405,8 +463,12 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     ``valid_<name>`` for exact_match, token_error_rate and ``metric`` (in its unit).
     """
     started = clock()
+    reducer = reducer if reducer is not None else _default_reducer()
+    writer = reducer.rank == 0  # the process that validates, logs and writes files
     stream = stream if stream is not None else sys.stderr
     log = log if log is not None else (lambda msg: print(msg, file=stream, flush=True))
+    if not writer:
+        log, progress = (lambda msg: None), False
     schedule = TeacherForcingSchedule.parse(teacher_forcing)
     _check_options(epochs, batch_size, batch_tokens, clip, label_smoothing, embed_dropout, patience, time_budget)
     rates = LearningRateSchedule(lr_schedule, lr, decay=lr_decay, step_epochs=lr_step_epochs,
@@ -467,6 +529,11 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         since_best = int(extra.get("epochs_since_best", 0))
         history = list(extra.get("history", []))
         log(f"resumed from {resume} after epoch {first_epoch} ({opt.steps} updates)")
+    reducer.agree((len(src_seqs), sum(map(len, src_seqs)), sum(map(len, tgt_seqs)), first_epoch, opt.steps,
+                   sorted((k, v.shape) for k, v in model.params.items())), "the training data, resume point and parameters")
+    if reducer.world_size > 1:
+        model.unfreeze()
+        reducer.broadcast_parameters(model.params)
 
     def training_record(epochs_run, stop_reason):
         return {
@@ -485,12 +552,15 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
     longest_epoch = 0.0  # seconds, training + validation + saving, in this call
     for epoch in range(first_epoch, epochs):
         epoch_started = clock()
-        if time_budget is not None and longest_epoch and epoch_started - started + longest_epoch > time_budget:
+        # rank 0's clock decides, so every process runs the same epochs
+        if reducer.share(time_budget is not None and longest_epoch
+                         and epoch_started - started + longest_epoch > time_budget):
             stop_reason = "time_budget"
             log(f"stopping before epoch {epoch + 1}: {epoch_started - started:.1f} s spent, and another epoch "
                 f"(up to {longest_epoch:.1f} s so far) would overrun the time budget of {time_budget:g} s")
             break
-        rng = np.random.default_rng([seed, epoch])
+        # each process its own draws (rank 0 the one-process run's)
+        rng = np.random.default_rng([seed, epoch] + ([reducer.rank] if reducer.rank else []))
         start = time.perf_counter()
         batch_seed = seed * 1000003 + epoch
         if batch_tokens is not None:
@@ -502,21 +572,30 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         bar = _Progress(n_batches, f"epoch {epoch + 1}/{epochs}", progress, stream)
         loss_sum = tokens = correct = 0.0
         feed_probs = []
-        for src_ids, src_len, tgt_ids, tgt_len in epoch_batches:
-            tgt_in, tgt_out, lengths = target_arrays(tgt_ids, tgt_len)
+        for batch in epoch_batches:
             feed_prob = schedule(updates)
             feed_probs.append(feed_prob)
             opt.lr = rates.rate(updates)
-            loss, grads, stats = model.loss_and_grads(src_ids, src_len, tgt_in, tgt_out, lengths,
-                                                      feed_prob=feed_prob, rng=rng, train=True,
-                                                      label_smoothing=label_smoothing, embed_dropout=embed_dropout)
+            rows = reducer.shard(len(batch[1]))
+            if rows.stop > rows.start:
+                src_ids, src_len, tgt_ids, tgt_len = _shard_rows(batch, rows) if reducer.world_size > 1 else batch
+                tgt_in, tgt_out, lengths = target_arrays(tgt_ids, tgt_len)
+                loss, grads, stats = model.loss_and_grads(src_ids, src_len, tgt_in, tgt_out, lengths,
+                                                          feed_prob=feed_prob, rng=rng, train=True,
+                                                          label_smoothing=label_smoothing, embed_dropout=embed_dropout)
+                step_tokens, step_correct = stats["tokens"], stats["correct"]
+            else:  # a batch of fewer rows than processes: this one adds nothing to the sums
+                loss, step_tokens, step_correct = 0.0, 0, 0
+                grads = {k: np.zeros_like(v) for k, v in model.params.items()}
+            # the reduced loss is the same in every process, so all of them stop here together
+            loss, step_tokens, step_correct = reducer.reduce(grads, loss, step_tokens, step_correct)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss} at update {updates}")
             opt.step(grads, scale=clip_scale(grad_norm(grads), clip))
             updates += 1
-            loss_sum += loss * stats["tokens"]
-            tokens += stats["tokens"]
-            correct += stats["correct"]
+            loss_sum += loss * step_tokens
+            tokens += step_tokens
+            correct += step_correct
             elapsed = time.perf_counter() - start
             bar.update(1, loss=f"{loss:.4f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
         bar.close()
@@ -531,10 +610,13 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         }
         is_best = valid_data is None
         if valid_data is not None:
-            result = evaluate(model, valid_data[0], valid_data[1], batch_size=valid_batch_size, metrics=valid_metrics)
-            record["valid_loss"] = result["loss"]
-            record["valid_accuracy"] = result["accuracy"]
-            record.update({f"valid_{name}": value for name, value in result["metrics"].items()})
+            scores = None
+            if writer:  # the parameters are the same in every process: rank 0 validates for all
+                result = evaluate(model, valid_data[0], valid_data[1], batch_size=valid_batch_size,
+                                  metrics=valid_metrics)
+                scores = {"valid_loss": result["loss"], "valid_accuracy": result["accuracy"],
+                          **{f"valid_{name}": value for name, value in result["metrics"].items()}}
+            record.update(reducer.share(scores))
             key = selection_key(record, metric)
             is_best = best is None or key > tuple(best)
             if is_best:
@@ -551,9 +633,9 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
         if is_best:
             best_epoch = epoch + 1
         stop = patience is not None and since_best >= patience
-        if out is not None and is_best:
+        if out is not None and is_best and writer:
             model.save(out, extra={"training": training_record(epoch + 1, None)})
-        if checkpoint is not None:
+        if checkpoint is not None and writer:
             extra = {"optimizer": opt.name, "updates": opt.steps, "epoch": epoch + 1, "best": best,
                      "best_epoch": best_epoch, "epochs_since_best": since_best, "history": history, "seed": seed,
                      "metric": metric,
@@ -566,6 +648,7 @@ def train(model, train_data, valid_data=None, *, epochs=3, batch_size=128, optim
             log(f"stopping after epoch {epoch + 1}: the validation metric has not improved for {since_best} "
                 f"epochs (patience {patience}); the best was epoch {best_epoch}")
             break
-    if out is not None and best_epoch is not None:
+    if out is not None and best_epoch is not None and writer:
         _rewrite_best(out, model, training_record(len(history), stop_reason), log)
+    reducer.share(None)  # every process returns once rank 0's files are written
     return history
