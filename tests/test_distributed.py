@@ -201,3 +201,86 @@ def test_torch_reducer_needs_a_process_group():
         pytest.skip("a process group is initialised")
     with pytest.raises(ValueError, match="needs an initialised torch.distributed process group"):
         TorchReducer()
+
+
+# ---------------------------------------------------------------------------------------------
+# The command under torchrun, and without it
+
+
+CLI_TRAIN = ["train", "--task", "reverse", "--task-size", "300", "--hidden", "16", "--embed", "8", "--batch-size", "27",
+             "--no-progress", "--lr", "0.01", "--out", "m.s2s", "--checkpoint", "c.ckpt"]
+# the environment variables of torchrun that a plain run must not inherit from whoever runs the tests
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+# A run of the command that says whether it imported torch (a guard on sys.modules after main()).
+WITHOUT_TORCH = """
+import sys
+from s2sext.cli import main
+status = main(sys.argv[1:])
+sys.stdout.flush()
+print("torch imported:", sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")) != [])
+sys.exit(status)
+"""
+
+
+def _command(directory, argv, env=None):
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+    environ.update(env or {})
+    done = subprocess.run([sys.executable, *argv], cwd=directory, env=environ, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr
+
+
+def _torchrun(directory, *argv):
+    return _command(directory, ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                                "-m", "s2sext", *CLI_TRAIN, *argv])
+
+
+def _checkpoint_history(path):
+    return Seq2Seq.load(path, return_extra=True)[1]["history"]
+
+
+@pytest.mark.slow
+def test_cli_under_torchrun_trains_resumes_and_speaks_once(tmp_path):
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    single.mkdir()
+    parallel.mkdir()
+    out, _ = _command(single, ["-c", WITHOUT_TORCH, *CLI_TRAIN, "--epochs", "3", "--threads", "1"])
+    assert "torch imported: False" in out
+
+    out, err = _torchrun(parallel, "--epochs", "2")
+    epoch_lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1", "epoch 2"], err
+    assert [line.split(":")[0] for line in out.splitlines()] == ["data", "model", "vocabulary", "best epoch 2"], out
+    out, err = _torchrun(parallel, "--epochs", "3", "--resume", "c.ckpt")
+    assert [line for line in err.splitlines() if line.startswith(("epoch ", "resumed"))][1].startswith("epoch 3:"), err
+    assert out.count("best epoch") == 1 and out.startswith("resuming c.ckpt"), out
+
+    expected, got = _checkpoint_history(single / "c.ckpt"), _checkpoint_history(parallel / "c.ckpt")
+    assert [h["epoch"] for h in got] == [1, 2, 3]
+    for mine, theirs in zip(got, expected):
+        for key in ("train_loss", "train_token_accuracy", "valid_loss"):
+            assert mine[key] == pytest.approx(theirs[key], rel=RELATIVE), key
+    one, two = Seq2Seq.load(single / "m.s2s"), Seq2Seq.load(parallel / "m.s2s")
+    for name, value in one.params.items():
+        np.testing.assert_allclose(two.params[name], value, rtol=1e-4, atol=1e-6)  # the losses' drift, in weights
+
+
+def test_one_process_under_torchrun_variables_does_not_import_torch(tmp_path):
+    out, err = _command(tmp_path, ["-c", WITHOUT_TORCH, *CLI_TRAIN, "--epochs", "1", "--threads", "1"],
+                        env={"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
+    assert "torch imported: False" in out and "epoch 1:" in err
+
+
+def test_cli_refuses_a_world_size_that_is_no_integer(monkeypatch, capsys):
+    from s2sext.cli import main
+
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "two"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert main(CLI_TRAIN) == 2
+    err = capsys.readouterr().err
+    assert err == "s2sext: error: the environment variable WORLD_SIZE must be an integer; got 'two'\n"

@@ -377,6 +377,48 @@ def _vocabulary_coverage(model, train_pairs):
 
 
 def cmd_train(args):
+    """``s2sext train``; under ``torchrun`` with more than one process, data-parallel: each process
+    trains on its share of every global batch (--batch-size is the global batch), gradients are
+    all-reduced over gloo, and rank 0 alone prints and writes the files. One process (``torchrun``
+    with one, or none) never imports torch."""
+    if _torchrun_world_size() <= 1:
+        return _train(args)
+    import contextlib
+
+    import torch.distributed as dist
+
+    from .distributed import TorchReducer, default_threads, environment_world, init_from_environment
+
+    try:
+        rank, _, local_world_size = environment_world()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not args.threads:  # the processes on this machine share its CPUs
+        args.threads = default_threads(local_world_size)
+    created = init_from_environment("gloo")
+    try:
+        if rank == 0:
+            return _train(args, TorchReducer())
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # one process speaks
+            return _train(args, TorchReducer())
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _torchrun_world_size() -> int:
+    """``WORLD_SIZE`` when ``torchrun`` (its RANK, WORLD_SIZE and LOCAL_RANK) started this process,
+    else 1; read without importing torch."""
+    if not all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+        return 1
+    text = os.environ["WORLD_SIZE"]
+    try:
+        return int(text)
+    except ValueError:
+        raise CliError(f"the environment variable WORLD_SIZE must be an integer; got {short_repr(text)}") from None
+
+
+def _train(args, reducer=None):
     from .metrics import describe
     from .train import selection_key, train
 
@@ -443,7 +485,7 @@ def cmd_train(args):
         lr_patience=args.lr_patience, label_smoothing=args.label_smoothing, embed_dropout=args.embed_dropout,
         patience=args.patience, time_budget=args.time_budget, batch_tokens=args.batch_tokens,
         max_source_length=limit if args.skip_long else None,
-        max_target_length=args.max_target_length if args.skip_long else None,
+        max_target_length=args.max_target_length if args.skip_long else None, reducer=reducer,
     )
     best = max(history, key=lambda r: selection_key(r, args.metric))
     written = os.path.exists(args.out) and os.path.getmtime(args.out) != out_mtime
@@ -771,7 +813,8 @@ def build_parser():
     t.add_argument("--out", default="model.s2s", metavar="MODEL", help="where the best model goes")
     t.add_argument("--checkpoint", metavar="FILE", help="write a resumable checkpoint after every epoch (default: none)")
     t.add_argument("--resume", metavar="FILE", help="continue from a checkpoint (default: start afresh)")
-    t.add_argument("--threads", type=_threads, help="kernel threads (default: all CPUs)")
+    t.add_argument("--threads", type=_threads,
+                   help="kernel threads (default: all CPUs; under torchrun each process an equal share)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
