@@ -1,6 +1,7 @@
 """Data-parallel training (s2sext.distributed): two processes over gloo on localhost train like one
 process on the same global batches, write files and log from rank 0 only, resume a checkpoint as
-one process does; the helpers' own checks."""
+one process does, in train() and in `s2sext train` under torchrun; one process never imports torch;
+s2sext.torch modules under DistributedDataParallel train like one process; the helpers' checks."""
 
 import json
 import os
@@ -284,3 +285,82 @@ def test_cli_refuses_a_world_size_that_is_no_integer(monkeypatch, capsys):
     assert main(CLI_TRAIN) == 2
     err = capsys.readouterr().err
     assert err == "s2sext: error: the environment variable WORLD_SIZE must be an integer; got 'two'\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# s2sext.torch modules under DistributedDataParallel
+
+DDP_STEPS, DDP_BATCH = 20, 8
+
+
+class _TinyTagger(torch.nn.Module):
+    """Embedding -> s2sext.torch.LSTM -> general attention of the last state over the outputs ->
+    a class per sequence."""
+
+    def __init__(self):
+        import s2sext.torch as st
+
+        super().__init__()
+        self.embed = torch.nn.Embedding(12, 5, dtype=torch.float64)
+        self.lstm = st.LSTM(5, 7, batch_first=True, dtype=torch.float64)
+        self.attention = st.Attention("general", 7, dtype=torch.float64)
+        self.out = torch.nn.Linear(14, 3, dtype=torch.float64)
+
+    def forward(self, tokens, lengths):
+        outputs, (h, _) = self.lstm(self.embed(tokens))
+        context, _ = self.attention(outputs, h[-1], lengths=lengths)
+        return self.out(torch.cat([context, h[-1]], -1))
+
+
+def _ddp_batches():
+    """One batch, DDP_STEPS times (a model fitting it shows a steadily falling loss)."""
+    generator = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 12, (DDP_BATCH, 6), generator=generator)
+    lengths = torch.randint(1, 7, (DDP_BATCH,), generator=generator)
+    return [(tokens, lengths, tokens[:, 0] % 3)] * DDP_STEPS  # the class: the first token's, mod 3
+
+
+def _ddp_losses(rank=0, world=1):
+    """The global batch's loss at each step of training the tagger on this rank's equal share of
+    every batch (DDP averages the gradients, and the loss is a mean over equal shares)."""
+    torch.manual_seed(0)
+    model = _TinyTagger()
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = torch.optim.Adam(wrapped.parameters(), lr=0.05)
+    losses = []
+    share = DDP_BATCH // world
+    for tokens, lengths, labels in _ddp_batches():
+        rows = slice(rank * share, (rank + 1) * share)
+        loss = torch.nn.functional.cross_entropy(wrapped(tokens[rows], lengths[rows]), labels[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total = loss.detach().clone()
+        if world > 1:
+            dist.all_reduce(total)
+            total /= world
+        losses.append(total.item())
+    return losses, [p.detach().clone() for p in model.parameters()]
+
+
+def _ddp_worker(rank, world, directory):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{directory}/rendezvous", rank=rank, world_size=world)
+    try:
+        losses, params = _ddp_losses(rank, world)
+        torch.save({"losses": losses, "params": params}, os.path.join(directory, f"ddp{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_s2sext_torch_modules_under_ddp_equal_one_process(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    single_losses, single_params = _ddp_losses()
+    assert single_losses[-1] < 0.7 * single_losses[0]  # it learns, so the comparison is of a moving run
+    for rank in range(2):
+        got = torch.load(tmp_path / f"ddp{rank}.pt")
+        # float64 throughout: the two runs differ only in where the batch's mean is summed
+        np.testing.assert_allclose(got["losses"], single_losses, rtol=1e-10)
+        for mine, theirs in zip(got["params"], single_params):
+            torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
