@@ -15,7 +15,7 @@ mp = pytest.importorskip("torch.multiprocessing")
 
 from s2sext import Seq2Seq, _core  # noqa: E402
 from s2sext.data import build_vocabs, encode_pairs, make_task  # noqa: E402
-from s2sext.train import SingleProcess, train  # noqa: E402
+from s2sext.train import SingleProcess, _default_reducer, train  # noqa: E402
 
 # 410 pairs in batches of 27: 16 batches an epoch, the last of 5 rows (shards of 2 and 3); 4 epochs
 # of 16 are the first 64 steps.
@@ -82,7 +82,13 @@ def _worker(rank, world, directory):
         full = run(reducer, directory, "full", init_seed=rank)
         half = run(reducer, directory, "part", epochs=2)
         resumed = run(reducer, directory, "part", resume=os.path.join(directory, "part.ckpt"))
-        result = {"full": full, "half": half, "resumed": resumed}
+        # dropout and sampled decoder inputs: each rank its own draws, the parameters still in step
+        src_vocab, tgt_vocab, tr, va = task()
+        model = Seq2Seq(src_vocab, tgt_vocab, embed_size=8, hidden_size=16, attention="dot", seed=0)
+        random = train(model, tr, va, epochs=1, batch_size=BATCH, progress=False, log=lambda line: None,
+                       embed_dropout=0.3, teacher_forcing="0.5", reducer=reducer)
+        result = {"full": full, "half": half, "resumed": resumed, "random_loss": random[0]["train_loss"],
+                  "random_params": float(sum(np.float64(v).sum() for v in model.params.values()))}
         with open(os.path.join(directory, f"rank{rank}.json"), "w") as f:
             json.dump(result, f)
     finally:
@@ -136,6 +142,12 @@ def test_rank_zero_alone_logs(two_processes):
     assert results[1]["full"][2] == [] and results[1]["resumed"][2] == []
 
 
+def test_with_dropout_and_sampling_the_ranks_stay_in_step(two_processes):
+    _, results = two_processes
+    assert results[0]["random_params"] == results[1]["random_params"]
+    assert results[0]["random_loss"] == results[1]["random_loss"]
+
+
 def test_two_process_resume_equals_the_uninterrupted_run(two_processes):
     _, results = two_processes
     for rank in range(2):
@@ -161,8 +173,16 @@ def _write_worker(rank, world, directory):
     _core.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{directory}/rendezvous", rank=rank, world_size=world)
     try:
-        # each rank names its own files, so a file of rank 1 would show
-        run(TorchReducer(), directory, f"rank{rank}", epochs=1)
+        # each rank names its own files, so a file of rank 1 would show; no reducer given: train()
+        # finds the process group itself
+        src_vocab, tgt_vocab, tr, va = task()
+        model = Seq2Seq(src_vocab, tgt_vocab, embed_size=8, hidden_size=16, attention="dot", seed=0)
+        lines = []
+        history = train(model, tr, va, epochs=1, batch_size=BATCH, progress=False, log=lines.append,
+                        out=os.path.join(directory, f"rank{rank}.s2s"),
+                        checkpoint=os.path.join(directory, f"rank{rank}.ckpt"))
+        assert len(lines) == (1 if rank == 0 else 0) and len(history) == 1
+        assert isinstance(_default_reducer(), TorchReducer)
     finally:
         dist.destroy_process_group()
 
