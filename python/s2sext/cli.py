@@ -381,18 +381,19 @@ def cmd_train(args):
     trains on its share of every global batch (--batch-size is the global batch), gradients are
     all-reduced over gloo, and rank 0 alone prints and writes the files. One process (``torchrun``
     with one, or none) never imports torch."""
-    if _torchrun_world_size() <= 1:
+    from .distributed import TorchReducer, default_threads, environment_world, init_from_environment
+
+    try:
+        world = environment_world()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if world is None or world[1] == 1:
         return _train(args)
     import contextlib
 
     import torch.distributed as dist
 
-    from .distributed import TorchReducer, default_threads, environment_world, init_from_environment
-
-    try:
-        rank, _, local_world_size = environment_world()
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    rank, _, local_world_size = world
     if not args.threads:  # the processes on this machine share its CPUs
         args.threads = default_threads(local_world_size)
     created = init_from_environment("gloo")
@@ -404,18 +405,6 @@ def cmd_train(args):
     finally:
         if created:
             dist.destroy_process_group()
-
-
-def _torchrun_world_size() -> int:
-    """``WORLD_SIZE`` when ``torchrun`` (its RANK, WORLD_SIZE and LOCAL_RANK) started this process,
-    else 1; read without importing torch."""
-    if not all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
-        return 1
-    text = os.environ["WORLD_SIZE"]
-    try:
-        return int(text)
-    except ValueError:
-        raise CliError(f"the environment variable WORLD_SIZE must be an integer; got {short_repr(text)}") from None
 
 
 def _train(args, reducer=None):

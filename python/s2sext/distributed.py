@@ -14,7 +14,9 @@ all-reduce per update: float64 so the weighted sum loses nothing against the one
 and one buffer because the backward is one C++ call that returns every gradient at once (there
 is no earlier gradient to overlap the reduction with).
 
-Importing this module imports torch; a single-process run never needs it.
+The reducer and the process group need torch (imported when first used); the environment helpers
+do not, so the command reads ``torchrun``'s variables without it, and a single-process run never
+imports torch.
 """
 
 from __future__ import annotations
@@ -22,12 +24,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
-import torch.distributed as dist
 
 from .checks import short_repr
 
-__all__ = ["TorchReducer", "environment_world", "init_from_environment", "default_threads"]
+__all__ = ["TorchReducer", "environment_world", "world_of", "init_from_environment", "default_threads"]
 
 _ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -39,6 +39,7 @@ def environment_world() -> tuple[int, int, int] | None:
 
 
 def world_of(environ) -> tuple[int, int, int] | None:
+    """:func:`environment_world` of the mapping ``environ``."""
     if not all(name in environ for name in _ENVIRONMENT):
         return None
     values = {}
@@ -64,6 +65,8 @@ def default_threads(local_world_size: int, cpus: int | None = None) -> int:
 def init_from_environment(backend: str = "gloo") -> bool:
     """Initialise the default process group from ``torchrun``'s environment unless one is already
     initialised; -> whether this call initialised it (the caller then destroys it)."""
+    import torch.distributed as dist
+
     if dist.is_initialized():
         return False
     dist.init_process_group(backend)
@@ -80,6 +83,10 @@ class TorchReducer:
     stop) to the others so that every process runs the same epochs and updates."""
 
     def __init__(self, group=None):
+        import torch
+        import torch.distributed as dist
+
+        self._torch, self._dist = torch, dist
         if not dist.is_available() or not dist.is_initialized():
             raise ValueError("TorchReducer needs an initialised torch.distributed process group "
                              "(torch.distributed.init_process_group); none is")
@@ -96,7 +103,7 @@ class TorchReducer:
         """ValueError in every process unless every process passes an equal ``value`` (what must be
         the same everywhere: the data's size, the parameters' shapes, the settings)."""
         values = [None] * self.world_size
-        dist.all_gather_object(values, value, group=self.group)
+        self._dist.all_gather_object(values, value, group=self.group)
         if any(v != values[0] for v in values):
             raise ValueError(f"the processes disagree on {name}: {short_repr(values, 200)} (rank order); "
                              "every process must train on the same data with the same settings")
@@ -104,8 +111,8 @@ class TorchReducer:
     def broadcast_parameters(self, params: dict) -> None:
         """Overwrite every process's parameters with rank 0's, so training starts in step."""
         names = sorted(params)
-        flat = torch.from_numpy(np.concatenate([params[k].ravel().astype(np.float64) for k in names]))
-        dist.broadcast(flat, 0, group=self.group)
+        flat = self._torch.from_numpy(np.concatenate([params[k].ravel().astype(np.float64) for k in names]))
+        self._dist.broadcast(flat, 0, group=self.group)
         offset = 0
         for k in names:
             size = params[k].size
@@ -123,7 +130,7 @@ class TorchReducer:
             np.multiply(grads[k].ravel(), tokens, out=flat[offset:offset + size], dtype=np.float64)
             offset += size
         flat[offset:] = (loss * tokens, tokens, correct)
-        dist.all_reduce(torch.from_numpy(flat), group=self.group)
+        self._dist.all_reduce(self._torch.from_numpy(flat), group=self.group)
         loss_sum, total, hits = flat[offset:]
         if total > 0:
             flat[:offset] /= total
@@ -136,5 +143,5 @@ class TorchReducer:
     def share(self, value):
         """Rank 0's ``value`` in every process (a barrier as well)."""
         box = [value]
-        dist.broadcast_object_list(box, 0, group=self.group)
+        self._dist.broadcast_object_list(box, 0, group=self.group)
         return box[0]
