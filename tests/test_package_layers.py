@@ -27,6 +27,7 @@ LAYERS = [
     ["model"],
     ["torch_equations", "torch_state_dict"],
     ["torch", "torch_reference", "opennmt", "cli_inputs"],
+    ["cli_train"],
     ["cli"],
     ["__init__", "__main__"],
 ]

@@ -12,6 +12,14 @@ from collections import Counter
 from typing import NamedTuple
 
 
+# The default longest source (train) and target (train, eval) in tokens: fairseq's default
+# max-source/target-positions. A longer line is refused naming it, unless the option is raised.
+DEFAULT_MAX_TOKENS = 1024
+# The most any length option accepts (sources, targets, --max-length): a bound far above any
+# sentence, so that a mistyped length is refused at once rather than by the allocator later.
+MAX_TOKENS = 100_000
+
+
 class CliError(Exception):
     """A user-facing error: printed as one line."""
 
@@ -174,3 +182,34 @@ def check_output(option, path):
             pass
     except OSError as exc:
         raise CliError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def set_threads(args):
+    """The kernel threads a command's --threads asks for (none given: the core's default)."""
+    if getattr(args, "threads", None):
+        from ._core import set_num_threads
+
+        set_num_threads(args.threads)
+
+
+def require_metrics(names):
+    """``names`` checked to be computable here, before any work (a CliError naming the extra if not)."""
+    from .metrics import MetricUnavailableError, require
+
+    try:
+        return require(names)
+    except MetricUnavailableError as exc:
+        raise CliError(f"--metric {' '.join(names)}: {exc}") from None
+
+
+def encode_model_pairs(model, pairs):
+    from .data import encode_pairs
+
+    return encode_pairs(pairs, model.src_vocab, model.tgt_vocab, model.src_tokenizer, model.tgt_tokenizer,
+                        reverse_source=model.config.reverse_source)
+
+
+def warn_unknown_pairs(model, pairs, where, vocabulary="the model's"):
+    """The unknown-token warnings of a TSV file's sources and targets (see UnknownTokens)."""
+    UnknownTokens(model.src_vocab, model.src_tokenizer).add(s for s, _ in pairs).warn(where, vocabulary)
+    UnknownTokens(model.tgt_vocab, model.tgt_tokenizer, "target").add(t for _, t in pairs).warn(where, vocabulary)

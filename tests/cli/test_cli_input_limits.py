@@ -13,6 +13,7 @@ import pytest
 
 import s2sext
 import s2sext.cli
+import s2sext.cli_train
 from s2sext import Seq2Seq
 from s2sext.data import make_task
 
@@ -31,7 +32,8 @@ def _forbid_encoding(monkeypatch):
 
     monkeypatch.setattr(Seq2Seq, "encode_texts", refuse)
     monkeypatch.setattr(Seq2Seq, "translate", refuse)
-    monkeypatch.setattr(s2sext.cli, "_encode", refuse)
+    monkeypatch.setattr(s2sext.cli, "encode_model_pairs", refuse)
+    monkeypatch.setattr(s2sext.cli_train, "encode_model_pairs", refuse)
 
 
 @pytest.mark.parametrize("options", [[], ["--beam", "2"], ["--beam", "3", "--n-best", "2"]])
