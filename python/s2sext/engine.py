@@ -163,12 +163,31 @@ class Decoder:
             out.append(items)
         return out
 
-    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
+    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0, *,
+                  coverage_penalty=0.0, no_repeat_ngram_size=0, target_prefix=None, sampling_temperature=1.0,
+                  sampling_topk=1, sampling_topp=1.0, seed=0):
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
-        ``n_best > 1`` a list of lists of ``(text, score)``."""
+        ``n_best > 1`` a list of lists of ``(text, score)``. The keyword options are
+        :meth:`generate`'s; ``target_prefix`` here is one text (read with the target's tokenizer)
+        that every output starts with, and the outputs include it."""
         beam, n_best = check_translate_args(beam, n_best)
         src_tokenizer, tgt_tokenizer = self.tokenizers
         src, lengths = encode_texts(texts, self.src_vocab, src_tokenizer, self.config["reverse_source"])
+        extra = dict(coverage_penalty=coverage_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                     sampling_temperature=sampling_temperature, sampling_topk=sampling_topk,
+                     sampling_topp=sampling_topp, seed=seed)
+        if target_prefix is not None:
+            if not isinstance(target_prefix, str):
+                raise TypeError(f"target_prefix must be a str or None, got {type(target_prefix).__name__}")
+            prefix = self.tgt_vocab.encode(get_tokenizer(tgt_tokenizer).tokenize(target_prefix))
+            extra["target_prefix"] = [list(prefix)] * len(lengths) if prefix else None
+        if extra != dict(coverage_penalty=0.0, no_repeat_ngram_size=0, sampling_temperature=1.0, sampling_topk=1,
+                         sampling_topp=1.0, seed=0, **({"target_prefix": None} if "target_prefix" in extra else {})):
+            results = self.generate(src, lengths, beam, max_length, min_length, n_best, length_penalty, **extra)
+            if n_best == 1:
+                return [decode_ids(hyps[0]["tokens"], self.tgt_vocab, tgt_tokenizer) if hyps else "" for hyps in results]
+            return [[(decode_ids(h["tokens"], self.tgt_vocab, tgt_tokenizer), h["score"]) for h in hyps]
+                    for hyps in results]
         if beam == 1 and n_best == 1:
             ids = self.greedy(src, lengths, max_length, min_length)
             return [decode_ids(row, self.tgt_vocab, tgt_tokenizer) for row in ids]
