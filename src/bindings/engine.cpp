@@ -165,7 +165,6 @@ class PyEngine {
     o.sampling_topk = sampling_topk;
     o.sampling_topp = sampling_topp;
     o.seed = seed;
-    o.return_scores = true;
     o.return_token_scores = return_token_scores;
     if (!target_prefix.is_none())
       for (auto entry : target_prefix) {
@@ -177,25 +176,7 @@ class PyEngine {
     std::vector<std::vector<s2s::Hypothesis>> result;
     try {
       py::gil_scoped_release nogil;
-      if (beam_size == 1) {
-        const s2s::GreedyResult found = engine_->greedy(sb.src.data(), sb.lengths.data(), sb.B, sb.S, o, serial);
-        const int64_t T = found.steps;
-        result.resize(static_cast<size_t>(sb.B));
-        for (int64_t b = 0; b < sb.B; ++b) {
-          s2s::Hypothesis h;
-          const int64_t n = found.lengths[b];
-          h.tokens.assign(found.tokens.begin() + b * T, found.tokens.begin() + b * T + n);
-          h.score = found.scores[b];
-          h.log_prob = found.log_probs[b];
-          if (return_token_scores)
-            h.token_scores.assign(found.token_scores.begin() + b * T, found.token_scores.begin() + b * T + n);
-          if (return_attention)
-            h.attention.assign(found.attention.begin() + b * T * sb.S, found.attention.begin() + (b * T + n) * sb.S);
-          result[b].push_back(std::move(h));
-        }
-      } else {
-        result = engine_->beam(sb.src.data(), sb.lengths.data(), sb.B, sb.S, o, serial);
-      }
+      result = engine_->generate(sb.src.data(), sb.lengths.data(), sb.B, sb.S, o, serial);
     } catch (const std::invalid_argument& e) {
       ck.value_error(e.what());
     }

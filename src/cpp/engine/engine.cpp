@@ -159,4 +159,27 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
   return result;
 }
 
+std::vector<std::vector<Hypothesis>> Engine::generate(const int64_t* src, const int64_t* lengths, int64_t B,
+                                                      int64_t S, const SearchOptions& options_in, bool serial) const {
+  if (options_in.beam_size != 1) return beam(src, lengths, B, S, options_in, serial);
+  SearchOptions options = options_in;
+  options.return_scores = true;
+  const GreedyResult found = greedy(src, lengths, B, S, options, serial);
+  const int64_t T = found.steps;
+  std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    Hypothesis h;
+    const int64_t n = found.lengths[b];
+    h.tokens.assign(found.tokens.begin() + b * T, found.tokens.begin() + b * T + n);
+    h.score = found.scores[b];
+    h.log_prob = found.log_probs[b];
+    if (options.return_token_scores)
+      h.token_scores.assign(found.token_scores.begin() + b * T, found.token_scores.begin() + b * T + n);
+    if (options.return_attention)
+      h.attention.assign(found.attention.begin() + b * T * S, found.attention.begin() + (b * T + n) * S);
+    result[b].push_back(std::move(h));
+  }
+  return result;
+}
+
 }  // namespace s2s
