@@ -469,7 +469,7 @@ def cmd_translate(args):
     where = args.input if args.input not in (None, "-") else "<stdin>"
     name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
     # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
-    start, cut = 0, 0
+    start, cut, sampled = 0, 0, 0
     unknown = UnknownTokens(model.src_vocab, model.src_tokenizer)
     while True:
         chunk = list(itertools.islice(lines, args.batch_size))
@@ -483,17 +483,18 @@ def cmd_translate(args):
         results = [""] * len(chunk)
         if keep:
             try:
-                # the compiled decoder's translate: Seq2Seq.translate has no generate options
-                out = model.search_decoder().translate(
+                out = model.translate(
                     [chunk[i] for i in keep], beam=args.beam, n_best=args.n_best, max_length=args.max_length,
                     length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
                     no_repeat_ngram_size=args.no_repeat_ngram_size, target_prefix=args.target_prefix,
                     sampling_temperature=args.sampling_temperature, sampling_topk=args.sampling_topk,
-                    sampling_topp=args.sampling_topp, seed=args.seed)
+                    sampling_topp=args.sampling_topp, seed=args.seed + sampled)
             except ValueError as exc:
                 raise CliError(f"{where}: lines {start + 1}-{start + len(chunk)}: {exc}") from None
             for i, r in zip(keep, out):
                 results[i] = r
+            # the n-th non-blank line draws from seed + n, whatever --batch-size cuts
+            sampled += len(keep)
         for r in results:
             if args.n_best > 1 and isinstance(r, list):
                 print(" ||| ".join(f"{text} ({score:.4f})" for text, score in r))
@@ -802,7 +803,8 @@ def build_parser():
                    help="sample within the smallest set of probability >= P (1: no limit)")
     p.add_argument("--sampling-temperature", type=_float_in(open_low=True), default=1.0, metavar="T",
                    help="divide the logits by T before sampling")
-    p.add_argument("--seed", type=_seed, default=0, help="the sampling's seed (the same seed, the same output)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="the sampling's seed: the n-th non-blank line draws from seed + n (same seed, same output)")
     p.add_argument("--target-prefix", metavar="TEXT", default=None,
                    help="every output starts with TEXT, then continues (default: none)")
     p.add_argument("--batch-size", type=_batch_size, default=64, help="lines decoded together")

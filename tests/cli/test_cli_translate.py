@@ -373,6 +373,10 @@ def test_translate_generate_options_reach_the_search(capsys, tmp_path, model_pat
         assert rc == 0, err
         assert out.split("\n")[:-1] == dec.translate(sources, **options), argv
         assert run(capsys, "translate", "--model", model_path, inputs, *argv)[1] == out
+    # the draws do not depend on --batch-size
+    sampling = ["--sampling-topk", "0", "--sampling-temperature", "2", "--seed", "3"]
+    assert run(capsys, "translate", "--model", model_path, inputs, *sampling)[1] == \
+        run(capsys, "translate", "--model", model_path, inputs, *sampling, "--batch-size", "1")[1]
     rc, out, _ = run(capsys, "translate", "--model", model_path, inputs, "--target-prefix", "qqz")
     assert all(line.startswith("qqz") for line in out.split("\n")[:-1])  # characters: the task's tokens
 

@@ -162,6 +162,8 @@ GreedyResult greedy_search(DecoderStep& decoder, const SearchOptions& o, const i
         const std::vector<int64_t>* prefix = prefix_of(r);
         if (prefix && t < int64_t(prefix->size())) {
           token = (*prefix)[static_cast<size_t>(t)];
+        } else if (!sampling && o.no_repeat_ngram_size == 0) {  // plain greedy: no copy of the row
+          token = argmax(z, V, t < o.min_length ? kEosId : -1);
         } else {
           std::copy_n(z, V, masked.begin());
           if (t < o.min_length) masked[kEosId] = -std::numeric_limits<float>::infinity();
