@@ -260,3 +260,23 @@ def test_bad_values_are_refused(kwargs, error, match):
     src, lengths = batch()
     with pytest.raises(error, match=match):
         dec.generate(src[:2], lengths[:2], **kwargs)
+
+
+def test_translate_takes_the_generate_options():
+    from s2sext.data import build_vocabs, make_task
+
+    pairs = make_task("reverse", 50, seed=2)
+    src_vocab, tgt_vocab = build_vocabs(pairs, "char", "char")
+    model = Seq2Seq(src_vocab, tgt_vocab, embed_size=6, hidden_size=8, attention="dot", seed=0)
+    model.params["out.weight"] *= np.float32(3.0)
+    texts = [s for s, _ in pairs[:3]]
+    dec = model.compile()
+    out = dec.translate(texts, beam=3, n_best=2, no_repeat_ngram_size=1)
+    unique = lambda text: len(set(text)) == len(text)  # noqa: E731
+    # blocked unigrams: no character twice (<unk> is one token, so drop its spelling)
+    assert all(len(hyps) == 2 and all(unique(t.replace("<unk>", "")) for t, _ in hyps) for hyps in out)
+    assert not all(unique(t.replace("<unk>", "")) for t in dec.translate(texts, beam=3))  # without blocking
+    assert all(t.startswith("ab") for t in dec.translate(texts, target_prefix="ab", max_length=6))
+    assert dec.translate(texts, target_prefix="") == dec.translate(texts)  # no tokens: no prefix
+    with pytest.raises(TypeError, match="target_prefix must be a str or None, got list"):
+        dec.translate(texts, target_prefix=[4])

@@ -176,18 +176,20 @@ class Decoder:
         extra = dict(coverage_penalty=coverage_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
                      sampling_temperature=sampling_temperature, sampling_topk=sampling_topk,
                      sampling_topp=sampling_topp, seed=seed)
+        plain = extra == dict(coverage_penalty=0.0, no_repeat_ngram_size=0, sampling_temperature=1.0,
+                              sampling_topk=1, sampling_topp=1.0, seed=0)
         if target_prefix is not None:
             if not isinstance(target_prefix, str):
                 raise TypeError(f"target_prefix must be a str or None, got {type(target_prefix).__name__}")
             prefix = self.tgt_vocab.encode(get_tokenizer(tgt_tokenizer).tokenize(target_prefix))
-            extra["target_prefix"] = [list(prefix)] * len(lengths) if prefix else None
-        if extra != dict(coverage_penalty=0.0, no_repeat_ngram_size=0, sampling_temperature=1.0, sampling_topk=1,
-                         sampling_topp=1.0, seed=0, **({"target_prefix": None} if "target_prefix" in extra else {})):
+            if prefix:  # a prefix without tokens is none
+                extra["target_prefix"] = [list(prefix)] * len(lengths)
+                plain = False
+        if not plain:  # generate's options: the one search through generate
             results = self.generate(src, lengths, beam, max_length, min_length, n_best, length_penalty, **extra)
-            if n_best == 1:
-                return [decode_ids(hyps[0]["tokens"], self.tgt_vocab, tgt_tokenizer) if hyps else "" for hyps in results]
-            return [[(decode_ids(h["tokens"], self.tgt_vocab, tgt_tokenizer), h["score"]) for h in hyps]
-                    for hyps in results]
+            texts = [[(decode_ids(h["tokens"], self.tgt_vocab, tgt_tokenizer), h["score"]) for h in hyps]
+                     for hyps in results]
+            return [hyps[0][0] if hyps else "" for hyps in texts] if n_best == 1 else texts
         if beam == 1 and n_best == 1:
             ids = self.greedy(src, lengths, max_length, min_length)
             return [decode_ids(row, self.tgt_vocab, tgt_tokenizer) for row in ids]
