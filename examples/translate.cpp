@@ -1,6 +1,8 @@
 // Translate with a trained s2sext model from C++, without Python:
 //
-//   translate MODEL [--beam N] [TEXT ...]        (no TEXT: one line at a time from stdin)
+//   translate MODEL [--beam N] [--sampling-topk K] [--sampling-topp P] [--sampling-temperature T]
+//             [--seed S] [--no-repeat-ngram-size N] [--coverage-penalty BETA] [TEXT ...]
+//   (no TEXT: one line at a time from stdin)
 //
 // Prints one translation per input. Build: see docs/cpp-api.md.
 #include <cstdlib>
@@ -12,23 +14,32 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: " << argv[0] << " MODEL [--beam N] [TEXT ...]\n";
+    std::cerr << "usage: " << argv[0] << " MODEL [--beam N] [--sampling-topk K] [--sampling-topp P] "
+                 "[--sampling-temperature T] [--seed S] [--no-repeat-ngram-size N] [--coverage-penalty BETA] "
+                 "[TEXT ...]\n";
     return 2;
   }
-  int64_t beam = 1;
+  s2sext::GenerateOptions options;
   std::vector<std::string> texts;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--beam" && i + 1 < argc) beam = std::atoll(argv[++i]);
+    const bool value = i + 1 < argc;
+    if (arg == "--beam" && value) options.beam_size = std::atoll(argv[++i]);
+    else if (arg == "--sampling-topk" && value) options.sampling_topk = std::atoll(argv[++i]);
+    else if (arg == "--sampling-topp" && value) options.sampling_topp = std::atof(argv[++i]);
+    else if (arg == "--sampling-temperature" && value) options.sampling_temperature = std::atof(argv[++i]);
+    else if (arg == "--seed" && value) options.seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "--no-repeat-ngram-size" && value) options.no_repeat_ngram_size = std::atoll(argv[++i]);
+    else if (arg == "--coverage-penalty" && value) options.coverage_penalty = std::atof(argv[++i]);
     else texts.push_back(arg);
   }
   try {
     const s2sext::Translator translator = s2sext::Translator::load(argv[1]);
     if (texts.empty()) {
       for (std::string line; std::getline(std::cin, line);)
-        std::cout << (line.empty() ? "" : translator.translate(line, beam)) << "\n";
+        std::cout << (line.empty() ? "" : translator.translate(line, options)) << "\n";
     } else {
-      for (const std::string& text : texts) std::cout << translator.translate(text, beam) << "\n";
+      for (const std::string& text : texts) std::cout << translator.translate(text, options) << "\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "translate: error: " << e.what() << "\n";

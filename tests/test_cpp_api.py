@@ -77,6 +77,27 @@ def test_cpp_translations_equal_python(example_program, tmp_path, tokenizer):
     assert piped.stdout.split("\n")[:-1] == model.translate(texts[:3], max_length=50)
 
 
+def test_cpp_generate_options_equal_python(example_program, tmp_path):
+    """Translator::translate(text, GenerateOptions): sampling, n-gram blocking and the coverage
+    penalty give what Decoder.translate gives (one text at a time: each is input 0 of its call,
+    so its random numbers come from the seed alone)."""
+    model, path, texts = trained_model(tmp_path)
+    dec = model.compile()
+    cases = [(["--sampling-topk", "0", "--sampling-temperature", "1.7", "--seed", "5"],
+              dict(sampling_topk=0, sampling_temperature=1.7, seed=5)),
+             (["--sampling-topk", "6", "--sampling-topp", "0.8", "--seed", "11"],
+              dict(sampling_topk=6, sampling_topp=0.8, seed=11)),
+             (["--no-repeat-ngram-size", "1"], dict(no_repeat_ngram_size=1)),
+             (["--beam", "3", "--no-repeat-ngram-size", "2", "--coverage-penalty", "0.3"],
+              dict(beam=3, no_repeat_ngram_size=2, coverage_penalty=0.3))]
+    for argv, options in cases:
+        result = run(example_program, path, *argv, *texts[:6])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[:-1] == [dec.translate([t], max_length=50, **options)[0] for t in texts[:6]]
+    result = run(example_program, path, "--beam", "2", "--sampling-topk", "0", texts[0])
+    assert result.returncode == 1 and "sampling" in result.stderr and "needs beam_size 1" in result.stderr
+
+
 def test_cpp_translates_a_version_2_model(example_program, tmp_path):
     # every option a version-2 header adds (OpenNMT-py's brnn + mlp): the C++ Translator reads the
     # file and decodes as Python does

@@ -58,6 +58,11 @@ class Engine:
     def beam(self, src_ids: ArrayLike, lengths: ArrayLike, beam_size: int, max_length: int, min_length: int,
              n_best: int, length_penalty: float, serial: bool, return_attention: bool = False
              ) -> List[List[Tuple[Any, ...]]]: ...
+    def generate(self, src_ids: ArrayLike, lengths: ArrayLike, beam_size: int, max_length: int, min_length: int,
+                 n_best: int, length_penalty: float, coverage_penalty: float, no_repeat_ngram_size: int,
+                 target_prefix: Optional[Sequence[Sequence[int]]], sampling_temperature: float, sampling_topk: int,
+                 sampling_topp: float, seed: int, serial: bool, return_attention: bool, return_token_scores: bool
+                 ) -> List[List[Tuple[Any, ...]]]: ...
     @property
     def dtype(self) -> str: ...
 

@@ -173,6 +173,9 @@ def cmd_translate(args):
 
     if args.n_best > args.beam:
         raise CliError(f"--n-best ({args.n_best}) must not exceed --beam ({args.beam})")
+    if args.beam > 1 and (args.sampling_topk != 1 or args.sampling_topp != 1.0 or args.sampling_temperature != 1.0):
+        raise CliError(f"sampling (--sampling-topk/--sampling-topp/--sampling-temperature) needs --beam 1, "
+                       f"got --beam {args.beam}")
     set_threads(args)
     model = Seq2Seq.load(args.model)
     limits = model_limits(args, model)
@@ -180,7 +183,7 @@ def cmd_translate(args):
     where = args.input if args.input not in (None, "-") else "<stdin>"
     name = lambda i: where if i is None else f"{where}:{i + 1}"  # noqa: E731
     # --batch-size lines at a time: an endless pipe is translated as it comes, in bounded memory
-    start, cut = 0, 0
+    start, cut, sampled = 0, 0, 0
     unknown = UnknownTokens(model.src_vocab, model.src_tokenizer)
     while True:
         chunk = list(itertools.islice(lines, args.batch_size))
@@ -194,12 +197,18 @@ def cmd_translate(args):
         results = [""] * len(chunk)
         if keep:
             try:
-                out = model.translate([chunk[i] for i in keep], beam=args.beam, n_best=args.n_best,
-                                      max_length=args.max_length, length_penalty=args.length_penalty)
+                out = model.translate(
+                    [chunk[i] for i in keep], beam=args.beam, n_best=args.n_best, max_length=args.max_length,
+                    length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
+                    no_repeat_ngram_size=args.no_repeat_ngram_size, target_prefix=args.target_prefix,
+                    sampling_temperature=args.sampling_temperature, sampling_topk=args.sampling_topk,
+                    sampling_topp=args.sampling_topp, seed=args.seed + sampled)
             except ValueError as exc:
                 raise CliError(f"{where}: lines {start + 1}-{start + len(chunk)}: {exc}") from None
             for i, r in zip(keep, out):
                 results[i] = r
+            # the n-th non-blank line draws from seed + n, whatever --batch-size cuts
+            sampled += len(keep)
         for r in results:
             if args.n_best > 1 and isinstance(r, list):
                 print(" ||| ".join(f"{text} ({score:.4f})" for text, score in r))
@@ -489,6 +498,20 @@ def build_parser():
     p.add_argument("--n-best", type=_beam, default=1, help="print the K best, ' ||| '-separated")
     p.add_argument("--max-length", type=_length, default=50, help="longest output in tokens")
     p.add_argument("--length-penalty", type=_float_in(high=10), default=0.0, help="GNMT alpha (0: none)")
+    p.add_argument("--coverage-penalty", type=_non_negative_float, default=0.0,
+                   help="GNMT coverage penalty beta, ranks finished hypotheses (0: none)")
+    p.add_argument("--no-repeat-ngram-size", type=_int_in(MAX_TOKENS, low=0), default=0, metavar="N",
+                   help="no N-gram twice in an output (0: no blocking)")
+    p.add_argument("--sampling-topk", type=_int_in(MAX_TOKENS, low=0), default=1, metavar="K",
+                   help="sample among the K most likely tokens (1: greedy, 0: all); needs --beam 1")
+    p.add_argument("--sampling-topp", type=_float_in(high=1.0, open_low=True), default=1.0, metavar="P",
+                   help="sample within the smallest set of probability >= P (1: no limit)")
+    p.add_argument("--sampling-temperature", type=_float_in(open_low=True), default=1.0, metavar="T",
+                   help="divide the logits by T before sampling")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="the sampling's seed: the n-th non-blank line draws from seed + n (same seed, same output)")
+    p.add_argument("--target-prefix", metavar="TEXT", default=None,
+                   help="every output starts with TEXT, then continues (default: none)")
     p.add_argument("--batch-size", type=_batch_size, default=64, help="lines decoded together")
     p.add_argument("--max-source-length", type=_length, metavar="N", help=model_length_help)
     p.add_argument("--truncate", action="store_true", help=truncate_help)

@@ -13,7 +13,9 @@ import numbers
 import numpy as np
 
 from . import _core
+from .checks import check_bool, check_real, is_int, short_repr
 from .checks import check_int as _check_int
+from .spec import UNK_ID
 
 # The compiled decoder's limits (src/cpp/engine/engine.h: kMaxBeamSize), checked here for the model layer
 # too so that both refuse the same arguments: step counts are int64, beams at most this many.
@@ -46,6 +48,79 @@ def check_beam_args(beam_size, n_best, length_penalty):
     if not math.isfinite(length_penalty) or length_penalty < 0:
         raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
     return beam_size, n_best, float(length_penalty)
+
+
+_UINT64_MAX = 2**64 - 1
+
+
+def _check_open_low(value, name, maximum, expected):
+    """``value`` as a float in ``(0, maximum]`` (TypeError/ValueError naming ``name``)."""
+    value = check_real(value, name, 0.0, maximum, expected=expected)
+    if value == 0:
+        raise ValueError(f"{name} must be {expected}, got {short_repr(value)}")
+    return float(value)
+
+
+def check_target_prefix(target_prefix, batch, vocab_size, max_length):
+    """``target_prefix`` as a list of ``batch`` lists of ints (None: no prefix; an entry None: none
+    for that input): TypeError unless a list/tuple of None or sequences of integers, ValueError
+    unless it has one entry per input, each id lies in ``[UNK_ID, vocab_size)`` (no ``<pad>``,
+    ``<sos>`` or ``<eos>``) and no entry is longer than ``max_length`` (refused, not cut)."""
+    if target_prefix is None:
+        return None
+    if not isinstance(target_prefix, (list, tuple)):
+        raise TypeError(f"target_prefix must be a list (one list of token ids per input) or None, got "
+                        f"{type(target_prefix).__name__} {short_repr(target_prefix)}")
+    if len(target_prefix) != batch:
+        raise ValueError(f"target_prefix must have one entry per input ({batch}), got {len(target_prefix)}")
+    checked = []
+    for i, entry in enumerate(target_prefix):
+        if entry is None:
+            checked.append([])
+            continue
+        if isinstance(entry, np.ndarray):
+            entry = entry.tolist() if entry.ndim == 1 else entry
+        if not isinstance(entry, (list, tuple)) or not all(is_int(t) for t in entry):
+            raise TypeError(f"target_prefix[{i}] must be a list of int token ids or None, got {short_repr(entry)}")
+        ids = [int(t) for t in entry]
+        bad = [t for t in ids if not UNK_ID <= t < vocab_size]
+        if bad:
+            raise ValueError(f"target_prefix[{i}] ids must lie in [{UNK_ID}, {vocab_size}) (the target vocabulary "
+                             f"without <pad>, <sos>, <eos>), got {bad[0]}")
+        if len(ids) > max_length:
+            raise ValueError(f"target_prefix[{i}] has {len(ids)} tokens, more than max_length ({max_length})")
+        checked.append(ids)
+    return checked
+
+
+def check_generate_args(beam_size, n_best, length_penalty, coverage_penalty, no_repeat_ngram_size,
+                        sampling_temperature, sampling_topk, sampling_topp, seed, return_attention,
+                        return_token_scores):
+    """The options of :meth:`s2sext.Decoder.generate` beside the lengths and the prefix, as Python
+    values: the rules of :func:`check_beam_args`, then ``coverage_penalty`` a finite number >= 0,
+    ``no_repeat_ngram_size`` and ``sampling_topk`` ints >= 0, ``sampling_temperature`` a finite
+    number > 0, ``sampling_topp`` in (0, 1], ``seed`` an int in [0, 2**64), two bools. Sampling
+    (any of topk, topp, temperature off its default) needs ``beam_size == 1`` (ValueError), as in
+    CTranslate2. TypeError or ValueError naming the argument."""
+    beam_size, n_best, length_penalty = check_beam_args(beam_size, n_best, length_penalty)
+    coverage_penalty = float(check_real(coverage_penalty, "coverage_penalty", 0.0, math.inf,
+                                        expected="a finite number >= 0"))
+    if math.isinf(coverage_penalty):
+        raise ValueError(f"coverage_penalty must be a finite number >= 0, got {coverage_penalty!r}")
+    no_repeat_ngram_size = _check_int(no_repeat_ngram_size, "no_repeat_ngram_size", 0, _INT64_MAX)
+    sampling_temperature = _check_open_low(sampling_temperature, "sampling_temperature", math.inf,
+                                           "a finite number > 0")
+    if math.isinf(sampling_temperature):
+        raise ValueError(f"sampling_temperature must be a finite number > 0, got {sampling_temperature!r}")
+    sampling_topk = _check_int(sampling_topk, "sampling_topk", 0, _INT64_MAX)
+    sampling_topp = _check_open_low(sampling_topp, "sampling_topp", 1.0, "a number in (0, 1]")
+    seed = _check_int(seed, "seed", 0, _UINT64_MAX)
+    if beam_size > 1 and (sampling_topk != 1 or sampling_topp != 1.0 or sampling_temperature != 1.0):
+        raise ValueError(f"sampling (sampling_topk != 1, sampling_topp != 1 or sampling_temperature != 1) needs "
+                         f"beam_size 1, got beam_size {beam_size}")
+    return (beam_size, n_best, length_penalty, coverage_penalty, no_repeat_ngram_size, sampling_temperature,
+            sampling_topk, sampling_topp, seed, check_bool(return_attention, "return_attention"),
+            check_bool(return_token_scores, "return_token_scores"))
 
 
 def check_float32_range(config: dict, params: dict) -> None:

@@ -12,7 +12,8 @@ import numpy as np
 
 from . import _core
 from .checks import check_bool
-from .decoding import check_beam_args, check_lengths, check_translate_args
+from .decoding import (check_beam_args, check_generate_args, check_lengths, check_target_prefix,
+                       check_translate_args)
 from .seq2seq_file import read_seq2seq
 from .spec import PAD_ID
 from .text import Vocab, decode_ids, encode_texts, get_tokenizer
@@ -110,12 +111,85 @@ class Decoder:
         return self._engine.beam(src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty,
                                  bool(serial), check_bool(return_attention, "return_attention"))
 
-    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
+    def generate(self, src_ids, lengths=None, beam_size=1, max_length=50, min_length=0, n_best=1,
+                 length_penalty=0.0, coverage_penalty=0.0, no_repeat_ngram_size=0, target_prefix=None,
+                 sampling_temperature=1.0, sampling_topk=1, sampling_topp=1.0, seed=0, return_attention=False,
+                 return_token_scores=False):
+        """Every option of the one search: per input a list of up to ``n_best`` dicts, best first,
+        with ``tokens`` (int [n], ending in ``<eos>`` when finished), ``score``, ``log_prob`` and,
+        when asked, ``token_scores`` (float64 [n], summing to ``log_prob``) and ``attention``
+        (float32 [n, S]).
+
+        ``beam_size == 1`` decodes greedily, or samples: ``sampling_topk`` 1 takes the argmax,
+        otherwise each token is drawn from ``softmax(logits / sampling_temperature)`` restricted to
+        the ``sampling_topk`` most likely tokens (0: all), then to the smallest most-likely-first set
+        of probability >= ``sampling_topp``; reproducible for a ``seed`` (the RNG, std::mt19937_64
+        seeded with ``seed`` + the input's index, is documented in src/cpp/engine/search.h).
+        Sampling with ``beam_size > 1`` is refused. ``beam_size > 1`` runs the beam search of
+        :meth:`hypotheses`.
+
+        ``target_prefix``: per input a list of token ids (or None) that the search feeds and scores
+        first, then continues freely (all beams share it); at most ``max_length`` ids, no
+        ``<pad>``/``<sos>``/``<eos>``. ``no_repeat_ngram_size`` N > 0: no N-gram occurs twice in a
+        hypothesis (the prefix counts). ``score`` is ``log_prob / length_penalty_factor(n,
+        length_penalty)`` plus GNMT's coverage penalty ``coverage_penalty * sum_s log(min(sum_t
+        a_ts, 1))`` over the input's source positions (needs a model with attention); the coverage
+        penalty ranks finished hypotheses, it does not steer the search. ``token_scores`` are the
+        model's log-probabilities (temperature 1, before blocking and sampling restrictions)."""
+        max_length, min_length = check_lengths(max_length, min_length)
+        (beam_size, n_best, length_penalty, coverage_penalty, no_repeat_ngram_size, sampling_temperature,
+         sampling_topk, sampling_topp, seed, return_attention, return_token_scores) = check_generate_args(
+            beam_size, n_best, length_penalty, coverage_penalty, no_repeat_ngram_size, sampling_temperature,
+            sampling_topk, sampling_topp, seed, return_attention, return_token_scores)
+        if target_prefix is not None:
+            shape = np.shape(src_ids)
+            if len(shape) != 2:
+                raise ValueError(f"src_ids must have shape [B, S], got shape {shape}")
+            target_prefix = check_target_prefix(target_prefix, shape[0], len(self.tgt_vocab), max_length)
+        results = self._engine.generate(src_ids, lengths, beam_size, max_length, min_length, n_best, length_penalty,
+                                        coverage_penalty, no_repeat_ngram_size, target_prefix, sampling_temperature,
+                                        sampling_topk, sampling_topp, seed, False, return_attention,
+                                        return_token_scores)
+        out = []
+        for hyps in results:
+            items = []
+            for tokens, score, log_prob, token_scores, attention in hyps:
+                item = {"tokens": tokens, "score": score, "log_prob": log_prob}
+                if return_token_scores:
+                    item["token_scores"] = token_scores
+                if return_attention:
+                    item["attention"] = attention
+                items.append(item)
+            out.append(items)
+        return out
+
+    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0, *,
+                  coverage_penalty=0.0, no_repeat_ngram_size=0, target_prefix=None, sampling_temperature=1.0,
+                  sampling_topk=1, sampling_topp=1.0, seed=0):
         """Strings in, strings out, as :meth:`s2sext.Seq2Seq.translate`: a list of strings, or with
-        ``n_best > 1`` a list of lists of ``(text, score)``."""
+        ``n_best > 1`` a list of lists of ``(text, score)``. The keyword options are
+        :meth:`generate`'s; ``target_prefix`` here is one text (read with the target's tokenizer)
+        that every output starts with, and the outputs include it."""
         beam, n_best = check_translate_args(beam, n_best)
         src_tokenizer, tgt_tokenizer = self.tokenizers
         src, lengths = encode_texts(texts, self.src_vocab, src_tokenizer, self.config["reverse_source"])
+        extra = dict(coverage_penalty=coverage_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                     sampling_temperature=sampling_temperature, sampling_topk=sampling_topk,
+                     sampling_topp=sampling_topp, seed=seed)
+        plain = extra == dict(coverage_penalty=0.0, no_repeat_ngram_size=0, sampling_temperature=1.0,
+                              sampling_topk=1, sampling_topp=1.0, seed=0)
+        if target_prefix is not None:
+            if not isinstance(target_prefix, str):
+                raise TypeError(f"target_prefix must be a str or None, got {type(target_prefix).__name__}")
+            prefix = self.tgt_vocab.encode(get_tokenizer(tgt_tokenizer).tokenize(target_prefix))
+            if prefix:  # a prefix without tokens is none
+                extra["target_prefix"] = [list(prefix)] * len(lengths)
+                plain = False
+        if not plain:  # generate's options: the one search through generate
+            results = self.generate(src, lengths, beam, max_length, min_length, n_best, length_penalty, **extra)
+            texts = [[(decode_ids(h["tokens"], self.tgt_vocab, tgt_tokenizer), h["score"]) for h in hyps]
+                     for hyps in results]
+            return [hyps[0][0] if hyps else "" for hyps in texts] if n_best == 1 else texts
         if beam == 1 and n_best == 1:
             ids = self.greedy(src, lengths, max_length, min_length)
             return [decode_ids(row, self.tgt_vocab, tgt_tokenizer) for row in ids]

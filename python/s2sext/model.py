@@ -333,11 +333,12 @@ class Seq2Seq:
         """Target ids -> text: stops at ``<eos>``, joined by the model's tokenizer."""
         return decode_ids(ids, self.tgt_vocab, self.tgt_tokenizer)
 
-    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0):
+    def translate(self, texts, beam=1, n_best=1, max_length=50, min_length=0, length_penalty=0.0, **options):
         """Strings in, strings out (:meth:`s2sext.Decoder.translate`): a list of ``len(texts)``
         strings, or with ``n_best > 1`` a list of lists of ``(text, score)``. The texts are read
-        with the model's source tokenizer (lowercased first when ``config.src_lowercase``)."""
-        return self.search_decoder().translate(texts, beam, n_best, max_length, min_length, length_penalty)
+        with the model's source tokenizer (lowercased first when ``config.src_lowercase``).
+        ``options``: the keyword options of :meth:`s2sext.Decoder.translate` (sampling, ...)."""
+        return self.search_decoder().translate(texts, beam, n_best, max_length, min_length, length_penalty, **options)
 
     def compile(self, dtype="float32"):
         """A new compiled decoder (:class:`s2sext.Decoder`): a snapshot of the weights prepared once,

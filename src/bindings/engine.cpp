@@ -148,6 +148,63 @@ class PyEngine {
     return out;
   }
 
+  // Every option of the one search (s2sext.Decoder.generate checks them first): per input a
+  // list of (tokens int64 [n], score, log_prob, token_scores float64 [n] or None, attention
+  // float32 [n, S] or None), best first. beam_size 1 runs the greedy path (and sampling).
+  py::list generate(py::handle src_in, py::handle lengths_in, int64_t beam_size, int64_t max_length,
+                    int64_t min_length, int64_t n_best, double length_penalty, double coverage_penalty,
+                    int64_t no_repeat_ngram_size, py::handle target_prefix, double sampling_temperature,
+                    int64_t sampling_topk, double sampling_topp, uint64_t seed, bool serial, bool return_attention,
+                    bool return_token_scores) {
+    Checker ck("Decoder.generate");
+    SourceBatch sb = source_batch(ck, src_in, lengths_in);
+    s2s::SearchOptions o{beam_size, max_length, min_length, n_best, length_penalty, return_attention};
+    o.coverage_penalty = coverage_penalty;
+    o.no_repeat_ngram_size = no_repeat_ngram_size;
+    o.sampling_temperature = sampling_temperature;
+    o.sampling_topk = sampling_topk;
+    o.sampling_topp = sampling_topp;
+    o.seed = seed;
+    o.return_token_scores = return_token_scores;
+    if (!target_prefix.is_none())
+      for (auto entry : target_prefix) {
+        std::vector<int64_t> ids;
+        if (!entry.is_none())
+          for (auto id : entry) ids.push_back(py::cast<int64_t>(id));
+        o.target_prefix.push_back(std::move(ids));
+      }
+    std::vector<std::vector<s2s::Hypothesis>> result;
+    try {
+      py::gil_scoped_release nogil;
+      result = engine_->generate(sb.src.data(), sb.lengths.data(), sb.B, sb.S, o, serial);
+    } catch (const std::invalid_argument& e) {
+      ck.value_error(e.what());
+    }
+    py::list out;
+    for (const auto& hyps : result) {
+      py::list items;
+      for (const auto& h : hyps) {
+        const auto n = static_cast<py::ssize_t>(h.tokens.size());
+        Array<int64_t> tokens(std::vector<py::ssize_t>{n});
+        std::copy(h.tokens.begin(), h.tokens.end(), tokens.mutable_data());
+        py::object scores = py::none(), attention = py::none();
+        if (return_token_scores) {
+          Array<double> a(std::vector<py::ssize_t>{n});
+          std::copy(h.token_scores.begin(), h.token_scores.end(), a.mutable_data());
+          scores = a;
+        }
+        if (return_attention) {
+          Array<float> a(std::vector<py::ssize_t>{n, sb.S});
+          std::copy(h.attention.begin(), h.attention.end(), a.mutable_data());
+          attention = a;
+        }
+        items.append(py::make_tuple(tokens, h.score, h.log_prob, scores, attention));
+      }
+      out.append(items);
+    }
+    return out;
+  }
+
   std::string weights() const { return engine_->weight_type() == s2s::WeightType::bfloat16 ? "bfloat16" : "float32"; }
 
  private:
@@ -178,6 +235,11 @@ void register_engine(py::module_& m) {
       .def("beam", &PyEngine::beam, py::arg("src_ids"), py::arg("lengths"), py::arg("beam_size"), py::arg("max_length"),
            py::arg("min_length"), py::arg("n_best"), py::arg("length_penalty"), py::arg("serial"),
            py::arg("return_attention") = false)
+      .def("generate", &PyEngine::generate, py::arg("src_ids"), py::arg("lengths"), py::arg("beam_size"),
+           py::arg("max_length"), py::arg("min_length"), py::arg("n_best"), py::arg("length_penalty"),
+           py::arg("coverage_penalty"), py::arg("no_repeat_ngram_size"), py::arg("target_prefix"),
+           py::arg("sampling_temperature"), py::arg("sampling_topk"), py::arg("sampling_topp"), py::arg("seed"),
+           py::arg("serial"), py::arg("return_attention"), py::arg("return_token_scores"))
       .def_property_readonly("dtype", &PyEngine::weights);
   m.def("check_float32_range", &check_float32_range, py::arg("config"), py::arg("params"),
         "ValueError unless every parameter of the configuration is present with its shape and no\n"

@@ -351,3 +351,51 @@ def test_demo_small(capsys, tmp_path):
         assert "attention heatmap skipped:" in out
     else:
         assert (out_dir / "attention.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_translate_generate_options_reach_the_search(capsys, tmp_path, model_path, model):
+    """--sampling-*, --seed, --no-repeat-ngram-size, --coverage-penalty and --target-prefix give what
+    Decoder.translate gives with the same options; the same seed, the same lines."""
+    sources = [s for s, _ in make_task("reverse", 4, seed=13)]
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(sources) + "\n", encoding="utf-8")
+    dec = model.search_decoder()
+    cases = [
+        (["--sampling-topk", "0", "--sampling-temperature", "1.5", "--seed", "4"],
+         dict(sampling_topk=0, sampling_temperature=1.5, seed=4)),
+        (["--sampling-topk", "4", "--sampling-topp", "0.8", "--seed", "9"], dict(sampling_topk=4, sampling_topp=0.8, seed=9)),
+        (["--beam", "3", "--no-repeat-ngram-size", "1", "--coverage-penalty", "0.4"],
+         dict(beam=3, no_repeat_ngram_size=1, coverage_penalty=0.4)),
+        (["--target-prefix", sources[0][:3]], dict(target_prefix=sources[0][:3])),
+    ]
+    for argv, options in cases:
+        rc, out, err = run(capsys, "translate", "--model", model_path, inputs, *argv)
+        assert rc == 0, err
+        assert out.split("\n")[:-1] == dec.translate(sources, **options), argv
+        assert run(capsys, "translate", "--model", model_path, inputs, *argv)[1] == out
+    # the draws do not depend on --batch-size
+    sampling = ["--sampling-topk", "0", "--sampling-temperature", "2", "--seed", "3"]
+    assert run(capsys, "translate", "--model", model_path, inputs, *sampling)[1] == \
+        run(capsys, "translate", "--model", model_path, inputs, *sampling, "--batch-size", "1")[1]
+    rc, out, _ = run(capsys, "translate", "--model", model_path, inputs, "--target-prefix", "qqz")
+    assert all(line.startswith("qqz") for line in out.split("\n")[:-1])  # characters: the task's tokens
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["--sampling-topp", "0"], ["--sampling-topp", "> 0"]),
+    (["--sampling-topp", "1.5"], ["--sampling-topp", "<= 1"]),
+    (["--sampling-temperature", "0"], ["--sampling-temperature", "> 0"]),
+    (["--sampling-topk", "-1"], ["--sampling-topk"]),
+    (["--no-repeat-ngram-size", "-1"], ["--no-repeat-ngram-size"]),
+    (["--coverage-penalty", "-1"], ["--coverage-penalty"]),
+    (["--seed", "-3"], ["--seed"]),
+])
+def test_translate_generate_options_refuse_bad_values(capsys, model_path, argv, fragments):
+    err = run_argparse_error(capsys, "translate", "--model", model_path, *argv)
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_translate_sampling_needs_beam_one(capsys, model_path):
+    rc, _, err = run(capsys, "translate", "--model", model_path, "--beam", "2", "--sampling-topk", "0")
+    assert_one_error_line(rc, err, "needs --beam 1", "--beam 2")

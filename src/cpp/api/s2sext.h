@@ -24,8 +24,25 @@ namespace s2sext {
 
 struct Hypothesis {
   std::vector<int64_t> tokens;  // target ids, ending with <eos> (2) when finished
-  double score;                 // log P / ((5 + |tokens|) / 6)^length_penalty
+  double score;                 // log P / ((5 + |tokens|) / 6)^length_penalty (+ the coverage penalty)
   double log_prob;
+  std::vector<double> token_scores;  // generate with return_token_scores: each token's log-probability
+};
+
+// Every option of the one search, as s2sext.Decoder.generate has them (docs/cpp-api.md):
+// beam_size 1 decodes greedily or samples (sampling_topk != 1), beam_size > 1 is beam search
+// (sampling refused). Checked by generate: std::invalid_argument naming the option.
+struct GenerateOptions {
+  int64_t beam_size = 1, max_length = 50, min_length = 0, n_best = 1;
+  double length_penalty = 0.0;
+  double coverage_penalty = 0.0;     // GNMT's beta: + beta * sum_s log(min(sum_t a_ts, 1)), needs attention
+  int64_t no_repeat_ngram_size = 0;  // N > 0: no N-gram twice in a hypothesis
+  std::vector<std::vector<int64_t>> target_prefix;  // per source its forced first ids (or none)
+  double sampling_temperature = 1.0;
+  int64_t sampling_topk = 1;         // 1: argmax, 0: the whole vocabulary
+  double sampling_topp = 1.0;        // in (0, 1]
+  uint64_t seed = 0;                 // std::mt19937_64 seeded with seed + the source's index
+  bool return_token_scores = false;
 };
 
 class Translator {
@@ -55,8 +72,14 @@ class Translator {
                                             int64_t min_length = 0, int64_t n_best = 1,
                                             double length_penalty = 0.0) const;
 
+  // Every option (GenerateOptions): per source up to n_best hypotheses, best first.
+  std::vector<std::vector<Hypothesis>> generate(const std::vector<std::vector<int64_t>>& sources,
+                                                const GenerateOptions& options) const;
+
   // encode -> greedy (beam == 1) or beam search -> decode.
   std::string translate(const std::string& text, int64_t beam = 1, int64_t max_length = 50) const;
+  // encode -> generate -> decode of the best hypothesis ("" when there is none).
+  std::string translate(const std::string& text, const GenerateOptions& options) const;
 
  private:
   Translator();

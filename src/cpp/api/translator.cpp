@@ -186,7 +186,7 @@ std::vector<std::vector<Hypothesis>> Translator::beam(const std::vector<std::vec
   std::vector<std::vector<Hypothesis>> result;
   for (const auto& hyps : found) {
     std::vector<Hypothesis> r;
-    for (const auto& h : hyps) r.push_back(Hypothesis{h.tokens, h.score, h.log_prob});
+    for (const auto& h : hyps) r.push_back(Hypothesis{h.tokens, h.score, h.log_prob, {}});
     result.push_back(std::move(r));
   }
   return result;
@@ -197,6 +197,35 @@ std::string Translator::translate(const std::string& text, int64_t beam_size, in
   if (beam_size <= 1) return decode(greedy(sources, max_length)[0]);
   const auto hyps = beam(sources, beam_size, max_length)[0];
   return hyps.empty() ? std::string() : decode(hyps[0].tokens);  // no hypothesis: nothing to say
+}
+
+std::vector<std::vector<Hypothesis>> Translator::generate(const std::vector<std::vector<int64_t>>& sources,
+                                                          const GenerateOptions& o) const {
+  std::vector<int64_t> src, lengths;
+  int64_t S = 0;
+  pad(sources, src, lengths, S);
+  s2s::SearchOptions options{o.beam_size, o.max_length, o.min_length, o.n_best, o.length_penalty, false};
+  options.coverage_penalty = o.coverage_penalty;
+  options.no_repeat_ngram_size = o.no_repeat_ngram_size;
+  options.target_prefix = o.target_prefix;
+  options.sampling_temperature = o.sampling_temperature;
+  options.sampling_topk = o.sampling_topk;
+  options.sampling_topp = o.sampling_topp;
+  options.seed = o.seed;
+  options.return_token_scores = o.return_token_scores;
+  const auto found = impl_->engine->generate(src.data(), lengths.data(), int64_t(sources.size()), S, options);
+  std::vector<std::vector<Hypothesis>> result;
+  for (const auto& hyps : found) {
+    std::vector<Hypothesis> r;
+    for (const auto& h : hyps) r.push_back(Hypothesis{h.tokens, h.score, h.log_prob, h.token_scores});
+    result.push_back(std::move(r));
+  }
+  return result;
+}
+
+std::string Translator::translate(const std::string& text, const GenerateOptions& options) const {
+  const auto hyps = generate({encode(text)}, options)[0];
+  return hyps.empty() ? std::string() : decode(hyps[0].tokens);
 }
 
 }  // namespace s2sext

@@ -83,6 +83,13 @@ void check_elements(const char* what, int64_t rows, int64_t cols) {
                                 std::to_string(cols) + " elements, more than this decoder allows");
 }
 
+// The search's checks with this model's sizes, and coverage_penalty > 0 only with attention.
+void check_options(const ModelConfig& cfg, const SearchOptions& options, int64_t B) {
+  check_search_options(options, B, cfg.tgt_vocab);
+  if (options.coverage_penalty > 0 && cfg.attention == AttentionKind::none)
+    throw std::invalid_argument("coverage_penalty needs a model with attention; this one has none");
+}
+
 }  // namespace
 
 Engine::Engine(const ModelConfig& cfg, const std::map<std::string, Tensor>& params, WeightType type)
@@ -102,30 +109,41 @@ GreedyResult Engine::greedy(const int64_t* src, const int64_t* lengths, int64_t 
                             const SearchOptions& options_in, bool serial) const {
   SearchOptions options = options_in;
   options.beam_size = options.n_best = 1;
-  check_search_options(options);
+  check_options(w_->cfg, options, B);
   check_elements("the batch", B, std::max(S, w_->cfg.tgt_vocab) * 4 * w_->cfg.hidden);
   std::unique_ptr<SerialScope> scope(serial ? new SerialScope() : nullptr);
   const FlushDenormals flush;
   const Sorted sorted = sort_batch(src, lengths, B, S);
   check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
   Seq2SeqStep decoder(*w_, sorted.src.data(), sorted.lengths.data(), B, S, 1);
-  const GreedyResult found = greedy_search(decoder, options);
+  const GreedyResult found = greedy_search(decoder, options, sorted.order.data());
   GreedyResult out;
   const int64_t T = out.steps = found.steps;
   out.tokens.resize(static_cast<size_t>(B * T));
   if (options.return_attention) out.attention.resize(static_cast<size_t>(B * T * S));
+  out.token_scores.resize(found.token_scores.size());
+  out.scores.resize(found.scores.size());
+  out.log_probs.resize(found.log_probs.size());
+  out.lengths.resize(found.lengths.size());
   for (int64_t i = 0; i < B; ++i) {
     const int64_t b = sorted.order[i];
     std::copy_n(found.tokens.begin() + i * T, T, out.tokens.begin() + b * T);
     if (options.return_attention)
       std::copy_n(found.attention.begin() + i * T * S, T * S, out.attention.begin() + b * T * S);
+    if (!found.token_scores.empty())
+      std::copy_n(found.token_scores.begin() + i * T, T, out.token_scores.begin() + b * T);
+    if (!found.scores.empty()) {
+      out.scores[b] = found.scores[i];
+      out.log_probs[b] = found.log_probs[i];
+      out.lengths[b] = found.lengths[i];
+    }
   }
   return out;
 }
 
 std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
                                                   const SearchOptions& options, bool serial) const {
-  check_search_options(options);
+  check_options(w_->cfg, options, B);
   int64_t rows = 0;
   if (__builtin_mul_overflow(B, options.beam_size, &rows)) throw std::invalid_argument("B * beam_size is too large");
   // (nothing is sized by max_length: the history grows with the steps taken)
@@ -135,9 +153,32 @@ std::vector<std::vector<Hypothesis>> Engine::beam(const int64_t* src, const int6
   const Sorted sorted = sort_batch(src, lengths, B, S);
   check_source(w_->cfg, sorted.src.data(), sorted.lengths.data(), B, S);
   Seq2SeqStep decoder(*w_, sorted.src.data(), sorted.lengths.data(), B, S, options.beam_size);
-  std::vector<std::vector<Hypothesis>> found = beam_search(decoder, B, options);
+  std::vector<std::vector<Hypothesis>> found = beam_search(decoder, B, options, sorted.order.data());
   std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(B));
   for (int64_t i = 0; i < B; ++i) result[sorted.order[i]] = std::move(found[i]);
+  return result;
+}
+
+std::vector<std::vector<Hypothesis>> Engine::generate(const int64_t* src, const int64_t* lengths, int64_t B,
+                                                      int64_t S, const SearchOptions& options_in, bool serial) const {
+  if (options_in.beam_size != 1) return beam(src, lengths, B, S, options_in, serial);
+  SearchOptions options = options_in;
+  options.return_scores = true;
+  const GreedyResult found = greedy(src, lengths, B, S, options, serial);
+  const int64_t T = found.steps;
+  std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    Hypothesis h;
+    const int64_t n = found.lengths[b];
+    h.tokens.assign(found.tokens.begin() + b * T, found.tokens.begin() + b * T + n);
+    h.score = found.scores[b];
+    h.log_prob = found.log_probs[b];
+    if (options.return_token_scores)
+      h.token_scores.assign(found.token_scores.begin() + b * T, found.token_scores.begin() + b * T + n);
+    if (options.return_attention)
+      h.attention.assign(found.attention.begin() + b * T * S, found.attention.begin() + (b * T + n) * S);
+    result[b].push_back(std::move(h));
+  }
   return result;
 }
 

@@ -46,6 +46,12 @@ class Engine {
   std::vector<std::vector<Hypothesis>> beam(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
                                             const SearchOptions& options, bool serial = false) const;
 
+  // Every option of the one search: beam_size 1 decodes greedily (or samples), one hypothesis
+  // per input (score and log_prob computed, return_scores implied); beam_size > 1 is beam().
+  // Per input (in input order) the hypotheses, best first.
+  std::vector<std::vector<Hypothesis>> generate(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
+                                                const SearchOptions& options, bool serial = false) const;
+
  private:
   std::unique_ptr<EngineWeights> w_;
 };

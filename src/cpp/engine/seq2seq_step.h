@@ -26,6 +26,7 @@ class Seq2SeqStep : public DecoderStep {
   int64_t rows() const override { return R_; }
   int64_t vocabulary() const override { return w_.cfg.tgt_vocab; }
   int64_t source_length() const override { return S_; }
+  int64_t source_length_of(int64_t row) const override { return lengths_[static_cast<size_t>(row / K_)]; }
   void step(const int64_t* tokens, float* logits, float* attention) override;
   void reorder(const int64_t* parents) override;
 
