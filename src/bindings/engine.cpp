@@ -78,6 +78,41 @@ void check_float32_range(const py::dict& config, const py::dict& params) {
   }
 }
 
+// Per input a list of hypotheses, best first, each a tuple: (tokens int64 [n], score, log_prob),
+// then attention float32 [n, S] when asked (beam); or, with `every_field` (generate), always five
+// fields: (tokens, score, log_prob, token_scores float64 [n] or None, attention or None).
+py::list hypotheses_list(const std::vector<std::vector<s2s::Hypothesis>>& result, py::ssize_t S, bool with_attention,
+                         bool with_token_scores, bool every_field) {
+  py::list out;
+  for (const auto& hyps : result) {
+    py::list items;
+    for (const auto& h : hyps) {
+      const auto n = static_cast<py::ssize_t>(h.tokens.size());
+      Array<int64_t> tokens(std::vector<py::ssize_t>{n});
+      std::copy(h.tokens.begin(), h.tokens.end(), tokens.mutable_data());
+      py::object scores = py::none(), attention = py::none();
+      if (with_token_scores) {
+        Array<double> a(std::vector<py::ssize_t>{n});
+        std::copy(h.token_scores.begin(), h.token_scores.end(), a.mutable_data());
+        scores = a;
+      }
+      if (with_attention) {
+        Array<float> a(std::vector<py::ssize_t>{n, S});
+        std::copy(h.attention.begin(), h.attention.end(), a.mutable_data());
+        attention = a;
+      }
+      if (every_field)
+        items.append(py::make_tuple(tokens, h.score, h.log_prob, scores, attention));
+      else if (with_attention)
+        items.append(py::make_tuple(tokens, h.score, h.log_prob, attention));
+      else
+        items.append(py::make_tuple(tokens, h.score, h.log_prob));
+    }
+    out.append(items);
+  }
+  return out;
+}
+
 class PyEngine {
  public:
   PyEngine(const py::dict& config, const py::dict& params, const std::string& weights) {
@@ -128,24 +163,7 @@ class PyEngine {
     } catch (const std::invalid_argument& e) {
       ck.value_error(e.what());
     }
-    py::list out;
-    for (const auto& hyps : result) {
-      py::list items;
-      for (const auto& h : hyps) {
-        const auto n = static_cast<py::ssize_t>(h.tokens.size());
-        Array<int64_t> tokens(std::vector<py::ssize_t>{n});
-        std::copy(h.tokens.begin(), h.tokens.end(), tokens.mutable_data());
-        if (!return_attention) {
-          items.append(py::make_tuple(tokens, h.score, h.log_prob));
-          continue;
-        }
-        Array<float> attention(std::vector<py::ssize_t>{n, sb.S});
-        std::copy(h.attention.begin(), h.attention.end(), attention.mutable_data());
-        items.append(py::make_tuple(tokens, h.score, h.log_prob, attention));
-      }
-      out.append(items);
-    }
-    return out;
+    return hypotheses_list(result, sb.S, return_attention, false, false);
   }
 
   // Every option of the one search (s2sext.Decoder.generate checks them first): per input a
@@ -180,29 +198,7 @@ class PyEngine {
     } catch (const std::invalid_argument& e) {
       ck.value_error(e.what());
     }
-    py::list out;
-    for (const auto& hyps : result) {
-      py::list items;
-      for (const auto& h : hyps) {
-        const auto n = static_cast<py::ssize_t>(h.tokens.size());
-        Array<int64_t> tokens(std::vector<py::ssize_t>{n});
-        std::copy(h.tokens.begin(), h.tokens.end(), tokens.mutable_data());
-        py::object scores = py::none(), attention = py::none();
-        if (return_token_scores) {
-          Array<double> a(std::vector<py::ssize_t>{n});
-          std::copy(h.token_scores.begin(), h.token_scores.end(), a.mutable_data());
-          scores = a;
-        }
-        if (return_attention) {
-          Array<float> a(std::vector<py::ssize_t>{n, sb.S});
-          std::copy(h.attention.begin(), h.attention.end(), a.mutable_data());
-          attention = a;
-        }
-        items.append(py::make_tuple(tokens, h.score, h.log_prob, scores, attention));
-      }
-      out.append(items);
-    }
-    return out;
+    return hypotheses_list(result, sb.S, return_attention, return_token_scores, true);
   }
 
   std::string weights() const { return engine_->weight_type() == s2s::WeightType::bfloat16 ? "bfloat16" : "float32"; }
