@@ -20,7 +20,7 @@ from reference import assert_close, every_kernel
 
 PATHS = list(s2sext.cpu_info()["available_paths"])
 SIMD_PATHS = [p for p in PATHS if p != "portable"]
-KNOWN_PATHS = {"portable", "avx2", "avx512"}
+KNOWN_PATHS = {"portable", "avx2", "avx512", "avx512_vnni", "avx512_bf16"}
 # (B, S, I, H): a large hidden size (full SIMD blocks plus a tail of 255 % 16 = 15), odd small sizes
 # (tails only), and the all-ones case.
 SIZES = [(3, 13, 16, 255), (3, 13, 5, 7), (1, 1, 1, 1)]
@@ -142,7 +142,7 @@ def test_env_var_kernel_path_unknown_warns_and_runs_the_best_path(value):
     best = AVAILABLE_PATHS[-1]
     path, err = _kernel_path_in_subprocess(value)
     assert path == best
-    assert err == (f"s2sext: ignoring S2SEXT_KERNEL_PATH={value!r}: expected one of portable, avx2, avx512; "
+    assert err == (f"s2sext: ignoring S2SEXT_KERNEL_PATH={value!r}: expected one of portable, avx2, avx512, avx512_vnni, avx512_bf16; "
                    f"using {best}\n")
 
 
@@ -150,9 +150,9 @@ def test_env_var_kernel_path_empty_is_unset():
     assert _kernel_path_in_subprocess("") == (AVAILABLE_PATHS[-1], "")
 
 
-@pytest.mark.skipif(len(AVAILABLE_PATHS) == 3, reason="every path runs on this CPU")
+@pytest.mark.skipif(len(AVAILABLE_PATHS) == len(KNOWN_PATHS), reason="every path runs on this CPU")
 def test_env_var_kernel_path_unsupported_warns():
-    unsupported = [p for p in ("avx2", "avx512") if p not in AVAILABLE_PATHS][0]
+    unsupported = [p for p in ("avx2", "avx512", "avx512_vnni", "avx512_bf16") if p not in AVAILABLE_PATHS][0]
     path, err = _kernel_path_in_subprocess(unsupported)
     assert path == AVAILABLE_PATHS[-1]
     assert "this CPU or build cannot run that path" in err

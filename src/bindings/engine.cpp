@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "engine/engine.h"
 #include "engine/range_check.h"
 #include "engine/weights.h"
+#include "runtime/quantize.h"
 
 namespace bindings {
 
@@ -220,6 +222,53 @@ void check_model_file(const std::string& path) {
   }
 }
 
+// ---- the int8 rule -----------------------------------------------------------------------------
+
+py::tuple quantize_int8(py::handle w_in) {
+  Checker ck("quantize_int8");
+  py::array arr = ck.float_array(w_in, "w");
+  if (arr.ndim() != 2) ck.value_error("w must be 2-D [N, K], got shape " + shape_str(arr));
+  Array<float> w = ck.floats<float>(arr, "w", "N,K");
+  const int64_t N = w.shape(0), K = w.shape(1);
+  const float* x = w.data();
+  for (int64_t i = 0; i < N * K; ++i)
+    if (!std::isfinite(x[i]))
+      ck.value_error("w must be finite in float32, got " + std::to_string(x[i]) + " at row " + std::to_string(i / K) +
+                     ", column " + std::to_string(i % K));
+  py::array_t<int8_t> q({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(K)});
+  Array<float> scale(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N)});
+  int8_t* qd = q.mutable_data();
+  float* sd = scale.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t n = 0; n < N; ++n) {
+      sd[n] = s2s::int8_row_scale(x + n * K, K);
+      s2s::quantize_int8_row(x + n * K, K, sd[n], qd + n * K);
+    }
+  }
+  return py::make_tuple(q, scale);
+}
+
+Array<float> dequantize_int8(const py::array& q_in, py::handle scale_in) {
+  Checker ck("dequantize_int8");
+  if (!py::isinstance<py::array_t<int8_t>>(q_in) || q_in.dtype().kind() != 'i' || q_in.itemsize() != 1)
+    ck.type_error("q must be an int8 array, got " + type_name(q_in) + " of dtype " + std::string(py::str(q_in.dtype())));
+  if (q_in.ndim() != 2) ck.value_error("q must be 2-D [N, K], got shape " + shape_str(q_in));
+  auto q = py::array_t<int8_t, py::array::c_style | py::array::forcecast>::ensure(q_in);
+  ck.bind('N', q.shape(0), "q");
+  Array<float> scale = ck.floats<float>(scale_in, "scale", "N");
+  const int64_t N = q.shape(0), K = q.shape(1);
+  Array<float> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(K)});
+  float* od = out.mutable_data();
+  const int8_t* qd = q.data();
+  const float* sd = scale.data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t n = 0; n < N; ++n) s2s::dequantize_int8_row(qd + n * K, K, sd[n], od + n * K);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_engine(py::module_& m) {
@@ -240,6 +289,11 @@ void register_engine(py::module_& m) {
   m.def("check_float32_range", &check_float32_range, py::arg("config"), py::arg("params"),
         "ValueError unless every parameter of the configuration is present with its shape and no\n"
         "pre-activation, score or logit of decoding can overflow float32 (the engine's checks).");
+  m.def("quantize_int8", &quantize_int8, py::arg("w"),
+        "The int8 rule (runtime/quantize.h): w float32 [N, K], finite -> (q int8 [N, K], scale float32 [N]),\n"
+        "symmetric per row, idempotent through dequantize_int8.");
+  m.def("dequantize_int8", &dequantize_int8, py::arg("q"), py::arg("scale"),
+        "q int8 [N, K], scale [N] -> float32 [N, K] = q * scale (the values an int8 matrix stands for).");
   m.def("check_model_file", &check_model_file, py::arg("path"),
         "Loads a model file with the C++ API (s2sext::Translator::load) and discards the result;\n"
         "ValueError with the C++ loader's message if it refuses the file.");

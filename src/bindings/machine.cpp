@@ -47,7 +47,7 @@ std::string set_kernel_path(py::handle name_in) {
   const std::string name = py::cast<std::string>(name_in);
   s2s::KernelPath path;
   if (!s2s::parse_path(name, &path))
-    throw py::value_error("set_kernel_path: unknown path '" + name + "'; expected one of portable, avx2, avx512");
+    throw py::value_error("set_kernel_path: unknown path '" + name + "'; expected one of portable, avx2, avx512, avx512_vnni, avx512_bf16");
   if (!s2s::path_available(path))
     throw py::value_error("set_kernel_path: path '" + name + "' is not supported by this CPU or build; available: " +
                           available);
@@ -92,7 +92,7 @@ void register_machine(py::module_& m) {
         "one), 'env_request' (S2SEXT_KERNEL_PATH as read at start-up), 'blas' (name, config, core,\n"
         "threads of the BLAS library itself) and 'num_threads' (threads s2sext uses).");
   m.def("set_kernel_path", &set_kernel_path, py::arg("name"),
-        "Switches the SIMD kernel path ('portable', 'avx2', 'avx512') for the whole process and\n"
+        "Switches the SIMD kernel path ('portable', 'avx2', 'avx512', 'avx512_vnni', 'avx512_bf16') for the whole process and\n"
         "returns the previous one. ValueError for an unknown name or one this CPU cannot run.");
   m.def("set_num_threads", &set_num_threads, py::arg("threads"),
         "Sets the number of threads s2sext's kernels may use (1 to 1024) and returns the previous\n"

@@ -10,6 +10,10 @@
 namespace s2s {
 namespace {
 
+// lowest first, as cpu_info() lists the available ones
+constexpr KernelPath kAllPaths[] = {KernelPath::portable, KernelPath::avx2, KernelPath::avx512,
+                                    KernelPath::avx512_vnni, KernelPath::avx512_bf16};
+
 #if defined(__x86_64__) || defined(_M_X64)
 constexpr bool kX86 = true;
 #else
@@ -28,6 +32,7 @@ bool has(const char* feature) {
   if (f == "avx512dq") return __builtin_cpu_supports("avx512dq");
   if (f == "avx512bw") return __builtin_cpu_supports("avx512bw");
   if (f == "avx512vl") return __builtin_cpu_supports("avx512vl");
+  if (f == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
   if (f == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
 #endif
   (void)feature;
@@ -35,7 +40,7 @@ bool has(const char* feature) {
 }
 
 const char* const kFeatureNames[] = {"avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
-                                     "avx512vl", "avx512bf16"};
+                                     "avx512vl", "avx512vnni", "avx512bf16"};
 
 bool supported(KernelPath path) {
   switch (path) {
@@ -44,6 +49,8 @@ bool supported(KernelPath path) {
     case KernelPath::avx512:
       return kX86 && supported(KernelPath::avx2) && has("avx512f") && has("avx512dq") &&
              has("avx512bw") && has("avx512vl");
+    case KernelPath::avx512_vnni: return supported(KernelPath::avx512) && has("avx512vnni");
+    case KernelPath::avx512_bf16: return supported(KernelPath::avx512_vnni) && has("avx512bf16");
   }
   return false;
 }
@@ -54,6 +61,8 @@ const char* env_request() {
 }
 
 KernelPath best_path() {
+  if (supported(KernelPath::avx512_bf16)) return KernelPath::avx512_bf16;
+  if (supported(KernelPath::avx512_vnni)) return KernelPath::avx512_vnni;
   if (supported(KernelPath::avx512)) return KernelPath::avx512;
   if (supported(KernelPath::avx2)) return KernelPath::avx2;
   return KernelPath::portable;
@@ -70,7 +79,7 @@ KernelPath initial_path() {
   const bool known = parse_path(request, &requested);
   if (known && supported(requested)) return requested;
   std::fprintf(stderr, "s2sext: ignoring S2SEXT_KERNEL_PATH='%s': %s; using %s\n", request.c_str(),
-               known ? "this CPU or build cannot run that path" : "expected one of portable, avx2, avx512",
+               known ? "this CPU or build cannot run that path" : "expected one of portable, avx2, avx512, avx512_vnni, avx512_bf16",
                path_name(best));
   return best;
 }
@@ -87,12 +96,14 @@ const char* path_name(KernelPath path) {
     case KernelPath::portable: return "portable";
     case KernelPath::avx2: return "avx2";
     case KernelPath::avx512: return "avx512";
+    case KernelPath::avx512_vnni: return "avx512_vnni";
+    case KernelPath::avx512_bf16: return "avx512_bf16";
   }
   return "?";
 }
 
 bool parse_path(const std::string& name, KernelPath* out) {
-  for (KernelPath p : {KernelPath::portable, KernelPath::avx2, KernelPath::avx512}) {
+  for (KernelPath p : kAllPaths) {
     if (name == path_name(p)) {
       *out = p;
       return true;
@@ -118,7 +129,7 @@ CpuInfo cpu_info() {
 #endif
   if (kX86)
     for (const char* f : kFeatureNames) info.features.emplace_back(f, has(f));
-  for (KernelPath p : {KernelPath::portable, KernelPath::avx2, KernelPath::avx512})
+  for (KernelPath p : kAllPaths)
     if (supported(p)) info.available_paths.emplace_back(path_name(p));
   info.kernel_path = path_name(active_path());
   info.env_request = env_request();
@@ -131,6 +142,8 @@ const KernelTable<T>& kernels_for(KernelPath path);
 template <>
 const KernelTable<float>& kernels_for<float>(KernelPath path) {
 #if defined(__x86_64__) || defined(_M_X64)
+  if (path == KernelPath::avx512_bf16) return avx512_bf16::table_f32();
+  if (path == KernelPath::avx512_vnni) return avx512_vnni::table_f32();
   if (path == KernelPath::avx512) return avx512::table_f32();
   if (path == KernelPath::avx2) return avx2::table_f32();
 #endif
@@ -141,6 +154,8 @@ const KernelTable<float>& kernels_for<float>(KernelPath path) {
 template <>
 const KernelTable<double>& kernels_for<double>(KernelPath path) {
 #if defined(__x86_64__) || defined(_M_X64)
+  if (path == KernelPath::avx512_bf16) return avx512_bf16::table_f64();
+  if (path == KernelPath::avx512_vnni) return avx512_vnni::table_f64();
   if (path == KernelPath::avx512) return avx512::table_f64();
   if (path == KernelPath::avx2) return avx2::table_f64();
 #endif

@@ -2,7 +2,8 @@
 //
 // Letters: H hidden size, G = 4H gate width, S source positions, A attention size, N rows, K columns.
 // The same source (kernels_impl.h) is compiled once per instruction set into its own namespace
-// (kernels_portable.cpp, kernels_avx2.cpp, kernels_avx512.cpp); cpu.cpp picks the table at run time.
+// (kernels_portable.cpp, kernels_avx2.cpp, kernels_avx512.cpp, kernels_avx512_vnni.cpp,
+// kernels_avx512_bf16.cpp); cpu.cpp picks the table at run time.
 // The portable table is the plain reference the others are tested against.
 #pragma once
 #include <cstdint>
@@ -52,7 +53,9 @@ struct KernelTable {
                     int64_t N, int64_t K, int64_t M, float beta);
 };
 
-enum class KernelPath { portable = 0, avx2 = 1, avx512 = 2 };
+// avx512_vnni adds AVX-512 VNNI (int8 dot products: Cascade Lake, Ice Lake); avx512_bf16 adds VNNI and
+// AVX512_BF16 (bfloat16 dot products: Cooper Lake, Sapphire Rapids, Zen 4 and later).
+enum class KernelPath { portable = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, avx512_bf16 = 4 };
 
 // The table of the active path (atomic read; set once at start-up, changeable by set_kernel_path).
 template <class T>
@@ -73,5 +76,13 @@ namespace avx512 {
 const KernelTable<float>& table_f32();
 const KernelTable<double>& table_f64();
 }  // namespace avx512
+namespace avx512_vnni {
+const KernelTable<float>& table_f32();
+const KernelTable<double>& table_f64();
+}  // namespace avx512_vnni
+namespace avx512_bf16 {
+const KernelTable<float>& table_f32();
+const KernelTable<double>& table_f64();
+}  // namespace avx512_bf16
 
 }  // namespace s2s
