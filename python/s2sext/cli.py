@@ -1,5 +1,5 @@
 """The ``s2sext`` command (also ``python -m s2sext``): train, translate, eval, plot, demo, kernels,
-import-opennmt.
+import-opennmt, quantize.
 
 Bad arguments and bad data end in one ``s2sext: error: ...`` line on stderr (exit status 2),
 never a traceback; so does running out of memory. A traceback means a bug in s2sext: a ValueError
@@ -360,6 +360,30 @@ def cmd_import_opennmt(args):
     return 0
 
 
+def cmd_quantize(args):
+    from .model import Seq2Seq
+    from .seq2seq_file import int8_parameters
+    from .serialize import read_model_file
+
+    check_output("OUT", args.out)
+    header, tensors = read_model_file(args.model)
+    try:
+        model = Seq2Seq.from_header(header, tensors)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"{args.model}: not a valid s2sext model: {exc}") from None
+    if int8_parameters(model.config, tensors):
+        raise CliError(f"{args.model} is already an int8 model file: nothing to quantize")
+    # a model to ship: a checkpoint's optimiser state and resume keys are left out, the training record kept
+    extra = header.get("extra")
+    training = {"training": extra["training"]} if isinstance(extra, dict) and "training" in extra else None
+    del header, tensors
+    before = os.path.getsize(args.model)  # (OUT may be MODEL)
+    model.save(args.out, extra=training, dtype="int8")
+    after = os.path.getsize(args.out)
+    print(f"quantized {args.model} ({before:,} bytes) -> {args.out} ({after:,} bytes, {before / after:.2f}x smaller)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -571,6 +595,14 @@ def build_parser():
                    help="the weights of a checkpoint saved with -save_format safetensors "
                         "(default: those inside CKPT.pt)")
     p.set_defaults(func=cmd_import_opennmt)
+
+    p = command("quantize", help="write a model file with int8 matrices (about 4x smaller)",
+                description="Write MODEL's weight matrices in int8 with a float32 scale per row (docs/model-format.md); "
+                            "every loader reads the file. Biases stay float32; a checkpoint's optimiser state is "
+                            "left out.")
+    p.add_argument("model", metavar="MODEL", help="the float32 model file to quantize")
+    p.add_argument("out", metavar="OUT", help="the int8 model file to write (written atomically)")
+    p.set_defaults(func=cmd_quantize)
     return parser
 
 

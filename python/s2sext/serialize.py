@@ -3,7 +3,8 @@
 The format is specified byte by byte in ``docs/model-format.md``; this module is its only Python
 reader and writer. In short::
 
-    [0, 24)            preamble: magic b"S2SXMDL\\0", u32 version (1), u32 reserved (0),
+    [0, 24)            preamble: magic b"S2SXMDL\\0", u32 version (1, or 2 with int8 tensors),
+                       u32 reserved (0),
                        u64 json_length                                (integers little-endian)
     [24, 24+J)         UTF-8 JSON: {"tensors": [{name, dtype, shape, offset, nbytes}, ...],
                                     "meta": <the caller's header>}
@@ -34,11 +35,17 @@ from .checks import is_int
 # object_without_repeated_keys is importable from here, where it lived before
 from .strict_json import MAX_JSON_DEPTH, object_without_repeated_keys, quoted, strict_loads  # noqa: F401
 
-__all__ = ["ModelFileError", "write_model_file", "read_model_file", "FORMAT_VERSION"]
+__all__ = ["ModelFileError", "write_model_file", "read_model_file", "FORMAT_VERSION", "INT8_FORMAT_VERSION",
+           "FORMAT_VERSIONS"]
 
 MAGIC = b"S2SXMDL\x00"
 END_MAGIC = b"S2SX"
+# The format version of a file without int8 tensors (every file before int8 existed, written byte
+# for byte as before); a file with an int8 (``i8``) tensor is version 2, which readers of version 1
+# refuse as "unsupported format version 2" before they look at its tensor table.
 FORMAT_VERSION = 1
+INT8_FORMAT_VERSION = 2
+FORMAT_VERSIONS = (FORMAT_VERSION, INT8_FORMAT_VERSION)
 ALIGNMENT = 64
 MAX_NDIM = 32
 # The JSON header's limit (it holds the vocabularies: about a million word tokens fit). A reader
@@ -61,6 +68,7 @@ _DTYPE_CODES = {
     "i64": np.dtype("<i8"),
     "u16": np.dtype("<u2"),
     "u8": np.dtype("u1"),
+    "i8": np.dtype("i1"),  # format version 2 only (INT8_FORMAT_VERSION)
 }
 _CODE_OF = {(dt.kind, dt.itemsize): code for code, dt in _DTYPE_CODES.items()}
 _TENSOR_KEYS = frozenset(("name", "dtype", "shape", "offset", "nbytes"))
@@ -152,7 +160,7 @@ def _le_tensor(name: Any, value: Any) -> np.ndarray:
     if code is None or value.dtype.fields is not None:
         raise TypeError(
             f"tensor {name!r}: dtype {value.dtype} cannot be stored; "
-            "allowed are float32, float64, int32, int64, uint16 and uint8"
+            "allowed are float32, float64, int32, int64, uint16, uint8 and int8"
         )
     if value.ndim > MAX_NDIM:
         raise ValueError(f"tensor {name!r}: {value.ndim} dimensions, at most {MAX_NDIM} allowed")
@@ -179,8 +187,9 @@ def write_model_file(
         the file's top-level object and the header too); with the tensor table at most
         ``MAX_HEADER_BYTES`` of JSON. ``read_model_file`` returns an equal dict.
     tensors : dict of str to ndarray
-        Non-empty names; arrays of dtype float32, float64, int32, int64, uint16 (bfloat16 bits) or
-        uint8 (bytes, such as a sentencepiece model),
+        Non-empty names; arrays of dtype float32, float64, int32, int64, uint16 (bfloat16 bits),
+        uint8 (bytes, such as a sentencepiece model) or int8 (quantized weights: the file is then
+        format version 2, ``INT8_FORMAT_VERSION``; without int8 it is version 1),
         any shape including 0-d and empty (numpy scalars are stored as 0-d arrays), any layout and
         byte order. They are stored as C-contiguous little-endian data, in the dict's order.
 
@@ -232,6 +241,7 @@ def write_model_file(
             f"at most {MAX_HEADER_BYTES} bytes (MAX_HEADER_BYTES)"
         )
     data_start = _align(_PREAMBLE.size + len(head))
+    version = INT8_FORMAT_VERSION if any(e["dtype"] == "i8" for e in entries) else FORMAT_VERSION
 
     def write(f: BinaryIO) -> None:
         crc = 0
@@ -243,7 +253,7 @@ def write_model_file(
             crc = zlib.crc32(chunk, crc)
             pos += len(chunk)
 
-        put(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(head)))
+        put(_PREAMBLE.pack(MAGIC, version, 0, len(head)))
         put(head)
         for offset, arr in arrays:
             put(bytes(data_start + offset - pos))
@@ -517,11 +527,11 @@ def _check_ends(path: str, head: bytes, size: int | None, tail: bytes) -> None:
     if len(head) < _PREAMBLE.size:
         raise _failure(path, f"truncated: {len(head)} bytes, a model file has at least {_MIN_SIZE}")
     _, version, _, json_length = _PREAMBLE.unpack(head)
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
         raise _failure(
             path,
-            f"unsupported format version {version}; this reader supports version {FORMAT_VERSION} "
-            "(a newer s2sext wrote it, or the file is corrupted)",
+            f"unsupported format version {version}; this reader supports versions "
+            f"{' and '.join(map(str, FORMAT_VERSIONS))} (a newer s2sext wrote it, or the file is corrupted)",
         )
     if size is None:
         return
@@ -587,7 +597,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     names = set()
     end = 0
     for i, e in enumerate(entries):
-        problem = _entry_problem(e, data_length)
+        problem = _entry_problem(e, data_length, version)
         if problem:
             raise fail(f"corrupted: tensor entry {i} {problem}")
         if e["name"] in names:
@@ -606,7 +616,7 @@ def _parse(path: str, data: bytes) -> Tuple[Dict[str, Any], list, int]:
     return meta, entries, data_start
 
 
-def _entry_problem(e: Any, data_length: int) -> str | None:
+def _entry_problem(e: Any, data_length: int, version: int) -> str | None:
     """What is wrong with one tensor entry, or None. Sizes are Python ints: no overflow."""
     if not isinstance(e, dict) or set(e) != _TENSOR_KEYS:
         return f"must be an object with keys {sorted(_TENSOR_KEYS)}, got {e!r:.200}"
@@ -615,6 +625,8 @@ def _entry_problem(e: Any, data_length: int) -> str | None:
         return f"has name {quoted(name)}; names are non-empty strings"
     if not isinstance(code, str) or code not in _DTYPE_CODES:
         return f"({quoted(name)}) has unknown dtype {quoted(code)}; known are {sorted(_DTYPE_CODES)}"
+    if code == "i8" and version < INT8_FORMAT_VERSION:
+        return f"({quoted(name)}) has dtype 'i8', which a version-{version} file cannot hold (int8 needs version 2)"
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
         return f"({quoted(name)}) has shape {quoted(shape)}; expected at most {MAX_NDIM} non-negative ints"
     if not _is_count(offset) or offset % ALIGNMENT:

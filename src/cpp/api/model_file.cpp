@@ -1,6 +1,7 @@
 #include "api/model_file.h"
 
 #include "api/sentencepiece_model.h"
+#include "runtime/quantize.h"
 #include "spec/utf8.h"
 
 #include <algorithm>
@@ -374,6 +375,10 @@ namespace {
 
 constexpr unsigned char kMagic[8] = {'S', '2', 'S', 'X', 'M', 'D', 'L', 0};
 constexpr uint64_t kPreamble = 24, kTrailer = 16;
+// Format version 1: no int8 tensor; 2: int8 (dtype "i8") tensors allowed (docs/model-format.md).
+constexpr uint32_t kInt8FormatVersion = 2;
+// an int8 matrix NAME's row scales are the float32 tensor NAME + kScaleSuffix
+constexpr const char* kScaleSuffix = ".scale";
 
 struct Failure {
   const std::string& path;
@@ -389,8 +394,8 @@ void check_ends(const Failure& fail, const unsigned char* head, size_t head_n, i
   }
   if (head_n < kPreamble) throw fail("truncated");
   const uint32_t version = read_u32(head + 8);
-  if (version != 1)
-    throw fail("unsupported format version " + std::to_string(version) + "; this reader supports version 1");
+  if (version != 1 && version != kInt8FormatVersion)
+    throw fail("unsupported format version " + std::to_string(version) + "; this reader supports versions 1 and 2");
   if (size < 0) return;
   const uint64_t J = read_u64(head + 16), n = uint64_t(size);
   if (J > n || n - J < kPreamble + kTrailer) {  // 24 + J + 16 > size, without overflow
@@ -453,6 +458,67 @@ const ConfigKey kConfigKeys[] = {
     {"bridge", 2},          {"combine_activation", 2},  {"attention_query_bias", 2},
     {"src_lowercase", 3},   {"tgt_lowercase", 3}};
 constexpr int64_t kLatestHeaderVersion = 3;
+
+// The int8 matrices of a file (docs/model-format.md, "int8 parameters"), in the parameter table's
+// order, stopping at the first parameter the file lacks (the Engine reports it), so the work is
+// bounded by the file: each int8 parameter is a matrix of its table shape with float32 scales
+// NAME.scale [N]; each row is a fixed point of the int8 rule (runtime/quantize.h: no -128, a finite
+// scale >= +0 whose q * scale stays finite, and quantizing the dequantized row gives the same q and
+// scale bit for bit); a float32 parameter has no NAME.scale. The dequantized values replace the
+// scales in params.
+void read_int8_parameters(const Failure& fail, Seq2SeqFile& out, const std::set<std::string>& names,
+                          const std::map<std::string, std::string>& dtypes,
+                          const std::map<std::string, std::pair<Shape, const unsigned char*>>& int8_tensors) {
+  struct Stop {};
+  std::vector<std::string> scales;
+  try {
+    visit_parameters(out.config, [&](const std::string& name, const Shape& shape) {
+      if (!names.count(name)) throw Stop{};
+      const std::string scale_name = name + kScaleSuffix;
+      const auto q = int8_tensors.find(name);
+      if (q == int8_tensors.end()) {
+        if (names.count(scale_name))
+          throw fail("tensor " + quote(scale_name) + " holds int8 scales, but parameter " + quote(name) + " is " +
+                     dtypes.at(name));
+        return;
+      }
+      if (shape.size() != 2)
+        throw fail("parameter " + quote(name) + " is int8; only matrices ([N, K]) may be stored in int8");
+      if (q->second.first != shape) throw fail("parameter " + quote(name) + " (int8) has the wrong shape");
+      const auto scale = out.params.find(scale_name);
+      if (!names.count(scale_name))
+        throw fail("parameter " + quote(name) + " is int8 and the file lacks its scales " + quote(scale_name));
+      if (scale == out.params.end() || scale->second.shape != Shape{shape[0]})
+        throw fail("tensor " + quote(scale_name) + " must be float32 [N], the scales of the int8 matrix " + quote(name));
+      const int64_t N = shape[0], K = shape[1];
+      const int8_t* data = reinterpret_cast<const int8_t*>(q->second.second);
+      Tensor values;
+      values.shape = shape;
+      values.values.resize(size_t(N * K));  // N * K bytes of the file: bounded by its size
+      std::vector<int8_t> again(static_cast<size_t>(K));
+      for (int64_t n = 0; n < N; ++n) {
+        const int8_t* row = data + n * K;
+        const float s = scale->second.values[size_t(n)];
+        const std::string where = "parameter " + quote(name) + " row " + std::to_string(n);
+        if (std::find(row, row + K, int8_t(-128)) != row + K) throw fail(where + " holds -128; int8 values are in [-127, 127]");
+        if (!std::isfinite(s) || std::signbit(s)) throw fail(where + ": its scale is not a finite float32 >= +0.0");
+        float* x = values.values.data() + n * K;
+        dequantize_int8_row(row, K, s, x);
+        for (int64_t k = 0; k < K; ++k)
+          if (!std::isfinite(x[k])) throw fail(where + ": q * scale overflows float32");
+        const float s_again = int8_row_scale(x, K);
+        quantize_int8_row(x, K, s_again, again.data());
+        if (std::memcmp(&s_again, &s, 4) != 0 || std::memcmp(again.data(), row, size_t(K)) != 0)
+          throw fail(where + " is not as the int8 rule stores it (its largest |q| must be 127, or the row all 0 with "
+                     "scale 0)");
+      }
+      out.params[name] = std::move(values);
+      scales.push_back(scale_name);
+    });
+  } catch (const Stop&) {
+  }
+  for (const std::string& name : scales) out.params.erase(name);
+}
 
 }  // namespace
 
@@ -572,8 +638,11 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
   // sentencepiece model into blobs (other dtypes are checked, not read); the Engine then checks the
   // parameters' presence and shapes
   std::map<std::string, std::pair<std::vector<int64_t>, std::string>> blobs;  // name -> (shape, bytes)
+  std::map<std::string, std::pair<Shape, const unsigned char*>> int8_tensors;  // name -> (shape, data)
+  std::map<std::string, std::string> dtypes;  // name -> dtype code, of every tensor
   std::vector<std::pair<uint64_t, uint64_t>> spans;
   std::set<std::string> names;
+  const uint32_t format_version = read_u32(&bytes[8]);
   for (const Json& t : tensors->array) {
     const Json* name = t.find("name");
     const Json* dtype = t.find("dtype");
@@ -587,10 +656,13 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     if (name->string.empty()) throw fail("corrupted tensor table (a tensor has an empty name)");
     uint64_t itemsize = dtype->string == "f32" || dtype->string == "i32" ? 4
                         : dtype->string == "f64" || dtype->string == "i64" ? 8
-                        : dtype->string == "u16" ? 2 : dtype->string == "u8" ? 1 : 0;
+                        : dtype->string == "u16" ? 2 : dtype->string == "u8" || dtype->string == "i8" ? 1 : 0;
     if (!itemsize) throw fail("tensor " + quote(name->string) + " has unknown dtype " + quote(dtype->string));
+    if (dtype->string == "i8" && format_version < kInt8FormatVersion)
+      throw fail("tensor " + quote(name->string) + " has dtype 'i8', which a version-1 file cannot hold");
     if (shape->array.size() > 32) throw fail("tensor " + quote(name->string) + " has more than 32 dimensions");
     if (!names.insert(name->string).second) throw fail("tensor " + quote(name->string) + " appears twice");
+    dtypes.emplace(name->string, dtype->string);
     Tensor tensor;
     // the product of the non-zero dimensions times the itemsize must stay below 2^63
     const uint64_t limit = uint64_t(std::numeric_limits<int64_t>::max()) / itemsize;
@@ -617,6 +689,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
       const char* start = reinterpret_cast<const char*>(&bytes[D + uint64_t(offset->integer)]);
       blobs.emplace(name->string, std::make_pair(tensor.shape, std::string(start, size_t(count))));
     }
+    if (dtype->string == "i8") int8_tensors.emplace(name->string, std::make_pair(tensor.shape, &bytes[D + uint64_t(offset->integer)]));
     if (dtype->string != "f32") continue;
     tensor.values.resize(count);
     const unsigned char* src = &bytes[D + uint64_t(offset->integer)];
@@ -633,6 +706,7 @@ Seq2SeqFile read_seq2seq_file(const std::string& path) {
     end = s.first + s.second;
   }
   if (D + end != E) throw fail("corrupted (the data section does not end at the last tensor)");
+  read_int8_parameters(fail, out, names, dtypes, int8_tensors);
 
   // a sentencepiece side's model (docs/model-format.md, "The Seq2Seq header", rule 5)
   for (auto [side, tokenizer, vocab, model] :
