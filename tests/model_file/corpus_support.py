@@ -32,6 +32,11 @@ BASES = {
                                   attention_query_bias=True, combine_activation="none", num_layers=2,
                                   src_lowercase=True, tgt_lowercase=True),
 }
+# bases saved with int8 matrices (Seq2Seq.save(dtype="int8"): format version 2), by the base they quantize:
+# every kind of matrix (embeddings, LSTM, bridge, general's w_a, concat's w_q/w_k beside its vector v and
+# query bias, combine, output)
+INT8_BASES = {"int8-bidirectional-general": "bidirectional-general", "int8-bahdanau-concat": "bahdanau-concat",
+              "int8-v2-brnn-mlp": "v2-brnn-mlp"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +62,12 @@ def with_crc(body: bytes) -> bytes:
     return body + struct.pack("<QI4s", len(body), zlib.crc32(body), b"S2SX")
 
 
-def assemble(doc, data: bytes, **dumps) -> bytes:
+def format_version(raw: bytes) -> int:
+    """The container's format version in the preamble (1 for a file too short to have one)."""
+    return struct.unpack_from("<I", raw, 8)[0] if len(raw) >= 12 else 1
+
+
+def assemble(doc, data: bytes, version: int = 1, **dumps) -> bytes:
     raws = []
 
     def encode(value):
@@ -74,17 +84,18 @@ def assemble(doc, data: bytes, **dumps) -> bytes:
     for i, raw in enumerate(raws):
         text = text.replace(json.dumps(f"\x00RAW{i}\x00", **{"ensure_ascii": False, **dumps}), raw)
     head = text.encode("utf-8", "surrogatepass")
-    body = struct.pack("<8sIIQ", b"S2SXMDL\x00", 1, 0, len(head)) + head
+    body = struct.pack("<8sIIQ", b"S2SXMDL\x00", version, 0, len(head)) + head
     return with_crc(body + bytes(-len(body) % 64) + data)
 
 
 def edited(raw: bytes, edit, **dumps) -> bytes:
-    """`raw` with `edit(doc, data)` applied (in place, or returning a new (doc, data) tuple)."""
+    """`raw` with `edit(doc, data)` applied (in place, or returning a new (doc, data) tuple), of the
+    same format version."""
     doc, data = split(raw)
     result = edit(doc, data)
     if isinstance(result, tuple):
         doc, data = result
-    return assemble(doc, data, **dumps)
+    return assemble(doc, data, format_version(raw), **dumps)
 
 
 def with_head(raw: bytes, transform) -> bytes:
@@ -92,7 +103,7 @@ def with_head(raw: bytes, transform) -> bytes:
     (json_length,) = struct.unpack_from("<Q", raw, 16)
     data_start = -(-(24 + json_length) // 64) * 64
     head = transform(raw[24 : 24 + json_length])
-    body = struct.pack("<8sIIQ", b"S2SXMDL\x00", 1, 0, len(head)) + head
+    body = struct.pack("<8sIIQ", b"S2SXMDL\x00", format_version(raw), 0, len(head)) + head
     return with_crc(body + bytes(-len(body) % 64) + raw[data_start:-16])
 
 

@@ -140,7 +140,8 @@ def byte_cases(raw):
         cases[f"truncated-{cut}"] = (raw[:cut], False)
     for k in range(8):
         cases[f"magic-byte-{k}"] = (patched(raw, k, "<B", raw[k] ^ 0x20), False)
-    cases["version-2"] = (patched(raw, 8, "<I", 2), False)
+    cases["version-2"] = (patched(raw, 8, "<I", 2), True)  # the int8 version, which may also hold none
+    cases["version-3"] = (patched(raw, 8, "<I", 3), False)
     cases["version-0"] = (patched(raw, 8, "<I", 0), False)
     cases["reserved-1"] = (patched(raw, 12, "<I", 1), False)
     for label, value in [("plus-1", json_length + 1), ("minus-1", json_length - 1), ("plus-64", json_length + 64),

@@ -77,12 +77,12 @@ def test_appended_bytes_are_detected(model_path, tmp_path):
         read_model_file(bad_path)
 
 
-def test_unknown_version_names_the_supported_one(model_path, tmp_path):
+def test_unknown_version_names_the_supported_ones(model_path, tmp_path):
     raw = bytearray(model_path.read_bytes())
-    struct.pack_into("<I", raw, 8, 2)
+    struct.pack_into("<I", raw, 8, 3)
     path = tmp_path / "future.s2sx"
     path.write_bytes(bytes(raw))
-    with pytest.raises(ModelFileError, match="unsupported format version 2.*supports version 1"):
+    with pytest.raises(ModelFileError, match="unsupported format version 3.*supports versions 1 and 2"):
         read_model_file(path)
 
 
