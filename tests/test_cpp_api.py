@@ -116,6 +116,21 @@ def test_cpp_translates_a_version_2_model(example_program, tmp_path):
     assert result.stdout.split("\n")[:-1] == model.translate(texts, beam=3, max_length=50)
 
 
+def test_cpp_translates_an_int8_model_file_as_python_does(example_program, tmp_path):
+    # s2sext quantize's file (docs/model-format.md, "int8 parameters"): the C++ Translator reads the
+    # int8 matrices as the values they stand for, as Seq2Seq.load does, and decodes alike
+    model, _, texts = trained_model(tmp_path)
+    path = tmp_path / "int8.s2s"
+    model.save(path, dtype="int8")
+    quantized = Seq2Seq.load(path)
+    for options in ((), ("--beam", "4")):
+        result = run(example_program, path, *options, *texts)
+        assert result.returncode == 0, result.stderr
+        beam = int(options[1]) if options else 1
+        assert result.stdout.split("\n")[:-1] == quantized.translate(texts, beam=beam, max_length=50)
+    assert len(set(quantized.translate(texts, max_length=50))) >= 3  # outputs that tell the inputs apart
+
+
 def test_cpp_refuses_bad_files(example_program, tmp_path):
     _, path, _ = trained_model(tmp_path)
     data = path.read_bytes()
