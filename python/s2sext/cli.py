@@ -597,10 +597,10 @@ def build_parser():
     p.set_defaults(func=cmd_import_opennmt)
 
     p = command("quantize", help="write a model file with int8 matrices (about 4x smaller)",
-                description="Write MODEL's weight matrices in int8 with a float32 scale per row (docs/model-format.md); "
+                description="Write IN's weight matrices in int8 with a float32 scale per row (docs/model-format.md); "
                             "every loader reads the file. Biases stay float32; a checkpoint's optimiser state is "
                             "left out.")
-    p.add_argument("model", metavar="MODEL", help="the float32 model file to quantize")
+    p.add_argument("model", metavar="IN", help="the float32 model file to quantize")
     p.add_argument("out", metavar="OUT", help="the int8 model file to write (written atomically)")
     p.set_defaults(func=cmd_quantize)
     return parser
