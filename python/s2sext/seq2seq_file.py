@@ -95,29 +95,30 @@ def int8_parameters(config: Config, tensors: dict) -> list:
             if name in tensors and tensors[name].dtype == np.int8]
 
 
-def _int8_problem(name: str, q: np.ndarray, scale: np.ndarray) -> str | None:
-    """What is wrong with the int8 matrix ``q`` and its row scales (shapes already checked), or None:
-    every row must be as the int8 rule stores it, the fixed point that readers rely on."""
+def _int8_values(name: str, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The float32 values of the int8 matrix ``q`` with its row scales (shapes already checked);
+    ValueError unless every row is as the int8 rule stores it, the fixed point that readers rely on."""
     if (q == -128).any():
         row = int(np.argwhere(q == -128)[0][0])
-        return f"parameter {name!r} row {row} holds -128; int8 values are in [-127, 127]"
+        raise ValueError(f"parameter {name!r} row {row} holds -128; int8 values are in [-127, 127]")
     bad = ~np.isfinite(scale) | np.signbit(scale)
     if bad.any():
         row = int(np.argmax(bad))
-        return f"{name + SCALE_SUFFIX!r} row {row} is {float(scale[row])!r}; a scale is a finite float32 >= +0.0"
+        raise ValueError(f"{name + SCALE_SUFFIX!r} row {row} is {float(scale[row])!r}; a scale is a finite "
+                         "float32 >= +0.0")
     values = _core.dequantize_int8(q, scale)
     overflow = ~np.isfinite(values).all(axis=1)
     if overflow.any():
         row = int(np.argmax(overflow))
-        return (f"{name + SCALE_SUFFIX!r} row {row} is {float(scale[row])!r}; q * scale overflows float32 "
-                f"(a scale is at most the largest float32 / 127)")
+        raise ValueError(f"{name + SCALE_SUFFIX!r} row {row} is {float(scale[row])!r}; q * scale overflows float32 "
+                         "(a scale is at most the largest float32 / 127)")
     again, again_scale = _core.quantize_int8(values)
     differ = (again != q).any(axis=1) | (again_scale.view(np.uint32) != scale.view(np.uint32))
     if differ.any():
         row = int(np.argmax(differ))
-        return (f"parameter {name!r} row {row} is not as the int8 rule stores it (its largest |q| must be 127, "
-                f"or the row all 0 with scale 0; quantizing its values again gives other bytes)")
-    return None
+        raise ValueError(f"parameter {name!r} row {row} is not as the int8 rule stores it (its largest |q| must be "
+                         "127, or the row all 0 with scale 0; quantizing its values again gives other bytes)")
+    return values
 
 
 def _side_tokenizer(side: str, name: str, lowercase: bool, vocab: Vocab, tensors: dict):
@@ -198,16 +199,10 @@ def seq2seq_from_header(header: dict, tensors: dict) -> tuple[Config, Vocab, Voc
         if scale_name in tensors:
             raise ValueError(f"tensor {scale_name!r} holds int8 scales, but parameter {name!r} is float32")
         found.append((name, value))
-    for name, value in found:
-        if isinstance(value, tuple):
-            problem = _int8_problem(name, *value)
-            if problem:
-                raise ValueError(problem)
+    found = [(name, _int8_values(name, *value) if isinstance(value, tuple) else value) for name, value in found]
     tokenizers = (_side_tokenizer("src", config.src_tokenizer, config.src_lowercase, src_vocab, tensors),
                   _side_tokenizer("tgt", config.tgt_tokenizer, config.tgt_lowercase, tgt_vocab, tensors))
-    params = {name: aligned_array(_core.dequantize_int8(*value) if isinstance(value, tuple) else value)
-              for name, value in found}
-    return config, src_vocab, tgt_vocab, params, tokenizers
+    return config, src_vocab, tgt_vocab, {name: aligned_array(value) for name, value in found}, tokenizers
 
 
 def read_seq2seq(path, return_extra: bool = False):
