@@ -1,7 +1,10 @@
-"""Decoding benchmark: s2sext.Decoder against PyTorch eager, TorchScript and ONNX Runtime, in one process.
+"""Decoding benchmark: s2sext.Decoder in every dtype against PyTorch eager, TorchScript, ONNX Runtime and
+OpenVINO, in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py [--quick]
         [--threads 1] [--configs dates,nmt] [--out benchmarks/results/decode.md] [--seed 0]
+
+(The accuracy of each dtype on trained models is benchmarks/decode_accuracy.py's.)
 
 Letters (as in docs/model.md): V vocabulary (source = target), E embedding, H hidden, S source length,
 T decoder steps, K beam size, B batch. Two configurations (issue 4, item 7):
@@ -16,14 +19,22 @@ all sides (no side can pick `<eos>`); s2sext is also called with `min_length = m
 
 Sides, all with the same weights (the s2sext model's, copied into a PyTorch twin in float32):
 
-* s2sext: `model.compile("float32")` and `model.compile("bfloat16")`; `dec.greedy(src, None, T, T)`
-  and `dec.beam(src, None, K, T, T)`: one Python call per decode, the loop in C++.
+* s2sext: `model.compile(dtype)` for dtype float32, bfloat16 and int8, each in every case;
+  `dec.greedy(src, None, T, T)` and `dec.beam(src, None, K, T, T)`: one Python call per decode, the loop
+  in C++. A dtype that `compile` refuses (int8 before it exists raises ValueError) is reported as
+  "unavailable: <the error>" in every table and is not a failure.
 * torch eager: nn.Embedding, encoder nn.LSTM (batch_first), then T steps of nn.LSTMCell, dot attention
   (bmm + softmax + bmm), tanh(nn.Linear([c; h])), nn.Linear out, argmax; under torch.inference_mode().
 * TorchScript: the same nn.Module, torch.jit.script-ed (then torch.jit.freeze-d). TorchScript is
   deprecated in this torch version (it warns); the warning is silenced locally and the report says so.
 * ONNX Runtime: the encoder (src -> memory, h, c) and one decoder step (y, h, c, memory -> logits, h, c)
   exported with torch.onnx.export (opset 17), looped T times from Python with numpy argmax.
+* OpenVINO (`pip install openvino`, a benchmark-only dependency; without it the side is skipped with a
+  note): the same two exported graphs on the CPU plugin, reshaped to a static batch (1, 32), looped from
+  Python as ONNX Runtime's, the inputs copied into the requests' own tensors. Compiled with
+  INFERENCE_NUM_THREADS=1 (--threads), NUM_STREAMS=1, PERFORMANCE_HINT=LATENCY,
+  ENABLE_HYPER_THREADING=False, and INFERENCE_PRECISION_HINT=f32 (on a CPU with AVX512_BF16 the plugin
+  would otherwise compute in bfloat16).
 * physical reference (batch-1 greedy only): the matrix-vector products a decode must do over the same
   weight matrices, and nothing else (no nonlinearities, softmax or argmax): the encoder's S x E by E x 4H
   input product, S products with W_hh; per decoder step W_hh h, the embedding product W_ih e (only where
@@ -33,24 +44,27 @@ Sides, all with the same weights (the s2sext model's, copied into a PyTorch twin
   the faster is the reference. Both pay one Python call per product, which a compiled decode does not;
   the report also gives the estimate net of that overhead (the same calls on 1x1 operands subtracted).
 
-Cases per configuration: batch-1 greedy (every side), beam 5 at batch 1 (s2sext against an eager
-PyTorch beam search with the K beams batched as rows: log_softmax, scores + logp, topk over K*V,
-reorder the state by parent, backtrack), batch-32 greedy throughput (all B rows of length S).
+Cases per configuration, each with every s2sext dtype: batch-1 greedy (every side), beam 5 at batch 1
+(s2sext against an eager PyTorch beam search with the K beams batched as rows: log_softmax, scores + logp,
+topk over K*V, reorder the state by parent, backtrack), batch-32 greedy throughput (all B rows of length
+S; every side). The report gives, per case and dtype, the ratio to our float32 and to every peer, the
+beam 5 / greedy time ratio per dtype, and issue 13's and issue 4's targets.
 
 Before timing, the tokens of every side are compared with torch eager's on a few inputs (and the beam's
-best hypothesis and its log-probability); a mismatch is reported and sets the exit status (the timing
-still runs: with a fixed T the work does not depend on the tokens). Timing: per case, every side is
-warmed up, then sampled in rounds whose order alternates (A B C, C B A, ...); a sample that follows another
-side is preceded by settle_s of untimed calls of its own side (the other library's spinning threads go
-to sleep, and the side's weights are back in cache). Medians are reported; ratio = peer / s2sext, so
-> 1 means s2sext is faster.
+best hypothesis and its log-probability); a float32 or peer mismatch is reported and sets the exit
+status (the timing still runs: with a fixed T the work does not depend on the tokens); for bfloat16
+and int8 weights the comparison is reported only (rounding the weights may turn a close choice).
+Timing: per case, every side is warmed up, then sampled in rounds whose order alternates (A B C, C B A,
+...); a sample that follows another side is preceded by settle_s of untimed calls of its own side (the
+other library's spinning threads go to sleep, and the side's weights are back in cache). Medians are
+reported; ratio = peer / s2sext, so > 1 means s2sext is faster.
 
 A separate process (no torch) measures `import s2sext` (best of 3 fresh processes; numpy's import is
 included) and the peak RSS of loading the dates model file and translating one sentence.
 
---quick (~15 s) times the dates configuration with short budgets and writes results/decode-quick.md and
+--quick (~30 s) times the dates configuration with short budgets and writes results/decode-quick.md and
 .png unless --out is given, so a smoke run never replaces the quoted table. Exit status 1 if a check
-failed or a side errored.
+failed or a side errored (an unavailable dtype or a missing OpenVINO is not an error).
 """
 from __future__ import annotations
 
