@@ -73,8 +73,13 @@ CASE_TITLES = {"greedy1": "batch-1 greedy", "beam": f"beam {BEAM}, batch 1",
 SIDE_ORDER = [OURS, OURS_BF16, OURS_INT8, EAGER, SCRIPT, ORT, OPENVINO, REF_OURS, REF_NUMPY]
 
 
+def ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num and den else None
+
+
 def ratio_cell(num: float | None, den: float | None) -> str:
-    return fmt_ratio(num / den) if num and den else "—"
+    r = ratio(num, den)
+    return fmt_ratio(r) if r else "—"
 
 
 def times_table(res: ConfigResult) -> list[str]:
@@ -121,8 +126,7 @@ def ratios_table(res: ConfigResult) -> list[str]:
 
 def beam_greedy_ratio(res: ConfigResult, dtype: str) -> float | None:
     """Time of a beam-5 decode over a greedy decode of the same input, same dtype."""
-    b, g = med(res, "beam", OUR_SIDES[dtype]), med(res, "greedy1", OUR_SIDES[dtype])
-    return b / g if b and g else None
+    return ratio(med(res, "beam", OUR_SIDES[dtype]), med(res, "greedy1", OUR_SIDES[dtype]))
 
 
 def beam_table(results: dict[str, ConfigResult]) -> list[str]:
@@ -150,25 +154,21 @@ class Target:
 
 
 def _peer_over_ours(peer):
-    return lambda res: _ratio(med(res, "greedy1", peer), med(res, "greedy1", OURS))
-
-
-def _ratio(num, den):
-    return num / den if num and den else None
+    return lambda res: ratio(med(res, "greedy1", peer), med(res, "greedy1", OURS))
 
 
 def _fastest_peer_batch(res: ConfigResult) -> float | None:
     peers = [v for v in (med(res, "batch32", p) for p in PEERS) if v]
-    return _ratio(min(peers), med(res, "batch32", OURS)) if peers else None
+    return ratio(min(peers), med(res, "batch32", OURS)) if peers else None
 
 
 MEASURES = {
     "eager": _peer_over_ours(EAGER),
     "ort": _peer_over_ours(ORT),
-    "reference": lambda res: _ratio(med(res, "greedy1", OURS), reference_ns(res)),
-    "bf16": lambda res: _ratio(med(res, "greedy1", OURS), med(res, "greedy1", OURS_BF16)),
-    "int8": lambda res: _ratio(med(res, "greedy1", OURS), med(res, "greedy1", OURS_INT8)),
-    "beam_eager": lambda res: _ratio(med(res, "beam", EAGER), med(res, "beam", OURS)),
+    "reference": lambda res: ratio(med(res, "greedy1", OURS), reference_ns(res)),
+    "bf16": lambda res: ratio(med(res, "greedy1", OURS), med(res, "greedy1", OURS_BF16)),
+    "int8": lambda res: ratio(med(res, "greedy1", OURS), med(res, "greedy1", OURS_INT8)),
+    "beam_eager": lambda res: ratio(med(res, "beam", EAGER), med(res, "beam", OURS)),
     "beam_greedy": lambda res: beam_greedy_ratio(res, "float32"),
     "batch_peers": _fastest_peer_batch,
 }
