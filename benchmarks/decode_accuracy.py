@@ -144,7 +144,7 @@ def dates_table(part: dict) -> list[str]:
     for dtype in DTYPES:
         r = runs[dtype]
         if "unavailable" in r:
-            out.append(f"| {dtype} | unavailable: {r['unavailable']} | — |")
+            out.append(f"| {dtype} | {r['unavailable']} | — |")
             continue
         same = percent(same_outputs(r["outputs"], base), len(base)) if base is not None else "—"
         exact = percent(same_outputs(r["outputs"], refs), len(refs))
@@ -218,7 +218,7 @@ def lemmas_table(part: dict) -> list[str]:
     for dtype in DTYPES:
         r = runs[dtype]
         if "unavailable" in r:
-            out.append(f"| {dtype} | unavailable: {r['unavailable']} | — | — | — | — |")
+            out.append(f"| {dtype} | {r['unavailable']} | — | — | — | — |")
             continue
         em = 100.0 * r["exact"] / r["total"]
         ter = 100.0 * r["edits"] / r["ref_tokens"]
