@@ -1,7 +1,10 @@
-"""Decoding benchmark: s2sext.Decoder against PyTorch eager, TorchScript and ONNX Runtime, in one process.
+"""Decoding benchmark: s2sext.Decoder in every dtype against PyTorch eager, TorchScript, ONNX Runtime and
+OpenVINO, in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py [--quick]
         [--threads 1] [--configs dates,nmt] [--out benchmarks/results/decode.md] [--seed 0]
+
+(The accuracy of each dtype on trained models is benchmarks/decode_accuracy.py's.)
 
 Letters (as in docs/model.md): V vocabulary (source = target), E embedding, H hidden, S source length,
 T decoder steps, K beam size, B batch. Two configurations (issue 4, item 7):
@@ -16,14 +19,22 @@ all sides (no side can pick `<eos>`); s2sext is also called with `min_length = m
 
 Sides, all with the same weights (the s2sext model's, copied into a PyTorch twin in float32):
 
-* s2sext: `model.compile("float32")` and `model.compile("bfloat16")`; `dec.greedy(src, None, T, T)`
-  and `dec.beam(src, None, K, T, T)`: one Python call per decode, the loop in C++.
+* s2sext: `model.compile(dtype)` for dtype float32, bfloat16 and int8, each in every case;
+  `dec.greedy(src, None, T, T)` and `dec.beam(src, None, K, T, T)`: one Python call per decode, the loop
+  in C++. A dtype that `compile` refuses (int8 before it exists raises ValueError) is reported as
+  "unavailable: <the error>" in every table and is not a failure.
 * torch eager: nn.Embedding, encoder nn.LSTM (batch_first), then T steps of nn.LSTMCell, dot attention
   (bmm + softmax + bmm), tanh(nn.Linear([c; h])), nn.Linear out, argmax; under torch.inference_mode().
 * TorchScript: the same nn.Module, torch.jit.script-ed (then torch.jit.freeze-d). TorchScript is
   deprecated in this torch version (it warns); the warning is silenced locally and the report says so.
 * ONNX Runtime: the encoder (src -> memory, h, c) and one decoder step (y, h, c, memory -> logits, h, c)
   exported with torch.onnx.export (opset 17), looped T times from Python with numpy argmax.
+* OpenVINO (`pip install openvino`, a benchmark-only dependency; without it the side is skipped with a
+  note): the same two exported graphs on the CPU plugin, reshaped to a static batch (1, 32), looped from
+  Python as ONNX Runtime's, the inputs copied into the requests' own tensors. Compiled with
+  INFERENCE_NUM_THREADS=1 (--threads), NUM_STREAMS=1, PERFORMANCE_HINT=LATENCY,
+  ENABLE_HYPER_THREADING=False, and INFERENCE_PRECISION_HINT=f32 (on a CPU with AVX512_BF16 the plugin
+  would otherwise compute in bfloat16).
 * physical reference (batch-1 greedy only): the matrix-vector products a decode must do over the same
   weight matrices, and nothing else (no nonlinearities, softmax or argmax): the encoder's S x E by E x 4H
   input product, S products with W_hh; per decoder step W_hh h, the embedding product W_ih e (only where
@@ -33,24 +44,27 @@ Sides, all with the same weights (the s2sext model's, copied into a PyTorch twin
   the faster is the reference. Both pay one Python call per product, which a compiled decode does not;
   the report also gives the estimate net of that overhead (the same calls on 1x1 operands subtracted).
 
-Cases per configuration: batch-1 greedy (every side), beam 5 at batch 1 (s2sext against an eager
-PyTorch beam search with the K beams batched as rows: log_softmax, scores + logp, topk over K*V,
-reorder the state by parent, backtrack), batch-32 greedy throughput (all B rows of length S).
+Cases per configuration, each with every s2sext dtype: batch-1 greedy (every side), beam 5 at batch 1
+(s2sext against an eager PyTorch beam search with the K beams batched as rows: log_softmax, scores + logp,
+topk over K*V, reorder the state by parent, backtrack), batch-32 greedy throughput (all B rows of length
+S; every side). The report gives, per case and dtype, the ratio to our float32 and to every peer, the
+beam 5 / greedy time ratio per dtype, and issue 13's and issue 4's targets.
 
 Before timing, the tokens of every side are compared with torch eager's on a few inputs (and the beam's
-best hypothesis and its log-probability); a mismatch is reported and sets the exit status (the timing
-still runs: with a fixed T the work does not depend on the tokens). Timing: per case, every side is
-warmed up, then sampled in rounds whose order alternates (A B C, C B A, ...); a sample that follows another
-side is preceded by settle_s of untimed calls of its own side (the other library's spinning threads go
-to sleep, and the side's weights are back in cache). Medians are reported; ratio = peer / s2sext, so
-> 1 means s2sext is faster.
+best hypothesis and its log-probability); a float32 or peer mismatch is reported and sets the exit
+status (the timing still runs: with a fixed T the work does not depend on the tokens); for bfloat16
+and int8 weights the comparison is reported only (rounding the weights may turn a close choice).
+Timing: per case, every side is warmed up, then sampled in rounds whose order alternates (A B C, C B A,
+...); a sample that follows another side is preceded by settle_s of untimed calls of its own side (the
+other library's spinning threads go to sleep, and the side's weights are back in cache). Medians are
+reported; ratio = peer / s2sext, so > 1 means s2sext is faster.
 
 A separate process (no torch) measures `import s2sext` (best of 3 fresh processes; numpy's import is
 included) and the peak RSS of loading the dates model file and translating one sentence.
 
---quick (~15 s) times the dates configuration with short budgets and writes results/decode-quick.md and
+--quick (~30 s) times the dates configuration with short budgets and writes results/decode-quick.md and
 .png unless --out is given, so a smoke run never replaces the quoted table. Exit status 1 if a check
-failed or a side errored.
+failed or a side errored (an unavailable dtype or a missing OpenVINO is not an error).
 """
 from __future__ import annotations
 
@@ -71,9 +85,10 @@ from bench_common import (  # noqa: E402 - sibling modules of this script
     BUSY_FRACTION, Mode, OtherLoad, fmt_time, limit_numpy_threads, machine_header, not_importable, time_group,
     write_atomic)
 from decode_sides import (  # noqa: E402 - sibling modules of this script
-    BATCH, BEAM, CONFIGS, Config, EAGER, EOS, EOS_BIAS, OPSET, ORT, OURS, OURS_BF16, PROBE_SENTENCE,
-    REF_NUMPY, REF_OURS, SCRIPT, export_onnx, ort_greedy, ort_sessions, reference_fns, script_loop,
-    torch_peers)
+    BATCH, BEAM, CONFIGS, Config, DTYPES, EAGER, EOS, EOS_BIAS, OPENVINO, OPSET, ORT, OUR_SIDES, OURS,
+    OURS_BF16, OURS_INT8, PROBE_SENTENCE, REF_NUMPY, REF_OURS, SCRIPT, compile_dtype, export_onnx,
+    openvino_config, openvino_sessions, ort_greedy, ort_sessions, reference_fns,
+    script_loop, torch_peers)
 from decode_report import CaseResult, ConfigResult, Timed, chart, command, markdown  # noqa: E402
 
 
@@ -181,7 +196,13 @@ def token_check(np, got, want) -> tuple[bool, str]:
     return False, f"MISMATCH: {diff}/{got.size} tokens differ, in {rows}/{n_rows} sequences"
 
 
-def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: str) -> ConfigResult:
+def dtype_check(text: str) -> str:
+    """A check of bfloat16 or int8 weights against torch float32: reported, never a failure (rounding
+    the weights may turn a close choice the other way)."""
+    return text.replace("MISMATCH: ", "") + " vs torch float32 (reduced-precision weights; not a failure)"
+
+
+def run_config(np, torch, ort, ov, s2sext, cfg: Config, args, mode: Mode, workdir: str) -> ConfigResult:
     from s2sext import ops
     from s2sext.torch_reference import TorchSeq2Seq
 
@@ -195,8 +216,17 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
     model.save(model_path)  # the file the memory probe loads (before the <eos> bias below)
     res.model_path = model_path
     model.params["out.bias"][EOS] = EOS_BIAS
-    dec = model.compile("float32")
-    dec_bf16 = model.compile("bfloat16")
+    # s2sext in every dtype; one that this build cannot compile is a row saying so
+    decs, unavailable = {}, {}
+    for dtype in DTYPES:
+        dec_or_none, why = compile_dtype(model, dtype)
+        if dec_or_none is None:
+            unavailable[OUR_SIDES[dtype]] = why
+            res.notes.append(f"s2sext {dtype}: {why}")
+        else:
+            decs[OUR_SIDES[dtype]] = dec_or_none
+    if OURS not in decs:
+        raise RuntimeError(f"s2sext float32 does not compile: {unavailable[OURS]}")
     twin = TorchSeq2Seq.from_params(model.config.as_dict(), model.params, dtype=torch.float32).eval()
     GreedyLoop, EncoderPart, StepPart, torch_beam = torch_peers(torch)
     loop = GreedyLoop(twin).eval()
@@ -215,6 +245,7 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
     deprecated = ("; deprecated in this torch (torch.jit.script warns DeprecationWarning: "
                   "\"Please switch to torch.compile or torch.export\"; silenced here)")
     res.notes.append(f"TorchScript: {script_how}" + (deprecated if scripted1 is not None else ""))
+    enc_path = step_path = None
     try:
         enc_path, step_path, exporter = export_onnx(torch, EncoderPart(twin).eval(), StepPart(twin).eval(),
                                                     cfg, workdir)
@@ -227,6 +258,24 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
         ort_enc = ort_step = None
         ort_error = f"ONNX export or session failed: {type(e).__name__}: {e}".splitlines()[0]
         res.notes.append(ort_error)
+    ov1 = ov32 = None
+    if isinstance(ov, str):  # not importable: the side is skipped with the reason
+        unavailable[OPENVINO] = ov
+    elif enc_path is None:
+        unavailable[OPENVINO] = f"unavailable: no exported graphs ({ort_error})"
+    else:
+        try:
+            ov1 = openvino_sessions(ov, enc_path, step_path, cfg, 1, args.threads)
+            ov32 = openvino_sessions(ov, enc_path, step_path, cfg, BATCH, args.threads)
+            res.notes.append(
+                f"OpenVINO: {ov.__version__}, CPU plugin, the same exported graphs reshaped to a static batch "
+                "(1 and 32), looped from Python as ONNX Runtime's; compiled with "
+                + ", ".join(f"{k}={v}" for k, v in ov1[1].items()) + " (as the compiled model reports them)")
+        except Exception as e:  # noqa: BLE001
+            unavailable[OPENVINO] = f"OpenVINO compile failed: {type(e).__name__}: {e}".splitlines()[0]
+            res.failed = True
+    if OPENVINO in unavailable:
+        res.notes.append(f"OpenVINO: {unavailable[OPENVINO]}")
 
     uses_table = cfg.V * 4 * cfg.H * 4 <= 16 << 20  # the engine's projected-embedding table (engine.cpp)
 
@@ -236,62 +285,70 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
     def greedy_torch(m, src):
         return lambda: m(src, T)
 
+    def beam_ours(d):
+        return lambda: d.beam(src1, None, beam_size=BEAM, max_length=T, min_length=T)
+
     greedy1 = CaseResult("greedy1")
     beam = CaseResult("beam")
     batch32 = CaseResult("batch32")
     res.cases = {"greedy1": greedy1, "beam": beam, "batch32": batch32}
+    for case in res.cases.values():
+        for side, why in unavailable.items():
+            case.sides[side] = Timed(unavailable=why)
 
     # ---- correctness, before any timing
+    greedy_sides = [(side, (lambda d: lambda s: d.greedy(s, None, T, T))(d),
+                     (lambda d: lambda: d.greedy(src32, None, T, T))(d)) for side, d in decs.items()]
+    greedy_sides += [
+        (SCRIPT, (lambda s: scripted1(torch.from_numpy(s), T).numpy()) if scripted1 is not None else None,
+         (lambda: scripted32(t_src32, T).numpy()) if scripted32 is not None else None),
+        (ORT, (lambda s: ort_greedy(np, ort_enc, ort_step, s, T)) if ort_enc is not None else None,
+         (lambda: ort_greedy(np, ort_enc, ort_step, src32, T)) if ort_enc is not None else None),
+    ]
+    if ov1 is not None:
+        greedy_sides.append((OPENVINO, lambda s: ov1[0](np, s, T),
+                             lambda: ov32[0](np, src32, T)))
     with torch.inference_mode():
         want = [loop(t, T).numpy() for t in t_srcs]
         want32 = loop(t_src32, T).numpy()
-        for name, get1, get32 in (
-            (OURS, lambda s: dec.greedy(s, None, T, T), lambda: dec.greedy(src32, None, T, T)),
-            (OURS_BF16, lambda s: dec_bf16.greedy(s, None, T, T), None),
-            (SCRIPT, (lambda s: scripted1(torch.from_numpy(s), T).numpy()) if scripted1 is not None else None,
-             (lambda: scripted32(t_src32, T).numpy()) if scripted32 is not None else None),
-            (ORT, (lambda s: ort_greedy(np, ort_enc, ort_step, s, T)) if ort_enc is not None else None,
-             (lambda: ort_greedy(np, ort_enc, ort_step, src32, T)) if ort_enc is not None else None),
-        ):
+        for name, get1, get32 in greedy_sides:
+            reduced = name in (OURS_BF16, OURS_INT8)
             if get1 is None:
                 greedy1.sides[name] = Timed(error=script_how if name == SCRIPT else ort_error)
                 batch32.sides[name] = Timed(error=greedy1.sides[name].error)
                 continue
-            try:
-                got = np.concatenate([get1(s) for s in srcs])
-                ok, text = token_check(np, got, np.concatenate(want))
-                if name == OURS_BF16:  # bfloat16 weights may round a close choice the other way
-                    text = (text.replace("MISMATCH: ", "")
-                            + " vs torch float32 (bfloat16 weights; not a failure)")
-                    ok = True
-                greedy1.sides[name] = Timed(check=f"{text} on {N_CHECK} inputs")
-                res.failed |= not ok
-            except Exception as e:  # noqa: BLE001
-                greedy1.sides[name] = Timed(error=f"ERROR {type(e).__name__}: {e}".splitlines()[0])
-                res.failed = True
-            if get32 is not None:
+            for case, get, wanted, what in ((greedy1, lambda: np.concatenate([get1(s) for s in srcs]),
+                                             np.concatenate(want), f" on {N_CHECK} inputs"),
+                                            (batch32, get32, want32, "")):
                 try:
-                    ok, text = token_check(np, get32(), want32)
-                    batch32.sides[name] = Timed(check=text)
+                    ok, text = token_check(np, get(), wanted)
+                    if reduced:
+                        ok, text = True, dtype_check(text)
+                    case.sides[name] = Timed(check=text + what)
                     res.failed |= not ok
                 except Exception as e:  # noqa: BLE001
-                    batch32.sides[name] = Timed(error=f"ERROR {type(e).__name__}: {e}".splitlines()[0])
+                    case.sides[name] = Timed(error=f"ERROR {type(e).__name__}: {e}".splitlines()[0])
                     res.failed = True
         greedy1.sides[EAGER] = Timed(check="the tokens the others are compared with")
         batch32.sides[EAGER] = Timed(check="the tokens the others are compared with")
 
-        beam_checks = []
-        for s, t in zip(srcs, t_srcs):
-            ids, score = dec.beam(s, None, beam_size=BEAM, max_length=T, min_length=T)
-            seq, t_score = torch_beam(loop, t, BEAM, T)
-            beam_checks.append((ids[0].tolist() == seq, abs(float(score[0]) - t_score)))
-        n_same = sum(same for same, _ in beam_checks)
-        worst = max(d for _, d in beam_checks)
-        beam_ok = n_same == len(beam_checks) and worst < 1e-3 * T
-        beam.sides[OURS] = Timed(check=("" if beam_ok else "MISMATCH: ") + f"best hypothesis equal on "
-                                 f"{n_same}/{len(beam_checks)} inputs, log-probability max diff {worst:.1e}")
+        t_beams = [torch_beam(loop, t, BEAM, T) for t in t_srcs]
+        for side, d in decs.items():
+            beam_checks = []
+            for s, (seq, t_score) in zip(srcs, t_beams):
+                ids, score = d.beam(s, None, beam_size=BEAM, max_length=T, min_length=T)
+                beam_checks.append((ids[0].tolist() == seq, abs(float(score[0]) - t_score)))
+            n_same = sum(same for same, _ in beam_checks)
+            worst = max(diff for _, diff in beam_checks)
+            beam_ok = n_same == len(beam_checks) and worst < 1e-3 * T
+            text = (f"best hypothesis equal on {n_same}/{len(beam_checks)} inputs, log-probability max diff "
+                    f"{worst:.1e}")
+            if side == OURS:
+                beam.sides[side] = Timed(check=("" if beam_ok else "MISMATCH: ") + text)
+                res.failed |= not beam_ok
+            else:
+                beam.sides[side] = Timed(check=dtype_check(text))
         beam.sides[EAGER] = Timed(check="beams batched as rows")
-        res.failed |= not beam_ok
 
         if greedy1.sides[OURS].check.startswith("MISMATCH"):
             res.notes.append("WARNING: s2sext's tokens differ from torch eager's; the timing still ran "
@@ -301,7 +358,8 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
         np, ops, model.params, cfg, src1[0], uses_table)
 
     def run_case(case: CaseResult, fns: dict[str, Callable[[], object]]) -> None:
-        fns = {k: f for k, f in fns.items() if not (k in case.sides and case.sides[k].error)}
+        fns = {k: f for k, f in fns.items()
+               if not (k in case.sides and (case.sides[k].error or case.sides[k].unavailable))}
         load = OtherLoad()
         with torch.inference_mode():
             stats = time_group(fns, mode)
@@ -312,12 +370,14 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
         print(f"{cfg.name:>6} {case.case:<8} {line}  (n={next(iter(stats.values())).reps})", flush=True)
 
     # ---- batch-1 greedy: every side and the reference
-    fns1 = {OURS: greedy_ours(dec, src1), OURS_BF16: greedy_ours(dec_bf16, src1),
-            EAGER: greedy_torch(loop, t_src1)}
+    fns1 = {side: greedy_ours(d, src1) for side, d in decs.items()}
+    fns1[EAGER] = greedy_torch(loop, t_src1)
     if scripted1 is not None:
         fns1[SCRIPT] = greedy_torch(scripted1, t_src1)
     if ort_enc is not None:
         fns1[ORT] = lambda: ort_greedy(np, ort_enc, ort_step, src1, T)
+    if ov1 is not None:
+        fns1[OPENVINO] = lambda: ov1[0](np, src1, T)
     fns1[REF_OURS] = ref_ours
     fns1[REF_NUMPY] = ref_numpy
     run_case(greedy1, fns1)
@@ -334,16 +394,20 @@ def run_config(np, torch, ort, s2sext, cfg: Config, args, mode: Mode, workdir: s
            "V x 4H table (a row copy) for this V; " if uses_table else "")
         + "no nonlinearities, softmax or argmax. One Python call per product.")
 
-    # ---- beam 5, batch 1
-    run_case(beam, {OURS: lambda: dec.beam(src1, None, beam_size=BEAM, max_length=T, min_length=T),
-                    EAGER: lambda: torch_beam(loop, t_src1, BEAM, T)})
+    # ---- beam 5, batch 1, every dtype
+    fns_beam = {side: beam_ours(d) for side, d in decs.items()}
+    fns_beam[EAGER] = lambda: torch_beam(loop, t_src1, BEAM, T)
+    run_case(beam, fns_beam)
 
-    # ---- batch-32 greedy
-    fns32 = {OURS: greedy_ours(dec, src32), EAGER: greedy_torch(loop, t_src32)}
+    # ---- batch-32 greedy, every dtype and peer
+    fns32 = {side: greedy_ours(d, src32) for side, d in decs.items()}
+    fns32[EAGER] = greedy_torch(loop, t_src32)
     if scripted32 is not None:
         fns32[SCRIPT] = greedy_torch(scripted32, t_src32)
     if ort_enc is not None:
         fns32[ORT] = lambda: ort_greedy(np, ort_enc, ort_step, src32, T)
+    if ov32 is not None:
+        fns32[OPENVINO] = lambda: ov32[0](np, src32, T)
     run_case(batch32, fns32)
     return res
 
@@ -381,9 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         return not_importable(e)
 
+    try:  # a benchmark-only dependency: without it the side is skipped with a note
+        import openvino as ov
+        ov_row = (f"{ov.__version__}, CPU plugin: "
+                  + ", ".join(f"{k}={v}" for k, v in openvino_config(args.threads).items()))
+    except ImportError as e:
+        ov = ov_row = f"unavailable: openvino is not importable ({e}); pip install openvino"
+
     header = machine_header(np, torch, s2sext, args.threads, previous_threads,
-                            threads_note=f"; ONNX Runtime intra_op_num_threads={args.threads}, inter_op_num_threads=1",
-                            extra_rows=[("ONNX Runtime", f"{ort.__version__} ({', '.join(ort.get_available_providers())})")])
+                            threads_note=(f"; ONNX Runtime intra_op_num_threads={args.threads}, inter_op_num_threads=1"
+                                          f"; OpenVINO INFERENCE_NUM_THREADS={args.threads}, NUM_STREAMS=1"),
+                            extra_rows=[("ONNX Runtime", f"{ort.__version__} ({', '.join(ort.get_available_providers())})"),
+                                        ("OpenVINO", ov_row)])
 
     t_run = time.perf_counter()
     results: dict[str, ConfigResult] = {}
@@ -391,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench_decode.") as workdir:
         for name in args.configs:
-            res = run_config(np, torch, ort, s2sext, CONFIGS[name], args, mode, workdir)
+            res = run_config(np, torch, ort, ov, s2sext, CONFIGS[name], args, mode, workdir)
             results[name] = res
             for line in res.notes:
                 print(f"{name:>6}: {line}")

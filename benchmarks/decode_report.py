@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import BUSY_FRACTION, Stats, fmt_ratio, fmt_time  # noqa: E402
 from decode_sides import (  # noqa: E402 - sibling modules of this script
-    BATCH, BEAM, Config, EAGER, ORT, OURS, OURS_BF16, PROBE_SENTENCE, REF_NUMPY, REF_OURS, SCRIPT)
+    BATCH, BEAM, Config, DTYPES, EAGER, OPENVINO, ORT, OUR_SIDES, OURS, OURS_BF16, OURS_INT8, PEERS,
+    PROBE_SENTENCE, REF_NUMPY, REF_OURS, SCRIPT)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -23,11 +24,13 @@ from decode_sides import (  # noqa: E402 - sibling modules of this script
 
 @dataclass
 class Timed:
-    """One side of one case: its median (None if it did not run) and why not, or its check."""
+    """One side of one case: its median (None if it did not run) and why not, or its check. An error
+    fails the run; `unavailable` (a dtype this build cannot compile, a peer not installed) does not."""
 
     stats: Stats | None = None
     error: str = ""
     check: str = ""
+    unavailable: str = ""
 
 
 @dataclass
@@ -67,36 +70,76 @@ def cell(ns: float | None, case: str, cfg: Config) -> str:
 
 CASE_TITLES = {"greedy1": "batch-1 greedy", "beam": f"beam {BEAM}, batch 1",
                "batch32": f"batch-{BATCH} greedy"}
+SIDE_ORDER = [OURS, OURS_BF16, OURS_INT8, EAGER, SCRIPT, ORT, OPENVINO, REF_OURS, REF_NUMPY]
 
 
-def config_table(res: ConfigResult) -> list[str]:
+def ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num and den else None
+
+
+def ratio_cell(num: float | None, den: float | None) -> str:
+    r = ratio(num, den)
+    return fmt_ratio(r) if r else "—"
+
+
+def times_table(res: ConfigResult) -> list[str]:
+    """Every side's median per case, and what its check found."""
     cfg = res.cfg
-    out = [f"### {cfg.name} ({cfg.shape})", "",
-           "| case | peer | s2sext | peer | peer / s2sext | check |",
-           "| --- | --- | ---: | ---: | ---: | --- |"]
+    out = ["| case | side | median | check |", "| --- | --- | ---: | --- |"]
     for key, case in res.cases.items():
         busy = case.other_load is not None and case.other_load > BUSY_FRACTION
-        ours = med(res, key, OURS)
-        order = [EAGER, SCRIPT, ORT, OURS_BF16, REF_OURS, REF_NUMPY]
-        for i, side in enumerate(sorted((k for k in case.sides if k != OURS), key=order.index)):
+        title = CASE_TITLES[key] + (f" (machine busy: other processes took {case.other_load:.0%} of the "
+                                    "CPUs)" if busy else "")
+        for i, side in enumerate(sorted(case.sides, key=SIDE_ORDER.index)):
             timed = case.sides[side]
-            title = CASE_TITLES[key] + (f" (machine busy: other processes took {case.other_load:.0%} of "
-                                        "the CPUs)" if busy and i == 0 else "")
-            if side == OURS_BF16:  # bf16 is ours; its peer is our float32
-                b = timed.stats.median_ns if timed.stats else None
-                ratio = fmt_ratio(ours / b) if b and ours else "—"
-                out.append(f"| {title}, bfloat16 | s2sext float32 | {cell(b, key, cfg)} | "
-                           f"{cell(ours, key, cfg)} | {ratio} | {timed.error or timed.check} |")
+            title = title if i == 0 else CASE_TITLES[key]
+            if timed.unavailable:
+                out.append(f"| {title} | {side} | — | {timed.unavailable} |")
                 continue
-            peer = timed.stats.median_ns if timed.stats else None
-            ratio = fmt_ratio(peer / ours) if peer and ours else "—"
-            check = timed.error or timed.check
-            if key == "beam" and side == EAGER:
-                check = f"{check}; s2sext: {case.sides[OURS].check}"
-            elif key != "beam" and side == EAGER and OURS in case.sides:
-                check = f"s2sext: {case.sides[OURS].error or case.sides[OURS].check}"
-            out.append(f"| {title} | {side} | {cell(ours, key, cfg)} | {cell(peer, key, cfg)} | {ratio} "
-                       f"| {check} |")
+            ns = timed.stats.median_ns if timed.stats else None
+            out.append(f"| {title} | {side} | {cell(ns, key, cfg)} | {timed.error or timed.check} |")
+    return out
+
+
+def ratios_table(res: ConfigResult) -> list[str]:
+    """Per case, each s2sext dtype against our float32 and against every peer (peer / it: > 1 means
+    that dtype of s2sext is faster)."""
+    out = ["| case | s2sext dtype | median | float32 / it | " + " | ".join(f"{p} / it" for p in PEERS) + " |",
+           "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in PEERS) + " |"]
+    for key, case in res.cases.items():
+        f32 = med(res, key, OURS)
+        for dtype in DTYPES:
+            side = OUR_SIDES[dtype]
+            timed = case.sides.get(side)
+            if timed is None:
+                continue
+            if timed.unavailable or timed.stats is None:
+                why = timed.unavailable or timed.error or "not timed"
+                out.append(f"| {CASE_TITLES[key]} | {dtype} | — | {why} | " + " | ".join("—" for _ in PEERS) + " |")
+                continue
+            ns = timed.stats.median_ns
+            peers = [ratio_cell(med(res, key, p), ns) for p in PEERS]
+            out.append(f"| {CASE_TITLES[key]} | {dtype} | {cell(ns, key, res.cfg)} | "
+                       f"{ratio_cell(f32, ns) if side != OURS else '1.00x'} | " + " | ".join(peers) + " |")
+    return out
+
+
+def beam_greedy_ratio(res: ConfigResult, dtype: str) -> float | None:
+    """Time of a beam-5 decode over a greedy decode of the same input, same dtype."""
+    return ratio(med(res, "beam", OUR_SIDES[dtype]), med(res, "greedy1", OUR_SIDES[dtype]))
+
+
+def beam_table(results: dict[str, ConfigResult]) -> list[str]:
+    names = list(results)
+    out = ["| s2sext dtype | " + " | ".join(f"{n}: beam {BEAM} / greedy" for n in names) + " |",
+           "| --- | " + " | ".join("---:" for _ in names) + " |"]
+    for dtype in DTYPES:
+        cells = []
+        for n in names:
+            r = beam_greedy_ratio(results[n], dtype)
+            side = results[n].cases.get("beam", CaseResult("beam")).sides.get(OUR_SIDES[dtype])
+            cells.append(fmt_ratio(r) if r else (side.unavailable if side and side.unavailable else "—"))
+        out.append(f"| {dtype} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -107,18 +150,51 @@ class Target:
     want: float
     kind: str  # ">=" speedup, "<=" ratio, "<" absolute
     unit: str = "x"
+    measure: str = ""  # how target_value computes it (see MEASURES); "" for the probe
 
 
-TARGETS = [
-    Target("dates: batch-1 greedy, torch eager / s2sext", "dates", 2.5, ">="),
-    Target("dates: batch-1 greedy, ONNX Runtime / s2sext", "dates", 1.4, ">="),
-    Target("dates: batch-1 greedy, s2sext / physical reference", "dates", 1.25, "<="),
-    Target("nmt: batch-1 greedy, torch eager / s2sext", "nmt", 2.5, ">="),
-    Target("nmt: batch-1 greedy, ONNX Runtime / s2sext", "nmt", 1.3, ">="),
-    Target(f"dates: beam {BEAM}, torch eager beam (batched) / s2sext", "dates", 4.0, ">="),
-    Target("nmt: batch-1 greedy, s2sext float32 / s2sext bfloat16", "nmt", 1.6, ">="),
+def _peer_over_ours(peer):
+    return lambda res: ratio(med(res, "greedy1", peer), med(res, "greedy1", OURS))
+
+
+def _fastest_peer_batch(res: ConfigResult) -> float | None:
+    peers = [v for v in (med(res, "batch32", p) for p in PEERS) if v]
+    return ratio(min(peers), med(res, "batch32", OURS)) if peers else None
+
+
+MEASURES = {
+    "eager": _peer_over_ours(EAGER),
+    "ort": _peer_over_ours(ORT),
+    "reference": lambda res: ratio(med(res, "greedy1", OURS), reference_ns(res)),
+    "bf16": lambda res: ratio(med(res, "greedy1", OURS), med(res, "greedy1", OURS_BF16)),
+    "int8": lambda res: ratio(med(res, "greedy1", OURS), med(res, "greedy1", OURS_INT8)),
+    "beam_eager": lambda res: ratio(med(res, "beam", EAGER), med(res, "beam", OURS)),
+    "beam_greedy": lambda res: beam_greedy_ratio(res, "float32"),
+    "batch_peers": _fastest_peer_batch,
+}
+
+TARGETS_ISSUE4 = [
+    Target("dates: batch-1 greedy, torch eager / s2sext", "dates", 2.5, ">=", measure="eager"),
+    Target("dates: batch-1 greedy, ONNX Runtime / s2sext", "dates", 1.4, ">=", measure="ort"),
+    Target("dates: batch-1 greedy, s2sext / physical reference", "dates", 1.25, "<=", measure="reference"),
+    Target("nmt: batch-1 greedy, torch eager / s2sext", "nmt", 2.5, ">=", measure="eager"),
+    Target("nmt: batch-1 greedy, ONNX Runtime / s2sext", "nmt", 1.3, ">=", measure="ort"),
+    Target(f"dates: beam {BEAM}, torch eager beam (batched) / s2sext", "dates", 4.0, ">=", measure="beam_eager"),
+    Target("nmt: batch-1 greedy, s2sext float32 / s2sext bfloat16", "nmt", 1.6, ">=", measure="bf16"),
     Target("process peak RSS (load the dates model, translate one sentence)", "probe", 80.0, "<", " MB"),
     Target("`import s2sext` (numpy's import included)", "probe", 0.3, "<", " s"),
+]
+TARGETS_ISSUE13 = [
+    Target("dates: batch-1 greedy, s2sext float32 / s2sext int8", "dates", 1.8, ">=", measure="int8"),
+    Target("nmt: batch-1 greedy, s2sext float32 / s2sext int8", "nmt", 3.0, ">=", measure="int8"),
+    Target("dates: batch-1 greedy, s2sext float32 / s2sext bfloat16 (CPU with AVX512_BF16)", "dates", 1.0, ">=",
+           measure="bf16"),
+    Target("nmt: batch-1 greedy, s2sext float32 / s2sext bfloat16 (CPU with AVX512_BF16)", "nmt", 1.8, ">=",
+           measure="bf16"),
+    Target(f"dates: float32 beam {BEAM} / float32 greedy, same input", "dates", 1.4, "<=", measure="beam_greedy"),
+    Target(f"nmt: float32 beam {BEAM} / float32 greedy, same input", "nmt", 1.4, "<=", measure="beam_greedy"),
+    Target(f"dates: batch-{BATCH} greedy, fastest peer / s2sext float32", "dates", 1.3, ">=", measure="batch_peers"),
+    Target(f"nmt: batch-{BATCH} greedy, fastest peer / s2sext float32", "nmt", 1.3, ">=", measure="batch_peers"),
 ]
 
 
@@ -138,40 +214,34 @@ def target_value(t: Target, results: dict[str, ConfigResult], mem: dict | None) 
             return None
         return mem["peak_rss_mib"] * 1.048576 if t.unit == " MB" else mem["import_total_s"]
     res = results.get(t.config)
-    if res is None:
-        return None
-    ours = med(res, "greedy1", OURS)
-    if "reference" in t.label:
-        ref = reference_ns(res)
-        return ours / ref if ours and ref else None
-    if "bfloat16" in t.label:
-        b = med(res, "greedy1", OURS_BF16)
-        return ours / b if ours and b else None
-    if "beam" in t.label:
-        o, p = med(res, "beam", OURS), med(res, "beam", EAGER)
-        return p / o if o and p else None
-    peer = med(res, "greedy1", EAGER if "eager" in t.label else ORT)
-    return peer / ours if ours and peer else None
+    return MEASURES[t.measure](res) if res is not None else None
 
 
-def targets_table(results, mem, args) -> list[str]:
+def targets_table(results, mem, args, targets) -> list[str]:
     out = ["| target (1 thread, batch 1, greedy, fixed output length unless stated) | wanted | measured | |",
            "| --- | ---: | ---: | --- |"]
-    for t in TARGETS:
+    for t in targets:
         v = target_value(t, results, mem)
         want = f"{t.kind} {t.want:g}{t.unit}"
         if v is None:
             why = "not measured" + (" (--quick runs dates only)" if args.quick and t.config == "nmt" else "")
+            if t.measure == "int8" and t.config in results:
+                side = results[t.config].cases["greedy1"].sides.get(OURS_INT8)
+                why = side.unavailable if side and side.unavailable else why
             out.append(f"| {t.label} | {want} | — | {why} |")
             continue
         met = v >= t.want if t.kind == ">=" else v <= t.want if t.kind == "<=" else v < t.want
         shown = f"{v:.2f}{t.unit}" if t.unit != "x" else fmt_ratio(v)
         verdict = "met" if met else "**NOT met**"
-        if "reference" in t.label:
+        if t.measure == "reference":
             net = reference_net_ns(results[t.config])
             if net:
                 verdict += (f" (against the reference net of Python call overhead: "
                             f"{fmt_ratio(med(results[t.config], 'greedy1', OURS) / net)})")
+        if t.measure == "batch_peers":
+            res = results[t.config]
+            fastest = min((p for p in PEERS if med(res, "batch32", p)), key=lambda p: med(res, "batch32", p))
+            verdict += f" (fastest peer: {fastest})"
         if args.threads != 1 and t.config != "probe":
             verdict += f" (at {args.threads} threads; the target is at 1)"
         out.append(f"| {t.label} | {want} | {shown} | {verdict} |")
@@ -188,7 +258,8 @@ def command(args) -> str:
 
 
 def markdown(args, mode, header, results, mem, notes, png_name) -> str:
-    out = ["# s2sext decoding vs PyTorch eager, TorchScript and ONNX Runtime (CPU)", ""]
+    out = ["# s2sext decoding (float32, bfloat16, int8) vs PyTorch eager, TorchScript, ONNX Runtime and "
+           "OpenVINO (CPU)", ""]
     kind = (f"quick smoke run: short budgets, {', '.join(args.configs)} only; no measurement of the targets"
             if args.quick else "full run")
     out.append(f"Written by `{command(args)}` ({kind}), "
@@ -203,27 +274,41 @@ def markdown(args, mode, header, results, mem, notes, png_name) -> str:
         "Python loop of nn.LSTMCell + bmm dot attention + tanh(Linear([c; h])) + Linear + argmax under "
         "`torch.inference_mode()`; TorchScript is that module scripted and frozen (deprecated in this torch "
         "version); ONNX Runtime runs the exported encoder and one exported decoder step, looped from Python "
-        "with numpy argmax. The torch beam search batches the K beams as rows (log_softmax, topk over K*V, "
-        "index_select by parent, backtrack). Tokens were compared with torch eager's before timing.")
+        "with numpy argmax, and OpenVINO (CPU plugin) runs the same two exported graphs in the same loop. "
+        "s2sext runs in every dtype of `model.compile(dtype)` (float32, bfloat16, int8) from the same "
+        "float32 weights. The torch beam search batches the K beams as rows (log_softmax, topk over K*V, "
+        "index_select by parent, backtrack). Tokens were compared with torch eager's before timing (for "
+        "bfloat16 and int8 weights the comparison is reported, not required).")
     out.append("")
     out.append(
         f"Medians of up to {mode.reps} samples per side, sides sampled in rounds of alternating order, a "
         f"sample that follows another side only after {mode.settle_s:g} s of untimed calls of its own "
         "side (the other library's spinning threads asleep, the side's weights back in cache: these are "
-        "warm-cache, steady-state times of decoding the same input again). peer / s2sext > 1 means s2sext "
-        "is faster; for the bfloat16 rows it is s2sext float32 / s2sext bfloat16. Times include each "
-        "side's Python calls.")
+        "warm-cache, steady-state times of decoding the same input again). In the ratio tables X / it > 1 "
+        "means that dtype of s2sext is faster than X. Times include each side's Python calls.")
     out.append("")
     out += [f"- {k}: {v}" for k, v in header]
     for res in results.values():
         out.append("")
-        out += config_table(res)
+        out.append(f"### {res.cfg.name} ({res.cfg.shape})")
+        out.append("")
+        out += ratios_table(res)
+        out.append("")
+        out += times_table(res)
         out.append("")
         out += [f"- {n}" for n in res.notes]
     out.append("")
+    out.append(f"### Beam {BEAM} / greedy, per dtype (batch 1, the same input, T steps each)")
+    out.append("")
+    out += beam_table(results)
+    out.append("")
+    out.append("### Targets (issue 13)")
+    out.append("")
+    out += targets_table(results, mem, args, TARGETS_ISSUE13)
+    out.append("")
     out.append("### Targets (issue 4)")
     out.append("")
-    out += targets_table(results, mem, args)
+    out += targets_table(results, mem, args, TARGETS_ISSUE4)
     out.append("")
     if mem:
         out.append(
@@ -254,12 +339,12 @@ def chart(results: dict[str, ConfigResult], path: Path, title: str) -> str | Non
         import matplotlib.pyplot as plt
     except ImportError as e:
         return f"no chart: {e}"
-    panels = [("greedy1", "batch-1 greedy: µs per token",
-               [OURS, OURS_BF16, EAGER, SCRIPT, ORT, REF_OURS, REF_NUMPY]),
-              ("beam", f"beam {BEAM}: µs per output token", [OURS, EAGER]),
-              ("batch32", f"batch-{BATCH} greedy: sentences / s", [OURS, EAGER, SCRIPT, ORT])]
-    colors = {OURS: "#1f77b4", OURS_BF16: "#6baed6", EAGER: "#d62728", SCRIPT: "#ff7f0e", ORT: "#2ca02c",
-              REF_OURS: "#7f7f7f", REF_NUMPY: "#bdbdbd"}
+    ours = [OURS, OURS_BF16, OURS_INT8]
+    panels = [("greedy1", "batch-1 greedy: µs per token", ours + [EAGER, SCRIPT, ORT, OPENVINO, REF_OURS, REF_NUMPY]),
+              ("beam", f"beam {BEAM}: µs per output token", ours + [EAGER]),
+              ("batch32", f"batch-{BATCH} greedy: sentences / s", ours + [EAGER, SCRIPT, ORT, OPENVINO])]
+    colors = {OURS: "#1f77b4", OURS_BF16: "#6baed6", OURS_INT8: "#08306b", EAGER: "#d62728", SCRIPT: "#ff7f0e",
+              ORT: "#2ca02c", OPENVINO: "#9467bd", REF_OURS: "#7f7f7f", REF_NUMPY: "#bdbdbd"}
     names = list(results)
     # One panel per configuration and case, linear from zero, so bar heights compare directly.
     fig, axes = plt.subplots(len(names), 3, figsize=(15, 4.2 * len(names)), squeeze=False)

@@ -1,7 +1,7 @@
-"""The sides of the decoding benchmark (bench_decode.py): its configurations, and the peers, all
-with the s2sext model's weights -- a PyTorch twin run eagerly and as TorchScript, its ONNX export run
-by ONNX Runtime, an eager PyTorch beam search, and the physical reference (the matrix-vector products a
-decode must do, and nothing else).
+"""The sides of the decoding benchmark (bench_decode.py): its configurations, s2sext's compiled
+dtypes, and the peers, all with the s2sext model's weights -- a PyTorch twin run eagerly and as
+TorchScript, its ONNX export run by ONNX Runtime and by OpenVINO, an eager PyTorch beam search, and the
+physical reference (the matrix-vector products a decode must do, and nothing else).
 """
 from __future__ import annotations
 
@@ -38,10 +38,26 @@ CONFIGS = {
 }
 
 # Names of the sides (rows of the tables, bars of the chart).
-OURS, OURS_BF16 = "s2sext", "s2sext bf16"
-EAGER, SCRIPT, ORT = "torch eager", "TorchScript", "ONNX Runtime"
+OURS, OURS_BF16, OURS_INT8 = "s2sext", "s2sext bf16", "s2sext int8"
+EAGER, SCRIPT, ORT, OPENVINO = "torch eager", "TorchScript", "ONNX Runtime", "OpenVINO"
+DTYPES = ("float32", "bfloat16", "int8")  # the dtypes of model.compile, in the reports' order
+OUR_SIDES = {"float32": OURS, "bfloat16": OURS_BF16, "int8": OURS_INT8}
+PEERS = (EAGER, SCRIPT, ORT, OPENVINO)
 REF_OURS, REF_NUMPY = "reference (our GEMV)", "reference (numpy GEMV)"
 PROBE_SENTENCE = "September 27, 1994"
+
+
+# --------------------------------------------------------------------------------------------------
+# s2sext's dtypes
+
+
+def compile_dtype(model, dtype: str):
+    """(the compiled decoder, "") or (None, "unavailable: <why>"): a dtype this build cannot compile
+    (int8 before it exists raises ValueError) is a row that says so, not a crash."""
+    try:
+        return model.compile(dtype=dtype), ""
+    except (ValueError, TypeError, NotImplementedError, RuntimeError) as e:
+        return None, f"unavailable: {type(e).__name__}: {e}".splitlines()[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,6 +224,64 @@ def ort_greedy(np, enc, step, src, steps: int):
         y = logits.argmax(axis=1)
         out[:, t] = y
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenVINO: the same exported graphs on its CPU plugin
+
+# One thread, one stream, latency mode, and f32 inference precision: on CPUs with AVX512_BF16 or AMX the
+# CPU plugin otherwise runs matrix products in bfloat16 by default, which would not be the float32
+# graph the other peers run.
+def openvino_config(threads: int) -> dict:
+    return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32", "ENABLE_HYPER_THREADING": False}
+
+
+def openvino_sessions(ov, enc_path, step_path, cfg: Config, batch: int, threads: int):
+    """(the greedy loop of the exported graphs reshaped to a static batch, the configuration as
+    OpenVINO reports it back). A static shape is OpenVINO's recommended way to compile (the ONNX Runtime
+    side keeps the dynamic axis)."""
+    core = ov.Core()
+    config = openvino_config(threads)
+    enc = core.read_model(enc_path)
+    enc.reshape({"src": [batch, cfg.S]})
+    step = core.read_model(step_path)
+    step.reshape({"y": [batch], "h": [batch, cfg.H], "c": [batch, cfg.H], "memory": [batch, cfg.S, cfg.H]})
+    enc_c = core.compile_model(enc, "CPU", config)
+    step_c = core.compile_model(step, "CPU", config)
+    got = {k: str(step_c.get_property(k)) for k in config}
+    return OpenVinoGreedy(enc_c.create_infer_request(), step_c.create_infer_request()), got
+
+
+class OpenVinoGreedy:
+    """As ort_greedy: the encoder once, then `steps` steps, argmax in numpy. The inputs are copied into
+    the requests' own input tensors and the outputs read from theirs: passing fresh numpy arrays to
+    `infer()` makes OpenVINO wrap or copy them into new tensors on every call, which cost more than the
+    step itself at batch 1 (measured while writing this). The views below stay valid because nothing
+    else sets these requests' tensors."""
+
+    def __init__(self, enc, step):
+        self.enc, self.step = enc, step
+        self.src = enc.get_tensor("src").data
+        self.y, self.h, self.c, self.memory = (step.get_tensor(n).data for n in ("y", "h", "c", "memory"))
+
+    def __call__(self, np, src, steps: int):
+        enc, step = self.enc, self.step
+        self.src[...] = src
+        enc.infer()
+        self.memory[...] = enc.get_output_tensor(0).data
+        self.h[...] = enc.get_output_tensor(1).data
+        self.c[...] = enc.get_output_tensor(2).data
+        self.y[...] = SOS
+        out = np.empty((src.shape[0], steps), np.int64)
+        for t in range(steps):
+            step.infer()
+            y = step.get_output_tensor(0).data.argmax(axis=1)
+            out[:, t] = y
+            self.y[...] = y
+            self.h[...] = step.get_output_tensor(1).data
+            self.c[...] = step.get_output_tensor(2).data
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
