@@ -124,6 +124,8 @@ void register_machine(py::module_& m) {
         "Switches the backend of the LSTM's recurrent per-step products for the whole process and returns\n"
         "the previous one: 'blas' (gemm at every step) or 'onednn' (oneDNN's matmul, the weights reordered\n"
         "once per call; float32; where built). ValueError for an unknown name or one not built.");
+  m.def("onednn_weights_prepared", &s2s::onednn_weights_prepared,
+        "How many times recurrent weights were reordered for oneDNN since start-up (all threads).");
   m.def("set_num_threads", &set_num_threads, py::arg("threads"),
         "Sets the number of threads s2sext's kernels may use (1 to 1024) and returns the previous\n"
         "count. The default is S2SEXT_NUM_THREADS, else the number of CPUs.");

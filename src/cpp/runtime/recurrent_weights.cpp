@@ -37,6 +37,8 @@ RecurrentBackend initial_backend() {
   return backend;
 }
 
+std::atomic<int64_t> prepared_count(0);
+
 std::atomic<int>& backend_state() {
   static std::atomic<int> state(static_cast<int>(initial_backend()));
   return state;
@@ -150,6 +152,8 @@ std::string onednn_version() {
 #endif
 }
 
+int64_t onednn_weights_prepared() { return prepared_count.load(std::memory_order_relaxed); }
+
 RecurrentBackend recurrent_backend() { return static_cast<RecurrentBackend>(backend_state().load()); }
 
 void set_recurrent_backend(RecurrentBackend backend) {
@@ -209,6 +213,7 @@ std::unique_ptr<typename RecurrentWeights<T>::Prepared> prepare(Trans trans_w, i
       dnnl::reorder(rpd).execute(thread_stream(), {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, p->weights},
                                                    {DNNL_ARG_SCRATCHPAD, pad_mem}});
       thread_stream().wait();
+      prepared_count.fetch_add(1, std::memory_order_relaxed);
       return p;
     } catch (const dnnl::error&) {
       return nullptr;  // oneDNN declined this shape: every step takes gemm()

@@ -23,6 +23,8 @@ RecurrentBackend recurrent_backend();    // the active backend
 void set_recurrent_backend(RecurrentBackend backend);  // std::invalid_argument: onednn not built
 const char* recurrent_backend_name(RecurrentBackend backend);  // "blas" or "onednn"
 bool parse_recurrent_backend(const std::string& name, RecurrentBackend* out);
+// Weights prepared for oneDNN since start-up (all threads): shows that the backend ran.
+int64_t onednn_weights_prepared();
 
 // Weights of C[M,N] = A[M,K] @ op(W) + beta * C, beta 0 or 1 (accumulate), with op(W) = W^T for
 // W [N,K] (Trans::yes) or W for W [K,N] (Trans::no), row stride ldw; A's and C's row strides lda
