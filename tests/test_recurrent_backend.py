@@ -93,6 +93,27 @@ def test_float64_stays_with_blas(threads, rng, n_threads, B, S, I, H, route):
 
 
 @needs_onednn
+@pytest.mark.parametrize("I", [5, 40], ids=["I5", "I40"])
+def test_few_rows_forward_stays_with_gemv(threads, rng, I):
+    """Up to 8 rows gemm() runs the forward's product (h @ W^T) as its GEMV, which packs nothing:
+    oneDNN prepares no weights for it. The backward's (dgates @ W, a BLAS sgemm from 2 rows on)
+    takes oneDNN."""
+    threads(1)
+    x, h0, c0, w, lengths, dhs, dhT, dcT = _inputs(rng, 8, 5, I, 64, np.float32, True)
+    previous = s2sext.set_recurrent_backend("onednn")
+    try:
+        before = _core.onednn_weights_prepared()
+        hs, hT, cT, cache = ops.lstm_forward(x, h0, c0, *w, lengths=lengths)
+        assert _core.onednn_weights_prepared() == before
+        grads = ops.lstm_backward(dhs, dhT, dcT, cache)
+        assert _core.onednn_weights_prepared() == before + 1
+    finally:
+        s2sext.set_recurrent_backend(previous)
+    ours = dict(hs=hs, hT=hT, cT=cT, **dict(zip(("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"), grads)))
+    check_all(ours, *refs(lstm_ref, x, h0, c0, *w, lengths, dhs, dhT, dcT, dtype=np.float32))
+
+
+@needs_onednn
 def test_onednn_repeatable(threads, rng):
     """The same call twice gives the same bits (the primitives are reused from the second call on)."""
     threads(2)

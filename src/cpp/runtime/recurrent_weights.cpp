@@ -183,10 +183,17 @@ struct RecurrentWeights<T>::Prepared {
 
 namespace {
 
-// The oneDNN state for float weights, or null where the product stays with gemm(): the BLAS
-// backend; double (oneDNN's CPU matmul has no float64); a thread that is not inside a parallel
-// region while s2sext has more threads (gemm() may split the product over them, and oneDNN here
-// runs on one); an empty product; or a shape oneDNN declines.
+// Whether the oneDNN backend takes a product: not on the BLAS backend; not for double (oneDNN's
+// CPU matmul has no float64); not on a thread outside a parallel region while s2sext has more
+// threads (gemm() may split the product over them, and oneDNN here runs on one); not for an empty
+// product.
+template <class T>
+bool onednn_applies(int64_t K, int64_t N) {
+  return onednn_built() && std::is_same_v<T, float> && recurrent_backend() == RecurrentBackend::onednn && K > 0 &&
+         N > 0 && (num_threads() == 1 || in_parallel_region());
+}
+
+// The oneDNN state for float weights, or null where oneDNN declines the shape.
 template <class T>
 std::unique_ptr<typename RecurrentWeights<T>::Prepared> prepare(Trans trans_w, int64_t K, int64_t N, const T* W,
                                                                 int64_t ldw, int64_t lda, int64_t ldc,
@@ -194,9 +201,6 @@ std::unique_ptr<typename RecurrentWeights<T>::Prepared> prepare(Trans trans_w, i
   using Prepared = typename RecurrentWeights<T>::Prepared;
 #if defined(S2S_ONEDNN)
   if constexpr (std::is_same_v<T, float>) {
-    if (recurrent_backend() != RecurrentBackend::onednn || K == 0 || N == 0 ||
-        (num_threads() > 1 && !in_parallel_region()))
-      return nullptr;
     try {
       OneDnnSingleThread one_thread;
       auto p = std::make_unique<Prepared>();
@@ -230,7 +234,7 @@ template <class T>
 RecurrentWeights<T>::RecurrentWeights(Trans trans_w, int64_t K, int64_t N, const T* W, int64_t ldw, int64_t lda,
                                       int64_t ldc, bool accumulate)
     : trans_w_(trans_w), K_(K), N_(N), ldw_(ldw), lda_(lda), ldc_(ldc), accumulate_(accumulate), W_(W),
-      prepared_(prepare<T>(trans_w, K, N, W, ldw, lda, ldc, accumulate)) {}
+      onednn_(onednn_applies<T>(K, N)) {}
 
 template <class T>
 RecurrentWeights<T>::~RecurrentWeights() = default;
@@ -240,7 +244,11 @@ void RecurrentWeights<T>::multiply(int64_t M, const T* A, T* C) const {
   if (M <= 0) return;
 #if defined(S2S_ONEDNN)
   if constexpr (std::is_same_v<T, float>) {
-    if (prepared_) {
+    if (onednn_ && !tried_ && !gemm_runs_gemv(Trans::no, trans_w_, M)) {
+      tried_ = true;
+      prepared_ = prepare<T>(trans_w_, K_, N_, W_, ldw_, lda_, ldc_, accumulate_);
+    }
+    if (prepared_ && !gemm_runs_gemv(Trans::no, trans_w_, M)) {
       OneDnnSingleThread one_thread;
       Matmul& m = *prepared_->matmul;
       memory src(memory::desc({M, K_}, kF32, memory::dims{lda_, 1}), cpu_engine(), const_cast<float*>(A));

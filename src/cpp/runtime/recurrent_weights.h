@@ -30,7 +30,9 @@ int64_t onednn_weights_prepared();
 // W [N,K] (Trans::yes) or W for W [K,N] (Trans::no), row stride ldw; A's and C's row strides lda
 // and ldc are fixed for the object's life, M may change from step to step. Made and used by one
 // thread (the one that multiplies, inside a team or a parallel range), which owns it; W must stay
-// unchanged while it lives. The backend is the one active when it is made.
+// unchanged while it lives. The backend is the one active when it is made. Products that gemm()
+// runs as a GEMV (a few rows: gemm_runs_gemv), which packs nothing, take gemm() on either backend;
+// the weights are prepared for oneDNN at the first larger one.
 template <class T>
 class RecurrentWeights {
  public:
@@ -50,7 +52,9 @@ class RecurrentWeights {
   int64_t K_, N_, ldw_, lda_, ldc_;
   bool accumulate_;
   const T* W_;
-  std::unique_ptr<Prepared> prepared_;  // null: gemm() at every step
+  bool onednn_;                                  // the oneDNN backend applies to this product
+  mutable bool tried_ = false;                   // preparation was tried (at the first large step)
+  mutable std::unique_ptr<Prepared> prepared_;   // null: gemm()
 };
 
 }  // namespace s2s
