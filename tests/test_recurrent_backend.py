@@ -159,3 +159,40 @@ def test_start_up_backend_from_the_environment(request_name):
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     default = "onednn" if "onednn" in BACKENDS else "blas"
     assert out == (request_name if request_name in BACKENDS else default)
+
+
+THREADS_SCRIPT = """
+import ctypes, os, sys
+import numpy as np
+import s2sext
+from s2sext import _core, ops
+s2sext.set_num_threads(int(sys.argv[2]))
+s2sext.set_recurrent_backend(sys.argv[1])
+rng = np.random.default_rng(0)
+B, S, I, H = 16, 5, 5, 255
+x = rng.standard_normal((B, S, I), dtype=np.float32)
+w = [rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in ((4 * H, I), (4 * H, H), (4 * H,))]
+h0 = np.zeros((B, H), np.float32)
+hs, hT, cT, cache = ops.lstm_forward(x, h0, h0, *w)
+ops.lstm_backward(hs, None, None, cache)
+assert (_core.onednn_weights_prepared() > 0) == (sys.argv[1] == "onednn")
+gomp = ctypes.CDLL("libgomp.so.1")
+print(len(os.listdir("/proc/self/task")), gomp.omp_get_max_threads())
+"""
+
+
+@needs_onednn
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc/self/task to count threads")
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_onednn_starts_no_threads_and_restores_the_openmp_setting(n_threads):
+    """With OMP_NUM_THREADS=4 oneDNN would start 3 OpenMP threads of its own in each thread that
+    calls it; held at one, the process has as many threads as on the BLAS backend, and the caller's
+    OpenMP thread count is what it was."""
+    env = dict(os.environ, OMP_NUM_THREADS="4")
+    counts = {}
+    for backend in ("blas", "onednn"):
+        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, backend, str(n_threads)], env=env,
+                             capture_output=True, text=True, check=True).stdout.split()
+        counts[backend] = int(out[0])
+        assert int(out[1]) == 4, f"{backend}: omp_get_max_threads() = {out[1]} after the call, expected 4"
+    assert counts["onednn"] == counts["blas"], counts
