@@ -20,7 +20,9 @@ GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db")
 # B in (1, 3), H in (1, 7, 255), I in (1, 5, 16): 1 and odd sizes run the SIMD tails.
 CELL_SHAPES = list(itertools.product((1, 3), (1, 7, 255), (1, 5, 16)))
 # (B, S, I, H); S in (1, 13). B = 16 takes BLAS for each step's product (more than 8 rows), with the
-# input product folded into it for I <= H/4 (5, 255) and as one GEMM up front otherwise (16, 7).
+# input product folded into it for I <= H/4 (5, 255) and as one GEMM up front otherwise (16, 7);
+# with two threads or more, (16, 13, 5, 255) runs as a team, whose products take the oneDNN backend
+# where it is built (the recurrent_backend fixture; test_recurrent_backend.py covers that backend's routes).
 SEQ_SHAPES = list(itertools.product((1, 3), (1, 13), (1, 5, 16), (1, 7, 255))) + [(16, 13, 5, 255), (16, 13, 16, 7)]
 
 
@@ -97,7 +99,7 @@ def test_lstm_cell_backward_no_upstream_is_zero(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("B,S,I,H", SEQ_SHAPES, ids=[_id(s, "BSIH") for s in SEQ_SHAPES])
-def test_lstm_matches_torch(kernel_path, rng, B, S, I, H, with_lengths, dtype):
+def test_lstm_matches_torch(kernel_path, recurrent_backend, rng, B, S, I, H, with_lengths, dtype):
     x = normal(rng, (B, S, I), dtype)
     w = lstm_weights(rng, I, H, dtype)
     h0 = normal(rng, (B, H), dtype, 0.5)

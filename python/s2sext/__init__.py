@@ -11,7 +11,7 @@
 """
 
 from . import data, decoding, ops, train
-from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads
+from ._core import cpu_info, get_num_threads, set_kernel_path, set_num_threads, set_recurrent_backend
 from .engine import Decoder
 from .model import Attention, Config, Encoder, RecurrentDecoder, Seq2Seq
 from .serialize import ModelFileError
@@ -34,6 +34,7 @@ __all__ = [
     "ModelFileError",
     "cpu_info",
     "set_kernel_path",
+    "set_recurrent_backend",
     "set_num_threads",
     "get_num_threads",
     "__version__",

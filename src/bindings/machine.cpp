@@ -13,6 +13,7 @@
 #include "runtime/blas.h"
 #include "runtime/block_cache.h"
 #include "runtime/parallel.h"
+#include "runtime/recurrent_weights.h"
 
 namespace bindings {
 
@@ -36,7 +37,30 @@ py::dict cpu_info() {
   out["env_request"] = info.env_request;
   out["blas"] = blas_dict;
   out["num_threads"] = s2s::num_threads();
+  py::list backends;
+  backends.append("blas");
+  if (s2s::onednn_built()) backends.append("onednn");
+  out["recurrent_backends"] = backends;
+  out["recurrent_backend"] = s2s::recurrent_backend_name(s2s::recurrent_backend());
+  out["onednn_version"] = s2s::onednn_version();
   return out;
+}
+
+std::string set_recurrent_backend(py::handle name_in) {
+  const std::string available = s2s::onednn_built() ? "blas, onednn" : "blas";
+  if (!py::isinstance<py::str>(name_in))
+    throw py::type_error("set_recurrent_backend: name must be a str, one of " + available + ", got " +
+                         type_name(name_in));
+  const std::string name = py::cast<std::string>(name_in);
+  s2s::RecurrentBackend backend;
+  if (!s2s::parse_recurrent_backend(name, &backend))
+    throw py::value_error("set_recurrent_backend: unknown backend '" + name + "'; expected one of blas, onednn");
+  if (backend == s2s::RecurrentBackend::onednn && !s2s::onednn_built())
+    throw py::value_error("set_recurrent_backend: backend 'onednn' is not in this build (oneDNN was not found "
+                          "when it was compiled); available: " + available);
+  const std::string previous = s2s::recurrent_backend_name(s2s::recurrent_backend());
+  s2s::set_recurrent_backend(backend);
+  return previous;
 }
 
 std::string set_kernel_path(py::handle name_in) {
@@ -90,10 +114,18 @@ void register_machine(py::module_& m) {
         "The machine as s2sext sees it: a dict with 'arch', 'features' (CPU feature -> bool),\n"
         "'available_paths' (SIMD kernel paths this CPU and build can run), 'kernel_path' (the active\n"
         "one), 'env_request' (S2SEXT_KERNEL_PATH as read at start-up), 'blas' (name, config, core,\n"
-        "threads of the BLAS library itself) and 'num_threads' (threads s2sext uses).");
+        "threads of the BLAS library itself), 'num_threads' (threads s2sext uses), 'recurrent_backends'\n"
+        "(backends of the LSTM's recurrent products in this build), 'recurrent_backend' (the active one)\n"
+        "and 'onednn_version' ('' without oneDNN).");
   m.def("set_kernel_path", &set_kernel_path, py::arg("name"),
         "Switches the SIMD kernel path ('portable', 'avx2', 'avx512', 'avx512_vnni', 'avx512_bf16') for the whole process and\n"
         "returns the previous one. ValueError for an unknown name or one this CPU cannot run.");
+  m.def("set_recurrent_backend", &set_recurrent_backend, py::arg("name"),
+        "Switches the backend of the LSTM's recurrent per-step products for the whole process and returns\n"
+        "the previous one: 'blas' (gemm at every step) or 'onednn' (oneDNN's matmul, the weights reordered\n"
+        "once per call; float32; where built). ValueError for an unknown name or one not built.");
+  m.def("onednn_weights_prepared", &s2s::onednn_weights_prepared,
+        "How many times recurrent weights were reordered for oneDNN since start-up (all threads).");
   m.def("set_num_threads", &set_num_threads, py::arg("threads"),
         "Sets the number of threads s2sext's kernels may use (1 to 1024) and returns the previous\n"
         "count. The default is S2SEXT_NUM_THREADS, else the number of CPUs.");

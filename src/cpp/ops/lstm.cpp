@@ -9,6 +9,7 @@
 #include "runtime/blas.h"
 #include "kernels/kernels.h"
 #include "runtime/parallel.h"
+#include "runtime/recurrent_weights.h"
 #include "runtime/workspace.h"
 
 namespace s2s {
@@ -207,18 +208,20 @@ void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x
       std::memcpy(hs_nt, hx_next + n * HX, sizeof(T) * H);
     }
   };
+  // The weights of the steps' products for gate columns [g0, g1): [w_hh | w_ih][g0:g1] (folded) or
+  // w_hh[g0:g1], prepared once per call by the thread that multiplies with them.
+  auto step_weights = [&](int64_t g0, int64_t g1) {
+    if (fold) return RecurrentWeights<T>(Trans::yes, HX, g1 - g0, w_cat + g0 * HX, HX, HX, G, /*accumulate=*/false);
+    return RecurrentWeights<T>(Trans::yes, H, g1 - g0, w_hh + g0 * H, H, HX, G, /*accumulate=*/true);
+  };
   // gates[t, b0:b1] = [h | x] @ [w_hh | w_ih][g0:g1]^T (folded) or += h @ w_hh[g0:g1]^T, columns
-  // [g0, g1); rows past the last running one are skipped (their gates are zeroed by the gate pass)
+  // [g0, g1) of step_weights(g0, g1); rows past the last running one are skipped (their gates are
+  // zeroed by the gate pass)
   const std::vector<int64_t> active = active_rows(lengths, B, S);
-  auto recurrent_product = [&](int64_t t, int64_t b0, int64_t b1, int64_t g0, int64_t g1) {
+  auto recurrent_product = [&](int64_t t, int64_t b0, int64_t b1, int64_t g0, const RecurrentWeights<T>& weights) {
     b1 = std::min(b1, active[t]);
     if (b1 <= b0) return;
-    const T* hx_rows = hx_all + (t * B + b0) * HX;
-    T* gates_rows = gates + (t * B + b0) * G + g0;
-    if (fold)
-      gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, HX, T(1), hx_rows, HX, w_cat + g0 * HX, HX, T(0), gates_rows, G);
-    else
-      gemm<T>(Trans::no, Trans::yes, b1 - b0, g1 - g0, H, T(1), hx_rows, HX, w_hh + g0 * H, H, T(1), gates_rows, G);
+    weights.multiply(b1 - b0, hx_all + (t * B + b0) * HX, gates + (t * B + b0) * G + g0);
   };
   const int64_t team = team_size(B, H);
   if (team >= 2 &&
@@ -228,8 +231,9 @@ void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x
         // member), meets, splits the gate pass by rows, meets. Column bounds are multiples of 16.
         const int64_t g0 = team_column(G, team, rank), g1 = team_column(G, team, rank + 1);
         const int64_t b0 = B * rank / team, b1 = B * (rank + 1) / team;
+        const RecurrentWeights<T> weights = step_weights(g0, g1);
         for (int64_t t = 0; t < S; ++t) {
-          if (g1 > g0) recurrent_product(t, 0, B, g0, g1);
+          if (g1 > g0) recurrent_product(t, 0, B, g0, weights);
           barrier.wait();
           gate_pass(t, b0, b1);
           barrier.wait();
@@ -238,8 +242,9 @@ void lstm_forward(T* hs, T* hT, T* cT, T* hx_all, T* gates, T* c_all, const T* x
   } else {
     // Rows of the batch never interact: each thread runs all S steps for its rows [b0, b1).
     parallel_ranges(B, min_rows_per_thread(S, H), [&](int64_t b0, int64_t b1) {
+      const RecurrentWeights<T> weights = step_weights(0, G);
       for (int64_t t = 0; t < S; ++t) {
-        recurrent_product(t, b0, b1, 0, G);
+        recurrent_product(t, b0, b1, 0, weights);
         gate_pass(t, b0, b1);
       }
     });
@@ -306,12 +311,12 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
       const int64_t b0 = row_bounds[rank], b1 = row_bounds[rank + 1];
       T* db_sum = db_parts.data() + rank * G;
       std::vector<T> dh_step(H);
+      // partial = dgates[t][:, g0:g1] @ w_back[g0:g1], these weights prepared once for all steps
+      const RecurrentWeights<T> weights(Trans::no, g1 - g0, P, w_back + g0 * P, P, G, P, /*accumulate=*/false);
       for (int64_t t = S - 1; t >= 0; --t) {
         for (int64_t n = b0; n < b1; ++n) row_backward(t, n, dh_step.data(), db_sum);
         barrier.wait();
-        if (active[t] > 0 && g1 > g0)
-          gemm<T>(Trans::no, Trans::no, active[t], P, g1 - g0, T(1), dgates + t * B * G + g0, G, w_back + g0 * P, P,
-                  T(0), partials + rank * B * P, P);
+        if (active[t] > 0 && g1 > g0) weights.multiply(active[t], dgates + t * B * G + g0, partials + rank * B * P);
         barrier.wait();
         for (int64_t n = b0; n < b1; ++n) {
           T* dx_nt = dx + (n * S + t) * I;
@@ -343,6 +348,8 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
     const std::vector<int64_t> bounds = balanced_row_bounds(lengths, B, S, parts);
     auto sweep = [&](int64_t b0, int64_t b1, T* db_sum) {
       std::vector<T> dh_step(H);
+      // dhx[b0:r1] += dgates[t][b0:r1] @ w_back, the weights prepared once for all steps
+      const RecurrentWeights<T> weights(Trans::no, G, P, w_back, P, G, HX, /*accumulate=*/true);
       // Padded rows below the last running one (unsorted lengths) sit inside the product, which
       // adds 0 * weights to them: their carried dh is set aside and put back, so that it passes
       // through exactly (also with non-finite weights), as on the team route.
@@ -364,9 +371,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dh
             }
           }
         }
-        if (r1 > b0)
-          gemm<T>(Trans::no, Trans::no, r1 - b0, P, G, T(1), dgates + (t * B + b0) * G, G, w_back, P, T(1),
-                  dhx + b0 * HX, HX);
+        if (r1 > b0) weights.multiply(r1 - b0, dgates + (t * B + b0) * G, dhx + b0 * HX);
         for (size_t i = 0; i < padded.size(); ++i) {
           T* dhx_n = dhx + padded[i] * HX;
           std::copy(padded_dh.begin() + i * H, padded_dh.begin() + (i + 1) * H, dhx_n);

@@ -148,7 +148,7 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
     return;
   }
-  if (M <= kMaxGemvRows && trans_a == Trans::no && trans_b == Trans::yes) {
+  if (M <= kMaxGemvRows && trans_a == Trans::no && trans_b == Trans::yes) {  // gemm_runs_gemv
     // c[m] = alpha * B[N,K] a[m] + beta * c[m] for a few rows m (batch 1, a beam, a decoder batch):
     // memory-bound, our SIMD GEMV, which needs no packing of B (BLAS packs all of B per call). For
     // each block of 8 rows of B every row of a runs while the block is in L1, so B is read once.
@@ -167,7 +167,7 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
     });
     return;
   }
-  if (M == 1 && trans_a == Trans::no) {
+  if (M == 1 && trans_a == Trans::no) {  // gemm_runs_gemv
     // c[N] = alpha * a[K] B[K,N] + beta * c with B not transposed: a GEMV over B's columns, which
     // BLAS does without sgemm's packing (a small per-batch-row product of the attention). C is
     // zeroed first when beta == 0, so that whatever it held (NaN included) is never read.
@@ -190,6 +190,10 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
       blas_gemm(trans_a, trans_b, M, n1 - n0, K, alpha, A, lda, B_n, ldb, beta, C + n0, ldc);
     });
   }
+}
+
+bool gemm_runs_gemv(Trans trans_a, Trans trans_b, int64_t M) {
+  return trans_a == Trans::no && (M == 1 || (M <= kMaxGemvRows && trans_b == Trans::yes));
 }
 
 template void gemm<float>(Trans, Trans, int64_t, int64_t, int64_t, float, const float*, int64_t,

@@ -18,6 +18,9 @@ template <class T>
 void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// True where gemm() runs a GEMV for such a product (few rows), which packs nothing.
+bool gemm_runs_gemv(Trans trans_a, Trans trans_b, int64_t M);
+
 struct BlasInfo {
   std::string name;     // "scipy-openblas32" or "system"
   std::string config;   // the library's own build description, where it offers one
