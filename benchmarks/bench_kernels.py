@@ -46,6 +46,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # gradient not summed over the two directions) moves an output by far more than 1e-3 of its largest
 # entry.
 REL_TOL = 1e-3
+FAMILIES = ("LSTM seq", "LSTM stack", "LSTM cell", "attn")  # the table's rows, by name prefix, in order
+STACK = (64, 30, 256, 512, 2)  # B, S, I, H, L: issue 14's realistic shapes (bench_train.py's realistic encoder)
 
 
 # Settling: after a call, a library's idle worker threads spin before they sleep (torch's libgomp
@@ -97,8 +99,11 @@ class Row:
     ours_ns: float | None = None
 
 
-def build_cases(np, torch, ops, seed: int = 0) -> list[Callable[[], Case | Skip]]:
-    """Returns builders, so that a case whose setup fails becomes one failed row, not a crash."""
+def build_cases(np, torch, ops, seed: int = 0, stack: tuple = STACK,
+                families: tuple = FAMILIES) -> list[Callable[[], Case | Skip]]:
+    """Returns builders, so that a case whose setup fails becomes one failed row, not a crash.
+    `stack` is the (B, S, I, H, L) of the "LSTM stack" rows; `families` the rows' name prefixes
+    to build (a test builds one family at small sizes)."""
     rng = np.random.default_rng(seed)
 
     def f32(*shape, scale=1.0):
@@ -335,22 +340,26 @@ def build_cases(np, torch, ops, seed: int = 0) -> list[Callable[[], Case | Skip]
             names=["dhs", "dq", *param_names], inference=False)
 
     builders: list[Callable[[], Case | Skip]] = []
-    for dims in ((128, 29, 16, 256), (64, 30, 256, 512)):
-        for backward in (False, True):
-            builders.append(lambda d=dims, bw=backward: lstm_seq(*d, bw))
-    for backward in (False, True):  # the realistic model's encoder (issue 14)
-        builders.append(lambda bw=backward: lstm_stack(64, 30, 256, 512, 2, bw))
-    for B in (1, 128):
-        builders.append(lambda B=B: lstm_cell(B, 16, 256, False))
-        if B == 1:
-            builders.append(lambda: lstm_cell(1, 16, 256, False, torchscript=True))
-        builders.append(lambda B=B: lstm_cell(B, 16, 256, True))
-    kinds = ("dot", "scaled_dot", "general", "concat", "location")
-    for B, T in ((128, 11), (1, None)):
-        for kind in kinds:
+    if "LSTM seq" in families:
+        for dims in ((128, 29, 16, 256), (64, 30, 256, 512)):
             for backward in (False, True):
-                builders.append(lambda k=kind, B=B, T=T, bw=backward:
-                                attention(k, B, T, 29, 256, 256, 29, bw))
+                builders.append(lambda d=dims, bw=backward: lstm_seq(*d, bw))
+    if "LSTM stack" in families:
+        for backward in (False, True):
+            builders.append(lambda bw=backward: lstm_stack(*stack, bw))
+    if "LSTM cell" in families:
+        for B in (1, 128):
+            builders.append(lambda B=B: lstm_cell(B, 16, 256, False))
+            if B == 1:
+                builders.append(lambda: lstm_cell(1, 16, 256, False, torchscript=True))
+            builders.append(lambda B=B: lstm_cell(B, 16, 256, True))
+    if "attn" in families:
+        kinds = ("dot", "scaled_dot", "general", "concat", "location")
+        for B, T in ((128, 11), (1, None)):
+            for kind in kinds:
+                for backward in (False, True):
+                    builders.append(lambda k=kind, B=B, T=T, bw=backward:
+                                    attention(k, B, T, 29, 256, 256, 29, bw))
     return builders
 
 

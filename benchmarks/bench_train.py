@@ -69,6 +69,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -818,11 +819,19 @@ def launch(args, layout: Layout) -> Launch:
                str(layout.processes), str(Path(__file__).resolve()), "--worker", ranks_dir,
                "--threads", str(layout.threads), "--seed", str(args.seed), "--epochs", str(args.epochs)]
         cmd += ["--quick"] if args.quick else []
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                              timeout=PROCESS_TIMEOUT_S * args.epochs)
-        if done.returncode != 0:
-            tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
-            raise RuntimeError(f"{layout.label}: the launch exited with status {done.returncode}: "
+        # its own session, so that a launch that hangs is ended with its ranks (torchrun's children)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=PROCESS_TIMEOUT_S * args.epochs)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise RuntimeError(f"{layout.label}: the launch took more than "
+                               f"{PROCESS_TIMEOUT_S * args.epochs} s and was ended") from None
+        if proc.returncode != 0:
+            tail = output.strip().splitlines()[-15:]
+            raise RuntimeError(f"{layout.label}: the launch exited with status {proc.returncode}: "
                                + " | ".join(tail))
         ranks = []
         for rank in range(layout.processes):
@@ -923,7 +932,7 @@ def run_processes(args, np, torch, s2sext) -> Section:
     for layout in order:
         try:
             done = launch(args, layout)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+        except (RuntimeError, OSError, ValueError, KeyError) as e:
             errors.append(str(e))
             print(f"error: {e}", flush=True)
             break
