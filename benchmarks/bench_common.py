@@ -147,10 +147,12 @@ class OtherLoad:
     fraction of all CPUs: the machine has 2 cores, so any other job shows up directly in the medians."""
 
     def __init__(self) -> None:
-        self._start = self._read()
+        self._start = self.read()
 
     @staticmethod
-    def _read() -> tuple[float, float, float, float] | None:
+    def read() -> tuple[float, float, float, float] | None:
+        """(busy, steal and all CPU seconds of the machine, this process's CPU seconds) so far; None
+        where /proc/stat cannot be read. Two readings give :meth:`fraction`'s numbers."""
         try:
             with open("/proc/stat", encoding="ascii") as f:
                 ticks = [int(v) for v in f.readline().split()[1:9]]
@@ -163,11 +165,18 @@ class OtherLoad:
                 own.user + own.system)
 
     def fraction(self) -> float | None:
-        end = self._read()
-        if end is None or self._start is None:
-            return None
-        busy, steal, total, own = (b - a for a, b in zip(self._start, end))
-        return max(0.0, busy - own + steal) / total if total > 0 else None
+        return other_fraction(self._start, self.read())
+
+
+def other_fraction(start, end, ours_s: float | None = None) -> float | None:
+    """The fraction of all CPUs that other processes took between two :meth:`OtherLoad.read`
+    readings; `ours_s` is the CPU seconds of the benchmark's own processes meanwhile (by default
+    the reading process's own)."""
+    if end is None or start is None:
+        return None
+    busy, steal, total, own = (b - a for a, b in zip(start, end))
+    ours_s = own if ours_s is None else ours_s
+    return max(0.0, busy - ours_s + steal) / total if total > 0 else None
 
 
 def cpu_model() -> str:

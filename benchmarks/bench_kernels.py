@@ -4,7 +4,8 @@
         [--out benchmarks/results/kernels.md] [--threads 2] [--filter REGEX] [--order interleaved]
 
 Letters (as in docs/model.md): B batch, S source length, T decoder steps, I input size, H hidden size,
-A attention size (concat), S_max rows of the location weight, G = 4H.
+A attention size (concat), S_max rows of the location weight, G = 4H, L stacked layers (the
+"LSTM stack" rows: a bidirectional nn.LSTM against the ops composed as s2sext's encoder runs them).
 
 Every row builds its inputs and weights once, gives the same arrays to both sides, checks that the two
 sides agree (max abs diff, relative to the largest reference value) and only then times them. Timing
@@ -38,7 +39,15 @@ from bench_common import (  # noqa: E402 - sibling modules of this script
 
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-REL_TOL = 1e-3  # a row is not timed when ours is off by more than this, relative to max |reference|
+# A row is not timed when ours is off by more than this, relative to max |reference|. Both sides are
+# float32 and sum in different orders: torch's own float32 results lie about 1e-6 of their scale from
+# float64 ones, also through the 2-layer bidirectional stack and its gradients, and ours lie as close to
+# torch's (the report prints each row's worst). A wrong or missing term (a direction not reversed, a
+# gradient not summed over the two directions) moves an output by far more than 1e-3 of its largest
+# entry.
+REL_TOL = 1e-3
+FAMILIES = ("LSTM seq", "LSTM stack", "LSTM cell", "attn")  # the table's rows, by name prefix, in order
+STACK = (64, 30, 256, 512, 2)  # B, S, I, H, L: issue 14's realistic shapes (bench_train.py's realistic encoder)
 
 
 # Settling: after a call, a library's idle worker threads spin before they sleep (torch's libgomp
@@ -90,8 +99,11 @@ class Row:
     ours_ns: float | None = None
 
 
-def build_cases(np, torch, ops, seed: int = 0) -> list[Callable[[], Case | Skip]]:
-    """Returns builders, so that a case whose setup fails becomes one failed row, not a crash."""
+def build_cases(np, torch, ops, seed: int = 0, stack: tuple = STACK,
+                families: tuple = FAMILIES) -> list[Callable[[], Case | Skip]]:
+    """Returns builders, so that a case whose setup fails becomes one failed row, not a crash.
+    `stack` is the (B, S, I, H, L) of the "LSTM stack" rows; `families` the rows' name prefixes
+    to build (a test builds one family at small sizes)."""
     rng = np.random.default_rng(seed)
 
     def f32(*shape, scale=1.0):
@@ -153,6 +165,73 @@ def build_cases(np, torch, ops, seed: int = 0) -> list[Callable[[], Case | Skip]
             peer_view=lambda g: [numpy_of(g[0]), numpy_of(g[1][0]), numpy_of(g[2][0]),
                                  numpy_of(g[3]), numpy_of(g[4]), numpy_of(g[5])],
             names=["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"], inference=False)
+
+    # ---- stacked, bidirectional LSTM: torch.nn.LSTM(num_layers=L, bidirectional=True) vs the ops
+    # composed as s2sext's encoder composes them (each direction one lstm_forward, the reverse one over
+    # the time-reversed input, the two outputs concatenated as the next layer's input)
+    def lstm_stack(B, S, I, H, L, backward):
+        suffixes = [f"_l{k}{d}" for k in range(L) for d in ("", "_reverse")]
+        x = f32(B, S, I)
+        h0, c0 = uni(2 * L, B, H), uni(2 * L, B, H)  # torch's order: layer-major, forward first
+        weights = {}
+        lstm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=True, batch_first=True)
+        for k, suffix in enumerate(suffixes):
+            w = lstm_weights(I if k < 2 else 2 * H, H)
+            load(lstm, *w, suffix)
+            weights[suffix] = (w[0], w[1], w[2] + w[3])
+        shape = f"B={B} S={S} I={I} H={H} L={L} bidir"
+
+        def ours_forward():
+            inp, h_n, c_n, caches = x, [], [], []
+            for k in range(L):
+                outs = []
+                for d, suffix in enumerate(suffixes[2 * k:2 * k + 2]):
+                    seq = inp if d == 0 else np.ascontiguousarray(inp[:, ::-1])
+                    hs, hT, cT, cache = ops.lstm_forward(seq, h0[2 * k + d], c0[2 * k + d], *weights[suffix])
+                    outs.append(hs if d == 0 else hs[:, ::-1])
+                    h_n.append(hT)
+                    c_n.append(cT)
+                    caches.append(cache)
+                inp = np.concatenate(outs, axis=-1)
+            return inp, np.stack(h_n), np.stack(c_n), caches
+
+        if not backward:
+            tx, th0, tc0 = t(x), t(h0), t(c0)
+            return Case(
+                "LSTM stack fwd", shape, ours=ours_forward, peer=lambda: lstm(tx, (th0, tc0)),
+                ours_view=lambda r: [r[0], r[1], r[2]],
+                peer_view=lambda r: [numpy_of(r[0]), numpy_of(r[1][0]), numpy_of(r[1][1])],
+                names=["output", "h_n", "c_n"], inference=True)
+        d_out, dh_n, dc_n = f32(B, S, 2 * H), f32(2 * L, B, H), f32(2 * L, B, H)
+        tx, th0, tc0 = t(x, True), t(h0.copy(), True), t(c0.copy(), True)
+        # torch keeps two biases per direction whose gradients are both db; compare one.
+        inputs = [tx, th0, tc0] + [getattr(lstm, name + suffix) for suffix in suffixes
+                                   for name in ("weight_ih", "weight_hh", "bias_ih")]
+        upstream = (t(d_out), t(dh_n), t(dc_n))
+
+        def ours():
+            _, _, _, caches = ours_forward()
+            d_x, dh0, dc0, dparams = d_out, [None] * 2 * L, [None] * 2 * L, [None] * 2 * L
+            for k in reversed(range(L)):
+                dxs = []
+                for d in range(2):
+                    j = 2 * k + d
+                    d_hs = d_x[..., :H] if d == 0 else np.ascontiguousarray(d_x[..., H:][:, ::-1])
+                    dx, dh0[j], dc0[j], *dparams[j] = ops.lstm_backward(d_hs, dh_n[j], dc_n[j], caches[j])
+                    dxs.append(dx if d == 0 else dx[:, ::-1])
+                d_x = dxs[0] + dxs[1]
+            return [d_x, np.stack(dh0), np.stack(dc0)] + [g for dp in dparams for g in dp]
+
+        def peer():
+            hs, (h_n, c_n) = lstm(tx, (th0, tc0))
+            return torch.autograd.grad((hs, h_n, c_n), inputs, upstream)
+
+        return Case(
+            "LSTM stack fwd+bwd", shape, ours=ours, peer=peer, ours_view=list,
+            peer_view=lambda g: [numpy_of(a) for a in g],
+            names=["dx", "dh0", "dc0"] + [name + suffix for suffix in suffixes
+                                          for name in ("dw_ih", "dw_hh", "db")],
+            inference=False)
 
     # ---- one LSTM step: torch.nn.LSTMCell vs lstm_cell_forward (+ lstm_cell_backward)
     def lstm_cell(B, I, H, backward, torchscript=False):
@@ -261,20 +340,26 @@ def build_cases(np, torch, ops, seed: int = 0) -> list[Callable[[], Case | Skip]
             names=["dhs", "dq", *param_names], inference=False)
 
     builders: list[Callable[[], Case | Skip]] = []
-    for dims in ((128, 29, 16, 256), (64, 30, 256, 512)):
-        for backward in (False, True):
-            builders.append(lambda d=dims, bw=backward: lstm_seq(*d, bw))
-    for B in (1, 128):
-        builders.append(lambda B=B: lstm_cell(B, 16, 256, False))
-        if B == 1:
-            builders.append(lambda: lstm_cell(1, 16, 256, False, torchscript=True))
-        builders.append(lambda B=B: lstm_cell(B, 16, 256, True))
-    kinds = ("dot", "scaled_dot", "general", "concat", "location")
-    for B, T in ((128, 11), (1, None)):
-        for kind in kinds:
+    if "LSTM seq" in families:
+        for dims in ((128, 29, 16, 256), (64, 30, 256, 512)):
             for backward in (False, True):
-                builders.append(lambda k=kind, B=B, T=T, bw=backward:
-                                attention(k, B, T, 29, 256, 256, 29, bw))
+                builders.append(lambda d=dims, bw=backward: lstm_seq(*d, bw))
+    if "LSTM stack" in families:
+        for backward in (False, True):
+            builders.append(lambda bw=backward: lstm_stack(*stack, bw))
+    if "LSTM cell" in families:
+        for B in (1, 128):
+            builders.append(lambda B=B: lstm_cell(B, 16, 256, False))
+            if B == 1:
+                builders.append(lambda: lstm_cell(1, 16, 256, False, torchscript=True))
+            builders.append(lambda B=B: lstm_cell(B, 16, 256, True))
+    if "attn" in families:
+        kinds = ("dot", "scaled_dot", "general", "concat", "location")
+        for B, T in ((128, 11), (1, None)):
+            for kind in kinds:
+                for backward in (False, True):
+                    builders.append(lambda k=kind, B=B, T=T, bw=backward:
+                                    attention(k, B, T, 29, 256, 256, 29, bw))
     return builders
 
 

@@ -1,10 +1,12 @@
-"""Training-epoch benchmarks: s2sext against a PyTorch CPU twin of the same model, in one process.
+"""Training-epoch benchmarks: s2sext against a PyTorch CPU twin of the same model, in one process;
+s2sext in one process against two (data-parallel) on the same machine.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--only dates|realistic]
-        [--epochs 2] [--quick] [--out benchmarks/results/train.md] [--threads 2] [--seed 0]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py
+        [--only dates|realistic|processes] [--epochs 2] [--quick] [--out benchmarks/results/train.md]
+        [--threads 2] [--seed 0]
 
-Two settings; the default runs both, dates first (the realistic one takes minutes: each of its
-batches is seconds of work per side on 2 cores), --only runs one:
+Three settings; the default runs all three in this order (the realistic one takes minutes: each of
+its batches is seconds of work per side on 2 cores), --only runs one:
 
 dates: the book's date task (issue 3): 50,000 generated date pairs written to a TSV file and read
 back, 45,000 for training and 5,000 held out; char tokens, reversed source, embed 16, hidden 256,
@@ -21,6 +23,15 @@ cut into batches of at most 2,000 target tokens (each target counted with its <e
 shuffled; an "epoch" is REALISTIC_BATCHES of them, the same ones in the same order for both sides and
 every epoch. Random ids give a loss that stays near log(8000); the point is the work per token, so
 the unit to read is target tokens per second.
+
+processes: the dates training (same data, model, seed, global batch of 128) run by
+`s2sext.train.train` as 1 process of --threads threads against 2 processes of half as many each
+(data-parallel over torch.distributed, gloo on localhost), each layout launched fresh by
+`python -m torch.distributed.run --standalone` (torchrun) running this script's worker; launches
+alternate ABBA (2 per layout, each of --epochs epochs), and the report gives epoch times, target
+tokens/s and their ratio, and checks that both layouts' losses agree to PROCESS_REL_TOL over the
+first PROCESS_CHECKED_STEPS updates and in the first epoch's train loss. The other two settings
+compare s2sext with PyTorch as follows.
 
 Both sides start from the same initial weights (the s2sext model's, copied into the PyTorch twin in
 float32) and see the same batches in the same order (for dates the `batches` generator of s2sext.data,
@@ -41,10 +52,12 @@ gradient agree to REL_TOL), and a few untimed steps on throwaway copies warm bot
 pools, allocators, oneDNN primitives). After training on dates, the held-out exact match (greedy
 decoding) and loss of both models show that both trained the same model the same way.
 
---quick (a smoke test): one epoch per side of 60 dates batches and of 3 realistic batches, written
-to results/train-quick.md unless --out is given, so a smoke run never replaces results/train.md; a
-run of one setting (--only) writes results/train-<setting>.md for the same reason.
-The exit status is 1 if a one-batch check failed.
+--quick (a smoke test): one epoch per side of 60 dates batches and of 3 realistic batches, and one
+launch per layout of one epoch of 60 dates batches, written to results/train-quick.md unless --out is
+given, so a smoke run never replaces results/train.md; a run of one setting (--only) writes
+results/train-<setting>.md for the same reason.
+The exit status is 1 if a one-batch check failed, the 1- and 2-process losses disagree, or a launch
+failed.
 """
 
 from __future__ import annotations
@@ -53,9 +66,12 @@ import argparse
 import datetime
 import gc
 import itertools
+import json
 import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,11 +86,12 @@ from bench_common import (  # noqa: E402 - the machine report is shared with the
     machine_header,
     not_importable,
     OtherLoad,
+    other_fraction,
     write_atomic,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SETTINGS = ("dates", "realistic")
+SETTINGS = ("dates", "realistic", "processes")
 # One-batch check: max |ours - torch| relative to max |torch|, per loss and gradient. Both sides are
 # float32 and sum in different orders, which moves a value by about 1e-6 of its scale (the report
 # prints the worst difference); a missing or wrong term moves a gradient by far more than 1e-3 of
@@ -91,6 +108,16 @@ BATCH = 128
 DATES_MODEL = dict(embed_size=EMBED, hidden_size=HIDDEN, attention=ATTENTION, reverse_source=True)
 WARMUP_BATCHES = 3  # untimed steps per side, on throwaway copies of the model
 QUICK_BATCHES = 60
+
+# 1 process against 2 (issue 14, item 4), on the dates setting.
+PROCESS_ROUNDS, PROCESS_QUICK_ROUNDS = 2, 1  # launches per layout, alternating ABBA
+# The 2-process run does the 1-process run's updates, summing the global batch's gradient in another
+# order (two shard means weighted by tokens in float64, against one float32 mean); issue 14 and
+# tests/test_distributed.py hold the losses to 1e-5 relative over the first 50 updates (an unweighted
+# mean of the shards' gradients moved that test's losses by about 1e-2).
+PROCESS_REL_TOL = 1e-5
+PROCESS_CHECKED_STEPS = 50
+PROCESS_TIMEOUT_S = 900  # per launch and epoch: a rank that hangs in a collective must not hang the benchmark
 
 # The realistic setting (issue 12, item 7).
 REALISTIC_VOCAB = 8_000  # word ids per side, the four specials included
@@ -685,22 +712,268 @@ def run_realistic(args, np, torch, s2sext) -> Section:
 
 
 # --------------------------------------------------------------------------------------------------
+# 1 process against 2: each layout is launched by torchrun as fresh processes running
+# processes_worker (this script with --worker), which train the dates model with s2sext.train.train
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    processes: int
+    threads: int  # per process
+
+    @property
+    def label(self) -> str:
+        return (f"{self.processes} process{'es' if self.processes > 1 else ''} x {self.threads} "
+                f"thread{'s' if self.threads > 1 else ''}")
+
+
+@dataclass
+class Launch:
+    """One torchrun launch of a layout: its timed epochs and its per-update losses."""
+    layout: Layout
+    epochs: list[Epoch]
+    step_losses: list[float]
+    tokens_per_epoch: int
+    batches_per_epoch: int
+
+
+class RecordingReducer:
+    """The reducer train() is given, passing every call on to `inner` and keeping every update's
+    global loss."""
+
+    def __init__(self, inner):
+        self.inner, self.losses = inner, []
+        self.rank, self.world_size = inner.rank, inner.world_size
+
+    def shard(self, rows):
+        return self.inner.shard(rows)
+
+    def agree(self, value, name):
+        self.inner.agree(value, name)
+
+    def broadcast_parameters(self, params):
+        self.inner.broadcast_parameters(params)
+
+    def reduce(self, grads, loss, tokens, correct):
+        result = self.inner.reduce(grads, loss, tokens, correct)
+        self.losses.append(float(result[0]))
+        return result
+
+    def share(self, value):
+        return self.inner.share(value)
+
+
+def processes_worker(args, np, torch, s2sext) -> int:
+    """One rank of a launch (torchrun's environment; none means one process): the dates data and
+    model of run_dates, a few warm-up updates on a throwaway model, then `args.epochs` epochs of
+    `s2sext.train.train` (no validation); writes rank<N>.json into the directory `args.worker`."""
+    from s2sext.distributed import TorchReducer, environment_world, init_from_environment
+    from s2sext.train import SingleProcess, train
+
+    world = environment_world()
+    rank, world_size = (world[0], world[1]) if world else (0, 1)
+    torch.set_num_threads(args.threads)
+    s2sext.set_num_threads(args.threads)
+    created = world_size > 1 and init_from_environment("gloo")
+    try:
+        reducer = TorchReducer() if world_size > 1 else SingleProcess()
+        with tempfile.TemporaryDirectory(prefix="bench_train.") as tsv_dir:
+            src_vocab, tgt_vocab, train_ids, _, _ = make_data(s2sext, tsv_dir, args.seed)
+        if args.quick:
+            train_ids = tuple(seqs[:QUICK_BATCHES * BATCH] for seqs in train_ids)
+        settings = dict(batch_size=BATCH, optimizer="adam", lr=LR, clip=CLIP, progress=False,
+                        log=lambda line: None)
+        scratch = s2sext.Seq2Seq(src_vocab, tgt_vocab, **DATES_MODEL, seed=args.seed + 1)
+        n_warm = WARMUP_BATCHES * BATCH
+        train(scratch, tuple(seqs[:n_warm] for seqs in train_ids), None, epochs=1, seed=args.seed + 1,
+              reducer=reducer, **settings)
+        del scratch
+        model = s2sext.Seq2Seq(src_vocab, tgt_vocab, **DATES_MODEL, seed=args.seed)
+        recording = RecordingReducer(reducer)
+        gc.collect()
+        start = OtherLoad.read()
+        history = train(model, train_ids, None, epochs=args.epochs, seed=args.seed, reducer=recording,
+                        **settings)
+        end = OtherLoad.read()
+        result = {
+            "rank": rank, "world_size": world_size, "threads": s2sext.cpu_info().get("num_threads"),
+            "seconds": [h["seconds"] for h in history], "train_loss": [h["train_loss"] for h in history],
+            "step_losses": recording.losses,
+            "tokens_per_epoch": sum(len(t) + 1 for t in train_ids[1]),
+            "batches_per_epoch": math.ceil(len(train_ids[0]) / BATCH),
+            "machine_start": start, "machine_end": end,
+        }
+        write_atomic(Path(args.worker) / f"rank{rank}.json", json.dumps(result))
+    finally:
+        if created:
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def launch(args, layout: Layout) -> Launch:
+    """`torchrun --standalone --nproc-per-node P` of this script's worker; RuntimeError with the
+    output's tail when a rank fails."""
+    with tempfile.TemporaryDirectory(prefix="bench_train.ranks.") as ranks_dir:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               str(layout.processes), str(Path(__file__).resolve()), "--worker", ranks_dir,
+               "--threads", str(layout.threads), "--seed", str(args.seed), "--epochs", str(args.epochs)]
+        cmd += ["--quick"] if args.quick else []
+        # its own session, so that a launch that hangs is ended with its ranks (torchrun's children)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=PROCESS_TIMEOUT_S * args.epochs)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise RuntimeError(f"{layout.label}: the launch took more than "
+                               f"{PROCESS_TIMEOUT_S * args.epochs} s and was ended") from None
+        if proc.returncode != 0:
+            tail = output.strip().splitlines()[-15:]
+            raise RuntimeError(f"{layout.label}: the launch exited with status {proc.returncode}: "
+                               + " | ".join(tail))
+        ranks = []
+        for rank in range(layout.processes):
+            with open(os.path.join(ranks_dir, f"rank{rank}.json"), encoding="utf-8") as f:
+                ranks.append(json.load(f))
+    first = ranks[0]
+    # rank 0's view of the machine, less the CPU time of every rank of the launch
+    ours_s = sum(r["machine_end"][3] - r["machine_start"][3] for r in ranks
+                 if r["machine_start"] and r["machine_end"])
+    load = other_fraction(first["machine_start"], first["machine_end"], ours_s)
+    epochs = []
+    for i, loss in enumerate(first["train_loss"]):
+        seconds = max(r["seconds"][i] for r in ranks)  # the epoch ends when its slowest rank ends
+        epochs.append(Epoch(layout.label, i, seconds, first["batches_per_epoch"], first["tokens_per_epoch"],
+                            loss, load))
+    for r in ranks:
+        if r["threads"] != layout.threads:
+            raise RuntimeError(f"{layout.label}: rank {r['rank']} ran {r['threads']} threads")
+    return Launch(layout, epochs, first["step_losses"], first["tokens_per_epoch"], first["batches_per_epoch"])
+
+
+def relative(a: float, b: float) -> float:
+    return abs(a - b) / abs(b) if b else (0.0 if a == b else math.inf)
+
+
+def losses_agree(ones: list[Launch], twos: list[Launch]) -> tuple[bool, str]:
+    """Every 2-process launch against every 1-process launch: the first epoch's train loss and the
+    losses of its first PROCESS_CHECKED_STEPS updates, to PROCESS_REL_TOL."""
+    epoch_worst = steps_worst = whole_worst = 0.0
+    first_epoch = ones[0].batches_per_epoch
+    for one in ones:
+        for two in twos:
+            epoch_worst = max(epoch_worst, relative(two.epochs[0].loss, one.epochs[0].loss))
+            pairs = list(zip(two.step_losses[:first_epoch], one.step_losses[:first_epoch]))
+            diffs = [relative(a, b) for a, b in pairs]
+            steps_worst = max([steps_worst] + diffs[:PROCESS_CHECKED_STEPS])
+            whole_worst = max([whole_worst] + diffs)
+    ok = epoch_worst <= PROCESS_REL_TOL and steps_worst <= PROCESS_REL_TOL
+    checked = min(PROCESS_CHECKED_STEPS, first_epoch)
+    text = (f"{'agree' if ok else 'DO NOT agree'} to {PROCESS_REL_TOL:g} relative: the first epoch's train "
+            f"loss differs by {epoch_worst:.1e}, the losses of its first {checked} updates by at most "
+            f"{steps_worst:.1e} (all {first_epoch} updates of the first epoch: {whole_worst:.1e})")
+    return ok, text
+
+
+def processes_lines(args, ones: list[Launch], twos: list[Launch], order: list[Layout], agree_text: str,
+                    launch_errors: list[str]) -> list[str]:
+    one, two = order[0], next(layout for layout in order if layout.processes == 2)
+    out = [f"## {one.label} against {two.label} on this machine (issue 14): {len(ones)} launch(es) of "
+           f"{args.epochs} epoch(s) per layout" + (" (quick smoke run)" if args.quick else ""), ""]
+    if launch_errors:
+        return out + [f"A launch failed, so nothing is compared: {e}" for e in launch_errors]
+    n_batches = ones[0].batches_per_epoch
+    tokens = ones[0].tokens_per_epoch
+    out.append(
+        f"The book's date task of the dates setting (the same data, model, initial weights, batch order, "
+        f"Adam lr {LR:g} and clip {CLIP:g}; {n_batches} global batches of {BATCH} per epoch, {tokens:,} "
+        "target tokens) trained by "
+        "`s2sext.train.train` in fresh processes launched with `python -m torch.distributed.run --standalone "
+        f"--nproc-per-node P` (torchrun): {one.label} (no process group) against {two.label} (gloo on "
+        f"localhost, `s2sext.distributed.TorchReducer`: each process computes its {BATCH // 2} rows of every "
+        "global batch of "
+        f"{BATCH} and the gradients are all-reduced, weighted by target tokens, before every update). Each "
+        f"process makes the data itself and first runs {WARMUP_BATCHES} untimed updates on a throwaway "
+        "model. An epoch's time is `train`'s own (`seconds` in its history: batching, forward and backward, "
+        "the all-reduce, clipping, the update; no validation), of the slowest process. Launches alternate "
+        f"ABBA ({', '.join(layout.label for layout in order)}); a launch is marked when other processes "
+        "took the CPUs while it trained.")
+    out.append("")
+    out += [f"| launch, epoch | {one.label} | {two.label} | ratio | {one.label}: target tokens/s | "
+            f"{two.label}: target tokens/s | {one.label}: train loss | {two.label}: train loss |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for i, (l1, l2) in enumerate(zip(ones, twos)):
+        for e1, e2 in zip(l1.epochs, l2.epochs):
+            out.append(f"| {i + 1}, {epoch_label(e1, e2)} | {e1.seconds:.2f} s | {e2.seconds:.2f} s | "
+                       f"{e1.seconds / e2.seconds:.2f}x | {e1.tokens_per_s:,.0f} | {e2.tokens_per_s:,.0f} | "
+                       f"{e1.loss:.6f} | {e2.loss:.6f} |")
+    m1 = statistics.median(e.seconds for x in ones for e in x.epochs)
+    m2 = statistics.median(e.seconds for x in twos for e in x.epochs)
+    out.append(f"| **median** | **{m1:.2f} s** | **{m2:.2f} s** | **{m1 / m2:.2f}x** | **{tokens / m1:,.0f}** | "
+               f"**{tokens / m2:,.0f}** | | |")
+    out.append("")
+    out.append(f"ratio = {one.label} / {two.label} (> 1: the {two.processes} processes are faster); tokens/s = "
+               "the epoch's target tokens (each target with its `<eos>`) / its seconds. Losses: the two "
+               f"layouts do the same updates, and their losses {agree_text}.")
+    return out
+
+
+def run_processes(args, np, torch, s2sext) -> Section:
+    one = Layout("one", 1, args.threads)
+    two = Layout("two", 2, max(1, args.threads // 2))
+    rounds = PROCESS_QUICK_ROUNDS if args.quick else PROCESS_ROUNDS
+    order = [layout for r in range(rounds) for layout in ((one, two) if r % 2 == 0 else (two, one))]
+    print(f"processes: {rounds} launch(es) of {args.epochs} epoch(s) per layout, "
+          f"{' / '.join(layout.label for layout in (one, two))}", flush=True)
+    launches: dict[str, list[Launch]] = {"one": [], "two": []}
+    errors = []
+    for layout in order:
+        try:
+            done = launch(args, layout)
+        except (RuntimeError, OSError, ValueError, KeyError) as e:
+            errors.append(str(e))
+            print(f"error: {e}", flush=True)
+            break
+        launches[layout.name].append(done)
+        for e in done.epochs:
+            busy = (f"  (machine busy: other processes took {e.other_load:.0%} of the CPUs)"
+                    if is_busy(e) else "")
+            print(f"epoch {e.index + 1} {layout.label}: {e.seconds:7.2f} s, {e.tokens_per_s:8.0f} target "
+                  f"tokens/s, train loss {e.loss:.6f}{busy}", flush=True)
+    if errors:
+        return Section(processes_lines(args, [], [], order, "", errors), [], False)
+    ok, agree_text = losses_agree(launches["one"], launches["two"])
+    print(f"losses: {agree_text}")
+    m1 = statistics.median(e.seconds for x in launches["one"] for e in x.epochs)
+    m2 = statistics.median(e.seconds for x in launches["two"] for e in x.epochs)
+    print(f"processes, median epoch: {one.label} {m1:.2f} s, {two.label} {m2:.2f} s, ratio {m1 / m2:.2f}x")
+    lines = processes_lines(args, launches["one"], launches["two"], order, agree_text, [])
+    epochs = [e for x in launches["one"] + launches["two"] for e in x.epochs]
+    return Section(lines, epochs, ok)
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=SETTINGS, default=None,
-                    help="run one setting (default: both, dates first)")
+                    help="run one setting (default: all three, in this order)")
     ap.add_argument("--epochs", type=int, default=None, help="timed epochs per side (default 2)")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke test: 1 epoch per side of {QUICK_BATCHES} dates batches and of "
-                         f"{REALISTIC_QUICK_BATCHES} realistic batches")
+                         f"{REALISTIC_QUICK_BATCHES} realistic batches; one launch per layout of "
+                         f"{QUICK_BATCHES} dates batches for processes")
     ap.add_argument("--out", type=Path, default=None,
                     help="markdown report (default results/train.md; results/train-quick.md with "
                          "--quick, results/train-<setting>.md with --only, so a partial run never "
                          "replaces the quoted tables)")
     ap.add_argument("--threads", type=int, default=2, help="threads for s2sext and for torch")
     ap.add_argument("--seed", type=int, default=0, help="data, initial weights and batch order")
+    # one rank of the processes setting, as run_processes launches it under torchrun
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.epochs_given = args.epochs is not None
     if args.epochs is None:
@@ -724,13 +997,15 @@ def main(argv: list[str] | None = None) -> int:
         import s2sext.torch_reference  # noqa: F401 - fail here, not after a setting has run
     except ImportError as e:
         return not_importable(e)
+    if args.worker is not None:
+        return processes_worker(args, np, torch, s2sext)
 
     header = machine_header(np, torch, s2sext, args.threads, previous_threads,
                             extra_rows=[("torch parallel_info", "; ".join(
                                 line.strip() for line in torch.__config__.parallel_info().splitlines()[:4] if line.strip()))])
 
     t_run = time.perf_counter()
-    runners = {"dates": run_dates, "realistic": run_realistic}
+    runners = {"dates": run_dates, "realistic": run_realistic, "processes": run_processes}
     sections = []
     for name in ((args.only,) if args.only else SETTINGS):
         t_setting = time.perf_counter()
@@ -752,8 +1027,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n({time.perf_counter() - t_run:.0f} s) wrote {out_path}\n")
     print(text)
     if not all(s.ok for s in sections):
-        print("error: the two sides do not compute the same model (see the report); not timed",
-              file=sys.stderr)
+        print("error: a check failed (see the report): the two sides of a one-batch check do not compute "
+              "the same model, or the 1- and 2-process losses differ, or a launch failed", file=sys.stderr)
         return 1
     return 0
 
