@@ -569,21 +569,35 @@ void gemm_i8_generic(const int8_t* W, int64_t ldw, const int32_t*, const int8_t*
 
 #if defined(__AVX2__)
 // The SIMD products, one template for every target: I (a target's traits) loads I::kStep columns
-// of an activation row and of a weight row and adds their products into int32 lanes; sum4 reduces
-// four accumulators to their four totals. A block is R weight rows times MB activation rows, all
-// accumulators in registers, so each weight vector is loaded once for the MB rows.
+// of an activation row (as I::X) and of a weight row and adds their products into int32 lanes;
+// sum4 reduces four accumulators to their four totals. A block is R weight rows times MB
+// activation rows, all accumulators in registers, so each weight vector is loaded once for the
+// MB rows.
+//
+// AVX2 and AVX-512BW: vpmaddubsw multiplies unsigned by signed bytes into int16 pair sums, so the
+// activation goes in as |x| and the weight as w with x's sign (w * sign(x)): |x| * |w| <= 127^2
+// and a pair sum <= 32258 fits int16 without saturation; vpmaddwd by ones widens the pairs to
+// int32. Exact, like every path.
 
-// AVX2: 16 columns sign-extended to int16, vpmaddwd (pairs of products, at most 2 * 127^2, summed
-// into int32).
+// AVX2: 32 columns a step.
 struct I8Avx2 {
   using V = __m256i;
-  static constexpr int64_t kStep = 16;
-  static constexpr int kMaxRows = 2;  // 4 x 2 accumulators, 2 activations and a weight: 16 registers
+  struct X {
+    V magnitude, sign;  // |x|, and x (whose sign vpsignb copies onto w; x = 0 gives 0)
+  };
+  static constexpr int64_t kStep = 32;
+  static constexpr int kMaxRows = 2;  // 4 x 2 accumulators, 2 x 2 activation vectors, a weight, ones
   static constexpr bool kUnsignedX = false;
   static V zero() { return _mm256_setzero_si256(); }
-  static V load_x(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-  static V load_w(const int8_t* p) { return load_x(p); }
-  static V dot(V acc, V x, V w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
+  static X load_x(const int8_t* p) {
+    const V x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm256_abs_epi8(x), x};
+  }
+  static V load_w(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static V dot(V acc, const X& x, V w) {
+    const V pairs = _mm256_maddubs_epi16(x.magnitude, _mm256_sign_epi8(w, x.sign));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
   static __m128i sum4(V a0, V a1, V a2, V a3) {
     const V s01 = _mm256_hadd_epi32(a0, a1), s23 = _mm256_hadd_epi32(a2, a3);
     const V s = _mm256_hadd_epi32(s01, s23);  // per 128-bit half: the half-sums of a0..a3
@@ -604,16 +618,28 @@ inline __m128i sum4_512(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
   return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s));
 }
 
-// AVX-512BW: the AVX2 scheme at 512 bits (32 columns a step).
+// AVX-512BW: the AVX2 scheme at 512 bits (64 columns a step); AVX-512 has no vpsignb, so w is
+// negated under the mask of x's negative bytes.
 struct I8Avx512Bw {
   using V = __m512i;
-  static constexpr int64_t kStep = 32;
+  struct X {
+    V magnitude;
+    __mmask64 negative;
+  };
+  static constexpr int64_t kStep = 64;
   static constexpr int kMaxRows = 4;  // 4 x 4 accumulators of 32 registers
   static constexpr bool kUnsignedX = false;
   static V zero() { return _mm512_setzero_si512(); }
-  static V load_x(const int8_t* p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static V load_w(const int8_t* p) { return load_x(p); }
-  static V dot(V acc, V x, V w) { return _mm512_add_epi32(acc, _mm512_madd_epi16(x, w)); }
+  static X load_x(const int8_t* p) {
+    const V x = _mm512_loadu_si512(p);
+    return {_mm512_abs_epi8(x), _mm512_movepi8_mask(x)};
+  }
+  static V load_w(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static V dot(V acc, const X& x, V w) {
+    const V signed_w = _mm512_mask_sub_epi8(w, x.negative, _mm512_setzero_si512(), w);
+    const V pairs = _mm512_maddubs_epi16(x.magnitude, signed_w);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+  }
   static __m128i sum4(V a0, V a1, V a2, V a3) { return sum4_512(a0, a1, a2, a3); }
 };
 #endif
@@ -624,13 +650,14 @@ struct I8Avx512Bw {
 // the totals.
 struct I8Vnni {
   using V = __m512i;
+  using X = __m512i;
   static constexpr int64_t kStep = 64;
   static constexpr int kMaxRows = 4;
   static constexpr bool kUnsignedX = true;
   static V zero() { return _mm512_setzero_si512(); }
-  static V load_x(const int8_t* p) { return _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set1_epi8(-128)); }
+  static X load_x(const int8_t* p) { return _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set1_epi8(-128)); }
   static V load_w(const int8_t* p) { return _mm512_loadu_si512(p); }
-  static V dot(V acc, V x, V w) { return _mm512_dpbusd_epi32(acc, x, w); }
+  static V dot(V acc, X x, V w) { return _mm512_dpbusd_epi32(acc, x, w); }
   static __m128i sum4(V a0, V a1, V a2, V a3) { return sum4_512(a0, a1, a2, a3); }
 };
 #endif
@@ -644,7 +671,7 @@ inline void gemm_i8_block(const int8_t* W, int64_t ldw, const int32_t* w_row_sum
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[m][r] = I::zero();
   for (int64_t k = 0; k < Kp; k += I::kStep) {
-    typename I::V x[MB];
+    typename I::X x[MB];
 #pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) x[m] = I::load_x(Q + m * ldq + k);
 #pragma GCC unroll 16
