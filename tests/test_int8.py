@@ -306,3 +306,20 @@ def test_int8_decoder_load_and_bad_dtypes(tmp_path):
             Decoder.load(path, dtype=bad)
     with pytest.raises(ValueError, match="dtype must be 'float32', 'bfloat16' or 'int8', got 'int4'"):
         _core.Engine(model.config.as_dict(), model.params, "int4")
+
+
+def test_int8_large_weights_within_float32_stay_finite():
+    """Output weights of 1e30 (logits near 1e31) pass the float32 range check; their int8 values are
+    at most twice as large (range_check.h), so the int8 decode stays finite and, the outputs being
+    this peaked, chooses the float32 decoder's tokens."""
+    model = Seq2Seq(12, 9, embed_size=6, hidden_size=8, num_layers=2, bidirectional=True, attention="general",
+                    input_feeding=True, seed=1)
+    rng = np.random.default_rng(0)
+    model.params["out.weight"][...] = (rng.standard_normal(model.params["out.weight"].shape) * 1e30).astype(np.float32)
+    src, lengths = rng.integers(4, 12, (5, 7)), np.array([7, 1, 4, 6, 2])
+    int8 = model.compile("int8")
+    found = int8.generate(src, lengths, max_length=6, return_token_scores=True)
+    for (h,) in found:
+        assert np.all(np.isfinite(h["token_scores"])) and np.isfinite(h["score"])
+    np.testing.assert_array_equal(int8.greedy(src, lengths, max_length=6),
+                                  model.compile("float32").greedy(src, lengths, max_length=6))
