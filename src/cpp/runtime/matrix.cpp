@@ -49,14 +49,6 @@ void quantize_weights(WeightMatrix& m, const float* data, int64_t cols, int64_t 
 
 }  // namespace
 
-Buffer<float> dequantized_int8(const WeightMatrix& W) {
-  const int64_t Kp = int8_padded_cols(W.cols);
-  Buffer<float> out(static_cast<size_t>(W.rows * W.cols));
-  for (int64_t r = 0; r < W.rows; ++r)
-    dequantize_int8_row(W.i8.data() + r * Kp, W.cols, W.i8_scale[r], out.data() + r * W.cols);
-  return out;
-}
-
 WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
                              WeightType type) {
   WeightMatrix m;

@@ -71,9 +71,6 @@ WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int6
 // float32 -> bfloat16 bits, rounding to nearest even (NaN stays NaN).
 uint16_t to_bf16(float x);
 
-// The float32 values an int8 matrix stands for, row-major [rows, cols] (q * scale per row).
-Buffer<float> dequantized_int8(const WeightMatrix& W);
-
 // y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to gemm()
 // (BLAS, or the SIMD GEMV for M == 1); bfloat16 weights to the kernel table's widening product,
 // threads taking blocks of 8 weight rows; int8 weights to matmul_int8 below. A matrix without
