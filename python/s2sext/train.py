@@ -210,12 +210,13 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
         tgt_b = tgt_seqs[start:start + batch_size]
         src_ids, src_len = pad_batch(src_b)
         max_len = max_length or max(len(t) for t in tgt_b) + 5
-        search = decoder if decoder is not None else model.search_decoder()
         if beam == 1:
-            rows = search.greedy(src_ids, src_len, max_length=max_len)
+            rows = (decoder if decoder is not None else model).greedy(src_ids, src_len, max_length=max_len)
+        elif decoder is not None:
+            rows = [hyps[0][0].tolist() for hyps in decoder.hypotheses(src_ids, src_len, beam_size=beam,
+                                                                       max_length=max_len)]
         else:
-            rows = [hyps[0][0].tolist() for hyps in search.hypotheses(src_ids, src_len, beam_size=beam,
-                                                                      max_length=max_len)]
+            rows = [r[0]["tokens"] for r in model.beam_search(src_ids, src_len, beam_size=beam, max_length=max_len)]
         hypotheses.extend(_until_eos(row) for row in rows)
         if with_loss:
             tgt_ids, tgt_len = pad_batch(tgt_b, allow_empty=True)

@@ -35,3 +35,15 @@ def test_bad_dtype_is_one_error_line(capsys, model_path):
     assert "--dtype" in err and "int4" in err
     err = run_argparse_error(capsys, "eval", "--model", model_path, "--data", "x.tsv", "--dtype", "float16")
     assert "--dtype" in err and "float16" in err
+
+
+def test_eval_with_int8_weights_and_a_beam(capsys, tmp_path, model_path):
+    data = tmp_path / "pairs.tsv"
+    pairs = make_task("reverse", 12, seed=14)
+    write_tsv_pairs(data, pairs)
+    rc, out, err = run(capsys, "eval", "--model", model_path, "--data", data, "--dtype", "int8", "--beam", "3",
+                       "--metric", "exact_match", "--output", tmp_path / "out.txt")
+    assert rc == 0, err
+    longest = max(len(t) for _, t in pairs)
+    want = Decoder.load(model_path, dtype="int8").translate([s for s, _ in pairs], beam=3, max_length=longest + 5)
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")[:-1] == want
