@@ -662,9 +662,12 @@ struct I8Vnni {
 };
 #endif
 
+// prefetch: the block's first pass over its weight rows, which come from memory; the next block's
+// rows are fetched meanwhile (the hardware prefetchers keep fewer streams going while the
+// activation rows are multiplied in).
 template <class I, int R, int MB>
 inline void gemm_i8_block(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq,
-                          int32_t* C, int64_t ldc, int64_t Kp) {
+                          int32_t* C, int64_t ldc, int64_t Kp, bool prefetch) {
   typename I::V acc[MB][R];
 #pragma GCC unroll 16
   for (int m = 0; m < MB; ++m)
@@ -674,6 +677,13 @@ inline void gemm_i8_block(const int8_t* W, int64_t ldw, const int32_t* w_row_sum
     typename I::X x[MB];
 #pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) x[m] = I::load_x(Q + m * ldq + k);
+    if (prefetch) {
+      // (addresses past the matrix's end are only prefetched, never read: computed as integers)
+      const uintptr_t next = reinterpret_cast<uintptr_t>(W + k) + static_cast<uintptr_t>(R * ldw);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(next + static_cast<uintptr_t>(r * ldw)), _MM_HINT_T0);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const typename I::V w = I::load_w(W + r * ldw + k);
@@ -695,11 +705,11 @@ inline void gemm_i8_block(const int8_t* W, int64_t ldw, const int32_t* w_row_sum
 // Four weight rows against MB = 1..kMaxRows activation rows.
 template <class I, int MB>
 void gemm_i8_rows4(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq, int32_t* C,
-                   int64_t ldc, int64_t Kp, int64_t M) {
+                   int64_t ldc, int64_t Kp, int64_t M, bool prefetch) {
   if constexpr (MB > 1) {
-    if (M < MB) return gemm_i8_rows4<I, MB - 1>(W, ldw, w_row_sum, Q, ldq, C, ldc, Kp, M);
+    if (M < MB) return gemm_i8_rows4<I, MB - 1>(W, ldw, w_row_sum, Q, ldq, C, ldc, Kp, M, prefetch);
   }
-  gemm_i8_block<I, 4, MB>(W, ldw, w_row_sum, Q, ldq, C, ldc, Kp);
+  gemm_i8_block<I, 4, MB>(W, ldw, w_row_sum, Q, ldq, C, ldc, Kp, prefetch);
 }
 
 template <class I>
@@ -707,12 +717,13 @@ void gemm_i8_simd(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const 
                   int64_t ldc, int64_t N, int64_t Kp, int64_t M) {
   int64_t n = 0;
   if (M == 1)  // one activation row: eight weight rows in flight
-    for (; n + 8 <= N; n += 8) gemm_i8_block<I, 8, 1>(W + n * ldw, ldw, w_row_sum + n, Q, ldq, C + n, ldc, Kp);
+    for (; n + 8 <= N; n += 8) gemm_i8_block<I, 8, 1>(W + n * ldw, ldw, w_row_sum + n, Q, ldq, C + n, ldc, Kp, true);
   // four weight rows at a time (they stay in L1) against blocks of up to kMaxRows activation rows
   for (; n + 4 <= N; n += 4)
     for (int64_t m = 0; m < M; m += I::kMaxRows) {
       const int64_t rows = M - m < I::kMaxRows ? M - m : I::kMaxRows;
-      gemm_i8_rows4<I, I::kMaxRows>(W + n * ldw, ldw, w_row_sum + n, Q + m * ldq, ldq, C + m * ldc + n, ldc, Kp, rows);
+      gemm_i8_rows4<I, I::kMaxRows>(W + n * ldw, ldw, w_row_sum + n, Q + m * ldq, ldq, C + m * ldc + n, ldc, Kp, rows,
+                                    m == 0);
     }
   if (n < N) gemm_i8_generic(W + n * ldw, ldw, w_row_sum + n, Q, ldq, C + n, ldc, N - n, Kp, M);
 }
