@@ -1,7 +1,8 @@
 // Translate with a trained s2sext model from C++, without Python:
 //
 //   translate MODEL [--beam N] [--sampling-topk K] [--sampling-topp P] [--sampling-temperature T]
-//             [--seed S] [--no-repeat-ngram-size N] [--coverage-penalty BETA] [TEXT ...]
+//             [--seed S] [--no-repeat-ngram-size N] [--coverage-penalty BETA]
+//             [--dtype float32|bfloat16|int8] [TEXT ...]
 //   (no TEXT: one line at a time from stdin)
 //
 // Prints one translation per input. Build: see docs/cpp-api.md.
@@ -16,11 +17,12 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << "usage: " << argv[0] << " MODEL [--beam N] [--sampling-topk K] [--sampling-topp P] "
                  "[--sampling-temperature T] [--seed S] [--no-repeat-ngram-size N] [--coverage-penalty BETA] "
-                 "[TEXT ...]\n";
+                 "[--dtype float32|bfloat16|int8] [TEXT ...]\n";
     return 2;
   }
   s2sext::GenerateOptions options;
   std::vector<std::string> texts;
+  std::string dtype = "float32";
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool value = i + 1 < argc;
@@ -31,10 +33,11 @@ int main(int argc, char** argv) {
     else if (arg == "--seed" && value) options.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (arg == "--no-repeat-ngram-size" && value) options.no_repeat_ngram_size = std::atoll(argv[++i]);
     else if (arg == "--coverage-penalty" && value) options.coverage_penalty = std::atof(argv[++i]);
+    else if (arg == "--dtype" && value) dtype = argv[++i];
     else texts.push_back(arg);
   }
   try {
-    const s2sext::Translator translator = s2sext::Translator::load(argv[1]);
+    const s2sext::Translator translator = s2sext::Translator::load(argv[1], dtype);
     if (texts.empty()) {
       for (std::string line; std::getline(std::cin, line);)
         std::cout << (line.empty() ? "" : translator.translate(line, options)) << "\n";

@@ -98,6 +98,23 @@ def test_cpp_generate_options_equal_python(example_program, tmp_path):
     assert result.returncode == 1 and "sampling" in result.stderr and "needs beam_size 1" in result.stderr
 
 
+def test_cpp_int8_translator_equals_python_int8_decoder(example_program, tmp_path):
+    """Translator::load(path, "int8") gives what Decoder.load(path, dtype="int8") gives, greedy and
+    beam; a bad dtype is refused with the message of the Python side."""
+    from s2sext import Decoder
+
+    model, path, texts = trained_model(tmp_path)
+    dec = Decoder.load(path, dtype="int8")
+    assert dec.dtype == "int8"
+    for argv, options in (([], {}), (["--beam", "3"], dict(beam=3))):
+        result = run(example_program, path, "--dtype", "int8", *argv, *texts)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[:-1] == dec.translate(texts, max_length=50, **options)
+    result = run(example_program, path, "--dtype", "int4", texts[0])
+    assert result.returncode == 1
+    assert 'dtype must be "float32", "bfloat16" or "int8", got "int4"' in result.stderr
+
+
 def test_cpp_translates_a_version_2_model(example_program, tmp_path):
     # every option a version-2 header adds (OpenNMT-py's brnn + mlp): the C++ Translator reads the
     # file and decodes as Python does

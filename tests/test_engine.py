@@ -221,7 +221,7 @@ def test_errors_are_clear():
         dec._engine.beam(np.full((1, 3), 5), None, 2, 5, 0, 3, 0.0, False)
     with pytest.raises(ValueError, match=r"beam_size must lie in \[1, 65536\]"):
         dec._engine.beam(np.full((1, 3), 5), None, 2**62, 5, 0, 1, 0.0, False)
-    with pytest.raises(ValueError, match="dtype must be 'float32' or 'bfloat16'"):
+    with pytest.raises(ValueError, match="dtype must be 'float32', 'bfloat16' or 'int8', got 'float16'"):
         model.compile("float16")
     params = dict(model.params)
     del params["out.bias"]

@@ -18,7 +18,7 @@ from .seq2seq_file import read_seq2seq
 from .spec import PAD_ID
 from .text import Vocab, decode_ids, encode_texts, get_tokenizer
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "int8")
 
 
 class Decoder:
@@ -26,13 +26,18 @@ class Decoder:
 
     Build one with ``model.compile(dtype)`` or ``Decoder.load(path, dtype)``. ``dtype="bfloat16"``
     stores the LSTM (encoder and decoder), combine and output matrices as bfloat16 and computes in
-    float32: half the bytes per step.
+    float32: half the bytes per step. ``dtype="int8"`` takes every matrix of the model (embeddings,
+    LSTMs, attention, bridge, combine, output) at its int8 values (symmetric per-row scales, the
+    rule of ``_core.quantize_int8``) and runs the LSTM, combine and output products in int32 on
+    int8 activations (each row quantized at run time by the same rule): a quarter of the bytes per
+    step. The attention and bridge matrices and the embedding rows are used as float32 copies of
+    their int8 values.
     """
 
     def __init__(self, config: dict, params: dict, src_vocab: Vocab, tgt_vocab: Vocab, dtype: str = "float32",
                  tokenizers: tuple | None = None):
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+            raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'int8', got {dtype!r}")
         self.config = dict(config)
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab

@@ -344,7 +344,8 @@ class Seq2Seq:
     def compile(self, dtype="float32"):
         """A new compiled decoder (:class:`s2sext.Decoder`): a snapshot of the weights prepared once,
         encoder and decoding in C++ (``dtype="bfloat16"`` stores the LSTM, combine and output
-        matrices in bfloat16)."""
+        matrices in bfloat16; ``dtype="int8"`` quantizes every matrix by the int8 rule and runs the
+        LSTM, combine and output products in int32: see :class:`s2sext.Decoder`)."""
         return Decoder.from_model(self, dtype)
 
     def search_decoder(self) -> Decoder:

@@ -171,7 +171,7 @@ def _until_eos(row) -> list:
 
 
 def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, max_length=None,
-             metrics=("exact_match", "token_error_rate"), references=None):
+             metrics=("exact_match", "token_error_rate"), references=None, decoder=None):
     """Decode every source greedily (or with a beam) and score the outputs; the teacher-forced loss.
 
     Decoding runs the compiled decoder for at most ``max_length`` steps (default: the batch's
@@ -189,6 +189,9 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
         matches it; with them a hypothesis' ``<unk>`` matches no reference token. They are read
         as the model's target tokenizer reads text: lowercased when the model lowercases its
         targets (``tgt_lowercase``), on both the token and the text metrics.
+    decoder : s2sext.Decoder, optional
+        The compiled decoder to decode with (``model.compile(dtype)``); default: the model's
+        float32 one.
 
     Returns
     -------
@@ -208,7 +211,10 @@ def evaluate(model, src_seqs, tgt_seqs, batch_size=256, beam=1, with_loss=True, 
         src_ids, src_len = pad_batch(src_b)
         max_len = max_length or max(len(t) for t in tgt_b) + 5
         if beam == 1:
-            rows = model.greedy(src_ids, src_len, max_length=max_len)
+            rows = (decoder if decoder is not None else model).greedy(src_ids, src_len, max_length=max_len)
+        elif decoder is not None:
+            rows = [hyps[0][0].tolist() for hyps in decoder.hypotheses(src_ids, src_len, beam_size=beam,
+                                                                       max_length=max_len)]
         else:
             rows = [r[0]["tokens"] for r in model.beam_search(src_ids, src_len, beam_size=beam, max_length=max_len)]
         hypotheses.extend(_until_eos(row) for row in rows)

@@ -18,6 +18,8 @@
 #include "engine/engine.h"
 #include "engine/range_check.h"
 #include "engine/weights.h"
+#include "kernels/kernels.h"
+#include "runtime/matrix.h"
 #include "runtime/quantize.h"
 
 namespace bindings {
@@ -118,13 +120,14 @@ py::list hypotheses_list(const std::vector<std::vector<s2s::Hypothesis>>& result
 class PyEngine {
  public:
   PyEngine(const py::dict& config, const py::dict& params, const std::string& weights) {
-    if (weights != "float32" && weights != "bfloat16")
-      throw py::value_error("dtype must be 'float32' or 'bfloat16', got '" + weights + "'");
+    if (weights != "float32" && weights != "bfloat16" && weights != "int8")
+      throw py::value_error("dtype must be 'float32', 'bfloat16' or 'int8', got '" + weights + "'");
     const s2s::ModelConfig cfg = model_config(config);
     const std::map<std::string, s2s::Tensor> tensors = tensors_of(params);
     try {
       py::gil_scoped_release nogil;
       engine_.reset(new s2s::Engine(cfg, tensors, weights == "bfloat16" ? s2s::WeightType::bfloat16
+                                                  : weights == "int8"   ? s2s::WeightType::int8
                                                                         : s2s::WeightType::float32));
     } catch (const std::invalid_argument& e) {
       throw py::value_error(std::string("Decoder: ") + e.what());
@@ -203,7 +206,13 @@ class PyEngine {
     return hypotheses_list(result, sb.S, return_attention, return_token_scores, true);
   }
 
-  std::string weights() const { return engine_->weight_type() == s2s::WeightType::bfloat16 ? "bfloat16" : "float32"; }
+  std::string weights() const {
+    switch (engine_->weight_type()) {
+      case s2s::WeightType::bfloat16: return "bfloat16";
+      case s2s::WeightType::int8: return "int8";
+      default: return "float32";
+    }
+  }
 
  private:
   std::unique_ptr<s2s::Engine> engine_;
@@ -269,6 +278,91 @@ Array<float> dequantize_int8(const py::array& q_in, py::handle scale_in) {
   return out;
 }
 
+// ---- the int8 products (the kernels of the active path, and matmul) ------------------------------
+
+// A 2-D int8 array (C-contiguous copy), else TypeError / ValueError naming it.
+py::array_t<int8_t, py::array::c_style> int8_matrix(const Checker& ck, const py::handle& obj, const char* name) {
+  const py::array arr = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj) : py::array();
+  if (!arr || arr.dtype().kind() != 'i' || arr.itemsize() != 1)
+    ck.type_error(std::string(name) + " must be an int8 array, got " + type_name(obj) +
+                  (arr ? " of dtype " + std::string(py::str(arr.dtype())) : std::string()));
+  if (arr.ndim() != 2) ck.value_error(std::string(name) + " must be 2-D, got shape " + shape_str(arr));
+  return py::array_t<int8_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+}
+
+// Rows of x [M, K] quantized by the active kernel path's quantize_rows_i8: (q int8 [M, K], scale [M]).
+py::tuple int8_quantize_rows(py::handle x_in) {
+  Checker ck("int8_quantize_rows");
+  py::array arr = ck.float_array(x_in, "x");
+  if (arr.ndim() != 2) ck.value_error("x must be 2-D [M, K], got shape " + shape_str(arr));
+  Array<float> x = ck.floats<float>(arr, "x", "M,K");
+  const int64_t M = x.shape(0), K = x.shape(1), Kp = s2s::int8_padded_cols(K);
+  for (int64_t i = 0; i < M * K; ++i)
+    if (!std::isfinite(x.data()[i])) ck.value_error("x must be finite in float32");
+  s2s::Buffer<int8_t> padded(static_cast<size_t>(M * Kp));
+  py::array_t<int8_t> q({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(K)});
+  Array<float> scale(std::vector<py::ssize_t>{static_cast<py::ssize_t>(M)});
+  {
+    py::gil_scoped_release nogil;
+    s2s::kernels<float>().quantize_rows_i8(x.data(), K, padded.data(), Kp, scale.mutable_data(), M, K, Kp);
+  }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = Kp - 1; k >= K; --k)
+      if (padded[m * Kp + k] != 0) ck.value_error("quantize_rows_i8 left a nonzero in the padding");
+  for (int64_t m = 0; m < M; ++m) std::copy_n(padded.data() + m * Kp, K, q.mutable_data() + m * K);
+  return py::make_tuple(q, scale);
+}
+
+// The active path's gemm_i8: q_x int8 [M, K], q_w int8 [N, K] -> int32 [M, N] (rows padded to
+// 64 bytes with zeros, as the engine stores them).
+py::array_t<int32_t> int8_gemm(py::handle q_x_in, py::handle q_w_in) {
+  Checker ck("int8_gemm");
+  auto q_x = int8_matrix(ck, q_x_in, "q_x");
+  auto q_w = int8_matrix(ck, q_w_in, "q_w");
+  const int64_t M = q_x.shape(0), K = q_x.shape(1), N = q_w.shape(0), Kp = s2s::int8_padded_cols(K);
+  if (q_w.shape(1) != K)
+    ck.value_error("q_w must have K=" + std::to_string(K) + " columns (those of q_x), got shape " + shape_str(q_w));
+  if (Kp > 65536) ck.value_error("K must be at most 65536, got " + std::to_string(K));
+  s2s::Buffer<int8_t> w(static_cast<size_t>(N * Kp), 0), x(static_cast<size_t>(M * Kp), 0);
+  std::vector<int32_t> row_sum(static_cast<size_t>(N), 0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) row_sum[n] += w[n * Kp + k] = q_w.data()[n * K + k];
+  for (int64_t m = 0; m < M; ++m) std::copy_n(q_x.data() + m * K, K, x.data() + m * Kp);
+  for (int8_t v : w)
+    if (v == -128) ck.value_error("q_w must lie in [-127, 127]");
+  for (int8_t v : x)
+    if (v == -128) ck.value_error("q_x must lie in [-127, 127]");
+  py::array_t<int32_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  {
+    py::gil_scoped_release nogil;
+    s2s::kernels<float>().gemm_i8(w.data(), Kp, row_sum.data(), x.data(), Kp, out.mutable_data(), N, N, Kp, M);
+  }
+  return out;
+}
+
+// matmul (runtime/matrix.h) with w float32 [N, K] stored as int8: y [M, N] = x [M, K] @ w^T, or
+// y + that when y is given.
+Array<float> int8_matmul(py::handle w_in, py::handle x_in, py::handle y_in) {
+  Checker ck("int8_matmul");
+  Array<float> w = ck.floats<float>(w_in, "w", "N,K");
+  Array<float> x = ck.floats<float>(x_in, "x", "M,K");
+  const int64_t N = w.shape(0), K = w.shape(1), M = x.shape(0);
+  for (const Array<float>* a : {&w, &x})
+    for (int64_t i = 0; i < a->size(); ++i)
+      if (!std::isfinite(a->data()[i])) ck.value_error("w and x must be finite in float32");
+  Array<float> y(std::vector<py::ssize_t>{static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  if (!y_in.is_none()) {  // a copy: the input is not written
+    Array<float> given = ck.floats<float>(y_in, "y", "M,N");
+    std::copy_n(given.data(), M * N, y.mutable_data());
+  }
+  {
+    py::gil_scoped_release nogil;
+    const s2s::WeightMatrix W = s2s::prepare_weights(w.data(), N, K, 0, K, s2s::WeightType::int8);
+    s2s::matmul(W, x.data(), M, y.mutable_data(), !y_in.is_none());
+  }
+  return y;
+}
+
 }  // namespace
 
 void register_engine(py::module_& m) {
@@ -294,6 +388,14 @@ void register_engine(py::module_& m) {
         "symmetric per row, idempotent through dequantize_int8.");
   m.def("dequantize_int8", &dequantize_int8, py::arg("q"), py::arg("scale"),
         "q int8 [N, K], scale [N] -> float32 [N, K] = q * scale (the values an int8 matrix stands for).");
+  m.def("int8_quantize_rows", &int8_quantize_rows, py::arg("x"),
+        "Rows of x float32 [M, K] by the active kernel path's int8 quantizer -> (q int8 [M, K], scale [M])\n"
+        "(a check of the kernels: it must equal quantize_int8).");
+  m.def("int8_gemm", &int8_gemm, py::arg("q_x"), py::arg("q_w"),
+        "The active kernel path's int8 product: q_x int8 [M, K], q_w int8 [N, K] -> int32 [M, N] = q_x @ q_w^T.");
+  m.def("int8_matmul", &int8_matmul, py::arg("w"), py::arg("x"), py::arg("y") = py::none(),
+        "The engine's int8 product: w float32 [N, K] stored by the int8 rule, x float32 [M, K] quantized per\n"
+        "row -> y float32 [M, N] (+ y when given).");
   m.def("check_model_file", &check_model_file, py::arg("path"),
         "Loads a model file with the C++ API (s2sext::Translator::load) and discards the result;\n"
         "ValueError with the C++ loader's message if it refuses the file.");

@@ -47,7 +47,8 @@ struct GenerateOptions {
 
 class Translator {
  public:
-  // dtype: "float32" or "bfloat16" (LSTM, combine and output matrices stored as bfloat16).
+  // dtype: "float32", "bfloat16" (LSTM, combine and output matrices stored as bfloat16) or "int8"
+  // (every matrix by the int8 rule, per-row scales; the LSTM, combine and output products in int32).
   static Translator load(const std::string& path, const std::string& dtype = "float32");
   ~Translator();
   Translator(Translator&&) noexcept;

@@ -82,14 +82,16 @@ Translator::Translator(Translator&&) noexcept = default;
 Translator& Translator::operator=(Translator&&) noexcept = default;
 
 Translator Translator::load(const std::string& path, const std::string& dtype) {
-  if (dtype != "float32" && dtype != "bfloat16")
-    throw std::invalid_argument("dtype must be \"float32\" or \"bfloat16\", got \"" + dtype + "\"");
+  if (dtype != "float32" && dtype != "bfloat16" && dtype != "int8")
+    throw std::invalid_argument("dtype must be \"float32\", \"bfloat16\" or \"int8\", got \"" + dtype + "\"");
   Translator t;
   t.impl_->file = s2s::read_seq2seq_file(path);
   const s2s::Seq2SeqFile& f = t.impl_->file;
   try {
     t.impl_->engine.reset(new s2s::Engine(f.config, f.params,
-                                          dtype == "bfloat16" ? s2s::WeightType::bfloat16 : s2s::WeightType::float32));
+                                          dtype == "bfloat16" ? s2s::WeightType::bfloat16
+                                          : dtype == "int8"   ? s2s::WeightType::int8
+                                                              : s2s::WeightType::float32));
   } catch (const std::invalid_argument& e) {
     throw s2s::ModelFileError("model file '" + path + "': " + e.what());
   }

@@ -83,7 +83,8 @@ class RangeCheck {
     double top = 0.0;
     for (double v : values) top = nan_max(top, v);
     const double largest = double(std::numeric_limits<float>::max());
-    // float32's largest value halved, to cover rounding on the way and bfloat16 storage
+    // float32's largest value halved, to cover rounding on the way and bfloat16 or int8 storage
+    // (range_check.h)
     if (top <= largest / 2) return;  // (NaN fails)
     throw std::invalid_argument("the model's " + what + " can reach " + general_3(top) + " in absolute value (" +
                                 names + "), past float32's range (largest " + general_3(largest) +

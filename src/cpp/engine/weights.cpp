@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "runtime/quantize.h"
+
 #include "ops/dense.h"
 
 namespace s2s {
@@ -14,6 +16,25 @@ std::string shape_text(const Shape& shape) {
   std::string text;
   for (int64_t d : shape) text += (text.empty() ? "" : ", ") + std::to_string(d);
   return "(" + text + ")";
+}
+
+// params with every matrix (2-D parameter) replaced by the values of its int8 form: each row
+// quantized by the one rule and dequantized (q * scale). Vectors (biases, attention.v) stay.
+std::map<std::string, Tensor> int8_values(const std::map<std::string, Tensor>& params) {
+  std::map<std::string, Tensor> out = params;
+  std::vector<int8_t> q;
+  for (auto& [name, t] : out) {
+    if (t.shape.size() != 2 || t.shape[1] == 0) continue;
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    q.resize(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* x = t.values.data() + r * cols;
+      const float scale = int8_row_scale(x, cols);
+      quantize_int8_row(x, cols, scale, q.data());
+      dequantize_int8_row(q.data(), cols, scale, x);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -33,9 +54,14 @@ void check_engine_parameters(const ModelConfig& cfg, const std::map<std::string,
   });
 }
 
-void prepare_engine_weights(EngineWeights& w, const ModelConfig& cfg, const std::map<std::string, Tensor>& params,
+void prepare_engine_weights(EngineWeights& w, const ModelConfig& cfg, const std::map<std::string, Tensor>& given,
                             WeightType type) {
-  check_engine_parameters(cfg, params);
+  check_engine_parameters(cfg, given);
+  // int8: every matrix read as its int8 values; those in float32 storage (embeddings, attention,
+  // bridge, the projected table) hold them exactly, and quantizing them again for the int8
+  // products gives the same int8 rows and scales (the rule is idempotent)
+  const std::map<std::string, Tensor> quantized = type == WeightType::int8 ? int8_values(given) : std::map<std::string, Tensor>();
+  const std::map<std::string, Tensor>& params = type == WeightType::int8 ? quantized : given;
   auto values = [&](const std::string& name) { return params.at(name).values.data(); };
   auto copy = [&](const std::string& name) {
     const std::vector<float>& v = params.at(name).values;

@@ -3,10 +3,17 @@
 // Letters: V vocabulary, E embedding size, H hidden size (He = an encoder direction's), G = 4H.
 //
 // The LSTM (encoder and decoder), combine and output matrices are stored in the engine's weight
-// type (float32 or bfloat16, runtime/matrix.h). The decoder's first-layer input weights are split
-// into the embedding columns and the rest, and when it is small enough (at most 16 MiB) the table
-// E_proj [V, G] = tgt_embed @ W_ih[:, :E]^T + b is kept instead, so that a step's embedding
+// type (float32, bfloat16 or int8, runtime/matrix.h). The decoder's first-layer input weights are
+// split into the embedding columns and the rest, and when it is small enough (at most 16 MiB) the
+// table E_proj [V, G] = tgt_embed @ W_ih[:, :E]^T + b is kept instead, so that a step's embedding
 // product is a row lookup. Attention parameters stay float32 (ops/attention.h reads them).
+//
+// int8: every matrix of the model (2-D parameter) takes the values of its int8 form, rows
+// quantized by the one rule (runtime/quantize.h, the scale of a whole parameter row, also where
+// the engine splits the columns). The matmul matrices hold int8 rows; the embedding tables
+// (quantized per token row), the attention and bridge matrices and the projected table (computed
+// from those values) hold the dequantized values in float32: a lookup or an attention product
+// reads what an int8 copy would give, at float32's size.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -51,6 +51,17 @@ struct KernelTable {
   // apart; X and Y rows are ldx and ldy apart. Each weight row is widened once and used for all M.
   void (*gemm_bf16)(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,
                     int64_t N, int64_t K, int64_t M, float beta);
+  // int8 (the compiled decoder's int8 storage, runtime/matrix.h); Kp is a padded row length, a
+  // multiple of 64. Activations by the int8 rule (runtime/quantize.h), row by row: scales[m] =
+  // max_k |X[m, k]| / 127, Q[m, :K] = round_half_even(X[m, :K] / scales[m]) (zeros for a zero row),
+  // Q[m, K:Kp] = 0; X rows ldx apart (finite values), Q rows ldq. The same bits on every path.
+  void (*quantize_rows_i8)(const float* X, int64_t ldx, int8_t* Q, int64_t ldq, float* scales, int64_t M,
+                           int64_t K, int64_t Kp);
+  // C[m, n] = sum_{k < Kp} W[n, k] Q[m, k], exact in int32, for n < N and any M (each weight row read
+  // once for all M). W rows ldw apart, w_row_sum[n] = sum_k W[n, k]; Q rows ldq apart, C rows ldc;
+  // values in [-127, 127], Kp <= 65536 (so the VNNI path's shifted sums fit in int32).
+  void (*gemm_i8)(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq, int32_t* C,
+                  int64_t ldc, int64_t N, int64_t Kp, int64_t M);
 };
 
 // avx512_vnni adds AVX-512 VNNI (int8 dot products: Cascade Lake, Ice Lake); avx512_bf16 adds VNNI and

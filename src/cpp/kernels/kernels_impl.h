@@ -25,6 +25,7 @@
 #endif
 
 #include "kernels/kernels.h"
+#include "runtime/quantize.h"
 
 namespace s2s {
 namespace S2S_TARGET {
@@ -535,12 +536,298 @@ void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, floa
 }
 #endif
 
+// ---- int8 products (the compiled decoder's int8 storage, runtime/matrix.h) ----------------------
+//
+// Integer sums are exact, so every path gives the same bits: the SIMD code only changes how the
+// same int32 sums are formed. Kp, the padded row length, is a multiple of 64 (kInt8RowAlign), so
+// there are no column tails; weight rows left over by the register blocks take the plain loop.
+
+// The int8 rule itself (runtime/quantize.h), row by row: the portable path and the reference the
+// SIMD quantizers are held equal to.
+[[maybe_unused]] void quantize_rows_i8_rule(const float* X, int64_t ldx, int8_t* Q, int64_t ldq, float* scales, int64_t M, int64_t K,
+                           int64_t Kp) {
+  for (int64_t m = 0; m < M; ++m) {
+    scales[m] = int8_row_scale(X + m * ldx, K);
+    quantize_int8_row(X + m * ldx, K, scales[m], Q + m * ldq);
+    for (int64_t k = K; k < Kp; ++k) Q[m * ldq + k] = 0;
+  }
+}
+
+void gemm_i8_generic(const int8_t* W, int64_t ldw, const int32_t*, const int8_t* Q, int64_t ldq, int32_t* C,
+                     int64_t ldc, int64_t N, int64_t Kp, int64_t M) {
+  for (int64_t n = 0; n < N; ++n) {
+    const int8_t* w = W + n * ldw;
+    for (int64_t m = 0; m < M; ++m) {
+      const int8_t* q = Q + m * ldq;
+      int32_t s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < Kp; ++k) s += static_cast<int32_t>(w[k]) * static_cast<int32_t>(q[k]);
+      C[m * ldc + n] = s;
+    }
+  }
+}
+
+#if defined(__AVX2__)
+// The SIMD products, one template for every target: I (a target's traits) loads I::kStep columns
+// of an activation row (as I::X) and of a weight row and adds their products into int32 lanes;
+// sum4 reduces four accumulators to their four totals. A block is R weight rows times MB
+// activation rows, all accumulators in registers, so each weight vector is loaded once for the
+// MB rows.
+//
+// AVX2 and AVX-512BW: vpmaddubsw multiplies unsigned by signed bytes into int16 pair sums, so the
+// activation goes in as |x| and the weight as w with x's sign (w * sign(x)): |x| * |w| <= 127^2
+// and a pair sum <= 32258 fits int16 without saturation; vpmaddwd by ones widens the pairs to
+// int32. Exact, like every path.
+
+// AVX2: 32 columns a step.
+struct I8Avx2 {
+  using V = __m256i;
+  struct X {
+    V magnitude, sign;  // |x|, and x (whose sign vpsignb copies onto w; x = 0 gives 0)
+  };
+  static constexpr int64_t kStep = 32;
+  static constexpr int kMaxRows = 2;  // 4 x 2 accumulators, 2 x 2 activation vectors, a weight, ones
+  static constexpr bool kUnsignedX = false;
+  static V zero() { return _mm256_setzero_si256(); }
+  static X load_x(const int8_t* p) {
+    const V x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm256_abs_epi8(x), x};
+  }
+  static V load_w(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static V dot(V acc, const X& x, V w) {
+    const V pairs = _mm256_maddubs_epi16(x.magnitude, _mm256_sign_epi8(w, x.sign));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  static __m128i sum4(V a0, V a1, V a2, V a3) {
+    const V s01 = _mm256_hadd_epi32(a0, a1), s23 = _mm256_hadd_epi32(a2, a3);
+    const V s = _mm256_hadd_epi32(s01, s23);  // per 128-bit half: the half-sums of a0..a3
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  }
+};
+
+#if defined(__AVX512BW__)
+// The four totals of four 512-bit accumulators.
+inline __m128i sum4_512(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
+  // halves: s01 = [a0.lo + a0.hi, a1.lo + a1.hi] (256-bit halves), likewise s23
+  const __m512i s01 = _mm512_add_epi32(_mm512_shuffle_i64x2(a0, a1, 0x44), _mm512_shuffle_i64x2(a0, a1, 0xEE));
+  const __m512i s23 = _mm512_add_epi32(_mm512_shuffle_i64x2(a2, a3, 0x44), _mm512_shuffle_i64x2(a2, a3, 0xEE));
+  // quarters: quarter j of s holds four lanes of a_j
+  __m512i s = _mm512_add_epi32(_mm512_shuffle_i64x2(s01, s23, 0x88), _mm512_shuffle_i64x2(s01, s23, 0xDD));
+  s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));  // lanes (0+2, 1+3) of each quarter
+  s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB));  // every lane: its quarter's total
+  return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s));
+}
+
+// AVX-512BW: the AVX2 scheme at 512 bits (64 columns a step); AVX-512 has no vpsignb, so w is
+// negated under the mask of x's negative bytes.
+struct I8Avx512Bw {
+  using V = __m512i;
+  struct X {
+    V magnitude;
+    __mmask64 negative;
+  };
+  static constexpr int64_t kStep = 64;
+  static constexpr int kMaxRows = 4;  // 4 x 4 accumulators of 32 registers
+  static constexpr bool kUnsignedX = false;
+  static V zero() { return _mm512_setzero_si512(); }
+  static X load_x(const int8_t* p) {
+    const V x = _mm512_loadu_si512(p);
+    return {_mm512_abs_epi8(x), _mm512_movepi8_mask(x)};
+  }
+  static V load_w(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static V dot(V acc, const X& x, V w) {
+    const V signed_w = _mm512_mask_sub_epi8(w, x.negative, _mm512_setzero_si512(), w);
+    const V pairs = _mm512_maddubs_epi16(x.magnitude, signed_w);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+  }
+  static __m128i sum4(V a0, V a1, V a2, V a3) { return sum4_512(a0, a1, a2, a3); }
+};
+#endif
+
+#if defined(__AVX512VNNI__)
+// VNNI: vpdpbusd multiplies unsigned by signed bytes, four products a lane, so the activations
+// go in shifted to x + 128 in [1, 255] (a flip of the sign bit) and 128 * sum_k W[n, k] comes off
+// the totals.
+struct I8Vnni {
+  using V = __m512i;
+  using X = __m512i;
+  static constexpr int64_t kStep = 64;
+  static constexpr int kMaxRows = 4;
+  static constexpr bool kUnsignedX = true;
+  static V zero() { return _mm512_setzero_si512(); }
+  static X load_x(const int8_t* p) { return _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set1_epi8(-128)); }
+  static V load_w(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static V dot(V acc, X x, V w) { return _mm512_dpbusd_epi32(acc, x, w); }
+  static __m128i sum4(V a0, V a1, V a2, V a3) { return sum4_512(a0, a1, a2, a3); }
+};
+#endif
+
+// prefetch: the block's first pass over its weight rows, which come from memory; the next block's
+// rows are fetched meanwhile (the hardware prefetchers keep fewer streams going while the
+// activation rows are multiplied in).
+template <class I, int R, int MB>
+inline void gemm_i8_block(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq,
+                          int32_t* C, int64_t ldc, int64_t Kp, bool prefetch) {
+  typename I::V acc[MB][R];
+#pragma GCC unroll 16
+  for (int m = 0; m < MB; ++m)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[m][r] = I::zero();
+  for (int64_t k = 0; k < Kp; k += I::kStep) {
+    typename I::X x[MB];
+#pragma GCC unroll 16
+    for (int m = 0; m < MB; ++m) x[m] = I::load_x(Q + m * ldq + k);
+    if (prefetch) {
+      // (addresses past the matrix's end are only prefetched, never read: computed as integers)
+      const uintptr_t next = reinterpret_cast<uintptr_t>(W + k) + static_cast<uintptr_t>(R * ldw);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(next + static_cast<uintptr_t>(r * ldw)), _MM_HINT_T0);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const typename I::V w = I::load_w(W + r * ldw + k);
+#pragma GCC unroll 16
+      for (int m = 0; m < MB; ++m) acc[m][r] = I::dot(acc[m][r], x[m], w);
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MB; ++m)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r += 4) {
+      __m128i s = I::sum4(acc[m][r], acc[m][r + 1], acc[m][r + 2], acc[m][r + 3]);
+      if (I::kUnsignedX)
+        s = _mm_sub_epi32(s, _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w_row_sum + r)), 7));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(C + m * ldc + r), s);
+    }
+}
+
+// Four weight rows against MB = 1..kMaxRows activation rows.
+template <class I, int MB>
+void gemm_i8_rows4(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq, int32_t* C,
+                   int64_t ldc, int64_t Kp, int64_t M, bool prefetch) {
+  if constexpr (MB > 1) {
+    if (M < MB) return gemm_i8_rows4<I, MB - 1>(W, ldw, w_row_sum, Q, ldq, C, ldc, Kp, M, prefetch);
+  }
+  gemm_i8_block<I, 4, MB>(W, ldw, w_row_sum, Q, ldq, C, ldc, Kp, prefetch);
+}
+
+template <class I>
+void gemm_i8_simd(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq, int32_t* C,
+                  int64_t ldc, int64_t N, int64_t Kp, int64_t M) {
+  int64_t n = 0;
+  if (M == 1)  // one activation row: eight weight rows in flight
+    for (; n + 8 <= N; n += 8) gemm_i8_block<I, 8, 1>(W + n * ldw, ldw, w_row_sum + n, Q, ldq, C + n, ldc, Kp, true);
+  // four weight rows at a time (they stay in L1) against blocks of up to kMaxRows activation rows
+  for (; n + 4 <= N; n += 4)
+    for (int64_t m = 0; m < M; m += I::kMaxRows) {
+      const int64_t rows = M - m < I::kMaxRows ? M - m : I::kMaxRows;
+      gemm_i8_rows4<I, I::kMaxRows>(W + n * ldw, ldw, w_row_sum + n, Q + m * ldq, ldq, C + m * ldc + n, ldc, Kp, rows,
+                                    m == 0);
+    }
+  if (n < N) gemm_i8_generic(W + n * ldw, ldw, w_row_sum + n, Q, ldq, C + n, ldc, N - n, Kp, M);
+}
+
+// The int8 rule at eight (or sixteen) floats a step. The same operations as quantize_int8_row:
+// max |x| (exact), scale = max / 127 (one division), x / scale (IEEE division), rounding half to
+// even, the clamp; so the same bits.
+#if defined(__AVX512F__)
+void quantize_rows_i8(const float* X, int64_t ldx, int8_t* Q, int64_t ldq, float* scales, int64_t M, int64_t K,
+                      int64_t Kp) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* x = X + m * ldx;
+    int8_t* q = Q + m * ldq;
+    __m512 peak = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+      const __mmask16 live = K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1);
+      peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(live, x + k)));
+    }
+    const float scale = _mm512_reduce_max_ps(peak) / 127.0f;
+    scales[m] = scale;
+    if (scale == 0.0f) {
+      for (int64_t k = 0; k < Kp; ++k) q[k] = 0;
+      continue;
+    }
+    const __m512 s = _mm512_set1_ps(scale), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    for (int64_t k = 0; k < Kp; k += 16) {
+      const __mmask16 live = k >= K ? __mmask16(0) : K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1);
+      __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(live, x + k), s),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v = _mm512_max_ps(_mm512_min_ps(v, hi), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+  }
+}
+#else
+void quantize_rows_i8(const float* X, int64_t ldx, int8_t* Q, int64_t ldq, float* scales, int64_t M, int64_t K,
+                      int64_t Kp) {
+  alignas(32) float tail[8];
+  for (int64_t m = 0; m < M; ++m) {
+    const float* x = X + m * ldx;
+    int8_t* q = Q + m * ldq;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 peak = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) peak = _mm256_max_ps(peak, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
+    float max_abs = 0.0f;
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, peak);
+    for (int j = 0; j < 8; ++j) max_abs = lanes[j] > max_abs ? lanes[j] : max_abs;
+    for (; k < K; ++k) {
+      const float a = x[k] < 0.0f ? -x[k] : x[k];
+      max_abs = a > max_abs ? a : max_abs;
+    }
+    const float scale = max_abs / 127.0f;
+    scales[m] = scale;
+    if (scale == 0.0f) {
+      for (int64_t j = 0; j < Kp; ++j) q[j] = 0;
+      continue;
+    }
+    const __m256 s = _mm256_set1_ps(scale), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    for (k = 0; k < Kp; k += 8) {
+      const float* src = x + k;
+      if (k + 8 > K) {  // the last columns and the padding: zeros quantize to zero
+        for (int j = 0; j < 8; ++j) tail[j] = k + j < K ? x[k + j] : 0.0f;
+        src = tail;
+      }
+      __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(src), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v = _mm256_max_ps(_mm256_min_ps(v, hi), lo);
+      const __m256i i32 = _mm256_cvtps_epi32(v);
+      const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k), _mm_packs_epi16(i16, i16));
+    }
+  }
+}
+#endif
+
+void gemm_i8(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq, int32_t* C,
+             int64_t ldc, int64_t N, int64_t Kp, int64_t M) {
+#if defined(__AVX512VNNI__)
+  gemm_i8_simd<I8Vnni>(W, ldw, w_row_sum, Q, ldq, C, ldc, N, Kp, M);
+#elif defined(__AVX512BW__)
+  gemm_i8_simd<I8Avx512Bw>(W, ldw, w_row_sum, Q, ldq, C, ldc, N, Kp, M);
+#else
+  gemm_i8_simd<I8Avx2>(W, ldw, w_row_sum, Q, ldq, C, ldc, N, Kp, M);
+#endif
+}
+#else
+void quantize_rows_i8(const float* X, int64_t ldx, int8_t* Q, int64_t ldq, float* scales, int64_t M, int64_t K,
+                      int64_t Kp) {
+  quantize_rows_i8_rule(X, ldx, Q, ldq, scales, M, K, Kp);
+}
+void gemm_i8(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_t* Q, int64_t ldq, int32_t* C,
+             int64_t ldc, int64_t N, int64_t Kp, int64_t M) {
+  gemm_i8_generic(W, ldw, w_row_sum, Q, ldq, C, ldc, N, Kp, M);
+}
+#endif
+
 template <class T>
 KernelTable<T> make_table() {
   return KernelTable<T>{&lstm_gates_forward<T>, &lstm_gates_backward<T>, &gemv<T>,
                         &dot_scores<T>,         &additive_scores<T>,    &additive_scores_backward<T>,
                         &masked_softmax<T>,     &masked_softmax_backward<T>, &bias_activation<T>,
-                        &tanh_backward<T>,      &gemm_bf16};
+                        &tanh_backward<T>,      &gemm_bf16,
+                        &quantize_rows_i8,      &gemm_i8};
 }
 
 }  // namespace

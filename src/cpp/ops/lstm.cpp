@@ -450,7 +450,7 @@ void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, co
                              int64_t S, int64_t I, int64_t H) {
   const int64_t G = 4 * H;
   Buffer<float> zeros(static_cast<size_t>(B * H), 0.0f);
-  if (!w_ih.is_bf16() && !w_hh.is_bf16()) {
+  if (w_ih.is_f32() && w_hh.is_f32()) {
     Buffer<float> hx_all(static_cast<size_t>((S + 1) * B * (H + I))), gates(static_cast<size_t>(S * B * G));
     Buffer<float> c_all(static_cast<size_t>((S + 1) * B * H));
     lstm_forward<float>(hs, hT, cT, hx_all.data(), gates.data(), c_all.data(), x, zeros.data(), zeros.data(),

@@ -3,10 +3,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "runtime/blas.h"
 #include "runtime/parallel.h"
+#include "runtime/quantize.h"
 
 namespace s2s {
 
@@ -18,11 +22,39 @@ uint16_t to_bf16(float x) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+namespace {
+
+// m's int8 rows, scales and row sums from columns [c0, c1) of data [rows, cols]. The scale is the
+// whole row's (the one rule applies to a parameter's rows; a slice quantized on its own would
+// not be idempotent with the int8 model files, which quantize whole parameters).
+void quantize_weights(WeightMatrix& m, const float* data, int64_t cols, int64_t c0) {
+  const int64_t Kp = int8_padded_cols(m.cols);
+  // the kernels' int32 sums: VNNI adds (x + 128) * w, up to 255 * 127 per column
+  if (Kp > 65536)
+    throw std::invalid_argument("int8 weights take at most 65536 columns; this matrix has " + std::to_string(m.cols));
+  m.i8.assign(static_cast<size_t>(m.rows * Kp), int8_t{0});
+  m.i8_scale.resize(static_cast<size_t>(m.rows));
+  m.i8_row_sum.resize(static_cast<size_t>(m.rows));
+  std::vector<int8_t> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const float* x = data + r * cols;
+    m.i8_scale[r] = int8_row_scale(x, cols);
+    quantize_int8_row(x, cols, m.i8_scale[r], row.data());
+    int8_t* q = m.i8.data() + r * Kp;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < m.cols; ++k) sum += q[k] = row[c0 + k];
+    m.i8_row_sum[r] = sum;
+  }
+}
+
+}  // namespace
+
 WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
                              WeightType type) {
   WeightMatrix m;
   m.rows = rows;
   m.cols = c1 - c0;
+  m.type = type;
   m.f32.resize(static_cast<size_t>(rows * m.cols));
   if (m.cols > 0)  // (an empty matrix: the first decoder layer without extra inputs)
     for (int64_t r = 0; r < rows; ++r)
@@ -32,6 +64,10 @@ WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int6
     for (size_t i = 0; i < m.f32.size(); ++i) m.bf16[i] = to_bf16(m.f32[i]);
     Buffer<float>().swap(m.f32);  // bf16 only: half the memory, half the bytes per step
   }
+  if (type == WeightType::int8) {
+    quantize_weights(m, data, cols, c0);
+    Buffer<float>().swap(m.f32);  // int8 only: a quarter of the bytes per step
+  }
   return m;
 }
 
@@ -40,6 +76,7 @@ void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool acc
     if (!accumulate) std::fill(y, y + M * W.rows, 0.0f);
     return;
   }
+  if (W.is_int8()) return matmul_int8(W, x, M, y, accumulate);
   if (W.is_bf16()) {
     // threads take blocks of 8 weight rows; inputs go 8 at a time, each weight row widened once
     const KernelTable<float>& k = kernels<float>();
@@ -53,6 +90,42 @@ void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool acc
   }
   gemm<float>(Trans::no, Trans::yes, M, W.rows, W.cols, 1.0f, x, W.cols, W.f32.data(), W.cols,
               accumulate ? 1.0f : 0.0f, y, W.rows);
+}
+
+void matmul_int8(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate) {
+  const int64_t N = W.rows, K = W.cols, Kp = int8_padded_cols(K);
+  if (K == 0) {
+    if (!accumulate) std::fill(y, y + M * N, 0.0f);
+    return;
+  }
+  const KernelTable<float>& k = kernels<float>();
+  // the calling thread's scratch (the pool's threads see it through the pointers below)
+  thread_local Buffer<int8_t> xq_buffer;
+  thread_local Buffer<float> x_scale_buffer;
+  thread_local Buffer<int32_t> acc_buffer;
+  if (xq_buffer.size() < static_cast<size_t>(M * Kp)) xq_buffer.resize(static_cast<size_t>(M * Kp));
+  if (x_scale_buffer.size() < static_cast<size_t>(M)) x_scale_buffer.resize(static_cast<size_t>(M));
+  if (acc_buffer.size() < static_cast<size_t>(M * N)) acc_buffer.resize(static_cast<size_t>(M * N));
+  int8_t* xq = xq_buffer.data();
+  float* x_scale = x_scale_buffer.data();
+  int32_t* acc = acc_buffer.data();
+  k.quantize_rows_i8(x, K, xq, Kp, x_scale, M, K, Kp);
+  constexpr int64_t kBlock = 16;
+  // at least about 64 KiB of weights per thread: less is not worth a hand-over
+  parallel_ranges((N + kBlock - 1) / kBlock, 65536 / (kBlock * Kp) + 1, [&](int64_t blk0, int64_t blk1) {
+    const int64_t r0 = blk0 * kBlock, r1 = std::min(N, blk1 * kBlock);
+    k.gemm_i8(W.i8.data() + r0 * Kp, Kp, W.i8_row_sum.data() + r0, xq, Kp, acc + r0, N, r1 - r0, Kp, M);
+    // float(acc) is exact below 2^24; either way this one expression makes the bits of every path
+    for (int64_t m = 0; m < M; ++m) {
+      const float xs = x_scale[m];
+      const int32_t* a = acc + m * N;
+      float* out = y + m * N;
+      if (accumulate)
+        for (int64_t n = r0; n < r1; ++n) out[n] += static_cast<float>(a[n]) * (xs * W.i8_scale[n]);
+      else
+        for (int64_t n = r0; n < r1; ++n) out[n] = static_cast<float>(a[n]) * (xs * W.i8_scale[n]);
+    }
+  });
 }
 
 }  // namespace s2s

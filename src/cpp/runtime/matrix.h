@@ -1,9 +1,10 @@
 // Weights prepared once for inference, in their storage type, and the one product that reads them.
 //
 // Letters: N rows of a weight (its outputs), K columns (its inputs), M input rows.
-// A WeightMatrix [N, K] holds float32 values or bfloat16 bits (round to nearest even): bfloat16
-// halves the bytes a memory-bound decode step reads, the arithmetic stays float32. Buffers are
-// 64-byte aligned so that the SIMD kernels' rows start on cache lines.
+// A WeightMatrix [N, K] holds float32 values, bfloat16 bits (round to nearest even) or int8 rows:
+// bfloat16 halves the bytes a memory-bound decode step reads, the arithmetic stays float32; int8
+// quarters them (the one int8 rule, runtime/quantize.h: a float32 scale per row) and multiplies in
+// int32. Buffers are 64-byte aligned so that the SIMD kernels' rows start on cache lines.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -37,17 +38,33 @@ struct AlignedAllocator {
 template <class T>
 using Buffer = std::vector<T, AlignedAllocator<T>>;
 
-enum class WeightType { float32, bfloat16 };
+enum class WeightType { float32, bfloat16, int8 };
+
+// int8 rows are padded with zero columns to a multiple of this many bytes (one cache line, one
+// 512-bit vector), so the kernels run whole vectors and need no column tails.
+constexpr int64_t kInt8RowAlign = 64;
+
+// The padded row length of an int8 matrix with K columns.
+inline int64_t int8_padded_cols(int64_t K) { return (K + kInt8RowAlign - 1) / kInt8RowAlign * kInt8RowAlign; }
 
 struct WeightMatrix {
   int64_t rows = 0, cols = 0;
+  WeightType type = WeightType::float32;
   Buffer<float> f32;      // row-major, when stored as float32
   Buffer<uint16_t> bf16;  // bfloat16 bits, when stored as bfloat16
+  // int8: rows [rows, int8_padded_cols(cols)] (zero padding), a scale per row (the int8 rule), and
+  // each row's sum of its int8 values (the VNNI kernel's unsigned-activation correction)
+  Buffer<int8_t> i8;
+  Buffer<float> i8_scale;
+  Buffer<int32_t> i8_row_sum;
 
-  bool is_bf16() const { return !bf16.empty(); }
+  bool is_f32() const { return type == WeightType::float32; }
+  bool is_bf16() const { return type == WeightType::bfloat16; }
+  bool is_int8() const { return type == WeightType::int8; }
 };
 
-// Columns [c0, c1) of a row-major float32 [rows, cols] array, stored as `type`.
+// Columns [c0, c1) of a row-major float32 [rows, cols] array, stored as `type` (int8: each row's
+// scale is that of the whole row, all its columns; std::invalid_argument past 65536 columns).
 WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
                              WeightType type);
 
@@ -56,7 +73,15 @@ uint16_t to_bf16(float x);
 
 // y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to gemm()
 // (BLAS, or the SIMD GEMV for M == 1); bfloat16 weights to the kernel table's widening product,
-// threads taking blocks of 8 weight rows. A matrix without columns gives zeros (or leaves y).
+// threads taking blocks of 8 weight rows; int8 weights to matmul_int8 below. A matrix without
+// columns gives zeros (or leaves y).
 void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate);
+
+// The int8 product: each row of x quantized at run time by the int8 rule (x_scale[m] =
+// max|x[m]|/127, round half to even; x must be finite), the products summed exactly in int32 by
+// the kernel table's gemm_i8, then y[m, n] = float(acc) * (x_scale[m] * w_scale[n]) (+ y[m, n] when
+// accumulating), the same bits on every kernel path. Threads take blocks of 16 weight rows, each
+// block read once for all M rows.
+void matmul_int8(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate);
 
 }  // namespace s2s
