@@ -54,7 +54,7 @@ void Seq2SeqStep::encode(const int64_t* src, const int64_t* lengths, int64_t B, 
   Buffer<float> x(static_cast<size_t>(B * S * E));
   for (int64_t i = 0; i < B * S; ++i) std::memcpy(x.data() + i * E, w_.src_embed.data() + src[i] * E, sizeof(float) * E);
   int64_t in_size = E;
-  Buffer<float> hs(static_cast<size_t>(B * S * H)), hs_rev(static_cast<size_t>(B * S * H)), x_rev;
+  Buffer<float> hs(static_cast<size_t>(B * S * H)), hs_rev(static_cast<size_t>(cfg.bidirectional ? B * S * H : 0)), x_rev;
   std::vector<Buffer<float>> final_h, final_c;  // per layer [B, D*H]
   // each sequence reversed within its length (padding stays in place)
   auto rev = [&](int64_t b, int64_t t) { return t < lengths[b] ? lengths[b] - 1 - t : t; };
@@ -63,6 +63,14 @@ void Seq2SeqStep::encode(const int64_t* src, const int64_t* lengths, int64_t B, 
     const auto& fw = w_.enc_fwd[l];
     lstm_sequence_inference(hs.data(), hT.data(), cT.data(), x.data(), fw.w_ih, fw.w_hh, fw.b.data(), lengths, B, S,
                             in_size, H);
+    if (!cfg.bidirectional) {  // the outputs are the next layer's input as they are
+      final_h.push_back(std::move(hT));
+      final_c.push_back(std::move(cT));
+      x.swap(hs);
+      hs.resize(static_cast<size_t>(B * S * H));
+      in_size = H;
+      continue;
+    }
     Buffer<float> next(static_cast<size_t>(B * S * D * H));
     Buffer<float> fh(static_cast<size_t>(B * D * H)), fc(static_cast<size_t>(B * D * H));
     for (int64_t b = 0; b < B; ++b) {
