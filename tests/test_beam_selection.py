@@ -1,9 +1,9 @@
-"""The C++ search's choice of tokens (src/cpp/engine/search.cpp) where the shortcuts it takes could
-go wrong: beam search picks the K best of K*V candidates without scoring them all (it skips beams that
-cannot beat the K-th best so far, and logits at or below one that already lost), and greedy search
-takes its argmax in sixteen SIMD lanes. Exact ties (within a beam, across beams, and between a beam's
-score and the K-th best) must go to the lower candidate index as numpy's stable argsort does, and
-wide vocabularies must give what tests/reference_search.py gives."""
+"""The C++ search's choice of tokens (src/cpp/engine/search.cpp) where its shortcuts could go wrong:
+beam search picks the K best of K*V candidates without scoring them all (it skips beams that cannot
+beat the K-th best so far, and logits at or below one that already lost), and its first step runs
+once per input. Exact ties (within a beam, across beams, and between a beam's score and the K-th
+best) must go to the lower candidate index as numpy's stable argsort does, greedy's argmax to the
+lower id, and wide vocabularies must give what tests/reference_search.py gives."""
 
 import numpy as np
 import pytest

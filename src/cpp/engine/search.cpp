@@ -13,40 +13,15 @@
 namespace s2s {
 namespace {
 
-// Into m [16]: the largest of row[v0..v1) per lane v % 16 (NaN ignored: `x > m` fails); returns
-// whether any value is NaN. Sixteen independent lanes, so that the loop runs in SIMD registers.
-bool lane_max(const float* row, int64_t v0, int64_t v1, float* m) {
-  int nan = 0;
-  int64_t v = v0;
-  for (; v + 16 <= v1; v += 16) {
-#pragma omp simd reduction(| : nan)
-    for (int j = 0; j < 16; ++j) {
-      const float x = row[v + j];
-      m[j] = x > m[j] ? x : m[j];
-      nan |= x != x;
-    }
-  }
-  for (; v < v1; ++v) {
-    m[0] = row[v] > m[0] ? row[v] : m[0];
-    nan |= row[v] != row[v];
-  }
-  return nan != 0;
-}
-
-// The argmax of row[0..V) skipping `skip` (-1: none); like numpy, the first NaN wins, and ties go
-// to the lower index. One pass for the largest value (and any NaN), then the first index holding it.
+// The argmax of row[0..V) skipping `skip` (-1: none); like numpy, the first NaN wins.
 int64_t argmax(const float* row, int64_t V, int64_t skip) {
-  float m[16];
-  std::fill(m, m + 16, -std::numeric_limits<float>::infinity());
-  bool nan;
-  if (skip >= 0 && skip < V) nan = lane_max(row, 0, skip, m) | lane_max(row, skip + 1, V, m);
-  else nan = lane_max(row, 0, V, m);
-  const float largest = *std::max_element(m, m + 16);
+  int64_t best = -1;
   for (int64_t v = 0; v < V; ++v) {
     if (v == skip) continue;
-    if (nan ? std::isnan(row[v]) : row[v] == largest) return v;
+    if (std::isnan(row[v])) return v;
+    if (best < 0 || row[v] > row[best]) best = v;
   }
-  return -1;
+  return best;
 }
 
 // The shift of log_softmax(z [V]) in float64: logp[v] = (z[v] - max) - log_sum (row_logp). A row holding
