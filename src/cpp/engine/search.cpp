@@ -24,24 +24,44 @@ int64_t argmax(const float* row, int64_t V, int64_t skip) {
   return best;
 }
 
-// logp [V] = log_softmax(z [V]) in float64
-void log_softmax(const float* z, int64_t V, double* logp) {
+// The shift of log_softmax(z [V]) in float64: logp[v] = (z[v] - max) - log_sum (row_logp). A row holding
+// NaN or +inf, or only -inf, gives NaN for every token (`finite` false); otherwise every logp is
+// finite or -inf (z[v] = -inf) and none exceeds 0.
+struct RowShift {
+  double max = 0, log_sum = 0;
+  bool finite = false;
+};
+
+RowShift row_shift(const float* z, int64_t V) {
+  RowShift r;
   double m = z[0];
   for (int64_t v = 1; v < V; ++v) m = std::max(m, double(z[v]));
   double sum = 0;
   for (int64_t v = 0; v < V; ++v) sum += std::exp(double(z[v]) - m);
-  const double log_sum = std::log(sum);
-  for (int64_t v = 0; v < V; ++v) logp[v] = (double(z[v]) - m) - log_sum;
+  r.max = m;
+  r.log_sum = std::log(sum);
+  r.finite = std::isfinite(r.max) && std::isfinite(r.log_sum);
+  return r;
 }
 
-// Sets row[v] = -inf for each token v that would complete an N-gram already in seq (N >= 1).
-void block_repeated_ngrams(const std::vector<int64_t>& seq, int64_t N, int64_t V, float* row) {
+inline double row_logp(const RowShift& shift, float z) { return (double(z) - shift.max) - shift.log_sum; }
+
+// The tokens v that would complete an N-gram already in seq (N >= 1), appended to `out` (unsorted,
+// maybe repeated).
+void repeated_ngram_tokens(const std::vector<int64_t>& seq, int64_t N, int64_t V, std::vector<int64_t>& out) {
   const int64_t n = int64_t(seq.size());
   for (int64_t i = 0; i + N - 1 < n; ++i) {  // the N-gram seq[i .. i+N-1] exists
     bool same = true;  // its first N-1 tokens equal the last N-1 of seq
     for (int64_t k = 0; k < N - 1 && same; ++k) same = seq[i + k] == seq[n - (N - 1) + k];
-    if (same && seq[i + N - 1] >= 0 && seq[i + N - 1] < V) row[seq[i + N - 1]] = -std::numeric_limits<float>::infinity();
+    if (same && seq[i + N - 1] >= 0 && seq[i + N - 1] < V) out.push_back(seq[i + N - 1]);
   }
+}
+
+// Sets row[v] = -inf for each token v that would complete an N-gram already in seq (N >= 1).
+void block_repeated_ngrams(const std::vector<int64_t>& seq, int64_t N, int64_t V, float* row) {
+  std::vector<int64_t> blocked;
+  repeated_ngram_tokens(seq, N, V, blocked);
+  for (int64_t v : blocked) row[v] = -std::numeric_limits<float>::infinity();
 }
 
 // One draw of SearchOptions' sampling from the masked logits z [V] (see search.h).
@@ -80,6 +100,90 @@ double coverage_term(const double* cov, int64_t len, double beta) {
   double sum = 0;
   for (int64_t s = 0; s < len; ++s) sum += std::log(std::min(cov[s], 1.0));
   return beta * sum;
+}
+
+// A beam search candidate: beam j of an input extended by token v (index j*V + v), and its score.
+struct Candidate {
+  double value;
+  int64_t index;
+};
+
+// The order of numpy's stable argsort of -values: larger first, NaN after everything, ties to the
+// lower index.
+inline bool ranks_before(const Candidate& a, const Candidate& c) {
+  const bool na = std::isnan(a.value), nc = std::isnan(c.value);
+  if (na != nc) return nc;
+  if (!na && a.value != c.value) return a.value > c.value;
+  return a.index < c.index;
+}
+
+// A beam's masks at one step: a forced token (>= 0: every other token gets -inf, no other mask),
+// <eos> before min_length, the tokens that would repeat an N-gram (sorted).
+struct RowMask {
+  int64_t forced = -1;
+  bool no_eos = false;
+  std::vector<int64_t> blocked;
+};
+
+inline bool is_masked(const RowMask& m, int64_t v) {
+  if (m.forced >= 0) return v != m.forced;
+  return (m.no_eos && v == kEosId) || (!m.blocked.empty() && std::binary_search(m.blocked.begin(), m.blocked.end(), v));
+}
+
+// The masked float64 log-probability of token v of logits z.
+inline double masked_logp(const RowShift& shift, const RowMask& mask, const float* z, int64_t v) {
+  return is_masked(mask, v) ? -std::numeric_limits<double>::infinity() : row_logp(shift, z[v]);
+}
+
+// The K best of the K*V candidates score[j] + logp_j[v] of one input (logits z [K,V], scores [K]),
+// best first: exactly the first K of the stable argsort over all of them, without sorting or even
+// scoring them all. A candidate never scores above its beam (logp <= 0), so beams are visited best
+// first and a beam that cannot beat the K-th best so far is skipped whole, log-softmax included
+// (at the first step, all beams but one; often most of them later). Within a beam of finite score
+// and log-softmax a candidate's score rises with its logit, so a logit at or below one that already
+// lost is skipped with one float comparison. set_mask(j, mask) gives beam j's masks; shifts, masks
+// and visited [K] receive the log-softmax shift and masks of the beams visited.
+template <class SetMask>
+std::vector<Candidate> best_candidates(const float* z, const double* score, int64_t K, int64_t V, SetMask set_mask,
+                                       RowShift* shifts, RowMask* masks, char* visited) {
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  std::vector<int64_t> order(static_cast<size_t>(K));
+  for (int64_t j = 0; j < K; ++j) order[j] = j;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t c) { return ranks_before({score[a], a}, {score[c], c}); });
+  std::vector<Candidate> heap;  // the K best so far, the worst at the front
+  heap.reserve(static_cast<size_t>(K));
+  for (int64_t j : order) {
+    const double s = score[j];
+    if (int64_t(heap.size()) == K && !std::isnan(heap.front().value)) {
+      const Candidate& worst = heap.front();  // every candidate of beam j is <= s, or NaN
+      if (std::isnan(s) || s < worst.value || (s == worst.value && j * V > worst.index)) continue;
+    }
+    const float* zj = z + j * V;
+    const RowShift shift = shifts[j] = row_shift(zj, V);
+    set_mask(j, masks[j]);
+    const RowMask& mask = masks[j];
+    visited[j] = 1;
+    const bool rising = std::isfinite(s) && shift.finite;
+    float lost = std::numeric_limits<float>::quiet_NaN();  // (no comparison with NaN holds)
+    for (int64_t v = 0; v < V; ++v) {
+      if (zj[v] <= lost) continue;
+      const bool masked = is_masked(mask, v);
+      const Candidate c{s + (masked ? neg_inf : row_logp(shift, zj[v])), j * V + v};
+      if (int64_t(heap.size()) < K) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end(), ranks_before);
+      } else if (ranks_before(c, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), ranks_before);
+        heap.back() = c;
+        std::push_heap(heap.begin(), heap.end(), ranks_before);
+      } else if (rising && !masked && c.value < heap.front().value) {
+        lost = zj[v];  // the K-th best only improves: every logit <= this one loses too
+      }
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end(), ranks_before);
+  return heap;
 }
 
 }  // namespace
@@ -136,7 +240,7 @@ GreedyResult greedy_search(DecoderStep& decoder, const SearchOptions& o, const i
     for (int64_t r = 0; r < R; ++r) rngs.emplace_back(o.seed + uint64_t(input_of(r)));
   std::vector<float> logits(static_cast<size_t>(R * V)), masked(static_cast<size_t>(V));
   std::vector<float> attention(weights ? static_cast<size_t>(R * S) : 0);
-  std::vector<double> logp(scores ? static_cast<size_t>(V) : 0), cov(coverage ? static_cast<size_t>(R * S) : 0);
+  std::vector<double> cov(coverage ? static_cast<size_t>(R * S) : 0);
   std::vector<double> log_probs(static_cast<size_t>(R), 0.0), chosen_scores;  // [T, R]
   std::vector<int64_t> tokens(static_cast<size_t>(R), kSosId), lengths(static_cast<size_t>(R), 0);
   std::vector<int64_t> chosen;        // [T, R], one step appended at a time
@@ -175,8 +279,7 @@ GreedyResult greedy_search(DecoderStep& decoder, const SearchOptions& o, const i
           token = sampling ? sample_token(masked.data(), V, o, rngs[r]) : argmax(masked.data(), V, -1);
         }
         if (scores) {
-          log_softmax(z, V, logp.data());
-          token_score = logp[token];
+          token_score = row_logp(row_shift(z, V), z[token]);
           log_probs[r] += token_score;
         }
         ++lengths[r];
@@ -232,9 +335,8 @@ std::vector<std::vector<Hypothesis>> beam_search(DecoderStep& decoder, int64_t B
   };
   std::vector<std::vector<int64_t>> seqs(N > 0 ? static_cast<size_t>(R) : 0);  // live hypotheses' tokens
   std::vector<std::vector<double>> hist_token_scores;  // per step [R]: the chosen token's log-prob
-  std::vector<float> masked(N > 0 ? static_cast<size_t>(V) : 0);
   auto penalty = [&](double len) { return std::pow((5.0 + len) / 6.0, alpha); };
-  std::vector<double> scores(static_cast<size_t>(R), neg_inf), logp(static_cast<size_t>(R * V));
+  std::vector<double> scores(static_cast<size_t>(R), neg_inf);
   for (int64_t b = 0; b < B; ++b) scores[b * K] = 0.0;  // one live beam per input to start
   std::vector<int64_t> tokens(static_cast<size_t>(R), kSosId);
   std::vector<std::vector<int64_t>> hist_tokens, hist_parents;
@@ -244,53 +346,52 @@ std::vector<std::vector<Hypothesis>> beam_search(DecoderStep& decoder, int64_t B
   std::vector<float> logits(static_cast<size_t>(R * V));
   std::vector<float> attention(weights ? static_cast<size_t>(R * S) : 0);
   const double bound_factor = penalty(double(options.max_length));
-  std::vector<int64_t> cand(static_cast<size_t>(K * V));
+  // per row of the step: its log-softmax shift and masks, where the selection looked at it (shifted)
+  std::vector<RowShift> shifts(static_cast<size_t>(R));
+  std::vector<RowMask> masks(static_cast<size_t>(R));
+  std::vector<char> shifted(static_cast<size_t>(R));
   for (int64_t t = 0; t < options.max_length; ++t) {
     decoder.step(tokens.data(), logits.data(), weights ? attention.data() : nullptr);
     if (weights) hist_attention.push_back(attention);
-    for (int64_t r = 0; r < R; ++r) {
-      double* row = logp.data() + r * V;
-      log_softmax(logits.data() + r * V, V, row);
-      const std::vector<int64_t>* prefix = prefix_of(r / K);
-      if (prefix && t < int64_t(prefix->size())) {  // forced: every other token -inf
-        const int64_t forced = (*prefix)[static_cast<size_t>(t)];
-        for (int64_t v = 0; v < V; ++v)
-          if (v != forced) row[v] = neg_inf;
+    std::vector<int64_t> step_tokens(static_cast<size_t>(R)), step_parents(static_cast<size_t>(R));
+    std::vector<double> new_scores(static_cast<size_t>(R), neg_inf);
+    std::fill(shifted.begin(), shifted.end(), 0);
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) {  // its rows are all dead: they keep their tokens, nothing is chosen
+        for (int64_t r = b * K; r < (b + 1) * K; ++r) {
+          step_tokens[r] = tokens[r];
+          step_parents[r] = r;
+        }
         continue;
       }
-      if (t < options.min_length) row[kEosId] = neg_inf;
-      if (N > 0 && scores[r] != neg_inf) {
-        std::fill(masked.begin(), masked.end(), 0.0f);
-        block_repeated_ngrams(seqs[r], N, V, masked.data());
-        for (int64_t v = 0; v < V; ++v)
-          if (masked[v] != 0.0f) row[v] = neg_inf;
-      }
-    }
-    std::vector<int64_t> step_tokens(static_cast<size_t>(R)), step_parents(static_cast<size_t>(R));
-    std::vector<double> new_scores(static_cast<size_t>(R));
-    for (int64_t b = 0; b < B; ++b) {
-      // the K best of K*V candidates: numpy's stable argsort of -candidates (larger first, NaN
-      // after everything, ties by index)
-      auto value = [&](int64_t i) { return scores[b * K + i / V] + logp[(b * K + i / V) * V + i % V]; };
-      for (int64_t i = 0; i < K * V; ++i) cand[i] = i;
-      std::partial_sort(cand.begin(), cand.begin() + K, cand.end(), [&](int64_t a, int64_t c) {
-        const double va = value(a), vc = value(c);
-        const bool na = std::isnan(va), nc = std::isnan(vc);
-        if (na != nc) return nc;
-        if (!na && va != vc) return va > vc;
-        return a < c;
-      });
+      const std::vector<int64_t>* prefix = prefix_of(b);
+      const int64_t forced = prefix && t < int64_t(prefix->size()) ? (*prefix)[static_cast<size_t>(t)] : -1;
+      const std::vector<Candidate> best = best_candidates(
+          logits.data() + b * K * V, scores.data() + b * K, K, V, [&](int64_t j, RowMask& mask) {
+            const int64_t r = b * K + j;
+            mask = RowMask();
+            mask.forced = forced;  // forced: every other token -inf (and no other mask)
+            mask.no_eos = forced < 0 && t < options.min_length;
+            if (forced < 0 && N > 0 && scores[r] != neg_inf) {
+              repeated_ngram_tokens(seqs[r], N, V, mask.blocked);
+              std::sort(mask.blocked.begin(), mask.blocked.end());
+            }
+          }, shifts.data() + b * K, masks.data() + b * K, shifted.data() + b * K);
       for (int64_t j = 0; j < K; ++j) {
-        step_tokens[b * K + j] = cand[j] % V;
-        step_parents[b * K + j] = b * K + cand[j] / V;
-        new_scores[b * K + j] = value(cand[j]);
+        step_tokens[b * K + j] = best[j].index % V;
+        step_parents[b * K + j] = b * K + best[j].index / V;
+        new_scores[b * K + j] = best[j].value;
       }
     }
     hist_tokens.push_back(step_tokens);
     hist_parents.push_back(step_parents);
     if (options.return_token_scores) {
-      std::vector<double> step_scores(static_cast<size_t>(R));
-      for (int64_t r = 0; r < R; ++r) step_scores[r] = logp[step_parents[r] * V + step_tokens[r]];
+      std::vector<double> step_scores(static_cast<size_t>(R), 0.0);
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t p = step_parents[r];
+        if (shifted[p])  // (the rows of an input that is done choose nothing)
+          step_scores[r] = masked_logp(shifts[p], masks[p], logits.data() + p * V, step_tokens[r]);
+      }
       hist_token_scores.push_back(std::move(step_scores));
     }
     const bool last = t == options.max_length - 1;

@@ -13,13 +13,13 @@
 namespace s2s {
 namespace {
 
-// Rows of src [B, row] repeated `times` each: [B*times, row].
-Buffer<float> repeat_rows(const Buffer<float>& src, int64_t B, int64_t row, int64_t times) {
-  Buffer<float> out(src.size() * times);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < times; ++j)
-      std::memcpy(out.data() + (b * times + j) * row, src.data() + b * row, sizeof(float) * row);
-  return out;
+// Rows [0, B) of rows [B*times, row] repeated in place `times` each: row b becomes rows
+// b*times .. b*times + times-1 (back to front, so that no row is overwritten before it is copied).
+template <class T>
+void repeat_rows_in_place(T* rows, int64_t B, int64_t row, int64_t times) {
+  for (int64_t b = B - 1; b >= 0; --b)
+    for (int64_t j = times - 1; j >= 0; --j)
+      if (b * times + j != b) std::memcpy(rows + (b * times + j) * row, rows + b * row, sizeof(T) * row);
 }
 
 }  // namespace
@@ -29,9 +29,10 @@ Seq2SeqStep::Seq2SeqStep(const EngineWeights& w, const int64_t* src, const int64
     : w_(w), B_(B), K_(beams), R_(B * beams), S_(S), H_(w.cfg.hidden), lengths_(lengths, lengths + B) {
   encode(src, lengths, B, S);
   const int64_t R = R_, H = H_;
-  if (beams > 1)  // the beams of an input start from its state (the source stays once per input)
-    for (auto* states : {&h_, &c_})
-      for (auto& s : *states) s = repeat_rows(s, B, H, beams);
+  // The beams of an input start from its state (the source stays once per input): the first
+  // step runs on the B inputs and repeats its results (step), the states hold R rows from here.
+  for (auto* states : {&h_, &c_})
+    for (auto& s : *states) s.resize(static_cast<size_t>(R * H));
   if (w.cfg.input_feeding) feed_.assign(static_cast<size_t>(R * H), 0.0f);
   const size_t RH = static_cast<size_t>(R * H);
   context_.resize(RH);
@@ -53,7 +54,7 @@ void Seq2SeqStep::encode(const int64_t* src, const int64_t* lengths, int64_t B, 
   Buffer<float> x(static_cast<size_t>(B * S * E));
   for (int64_t i = 0; i < B * S; ++i) std::memcpy(x.data() + i * E, w_.src_embed.data() + src[i] * E, sizeof(float) * E);
   int64_t in_size = E;
-  Buffer<float> hs(static_cast<size_t>(B * S * H)), hs_rev(static_cast<size_t>(B * S * H)), x_rev;
+  Buffer<float> hs(static_cast<size_t>(B * S * H)), hs_rev(static_cast<size_t>(cfg.bidirectional ? B * S * H : 0)), x_rev;
   std::vector<Buffer<float>> final_h, final_c;  // per layer [B, D*H]
   // each sequence reversed within its length (padding stays in place)
   auto rev = [&](int64_t b, int64_t t) { return t < lengths[b] ? lengths[b] - 1 - t : t; };
@@ -62,6 +63,14 @@ void Seq2SeqStep::encode(const int64_t* src, const int64_t* lengths, int64_t B, 
     const auto& fw = w_.enc_fwd[l];
     lstm_sequence_inference(hs.data(), hT.data(), cT.data(), x.data(), fw.w_ih, fw.w_hh, fw.b.data(), lengths, B, S,
                             in_size, H);
+    if (!cfg.bidirectional) {  // the outputs are the next layer's input as they are
+      final_h.push_back(std::move(hT));
+      final_c.push_back(std::move(cT));
+      x.swap(hs);
+      hs.resize(static_cast<size_t>(B * S * H));
+      in_size = H;
+      continue;
+    }
     Buffer<float> next(static_cast<size_t>(B * S * D * H));
     Buffer<float> fh(static_cast<size_t>(B * D * H)), fc(static_cast<size_t>(B * D * H));
     for (int64_t b = 0; b < B; ++b) {
@@ -119,18 +128,41 @@ void Seq2SeqStep::encode(const int64_t* src, const int64_t* lengths, int64_t B, 
   attention_keys_inference(keys_.data(), memory_.data(), w_.score_kind, w_.attention_params, B, S, Hd, Hd);
 }
 
-void Seq2SeqStep::attend(const float* query, float* a, float* context) {
+void Seq2SeqStep::attend(const float* query, float* a, float* context, int64_t K) {
   attention_step_inference(a, context, query_proj_.data(), memory_.data(), keys_.data(), query, w_.score_kind,
-                           w_.attention_params, lengths_.data(), B_, K_, S_, H_, H_);
+                           w_.attention_params, lengths_.data(), B_, K, S_, H_, H_);
 }
 
 void Seq2SeqStep::step(const int64_t* tokens, float* logits, float* attention) {
+  const bool first_step = steps_++ == 0;
+  bool copies = first_step && K_ > 1;  // the K rows of each input: one state, and one token?
+  for (int64_t r = 0; copies && r < R_; ++r) copies = tokens[r] == tokens[r / K_ * K_];
+  if (first_step && K_ > 1 && !copies)
+    for (auto* states : {&h_, &c_})
+      for (auto& s : *states) repeat_rows_in_place(s.data(), B_, H_, K_);
+  if (!copies) {
+    step_rows(tokens, logits, attention, K_);
+    return;
+  }
+  // The first step of a beam search: the K beams of an input are copies, so the step runs once
+  // per input and its results are repeated (they are greedy decoding's first step).
+  std::vector<int64_t> first(static_cast<size_t>(B_));
+  for (int64_t b = 0; b < B_; ++b) first[b] = tokens[b * K_];
+  step_rows(first.data(), logits, attention, 1);
+  repeat_rows_in_place(logits, B_, w_.cfg.tgt_vocab, K_);
+  if (attention) repeat_rows_in_place(attention, B_, S_, K_);
+  for (auto* states : {&h_, &c_})
+    for (auto& s : *states) repeat_rows_in_place(s.data(), B_, H_, K_);
+  if (!feed_.empty()) repeat_rows_in_place(feed_.data(), B_, H_, K_);
+}
+
+void Seq2SeqStep::step_rows(const int64_t* tokens, float* logits, float* attention, int64_t K) {
   const ModelConfig& cfg = w_.cfg;
   const KernelTable<float>& k = kernels<float>();
-  const int64_t R = R_, H = H_, G = 4 * H, E = cfg.embed, V = cfg.tgt_vocab;
+  const int64_t R = B_ * K, H = H_, G = 4 * H, E = cfg.embed, V = cfg.tgt_vocab;
   const bool has_attention = cfg.has_attention();
   // Bahdanau: attend from the previous top-layer state; the context joins the LSTM input.
-  if (has_attention && cfg.bahdanau) attend(h_.back().data(), weights_.data(), context_.data());
+  if (has_attention && cfg.bahdanau) attend(h_.back().data(), weights_.data(), context_.data(), K);
   const float* extra = cfg.bahdanau ? context_.data() : (cfg.input_feeding ? feed_.data() : nullptr);
   for (int64_t l = 0; l < cfg.layers; ++l) {
     const auto& lw = w_.dec[l];
@@ -157,7 +189,7 @@ void Seq2SeqStep::step(const int64_t* tokens, float* logits, float* attention) {
   const float* h_top = h_.back().data();
   const float* o = h_top;
   if (has_attention) {
-    if (!cfg.bahdanau) attend(h_top, weights_.data(), context_.data());
+    if (!cfg.bahdanau) attend(h_top, weights_.data(), context_.data(), K);
     // o = tanh([c; h] @ W_c^T + b_c), or without the tanh (combine_activation "none")
     for (int64_t r = 0; r < R; ++r) {
       std::memcpy(combined_.data() + r * 2 * H, context_.data() + r * H, sizeof(float) * H);

@@ -18,8 +18,9 @@ namespace s2s {
 
 class Seq2SeqStep : public DecoderStep {
  public:
-  // Encodes src [B,S] (rows sorted by length, longest first; lengths [B] in 1..S) and repeats
-  // each input's state `beams` times (row b*beams + j); the attention's source stays once per input.
+  // Encodes src [B,S] (rows sorted by length, longest first; lengths [B] in 1..S); each input's
+  // state is row b*beams + j of every beam j (the first step, fed the same token on all of them,
+  // runs once per input); the attention's source stays once per input.
   Seq2SeqStep(const EngineWeights& w, const int64_t* src, const int64_t* lengths, int64_t B, int64_t S,
               int64_t beams);
 
@@ -33,11 +34,14 @@ class Seq2SeqStep : public DecoderStep {
  private:
   // memory [B,S,H], h and c per layer [B,H]: the encoder's outputs and the decoder's first state
   void encode(const int64_t* src, const int64_t* lengths, int64_t B, int64_t S);
-  // context [R,H] and weights a [R,S] of queries [R,H] (the beams of input b: rows b*K .. b*K+K-1)
-  void attend(const float* query, float* a, float* context);
+  // context [B*K,H] and weights a [B*K,S] of queries [B*K,H] (the K rows of input b: b*K .. b*K+K-1)
+  void attend(const float* query, float* a, float* context, int64_t K);
+  // step() over B*K rows, K rows per input (K_, or 1 at the first step)
+  void step_rows(const int64_t* tokens, float* logits, float* attention, int64_t K);
 
   const EngineWeights& w_;
   const int64_t B_, K_, R_, S_, H_;  // inputs, beams per input, rows = B*K
+  int64_t steps_ = 0;              // steps taken
   std::vector<int64_t> lengths_;   // [B]
   Buffer<float> memory_;           // [B,S,H] the attention's source states
   Buffer<float> keys_;             // ops/attention.h attention_keys_inference, [B,S,H] or empty

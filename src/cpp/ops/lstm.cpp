@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "runtime/blas.h"
@@ -448,33 +449,66 @@ void lstm_step_inference(float* h1, float* c1, float* gates, const float* h0, co
 void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, const WeightMatrix& w_ih,
                              const WeightMatrix& w_hh, const float* b, const int64_t* lengths, int64_t B,
                              int64_t S, int64_t I, int64_t H) {
+  const KernelTable<float>& k = kernels<float>();
   const int64_t G = 4 * H;
-  Buffer<float> zeros(static_cast<size_t>(B * H), 0.0f);
-  if (w_ih.is_f32() && w_hh.is_f32()) {
-    Buffer<float> hx_all(static_cast<size_t>((S + 1) * B * (H + I))), gates(static_cast<size_t>(S * B * G));
-    Buffer<float> c_all(static_cast<size_t>((S + 1) * B * H));
-    lstm_forward<float>(hs, hT, cT, hx_all.data(), gates.data(), c_all.data(), x, zeros.data(), zeros.data(),
-                        w_ih.f32.data(), w_hh.f32.data(), b, lengths, B, S, I, H);
-    return;
+  for (int64_t n = 0; n < B; ++n)  // padding: zero outputs
+    std::fill(hs + (n * S + lengths[n]) * H, hs + (n + 1) * S * H, 0.0f);
+  // The training recurrence's products (lstm_forward: the same fold, shapes and sums, so the same
+  // numbers), without its saved buffers: only the running state, in this thread's scratch. Rows
+  // run while t < lengths[n] (a prefix, the rows being sorted by length); a row's final state is
+  // written when it ends.
+  const bool fold = w_ih.is_f32() && w_hh.is_f32() && fold_input(B, I, H);
+  const int64_t HX = fold ? H + I : H;  // state rows: [h | x_t] when folded, else h
+  float* state = scratch<float>(Scratch::lstm_inference_state, B * (HX + 2 * H + G));
+  float* hx = state;               // [B, HX]
+  float* c = hx + B * HX;          // [B, H]
+  float* c_next = c + B * H;       // [B, H]
+  float* gates = c_next + B * H;   // [B, G] (folded)
+  std::fill(hx, hx + B * HX, 0.0f);
+  std::fill(c, c + B * H, 0.0f);
+  const float* w_cat = fold ? concat_weights(w_hh.f32.data(), w_ih.f32.data(), H, I) : nullptr;
+  float* x_proj = nullptr;  // [S, B, G]: every step's input product at once (not folded), time-major
+  if (!fold) {              // as lstm_forward computes it (rows in its order, padding zero): its sums
+    float* x_proj_in = scratch<float>(Scratch::lstm_inference_input, S * B * (G + I));
+    x_proj = x_proj_in + S * B * I;
+    for (int64_t t = 0; t < S; ++t)
+      for (int64_t n = 0; n < B; ++n) {
+        float* x_tn = x_proj_in + (t * B + n) * I;
+        if (t < lengths[n]) std::memcpy(x_tn, x + (n * S + t) * I, sizeof(float) * I);
+        else std::fill(x_tn, x_tn + I, 0.0f);
+      }
+    matmul(w_ih, x_proj_in, S * B, x_proj, false);
   }
-  Buffer<float> x_proj(static_cast<size_t>(B * S * G)), gates(static_cast<size_t>(B * G));
-  Buffer<float> h(zeros), c(zeros), h_new(zeros), c_new(zeros);
-  matmul(w_ih, x, B * S, x_proj.data(), false);  // [B*S, G]: every step's input product at once
-  std::fill(hs, hs + B * S * H, 0.0f);
+  // float32 recurrent weights are prepared once for the whole sequence (recurrent_weights.h)
+  std::unique_ptr<RecurrentWeights<float>> recurrent;
+  if (fold) recurrent.reset(new RecurrentWeights<float>(Trans::yes, HX, G, w_cat, HX, HX, G, /*accumulate=*/false));
+  else if (w_hh.is_f32())
+    recurrent.reset(new RecurrentWeights<float>(Trans::yes, H, G, w_hh.f32.data(), H, HX, G, /*accumulate=*/true));
   for (int64_t t = 0; t < S; ++t) {
-    int64_t active = 0;  // rows still running: a prefix, the rows being sorted by length
+    int64_t active = 0;  // rows still running
     while (active < B && lengths[active] > t) ++active;
     if (active == 0) break;
-    for (int64_t n = 0; n < active; ++n)
-      std::memcpy(gates.data() + n * G, x_proj.data() + (n * S + t) * G, sizeof(float) * G);
-    lstm_step_inference(h_new.data(), c_new.data(), gates.data(), h.data(), c.data(), w_hh, b, active, H);
-    for (int64_t n = 0; n < active; ++n)
-      std::memcpy(hs + (n * S + t) * H, h_new.data() + n * H, sizeof(float) * H);
-    std::memcpy(h.data(), h_new.data(), sizeof(float) * active * H);  // finished rows keep their state
-    std::memcpy(c.data(), c_new.data(), sizeof(float) * active * H);
+    float* gates_t = gates;  // [active, G]
+    if (fold) {
+      for (int64_t n = 0; n < active; ++n)
+        std::memcpy(hx + n * HX + H, x + (n * S + t) * I, sizeof(float) * I);
+      recurrent->multiply(active, hx, gates);
+    } else {  // gates = x_proj[t] += h @ w_hh^T, in place
+      gates_t = x_proj + t * B * G;
+      if (recurrent) recurrent->multiply(active, hx, gates_t);
+      else matmul(w_hh, hx, active, gates_t, true);
+    }
+    for (int64_t n = 0; n < active; ++n) {
+      float* h_n = hx + n * HX;  // the products have read h: the new one replaces it
+      k.lstm_gates_forward(gates_t + n * G, b, c + n * H, c_next + n * H, h_n, H, H);
+      std::memcpy(hs + (n * S + t) * H, h_n, sizeof(float) * H);
+      if (t == lengths[n] - 1) {
+        std::memcpy(hT + n * H, h_n, sizeof(float) * H);
+        std::memcpy(cT + n * H, c_next + n * H, sizeof(float) * H);
+      }
+    }
+    std::swap(c, c_next);
   }
-  std::memcpy(hT, h.data(), sizeof(float) * B * H);
-  std::memcpy(cT, c.data(), sizeof(float) * B * H);
 }
 
 }  // namespace s2s

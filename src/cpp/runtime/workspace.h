@@ -24,6 +24,8 @@ enum class Scratch {
   attention_dquery,
   attention_dkey,
   gemm_partials,
+  lstm_inference_input,  // lstm_sequence_inference: the input product of every step
+  lstm_inference_state,  // lstm_sequence_inference: the running state
   count
 };
 
