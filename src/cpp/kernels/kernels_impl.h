@@ -405,10 +405,24 @@ inline void dot_scores_query_block(const T* keys, int64_t ldk, const double* que
   }
 }
 
+// The queries as float64 rows: float ones widened into out [n_q, H] (ldq becomes H), double ones as given.
+inline const double* queries_f64(const float* queries, int64_t& ldq, int64_t n_q, int64_t H, double* out) {
+  for (int64_t t = 0; t < n_q; ++t) {
+    const float* q_t = queries + t * ldq;
+    double* out_t = out + t * H;
+#pragma omp simd
+    for (int64_t h = 0; h < H; ++h) out_t[h] = static_cast<double>(q_t[h]);
+  }
+  ldq = H;
+  return out;
+}
+inline const double* queries_f64(const double* queries, int64_t&, int64_t, int64_t, double*) { return queries; }
+
 template <class T>
-void dot_scores(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e, int64_t lde,
-                int64_t n_q, int64_t S, int64_t H, double scale) {
+void dot_scores(const T* keys, int64_t ldk, const T* queries_in, int64_t ldq, T* e, int64_t lde, int64_t n_q,
+                int64_t S, int64_t H, double scale, double* query_f64) {
   static_assert(kTileQueries <= 4 && kTileKeys <= 4, "the remainder switches cover tiles up to 4");
+  const double* queries = queries_f64(queries_in, ldq, n_q, H, query_f64);
   int64_t t = 0;
   for (; t + kTileQueries <= n_q; t += kTileQueries)
     dot_scores_query_block<kTileQueries>(keys, ldk, queries + t * ldq, ldq, e + t * lde, lde, S, H, scale);
