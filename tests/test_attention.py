@@ -207,3 +207,60 @@ def test_concat_param_count_is_checked(rng):
             ops.attention_weight_forward(hs, q, "concat", bad)
     with pytest.raises(ValueError, match=r"params\[3\] \(b_q\)"):
         ops.attention_weight_forward(hs, q, "concat", params[:3] + (np.zeros(A + 1),))
+
+
+# ------------------------------------------------------------------------ dot scores (all kernel paths)
+
+def _softmax64(scores, lengths):
+    """float64 softmax over s < lengths[b], masked positions exactly 0."""
+    masked = np.arange(scores.shape[-1])[None, None, :] >= np.asarray(lengths)[:, None, None]
+    s = np.where(masked, -np.inf, scores)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_dot_scores_every_tile_remainder(kernel_path, rng, dtype):
+    """dot_scores tiles queries by keys (4 x 4 on AVX-512, 3 x 3 otherwise) and sums H in vectors of
+    8, 4 or 2 float64 lanes: every count of leftover queries, keys and hidden units, on every path."""
+    for H in (1, 9, 33):
+        for T in range(1, 10):
+            for S in range(1, 10):
+                B = 2
+                hs = normal(rng, (B, S, H), dtype)
+                q = normal(rng, (B, T, H), dtype)
+                lengths = np.array([S, max(1, S - 2)])
+                a, _ = ops.attention_weight_forward(hs, q, "dot", (), lengths)
+                scores = np.einsum("bth,bsh->bts", q.astype(np.float64), hs.astype(np.float64))
+                ref = _softmax64(scores, lengths)
+                if dtype == np.float64:
+                    tol = 1e-12  # float64 sums of at most 33 products, then exp: far below any indexing slip
+                else:
+                    # each score is the float64 sum rounded once to float32 (error <= |s| eps/2); the
+                    # softmax turns a score error d into a weight error <= 2d (a <= 1), and its float32
+                    # exp and normalisation add a few eps: (max|s| + 8) eps bounds both. A wrong tile
+                    # index would be off by O(1).
+                    tol = (np.abs(scores).max() + 8) * np.finfo(np.float32).eps
+                err = np.abs(a - ref).max()
+                assert err <= tol, f"H={H} T={T} S={S}: max |a - ref| = {err:.3g} > {tol:.3g}"
+                assert np.all(a[1, :, lengths[1]:] == 0)
+
+
+@pytest.mark.parametrize("kind", ["dot", "scaled_dot"])
+def test_dot_scores_are_float64_sums(kernel_path, kind):
+    """Scores are float64 sums rounded once: terms +1e8 and -1e8 around a small one cancel exactly.
+    A float32 sum (any order that puts h = 0, 16 and 32 in one lane of up to 16) loses the small term:
+    1e8 + c rounds to 1e8 for c < 4, and every score would come out 0."""
+    B, T, S, H = 2, 5, 7, 33
+    q = np.zeros((B, T, H), np.float32)
+    hs = np.zeros((B, S, H), np.float32)
+    q[:, :, 0], hs[:, :, 0] = 1e4, 1e4            # +1e8
+    q[:, :, 32], hs[:, :, 32] = 1e4, -1e4         # -1e8
+    q[:, :, 16] = 1.0
+    c = (np.arange(B * S, dtype=np.float32).reshape(B, S) % 7) * 0.5  # exact in float32, < 4
+    hs[:, :, 16] = c
+    a, _ = ops.attention_weight_forward(hs, q, kind, ())
+    scale = 1.0 / np.sqrt(H) if kind == "scaled_dot" else 1.0
+    ref = _softmax64(np.broadcast_to((c * scale)[:, None, :], (B, T, S)).astype(np.float64), [S] * B)
+    # the scores are exact (c * scale rounded once); what is left is the float32 softmax's own error
+    np.testing.assert_allclose(a, ref, rtol=0, atol=8 * np.finfo(np.float32).eps)

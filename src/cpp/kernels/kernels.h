@@ -25,12 +25,12 @@ struct KernelTable {
   // y[N] = alpha * W[N,K] x[K] + beta * y (beta == 0 never reads y); W rows are ldw apart.
   void (*gemv)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
   // Dot-product scores of n_q queries: e[t, s] = scale * queries[t, :H] . keys[s, :H] for t < n_q,
-  // s < S; rows of keys, queries and e are ldk, ldq and lde apart. Sums are float64 (queries come
-  // in float64): a score's rounding error is multiplied by exp in the softmax, so scores are made
-  // exact to float32 rounding rather than to a float32 dot product's. Four queries share each key
-  // load.
-  void (*dot_scores)(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e, int64_t lde,
-                     int64_t n_q, int64_t S, int64_t H, double scale);
+  // s < S; rows of keys, queries and e are ldk, ldq and lde apart. Sums are float64 (float queries
+  // are widened once into query_f64, scratch of n_q * H; unused for double): a score's rounding
+  // error is multiplied by exp in the softmax, so scores are made exact to float32 rounding rather
+  // than to a float32 dot product's. Register tiles of queries by keys share each load.
+  void (*dot_scores)(const T* keys, int64_t ldk, const T* queries, int64_t ldq, T* e, int64_t lde,
+                     int64_t n_q, int64_t S, int64_t H, double scale, double* query_f64);
   // Additive (Bahdanau) scores of one query: e[s] = v[A] . tanh(qp[A] + kp[s, :A]), s < S.
   void (*additive_scores)(const T* qp, const T* kp, const T* v, T* e, int64_t S, int64_t A);
   // Its backward: with z = tanh(qp + kp[s]), dz = de[s] * v * (1 - z^2):

@@ -325,63 +325,115 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
 
 // ---- attention rows -----------------------------------------------------------------------------
 
-template <class T>
-void dot_scores(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e, int64_t lde,
-                int64_t n_q, int64_t S, int64_t H, double scale) {
-  int64_t t = 0;
-  for (; t + 4 <= n_q; t += 4) {
-    const double* q0 = queries + t * ldq;
-    const double* q1 = q0 + ldq;
-    const double* q2 = q1 + ldq;
-    const double* q3 = q2 + ldq;
-    for (int64_t s = 0; s < S; ++s) {
-      const T* key = keys + s * ldk;
-      double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
-      for (int64_t h = 0; h < H; ++h) {
-        const double key_h = static_cast<double>(key[h]);
-        acc0 += key_h * q0[h];
-        acc1 += key_h * q1[h];
-        acc2 += key_h * q2[h];
-        acc3 += key_h * q3[h];
-      }
-      e[t * lde + s] = static_cast<T>(acc0 * scale);
-      e[(t + 1) * lde + s] = static_cast<T>(acc1 * scale);
-      e[(t + 2) * lde + s] = static_cast<T>(acc2 * scale);
-      e[(t + 3) * lde + s] = static_cast<T>(acc3 * scale);
+// Dot scores as register tiles: NQ queries by NK keys, each score a float64 vector of
+// kF64Lanes partial sums (the target's widest float64 register: GCC/Clang vector extensions make
+// the same source SSE2/NEON, AVX2 or AVX-512 code). A key is loaded (and widened) once per NQ
+// queries and a query once per NK keys; the tile's NQ*NK accumulators, NK keys and a query fill
+// the target's 32 (AVX-512) or 16 registers. Each score's lanes are added in one fixed tree, then
+// the last H % kF64Lanes terms in order.
+#if defined(__AVX512F__)
+#define S2S_F64_LANES 8
+constexpr int kTileQueries = 4;
+constexpr int kTileKeys = 4;
+#elif defined(__AVX__)
+#define S2S_F64_LANES 4
+constexpr int kTileQueries = 3;
+constexpr int kTileKeys = 3;
+#else
+#define S2S_F64_LANES 2
+constexpr int kTileQueries = 3;
+constexpr int kTileKeys = 3;
+#endif
+typedef double F64Vec __attribute__((vector_size(S2S_F64_LANES * sizeof(double))));
+typedef float F32Half __attribute__((vector_size(S2S_F64_LANES * sizeof(float))));
+constexpr int64_t kF64Lanes = S2S_F64_LANES;
+#undef S2S_F64_LANES
+
+inline F64Vec load_f64(const double* p) {
+  F64Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline F64Vec load_f64(const float* p) {
+  F32Half v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, F64Vec);
+}
+
+inline double lane_sum(const F64Vec& v) {
+  double x[kF64Lanes];
+  std::memcpy(x, &v, sizeof v);
+  for (int64_t width = kF64Lanes / 2; width >= 1; width /= 2)  // pairwise: lane i += lane i + width
+    for (int64_t i = 0; i < width; ++i) x[i] += x[i + width];
+  return x[0];
+}
+
+template <int NQ, int NK, class T>
+inline void dot_scores_tile(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e, int64_t lde,
+                            int64_t H, double scale) {
+  F64Vec acc[NQ][NK];
+  for (int i = 0; i < NQ; ++i)
+    for (int j = 0; j < NK; ++j) acc[i][j] = F64Vec{};
+  const int64_t H_vec = H - H % kF64Lanes;
+  for (int64_t h = 0; h < H_vec; h += kF64Lanes) {
+    F64Vec key[NK];
+    for (int j = 0; j < NK; ++j) key[j] = load_f64(keys + j * ldk + h);
+    for (int i = 0; i < NQ; ++i) {
+      const F64Vec q = load_f64(queries + i * ldq + h);
+      for (int j = 0; j < NK; ++j) acc[i][j] += q * key[j];
     }
   }
-  for (; t < n_q; ++t) {
-    // one query (a decoder step, or the last queries of a block): four keys share each query load
-    // and their four sums run side by side (one sum alone waits on its own additions)
-    const double* q_t = queries + t * ldq;
-    int64_t s = 0;
-    for (; s + 4 <= S; s += 4) {
-      const T* k0 = keys + s * ldk;
-      const T* k1 = k0 + ldk;
-      const T* k2 = k1 + ldk;
-      const T* k3 = k2 + ldk;
-      double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-#pragma omp simd reduction(+ : acc0, acc1, acc2, acc3)
-      for (int64_t h = 0; h < H; ++h) {
-        const double q_h = q_t[h];
-        acc0 += static_cast<double>(k0[h]) * q_h;
-        acc1 += static_cast<double>(k1[h]) * q_h;
-        acc2 += static_cast<double>(k2[h]) * q_h;
-        acc3 += static_cast<double>(k3[h]) * q_h;
-      }
-      e[t * lde + s] = static_cast<T>(acc0 * scale);
-      e[t * lde + s + 1] = static_cast<T>(acc1 * scale);
-      e[t * lde + s + 2] = static_cast<T>(acc2 * scale);
-      e[t * lde + s + 3] = static_cast<T>(acc3 * scale);
+  for (int i = 0; i < NQ; ++i)
+    for (int j = 0; j < NK; ++j) {
+      double sum = lane_sum(acc[i][j]);
+      for (int64_t h = H_vec; h < H; ++h) sum += static_cast<double>(keys[j * ldk + h]) * queries[i * ldq + h];
+      e[i * lde + j] = static_cast<T>(sum * scale);
     }
-    for (; s < S; ++s) {
-      const T* key = keys + s * ldk;
-      double acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t h = 0; h < H; ++h) acc += static_cast<double>(key[h]) * q_t[h];
-      e[t * lde + s] = static_cast<T>(acc * scale);
-    }
+}
+
+// The keys of one block of NQ queries: tiles of kTileKeys keys, then the last keys one tile.
+template <int NQ, class T>
+inline void dot_scores_query_block(const T* keys, int64_t ldk, const double* queries, int64_t ldq, T* e,
+                                   int64_t lde, int64_t S, int64_t H, double scale) {
+  int64_t s = 0;
+  for (; s + kTileKeys <= S; s += kTileKeys)
+    dot_scores_tile<NQ, kTileKeys>(keys + s * ldk, ldk, queries, ldq, e + s, lde, H, scale);
+  switch (S - s) {
+    case 0: break;
+    case 1: dot_scores_tile<NQ, 1>(keys + s * ldk, ldk, queries, ldq, e + s, lde, H, scale); break;
+    case 2: dot_scores_tile<NQ, 2>(keys + s * ldk, ldk, queries, ldq, e + s, lde, H, scale); break;
+    default: dot_scores_tile<NQ, 3>(keys + s * ldk, ldk, queries, ldq, e + s, lde, H, scale); break;
+  }
+}
+
+// The queries as float64 rows: float ones widened into out [n_q, H] (ldq becomes H), double ones as given.
+inline const double* queries_f64(const float* queries, int64_t& ldq, int64_t n_q, int64_t H, double* out) {
+  for (int64_t t = 0; t < n_q; ++t) {
+    const float* q_t = queries + t * ldq;
+    double* out_t = out + t * H;
+#pragma omp simd
+    for (int64_t h = 0; h < H; ++h) out_t[h] = static_cast<double>(q_t[h]);
+  }
+  ldq = H;
+  return out;
+}
+inline const double* queries_f64(const double* queries, int64_t&, int64_t, int64_t, double*) { return queries; }
+
+template <class T>
+void dot_scores(const T* keys, int64_t ldk, const T* queries_in, int64_t ldq, T* e, int64_t lde, int64_t n_q,
+                int64_t S, int64_t H, double scale, double* query_f64) {
+  static_assert(kTileQueries <= 4 && kTileKeys <= 4, "the remainder switches cover tiles up to 4");
+  const double* queries = queries_f64(queries_in, ldq, n_q, H, query_f64);
+  int64_t t = 0;
+  for (; t + kTileQueries <= n_q; t += kTileQueries)
+    dot_scores_query_block<kTileQueries>(keys, ldk, queries + t * ldq, ldq, e + t * lde, lde, S, H, scale);
+  const double* q = queries + t * ldq;
+  T* e_t = e + t * lde;
+  switch (n_q - t) {
+    case 0: break;
+    case 1: dot_scores_query_block<1>(keys, ldk, q, ldq, e_t, lde, S, H, scale); break;
+    case 2: dot_scores_query_block<2>(keys, ldk, q, ldq, e_t, lde, S, H, scale); break;
+    default: dot_scores_query_block<3>(keys, ldk, q, ldq, e_t, lde, S, H, scale); break;
   }
 }
 

@@ -48,15 +48,14 @@ void score_rows(T* a, const T* query, const T* query_proj, const T* keys_hs, con
   const bool dot_kind = kind == ScoreKind::dot || kind == ScoreKind::scaled_dot || kind == ScoreKind::general;
   parallel_ranges(B, min_batch_per_thread(T_steps * S * (kind == ScoreKind::concat ? A : H)),
                   [&](int64_t n0, int64_t n1) {
-    std::vector<double> query_f64(dot_kind ? T_steps * H : 0);  // the dot kinds sum in float64
+    // the dot kinds sum in float64; float queries are widened into this scratch
+    std::vector<double> query_f64(dot_kind && sizeof(T) < sizeof(double) ? T_steps * H : 0);
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t L = valid_length(lengths, n, S);
       T* a_n = a + n * T_steps * S;
-      if (dot_kind) {
-        const T* query_n = query + n * T_steps * H;
-        for (int64_t i = 0; i < T_steps * H; ++i) query_f64[i] = static_cast<double>(query_n[i]);
-        k.dot_scores(keys_hs + n * S * H, H, query_f64.data(), H, a_n, S, T_steps, L, H, scale);
-      }
+      if (dot_kind)
+        k.dot_scores(keys_hs + n * S * H, H, query + n * T_steps * H, H, a_n, S, T_steps, L, H, scale,
+                     query_f64.data());
       for (int64_t t = 0; t < T_steps; ++t) {
         const int64_t nt = n * T_steps + t;
         if (kind == ScoreKind::concat)
