@@ -379,15 +379,19 @@ inline void store_sums4(float* y, __m128 sums, float beta) {
 }
 
 // The register-blocked loop of gemv_batch over whole blocks of 8 weight rows (rows.at(n): the rows
-// from n on, in any storage dot_tile reads): two inputs at a time as two 4 x 2 tiles (4 weight
-// loads and 2 input loads per 8 FMAs, where the 8 x 1 tile of a lone input needs 9), a last odd
-// input as the 8 x 1 tile. Returns the rows done (N rounded down to 8); the caller does the rest.
+// from n on, in any storage dot_tile reads): the first input as the 8 x 1 tile, then two inputs at
+// a time as two 4 x 2 tiles (4 weight loads and 2 input loads per 8 FMAs, where the 8 x 1 tile
+// needs 9), a last one left over as the 8 x 1 tile. Returns the rows done (N rounded down to 8); the caller does the rest.
 template <class Rows>
 int64_t gemv_batch_blocks(const Rows& rows, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
                           int64_t K, int64_t M, float beta) {
+  if (M <= 0) return N;
   int64_t n = 0;
   for (; n + 8 <= N; n += 8) {
-    int64_t m = 0;
+    // the first input alone: its 8 x 1 tile streams all 8 rows from memory at once (a 4 x 2 tile
+    // streams 4), then the block is in L1 for the others
+    store_sums8(Y + n, dot_tile<8, 1>(rows.at(n), X, 0, K), beta);
+    int64_t m = 1;
     for (; m + 2 <= M; m += 2) {
       const float* x = X + m * ldx;
       for (int64_t half = 0; half < 8; half += 4) {
