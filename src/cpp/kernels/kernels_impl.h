@@ -273,8 +273,8 @@ inline __m256 gemv_rows8_shifted(const float* w, int64_t ldw, const float* x, in
   return hsum8_rows(total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]);
 }
 
-// Weight rows as dot_tile reads them: 8 columns widened to float32 (load), or the last n < 8
-// (load_tail, zeros after them).
+// Weight rows as dot_tile reads them (Bf16Rows below widens bf16 ones): 8 columns as float32
+// (load), or the last n < 8 (load_tail, zeros after them).
 struct FloatRows {
   const float* w;
   int64_t ldw;
@@ -381,7 +381,8 @@ inline void store_sums4(float* y, __m128 sums, float beta) {
 // The register-blocked loop of gemv_batch over whole blocks of 8 weight rows (rows.at(n): the rows
 // from n on, in any storage dot_tile reads): the first input as the 8 x 1 tile, then two inputs at
 // a time as two 4 x 2 tiles (4 weight loads and 2 input loads per 8 FMAs, where the 8 x 1 tile
-// needs 9), a last one left over as the 8 x 1 tile. Returns the rows done (N rounded down to 8); the caller does the rest.
+// needs 9), a last one left over as the 8 x 1 tile. Returns the rows done (N rounded down to 8);
+// the caller does the rest.
 template <class Rows>
 int64_t gemv_batch_blocks(const Rows& rows, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
                           int64_t K, int64_t M, float beta) {
@@ -573,8 +574,9 @@ inline float bf16_to_float(uint16_t v) {
 
 // The plain loop: a weight row widened once (in chunks that stay in L1), then its dot product with
 // every input (dot_16_partials, chunk by chunk).
-[[maybe_unused]] void gemm_bf16_generic(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,
-                       int64_t N, int64_t K, int64_t M, float beta) {
+// ([[maybe_unused]]: the native path has no use for it)
+[[maybe_unused]] void gemm_bf16_generic(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y,
+                                        int64_t ldy, int64_t N, int64_t K, int64_t M, float beta) {
   constexpr int64_t kChunk = 512;
   alignas(64) float row[kChunk];
   for (int64_t n = 0; n < N; ++n) {
@@ -667,7 +669,8 @@ void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, floa
       for (int64_t m = 0; m < inputs; ++m) {
         const float* x = X + (m0 + m) * ldx + k0;
         for (int64_t k = 0; k < kk; k += 32) {
-          const int64_t lo = kk - k < 16 ? kk - k : 16, hi = kk - k - 16 < 0 ? 0 : (kk - k - 16 < 16 ? kk - k - 16 : 16);
+          const int64_t left = kk - k;  // columns left: lo in the first 16, hi in the next 16
+          const int64_t lo = left < 16 ? left : 16, hi = left <= 16 ? 0 : (left < 32 ? left - 16 : 16);
           const __m512 x_lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << lo) - 1), x + k);
           const __m512 x_hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << hi) - 1), x + k + 16);
           _mm512_store_si512(xb + m * kDpColumns + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(x_hi, x_lo)));
@@ -686,7 +689,8 @@ void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, floa
             store_sums4(Ym + (m + 1) * ldy + n + half, _mm256_extractf128_ps(sums, 1), chunk_beta);
           }
         }
-        if (m < inputs) store_sums8(Ym + m * ldy + n, dp_tile<8, 1>(Wk + n * ldw, ldw, xb + m * kDpColumns, 0, kk), chunk_beta);
+        if (m < inputs)
+          store_sums8(Ym + m * ldy + n, dp_tile<8, 1>(Wk + n * ldw, ldw, xb + m * kDpColumns, 0, kk), chunk_beta);
       }
       for (int64_t m = 0; m < inputs; ++m)
         for (int64_t r = n; r < N; ++r) {
