@@ -10,9 +10,10 @@ gamma(n) = n u / (1 - n u), u = 2**-24 (each term passes through at most K addit
 itself is exact under FMA or rounded once; + 1 for adding y when accumulating, whose own size then
 counts too). That bound holds for the native bf16 products as well (vdpbf16ps: each product of two
 bf16 is exact in float32, the additions are float32, round to nearest even), against a reference
-that rounds the weights and the inputs to bf16 as the kernel does; those instructions also flush
-subnormal results and inputs to zero, which moves a sum by at most K * 2**-126 (added as an absolute
-floor). A wrong term (a lost column, a wrong row, an input not rounded or rounded another way) moves a
+that rounds the weights and the inputs to bf16 as the kernel does. Those instructions ignore MXCSR
+and flush subnormals: a float32 subnormal input becomes 0 (vcvtne2ps2bf16), which moves a term by
+less than |w_k| * 2**-126, and vdpbf16ps flushes subnormal partial sums, less than 2**-126 each at
+most twice per term: an absolute floor of (sum_k |w_k| + 2K) * 2**-126. A wrong term (a lost column, a wrong row, an input not rounded or rounded another way) moves a
 sum by about one |w_k x_k|, far above gamma(K + 1) * sum for these K, so the tests can fail.
 """
 import numpy as np
@@ -42,7 +43,8 @@ def bound(w, x, y=None):
     size = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
     if y is not None:
         size += np.abs(y.astype(np.float64))
-    return n * U / (1 - n * U) * size + K * 2.0**-126
+    floor = (np.abs(w.astype(np.float64)).sum(axis=1) + 2 * K) * 2.0**-126
+    return n * U / (1 - n * U) * size + floor
 
 
 def reference(w, x, y=None):

@@ -55,10 +55,11 @@ struct KernelTable {
   // bfloat16 weights (the compiled decoder's bf16 storage, runtime/matrix.h), any M:
   // Y[m, n] = sum_k W[n, k] X[m, k] + beta * Y[m, n] for n < N, m < M (beta == 0 never reads Y).
   // W holds bf16 bits, rows ldw apart; X and Y rows are ldx and ldy apart. On the avx512_bf16 path
-  // the products are native (vdpbf16ps): X is rounded to bf16 (nearest even; that instruction pair
-  // treats bf16 subnormals as zero) and summed in float32; elsewhere W is widened to float32 and
-  // multiplied by X as it is. Each weight is read from memory once for up to 16 inputs (native) or
-  // all M (widened); results depend neither on M nor on the caller's split of the rows in blocks of 8.
+  // the products are native (vdpbf16ps): X is rounded to bf16 (nearest even; float32 subnormals
+  // become 0, and subnormal partial sums are flushed: those instructions ignore MXCSR) and summed in
+  // float32; elsewhere W is widened to float32 and multiplied by X as it is. Each weight is read
+  // from memory once for up to 16 inputs (native) or all M (widened); results depend neither on M
+  // nor on the caller's split of the rows in blocks of 8.
   void (*gemm_bf16)(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,
                     int64_t N, int64_t K, int64_t M, float beta);
 };
