@@ -54,14 +54,22 @@ void split_weight_rows(const WeightMatrix& W, int64_t M, F&& fn) {
   });
 }
 
-// float32 products of up to 8 rows run on gemv_batch, more on gemm() (BLAS sgemm). Measured at the
-// decoder's shapes (N = 59 to 8000, K = 256 and 512, 1 and 2 threads): up to 8 rows the kernel is at
-// least as fast as gemm()'s own GEMV loop (one row after another over each block of weights); from
-// 12 rows on sgemm, whose packed micro-kernel keeps more sums in registers and needs no horizontal
-// additions, is faster than the kernel's dot-product tiles although it packs all the weights on
-// every call. bfloat16 weights have no BLAS: gemm_bf16 for any M (on the native path at least as
-// fast as the better float32 route at those shapes).
+// float32 products of up to 8 rows run on gemv_batch, and of up to 11 when the matrix has at least
+// 1024 rows; the others on gemm() (BLAS sgemm). Measured at the decoder's shapes (N = 59 to 8000,
+// K = 256 and 512, 1 and 2 threads): up to 8 rows the kernel is at least as fast as gemm()'s own
+// GEMV loop (one row after another over each block of weights); from 9 to 11 rows it is faster than
+// sgemm, which packs all the weights on every call, except on a small matrix (N = 59: its last
+// N % 8 rows take the plain loop, and sgemm's packing costs little); from 12 rows on sgemm, whose
+// packed micro-kernel keeps more sums in registers and needs no horizontal additions, is faster.
+// bfloat16 weights have no BLAS: gemm_bf16 for any M (on the native path at least as fast as the
+// better float32 route at those shapes).
 constexpr int64_t kMaxKernelRows = 8;
+constexpr int64_t kMaxKernelRowsLarge = 11;
+constexpr int64_t kLargeRows = 1024;
+
+bool kernel_is_faster(const WeightMatrix& W, int64_t M) {
+  return M <= kMaxKernelRows || (M <= kMaxKernelRowsLarge && W.rows >= kLargeRows);
+}
 
 }  // namespace
 
@@ -79,7 +87,7 @@ void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool acc
     });
     return;
   }
-  if (route == ProductRoute::kernel || (route == ProductRoute::automatic && M <= kMaxKernelRows)) {
+  if (route == ProductRoute::kernel || (route == ProductRoute::automatic && kernel_is_faster(W, M))) {
     const KernelTable<float>& k = kernels<float>();
     split_weight_rows(W, M, [&](int64_t r0, int64_t r1) {
       k.gemv_batch(W.f32.data() + r0 * W.cols, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, W.cols, M, beta);

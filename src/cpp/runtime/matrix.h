@@ -59,8 +59,8 @@ uint16_t to_bf16(float x);
 enum class ProductRoute { automatic, kernel, blas };
 
 // y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to the kernel
-// table's gemv_batch (each weight read once for all M rows) up to a number of rows that depends on
-// the matrix (matrix.cpp), to gemm() (BLAS) above it; bfloat16 weights always to gemm_bf16. Threads
+// table's gemv_batch (each weight read once for all M rows) up to 8 or 11 rows, depending on the
+// matrix (matrix.cpp, measured), to gemm() (BLAS) above; bfloat16 weights always to gemm_bf16. Threads
 // take blocks of 8 weight rows, so a kernel result does not depend on the thread count. A matrix
 // without columns gives zeros (or leaves y).
 void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate,
