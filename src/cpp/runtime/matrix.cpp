@@ -90,7 +90,10 @@ void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool acc
   if (route == ProductRoute::kernel || (route == ProductRoute::automatic && kernel_is_faster(W, M))) {
     const KernelTable<float>& k = kernels<float>();
     split_weight_rows(W, M, [&](int64_t r0, int64_t r1) {
-      k.gemv_batch(W.f32.data() + r0 * W.cols, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, W.cols, M, beta);
+      const float* w = W.f32.data() + r0 * W.cols;
+      // one row: the GEMV itself (the same sums as gemv_batch's, without its loop over inputs)
+      if (M == 1) k.gemv(w, W.cols, x, y + r0, r1 - r0, W.cols, 1.0f, beta);
+      else k.gemv_batch(w, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, W.cols, M, beta);
     });
     return;
   }
