@@ -243,24 +243,44 @@ def bf16_representable(params):
     return out
 
 
+@pytest.mark.parametrize("path", s2sext.cpu_info()["available_paths"])
 @pytest.mark.parametrize("attention,style,feeding", [("dot", "luong", False), ("concat", "bahdanau", False),
                                                      ("general", "luong", True)])
-def test_bfloat16_path_is_exact_on_bf16_representable_weights(attention, style, feeding):
+def test_bfloat16_path_is_exact_on_bf16_representable_weights(attention, style, feeding, path):
     """With weights that bf16 stores exactly, the bf16 engine (its own GEMV and encoder recurrence)
-    must give the model layer's tokens: only float32 summation order differs."""
+    must give the model layer's tokens: where it widens the weights to float32 (every path but
+    avx512_bf16) only float32 summation order differs. The native bf16 products (avx512_bf16) round
+    each product's inputs to bf16 too, a relative change of at most 2**-9 per activation, which
+    moves a score (a sum of log-probabilities) by a small fraction of that: 2**-10 of its size is
+    allowed (it moves by at most about 2**-13 here). The greedy tokens must still be the model's; a
+    beam hypothesis must be one of the model's, and may change rank only with one whose score is
+    within twice that."""
     model = peaked_model(attention, style, feeding, 2, True, seed=5)
     for name, value in bf16_representable(model.params).items():
         model.params[name][...] = value
     src, lengths = batch(4)
-    bf16 = model.compile("bfloat16")
-    np.testing.assert_array_equal(bf16.greedy(src, lengths, max_length=8),
-                                  reference_search.greedy_search(model, src, lengths, max_length=8))
-    ours = bf16.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2)
-    ref = reference_search.beam_search(model, src, lengths, beam_size=3, max_length=8, n_best=2)
+    previous = s2sext.set_kernel_path(path)
+    try:
+        bf16 = model.compile("bfloat16")
+        greedy = bf16.greedy(src, lengths, max_length=8)
+        ours = bf16.hypotheses(src, lengths, beam_size=3, max_length=8, n_best=2)
+    finally:
+        s2sext.set_kernel_path(previous)
+    np.testing.assert_array_equal(greedy, reference_search.greedy_search(model, src, lengths, max_length=8))
+    ref = reference_search.beam_search(model, src, lengths, beam_size=3, max_length=8, n_best=3)
     for hyps_engine, hyps_model in zip(ours, ref):
-        assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model]
-        for (_, score, _), h in zip(hyps_engine, hyps_model):
-            assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
+        if path != "avx512_bf16":
+            assert [list(t) for t, _, _ in hyps_engine] == [h["tokens"] for h in hyps_model[:2]]
+            for (_, score, _), h in zip(hyps_engine, hyps_model):
+                assert abs(score - h["score"]) <= 1e-5 * max(1.0, abs(h["score"]))
+            continue
+        model_scores = {tuple(h["tokens"]): h["score"] for h in hyps_model}
+        for rank, (tokens, score, _) in enumerate(hyps_engine):
+            assert tuple(tokens) in model_scores, (list(tokens), hyps_model)
+            model_score = model_scores[tuple(tokens)]
+            tol = 2.0**-10 * max(1.0, abs(model_score))
+            assert abs(score - model_score) <= tol
+            assert abs(hyps_model[rank]["score"] - model_score) <= 2 * tol
 
 
 def scaled(model, scale, prefixes=None, seed=0):

@@ -362,6 +362,49 @@ Array<float> int8_matmul(py::handle w_in, py::handle x_in, py::handle y_in) {
   }
   return y;
 }
+// ---- prepared weights and their product (runtime/matrix.h), for tests and measurements ------------
+
+class PyWeightMatrix {
+ public:
+  PyWeightMatrix(py::handle w_in, const std::string& weight_type) {
+    Checker ck("WeightMatrix");
+    py::array arr = ck.float_array(w_in, "w");
+    if (arr.ndim() != 2) ck.value_error("w must be 2-D [N, K], got shape " + shape_str(arr));
+    Array<float> w = ck.floats<float>(arr, "w", "N,K");
+    if (weight_type != "float32" && weight_type != "bfloat16")
+      ck.value_error("weight_type must be 'float32' or 'bfloat16', got '" + weight_type + "'");
+    const s2s::WeightType type = weight_type == "bfloat16" ? s2s::WeightType::bfloat16 : s2s::WeightType::float32;
+    py::gil_scoped_release nogil;
+    m_ = s2s::prepare_weights(w.data(), w.shape(0), w.shape(1), 0, w.shape(1), type);
+  }
+
+  // x [M, K] @ w^T (+ y when y is given, as matmul's accumulate) -> a new [M, N] array.
+  Array<float> matmul(py::handle x_in, py::handle y_in, const std::string& product) const {
+    Checker ck("WeightMatrix.matmul");
+    ck.bind('N', m_.rows, "the weights");
+    ck.bind('K', m_.cols, "the weights");
+    Array<float> x = ck.floats<float>(x_in, "x", "M,K");
+    const int64_t M = x.shape(0);
+    s2s::ProductRoute route = s2s::ProductRoute::automatic;
+    if (product == "kernel") route = s2s::ProductRoute::kernel;
+    else if (product == "blas") route = s2s::ProductRoute::blas;
+    else if (product != "auto") ck.value_error("product must be 'auto', 'kernel' or 'blas', got '" + product + "'");
+    Array<float> y = y_in.is_none() ? empty<float>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(m_.rows)})
+                                     : Array<float>(ck.floats<float>(y_in, "y", "M,N").attr("copy")());
+    float* yd = y.mutable_data();
+    const bool accumulate = !y_in.is_none();
+    {
+      py::gil_scoped_release nogil;
+      s2s::matmul(m_, x.data(), M, yd, accumulate, route);
+    }
+    return y;
+  }
+
+  std::string weight_type() const { return m_.is_bf16() ? "bfloat16" : "float32"; }
+
+ private:
+  s2s::WeightMatrix m_;
+};
 
 }  // namespace
 
@@ -396,6 +439,14 @@ void register_engine(py::module_& m) {
   m.def("int8_matmul", &int8_matmul, py::arg("w"), py::arg("x"), py::arg("y") = py::none(),
         "The engine's int8 product: w float32 [N, K] stored by the int8 rule, x float32 [M, K] quantized per\n"
         "row -> y float32 [M, N] (+ y when given).");
+  py::class_<PyWeightMatrix>(m, "WeightMatrix",
+                             "Weights prepared for inference (runtime/matrix.h) and their product, for tests and\n"
+                             "measurements: WeightMatrix(w [N, K], weight_type 'float32' | 'bfloat16').")
+      .def(py::init<py::handle, const std::string&>(), py::arg("w"), py::arg("weight_type"))
+      .def("matmul", &PyWeightMatrix::matmul, py::arg("x"), py::arg("y") = py::none(), py::arg("product") = "auto",
+           "x [M, K] -> x @ w^T [M, N] (+ y when y [M, N] is given). product: 'auto' (matmul's choice),\n"
+           "'kernel' (gemv_batch) or 'blas' (sgemm) for float32 weights; bfloat16 has one product.")
+      .def_property_readonly("weight_type", &PyWeightMatrix::weight_type);
   m.def("check_model_file", &check_model_file, py::arg("path"),
         "Loads a model file with the C++ API (s2sext::Translator::load) and discards the result;\n"
         "ValueError with the C++ loader's message if it refuses the file.");

@@ -24,6 +24,13 @@ struct KernelTable {
                               const T* c_new, T* db_sum, int64_t H);
   // y[N] = alpha * W[N,K] x[K] + beta * y (beta == 0 never reads y); W rows are ldw apart.
   void (*gemv)(const T* W, int64_t ldw, const T* x, T* y, int64_t N, int64_t K, T alpha, T beta);
+  // The GEMV for M inputs (a beam, a small batch): Y[m, n] = W[n, :K] . X[m, :K] + beta * Y[m, n]
+  // for n < N, m < M (beta == 0 never reads Y); X and Y rows are ldx and ldy apart. Register blocked
+  // over weight rows and inputs, so each weight is read from memory once for all M. Each Y[m] is
+  // bit for bit gemv's y for X[m] alone (alpha 1, beta 0 or 1), whatever M and however the caller
+  // splits the weight rows, in blocks of 8.
+  void (*gemv_batch)(const T* W, int64_t ldw, const T* X, int64_t ldx, T* Y, int64_t ldy, int64_t N, int64_t K,
+                     int64_t M, T beta);
   // Dot-product scores of n_q queries: e[t, s] = scale * queries[t, :H] . keys[s, :H] for t < n_q,
   // s < S; rows of keys, queries and e are ldk, ldq and lde apart. Sums are float64 (float queries
   // are widened once into query_f64, scratch of n_q * H; unused for double): a score's rounding
@@ -45,10 +52,14 @@ struct KernelTable {
   void (*bias_activation)(T* row, const T* bias, int64_t n, bool apply_tanh);
   // d_pre[n] = dy * (1 - y^2): the backward of y = tanh(pre).
   void (*tanh_backward)(const T* dy, const T* y, T* d_pre, int64_t n);
-  // bfloat16 weights, float32 arithmetic (the compiled decoder's bf16 storage, runtime/matrix.h),
-  // for M <= 8 inputs:
-  // Y[m, n] = sum_k W[n, k] X[m, k] + beta * Y[m, n] for n < N, m < M. W holds bf16 bits, rows ldw
-  // apart; X and Y rows are ldx and ldy apart. Each weight row is widened once and used for all M.
+  // bfloat16 weights (the compiled decoder's bf16 storage, runtime/matrix.h), any M:
+  // Y[m, n] = sum_k W[n, k] X[m, k] + beta * Y[m, n] for n < N, m < M (beta == 0 never reads Y).
+  // W holds bf16 bits, rows ldw apart; X and Y rows are ldx and ldy apart. On the avx512_bf16 path
+  // the products are native (vdpbf16ps): X is rounded to bf16 (nearest even; float32 subnormals
+  // become 0, and subnormal partial sums are flushed: those instructions ignore MXCSR) and summed in
+  // float32; elsewhere W is widened to float32 and multiplied by X as it is. Each weight is read
+  // from memory once for up to 16 inputs (native) or all M (widened); results depend neither on M
+  // nor on the caller's split of the rows in blocks of 8.
   void (*gemm_bf16)(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,
                     int64_t N, int64_t K, int64_t M, float beta);
   // int8 (the compiled decoder's int8 storage, runtime/matrix.h); Kp is a padded row length, a

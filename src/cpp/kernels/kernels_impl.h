@@ -274,6 +274,56 @@ inline __m256 gemv_rows8_shifted(const float* w, int64_t ldw, const float* x, in
   return hsum8_rows(total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]);
 }
 
+// Weight rows as dot_tile reads them (Bf16Rows below widens bf16 ones): 8 columns as float32
+// (load), or the last n < 8 (load_tail, zeros after them).
+struct FloatRows {
+  const float* w;
+  int64_t ldw;
+  FloatRows at(int64_t n) const { return FloatRows{w + n * ldw, ldw}; }
+  VecF load(int64_t r, int64_t k) const { return vload(w + r * ldw + k); }
+  VecF load_tail(int64_t r, int64_t k, int64_t n) const { return vload_tail(w + r * ldw + k, n); }
+};
+
+// The 8 sums of NR weight rows times MR input rows (NR * MR == 8), lane p = m * NR + r holding
+// row r . input m (inputs ldx apart). Every pair is summed the same way whatever the tile: each of
+// its 8 lanes sums one residue class of columns (mod 8) in increasing order, in two levels for
+// accuracy (acc takes at most 8 terms per lane, 64 columns, then is folded into total, so no lane
+// sums K/8 terms in one running float), and hsum8_rows adds the lanes pairwise. So a result depends
+// neither on the tile it was computed in nor on the other rows: gemv<float> is the 8 x 1 tile.
+template <int NR, int MR, class Rows>
+inline __m256 dot_tile(const Rows& w, const float* x, int64_t ldx, int64_t K) {
+  static_assert(NR * MR == 8, "a tile is 8 (row, input) pairs");
+  VecF acc[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
+  VecF total[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
+  int64_t k = 0;
+  while (k + kLanes <= K) {
+    const int64_t block_end = k + 8 * kLanes <= K ? k + 8 * kLanes : K - (K - k) % kLanes;
+    for (; k < block_end; k += kLanes) {
+      VecF wk[NR];
+      for (int r = 0; r < NR; ++r) wk[r] = w.load(r, k);
+      for (int m = 0; m < MR; ++m) {
+        const VecF xk = vload(x + m * ldx + k);
+        for (int r = 0; r < NR; ++r) acc[m * NR + r] = vfma(wk[r], xk, acc[m * NR + r]);
+      }
+    }
+    for (int p = 0; p < 8; ++p) {
+      total[p] = _mm256_add_ps(total[p], acc[p]);
+      acc[p] = vzero();
+    }
+  }
+  if (k < K) {
+    VecF wk[NR];
+    for (int r = 0; r < NR; ++r) wk[r] = w.load_tail(r, k, K - k);
+    for (int m = 0; m < MR; ++m) {
+      const VecF xk = vload_tail(x + m * ldx + k, K - k);
+      for (int r = 0; r < NR; ++r) acc[m * NR + r] = vfma(wk[r], xk, acc[m * NR + r]);
+    }
+  }
+  // (without a tail this adds the emptied sums, + 0, which turns -0 into +0 as it always has)
+  for (int p = 0; p < 8; ++p) total[p] = _mm256_add_ps(total[p], acc[p]);
+  return hsum8_rows(total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]);
+}
+
 template <>
 void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t N, int64_t K, float alpha,
                  float beta) {
@@ -291,29 +341,7 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
     _mm256_storeu_ps(y + n, out);
   }
   for (; n + 8 <= N; n += 8) {
-    const float* w = W + n * ldw;
-    VecF acc[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
-    // Two-level sums for accuracy: acc takes at most 8 terms per lane (64 columns), then is folded
-    // into total, so no lane ever sums K/8 terms in one running float.
-    VecF total[8] = {vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()};
-    int64_t k = 0;
-    while (k + kLanes <= K) {
-      const int64_t block_end = k + 8 * kLanes <= K ? k + 8 * kLanes : K - (K - k) % kLanes;
-      for (; k < block_end; k += kLanes) {
-        const VecF xk = vload(x + k);
-        for (int r = 0; r < 8; ++r) acc[r] = vfma(vload(w + r * ldw + k), xk, acc[r]);
-      }
-      for (int r = 0; r < 8; ++r) {
-        total[r] = _mm256_add_ps(total[r], acc[r]);
-        acc[r] = vzero();
-      }
-    }
-    if (k < K) {
-      const VecF xk = vload_tail(x + k, K - k);
-      for (int r = 0; r < 8; ++r) acc[r] = vfma(vload_tail(w + r * ldw + k, K - k), xk, acc[r]);
-    }
-    for (int r = 0; r < 8; ++r) total[r] = _mm256_add_ps(total[r], acc[r]);
-    const __m256 sums = hsum8_rows(total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]);
+    const __m256 sums = dot_tile<8, 1>(FloatRows{W + n * ldw, ldw}, x, 0, K);
     __m256 out = _mm256_mul_ps(sums, _mm256_set1_ps(alpha));
     if (beta != 0.0f) out = _mm256_fmadd_ps(_mm256_loadu_ps(y + n), _mm256_set1_ps(beta), out);
     _mm256_storeu_ps(y + n, out);
@@ -322,6 +350,74 @@ void gemv<float>(const float* W, int64_t ldw, const float* x, float* y, int64_t 
 }
 
 #endif
+
+// ---- many-row products (a beam, a small batch) ---------------------------------------------------
+
+// Y[m, :N] = W[N, K] X[m, :K] + beta * Y[m, :N] for m < M (beta == 0 never reads Y): the GEMV for
+// M inputs at once. Weight rows go 8 at a time and all M inputs pass over each block of 8 while it
+// is in L1, so the weights are read from memory once per call whatever M. Each result is gemv's
+// for that input alone (the same sums, whichever block or tile computes it), so it depends neither
+// on M nor on how callers split the rows between threads (in blocks of 8).
+template <class T>
+void gemv_batch(const T* W, int64_t ldw, const T* X, int64_t ldx, T* Y, int64_t ldy, int64_t N, int64_t K,
+                int64_t M, T beta) {
+  for (int64_t n0 = 0; n0 < N; n0 += 8) {
+    const int64_t n1 = n0 + 8 < N ? n0 + 8 : N;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = n0; n < n1; ++n)
+        store_scaled(Y + m * ldy + n, dot_16_partials(W + n * ldw, X + m * ldx, K), T(1), beta);
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+inline void store_sums8(float* y, __m256 sums, float beta) {
+  if (beta != 0.0f) sums = _mm256_fmadd_ps(_mm256_loadu_ps(y), _mm256_set1_ps(beta), sums);
+  _mm256_storeu_ps(y, sums);
+}
+inline void store_sums4(float* y, __m128 sums, float beta) {
+  if (beta != 0.0f) sums = _mm_fmadd_ps(_mm_loadu_ps(y), _mm_set1_ps(beta), sums);
+  _mm_storeu_ps(y, sums);
+}
+
+// The register-blocked loop of gemv_batch over whole blocks of 8 weight rows (rows.at(n): the rows
+// from n on, in any storage dot_tile reads): the first input as the 8 x 1 tile, then two inputs at
+// a time as two 4 x 2 tiles (4 weight loads and 2 input loads per 8 FMAs, where the 8 x 1 tile
+// needs 9), a last one left over as the 8 x 1 tile. Returns the rows done (N rounded down to 8);
+// the caller does the rest.
+template <class Rows>
+int64_t gemv_batch_blocks(const Rows& rows, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+                          int64_t K, int64_t M, float beta) {
+  if (M <= 0) return N;
+  int64_t n = 0;
+  for (; n + 8 <= N; n += 8) {
+    // the first input alone: its 8 x 1 tile streams all 8 rows from memory at once (a 4 x 2 tile
+    // streams 4), then the block is in L1 for the others
+    store_sums8(Y + n, dot_tile<8, 1>(rows.at(n), X, 0, K), beta);
+    int64_t m = 1;
+    for (; m + 2 <= M; m += 2) {
+      const float* x = X + m * ldx;
+      for (int64_t half = 0; half < 8; half += 4) {
+        // lanes 0-3: input m, lanes 4-7: input m + 1 (weight rows n + half .. n + half + 3)
+        const __m256 sums = dot_tile<4, 2>(rows.at(n + half), x, ldx, K);
+        store_sums4(Y + m * ldy + n + half, _mm256_castps256_ps128(sums), beta);
+        store_sums4(Y + (m + 1) * ldy + n + half, _mm256_extractf128_ps(sums, 1), beta);
+      }
+    }
+    if (m < M) store_sums8(Y + m * ldy + n, dot_tile<8, 1>(rows.at(n), X + m * ldx, 0, K), beta);
+  }
+  return n;
+}
+
+template <>
+void gemv_batch<float>(const float* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+                       int64_t K, int64_t M, float beta) {
+  const int64_t done = gemv_batch_blocks(FloatRows{W, ldw}, X, ldx, Y, ldy, N, K, M, beta);
+  for (int64_t m = 0; m < M; ++m)  // the last rows, as gemv's
+    for (int64_t n = done; n < N; ++n)
+      store_scaled(Y + m * ldy + n, dot_16_partials(W + n * ldw, X + m * ldx, K), 1.0f, beta);
+}
+#endif
+
 
 // ---- attention rows -----------------------------------------------------------------------------
 
@@ -513,6 +609,15 @@ void tanh_backward(const T* dy, const T* y, T* d_pre, int64_t n) {
   for (int64_t k = 0; k < n; ++k) d_pre[k] = dy[k] * (T(1) - y[k] * y[k]);
 }
 
+// ---- bfloat16 weights ----------------------------------------------------------------------------
+//
+// Y[m, :N] = W[N, K] X[m, :K] + beta * Y[m, :N] for any M, W in bfloat16 bits. Where the CPU has
+// AVX512_BF16 the products are native (vdpbf16ps): the inputs are rounded to bfloat16 too (nearest
+// even), each product of two bfloat16 is exact in float32 and the sums are float32. Elsewhere each
+// weight is widened to float32 and multiplied by the float32 input. Either way all M inputs pass
+// over a block of weight rows while it is in cache, and a result depends neither on M nor on the
+// caller's split of the rows into blocks of 8.
+
 inline float bf16_to_float(uint16_t v) {
   const uint32_t bits = static_cast<uint32_t>(v) << 16;
   float f;
@@ -520,66 +625,156 @@ inline float bf16_to_float(uint16_t v) {
   return f;
 }
 
-void gemm_bf16_generic(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy,
-                       int64_t N, int64_t K, int64_t M, float beta) {
+// The plain loop: a weight row widened once (in chunks that stay in L1), then its dot product with
+// every input (dot_16_partials, chunk by chunk).
+// ([[maybe_unused]]: the native path has no use for it)
+[[maybe_unused]] void gemm_bf16_generic(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y,
+                                        int64_t ldy, int64_t N, int64_t K, int64_t M, float beta) {
   constexpr int64_t kChunk = 512;
   alignas(64) float row[kChunk];
   for (int64_t n = 0; n < N; ++n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const uint16_t* w = W + n * ldw;
     for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
       const int64_t kk = K - k0 < kChunk ? K - k0 : kChunk;
 #pragma omp simd
       for (int64_t k = 0; k < kk; ++k) row[k] = bf16_to_float(w[k0 + k]);
       for (int64_t m = 0; m < M; ++m) {
-        const float* x = X + m * ldx + k0;
-        float s = 0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t k = 0; k < kk; ++k) s += row[k] * x[k];
-        acc[m] += s;
+        float* y = Y + m * ldy + n;
+        const float s = dot_16_partials(row, X + m * ldx + k0, kk);
+        *y = k0 > 0 ? *y + s : (beta != 0.0f ? s + beta * *y : s);
       }
-    }
-    for (int64_t m = 0; m < M; ++m) {
-      float* y = Y + m * ldy + n;
-      *y = beta != 0.0f ? acc[m] + beta * *y : acc[m];
     }
   }
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-// One input (batch 1): eight weight rows at a time, each 8 bf16 widened to 8 floats by a zero
-// extension and a 16-bit shift, x loaded once per column block for all eight rows.
+#if defined(__AVX512BF16__)
+// Native bfloat16 products. The inputs are converted once per call into a buffer on the stack
+// (kDpInputs rows of kDpColumns, 32 KiB), zero-padded to whole vectors of 32; wider inputs go in
+// column chunks whose sums are added into Y, more inputs in passes of kDpInputs (the weights are then
+// read once per pass). Chunks and passes start at fixed columns and inputs, so every result is summed
+// the same way whatever M and the caller's split of the rows.
+constexpr int64_t kDpColumns = 1024;
+constexpr int64_t kDpInputs = 16;
+
+inline __m512bh dp_load(const uint16_t* p) {
+  return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p));
+}
+// the first n < 32 columns, zeros after them (an odd weight beyond the row would meet an input 0,
+// but a NaN or infinity there would still make NaN)
+inline __m512bh dp_load_tail(const uint16_t* p, int64_t n) {
+  return reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(static_cast<__mmask32>((uint64_t(1) << n) - 1), p));
+}
+// 16 float32 lanes -> 8, high half onto low half
+// (masked extracts: GCC 12 warns that the plain ones' undefined source may be used uninitialised)
+inline __m256 fold16(__m512 v) {
+  const __m256 zero = _mm256_setzero_ps();
+  return _mm256_add_ps(_mm512_mask_extractf32x8_ps(zero, 0xff, v, 0), _mm512_mask_extractf32x8_ps(zero, 0xff, v, 1));
+}
+
+// As dot_tile: lane p = m * NR + r of the result holds weight row r . input m over K columns (xb:
+// the converted inputs, ldxb apart, zero past K up to a multiple of 32). Each of a pair's 16 lanes
+// sums columns 2l, 2l + 1 of every vector of 32 in order (vdpbf16ps), then fold16 and hsum8_rows.
+template <int NR, int MR>
+inline __m256 dp_tile(const uint16_t* w, int64_t ldw, const uint16_t* xb, int64_t ldxb, int64_t K) {
+  static_assert(NR * MR == 8, "a tile is 8 (row, input) pairs");
+  __m512 acc[8];
+  for (int p = 0; p < 8; ++p) acc[p] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512bh wk[NR];
+    for (int r = 0; r < NR; ++r) wk[r] = dp_load(w + r * ldw + k);
+    for (int m = 0; m < MR; ++m) {
+      const __m512bh xk = dp_load(xb + m * ldxb + k);
+      for (int r = 0; r < NR; ++r) acc[m * NR + r] = _mm512_dpbf16_ps(acc[m * NR + r], wk[r], xk);
+    }
+  }
+  if (k < K) {
+    __m512bh wk[NR];
+    for (int r = 0; r < NR; ++r) wk[r] = dp_load_tail(w + r * ldw + k, K - k);
+    for (int m = 0; m < MR; ++m) {
+      const __m512bh xk = dp_load(xb + m * ldxb + k);
+      for (int r = 0; r < NR; ++r) acc[m * NR + r] = _mm512_dpbf16_ps(acc[m * NR + r], wk[r], xk);
+    }
+  }
+  return hsum8_rows(fold16(acc[0]), fold16(acc[1]), fold16(acc[2]), fold16(acc[3]), fold16(acc[4]),
+                    fold16(acc[5]), fold16(acc[6]), fold16(acc[7]));
+}
+
+// One pair alone (the last N % 8 rows), summed as in dp_tile.
+inline float dp_one(const uint16_t* w, const uint16_t* xb, int64_t K) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) acc = _mm512_dpbf16_ps(acc, dp_load(w + k), dp_load(xb + k));
+  if (k < K) acc = _mm512_dpbf16_ps(acc, dp_load_tail(w + k, K - k), dp_load(xb + k));
+  const __m256 h = fold16(acc);
+  return _mm256_cvtss_f32(hsum8_rows(h, h, h, h, h, h, h, h));
+}
+
 void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
                int64_t K, int64_t M, float beta) {
-  if (M != 1) return gemm_bf16_generic(W, ldw, X, ldx, Y, ldy, N, K, M, beta);
-  int64_t n = 0;
-  const int64_t K8 = K - K % 8;
-  for (; n + 8 <= N; n += 8) {
-    __m256 acc[8] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const uint16_t* w = W + n * ldw;
-    for (int64_t k = 0; k < K8; k += 8) {
-      const __m256 xk = _mm256_loadu_ps(X + k);
-      for (int r = 0; r < 8; ++r) {
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + k));
-        const __m256 wk = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
-        acc[r] = _mm256_fmadd_ps(wk, xk, acc[r]);
+  alignas(64) uint16_t xb[kDpInputs * kDpColumns];
+  for (int64_t m0 = 0; m0 < M; m0 += kDpInputs) {
+    const int64_t inputs = M - m0 < kDpInputs ? M - m0 : kDpInputs;
+    for (int64_t k0 = 0; k0 < K; k0 += kDpColumns) {
+      const int64_t kk = K - k0 < kDpColumns ? K - k0 : kDpColumns;
+      // the inputs' columns [k0, k0 + kk) rounded to bf16 (vcvtne2ps2bf16: nearest even), zeros up
+      // to the next multiple of 32
+      for (int64_t m = 0; m < inputs; ++m) {
+        const float* x = X + (m0 + m) * ldx + k0;
+        for (int64_t k = 0; k < kk; k += 32) {
+          const int64_t left = kk - k;  // columns left: lo in the first 16, hi in the next 16
+          const int64_t lo = left < 16 ? left : 16, hi = left <= 16 ? 0 : (left < 32 ? left - 16 : 16);
+          const __m512 x_lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << lo) - 1), x + k);
+          const __m512 x_hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << hi) - 1), x + k + 16);
+          _mm512_store_si512(xb + m * kDpColumns + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(x_hi, x_lo)));
+        }
       }
-    }
-    __m256 sums = hsum8_rows(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]);
-    if (K8 < K) {
-      alignas(32) float tail[8];
-      for (int r = 0; r < 8; ++r) {
-        float t = 0;
-        for (int64_t k = K8; k < K; ++k) t += bf16_to_float(w[r * ldw + k]) * X[k];
-        tail[r] = t;
+      const float chunk_beta = k0 == 0 ? beta : 1.0f;  // later chunks add to the earlier ones' sums
+      const uint16_t* Wk = W + k0;
+      float* Ym = Y + m0 * ldy;
+      int64_t n = 0;
+      for (; n + 8 <= N; n += 8) {
+        int64_t m = 0;
+        for (; m + 2 <= inputs; m += 2) {
+          for (int64_t half = 0; half < 8; half += 4) {
+            const __m256 sums = dp_tile<4, 2>(Wk + (n + half) * ldw, ldw, xb + m * kDpColumns, kDpColumns, kk);
+            store_sums4(Ym + m * ldy + n + half, _mm256_castps256_ps128(sums), chunk_beta);
+            store_sums4(Ym + (m + 1) * ldy + n + half, _mm256_extractf128_ps(sums, 1), chunk_beta);
+          }
+        }
+        if (m < inputs)
+          store_sums8(Ym + m * ldy + n, dp_tile<8, 1>(Wk + n * ldw, ldw, xb + m * kDpColumns, 0, kk), chunk_beta);
       }
-      sums = _mm256_add_ps(sums, _mm256_load_ps(tail));
+      for (int64_t m = 0; m < inputs; ++m)
+        for (int64_t r = n; r < N; ++r) {
+          float* y = Ym + m * ldy + r;
+          const float s = dp_one(Wk + r * ldw, xb + m * kDpColumns, kk);
+          *y = chunk_beta != 0.0f ? __builtin_fmaf(*y, chunk_beta, s) : s;
+        }
     }
-    if (beta != 0.0f) sums = _mm256_fmadd_ps(_mm256_loadu_ps(Y + n), _mm256_set1_ps(beta), sums);
-    _mm256_storeu_ps(Y + n, sums);
   }
-  if (n < N) gemm_bf16_generic(W + n * ldw, ldw, X, ldx, Y + n, ldy, N - n, K, 1, beta);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+// bf16 weight rows for dot_tile: 8 bf16 widened to 8 floats by a zero extension and a 16-bit shift.
+inline __m256 widen_bf16(__m128i raw) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)); }
+struct Bf16Rows {
+  const uint16_t* w;
+  int64_t ldw;
+  Bf16Rows at(int64_t n) const { return Bf16Rows{w + n * ldw, ldw}; }
+  VecF load(int64_t r, int64_t k) const {
+    return widen_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + k)));
+  }
+  VecF load_tail(int64_t r, int64_t k, int64_t n) const {
+    alignas(16) uint16_t part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < n; ++i) part[i] = w[r * ldw + k + i];
+    return widen_bf16(_mm_load_si128(reinterpret_cast<const __m128i*>(part)));
+  }
+};
+
+void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+               int64_t K, int64_t M, float beta) {
+  const int64_t done = gemv_batch_blocks(Bf16Rows{W, ldw}, X, ldx, Y, ldy, N, K, M, beta);
+  if (done < N) gemm_bf16_generic(W + done * ldw, ldw, X, ldx, Y + done, ldy, N - done, K, M, beta);
 }
 #else
 void gemm_bf16(const uint16_t* W, int64_t ldw, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
@@ -876,9 +1071,9 @@ void gemm_i8(const int8_t* W, int64_t ldw, const int32_t* w_row_sum, const int8_
 template <class T>
 KernelTable<T> make_table() {
   return KernelTable<T>{&lstm_gates_forward<T>, &lstm_gates_backward<T>, &gemv<T>,
-                        &dot_scores<T>,         &additive_scores<T>,    &additive_scores_backward<T>,
-                        &masked_softmax<T>,     &masked_softmax_backward<T>, &bias_activation<T>,
-                        &tanh_backward<T>,      &gemm_bf16,
+                        &gemv_batch<T>,         &dot_scores<T>,         &additive_scores<T>,
+                        &additive_scores_backward<T>, &masked_softmax<T>, &masked_softmax_backward<T>,
+                        &bias_activation<T>,    &tanh_backward<T>,      &gemm_bf16,
                         &quantize_rows_i8,      &gemm_i8};
 }
 

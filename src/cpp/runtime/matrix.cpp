@@ -71,25 +71,70 @@ WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int6
   return m;
 }
 
-void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate) {
+namespace {
+
+// A thread's share of a product is at least this many weights (256 KiB of float32: a single row's
+// product reads memory, and a smaller share costs less than waking a thread) or, with many rows,
+// at least this many multiply-adds (the product computes more than it reads).
+constexpr int64_t kMinShareWeights = 65536;
+constexpr int64_t kMinShareMacs = 262144;
+
+// Runs fn(r0, r1) on ranges of whole blocks of 8 weight rows, split between threads.
+template <class F>
+void split_weight_rows(const WeightMatrix& W, int64_t M, F&& fn) {
+  const int64_t blocks = (W.rows + 7) / 8;
+  const int64_t share = std::min(kMinShareWeights, kMinShareMacs / std::max<int64_t>(M, 1));
+  const int64_t min_blocks = (share + 8 * W.cols - 1) / (8 * W.cols);
+  parallel_ranges(blocks, min_blocks, [&](int64_t blk0, int64_t blk1) {
+    fn(blk0 * 8, std::min(W.rows, blk1 * 8));
+  });
+}
+
+// float32 products of up to 8 rows run on gemv_batch, and of up to 11 when the matrix has at least
+// 1024 rows; the others on gemm() (BLAS sgemm). Measured at the decoder's shapes (N = 59 to 8000,
+// K = 256 and 512, 1 and 2 threads): up to 8 rows the kernel is at least as fast as gemm()'s own
+// GEMV loop (one row after another over each block of weights); from 9 to 11 rows it is faster than
+// sgemm, which packs all the weights on every call, except on a small matrix (N = 59: its last
+// N % 8 rows take the plain loop, and sgemm's packing costs little); from 12 rows on sgemm, whose
+// packed micro-kernel keeps more sums in registers and needs no horizontal additions, is faster.
+// bfloat16 weights have no BLAS: gemm_bf16 for any M (on the native path at least as fast as the
+// better float32 route at those shapes).
+constexpr int64_t kMaxKernelRows = 8;
+constexpr int64_t kMaxKernelRowsLarge = 11;
+constexpr int64_t kLargeRows = 1024;
+
+bool kernel_is_faster(const WeightMatrix& W, int64_t M) {
+  return M <= kMaxKernelRows || (M <= kMaxKernelRowsLarge && W.rows >= kLargeRows);
+}
+
+}  // namespace
+
+void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate, ProductRoute route) {
   if (W.cols == 0) {
     if (!accumulate) std::fill(y, y + M * W.rows, 0.0f);
     return;
   }
+  if (M <= 0) return;
   if (W.is_int8()) return matmul_int8(W, x, M, y, accumulate);
+  const float beta = accumulate ? 1.0f : 0.0f;
   if (W.is_bf16()) {
-    // threads take blocks of 8 weight rows; inputs go 8 at a time, each weight row widened once
     const KernelTable<float>& k = kernels<float>();
-    parallel_ranges((W.rows + 7) / 8, 8192 / (W.cols + 1) + 1, [&](int64_t blk0, int64_t blk1) {
-      const int64_t r0 = blk0 * 8, r1 = std::min(W.rows, blk1 * 8);
-      for (int64_t m0 = 0; m0 < M; m0 += 8)
-        k.gemm_bf16(W.bf16.data() + r0 * W.cols, W.cols, x + m0 * W.cols, W.cols, y + m0 * W.rows + r0, W.rows,
-                    r1 - r0, W.cols, std::min<int64_t>(8, M - m0), accumulate ? 1.0f : 0.0f);
+    split_weight_rows(W, M, [&](int64_t r0, int64_t r1) {
+      k.gemm_bf16(W.bf16.data() + r0 * W.cols, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, W.cols, M, beta);
     });
     return;
   }
-  gemm<float>(Trans::no, Trans::yes, M, W.rows, W.cols, 1.0f, x, W.cols, W.f32.data(), W.cols,
-              accumulate ? 1.0f : 0.0f, y, W.rows);
+  if (route == ProductRoute::kernel || (route == ProductRoute::automatic && kernel_is_faster(W, M))) {
+    const KernelTable<float>& k = kernels<float>();
+    split_weight_rows(W, M, [&](int64_t r0, int64_t r1) {
+      const float* w = W.f32.data() + r0 * W.cols;
+      // one row: the GEMV itself (the same sums as gemv_batch's, without its loop over inputs)
+      if (M == 1) k.gemv(w, W.cols, x, y + r0, r1 - r0, W.cols, 1.0f, beta);
+      else k.gemv_batch(w, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, W.cols, M, beta);
+    });
+    return;
+  }
+  gemm<float>(Trans::no, Trans::yes, M, W.rows, W.cols, 1.0f, x, W.cols, W.f32.data(), W.cols, beta, y, W.rows);
 }
 
 void matmul_int8(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate) {

@@ -71,11 +71,18 @@ WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int6
 // float32 -> bfloat16 bits, rounding to nearest even (NaN stays NaN).
 uint16_t to_bf16(float x);
 
-// y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to gemm()
-// (BLAS, or the SIMD GEMV for M == 1); bfloat16 weights to the kernel table's widening product,
-// threads taking blocks of 8 weight rows; int8 weights to matmul_int8 below. A matrix without
-// columns gives zeros (or leaves y).
-void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate);
+// Which product matmul runs for float32 weights: its own choice (automatic), or one forced (tests
+// and measurements of the crossover). bfloat16 weights have one product, the kernel table's.
+enum class ProductRoute { automatic, kernel, blas };
+
+// y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to the kernel
+// table's gemv_batch (each weight read once for all M rows) up to 8 or 11 rows, depending on the
+// matrix (matrix.cpp, measured), to gemm() (BLAS) above; bfloat16 weights always to gemm_bf16; int8 weights to matmul_int8
+// below (route ignored). Threads
+// take blocks of 8 weight rows, so a kernel result does not depend on the thread count. A matrix
+// without columns gives zeros (or leaves y).
+void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool accumulate,
+            ProductRoute route = ProductRoute::automatic);
 
 // The int8 product: each row of x quantized at run time by the int8 rule (x_scale[m] =
 // max|x[m]|/127, round half to even; x must be finite), the products summed exactly in int32 by
