@@ -30,7 +30,8 @@ processes: the dates training (same data, model, seed, global batch of 128) run 
 `python -m torch.distributed.run --standalone` (torchrun) running this script's worker; launches
 alternate ABBA (2 per layout, each of --epochs epochs), and the report gives epoch times, target
 tokens/s and their ratio, and checks that both layouts' losses agree to PROCESS_REL_TOL over the
-first PROCESS_CHECKED_STEPS updates and in the first epoch's train loss. The other two settings
+first PROCESS_CHECKED_STEPS updates (the epoch's mean loss is reported: see losses_agree). The other
+two settings
 compare s2sext with PyTorch as follows.
 
 Both sides start from the same initial weights (the s2sext model's, copied into the PyTorch twin in
@@ -858,8 +859,12 @@ def relative(a: float, b: float) -> float:
 
 
 def losses_agree(ones: list[Launch], twos: list[Launch]) -> tuple[bool, str]:
-    """Every 2-process launch against every 1-process launch: the first epoch's train loss and the
-    losses of its first PROCESS_CHECKED_STEPS updates, to PROCESS_REL_TOL."""
+    """Every 2-process launch against every 1-process launch: the losses of the first
+    PROCESS_CHECKED_STEPS updates, to PROCESS_REL_TOL (issue 14's criterion). The first epoch's
+    train loss (the mean over all its updates) is reported, not checked: 1 process of 2 threads and
+    2 processes of 1 thread split their products differently, so their sums differ in the last bits
+    (docs/architecture.md, threads), and hundreds of updates amplify that (a first full run: 1.7e-8
+    over the first 50 updates, 1e-1 by the 352nd, 3.2e-5 in the epoch's mean)."""
     epoch_worst = steps_worst = whole_worst = 0.0
     first_epoch = ones[0].batches_per_epoch
     for one in ones:
@@ -869,11 +874,12 @@ def losses_agree(ones: list[Launch], twos: list[Launch]) -> tuple[bool, str]:
             diffs = [relative(a, b) for a, b in pairs]
             steps_worst = max([steps_worst] + diffs[:PROCESS_CHECKED_STEPS])
             whole_worst = max([whole_worst] + diffs)
-    ok = epoch_worst <= PROCESS_REL_TOL and steps_worst <= PROCESS_REL_TOL
+    ok = steps_worst <= PROCESS_REL_TOL
     checked = min(PROCESS_CHECKED_STEPS, first_epoch)
-    text = (f"{'agree' if ok else 'DO NOT agree'} to {PROCESS_REL_TOL:g} relative: the first epoch's train "
-            f"loss differs by {epoch_worst:.1e}, the losses of its first {checked} updates by at most "
-            f"{steps_worst:.1e} (all {first_epoch} updates of the first epoch: {whole_worst:.1e})")
+    text = (f"the losses of the first {checked} updates {'agree' if ok else 'DO NOT agree'} to "
+            f"{PROCESS_REL_TOL:g} relative: they differ by at most {steps_worst:.1e} (not checked: all "
+            f"{first_epoch} updates of the first epoch: {whole_worst:.1e}; the first epoch's train loss: "
+            f"{epoch_worst:.1e})")
     return ok, text
 
 
@@ -916,7 +922,7 @@ def processes_lines(args, ones: list[Launch], twos: list[Launch], order: list[La
     out.append("")
     out.append(f"ratio = {one.label} / {two.label} (> 1: the {two.processes} processes are faster); tokens/s = "
                "the epoch's target tokens (each target with its `<eos>`) / its seconds. Losses: the two "
-               f"layouts do the same updates, and their losses {agree_text}.")
+               f"layouts do the same updates; {agree_text}.")
     return out
 
 
