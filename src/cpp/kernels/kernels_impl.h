@@ -44,13 +44,22 @@ inline uint32_t bits_from_float(float f) {
   return u;
 }
 
+// c ? a : b by bit masks. gcc 12 turns a chain of float ternaries into branches when vectorising
+// for AVX2 (without AVX-512's masks: "control flow in loop"), which left the gate, tanh and softmax
+// loops scalar on AVX2 machines; the same choice by masks has no control flow, and gives the same
+// bits as the ternary (NaN included: the comparison is false either way).
+inline float select_bits(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return float_from_bits((bits_from_float(a) & m) | (bits_from_float(b) & ~m));
+}
+
 // exp for float32, relative error about 1 ulp (Cephes' expf scheme): x = n ln2 + r with |r| <= ln2/2,
 // exp(r) by a degree-6 polynomial, 2^n built in the exponent bits. Clamped to [-87, 88] so 2^n stays a
 // normal float; NaN fails both comparisons and comes out NaN. Rounding x*log2(e) to an integer uses
 // the 1.5*2^23 trick, which needs no float->int conversion (and so has no undefined behaviour).
 inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
+  x = select_bits(x < -87.0f, -87.0f, x);
+  x = select_bits(x > 88.0f, 88.0f, x);
   const float round_magic = 12582912.0f;  // 1.5 * 2^23
   const float k = x * 1.44269504088896341f + round_magic;
   const float n = k - round_magic;
@@ -80,7 +89,7 @@ inline float tanh_approx(float x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   const float small = x + x * z * p;
-  return ax < 0.625f ? small : (x < 0.0f ? -big : big);
+  return select_bits(ax < 0.625f, small, select_bits(x < 0.0f, -big, big));
 }
 
 // float64 is the checking precision: libm, correctly rounded or nearly, not vectorised.
@@ -171,6 +180,24 @@ T dot_16_partials(const T* w, const T* x, int64_t K) {
     for (int64_t j = 0; j < kPartials; ++j) part[j] += w[k + j] * x[k + j];
   for (int64_t j = 0; k + j < K; ++j) part[j] += w[k + j] * x[k + j];
   for (int64_t width = kPartials / 2; width > 0; width /= 2)
+    for (int64_t j = 0; j < width; ++j) part[j] += part[j + width];
+  return part[0];
+}
+
+// sum_{i < n} term(i) in 8 interleaved partial sums (lane i mod 8, in increasing i), then the
+// partials pairwise: the same order on every target and wherever the arrays lie. (An `omp simd
+// reduction` lets the compiler peel iterations until a pointer is aligned, so its sums depended
+// on the addresses of the buffers, and a result changed from one run to the next.) term may also
+// store (the softmax keeps its exponentials); it is called once per i.
+template <class T, class Term>
+inline T sum_8_partials(int64_t n, Term term) {
+  T part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+#pragma omp simd
+    for (int64_t j = 0; j < 8; ++j) part[j] += term(i + j);
+  for (int64_t j = 0; i + j < n; ++j) part[j] += term(i + j);
+  for (int64_t width = 4; width > 0; width /= 2)
     for (int64_t j = 0; j < width; ++j) part[j] += part[j + width];
   return part[0];
 }
@@ -537,10 +564,7 @@ template <class T>
 void additive_scores(const T* qp, const T* kp, const T* v, T* e, int64_t S, int64_t A) {
   for (int64_t s = 0; s < S; ++s) {
     const T* kp_s = kp + s * A;
-    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t a = 0; a < A; ++a) acc += v[a] * tanh_(qp[a] + kp_s[a]);
-    e[s] = acc;
+    e[s] = sum_8_partials<T>(A, [&](int64_t a) { return v[a] * tanh_(qp[a] + kp_s[a]); });
   }
 }
 
@@ -567,13 +591,7 @@ template <class T>
 void masked_softmax(T* row, int64_t L, int64_t S) {
   T peak = row[0];
   for (int64_t s = 1; s < L; ++s) peak = row[s] > peak ? row[s] : peak;
-  T sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t s = 0; s < L; ++s) {
-    const T e = exp_(row[s] - peak);
-    row[s] = e;
-    sum += e;
-  }
+  const T sum = sum_8_partials<T>(L, [&](int64_t s) { return row[s] = exp_(row[s] - peak); });
   const T inv_sum = T(1) / sum;
 #pragma omp simd
   for (int64_t s = 0; s < L; ++s) row[s] *= inv_sum;
@@ -583,9 +601,7 @@ void masked_softmax(T* row, int64_t L, int64_t S) {
 template <class T>
 void masked_softmax_backward(const T* a, const T* da, T* de, int64_t L, int64_t S) {
   // forward: a_s = exp(e_s) / sum_r exp(e_r), so de_s = a_s * (da_s - sum_r a_r da_r)
-  T a_dot_da = 0;
-#pragma omp simd reduction(+ : a_dot_da)
-  for (int64_t s = 0; s < L; ++s) a_dot_da += a[s] * da[s];
+  const T a_dot_da = sum_8_partials<T>(L, [&](int64_t s) { return a[s] * da[s]; });
 #pragma omp simd
   for (int64_t s = 0; s < L; ++s) de[s] = a[s] * (da[s] - a_dot_da);
   for (int64_t s = L; s < S; ++s) de[s] = T(0);
