@@ -152,12 +152,16 @@ def test_set_recurrent_backend_rejects_bad_names():
 
 @pytest.mark.parametrize("request_name", ["blas", "onednn", "nonsense"])
 def test_start_up_backend_from_the_environment(request_name):
-    """S2SEXT_RECURRENT_BACKEND picks the start-up backend; oneDNN where built otherwise (also for a
-    name it does not know, or oneDNN where not built)."""
+    """S2SEXT_RECURRENT_BACKEND picks the start-up backend; otherwise (also for a name it does not
+    know, or oneDNN where not built) oneDNN where built and it packs the weights on this CPU, else
+    BLAS."""
     env = dict(os.environ, S2SEXT_RECURRENT_BACKEND=request_name)
     out = subprocess.run([sys.executable, "-c", "import s2sext; print(s2sext.cpu_info()['recurrent_backend'])"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
-    default = "onednn" if "onednn" in BACKENDS else "blas"
+    info = s2sext.cpu_info()
+    if "onednn" not in BACKENDS:
+        assert info["onednn_packs_weights"] is False
+    default = "onednn" if info["onednn_packs_weights"] else "blas"
     assert out == (request_name if request_name in BACKENDS else default)
 
 

@@ -43,6 +43,7 @@ py::dict cpu_info() {
   out["recurrent_backends"] = backends;
   out["recurrent_backend"] = s2s::recurrent_backend_name(s2s::recurrent_backend());
   out["onednn_version"] = s2s::onednn_version();
+  out["onednn_packs_weights"] = s2s::onednn_packs_weights();
   return out;
 }
 
@@ -116,7 +117,8 @@ void register_machine(py::module_& m) {
         "one), 'env_request' (S2SEXT_KERNEL_PATH as read at start-up), 'blas' (name, config, core,\n"
         "threads of the BLAS library itself), 'num_threads' (threads s2sext uses), 'recurrent_backends'\n"
         "(backends of the LSTM's recurrent products in this build), 'recurrent_backend' (the active one)\n"
-        "and 'onednn_version' ('' without oneDNN).");
+        "'onednn_version' ('' without oneDNN) and 'onednn_packs_weights' (oneDNN packs recurrent weights\n"
+        "on this CPU: the start-up backend is then 'onednn', else 'blas').");
   m.def("set_kernel_path", &set_kernel_path, py::arg("name"),
         "Switches the SIMD kernel path ('portable', 'avx2', 'avx512', 'avx512_vnni', 'avx512_bf16') for the whole process and\n"
         "returns the previous one. ValueError for an unknown name or one this CPU cannot run.");

@@ -28,8 +28,9 @@ namespace s2s {
 namespace {
 
 RecurrentBackend initial_backend() {
-  // S2SEXT_RECURRENT_BACKEND picks the start-up backend; oneDNN where built, unless it says blas
-  RecurrentBackend backend = onednn_built() ? RecurrentBackend::onednn : RecurrentBackend::blas;
+  // S2SEXT_RECURRENT_BACKEND picks the start-up backend; otherwise oneDNN where built and it packs
+  // the weights on this CPU (onednn_packs_weights), else BLAS
+  RecurrentBackend backend = onednn_packs_weights() ? RecurrentBackend::onednn : RecurrentBackend::blas;
   const char* env = std::getenv("S2SEXT_RECURRENT_BACKEND");
   RecurrentBackend requested;
   if (env && parse_recurrent_backend(env, &requested) && (requested == RecurrentBackend::blas || onednn_built()))
@@ -149,6 +150,27 @@ std::string onednn_version() {
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
 #else
   return "";
+#endif
+}
+
+bool onednn_packs_weights() {
+#if defined(S2S_ONEDNN)
+  static const bool packs = [] {
+    try {  // a decoder-sized recurrent product: h [M, 256] @ W^T, W [1024, 256]
+      const MatmulShape shape{256, 1024, 256, 1024, false};
+      const memory::desc weights = make_matmul(shape)->pd.weights_desc();
+#if DNNL_VERSION_MAJOR >= 3
+      return weights.get_format_kind() != memory::format_kind::blocked || weights.get_inner_nblks() > 0;
+#else
+      return weights.data.format_kind != dnnl_blocked || weights.data.format_desc.blocking.inner_nblks > 0;
+#endif
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return packs;
+#else
+  return false;
 #endif
 }
 

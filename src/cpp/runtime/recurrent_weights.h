@@ -6,6 +6,11 @@
 //           built where CMake finds libdnnl (S2SEXT_ONEDNN), float32 only (double takes gemm()).
 //           oneDNN runs single-threaded inside the calling thread: s2sext's own threads split the
 //           work (parallel.h), as with BLAS.
+// The start-up backend is oneDNN where it is built and packs the weights on this CPU (a blocked
+// layout of its own: its brgemm matmul, AVX-512 in oneDNN 2.6), BLAS otherwise: on an AVX2-only
+// CPU oneDNN 2.6 multiplies the plain layout with its own jit sgemm ("gemm:jit"), which packs at
+// every step as BLAS does and was slower than OpenBLAS there (an encoder at batch 32: 1.5x the
+// time).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -18,6 +23,7 @@ namespace s2s {
 enum class RecurrentBackend { blas, onednn };
 
 bool onednn_built();                     // true where the oneDNN backend was compiled in
+bool onednn_packs_weights();             // built, and its matmul packs recurrent weights on this CPU
 std::string onednn_version();            // "major.minor.patch" of the linked oneDNN, "" if not built
 RecurrentBackend recurrent_backend();    // the active backend
 void set_recurrent_backend(RecurrentBackend backend);  // std::invalid_argument: onednn not built
