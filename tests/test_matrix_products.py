@@ -1,5 +1,6 @@
 """The compiled decoder's weight products (runtime/matrix.h matmul, through _core.WeightMatrix): the
-kernel table's gemv_batch (float32, M inputs at once) and gemm_bf16 (bfloat16 weights; native
+kernel table's gemm_panels (float32 in panels, the decoder's storage), gemv_batch (float32 rows, M
+inputs at once) and gemm_bf16 (bfloat16 weights; native
 vdpbf16ps products on the avx512_bf16 path) against a float64 numpy reference, on every kernel path,
 with odd shapes; each kernel result bit for bit independent of M, of the thread count and (float32)
 equal to the batch-1 GEMV's.
@@ -82,6 +83,42 @@ def test_float32_products_match_float64(kernel_path, product, shapes):
             assert_within(W.matmul(x, y, product=product), reference(w, x, y), bound(w, x, y), label + " +y")
 
 
+def test_panel_products_match_float64(kernel_path, shapes):
+    for (N, K), (w, xs, y0) in shapes.items():
+        W = _core.WeightMatrix(w, "float32_panels")
+        assert W.weight_type == "float32_panels"
+        for M, x in xs.items():
+            label = f"{kernel_path} panels N={N} K={K} M={M}"
+            assert_within(W.matmul(x), reference(w, x), bound(w, x), label)
+            y = y0[:M]
+            assert_within(W.matmul(x, y), reference(w, x, y), bound(w, x, y), label + " +y")
+
+
+def test_panel_sums_in_the_stated_order_on_the_portable_path():
+    """kernels.h: each result summed in one lane, k increasing, in blocks of 64 columns from zero,
+    then the block sums in order. The portable path multiplies and adds in float32 (no FMA), so
+    numpy's float32 arithmetic repeats it exactly; a lost column, another block size or another
+    order changes some of these bits (K = 513: 9 blocks, the last of one column)."""
+    previous = s2sext.set_kernel_path("portable")
+    try:
+        rng = np.random.default_rng(3)
+        for N, K, M in [(13, 513, 3), (40, 64, 2), (1, 65, 1)]:
+            w = rng.standard_normal((N, K)).astype(np.float32)
+            x = rng.standard_normal((M, K)).astype(np.float32)
+            y0 = rng.standard_normal((M, N)).astype(np.float32)
+            total = np.zeros((M, N), np.float32)
+            for k0 in range(0, K, 64):
+                acc = np.zeros((M, N), np.float32)
+                for k in range(k0, min(K, k0 + 64)):
+                    acc = acc + x[:, k:k + 1] * w[:, k]
+                total = total + acc
+            W = _core.WeightMatrix(w, "float32_panels")
+            np.testing.assert_array_equal(W.matmul(x), total, err_msg=f"N={N} K={K} M={M}")
+            np.testing.assert_array_equal(W.matmul(x, y0), y0 + total, err_msg=f"N={N} K={K} M={M} +y")
+    finally:
+        s2sext.set_kernel_path(previous)
+
+
 def test_bf16_products_match_float64(kernel_path, shapes):
     """Widening paths multiply the bf16 weights by the float32 inputs; the native path rounds the
     inputs to bf16 as well."""
@@ -121,7 +158,8 @@ def test_bf16_non_finite_inputs_propagate(kernel_path):
     assert np.all(got[0] == 40) and np.all(np.isnan(got[1])) and np.all(got[2] == np.inf)
 
 
-@pytest.mark.parametrize("weight_type,product", [("float32", "kernel"), ("bfloat16", "auto")])
+@pytest.mark.parametrize("weight_type,product", [("float32", "kernel"), ("float32_panels", "auto"),
+                                                 ("bfloat16", "auto")])
 def test_kernel_results_do_not_depend_on_the_other_rows(kernel_path, weight_type, product, shapes):
     """A row's result is the same bits whether it runs alone or among M rows (a beam row computes what
     the same hypothesis alone would)."""
@@ -151,7 +189,7 @@ def test_float32_kernel_equals_the_batch1_gemv(kernel_path, shapes):
             np.testing.assert_array_equal(W.matmul(x, y, product="kernel"), gemv_y)
 
 
-@pytest.mark.parametrize("weight_type", ["float32", "bfloat16"])
+@pytest.mark.parametrize("weight_type", ["float32", "float32_panels", "bfloat16"])
 def test_kernel_results_do_not_depend_on_the_thread_count(kernel_path, weight_type):
     """Threads take whole blocks of 8 weight rows (matrix.cpp), so the sums do not change with their
     number (docs/architecture.md, Threads). N and K large enough that 2 and 3 threads split the rows,
@@ -179,7 +217,7 @@ def test_kernel_results_do_not_depend_on_the_thread_count(kernel_path, weight_ty
 
 def test_empty_products():
     w = np.zeros((5, 0), np.float32)
-    for weight_type in ("float32", "bfloat16"):
+    for weight_type in ("float32", "float32_panels", "bfloat16"):
         W = _core.WeightMatrix(w, weight_type)
         np.testing.assert_array_equal(W.matmul(np.zeros((3, 0), np.float32)), np.zeros((3, 5), np.float32))
         y = np.arange(15, dtype=np.float32).reshape(3, 5)
@@ -189,7 +227,7 @@ def test_empty_products():
 
 
 def test_bad_arguments_name_themselves():
-    with pytest.raises(ValueError, match="weight_type must be 'float32' or 'bfloat16', got 'int4'"):
+    with pytest.raises(ValueError, match="weight_type must be 'float32', 'float32_panels' or 'bfloat16', got 'int4'"):
         _core.WeightMatrix(np.ones((2, 3), np.float32), "int4")
     with pytest.raises(ValueError, match=r"w must be 2-D \[N, K\], got shape \(3,\)"):
         _core.WeightMatrix(np.ones(3, np.float32), "float32")

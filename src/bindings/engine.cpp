@@ -371,11 +371,12 @@ class PyWeightMatrix {
     py::array arr = ck.float_array(w_in, "w");
     if (arr.ndim() != 2) ck.value_error("w must be 2-D [N, K], got shape " + shape_str(arr));
     Array<float> w = ck.floats<float>(arr, "w", "N,K");
-    if (weight_type != "float32" && weight_type != "bfloat16")
-      ck.value_error("weight_type must be 'float32' or 'bfloat16', got '" + weight_type + "'");
+    if (weight_type != "float32" && weight_type != "float32_panels" && weight_type != "bfloat16")
+      ck.value_error("weight_type must be 'float32', 'float32_panels' or 'bfloat16', got '" + weight_type + "'");
     const s2s::WeightType type = weight_type == "bfloat16" ? s2s::WeightType::bfloat16 : s2s::WeightType::float32;
     py::gil_scoped_release nogil;
     m_ = s2s::prepare_weights(w.data(), w.shape(0), w.shape(1), 0, w.shape(1), type);
+    if (weight_type == "float32_panels") s2s::pack_panels(m_);
   }
 
   // x [M, K] @ w^T (+ y when y is given, as matmul's accumulate) -> a new [M, N] array.
@@ -400,7 +401,7 @@ class PyWeightMatrix {
     return y;
   }
 
-  std::string weight_type() const { return m_.is_bf16() ? "bfloat16" : "float32"; }
+  std::string weight_type() const { return m_.is_bf16() ? "bfloat16" : m_.in_panels() ? "float32_panels" : "float32"; }
 
  private:
   s2s::WeightMatrix m_;
@@ -441,11 +442,13 @@ void register_engine(py::module_& m) {
         "row -> y float32 [M, N] (+ y when given).");
   py::class_<PyWeightMatrix>(m, "WeightMatrix",
                              "Weights prepared for inference (runtime/matrix.h) and their product, for tests and\n"
-                             "measurements: WeightMatrix(w [N, K], weight_type 'float32' | 'bfloat16').")
+                             "measurements: WeightMatrix(w [N, K], weight_type 'float32' | 'float32_panels' |\n"
+                             "'bfloat16'); 'float32_panels' is the compiled decoder's float32 storage (pack_panels).")
       .def(py::init<py::handle, const std::string&>(), py::arg("w"), py::arg("weight_type"))
       .def("matmul", &PyWeightMatrix::matmul, py::arg("x"), py::arg("y") = py::none(), py::arg("product") = "auto",
            "x [M, K] -> x @ w^T [M, N] (+ y when y [M, N] is given). product: 'auto' (matmul's choice),\n"
-           "'kernel' (gemv_batch) or 'blas' (sgemm) for float32 weights; bfloat16 has one product.")
+           "'kernel' (gemv_batch) or 'blas' (sgemm) for float32 weights; float32 panels (gemm_panels) and\n"
+           "bfloat16 have one product each.")
       .def_property_readonly("weight_type", &PyWeightMatrix::weight_type);
   m.def("check_model_file", &check_model_file, py::arg("path"),
         "Loads a model file with the C++ API (s2sext::Translator::load) and discards the result;\n"

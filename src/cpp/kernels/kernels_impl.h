@@ -625,6 +625,128 @@ void tanh_backward(const T* dy, const T* y, T* d_pre, int64_t n) {
   for (int64_t k = 0; k < n; ++k) d_pre[k] = dy[k] * (T(1) - y[k] * y[k]);
 }
 
+// ---- float32 weights in panels -------------------------------------------------------------------
+
+constexpr int64_t kPanel = 16;       // weight rows per panel (runtime/matrix.h's kPanelRows)
+constexpr int64_t kPanelBlock = 64;  // columns summed from zero before joining a row's total
+
+// Y rows [0, M) of panel outputs [0, n) from the sums `total` [M][16] (beta 0 or 1).
+inline void store_panel(const float* total, int64_t M, float* Y, int64_t ldy, int64_t n, float beta) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = 0; j < n; ++j) {
+      float* y = Y + m * ldy + j;
+      *y = beta == 0.0f ? total[m * kPanel + j] : beta * *y + total[m * kPanel + j];
+    }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// NP panels (consecutive, K * 16 floats apart) by MR inputs: 2 * NP * MR accumulators of 8 lanes
+// (at most 12 of the 16 registers), each panel's two weight vectors loaded once per column for
+// all MR inputs, the inputs broadcast. A block's sums join the totals in memory (totals [NP][MR][16]).
+template <int NP, int MR>
+inline void panel_tile(const float* P, int64_t K, const float* X, int64_t ldx, float* totals) {
+  for (int64_t i = 0; i < NP * MR * kPanel; ++i) totals[i] = 0.0f;
+  for (int64_t k0 = 0; k0 < K; k0 += kPanelBlock) {
+    const int64_t k1 = k0 + kPanelBlock < K ? k0 + kPanelBlock : K;
+    __m256 acc[NP][MR][2];
+    for (int p = 0; p < NP; ++p)
+      for (int m = 0; m < MR; ++m) acc[p][m][0] = acc[p][m][1] = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k1; ++k) {
+      __m256 w[NP][2];
+      for (int p = 0; p < NP; ++p) {
+        w[p][0] = _mm256_load_ps(P + (p * K + k) * kPanel);
+        w[p][1] = _mm256_load_ps(P + (p * K + k) * kPanel + 8);
+      }
+      for (int m = 0; m < MR; ++m) {
+        const __m256 x = _mm256_broadcast_ss(X + m * ldx + k);
+        for (int p = 0; p < NP; ++p) {
+          acc[p][m][0] = _mm256_fmadd_ps(w[p][0], x, acc[p][m][0]);
+          acc[p][m][1] = _mm256_fmadd_ps(w[p][1], x, acc[p][m][1]);
+        }
+      }
+    }
+    for (int p = 0; p < NP; ++p)
+      for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < 2; ++h) {
+          float* t = totals + (p * MR + m) * kPanel + 8 * h;
+          _mm256_storeu_ps(t, _mm256_add_ps(_mm256_loadu_ps(t), acc[p][m][h]));
+        }
+  }
+}
+
+// Panels [p0, p0 + NP) for inputs [m0, m0 + MR), stored (rows past N left alone).
+template <int NP, int MR>
+inline void panel_tile_store(const float* P, int64_t K, const float* X, int64_t ldx, float* Y, int64_t ldy,
+                             int64_t N, int64_t p0, int64_t m0, float beta) {
+  alignas(32) float totals[NP * MR * kPanel];
+  panel_tile<NP, MR>(P + p0 * K * kPanel, K, X + m0 * ldx, ldx, totals);
+  for (int p = 0; p < NP; ++p) {
+    const int64_t n0 = (p0 + p) * kPanel;
+    store_panel(totals + p * MR * kPanel, MR, Y + m0 * ldy + n0, ldy, N - n0 < kPanel ? N - n0 : kPanel, beta);
+  }
+}
+
+// Inputs [m0, m0 + MR) over every panel: NP panels at a time where the tile has room for them
+// (few inputs leave registers free; more accumulators hide the FMA latency), then one at a time.
+template <int NP, int MR>
+inline void panel_rows(const float* P, int64_t K, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N,
+                       int64_t m0, float beta) {
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  int64_t p = 0;
+  for (; p + NP <= panels; p += NP) panel_tile_store<NP, MR>(P, K, X, ldx, Y, ldy, N, p, m0, beta);
+  for (; p < panels; ++p) panel_tile_store<1, MR>(P, K, X, ldx, Y, ldy, N, p, m0, beta);
+}
+
+void gemm_panels(const float* P, int64_t K, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N, int64_t M,
+                 float beta) {
+  switch (M) {  // up to 3 inputs: several panels at a time
+    case 0: return;
+    case 1: return panel_rows<4, 1>(P, K, X, ldx, Y, ldy, N, 0, beta);
+    case 2: return panel_rows<3, 2>(P, K, X, ldx, Y, ldy, N, 0, beta);
+    case 3: return panel_rows<2, 3>(P, K, X, ldx, Y, ldy, N, 0, beta);
+    default: break;
+  }
+  // more: each panel (K * 16 floats, in L1 or L2) passes under every group of 6 inputs before the
+  // next is read, so the weights come from memory once whatever M
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    int64_t m = 0;
+    for (; m + 6 <= M; m += 6) panel_tile_store<1, 6>(P, K, X, ldx, Y, ldy, N, p, m, beta);
+    switch (M - m) {
+      case 5: panel_tile_store<1, 5>(P, K, X, ldx, Y, ldy, N, p, m, beta); break;
+      case 4: panel_tile_store<1, 4>(P, K, X, ldx, Y, ldy, N, p, m, beta); break;
+      case 3: panel_tile_store<1, 3>(P, K, X, ldx, Y, ldy, N, p, m, beta); break;
+      case 2: panel_tile_store<1, 2>(P, K, X, ldx, Y, ldy, N, p, m, beta); break;
+      case 1: panel_tile_store<1, 1>(P, K, X, ldx, Y, ldy, N, p, m, beta); break;
+      default: break;
+    }
+  }
+}
+#else
+// The plain loop, input by input: the same sums, lane by lane, as the tiles above.
+void gemm_panels(const float* P, int64_t K, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t N, int64_t M,
+                 float beta) {
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    const float* panel = P + p * K * kPanel;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* x = X + m * ldx;
+      float total[kPanel] = {};
+      for (int64_t k0 = 0; k0 < K; k0 += kPanelBlock) {
+        const int64_t k1 = k0 + kPanelBlock < K ? k0 + kPanelBlock : K;
+        float acc[kPanel] = {};
+        for (int64_t k = k0; k < k1; ++k)
+#pragma omp simd
+          for (int64_t j = 0; j < kPanel; ++j) acc[j] += panel[k * kPanel + j] * x[k];
+        for (int64_t j = 0; j < kPanel; ++j) total[j] += acc[j];
+      }
+      const int64_t n0 = p * kPanel;
+      store_panel(total, 1, Y + m * ldy + n0, ldy, N - n0 < kPanel ? N - n0 : kPanel, beta);
+    }
+  }
+}
+#endif
+
 // ---- bfloat16 weights ----------------------------------------------------------------------------
 //
 // Y[m, :N] = W[N, K] X[m, :K] + beta * Y[m, :N] for any M, W in bfloat16 bits. Where the CPU has
@@ -1089,7 +1211,7 @@ KernelTable<T> make_table() {
   return KernelTable<T>{&lstm_gates_forward<T>, &lstm_gates_backward<T>, &gemv<T>,
                         &gemv_batch<T>,         &dot_scores<T>,         &additive_scores<T>,
                         &additive_scores_backward<T>, &masked_softmax<T>, &masked_softmax_backward<T>,
-                        &bias_activation<T>,    &tanh_backward<T>,      &gemm_bf16,
+                        &bias_activation<T>,    &tanh_backward<T>,      &gemm_panels,          &gemm_bf16,
                         &quantize_rows_i8,      &gemm_i8};
 }
 

@@ -71,6 +71,16 @@ WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int6
   return m;
 }
 
+void pack_panels(WeightMatrix& m) {
+  if (!m.is_f32() || m.rows == 0 || m.cols == 0 || m.in_panels()) return;
+  const int64_t P = (m.rows + kPanelRows - 1) / kPanelRows, K = m.cols;
+  m.panels.assign(static_cast<size_t>(P * K * kPanelRows), 0.0f);
+  for (int64_t n = 0; n < m.rows; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      m.panels[static_cast<size_t>(((n / kPanelRows) * K + k) * kPanelRows + n % kPanelRows)] = m.f32[n * K + k];
+  Buffer<float>().swap(m.f32);
+}
+
 namespace {
 
 // A thread's share of a product is at least this many weights (256 KiB of float32: a single row's
@@ -117,6 +127,18 @@ void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool acc
   if (M <= 0) return;
   if (W.is_int8()) return matmul_int8(W, x, M, y, accumulate);
   const float beta = accumulate ? 1.0f : 0.0f;
+  if (W.in_panels()) {
+    const KernelTable<float>& k = kernels<float>();
+    const int64_t panels = (W.rows + kPanelRows - 1) / kPanelRows;
+    // whole panels per thread, at least the shares split_weight_rows allows
+    const int64_t share = std::min(kMinShareWeights, kMinShareMacs / M);
+    const int64_t min_panels = (share + kPanelRows * W.cols - 1) / (kPanelRows * W.cols);
+    parallel_ranges(panels, min_panels, [&](int64_t p0, int64_t p1) {
+      const int64_t r0 = p0 * kPanelRows, r1 = std::min(W.rows, p1 * kPanelRows);
+      k.gemm_panels(W.panels.data() + p0 * W.cols * kPanelRows, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, M, beta);
+    });
+    return;
+  }
   if (W.is_bf16()) {
     const KernelTable<float>& k = kernels<float>();
     split_weight_rows(W, M, [&](int64_t r0, int64_t r1) {

@@ -50,7 +50,10 @@ inline int64_t int8_padded_cols(int64_t K) { return (K + kInt8RowAlign - 1) / kI
 struct WeightMatrix {
   int64_t rows = 0, cols = 0;
   WeightType type = WeightType::float32;
-  Buffer<float> f32;      // row-major, when stored as float32
+  Buffer<float> f32;      // row-major, when stored as float32 (and not in panels)
+  // float32 in panels of kPanelRows rows, column by column (pack_panels): the compiled decoder's
+  // storage, which its product reads as one stream per panel for up to 6 inputs at a time
+  Buffer<float> panels;
   Buffer<uint16_t> bf16;  // bfloat16 bits, when stored as bfloat16
   // int8: rows [rows, int8_padded_cols(cols)] (zero padding), a scale per row (the int8 rule), and
   // each row's sum of its int8 values (the VNNI kernel's unsigned-activation correction)
@@ -59,6 +62,7 @@ struct WeightMatrix {
   Buffer<int32_t> i8_row_sum;
 
   bool is_f32() const { return type == WeightType::float32; }
+  bool in_panels() const { return !panels.empty(); }
   bool is_bf16() const { return type == WeightType::bfloat16; }
   bool is_int8() const { return type == WeightType::int8; }
 };
@@ -68,6 +72,15 @@ struct WeightMatrix {
 WeightMatrix prepare_weights(const float* data, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
                              WeightType type);
 
+// Rows per panel of float32 weights in panels (the kernel table's gemm_panels).
+constexpr int64_t kPanelRows = 16;
+
+// A float32 matrix's rows moved into panels: panels[(p * cols + k) * kPanelRows + j] = row
+// p * kPanelRows + j, column k (rows past the last zero); the row-major copy is freed. matmul then
+// runs the kernel table's gemm_panels for every M: each result is summed in one order whatever M
+// and the thread count. Other types, and a matrix without rows or columns, are left as they are.
+void pack_panels(WeightMatrix& m);
+
 // float32 -> bfloat16 bits, rounding to nearest even (NaN stays NaN).
 uint16_t to_bf16(float x);
 
@@ -75,7 +88,8 @@ uint16_t to_bf16(float x);
 // and measurements of the crossover). bfloat16 weights have one product, the kernel table's.
 enum class ProductRoute { automatic, kernel, blas };
 
-// y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights go to the kernel
+// y [M, W.rows] = x [M, W.cols] @ W^T, or y += that (accumulate). float32 weights in panels go to
+// gemm_panels (threads take whole panels; route ignored). Other float32 weights go to the kernel
 // table's gemv_batch (each weight read once for all M rows) up to 8 or 11 rows, depending on the
 // matrix (matrix.cpp, measured), to gemm() (BLAS) above; bfloat16 weights always to gemm_bf16; int8 weights to matmul_int8
 // below (route ignored). Threads
