@@ -144,12 +144,13 @@ void prepare_engine_weights(EngineWeights& w, const ModelConfig& cfg, const std:
   }
   w.out = prepare_weights(values("out.weight"), V, H, 0, H, type);
   w.out_b = copy("out.bias");
-  // The decoder step's float32 matrices in panels (matrix.h): read as one stream per panel, once
-  // for a beam's or a batch's rows. (The encoder's stay row-major for its recurrence's products.)
-  for (auto& l : w.dec) {
-    pack_panels(l.w_ih);
-    pack_panels(l.w_hh);
-  }
+  // The float32 matrices in panels (matrix.h): read as one stream per panel, once for a beam's or
+  // a batch's rows; the encoder's recurrence then multiplies step by step with them too.
+  for (auto* layers : {&w.enc_fwd, &w.enc_bwd, &w.dec})
+    for (auto& l : *layers) {
+      pack_panels(l.w_ih);
+      pack_panels(l.w_hh);
+    }
   pack_panels(w.dec0_embed_cols);  // (after the projected table, which reads its rows)
   pack_panels(w.combine);
   pack_panels(w.out);

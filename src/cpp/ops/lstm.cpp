@@ -453,11 +453,13 @@ void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, co
   const int64_t G = 4 * H;
   for (int64_t n = 0; n < B; ++n)  // padding: zero outputs
     std::fill(hs + (n * S + lengths[n]) * H, hs + (n + 1) * S * H, 0.0f);
-  // The training recurrence's products (lstm_forward: the same fold, shapes and sums, so the same
-  // numbers), without its saved buffers: only the running state, in this thread's scratch. Rows
-  // run while t < lengths[n] (a prefix, the rows being sorted by length); a row's final state is
-  // written when it ends.
-  const bool fold = w_ih.is_f32() && w_hh.is_f32() && fold_input(B, I, H);
+  // Row-major weights: the training recurrence's products (lstm_forward: the same fold, shapes and
+  // sums, so the same numbers); weights in panels (the compiled decoder's): matmul's gemm_panels,
+  // the input product over all steps and then one product a step (its own sums; folding needs
+  // rows). Without the training's saved buffers: only the running state, in this thread's scratch.
+  // Rows run while t < lengths[n] (a prefix, the rows being sorted by length); a row's final state
+  // is written when it ends.
+  const bool fold = w_ih.is_f32() && w_hh.is_f32() && !w_ih.in_panels() && !w_hh.in_panels() && fold_input(B, I, H);
   const int64_t HX = fold ? H + I : H;  // state rows: [h | x_t] when folded, else h
   float* state = scratch<float>(Scratch::lstm_inference_state, B * (HX + 2 * H + G));
   float* hx = state;               // [B, HX]
@@ -482,7 +484,7 @@ void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, co
   // float32 recurrent weights are prepared once for the whole sequence (recurrent_weights.h)
   std::unique_ptr<RecurrentWeights<float>> recurrent;
   if (fold) recurrent.reset(new RecurrentWeights<float>(Trans::yes, HX, G, w_cat, HX, HX, G, /*accumulate=*/false));
-  else if (w_hh.is_f32())
+  else if (w_hh.is_f32() && !w_hh.in_panels())
     recurrent.reset(new RecurrentWeights<float>(Trans::yes, H, G, w_hh.f32.data(), H, HX, G, /*accumulate=*/true));
   for (int64_t t = 0; t < S; ++t) {
     int64_t active = 0;  // rows still running

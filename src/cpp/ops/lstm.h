@@ -75,10 +75,10 @@ void lstm_step_inference(float* h1, float* c1, float* gates, const float* h0, co
 // A padded sequence from a zero state, rows sorted by length (longest first; each >= 1).
 // out: hs [B,S,H] (0 past a length), hT [B,H], cT [B,H] (the state after each row's last step)
 // in:  x [B,S,I], w_ih [G,I], w_hh [G,H], b [G], lengths [B]
-// The products of lstm_forward (float32: the same numbers; a small input folded into each step's
-// product as there), without its saved buffers: the running state lives in this thread's scratch,
-// and the steps run over the rows still running. Unfolded, one product gives every step's input
-// part first.
+// The products of lstm_forward (row-major float32: the same numbers; a small input folded into
+// each step's product as there; float32 in panels: matmul's own sums, never folded), without its
+// saved buffers: the running state lives in this thread's scratch, and the steps run over the rows
+// still running. Unfolded, one product gives every step's input part first.
 void lstm_sequence_inference(float* hs, float* hT, float* cT, const float* x, const WeightMatrix& w_ih,
                              const WeightMatrix& w_hh, const float* b, const int64_t* lengths, int64_t B,
                              int64_t S, int64_t I, int64_t H);
