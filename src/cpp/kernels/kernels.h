@@ -54,8 +54,8 @@ struct KernelTable {
   void (*tanh_backward)(const T* dy, const T* y, T* d_pre, int64_t n);
   // float32 weights in panels (the compiled decoder's float32 storage, runtime/matrix.h): panel p
   // holds weight rows [16p, 16p + 16) column by column, P[(p * K + k) * 16 + j] = W[16p + j, k]
-  // (rows past N zero). Y[m, n] = sum_k W[n, k] X[m, k] + beta * Y[m, n] for n < N, m < M (beta 0
-  // never reads Y); X and Y rows ldx and ldy apart. Each Y[m, n] is summed in one lane, k in
+  // (rows past N zero). Y[m, n] = sum_k W[n, k] X[m, k] + beta * Y[m, n] for n < N, m < M, beta 0
+  // (never reads Y) or 1; X and Y rows ldx and ldy apart. Each Y[m, n] is summed in one lane, k in
   // increasing order, in blocks of 64 columns (each block's sum from zero, then the block sums in
   // order): the same bits whatever M, and however the caller splits the rows into whole panels.
   // Panels are read as one stream each, once for up to 6 inputs (AVX2 and up).

@@ -630,12 +630,12 @@ void tanh_backward(const T* dy, const T* y, T* d_pre, int64_t n) {
 constexpr int64_t kPanel = 16;       // weight rows per panel (runtime/matrix.h's kPanelRows)
 constexpr int64_t kPanelBlock = 64;  // columns summed from zero before joining a row's total
 
-// Y rows [0, M) of panel outputs [0, n) from the sums `total` [M][16] (beta 0 or 1).
+// Y rows [0, M) of panel outputs [0, n) from the sums `total` [M][16]: the sums, or Y + them (beta 1).
 inline void store_panel(const float* total, int64_t M, float* Y, int64_t ldy, int64_t n, float beta) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t j = 0; j < n; ++j) {
       float* y = Y + m * ldy + j;
-      *y = beta == 0.0f ? total[m * kPanel + j] : beta * *y + total[m * kPanel + j];
+      *y = beta == 0.0f ? total[m * kPanel + j] : *y + total[m * kPanel + j];
     }
 }
 
@@ -682,7 +682,17 @@ inline void panel_tile_store(const float* P, int64_t K, const float* X, int64_t 
   panel_tile<NP, MR>(P + p0 * K * kPanel, K, X + m0 * ldx, ldx, totals);
   for (int p = 0; p < NP; ++p) {
     const int64_t n0 = (p0 + p) * kPanel;
-    store_panel(totals + p * MR * kPanel, MR, Y + m0 * ldy + n0, ldy, N - n0 < kPanel ? N - n0 : kPanel, beta);
+    const float* t = totals + p * MR * kPanel;
+    if (N - n0 < kPanel) {  // the last, partial panel
+      store_panel(t, MR, Y + m0 * ldy + n0, ldy, N - n0, beta);
+      continue;
+    }
+    for (int m = 0; m < MR; ++m)  // whole vectors: the same sums as store_panel's
+      for (int h = 0; h < 2; ++h) {
+        float* y = Y + (m0 + m) * ldy + n0 + 8 * h;
+        const __m256 sums = _mm256_load_ps(t + m * kPanel + 8 * h);
+        _mm256_storeu_ps(y, beta == 0.0f ? sums : _mm256_add_ps(_mm256_loadu_ps(y), sums));
+      }
   }
 }
 
