@@ -739,30 +739,6 @@ class Launch:
     batches_per_epoch: int
 
 
-class RecordingReducer:
-    """The reducer train() is given, passing every call on to `inner` and keeping every update's
-    global loss."""
-
-    def __init__(self, inner):
-        self.inner, self.losses = inner, []
-        self.rank, self.world_size = inner.rank, inner.world_size
-
-    def shard(self, rows):
-        return self.inner.shard(rows)
-
-    def agree(self, value, name):
-        self.inner.agree(value, name)
-
-    def broadcast_parameters(self, params):
-        self.inner.broadcast_parameters(params)
-
-    def reduce(self, grads, loss, tokens, correct):
-        result = self.inner.reduce(grads, loss, tokens, correct)
-        self.losses.append(float(result[0]))
-        return result
-
-    def share(self, value):
-        return self.inner.share(value)
 
 
 def processes_worker(args, np, torch, s2sext) -> int:
@@ -770,7 +746,7 @@ def processes_worker(args, np, torch, s2sext) -> int:
     model of run_dates, a few warm-up updates on a throwaway model, then `args.epochs` epochs of
     `s2sext.train.train` (no validation); writes rank<N>.json into the directory `args.worker`."""
     from s2sext.distributed import TorchReducer, environment_world, init_from_environment
-    from s2sext.train import SingleProcess, train
+    from s2sext.train import RecordingReducer, SingleProcess, train
 
     world = environment_world()
     rank, world_size = (world[0], world[1]) if world else (0, 1)

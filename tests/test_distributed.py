@@ -15,7 +15,7 @@ mp = pytest.importorskip("torch.multiprocessing")
 
 from s2sext import Seq2Seq, _core  # noqa: E402
 from s2sext.data import build_vocabs, encode_pairs, make_task  # noqa: E402
-from s2sext.train import SingleProcess, _default_reducer, train  # noqa: E402
+from s2sext.train import RecordingReducer, SingleProcess, _default_reducer, train  # noqa: E402
 
 # 410 pairs in batches of 27: 16 batches an epoch, the last of 5 rows (shards of 2 and 3); 4 epochs
 # of 16 are the first 64 steps.
@@ -27,29 +27,6 @@ PAIRS, BATCH, EPOCHS = 410, 27, 4
 RELATIVE = 1e-5
 
 
-class Recording:
-    """A reducer that keeps every update's (global) loss."""
-
-    def __init__(self, inner):
-        self.inner, self.losses = inner, []
-        self.rank, self.world_size = inner.rank, inner.world_size
-
-    def shard(self, rows):
-        return self.inner.shard(rows)
-
-    def agree(self, value, name):
-        self.inner.agree(value, name)
-
-    def broadcast_parameters(self, params):
-        self.inner.broadcast_parameters(params)
-
-    def reduce(self, grads, loss, tokens, correct):
-        result = self.inner.reduce(grads, loss, tokens, correct)
-        self.losses.append(result[0])
-        return result
-
-    def share(self, value):
-        return self.inner.share(value)
 
 
 def task():
@@ -64,7 +41,7 @@ def run(reducer, directory, name, epochs=EPOCHS, resume=None, init_seed=0, **kw)
     """Train the tiny model; -> (per-update losses, history, log lines)."""
     src_vocab, tgt_vocab, tr, va = task()
     model = Seq2Seq(src_vocab, tgt_vocab, embed_size=8, hidden_size=16, attention="dot", seed=init_seed)
-    recording, lines = Recording(reducer), []
+    recording, lines = RecordingReducer(reducer), []
     history = train(model, tr, va, epochs=epochs, batch_size=BATCH, lr=0.01, progress=False, seed=3,
                     out=os.path.join(directory, f"{name}.s2s"), checkpoint=os.path.join(directory, f"{name}.ckpt"),
                     resume=resume, log=lines.append, reducer=recording, **kw)

@@ -286,6 +286,33 @@ class SingleProcess:
         return value
 
 
+class RecordingReducer:
+    """A gradient reducer that passes every call on to ``inner`` (:class:`SingleProcess`, a
+    :class:`s2sext.distributed.TorchReducer`) and keeps every update's global mean loss in
+    ``losses``: two runs (one process against several, say) are compared step by step by it."""
+
+    def __init__(self, inner):
+        self.inner, self.losses = inner, []
+        self.rank, self.world_size = inner.rank, inner.world_size
+
+    def shard(self, rows: int) -> slice:
+        return self.inner.shard(rows)
+
+    def agree(self, value, name: str) -> None:
+        self.inner.agree(value, name)
+
+    def broadcast_parameters(self, params: dict) -> None:
+        self.inner.broadcast_parameters(params)
+
+    def reduce(self, grads: dict, loss: float, tokens: int, correct: int):
+        result = self.inner.reduce(grads, loss, tokens, correct)
+        self.losses.append(float(result[0]))
+        return result
+
+    def share(self, value):
+        return self.inner.share(value)
+
+
 def _default_reducer():
     """A :class:`s2sext.distributed.TorchReducer` when torch.distributed has a process group of
     more than one process (torch is then imported already: a plain run never imports it), else

@@ -62,7 +62,7 @@ struct SearchOptions {
   // Forced first tokens per input (empty: none, or no entry per input): fed and scored, then the
   // search continues freely; all beams of an input share it. Ids in [4, V) or <unk> (3), at
   // most max_length of them.
-  std::vector<std::vector<int64_t>> target_prefix;
+  std::vector<std::vector<int64_t>> target_prefix{};
 };
 
 // std::invalid_argument unless 1 <= max_length, 0 <= min_length <= max_length,
