@@ -658,7 +658,12 @@ inline void panel_tile(const float* P, int64_t K, const float* X, int64_t ldx, f
         // A column of a panel is one cache line: with 4 inputs or more (8 FMAs or more a line) ask
         // for the one kPrefetch columns ahead, so that memory keeps up while they compute. (With
         // fewer the loads are the bottleneck, and the extra uop slowed a batch-1 decode.)
-        if (MR >= 4) _mm_prefetch(reinterpret_cast<const char*>(P + (p * K + k + kPrefetch) * kPanel), _MM_HINT_T0);
+        // (the address computed as an integer: near a panel's end it lies past the array, which a
+        // prefetch may touch but pointer arithmetic may not reach)
+        if (MR >= 4)
+          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(P) +
+                                                     sizeof(float) * static_cast<uintptr_t>((p * K + k + kPrefetch) * kPanel)),
+                       _MM_HINT_T0);
         w[p][0] = _mm256_load_ps(P + (p * K + k) * kPanel);
         w[p][1] = _mm256_load_ps(P + (p * K + k) * kPanel + 8);
       }
