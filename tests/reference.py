@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+import s2sext
+
 EPS32 = float(np.finfo(np.float32).eps)
 
 # float64 results vs the float64 reference. Both sides round each of at most K ~ 4H + I ~ 1036
@@ -34,6 +36,15 @@ RTOL64 = 1e-9
 FACTOR32 = 4.0
 FLOOR_ULPS32 = 8.0
 FLOOR_ABS32 = EPS32
+
+
+def with_kernel_path(name, fn, *args):
+    """fn(*args) with the SIMD kernel path `name` active; the previous path is restored after."""
+    previous = s2sext.set_kernel_path(name)
+    try:
+        return fn(*args)
+    finally:
+        s2sext.set_kernel_path(previous)
 
 
 def max_abs_err(ours, ref):

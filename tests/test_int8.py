@@ -9,18 +9,12 @@ import pytest
 import s2sext
 from s2sext import Decoder, Seq2Seq, _core
 
+from reference import with_kernel_path
+
 PATHS = list(s2sext.cpu_info()["available_paths"])
 N_SIZES = [1, 3, 13, 255]
 K_SIZES = [1, 7, 64, 255, 513]
 M_SIZES = list(range(1, 10)) + [32]
-
-
-def _with_path(name, fn, *args):
-    previous = s2sext.set_kernel_path(name)
-    try:
-        return fn(*args)
-    finally:
-        s2sext.set_kernel_path(previous)
 
 
 def _random_int8(rng, shape):
@@ -35,7 +29,7 @@ def test_gemm_i8_is_exact_on_every_path(path):
             for M in M_SIZES:
                 q_x, q_w = _random_int8(rng, (M, K)), _random_int8(rng, (N, K))
                 want = q_x.astype(np.int64) @ q_w.astype(np.int64).T  # exact
-                got = _with_path(path, _core.int8_gemm, q_x, q_w)
+                got = with_kernel_path(path, _core.int8_gemm, q_x, q_w)
                 assert got.dtype == np.int32
                 np.testing.assert_array_equal(got, want, err_msg=f"{path} M={M} N={N} K={K}")
 
@@ -47,7 +41,7 @@ def test_gemm_i8_extremes(path):
     K = 65536 - 64
     for sx, sw in ((127, 127), (-127, 127), (-127, -127)):
         q_x, q_w = np.full((3, K), sx, np.int8), np.full((5, K), sw, np.int8)
-        got = _with_path(path, _core.int8_gemm, q_x, q_w)
+        got = with_kernel_path(path, _core.int8_gemm, q_x, q_w)
         np.testing.assert_array_equal(got, np.full((3, 5), sx * sw * K, np.int64))
 
 
@@ -69,7 +63,7 @@ def test_row_quantizer_is_the_rule_on_every_path(path):
     for K in K_SIZES:
         for M in (1, 3, 9):
             x = _rows_to_quantize(rng, M, K)
-            q, scale = _with_path(path, _core.int8_quantize_rows, x)
+            q, scale = with_kernel_path(path, _core.int8_quantize_rows, x)
             rule_q, rule_scale = _core.quantize_int8(x)
             np.testing.assert_array_equal(scale, rule_scale)
             np.testing.assert_array_equal(q, rule_q, err_msg=f"{path} M={M} K={K}")
@@ -99,8 +93,8 @@ def test_matmul_int8_equals_its_formula_bit_for_bit(path):
                 w = rng.standard_normal((N, K)).astype(np.float32)
                 x = rng.standard_normal((M, K)).astype(np.float32)
                 y0 = rng.standard_normal((M, N)).astype(np.float32)
-                np.testing.assert_array_equal(_with_path(path, _core.int8_matmul, w, x), _matmul_reference(w, x))
-                np.testing.assert_array_equal(_with_path(path, _core.int8_matmul, w, x, y0),
+                np.testing.assert_array_equal(with_kernel_path(path, _core.int8_matmul, w, x), _matmul_reference(w, x))
+                np.testing.assert_array_equal(with_kernel_path(path, _core.int8_matmul, w, x, y0),
                                               _matmul_reference(w, x, y0))
 
 
@@ -177,7 +171,7 @@ def reference_int8_greedy(model, src, max_length):
     H, E, L, V = cfg.hidden_size, cfg.embed_size, cfg.num_layers, p["out.weight"].shape[0]
     S = src.shape[0]
     x = _dequantized(p["src_embed"])[src]  # [S, E]
-    hs_all, finals = [], []
+    finals = []
     for l in range(L):
         w_ih, w_hh, b = _Int8Matrix(p[f"encoder.l{l}.w_ih"]), _Int8Matrix(p[f"encoder.l{l}.w_hh"]), p[f"encoder.l{l}.b"]
         x_proj = w_ih(x)

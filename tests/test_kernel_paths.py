@@ -16,7 +16,7 @@ import pytest
 
 import s2sext
 
-from reference import assert_close, every_kernel
+from reference import assert_close, every_kernel, with_kernel_path
 
 PATHS = list(s2sext.cpu_info()["available_paths"])
 SIMD_PATHS = [p for p in PATHS if p != "portable"]
@@ -26,21 +26,13 @@ KNOWN_PATHS = {"portable", "avx2", "avx512", "avx512_vnni", "avx512_bf16"}
 SIZES = [(3, 13, 16, 255), (3, 13, 5, 7), (1, 1, 1, 1)]
 
 
-def _with_path(name, fn, *args):
-    previous = s2sext.set_kernel_path(name)
-    try:
-        return fn(*args)
-    finally:
-        s2sext.set_kernel_path(previous)
-
-
 @pytest.mark.parametrize("B,S,I,H", SIZES, ids=[f"B{b}-S{s}-I{i}-H{h}" for b, s, i, h in SIZES])
 @pytest.mark.parametrize("path", SIMD_PATHS)
 def test_path_matches_portable(path, B, S, I, H):
-    ref64 = _with_path("portable", every_kernel, B, S, I, H, np.float64, 7)
-    portable32 = _with_path("portable", every_kernel, B, S, I, H, np.float32, 7)
-    ours64 = _with_path(path, every_kernel, B, S, I, H, np.float64, 7)
-    ours32 = _with_path(path, every_kernel, B, S, I, H, np.float32, 7)
+    ref64 = with_kernel_path("portable", every_kernel, B, S, I, H, np.float64, 7)
+    portable32 = with_kernel_path("portable", every_kernel, B, S, I, H, np.float32, 7)
+    ours64 = with_kernel_path(path, every_kernel, B, S, I, H, np.float64, 7)
+    ours32 = with_kernel_path(path, every_kernel, B, S, I, H, np.float32, 7)
     assert set(ours64) == set(ref64) == set(ours32)
     failures = []
     for name in ref64:
