@@ -361,3 +361,12 @@ def test_s2sext_torch_modules_under_ddp_equal_one_process(tmp_path):
         np.testing.assert_allclose(got["losses"], single_losses, rtol=1e-10)
         for mine, theirs in zip(got["params"], single_params):
             torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_recording_reducer_keeps_the_losses_and_rejects_a_non_reducer():
+    recording = RecordingReducer(SingleProcess())
+    assert (recording.rank, recording.world_size) == (0, 1)
+    assert recording.reduce({}, 0.25, 4, 3) == (0.25, 4, 3)
+    assert recording.losses == [0.25]
+    with pytest.raises(TypeError, match="inner must be a gradient reducer.*int has no rank, world_size, shard"):
+        RecordingReducer(3)

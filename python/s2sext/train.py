@@ -291,7 +291,13 @@ class RecordingReducer:
     :class:`s2sext.distributed.TorchReducer`) and keeps every update's global mean loss in
     ``losses``: two runs (one process against several, say) are compared step by step by it."""
 
+    MEMBERS = ("rank", "world_size", "shard", "agree", "broadcast_parameters", "reduce", "share")
+
     def __init__(self, inner):
+        missing = [m for m in self.MEMBERS if not hasattr(inner, m)]
+        if missing:
+            raise TypeError(f"RecordingReducer: inner must be a gradient reducer (as SingleProcess); "
+                            f"{type(inner).__name__} has no {', '.join(missing)}")
         self.inner, self.losses = inner, []
         self.rank, self.world_size = inner.rank, inner.world_size
 

@@ -89,14 +89,15 @@ namespace {
 constexpr int64_t kMinShareWeights = 65536;
 constexpr int64_t kMinShareMacs = 262144;
 
-// Runs fn(r0, r1) on ranges of whole blocks of 8 weight rows, split between threads.
+// Runs fn(r0, r1) on ranges of whole blocks of `block` weight rows (8; a panel's 16), split
+// between threads.
 template <class F>
-void split_weight_rows(const WeightMatrix& W, int64_t M, F&& fn) {
-  const int64_t blocks = (W.rows + 7) / 8;
+void split_weight_rows(const WeightMatrix& W, int64_t M, F&& fn, int64_t block = 8) {
+  const int64_t blocks = (W.rows + block - 1) / block;
   const int64_t share = std::min(kMinShareWeights, kMinShareMacs / std::max<int64_t>(M, 1));
-  const int64_t min_blocks = (share + 8 * W.cols - 1) / (8 * W.cols);
+  const int64_t min_blocks = (share + block * W.cols - 1) / (block * W.cols);
   parallel_ranges(blocks, min_blocks, [&](int64_t blk0, int64_t blk1) {
-    fn(blk0 * 8, std::min(W.rows, blk1 * 8));
+    fn(blk0 * block, std::min(W.rows, blk1 * block));
   });
 }
 
@@ -129,14 +130,9 @@ void matmul(const WeightMatrix& W, const float* x, int64_t M, float* y, bool acc
   const float beta = accumulate ? 1.0f : 0.0f;
   if (W.in_panels()) {
     const KernelTable<float>& k = kernels<float>();
-    const int64_t panels = (W.rows + kPanelRows - 1) / kPanelRows;
-    // whole panels per thread, at least the shares split_weight_rows allows
-    const int64_t share = std::min(kMinShareWeights, kMinShareMacs / M);
-    const int64_t min_panels = (share + kPanelRows * W.cols - 1) / (kPanelRows * W.cols);
-    parallel_ranges(panels, min_panels, [&](int64_t p0, int64_t p1) {
-      const int64_t r0 = p0 * kPanelRows, r1 = std::min(W.rows, p1 * kPanelRows);
-      k.gemm_panels(W.panels.data() + p0 * W.cols * kPanelRows, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, M, beta);
-    });
+    split_weight_rows(W, M, [&](int64_t r0, int64_t r1) {  // whole panels per thread
+      k.gemm_panels(W.panels.data() + r0 * W.cols, W.cols, x, W.cols, y + r0, W.rows, r1 - r0, M, beta);
+    }, kPanelRows);
     return;
   }
   if (W.is_bf16()) {
